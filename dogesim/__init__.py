@@ -1,0 +1,84 @@
+"""dogesim: simulate subjects walking a probabilistic state machine, stream their events.
+
+The core (model, engine, in-memory and printing sinks, doge-datagen compatible names) is
+imported here; sinks with heavy optional dependencies (Kafka, Avro, SQL, files) and the
+reporting tools load on first use, so ``import dogesim`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from dogesim.compat import DataOnlineGenerator, Subject, SubjectFactory
+from dogesim.engine import RunResult, Simulation
+from dogesim.errors import DogesimError, ModelError, RunError, SinkError
+from dogesim.model import Model, Transition
+from dogesim.sinks.base import CountingSink, DeliveryLedger, EventSink, LedgeredSink, Sink
+from dogesim.sinks.memory import Event, MemorySink
+from dogesim.sinks.printing import PrintingSink
+
+try:
+    __version__ = version("dogesim")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+logging.getLogger("dogesim").addHandler(logging.NullHandler())
+
+#: Public names served lazily from modules with optional dependencies.
+_LAZY = {
+    "KafkaSink": "dogesim.sinks.kafka",
+    "KafkaSinkFactory": "dogesim.sinks.kafka",
+    "KafkaAvroSinkFactory": "dogesim.sinks.kafka_avro",
+    "DbSink": "dogesim.sinks.db",
+    "DbSinkFactory": "dogesim.sinks.db",
+    "JsonLinesSink": "dogesim.sinks.files",
+    "CsvSink": "dogesim.sinks.files",
+    "DataOnlineGeneratorGrapher": "dogesim.graph",
+}
+
+__all__ = [
+    "CountingSink",
+    "CsvSink",
+    "DataOnlineGenerator",
+    "DataOnlineGeneratorGrapher",
+    "DbSink",
+    "DbSinkFactory",
+    "DeliveryLedger",
+    "DogesimError",
+    "Event",
+    "EventSink",
+    "JsonLinesSink",
+    "KafkaAvroSinkFactory",
+    "KafkaSink",
+    "KafkaSinkFactory",
+    "LedgeredSink",
+    "MemorySink",
+    "Model",
+    "ModelError",
+    "PrintingSink",
+    "RunError",
+    "RunResult",
+    "Simulation",
+    "Sink",
+    "SinkError",
+    "Subject",
+    "SubjectFactory",
+    "Transition",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dogesim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

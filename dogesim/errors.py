@@ -1,0 +1,39 @@
+"""The exceptions dogesim raises.
+
+- `DogesimError`: the root of every error dogesim raises on purpose.
+- `ModelError`: a model (states, transitions, settings or a model file) is invalid. It
+  subclasses `ValueError`, so doge-datagen code that catches `ValueError` keeps working.
+- `SinkError`: a sink could not deliver every event it was given; carries the delivery
+  ledger(s) so callers can see exactly how many events arrived and how many did not.
+- `RunError`: a run was used the wrong way (for example started twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dogesim.sinks.base import DeliveryLedger
+
+__all__ = ["DogesimError", "ModelError", "RunError", "SinkError"]
+
+
+class DogesimError(Exception):
+    """Root of all errors raised on purpose by dogesim."""
+
+
+class ModelError(DogesimError, ValueError):
+    """An invalid model: the message names the state, transition, key or value at fault."""
+
+
+class RunError(DogesimError, RuntimeError):
+    """A simulation run was used in a way it does not support."""
+
+
+class SinkError(DogesimError):
+    """A sink failed to deliver events; `ledgers` says how many arrived and how many did not."""
+
+    def __init__(self, message: str, ledgers: Sequence[DeliveryLedger] = ()) -> None:
+        super().__init__(message)
+        self.ledgers: tuple[DeliveryLedger, ...] = tuple(ledgers)

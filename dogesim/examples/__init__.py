@@ -1,0 +1,1 @@
+"""Ready-made models in Python: `banking` (the doge-datagen README's model)."""
