@@ -77,10 +77,8 @@ class DataOnlineGenerator(Generic[Subject]):
         self.tick_ms = _positive_int(tick_ms, "tick_ms")
         self.ticks_num = _positive_int(ticks_num, "ticks_num")
         self.timestamp = _timestamp(timestamp_start)
-        if (
-            subject_factory is None
-            or not callable(getattr(subject_factory, "create", None))
-            and not callable(subject_factory)
+        if subject_factory is None or (
+            not callable(getattr(subject_factory, "create", None)) and not callable(subject_factory)
         ):
             raise ModelError(
                 f"subject_factory must have a create() method or be callable, "
@@ -114,8 +112,7 @@ class DataOnlineGenerator(Generic[Subject]):
     def probability_matrix(self) -> dict[str, dict[str, float]]:
         """``{from_state: {trigger: probability}}`` (doge-datagen's attribute, read-only)."""
         return {
-            s: {t.trigger: t.probability for t in self.model.outgoing(s)}
-            for s in self.model.states
+            s: {t.trigger: t.probability for t in self.model.outgoing(s)} for s in self.model.states
         }
 
     def add_transition(

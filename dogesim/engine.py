@@ -19,15 +19,17 @@ Within a tick subjects are handled in creation order; events are stamped
 
 from __future__ import annotations
 
-import itertools
+import gc
 import logging
 import math
+import operator
+import os
 import random
 import secrets
 import sys
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 from types import SimpleNamespace
@@ -36,17 +38,17 @@ from typing import Any
 import numpy as np
 import simpy
 
+from dogesim.calendar import Calendar
 from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.sinks.base import DeliveryLedger, ledger_of
 
 __all__ = ["RunResult", "Simulation", "sink_name"]
 
-LOGGER = logging.getLogger("dogesim")
+#: Ticks with fewer subjects due than this are handled without numpy.
+_SMALL_TICK = 64
 
-#: Uniform variates are drawn from numpy in chunks of this size (the stream does not depend
-#: on it: PCG64 yields one double per 64-bit output).
-_CHUNK = 1 << 15
+LOGGER = logging.getLogger("dogesim")
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -54,9 +56,9 @@ def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ModelError(f"{name} must be a positive whole number, got {value!r}")
     if isinstance(value, Integral):
-        number = int(value)
+        number = operator.index(value)
     elif float(value).is_integer():
-        number = int(value)
+        number = int(float(value))
     else:
         raise ModelError(f"{name} must be a positive whole number, got {value!r}")
     if number <= 0:
@@ -67,7 +69,24 @@ def _positive_int(value: object, name: str) -> int:
 def _timestamp(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
         raise ModelError(f"timestamp_start must be a number of epoch milliseconds, got {value!r}")
-    return int(value)
+    return int(float(value)) if not isinstance(value, Integral) else operator.index(value)
+
+
+#: Environment variable that seeds runs whose code gives no seed (doge-datagen programs).
+SEED_VARIABLE = "DOGESIM_SEED"
+
+
+def _seed_from_environment() -> int | None:
+    text = os.environ.get(SEED_VARIABLE, "").strip()
+    if not text:
+        return None
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise ModelError(f"{SEED_VARIABLE} must be a non-negative integer, got {text!r}")
+    return seed
 
 
 def sink_name(sink: object) -> str:
@@ -148,12 +167,6 @@ class RunResult:
         return "\n".join(lines)
 
 
-def _uniforms(rng: np.random.Generator) -> Callable[[], float]:
-    """A fast ``next()`` over an endless stream of uniform [0, 1) floats from `rng`."""
-    chunks: Iterator[list[float]] = iter(lambda: rng.random(_CHUNK).tolist(), None)
-    return itertools.chain.from_iterable(chunks).__next__
-
-
 class Simulation:
     """One run of `model` over a population of subjects.
 
@@ -167,8 +180,10 @@ class Simulation:
         ticks: number of ticks to simulate (ticks ``0 .. ticks-1``).
         tick_ms: length of a tick in milliseconds.
         timestamp_start: timestamp of tick 0, epoch milliseconds.
-        seed: the seed; the same model and seed give the same event stream. Without one a
-            seed is picked at random and reported in the result.
+        seed: the seed; the same model and seed give the same event stream. Without one the
+            ``DOGESIM_SEED`` environment variable is used when set (so programs that give no
+            seed, like doge-datagen's, can be made reproducible unchanged), else a seed is
+            picked at random; either way `RunResult.seed` reports it.
         seed_globals: also seed Python's global `random` module (and numpy's legacy global
             generator) with `seed` before subjects are created, so factories and callbacks
             that draw from them, as doge-datagen programs do, are reproducible too.
@@ -197,6 +212,8 @@ class Simulation:
         self.tick_ms = _positive_int(tick_ms, "tick_ms")
         self.timestamp_start = _timestamp(timestamp_start)
         if seed is None:
+            seed = _seed_from_environment()
+        if seed is None:
             seed = secrets.randbits(63)
         elif isinstance(seed, bool) or not isinstance(seed, Integral) or int(seed) < 0:
             raise ModelError(f"seed must be a non-negative integer, got {seed!r}")
@@ -224,7 +241,7 @@ class Simulation:
         self.env = env if env is not None else simpy.Environment()
         self.progress = progress
         self.subjects: list[Any] = []
-        self._state: list[int] = []
+        self._state: np.ndarray = np.empty(0, dtype=np.int32)
         self._ran = False
         self.result: RunResult | None = None
 
@@ -241,9 +258,7 @@ class Simulation:
                 notes).
         """
         if self._ran:
-            raise RunError(
-                "this Simulation already ran and its sinks are closed; build a new one"
-            )
+            raise RunError("this Simulation already ran and its sinks are closed; build a new one")
         self._ran = True
         sinks = self.model.sinks()
         started = time.perf_counter()
@@ -256,8 +271,11 @@ class Simulation:
         try:
             self._create_subjects()
             self._prepare()
+            self._failure: BaseException | None = None
             self.env.process(self._ticker())
             self.env.run()
+            if self._failure is not None:
+                raise self._failure
         except BaseException as exc:
             for error in self._close_sinks(sinks):
                 _add_note(exc, f"while stopping, closing a sink also failed: {error}")
@@ -276,7 +294,7 @@ class Simulation:
     def subject_states(self) -> list[str]:
         """The current state of every subject, in creation order."""
         names = self.model.states
-        return [names[s] for s in self._state]
+        return [names[s] for s in self._state.tolist()]
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -287,155 +305,175 @@ class Simulation:
                 np.random.seed(self.seed % (1 << 32))
         if self._given_subjects is not None:
             self.subjects = list(self._given_subjects)
-        elif self._factory is not None:
-            factory = self._factory
-            self.subjects = [factory() for _ in range(self.subjects_num)]
-        else:
-            self.subjects = [SimpleNamespace(id=i) for i in range(self.subjects_num)]
+            return
+        # Creating a population only allocates: the cyclic garbage collector would scan the
+        # growing heap again and again for nothing (a third of the time for 1M subjects).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            if self._factory is not None:
+                factory = self._factory
+                self.subjects = [factory() for _ in range(self.subjects_num)]
+            else:
+                self.subjects = [SimpleNamespace(id=i) for i in range(self.subjects_num)]
+        finally:
+            if collecting:
+                gc.enable()
 
     def _prepare(self) -> None:
-        """Build the lookup tables and file every subject under its first attempt tick."""
+        """Build the per-state lookup arrays and file every subject at its first attempt."""
         model = self.model
         n_states = len(model.states)
-        transitions = list(model.transitions)
-        self._transitions = transitions
-        index = {t: j for j, t in enumerate(transitions)}
-        # Per state: index of its first transition, bisect thresholds (None when only one),
-        # and 1/ln(1-P) for the geometric skip (None when the state never moves).
-        self._first: list[int] = [0] * n_states
-        self._thresholds: list[list[float] | None] = [None] * n_states
-        self._invlog: list[float | None] = [None] * n_states
+        # Transitions grouped by their from-state; `_order[j]` is the j-th of that grouping.
         order: list[Transition] = []
+        first = np.zeros(n_states, dtype=np.int64)
+        width = max((len(model.outgoing(s)) for s in model.states), default=1)
+        thresholds = np.full((n_states, max(width - 1, 0)), 2.0)
+        invlog = np.full(n_states, np.nan)
         for s, name in enumerate(model.states):
             outgoing = list(model.outgoing(name))
-            self._first[s] = len(order)
+            first[s] = len(order)
             order.extend(outgoing)
             total = sum(t.probability for t in outgoing) / 100.0
             if total <= 0.0:
-                continue
-            if len(outgoing) > 1:
-                cumulative, thresholds = 0.0, []
-                for t in outgoing[:-1]:
-                    cumulative += t.probability / 100.0
-                    thresholds.append(cumulative / total)
-                self._thresholds[s] = thresholds
+                continue  # never moves: stays out of the calendar
+            cumulative = 0.0
+            for k, t in enumerate(outgoing[:-1]):
+                cumulative += t.probability / 100.0
+                thresholds[s, k] = cumulative / total
             if total >= 1.0:
-                self._invlog[s] = 0.0
-            else:
-                inv = 1.0 / math.log1p(-total) if total > 1e-300 else -math.inf
-                self._invlog[s] = inv if math.isfinite(inv) else None
-        # Tables indexed by position in `order` (grouped by state); map back to model order.
+                invlog[s] = 0.0
+            elif total > 1e-300:
+                inv = 1.0 / math.log1p(-total)
+                invlog[s] = inv if math.isfinite(inv) else np.nan
+        position = {id(t): j for j, t in enumerate(model.transitions)}
         self._order = order
-        self._order_to_model = [index[t] for t in order]
-        self._to = [model.index(t.to_state) for t in order]
+        self._order_to_model = np.asarray([position[id(t)] for t in order], dtype=np.int64)
+        self._first = first
+        self._first_list: list[int] = first.tolist()
+        self._thresholds = thresholds
+        self._threshold_lists: list[list[float]] = [
+            [x for x in row if x <= 1.0] for row in thresholds.tolist()
+        ]
+        self._invlog = invlog
+        self._to = np.asarray([model.index(t.to_state) for t in order], dtype=np.int64)
         self._callbacks = [t.action_callback for t in order]
         self._collectors = [tuple(s.collect for s in t.event_sinks) for t in order]
-        self._events = [0] * len(order)
-        self._vetoes = [0] * len(order)
-        self._snap_ticks: list[int] = []
-        self._snap_events: list[list[int]] = []
+        self._python = [
+            bool(self._callbacks[j] is not None or self._collectors[j]) for j in range(len(order))
+        ]
+        self._rows: list[tuple[int, np.ndarray, np.ndarray | None]] = []
 
-        rng = np.random.default_rng(self.seed)
+        self._rng = np.random.default_rng(self.seed)
         n = self.subjects_num
         initial = model.index(model.initial_state)
-        self._state = [initial] * n
-        self._buckets: list[list[int] | None] = [None] * self.ticks
-        inv = self._invlog[initial]
-        if inv is not None:
-            u = rng.random(n)
-            if inv == 0.0:
-                first = np.zeros(n, dtype=np.int64)
-            else:
-                raw = np.minimum(np.log1p(-u) * inv, float(self.ticks))
-                first = raw.astype(np.int64)
-            due = np.flatnonzero(first < self.ticks)
-            ticks_due = first[due]
-            ranked = due[np.argsort(ticks_due, kind="stable")]
-            counts = np.bincount(ticks_due, minlength=self.ticks)
-            ends = np.cumsum(counts)
-            starts = ends - counts
-            for t in np.flatnonzero(counts).tolist():
-                self._buckets[t] = ranked[starts[t] : ends[t]].tolist()
-        self._uniform = _uniforms(rng)
+        self._state = np.full(n, initial, dtype=np.int32)
+        self._calendar = Calendar()
+        self._file(np.arange(n, dtype=np.int64), self._state, -1)
+
+    def _file(self, subjects: np.ndarray, states: np.ndarray, tick: int) -> None:
+        """File `subjects` (now in `states`, just handled at `tick`) at their next attempt."""
+        waits = np.log1p(-self._rng.random(len(subjects))) * self._invlog[states]
+        keep = waits < self.ticks - tick - 1  # NaN (never moves) compares False
+        if not keep.all():
+            subjects, waits = subjects[keep], waits[keep]
+        due = waits.astype(np.int64)
+        due += tick + 1
+        self._calendar.file(subjects, due)
 
     # -- the run ---------------------------------------------------------------------------
 
-    def _ticker(self) -> Iterator[simpy.events.Event]:
+    def _ticker(self) -> Generator[simpy.events.Event, Any, None]:
         """The SimPy process that walks the calendar from one busy tick to the next."""
         env = self.env
         base = env.now
-        buckets = self._buckets
-        ticks = self.ticks
+        calendar = self._calendar
         progress = self.progress
-        t = 0
-        while t < ticks:
-            if buckets[t] is None:
-                t += 1
-                continue
-            wait = base + t - env.now
-            if wait > 0:
-                yield env.timeout(wait)
-            self._tick(t)
-            self._snap_ticks.append(t)
-            self._snap_events.append(self._events[:])
-            t += 1
+        try:
+            while (t := calendar.next_tick()) is not None:
+                wait = base + t - env.now
+                if wait > 0:
+                    yield env.timeout(wait)
+                self._tick(t, calendar.take(t))
+                if progress is not None:
+                    progress(t + 1)
             if progress is not None:
-                progress(t)
-        if progress is not None:
-            progress(ticks)
+                progress(self.ticks)
+        except BaseException as exc:
+            # SimPy would re-raise a re-built copy of the exception (losing attributes such
+            # as a SinkError's ledgers); keep the original and raise it from run().
+            self._failure = exc
 
-    def _tick(self, t: int) -> None:
-        """Handle every subject due at tick `t`, in creation order."""
-        due = self._buckets[t]
-        self._buckets[t] = None
-        if due is None:
+    def _tick(self, t: int, due: np.ndarray) -> None:
+        """Handle the subjects `due` at tick `t` (sorted: creation order)."""
+        n_due = len(due)
+        if n_due == 0:
             return
-        due.sort()
-        buckets = self._buckets
-        ticks = self.ticks
-        state = self._state
+        states = self._state[due]
+        u = self._rng.random(n_due) if self._thresholds.shape[1] else None
+        if n_due < _SMALL_TICK:
+            # Few subjects: plain Python beats numpy's fixed cost per call. The choice
+            # (count of thresholds <= u) is the same as the vectorised one, bit for bit.
+            first = self._first_list
+            thresholds = self._threshold_lists
+            if u is None:
+                chosen_list = [first[s] for s in states.tolist()]
+            else:
+                chosen_list = [
+                    first[s] + bisect_right(thresholds[s], x)
+                    for s, x in zip(states.tolist(), u.tolist(), strict=True)
+                ]
+            chosen = np.asarray(chosen_list, dtype=np.int64)
+        else:
+            chosen = self._first[states]
+            if u is not None:
+                chosen += (self._thresholds[states] <= u[:, None]).sum(axis=1)
+            chosen_list = chosen.tolist()
+        vetoed = self._dispatch(t, due.tolist(), chosen_list)
+        n_tr = len(self._order)
+        targets = self._to[chosen]
+        if vetoed:
+            moved = np.ones(n_due, dtype=bool)
+            moved[vetoed] = False
+            veto_counts: np.ndarray | None = np.bincount(chosen[~moved], minlength=n_tr)
+            targets = np.where(moved, targets, states)
+            event_counts = np.bincount(chosen[moved], minlength=n_tr)
+        else:
+            veto_counts = None
+            event_counts = np.bincount(chosen, minlength=n_tr)
+        self._state[due] = targets
+        self._rows.append((t, event_counts, veto_counts))
+        self._file(due, targets, t)
+
+    def _dispatch(self, t: int, due: list[int], chosen: list[int]) -> list[int]:
+        """Run callbacks and feed sinks, subject by subject; return the vetoed positions."""
+        vetoed: list[int] = []
+        python = self._python
+        if not any(python[j] for j in set(chosen)):
+            return vetoed
         subjects = self.subjects
-        first = self._first
-        thresholds = self._thresholds
-        invlog = self._invlog
-        to = self._to
         callbacks = self._callbacks
         collectors = self._collectors
         order = self._order
-        events = self._events
-        vetoes = self._vetoes
-        uniform = self._uniform
-        log = math.log
         ts = self.timestamp_start + t * self.tick_ms
-        after = t + 1
-        for i in due:
-            s = state[i]
-            thr = thresholds[s]
-            j = first[s] if thr is None else first[s] + bisect_right(thr, uniform())
+        for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
             callback = callbacks[j]
-            if callback is not None and not callback(subjects[i], order[j]):
-                vetoes[j] += 1
-                s_next = s
+            if callback is not None:
+                subject = subjects[i]
+                transition = order[j]
+                if not callback(subject, transition):
+                    vetoed.append(k)
+                    continue
+                for collect in collectors[j]:
+                    collect(ts, subject, transition)
             else:
-                s_next = to[j]
-                state[i] = s_next
                 sinks = collectors[j]
                 if sinks:
                     subject = subjects[i]
                     transition = order[j]
                     for collect in sinks:
                         collect(ts, subject, transition)
-                events[j] += 1
-            inv = invlog[s_next]
-            if inv is None:
-                continue
-            nt = after + int(log(1.0 - uniform()) * inv) if inv else after
-            if nt < ticks:
-                bucket = buckets[nt]
-                if bucket is None:
-                    buckets[nt] = [i]
-                else:
-                    bucket.append(i)
+        return vetoed
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -459,8 +497,11 @@ class Simulation:
     def _ledgers(self, sinks: list[Any]) -> list[DeliveryLedger]:
         """Each sink's own ledger, or one built from what the engine handed it."""
         handed: dict[int, int] = {}
+        totals = np.zeros(len(self._order), dtype=np.int64)
+        for _, events, _ in self._rows:
+            totals += events
         for position, transition in enumerate(self._order):
-            count = self._events[position] if hasattr(self, "_events") else 0
+            count = int(totals[position])
             for sink in transition.event_sinks:
                 handed[id(sink)] = handed.get(id(sink), 0) + count
         out = []
@@ -473,34 +514,34 @@ class Simulation:
         return out
 
     def _result(self, ledgers: list[DeliveryLedger], wall: float) -> RunResult:
+        model = self.model
         n_tr = len(self._order)
-        n_states = len(self.model.states)
         per_tick = np.zeros((self.ticks, n_tr), dtype=np.int64)
-        if self._snap_ticks:
-            cumulative = np.asarray(self._snap_events, dtype=np.int64).reshape(-1, n_tr)
-            per_tick[np.asarray(self._snap_ticks)] = np.diff(
-                cumulative, axis=0, prepend=np.zeros((1, n_tr), dtype=np.int64)
-            )
+        vetoes = np.zeros(n_tr, dtype=np.int64)
+        for t, events, vetoed in self._rows:
+            per_tick[t] = events
+            if vetoed is not None:
+                vetoes += vetoed
         # Columns back in model order.
-        model_order = np.empty(n_tr, dtype=np.int64)
-        model_order[np.asarray(self._order_to_model, dtype=np.int64)] = np.arange(n_tr)
-        per_tick = per_tick[:, model_order] if n_tr else per_tick
-        flow = np.zeros((n_tr, n_states), dtype=np.int64)
-        for j, t in enumerate(self.model.transitions):
-            flow[j, self.model.index(t.from_state)] -= 1
-            flow[j, self.model.index(t.to_state)] += 1
+        to_model = np.empty(n_tr, dtype=np.int64)
+        to_model[self._order_to_model] = np.arange(n_tr)
+        per_tick = per_tick[:, to_model]
+        vetoes = vetoes[to_model]
+        flow = np.zeros((n_tr, len(model.states)), dtype=np.int64)
+        for j, transition in enumerate(model.transitions):
+            flow[j, model.index(transition.from_state)] -= 1
+            flow[j, model.index(transition.to_state)] += 1
         occupancy = np.cumsum(per_tick @ flow, axis=0)
-        occupancy[:, self.model.index(self.model.initial_state)] += self.subjects_num
-        vetoes = np.asarray(self._vetoes, dtype=np.int64)[model_order]
+        occupancy[:, model.index(model.initial_state)] += self.subjects_num
         return RunResult(
             seed=self.seed,
-            states=self.model.states,
-            transitions=tuple(self.model.transitions),
+            states=model.states,
+            transitions=tuple(model.transitions),
             subjects=self.subjects_num,
             ticks=self.ticks,
             tick_ms=self.tick_ms,
             timestamp_start=self.timestamp_start,
-            initial_state=self.model.initial_state,
+            initial_state=model.initial_state,
             occupancy=occupancy,
             events_per_tick=per_tick,
             attempts=per_tick.sum(axis=0) + vetoes,

@@ -167,7 +167,8 @@ class Model:
             f"{self.name}: transition {trigger!r} "
             f"({transition.from_state!r} -> {transition.to_state!r})"
         )
-        for role, state in (("from_state", transition.from_state), ("to_state", transition.to_state)):
+        ends = (("from_state", transition.from_state), ("to_state", transition.to_state))
+        for role, state in ends:
             if not isinstance(state, str) or state not in self._index:
                 raise ModelError(
                     f"{where}: {role} {state!r} is not one of the states {list(self.states)}"

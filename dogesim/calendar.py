@@ -1,0 +1,129 @@
+"""`Calendar`: which subjects are due to attempt a transition at which tick.
+
+Ticks are grouped in blocks of ``2**BLOCK_BITS``. Subjects due in a later block wait in that
+block's pair of flat lists (subject, tick); when the clock reaches the block they are sorted
+into per-tick arrays in one numpy pass. Subjects due within the current block go straight to
+their tick. Large filings are grouped with numpy (a few calls per tick, whatever the number of
+subjects), small ones with a plain loop (no fixed numpy cost), and an empty stretch of ticks
+costs nothing. A subject is in the calendar at most once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BLOCK_BITS", "Calendar"]
+
+#: log2 of the number of ticks in a block.
+BLOCK_BITS = 6
+#: Filings smaller than this are grouped by a Python loop rather than numpy.
+_SMALL = 48
+
+
+class Calendar:
+    """Subjects due per tick, filed in bulk, taken one tick at a time in tick order."""
+
+    def __init__(self) -> None:
+        self._block = -1  # the block whose ticks are in `_ticks`
+        self._ticks: dict[int, list[Any]] = {}  # tick -> chunks (arrays or lists of ints)
+        self._pending: dict[int, tuple[list[int], list[int]]] = {}
+        self._heap: list[int] = []
+
+    def __len__(self) -> int:
+        """Number of subjects filed and not yet taken."""
+        n = sum(len(c) for chunks in self._ticks.values() for c in chunks)
+        return n + sum(len(s) for s, _ in self._pending.values())
+
+    def file(self, subjects: np.ndarray, ticks: np.ndarray) -> None:
+        """File ``subjects[k]`` as due at ``ticks[k]``, every tick later than the last taken."""
+        n = len(subjects)
+        if n == 0:
+            return
+        if n < _SMALL:
+            self._file_small(subjects.tolist(), ticks.tolist())
+            return
+        blocks = ticks >> BLOCK_BITS
+        order = np.argsort(blocks, kind="stable")
+        blocks = blocks[order]
+        subjects = subjects[order]
+        ticks = ticks[order]
+        cuts = (np.flatnonzero(blocks[1:] != blocks[:-1]) + 1).tolist()
+        starts = [0, *cuts]
+        ends = [*cuts, n]
+        for block, start, end in zip(blocks[starts].tolist(), starts, ends, strict=True):
+            if block == self._block:
+                self._file_current(subjects[start:end], ticks[start:end])
+            else:
+                pending = self._pending.get(block)
+                if pending is None:
+                    pending = self._pending[block] = ([], [])
+                    heapq.heappush(self._heap, block)
+                pending[0].extend(subjects[start:end].tolist())
+                pending[1].extend(ticks[start:end].tolist())
+
+    def _file_small(self, subjects: list[int], ticks: list[int]) -> None:
+        current = self._block
+        tick_map = self._ticks
+        pending_map = self._pending
+        for subject, tick in zip(subjects, ticks, strict=True):
+            block = tick >> BLOCK_BITS
+            if block == current:
+                chunks = tick_map.get(tick)
+                if chunks is None:
+                    tick_map[tick] = [[subject]]
+                else:
+                    last = chunks[-1]
+                    if isinstance(last, list):
+                        last.append(subject)
+                    else:
+                        chunks.append([subject])
+            else:
+                pending = pending_map.get(block)
+                if pending is None:
+                    pending_map[block] = ([subject], [tick])
+                    heapq.heappush(self._heap, block)
+                else:
+                    pending[0].append(subject)
+                    pending[1].append(tick)
+
+    def _file_current(self, subjects: np.ndarray, ticks: np.ndarray) -> None:
+        order = np.argsort(ticks, kind="stable")
+        ticks = ticks[order]
+        subjects = subjects[order]
+        cuts = (np.flatnonzero(ticks[1:] != ticks[:-1]) + 1).tolist()
+        starts = [0, *cuts]
+        ends = [*cuts, len(ticks)]
+        tick_map = self._ticks
+        for tick, start, end in zip(ticks[starts].tolist(), starts, ends, strict=True):
+            tick_map.setdefault(tick, []).append(subjects[start:end])
+
+    def next_tick(self) -> int | None:
+        """The earliest tick with subjects due, or None when the calendar is empty."""
+        while not self._ticks:
+            if not self._heap:
+                return None
+            block = heapq.heappop(self._heap)
+            subjects, ticks = self._pending.pop(block)
+            self._block = block
+            if len(subjects) < _SMALL:
+                self._file_small(subjects, ticks)
+            else:
+                self._file_current(
+                    np.asarray(subjects, dtype=np.int64), np.asarray(ticks, dtype=np.int64)
+                )
+        return min(self._ticks)
+
+    def take(self, tick: int) -> np.ndarray:
+        """Remove and return the subjects due at `tick`, sorted: in creation order."""
+        chunks = self._ticks.pop(tick, None)
+        if not chunks:
+            return np.empty(0, dtype=np.int64)
+        if len(chunks) == 1:
+            due = np.asarray(chunks[0], dtype=np.int64)
+        else:
+            due = np.concatenate([np.asarray(c, dtype=np.int64) for c in chunks])
+        due.sort()
+        return due
