@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BLOCK_BITS", "Calendar"]
+__all__ = ["BLOCK_BITS", "SMALL_TICK", "Calendar"]
 
 #: log2 of the number of ticks in a block.
 BLOCK_BITS = 6
 #: Filings smaller than this are grouped by a Python loop rather than numpy.
 _SMALL = 48
+#: Ticks with fewer subjects due than this are handled without numpy (see `take`).
+SMALL_TICK = 64
 
 
 class Calendar:
@@ -45,6 +47,19 @@ class Calendar:
         if n < _SMALL:
             self._file_small(subjects.tolist(), ticks.tolist())
             return
+        self._file_large(subjects, ticks)
+
+    def file_lists(self, subjects: list[int], ticks: list[int]) -> None:
+        """`file` for Python lists (the engine's path for quiet ticks)."""
+        if len(subjects) < _SMALL:
+            self._file_small(subjects, ticks)
+        else:
+            self._file_large(
+                np.asarray(subjects, dtype=np.int64), np.asarray(ticks, dtype=np.int64)
+            )
+
+    def _file_large(self, subjects: np.ndarray, ticks: np.ndarray) -> None:
+        n = len(subjects)
         blocks = ticks >> BLOCK_BITS
         order = np.argsort(blocks, kind="stable")
         blocks = blocks[order]
@@ -116,14 +131,19 @@ class Calendar:
                 )
         return min(self._ticks)
 
-    def take(self, tick: int) -> np.ndarray:
-        """Remove and return the subjects due at `tick`, sorted: in creation order."""
+    def take(self, tick: int) -> np.ndarray | list[int]:
+        """Remove and return the subjects due at `tick`, sorted: in creation order.
+
+        A tick with fewer than `SMALL_TICK` subjects comes as a list, a busier one as an array.
+        """
         chunks = self._ticks.pop(tick, None)
         if not chunks:
-            return np.empty(0, dtype=np.int64)
-        if len(chunks) == 1:
-            due = np.asarray(chunks[0], dtype=np.int64)
-        else:
-            due = np.concatenate([np.asarray(c, dtype=np.int64) for c in chunks])
+            return []
+        if len(chunks) == 1 and isinstance(chunks[0], list):
+            due_list: list[int] = chunks[0]
+            if len(due_list) < SMALL_TICK:
+                due_list.sort()
+                return due_list
+        due = np.concatenate([np.asarray(c, dtype=np.int64) for c in chunks])
         due.sort()
-        return due
+        return due.tolist() if len(due) < SMALL_TICK else due

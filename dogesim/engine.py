@@ -28,6 +28,7 @@ import random
 import secrets
 import sys
 import time
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,8 +46,6 @@ from dogesim.sinks.base import DeliveryLedger, ledger_of
 
 __all__ = ["RunResult", "Simulation", "sink_name"]
 
-#: Ticks with fewer subjects due than this are handled without numpy.
-_SMALL_TICK = 64
 
 LOGGER = logging.getLogger("dogesim")
 
@@ -356,18 +355,25 @@ class Simulation:
             [x for x in row if x <= 1.0] for row in thresholds.tolist()
         ]
         self._invlog = invlog
+        self._invlog_list: list[float | None] = [
+            None if math.isnan(x) else x for x in invlog.tolist()
+        ]
         self._to = np.asarray([model.index(t.to_state) for t in order], dtype=np.int64)
+        self._to_list: list[int] = self._to.tolist()
         self._callbacks = [t.action_callback for t in order]
         self._collectors = [tuple(s.collect for s in t.event_sinks) for t in order]
         self._python = [
             bool(self._callbacks[j] is not None or self._collectors[j]) for j in range(len(order))
         ]
-        self._rows: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+        self._rows: list[tuple[int, Any, Any]] = []  # (tick, events, vetoes or None)
 
         self._rng = np.random.default_rng(self.seed)
         n = self.subjects_num
         initial = model.index(model.initial_state)
-        self._state = np.full(n, initial, dtype=np.int32)
+        # One buffer, two views: `array` indexing is fast for the per-subject path, the numpy
+        # view for bulk gathers and scatters.
+        self._state_array = array("i", [initial]) * n
+        self._state = np.frombuffer(self._state_array, dtype=np.intc)
         self._calendar = Calendar()
         self._file(np.arange(n, dtype=np.int64), self._state, -1)
 
@@ -404,38 +410,24 @@ class Simulation:
             # as a SinkError's ledgers); keep the original and raise it from run().
             self._failure = exc
 
-    def _tick(self, t: int, due: np.ndarray) -> None:
+    def _tick(self, t: int, due: np.ndarray | list[int]) -> None:
         """Handle the subjects `due` at tick `t` (sorted: creation order)."""
-        n_due = len(due)
-        if n_due == 0:
+        if isinstance(due, list):
+            self._tick_scalar(t, due)
             return
+        n_due = len(due)
         states = self._state[due]
-        u = self._rng.random(n_due) if self._thresholds.shape[1] else None
-        if n_due < _SMALL_TICK:
-            # Few subjects: plain Python beats numpy's fixed cost per call. The choice
-            # (count of thresholds <= u) is the same as the vectorised one, bit for bit.
-            first = self._first_list
-            thresholds = self._threshold_lists
-            if u is None:
-                chosen_list = [first[s] for s in states.tolist()]
-            else:
-                chosen_list = [
-                    first[s] + bisect_right(thresholds[s], x)
-                    for s, x in zip(states.tolist(), u.tolist(), strict=True)
-                ]
-            chosen = np.asarray(chosen_list, dtype=np.int64)
-        else:
-            chosen = self._first[states]
-            if u is not None:
-                chosen += (self._thresholds[states] <= u[:, None]).sum(axis=1)
-            chosen_list = chosen.tolist()
-        vetoed = self._dispatch(t, due.tolist(), chosen_list)
+        chosen = self._first[states]
+        if self._thresholds.shape[1]:
+            u = self._rng.random(n_due)
+            chosen += (self._thresholds[states] <= u[:, None]).sum(axis=1)
+        vetoed = self._dispatch(t, due.tolist(), chosen.tolist())
         n_tr = len(self._order)
         targets = self._to[chosen]
         if vetoed:
             moved = np.ones(n_due, dtype=bool)
             moved[vetoed] = False
-            veto_counts: np.ndarray | None = np.bincount(chosen[~moved], minlength=n_tr)
+            veto_counts: Any = np.bincount(chosen[~moved], minlength=n_tr)
             targets = np.where(moved, targets, states)
             event_counts = np.bincount(chosen[moved], minlength=n_tr)
         else:
@@ -444,6 +436,56 @@ class Simulation:
         self._state[due] = targets
         self._rows.append((t, event_counts, veto_counts))
         self._file(due, targets, t)
+
+    def _tick_scalar(self, t: int, due: list[int]) -> None:
+        """`_tick` for a few subjects: plain Python beats numpy's fixed cost per call.
+
+        It draws the same uniforms in the same order as the vectorised path and makes the same
+        choices (a transition is the count of thresholds <= u, here by bisection)."""
+        n_due = len(due)
+        rng = self._rng
+        state = self._state_array
+        states = [state[i] for i in due]
+        first = self._first_list
+        if self._thresholds.shape[1]:
+            thresholds = self._threshold_lists
+            chosen = [
+                first[s] + bisect_right(thresholds[s], x)
+                for s, x in zip(states, rng.random(n_due).tolist(), strict=True)
+            ]
+        else:
+            chosen = [first[s] for s in states]
+        vetoed = self._dispatch(t, due, chosen)
+        to = self._to_list
+        targets = [to[j] for j in chosen]
+        n_tr = len(self._order)
+        event_counts = [0] * n_tr
+        for j in chosen:
+            event_counts[j] += 1
+        veto_counts: list[int] | None = None
+        if vetoed:
+            veto_counts = [0] * n_tr
+            for k in vetoed:
+                targets[k] = states[k]
+                event_counts[chosen[k]] -= 1
+                veto_counts[chosen[k]] += 1
+        for i, s in zip(due, targets, strict=True):
+            state[i] = s
+        self._rows.append((t, event_counts, veto_counts))
+        invlog = self._invlog_list
+        after = t + 1
+        horizon = self.ticks
+        log1p = math.log1p
+        filed: list[int] = []
+        ticks: list[int] = []
+        for i, s, x in zip(due, targets, rng.random(n_due).tolist(), strict=True):
+            inv = invlog[s]
+            if inv is not None:
+                due_at = after + int(log1p(-x) * inv) if inv else after
+                if due_at < horizon:
+                    filed.append(i)
+                    ticks.append(due_at)
+        self._calendar.file_lists(filed, ticks)
 
     def _dispatch(self, t: int, due: list[int], chosen: list[int]) -> list[int]:
         """Run callbacks and feed sinks, subject by subject; return the vetoed positions."""
@@ -499,7 +541,7 @@ class Simulation:
         handed: dict[int, int] = {}
         totals = np.zeros(len(self._order), dtype=np.int64)
         for _, events, _ in self._rows:
-            totals += events
+            totals += np.asarray(events, dtype=np.int64)
         for position, transition in enumerate(self._order):
             count = int(totals[position])
             for sink in transition.event_sinks:
@@ -521,7 +563,7 @@ class Simulation:
         for t, events, vetoed in self._rows:
             per_tick[t] = events
             if vetoed is not None:
-                vetoes += vetoed
+                vetoes += np.asarray(vetoed, dtype=np.int64)
         # Columns back in model order.
         to_model = np.empty(n_tr, dtype=np.int64)
         to_model[self._order_to_model] = np.arange(n_tr)
