@@ -1,0 +1,508 @@
+"""The ``dogesim`` command: a thin shell over the library (parse, load, run, report).
+
+- ``dogesim run MODEL.yaml``: run a model file (progress bar on stderr, summary on stdout).
+- ``dogesim validate MODEL.yaml...``: check model files without running them.
+- ``dogesim graph MODEL.yaml``: the state machine as DOT, Mermaid or PNG.
+- ``dogesim report EVENTS --model MODEL.yaml -o plot.png``: observed vs analytic occupancy
+  from a saved event log.
+- ``dogesim fit EVENTS --states a,b,c -o model.yaml``: fit per-tick probabilities from an
+  event log and write a model file.
+- `main(argv)`: the entry point (console script ``dogesim``; also ``python -m dogesim.cli``).
+
+Exit status: 0 on success; 2 on a bad model file or bad arguments (one line on stderr, no
+traceback); 1 when a sink lost events (the ledger is printed); 130 on Ctrl-C, after every
+sink was closed and flushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from dogesim.errors import DogesimError, SinkError
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SINK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_SINK = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: Sink types `--sink` can name without settings in the model file.
+_PLAIN_SINKS = ("stdout", "printing", "counting", "memory")
+
+
+class _UsageError(Exception):
+    """Bad command-line arguments (reported in one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def _duration(text: str) -> int:
+    from dogesim.modelfile import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _timestamp(text: str) -> int:
+    from dogesim.modelfile import parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_field_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "event log fields",
+        "found by name when omitted (e.g. subject.id, user.user_id; timestamp; trigger or "
+        "event; from_state, to_state); nested JSON keys are joined with dots",
+    )
+    group.add_argument("--subject-field", metavar="FIELD", help="the subject id field")
+    group.add_argument("--timestamp-field", metavar="FIELD", help="epoch ms or ISO-8601 time")
+    group.add_argument("--trigger-field", metavar="FIELD", help="the trigger (event name)")
+    group.add_argument("--from-field", metavar="FIELD", help="the state an event leaves")
+    group.add_argument("--to-field", metavar="FIELD", help="the state an event enters")
+
+
+def _fields(args: argparse.Namespace) -> dict[str, str]:
+    names = {
+        "subject": args.subject_field,
+        "timestamp": args.timestamp_field,
+        "trigger": args.trigger_field,
+        "from_state": args.from_field,
+        "to_state": args.to_field,
+    }
+    return {k: v for k, v in names.items() if v}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``dogesim`` command."""
+    from dogesim import __version__
+
+    parser = _Parser(
+        prog="dogesim",
+        description="Simulate subjects walking a probabilistic state machine; stream their "
+        "events to files, Kafka or SQL; report and calibrate.",
+    )
+    parser.add_argument("--version", action="version", version=f"dogesim {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser("run", help="run a model file", description="Run a model file.")
+    run.add_argument("model", metavar="MODEL.yaml", help="the model file")
+    run.add_argument("--subjects", type=_positive, metavar="N", help="override subjects.count")
+    run.add_argument("--ticks", type=_positive, metavar="T", help="override ticks")
+    run.add_argument("--seed", type=_non_negative, metavar="S", help="override the seed")
+    output = run.add_mutually_exclusive_group()
+    output.add_argument(
+        "--out",
+        metavar="FILE",
+        help="send every event to this file instead of the model's "
+        "sinks (.csv for CSV, else JSON Lines; '-' for stdout)",
+    )
+    output.add_argument(
+        "--sink",
+        metavar="NAME",
+        help="send every event to one sink: a sink of the model "
+        f"file, or one of {', '.join(_PLAIN_SINKS)}",
+    )
+    run.add_argument("--report", metavar="PNG", help="also write an occupancy plot")
+    run.add_argument(
+        "--no-callbacks",
+        action="store_true",
+        help="run the bare Markov chain (no action callbacks)",
+    )
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+
+    validate = commands.add_parser(
+        "validate", help="check model files", description="Check model files without running."
+    )
+    validate.add_argument("models", metavar="MODEL.yaml", nargs="+")
+
+    graph = commands.add_parser(
+        "graph",
+        help="draw a model's state machine",
+        description="Draw a model's state machine as DOT or Mermaid text, or a PNG (Graphviz).",
+    )
+    graph.add_argument("model", metavar="MODEL.yaml")
+    graph.add_argument("--format", "-f", choices=("dot", "mermaid", "png"), default="dot")
+    graph.add_argument(
+        "--output", "-o", metavar="FILE", help="where to write (default: stdout; required for png)"
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="plot occupancy from an event log",
+        description="Plot the occupancy an event log implies against the model's analytic "
+        "expectation. The log must start when the subjects were created.",
+    )
+    report.add_argument("events", metavar="EVENTS", help="event log (.jsonl or .csv)")
+    report.add_argument("--model", "-m", required=True, metavar="MODEL.yaml")
+    report.add_argument("--output", "-o", required=True, metavar="PNG")
+    report.add_argument(
+        "--subjects", type=_positive, metavar="N", help="population size (default: the model's)"
+    )
+    report.add_argument(
+        "--ticks", type=_positive, metavar="T", help="window length (default: the model's)"
+    )
+    _add_field_options(report)
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit per-tick probabilities from an event log",
+        description="Fit each transition's per-tick probability by maximum likelihood (events "
+        "/ subject-ticks in the source state) with Wilson intervals, and write a model file.",
+    )
+    fit.add_argument("events", metavar="EVENTS", help="event log (.jsonl or .csv)")
+    fit.add_argument(
+        "--states", metavar="A,B,C", help="the states (default: the model's, else those in the log)"
+    )
+    fit.add_argument("--initial", metavar="STATE", help="the initial state")
+    fit.add_argument(
+        "--tick",
+        type=_duration,
+        metavar="LEN",
+        help="tick length: 500ms, 1s, 1m, ... (default: the model's)",
+    )
+    fit.add_argument(
+        "--model",
+        "-m",
+        metavar="MODEL.yaml",
+        help="the configured model: compared with, and gives defaults",
+    )
+    fit.add_argument(
+        "--start",
+        type=_timestamp,
+        metavar="TIME",
+        help="window start, ISO-8601 or epoch ms (default: the model's start, "
+        "else the first event)",
+    )
+    window = fit.add_mutually_exclusive_group()
+    window.add_argument("--end", type=_timestamp, metavar="TIME", help="window end (exclusive)")
+    window.add_argument(
+        "--window-ticks",
+        type=_positive,
+        metavar="T",
+        help="window length in ticks (default: the model's ticks, else up to the last event)",
+    )
+    fit.add_argument(
+        "--subjects",
+        type=_positive,
+        metavar="N",
+        help="population size; subjects without events sit in the initial state "
+        "(default: the model's count; without a model, all subjects are in the "
+        "log)",
+    )
+    fit.add_argument("--confidence", type=float, default=0.95, metavar="C")
+    fit.add_argument(
+        "--output", "-o", required=True, metavar="MODEL.yaml", help="the fitted model file to write"
+    )
+    fit.add_argument("--plot", metavar="PNG", help="also plot fitted vs configured")
+    _add_field_options(fit)
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _plot_module() -> Any:
+    try:
+        from dogesim.report import plots
+    except ImportError as exc:
+        raise DogesimError(
+            f"plots need matplotlib and pandas ({exc}); pip install 'dogesim[plot]'"
+        ) from None
+    return plots
+
+
+def _output_sink(path: str) -> Any:
+    from dogesim.sinks.files import CsvSink, JsonLinesSink
+
+    if path != "-":
+        parent = Path(path).parent
+        parent.mkdir(parents=True, exist_ok=True)
+    if path.lower().endswith(".csv"):
+        return CsvSink(path)
+    return JsonLinesSink(path)
+
+
+def _named_sink(spec: Any, name: str) -> Any:
+    from dogesim.modelfile import SinkSpec
+
+    if name in spec.sinks:
+        return spec.sinks[name].build()
+    if name in _PLAIN_SINKS:
+        return SinkSpec(name, name, {}).build()
+    raise DogesimError(
+        f"--sink {name!r}: the model file has no such sink (its sinks: "
+        f"{', '.join(spec.sinks) or 'none'}) and it is not one of {', '.join(_PLAIN_SINKS)}"
+    )
+
+
+def _progress_bar(total: int, quiet: bool, stream: TextIO) -> tuple[Callable[[int], None], Any]:
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        unit="tick",
+        file=stream,
+        delay=1.0,
+        mininterval=0.25,
+        disable=quiet,
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+    def update(done: int) -> None:
+        step = done - bar.n
+        if step > 0:
+            bar.update(step)
+
+    return update, bar
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile import load_model_file
+
+    spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks, seed=args.seed)
+    if args.report:
+        _plot_module()  # fail before running when plots cannot be made
+    sinks: Any = None
+    if args.out:
+        sinks = [_output_sink(args.out)]
+        destination = args.out
+    elif args.sink:
+        sinks = [_named_sink(spec, args.sink)]
+        destination = f"sink {args.sink}"
+    else:
+        names = spec.used_sinks()
+        destination = ", ".join(spec.sinks[n].describe() for n in names) or "no sinks"
+    update, bar = _progress_bar(spec.ticks, args.quiet, err)
+    simulation = spec.simulation(sinks=sinks, progress=update, callbacks=not args.no_callbacks)
+    started = time.perf_counter()
+    try:
+        result = simulation.run()
+    except SinkError as exc:
+        bar.close()
+        if simulation.result is not None and not args.quiet:
+            print(simulation.result.summary(), file=out)
+        ledgers = exc.ledgers or (simulation.result.ledgers if simulation.result else [])
+        print(f"dogesim: events were lost: {exc}", file=err)
+        for ledger in ledgers:
+            print(f"  sink {ledger.summary()}", file=err)
+        return EXIT_SINK
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+    if not args.quiet:
+        print(result.summary(), file=out)
+        rate = result.events / wall if wall > 0 else float("inf")
+        print(f"wall time {wall:.3f} s ({rate:,.0f} events/s); events -> {destination}", file=out)
+    if args.report:
+        plots = _plot_module()
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        figure = plots.plot_occupancy(result, title=f"{spec.name}: occupancy per state")
+        figure.savefig(args.report, dpi=110)
+        if not args.quiet:
+            print(f"occupancy plot -> {args.report}", file=out)
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile import load_model_file
+
+    for path in args.models:
+        spec = load_model_file(path)
+        print(f"{path}: ok: {spec.summary()}", file=out)
+    return EXIT_OK
+
+
+def _cmd_graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.graph import render_png, to_dot, to_mermaid
+    from dogesim.modelfile import load_model_file
+
+    spec = load_model_file(args.model)
+    model = spec.model
+    if args.format == "png":
+        if not args.output:
+            raise _UsageError("dogesim graph: --format png needs --output FILE.png")
+        render_png(model, args.output)
+        print(f"graph -> {args.output}", file=out)
+        return EXIT_OK
+    text = to_dot(model) if args.format == "dot" else to_mermaid(model)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"graph -> {args.output}", file=out)
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile import load_model_file
+
+    plots = _plot_module()
+    from dogesim.report import tables
+
+    spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks)
+    model = spec.model
+    events = tables.read_event_log(args.events, model=model, **_fields(args))
+    observed = tables.observed_occupancy(
+        events,
+        model,
+        subjects=spec.subjects.count,
+        ticks=spec.ticks,
+        tick_ms=spec.tick_ms,
+        timestamp_start=spec.timestamp_start,
+    )
+    figure = plots.plot_occupancy(
+        model=model,
+        observed=observed,
+        subjects=spec.subjects.count,
+        ticks=spec.ticks,
+        tick_ms=spec.tick_ms,
+        timestamp_start=spec.timestamp_start,
+        title=f"{spec.name}: observed ({os.path.basename(args.events)}) vs analytic",
+    )
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.output, dpi=110)
+    counts = events.groupby("trigger", sort=False).size() if len(events) else {}
+    print(
+        f"{args.events}: {len(events)} events of {events['subject'].nunique()} subjects", file=out
+    )
+    for trigger, count in dict(counts).items():
+        print(f"  {trigger}: {count}", file=out)
+    print(f"occupancy plot -> {args.output}", file=out)
+    return EXIT_OK
+
+
+def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile import load_model_file
+
+    try:
+        from dogesim.report.fit import fit_event_log
+    except ImportError as exc:
+        raise DogesimError(f"fit needs pandas ({exc}); pip install 'dogesim[plot]'") from None
+    spec = load_model_file(args.model) if args.model else None
+    states = [s.strip() for s in args.states.split(",") if s.strip()] if args.states else None
+    if states is None and spec is None:
+        raise _UsageError("dogesim fit: give --states A,B,C or --model MODEL.yaml")
+    tick_ms = args.tick if args.tick is not None else (spec.tick_ms if spec else None)
+    if tick_ms is None:
+        raise _UsageError("dogesim fit: give --tick (e.g. 1m) or --model MODEL.yaml")
+    ticks = args.window_ticks
+    if ticks is None and args.end is None and spec is not None and args.start is None:
+        ticks = spec.ticks
+    subjects = (
+        args.subjects if args.subjects is not None else (spec.subjects.count if spec else None)
+    )
+    result = fit_event_log(
+        args.events,
+        tick_ms=tick_ms,
+        states=states,
+        initial_state=args.initial,
+        window_start=args.start,
+        window_end=args.end,
+        ticks=ticks,
+        subjects=subjects,
+        model=spec,
+        confidence=args.confidence,
+        fields=_fields(args),
+    )
+    name = Path(args.output).stem
+    result.write_model_file(args.output, name=name, template=spec)
+    table = result.table()
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.6g}"), file=out)
+    print(
+        f"{result.events} events, {result.subjects} subjects, {result.ticks} ticks; "
+        f"log-likelihood {result.log_likelihood:.3f}",
+        file=out,
+    )
+    print(f"fitted model -> {args.output}", file=out)
+    if args.plot:
+        figure = result.plot()
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(args.plot, dpi=110)
+        print(f"fit plot -> {args.plot}", file=out)
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "run": _cmd_run,
+    "validate": _cmd_validate,
+    "graph": _cmd_graph,
+    "report": _cmd_report,
+    "fit": _cmd_fit,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dogesim`` command with `argv` (default: ``sys.argv[1:]``); return the exit
+    status."""
+    out, err = sys.stdout, sys.stderr
+    try:
+        try:
+            args = build_parser().parse_args(list(argv) if argv is not None else None)
+        except SystemExit as exc:  # --help and --version
+            return int(exc.code) if isinstance(exc.code, int) else EXIT_OK
+        return _COMMANDS[args.command](args, out, err)
+    except _UsageError as exc:
+        print(str(exc), file=err)
+        return EXIT_USAGE
+    except SinkError as exc:
+        print(f"dogesim: a sink failed: {exc}", file=err)
+        return EXIT_SINK
+    except DogesimError as exc:
+        print(f"dogesim: {' '.join(str(exc).split())}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dogesim: interrupted; every sink was closed and flushed", file=err)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `dogesim graph ... | head`): stop quietly,
+        # and point stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

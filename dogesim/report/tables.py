@@ -1,0 +1,357 @@
+"""Tables (pandas DataFrames) from a run result or an event log.
+
+- `time_index(timestamp_start, tick_ms, ticks)`: the UTC `DatetimeIndex` of the ticks.
+- `occupancy_frame(result)`: subjects per state after each tick's moves.
+- `events_frame(result)`: events per trigger per tick.
+- `transition_table(result)`: per transition: configured probability, attempts, events,
+  vetoes, veto rate, and the events the configured probability predicts from the occupancy.
+- `read_event_log(source, ...)`: an event log (JSONL file, CSV file, DataFrame or list of
+  records) as a DataFrame with the columns ``subject``, ``timestamp``, ``trigger``,
+  ``from_state``, ``to_state``; field names are found or given, states may come from the
+  model when the log only names triggers.
+- `observed_occupancy(events, model, ...)`: the occupancy an event log implies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dogesim.engine import RunResult
+from dogesim.errors import DogesimError
+from dogesim.model import Model
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "FIELD_CANDIDATES",
+    "events_frame",
+    "observed_occupancy",
+    "occupancy_frame",
+    "read_event_log",
+    "time_index",
+    "transition_table",
+]
+
+#: The columns of a normalised event log.
+EVENT_COLUMNS = ("subject", "timestamp", "trigger", "from_state", "to_state")
+
+#: Where `read_event_log` looks for each column when none is named (first match wins).
+FIELD_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "subject": (
+        "subject_id",
+        "subject.id",
+        "subject.user_id",
+        "subject.subject_id",
+        "user.user_id",
+        "user.userId",
+        "user_id",
+        "id",
+        "subject",
+    ),
+    "timestamp": ("timestamp", "ts", "time"),
+    "trigger": ("trigger", "event"),
+    "from_state": ("from_state", "from"),
+    "to_state": ("to_state", "to"),
+}
+
+
+def time_index(timestamp_start: int, tick_ms: int, ticks: int) -> pd.DatetimeIndex:
+    """The time of every tick as a UTC `DatetimeIndex` named ``time``."""
+    stamps = timestamp_start + np.arange(ticks, dtype=np.int64) * tick_ms
+    return pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="time")
+
+
+def occupancy_frame(result: RunResult) -> pd.DataFrame:
+    """Subjects per state after each tick's moves; rows are ticks (datetime index)."""
+    frame = pd.DataFrame(
+        result.occupancy,
+        index=time_index(result.timestamp_start, result.tick_ms, result.ticks),
+        columns=pd.Index(list(result.states), name="state"),
+    )
+    return frame
+
+
+def events_frame(result: RunResult) -> pd.DataFrame:
+    """Events per trigger per tick (transitions sharing a trigger are added up)."""
+    triggers = list(dict.fromkeys(t.trigger for t in result.transitions))
+    per = np.zeros((result.ticks, len(triggers)), dtype=np.int64)
+    position = {trigger: k for k, trigger in enumerate(triggers)}
+    for j, transition in enumerate(result.transitions):
+        per[:, position[transition.trigger]] += result.events_per_tick[:, j]
+    return pd.DataFrame(
+        per,
+        index=time_index(result.timestamp_start, result.tick_ms, result.ticks),
+        columns=pd.Index(triggers, name="trigger"),
+    )
+
+
+def transition_table(result: RunResult) -> pd.DataFrame:
+    """One row per transition: counts, veto rate and the expectation from the occupancy.
+
+    Columns: ``trigger``, ``from_state``, ``to_state``, ``probability`` (configured, % per
+    tick), ``attempts``, ``events``, ``vetoes``, ``veto_rate`` (vetoes / attempts, NaN with
+    no attempts), ``subject_ticks`` (subject-ticks spent in the source state, at risk of the
+    transition) and ``expected_attempts`` (subject_ticks x probability).
+    """
+    index = {state: k for k, state in enumerate(result.states)}
+    # Subjects in each state at the start of tick t: the initial occupancy, then the rows
+    # after ticks 0..t-1.
+    before = np.zeros_like(result.occupancy)
+    before[0, index[result.initial_state]] = result.subjects
+    before[1:] = result.occupancy[:-1]
+    at_risk = before.sum(axis=0)
+    rows = []
+    events = result.events_per_transition
+    for j, t in enumerate(result.transitions):
+        attempts = int(result.attempts[j])
+        vetoes = int(result.vetoes[j])
+        exposure = int(at_risk[index[t.from_state]])
+        rows.append(
+            {
+                "trigger": t.trigger,
+                "from_state": t.from_state,
+                "to_state": t.to_state,
+                "probability": float(t.probability),
+                "attempts": attempts,
+                "events": int(events[j]),
+                "vetoes": vetoes,
+                "veto_rate": vetoes / attempts if attempts else float("nan"),
+                "subject_ticks": exposure,
+                "expected_attempts": exposure * float(t.probability) / 100.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _records(source: Any) -> pd.DataFrame:
+    """The raw log as a DataFrame with nested JSON keys flattened with dots."""
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise DogesimError(f"{os.fspath(path)}: no such event log")
+        if path.suffix.lower() == ".csv":
+            try:
+                return pd.read_csv(path)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                raise DogesimError(f"{os.fspath(path)}: cannot read as CSV: {exc}") from None
+        records = []
+        with path.open(encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DogesimError(
+                        f"{os.fspath(path)}:{number}: not a JSON line ({exc.msg}); an event "
+                        "log is JSON Lines (one object per line) or CSV (.csv)"
+                    ) from None
+        return pd.json_normalize(records) if records else pd.DataFrame()
+    if isinstance(source, Iterable):
+        items = list(source)
+        if items and not isinstance(items[0], Mapping):
+            items = [item._asdict() if hasattr(item, "_asdict") else item for item in items]
+        return pd.json_normalize(items) if items else pd.DataFrame()
+    raise DogesimError(
+        f"cannot read an event log from {type(source).__name__}: give a path (.jsonl/.csv), "
+        "a DataFrame or a list of records"
+    )
+
+
+def _column(frame: pd.DataFrame, role: str, given: str | None, required: bool) -> str | None:
+    if given is not None:
+        if given not in frame.columns:
+            raise DogesimError(
+                f"event log has no field {given!r} for the {role}; fields: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        return given
+    for candidate in FIELD_CANDIDATES[role]:
+        if candidate in frame.columns:
+            return candidate
+    if required:
+        raise DogesimError(
+            f"event log: cannot find the {role} field (looked for "
+            f"{', '.join(FIELD_CANDIDATES[role])}); name it explicitly. Fields: "
+            f"{', '.join(map(str, frame.columns))}"
+        )
+    return None
+
+
+def _timestamps_ms(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column):
+        if column.isna().any():
+            raise DogesimError("event log: some events have no timestamp")
+        return column.to_numpy(dtype=np.int64)
+    try:
+        parsed = pd.to_datetime(column, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DogesimError(
+            f"event log: timestamps are neither epoch milliseconds nor ISO-8601 times: {exc}"
+        ) from None
+    return (parsed.astype("int64") // 1_000_000).to_numpy()
+
+
+def _states_from_triggers(frame: pd.DataFrame, model: Model) -> pd.DataFrame:
+    """Fill ``from_state``/``to_state`` from the triggers and the model.
+
+    A trigger used by one transition only gives its states directly. When some trigger leaves
+    several states, each subject's events are replayed from the model's initial state (the
+    log must then start when the subjects were created).
+    """
+    by_trigger: dict[str, list[tuple[str, str]]] = {}
+    for t in model.transitions:
+        by_trigger.setdefault(t.trigger, []).append((t.from_state, t.to_state))
+    unknown = sorted(set(frame["trigger"]) - set(by_trigger))
+    if unknown:
+        raise DogesimError(
+            f"event log: triggers {unknown} are not in model {model.name!r} (triggers: "
+            f"{', '.join(by_trigger)})"
+        )
+    if all(len(ends) == 1 for ends in by_trigger.values()):
+        frame["from_state"] = frame["trigger"].map(lambda trig: by_trigger[trig][0][0])
+        frame["to_state"] = frame["trigger"].map(lambda trig: by_trigger[trig][0][1])
+        return frame
+    moves = {(t.from_state, t.trigger): t.to_state for t in model.transitions}
+    sources = np.empty(len(frame), dtype=object)
+    targets = np.empty(len(frame), dtype=object)
+    current: dict[Any, str] = {}
+    for position, (subject, trigger) in enumerate(
+        zip(frame["subject"].tolist(), frame["trigger"].tolist(), strict=True)
+    ):
+        state = current.get(subject, model.initial_state)
+        target = moves.get((state, trigger))
+        if target is None:
+            raise DogesimError(
+                f"event log: subject {subject!r} fires {trigger!r} while in {state!r} (replayed "
+                f"from {model.initial_state!r}), which the model does not allow; give "
+                "from_state/to_state fields"
+            )
+        sources[position] = state
+        targets[position] = target
+        current[subject] = target
+    frame["from_state"] = sources
+    frame["to_state"] = targets
+    return frame
+
+
+def read_event_log(
+    source: Any,
+    *,
+    subject: str | None = None,
+    timestamp: str | None = None,
+    trigger: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    model: Model | None = None,
+) -> pd.DataFrame:
+    """An event log, normalised: one row per event, ordered by time.
+
+    Args:
+        source: a ``.jsonl`` or ``.csv`` path, a DataFrame, or a list of records (mappings or
+            named tuples such as `dogesim.Event`). Nested JSON keys are joined with dots
+            (``user.user_id``).
+        subject, timestamp, trigger, from_state, to_state: the field holding each column;
+            found by name when omitted (see `FIELD_CANDIDATES`).
+        model: maps triggers to states when the log has no from/to fields (as the banking
+            model's README-shaped records).
+
+    Returns:
+        A DataFrame with `EVENT_COLUMNS`: ``timestamp`` in epoch ms (ISO-8601 strings are
+        converted), ``trigger`` None when the log has none. Events with equal timestamps
+        keep their order in the log.
+
+    Raises:
+        DogesimError: a field cannot be found, or states cannot be determined.
+    """
+    raw = _records(source)
+    if raw.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS}).astype(
+            {"timestamp": "int64"}
+        )
+    subject_col = _column(raw, "subject", subject, True)
+    time_col = _column(raw, "timestamp", timestamp, True)
+    trigger_col = _column(raw, "trigger", trigger, False)
+    from_col = _column(raw, "from_state", from_state, False)
+    to_col = _column(raw, "to_state", to_state, False)
+    assert subject_col is not None and time_col is not None
+    frame = pd.DataFrame(
+        {
+            "subject": raw[subject_col].to_numpy(),
+            "timestamp": _timestamps_ms(raw[time_col]),
+            "trigger": raw[trigger_col].astype(str).to_numpy() if trigger_col else None,
+        }
+    )
+    frame = frame.iloc[np.argsort(frame["timestamp"].to_numpy(), kind="stable")]
+    frame = frame.reset_index(drop=True)
+    if from_col is not None and to_col is not None:
+        order = np.argsort(_timestamps_ms(raw[time_col]), kind="stable")
+        frame["from_state"] = raw[from_col].astype(str).to_numpy()[order]
+        frame["to_state"] = raw[to_col].astype(str).to_numpy()[order]
+    elif model is not None and trigger_col is not None:
+        frame = _states_from_triggers(frame, model)
+    else:
+        raise DogesimError(
+            "event log has no from_state/to_state fields; name them, or give the model so "
+            "states can be found from the triggers"
+        )
+    return frame[list(EVENT_COLUMNS)]
+
+
+def observed_occupancy(
+    events: pd.DataFrame,
+    model: Model,
+    *,
+    subjects: int,
+    ticks: int,
+    tick_ms: int,
+    timestamp_start: int,
+) -> pd.DataFrame:
+    """The occupancy an event log implies: subjects per state after each tick's moves.
+
+    Every subject starts in the model's initial state at `timestamp_start` (the log must
+    start when the subjects were created); each event moves one subject. Events outside the
+    window are left out with a warning.
+
+    Args:
+        events: a normalised log (`read_event_log`).
+        model: gives the states and the initial state.
+        subjects: the population size (subjects without events stay in the initial state).
+        ticks, tick_ms, timestamp_start: the window and the tick length.
+    """
+    index = {state: k for k, state in enumerate(model.states)}
+    unknown = sorted((set(events["from_state"]) | set(events["to_state"])) - set(index), key=str)
+    if unknown:
+        raise DogesimError(
+            f"event log: states {unknown} are not in model {model.name!r} ({', '.join(index)})"
+        )
+    tick = (events["timestamp"].to_numpy(dtype=np.int64) - timestamp_start) // tick_ms
+    inside = (tick >= 0) & (tick < ticks)
+    if not inside.all():
+        warnings.warn(
+            f"{int((~inside).sum())} events fall outside the {ticks} ticks from "
+            f"{timestamp_start}; they are left out",
+            stacklevel=2,
+        )
+    tick = tick[inside]
+    source = events["from_state"].map(index).to_numpy()[inside].astype(np.int64)
+    target = events["to_state"].map(index).to_numpy()[inside].astype(np.int64)
+    flow = np.zeros((ticks, len(model.states)), dtype=np.int64)
+    np.add.at(flow, (tick, source), -1)
+    np.add.at(flow, (tick, target), 1)
+    occupancy = np.cumsum(flow, axis=0)
+    occupancy[:, index[model.initial_state]] += subjects
+    return pd.DataFrame(
+        occupancy,
+        index=time_index(timestamp_start, tick_ms, ticks),
+        columns=pd.Index(list(model.states), name="state"),
+    )
