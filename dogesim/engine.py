@@ -24,6 +24,7 @@ import logging
 import math
 import operator
 import os
+import pickle
 import random
 import secrets
 import sys
@@ -38,10 +39,12 @@ from typing import Any
 
 import numpy as np
 import simpy
+import simpy.rt
 
 from dogesim.calendar import Calendar
 from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.model import Model, Transition
+from dogesim.rates import Profile, Rate, parse_rate
 from dogesim.sinks.base import DeliveryLedger, ledger_of
 
 __all__ = ["RunResult", "Simulation", "sink_name"]
@@ -114,6 +117,10 @@ class RunResult:
         vetoes: attempts per transition vetoed by the action callback.
         ledgers: the delivery ledger of every sink, in first-use order.
         wall_time: seconds the run took.
+        stopped: True when the run was stopped (`Simulation.stop`, a signal) before its end.
+        max_lag_ms: live mode: the most the run fell behind real time; None otherwise.
+        lag_warnings: live mode: ticks handled later than the allowed lag.
+        arrivals: subjects that arrived during the run (beyond the initial population).
     """
 
     seed: int
@@ -130,6 +137,10 @@ class RunResult:
     vetoes: np.ndarray
     ledgers: list[DeliveryLedger] = field(default_factory=list)
     wall_time: float = 0.0
+    stopped: bool = False
+    max_lag_ms: float | None = None
+    lag_warnings: int = 0
+    arrivals: int = 0
 
     @property
     def events(self) -> int:
@@ -166,6 +177,80 @@ class RunResult:
         return "\n".join(lines)
 
 
+#: A tick no run reaches (the horizon of runs without a tick count).
+_FOREVER = 1 << 62
+
+
+def due_list_at(due: np.ndarray, k: int) -> int:
+    """The subject at position `k` of `due`, as a Python int."""
+    return int(due[k])
+
+
+def _default_subject() -> SimpleNamespace:
+    return SimpleNamespace()
+
+
+def _threshold_lists(thresholds: np.ndarray, n_out: np.ndarray) -> list[list[float]]:
+    """Per state, the thresholds that matter for bisection (its transitions' columns)."""
+    return [row[: int(n)] for row, n in zip(thresholds.tolist(), n_out.tolist(), strict=True)]
+
+
+def _effective_model(
+    model: Model,
+    tick_ms: int,
+    churn: float | Rate | str | None,
+    churn_sinks: Sequence[Any],
+) -> Model:
+    """`model` at `tick_ms`, with churn transitions added when asked for."""
+    model = model.at_tick(tick_ms)
+    if churn is None:
+        return model
+    if isinstance(churn, str):
+        churn = parse_rate(churn, "churn")
+    chance = churn.per_tick(tick_ms) if isinstance(churn, Rate) else churn
+    states = list(model.states)
+    if "churned" not in states:
+        states.append("churned")
+    copy = Model(
+        states, model.initial_state, name=model.name, tick_ms=tick_ms, resources=model.resources
+    )
+    for t in model.transitions:
+        copy.add(t._copy(t.probability))
+    for state in model.states:
+        if state != "churned" and not model.is_final(state):
+            copy.add_transition("churn", state, "churned", chance, event_sinks=churn_sinks)
+    return copy
+
+
+def _arrival_rate(arrivals: float | Rate | str | None, tick_ms: int) -> float | None:
+    """Expected newcomers per tick."""
+    if arrivals is None:
+        return None
+    if isinstance(arrivals, str):
+        arrivals = parse_rate(arrivals, "arrivals")
+    if isinstance(arrivals, Rate):
+        if arrivals.kind != "count":
+            raise ModelError(
+                f"arrivals must be a count per period like '30 per hour', got {arrivals}"
+            )
+        return arrivals.value * tick_ms / arrivals.period_ms
+    if isinstance(arrivals, bool) or not isinstance(arrivals, Real) or not 0 <= arrivals < math.inf:
+        raise ModelError(f"arrivals must be a number of subjects per tick >= 0, got {arrivals!r}")
+    return float(arrivals)
+
+
+def _fingerprint(model: Model) -> tuple[Any, ...]:
+    """What a checkpoint must match: states and every transition's shape and chance."""
+    return (
+        model.states,
+        model.initial_state,
+        tuple(
+            (t.trigger, t.from_state, t.to_state, round(t.probability, 12))
+            for t in model.transitions
+        ),
+    )
+
+
 class Simulation:
     """One run of `model` over a population of subjects.
 
@@ -176,9 +261,11 @@ class Simulation:
         subject_factory: called once per subject, in order, to create it; either a callable
             or an object with a ``create()`` method (doge-datagen's `SubjectFactory`). Without
             one, subjects are ``SimpleNamespace(id=i)``.
-        ticks: number of ticks to simulate (ticks ``0 .. ticks-1``).
+        ticks: number of ticks to simulate (ticks ``0 .. ticks-1``); None in live mode runs
+            until `stop` is called.
         tick_ms: length of a tick in milliseconds.
-        timestamp_start: timestamp of tick 0, epoch milliseconds.
+        timestamp_start: timestamp of tick 0, epoch milliseconds (default 0; in live mode the
+            wall clock at the start).
         seed: the seed; the same model and seed give the same event stream. Without one the
             ``DOGESIM_SEED`` environment variable is used when set (so programs that give no
             seed, like doge-datagen's, can be made reproducible unchanged), else a seed is
@@ -188,6 +275,21 @@ class Simulation:
             that draw from them, as doge-datagen programs do, are reproducible too.
         env: the SimPy environment to run in (a fresh one when omitted). Time unit: ticks.
         progress: called with the number of ticks done after every tick that had events.
+        jitter: spread event timestamps uniformly within their tick (opt-in); events of a
+            tick then come in timestamp order.
+        live: pace the run in real time (`simpy.rt`): tick ``t`` is handled when
+            ``t * tick_ms / speed`` ms have passed since the start.
+        speed: live mode's speed-up factor (2.0: twice as fast as real time).
+        max_lag_ms: in live mode, how far behind real time the run may fall before
+            `on_lag` applies (default: one tick).
+        on_lag: ``"warn"`` (log a warning, count it in the result) or ``"fail"``
+            (stop with `RunError`) when live mode falls behind by more than `max_lag_ms`.
+        arrivals: new subjects per tick (a number, a `Rate` or rate text like
+            ``"30 per hour"``), created by `subject_factory` in the initial state.
+        arrivals_profile: a `Profile` shaping the arrival rate over the calendar.
+        churn: a chance per tick (percent, `Rate` or rate text) that a subject in any
+            non-final state leaves for the final state ``churned``.
+        churn_sinks: sinks fed by the ``churn`` transitions.
     """
 
     def __init__(
@@ -196,31 +298,63 @@ class Simulation:
         subjects: int | Sequence[Any] | Iterable[Any],
         *,
         subject_factory: Callable[[], Any] | Any | None = None,
-        ticks: int,
+        ticks: int | None,
         tick_ms: int,
-        timestamp_start: int = 0,
+        timestamp_start: int | None = None,
         seed: int | None = None,
         seed_globals: bool = True,
         env: simpy.Environment | None = None,
         progress: Callable[[int], None] | None = None,
+        jitter: bool = False,
+        live: bool = False,
+        speed: float = 1.0,
+        max_lag_ms: float | None = None,
+        on_lag: str = "warn",
+        arrivals: float | Rate | str | None = None,
+        arrivals_profile: Profile | None = None,
+        churn: float | Rate | str | None = None,
+        churn_sinks: Sequence[Any] = (),
     ) -> None:
         if not isinstance(model, Model):
             raise ModelError(f"model must be a dogesim.Model, got {type(model).__name__}")
-        self.model = model
-        self.ticks = _positive_int(ticks, "ticks")
-        self.tick_ms = _positive_int(tick_ms, "tick_ms")
-        self.timestamp_start = _timestamp(timestamp_start)
+        self.tick_ms: int = _positive_int(tick_ms, "tick_ms")
+        if ticks is None and not live:
+            raise ModelError("ticks must be given (ticks=None, run until stopped, needs live=True)")
+        self.ticks: int | None = None if ticks is None else _positive_int(ticks, "ticks")
+        self.live: bool = bool(live)
+        if (
+            isinstance(speed, bool)
+            or not isinstance(speed, Real)
+            or not 0 < float(speed) < math.inf
+        ):
+            raise ModelError(f"speed must be a positive number, got {speed!r}")
+        self.speed: float = float(speed)
+        if on_lag not in ("warn", "fail"):
+            raise ModelError(f"on_lag must be 'warn' or 'fail', got {on_lag!r}")
+        self.on_lag: str = on_lag
+        self.max_lag_ms: float = float(
+            self.tick_ms / self.speed if max_lag_ms is None else max_lag_ms
+        )
+        if timestamp_start is None:
+            timestamp_start = int(time.time() * 1000) if live else 0
+        self.timestamp_start: int = _timestamp(timestamp_start)
+        self.jitter: bool = bool(jitter)
+        self.model: Model = _effective_model(model, self.tick_ms, churn, churn_sinks)
+        self._arrival_rate: float | None = _arrival_rate(arrivals, self.tick_ms)
+        self.arrivals_profile: Profile | None = arrivals_profile
         if seed is None:
             seed = _seed_from_environment()
         if seed is None:
             seed = secrets.randbits(63)
         elif isinstance(seed, bool) or not isinstance(seed, Integral) or int(seed) < 0:
             raise ModelError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
-        self.seed_globals = seed_globals
+        self.seed: int = int(seed)
+        self.seed_globals: bool = seed_globals
         self._given_subjects: list[Any] | None = None
         if isinstance(subjects, Integral) and not isinstance(subjects, bool):
-            self.subjects_num = _positive_int(subjects, "subjects")
+            self.subjects_num: int = operator.index(subjects)
+            if self.subjects_num < 0 or (self.subjects_num == 0 and self._arrival_rate is None):
+                raise ModelError(f"subjects must be positive, got {self.subjects_num}")
         elif isinstance(subjects, Iterable) and not isinstance(subjects, (str, bytes)):
             self._given_subjects = list(subjects)
             if not self._given_subjects:
@@ -237,21 +371,37 @@ class Simulation:
                 )
             subject_factory = create
         self._factory: Callable[[], Any] | None = subject_factory
-        self.env = env if env is not None else simpy.Environment()
-        self.progress = progress
+        if self._arrival_rate is not None and self._factory is None:
+            self._factory = _default_subject
+        if env is None:
+            env = (
+                simpy.rt.RealtimeEnvironment(factor=self.tick_ms / 1000 / self.speed, strict=False)
+                if self.live
+                else simpy.Environment()
+            )
+        self.env: simpy.Environment = env
+        self.progress: Callable[[int], None] | None = progress
         self.subjects: list[Any] = []
-        self._state: np.ndarray = np.empty(0, dtype=np.int32)
-        self._ran = False
+        self._state_array: array[int] = array("i")
+        self._state: np.ndarray = np.empty(0, dtype=np.intc)
+        self._ran: bool = False
+        self._stop_requested: bool = False
+        self._restored: dict[str, Any] | None = None
         self.result: RunResult | None = None
 
     # -- public ----------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Ask the run to stop after the tick in progress (safe from signal handlers and other
+        threads). `run` then closes the sinks and returns a result with ``stopped=True``."""
+        self._stop_requested = True
+
     def run(self) -> RunResult:
-        """Run the simulation to the end, close every sink once, and return the result.
+        """Run the simulation to the end (or to `stop`), close every sink once, return the result.
 
         Raises:
             SinkError: a sink lost events or failed to close (after every sink was closed).
-            RunError: the simulation already ran.
+            RunError: the simulation already ran, or live mode fell behind with on_lag="fail".
             Exception: whatever a factory, callback or sink raised, after every sink was
                 closed (the original exception propagates; close failures are attached as
                 notes).
@@ -261,18 +411,14 @@ class Simulation:
         self._ran = True
         sinks = self.model.sinks()
         started = time.perf_counter()
-        LOGGER.info(
-            "run start: %d subjects x %d ticks, seed %d",
-            self.subjects_num,
-            self.ticks,
-            self.seed,
-        )
+        LOGGER.info("run start: %d subjects, seed %d", self.subjects_num, self.seed)
+        self._failure: BaseException | None = None
         try:
-            self._create_subjects()
+            if self._restored is None:
+                self._create_subjects()
             self._prepare()
-            self._failure: BaseException | None = None
-            self.env.process(self._ticker())
-            self.env.run()
+            done = self.env.process(self._ticker())
+            self.env.run(until=done)
             if self._failure is not None:
                 raise self._failure
         except BaseException as exc:
@@ -293,7 +439,102 @@ class Simulation:
     def subject_states(self) -> list[str]:
         """The current state of every subject, in creation order."""
         names = self.model.states
-        return [names[s] for s in self._state.tolist()]
+        return [names[s] for s in self._state_array]
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Save where a stopped run is (subjects, states, calendar, RNG states, clock), so that
+        `Simulation.resume` continues it with no event lost or repeated.
+
+        Raises:
+            RunError: the run has not stopped at a tick boundary, or subjects are holding or
+                queueing for a resource (their SimPy processes cannot be saved).
+        """
+        if not self._ran or self.result is None:
+            raise RunError("checkpoint() needs a run that has stopped; call run() first")
+        if self._in_service:
+            raise RunError(
+                f"cannot checkpoint: {self._in_service} subjects are queueing for or holding a "
+                "resource; checkpoints support models without resources"
+            )
+        state = {
+            "version": 1,
+            "fingerprint": _fingerprint(self.model),
+            "seed": self.seed,
+            "tick_ms": self.tick_ms,
+            "timestamp_start": self.timestamp_start,
+            "ticks": self.ticks,
+            "next_tick": self._next_tick,
+            "subjects": self.subjects,
+            "states": self._state_array,
+            "calendar": self._calendar,
+            "rng": self._rng.bit_generator.state,
+            "random": random.getstate(),
+            "numpy_random": np.random.get_state(),
+            "rows": self._rows,
+            "arrivals": self._arrival_rows,
+            "initial_subjects": self._initial_subjects,
+            "jitter": self.jitter,
+        }
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "wb") as handle:
+            pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | os.PathLike[str],
+        model: Model,
+        *,
+        progress: Callable[[int], None] | None = None,
+        live: bool = False,
+        speed: float = 1.0,
+        env: simpy.Environment | None = None,
+        arrivals: float | Rate | str | None = None,
+        arrivals_profile: Profile | None = None,
+        churn: float | Rate | str | None = None,
+        churn_sinks: Sequence[Any] = (),
+        subject_factory: Callable[[], Any] | Any | None = None,
+    ) -> Simulation:
+        """A `Simulation` that continues the run saved by `checkpoint`, into `model`'s sinks.
+
+        The model must be the same as the checkpointed one (states, transitions, chances);
+        its sinks are new (open file sinks in append mode). The resumed run draws exactly
+        what the uninterrupted run would have, so the two halves together equal it.
+        """
+        with open(path, "rb") as handle:
+            saved = pickle.load(handle)
+        if not isinstance(saved, dict) or saved.get("version") != 1:
+            raise RunError(f"{os.fspath(path)} is not a dogesim checkpoint")
+        sim = cls(
+            model,
+            max(len(saved["subjects"]), 1),
+            subject_factory=subject_factory,
+            ticks=saved["ticks"],
+            tick_ms=saved["tick_ms"],
+            timestamp_start=saved["timestamp_start"],
+            seed=saved["seed"],
+            progress=progress,
+            live=live,
+            speed=speed,
+            env=env,
+            jitter=saved["jitter"],
+            arrivals=arrivals,
+            arrivals_profile=arrivals_profile,
+            churn=churn,
+            churn_sinks=churn_sinks,
+        )
+        if _fingerprint(sim.model) != saved["fingerprint"]:
+            raise RunError(
+                f"{os.fspath(path)} was saved from a different model (states, transitions or "
+                "chances changed); resume it with the model it was run with"
+            )
+        sim._restored = saved
+        sim.subjects = saved["subjects"]
+        sim.subjects_num = len(sim.subjects)
+        return sim
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -305,6 +546,9 @@ class Simulation:
         if self._given_subjects is not None:
             self.subjects = list(self._given_subjects)
             return
+        self.subjects = self._make_subjects(self.subjects_num)
+
+    def _make_subjects(self, count: int) -> list[Any]:
         # Creating a population only allocates: the cyclic garbage collector would scan the
         # growing heap again and again for nothing (a third of the time for 1M subjects).
         collecting = gc.isenabled()
@@ -312,34 +556,50 @@ class Simulation:
         try:
             if self._factory is not None:
                 factory = self._factory
-                self.subjects = [factory() for _ in range(self.subjects_num)]
-            else:
-                self.subjects = [SimpleNamespace(id=i) for i in range(self.subjects_num)]
+                return [factory() for _ in range(count)]
+            start = len(self.subjects)
+            return [SimpleNamespace(id=start + i) for i in range(count)]
         finally:
             if collecting:
                 gc.enable()
 
     def _prepare(self) -> None:
-        """Build the per-state lookup arrays and file every subject at its first attempt."""
+        """Build the per-state lookup tables and file every subject at its first attempt."""
         model = self.model
         n_states = len(model.states)
         # Transitions grouped by their from-state; `_order[j]` is the j-th of that grouping.
         order: list[Transition] = []
         first = np.zeros(n_states, dtype=np.int64)
+        n_out = np.zeros(n_states, dtype=np.int64)
         width = max((len(model.outgoing(s)) for s in model.states), default=1)
-        thresholds = np.full((n_states, max(width - 1, 0)), 2.0)
+        # Per state: the cumulative chances of its transitions divided by the most the state
+        # can ever have (`peak`); a draw u < 1 picks the first transition whose threshold
+        # exceeds u, and none (no attempt after all) when u is above the last threshold,
+        # which happens only when a calendar profile lowers the chances (thinning).
+        thresholds = np.full((n_states, max(width, 1)), 2.0)
+        peak = np.zeros(n_states)
         invlog = np.full(n_states, np.nan)
+        profiled = any(t.profile is not None for t in model.transitions)
         for s, name in enumerate(model.states):
             outgoing = list(model.outgoing(name))
             first[s] = len(order)
+            n_out[s] = len(outgoing)
             order.extend(outgoing)
-            total = sum(t.probability for t in outgoing) / 100.0
+            top = [t.probability / 100.0 * (t.profile.peak if t.profile else 1.0) for t in outgoing]
+            total = sum(top)
+            if total > 1.0 + 1e-9:
+                raise ModelError(
+                    f"{model.name}: state {name!r}: at the peaks of their calendar profiles the "
+                    f"outgoing probabilities reach {100 * total:g}% per tick, at most 100%"
+                )
+            peak[s] = total
             if total <= 0.0:
                 continue  # never moves: stays out of the calendar
             cumulative = 0.0
-            for k, t in enumerate(outgoing[:-1]):
-                cumulative += t.probability / 100.0
+            for k, chance in enumerate(top):
+                cumulative += chance
                 thresholds[s, k] = cumulative / total
+            thresholds[s, len(outgoing) - 1] = 1.0
             if total >= 1.0:
                 invlog[s] = 0.0
             elif total > 1e-300:
@@ -350,10 +610,14 @@ class Simulation:
         self._order_to_model = np.asarray([position[id(t)] for t in order], dtype=np.int64)
         self._first = first
         self._first_list: list[int] = first.tolist()
+        self._n_out = n_out
+        self._peak = peak
+        self._base_thresholds = thresholds
         self._thresholds = thresholds
-        self._threshold_lists: list[list[float]] = [
-            [x for x in row if x <= 1.0] for row in thresholds.tolist()
-        ]
+        self._threshold_lists = _threshold_lists(thresholds, n_out)
+        self._draw_choice = profiled or bool((n_out > 1).any())
+        self._profiled = profiled
+        self._profile_cache: dict[tuple[Any, ...], tuple[np.ndarray, list[list[float]]]] = {}
         self._invlog = invlog
         self._invlog_list: list[float | None] = [
             None if math.isnan(x) else x for x in invlog.tolist()
@@ -362,25 +626,56 @@ class Simulation:
         self._to_list: list[int] = self._to.tolist()
         self._callbacks = [t.action_callback for t in order]
         self._collectors = [tuple(s.collect for s in t.event_sinks) for t in order]
+        self._resource_of: list[simpy.Resource | None] = []
+        resources = {name: simpy.Resource(self.env, cap) for name, cap in model.resources.items()}
+        for t in order:
+            self._resource_of.append(resources[t.resource] if t.resource else None)
         self._python = [
-            bool(self._callbacks[j] is not None or self._collectors[j]) for j in range(len(order))
+            bool(self._callbacks[j] is not None or self._collectors[j] or self._resource_of[j])
+            for j in range(len(order))
         ]
-        self._rows: list[tuple[int, Any, Any]] = []  # (tick, events, vetoes or None)
+        self._has_resources = any(r is not None for r in self._resource_of)
+        self._in_service = 0
+        self._wakeup = self.env.event()
+        self.max_lag_ms_seen = 0.0
+        self.lag_warnings = 0
+        self.stopped = False
 
+        restored = self._restored
+        if restored is not None:
+            self._rows: list[tuple[int, Any, Any]] = restored["rows"]
+            self._arrival_rows: list[tuple[int, int]] = restored["arrivals"]
+            self._initial_subjects = restored["initial_subjects"]
+            self._state_array = restored["states"]
+            self._state = np.frombuffer(self._state_array, dtype=np.intc)
+            self._calendar = restored["calendar"]
+            self._rng = np.random.default_rng(self.seed)
+            self._rng.bit_generator.state = restored["rng"]
+            random.setstate(restored["random"])
+            np.random.set_state(restored["numpy_random"])
+            self._first_tick = restored["next_tick"]
+            self._next_tick = self._first_tick
+            return
+        self._rows = []  # (tick, events per transition, vetoes per transition or None)
+        self._arrival_rows = []  # (tick, subjects arrived)
         self._rng = np.random.default_rng(self.seed)
-        n = self.subjects_num
+        n = len(self.subjects)
+        self._initial_subjects = n
         initial = model.index(model.initial_state)
         # One buffer, two views: `array` indexing is fast for the per-subject path, the numpy
         # view for bulk gathers and scatters.
         self._state_array = array("i", [initial]) * n
         self._state = np.frombuffer(self._state_array, dtype=np.intc)
         self._calendar = Calendar()
+        self._first_tick = 0
+        self._next_tick = 0
         self._file(np.arange(n, dtype=np.int64), self._state, -1)
 
     def _file(self, subjects: np.ndarray, states: np.ndarray, tick: int) -> None:
         """File `subjects` (now in `states`, just handled at `tick`) at their next attempt."""
         waits = np.log1p(-self._rng.random(len(subjects))) * self._invlog[states]
-        keep = waits < self.ticks - tick - 1  # NaN (never moves) compares False
+        horizon = self.ticks if self.ticks is not None else _FOREVER
+        keep = waits < horizon - tick - 1  # NaN (never moves) compares False
         if not keep.all():
             subjects, waits = subjects[keep], waits[keep]
         due = waits.astype(np.int64)
@@ -391,51 +686,202 @@ class Simulation:
 
     def _ticker(self) -> Generator[simpy.events.Event, Any, None]:
         """The SimPy process that walks the calendar from one busy tick to the next."""
-        env = self.env
-        base = env.now
-        calendar = self._calendar
-        progress = self.progress
         try:
-            while (t := calendar.next_tick()) is not None:
-                wait = base + t - env.now
-                if wait > 0:
-                    yield env.timeout(wait)
-                self._tick(t, calendar.take(t))
-                if progress is not None:
-                    progress(t + 1)
-            if progress is not None:
-                progress(self.ticks)
+            yield from self._walk()
         except BaseException as exc:
             # SimPy would re-raise a re-built copy of the exception (losing attributes such
             # as a SinkError's ledgers); keep the original and raise it from run().
             self._failure = exc
 
+    def _walk(self) -> Generator[simpy.events.Event, Any, None]:
+        env = self.env
+        origin = env.now - self._first_tick  # env time of tick 0
+        calendar = self._calendar
+        progress = self.progress
+        horizon = self.ticks if self.ticks is not None else _FOREVER
+        every_tick = self._arrival_rate is not None
+        wall0 = time.monotonic() - self._first_tick * self.tick_ms / 1000 / self.speed
+        t = self._first_tick
+        while t < horizon:
+            if every_tick:
+                busy: int | None = t
+            else:
+                busy = calendar.next_tick()
+                if busy is None or busy >= horizon:
+                    if not self._in_service:
+                        break
+                    # Subjects are queueing for or holding a resource: wait until one is
+                    # filed back (or the run's end).
+                    self._wakeup = env.event()
+                    until = horizon if horizon < _FOREVER else None
+                    if until is None:
+                        yield self._wakeup
+                    else:
+                        yield self._wakeup | env.timeout(origin + until - env.now)
+                    t = max(t, math.ceil(env.now - origin))
+                    continue
+            assert busy is not None
+            wait = origin + busy - env.now
+            if wait > 0:
+                if self._has_resources:
+                    self._wakeup = env.event()
+                    yield env.timeout(wait) | self._wakeup
+                    if env.now < origin + busy:
+                        t = max(t, math.ceil(env.now - origin))
+                        continue  # woken: a subject was filed back, maybe earlier
+                else:
+                    yield env.timeout(wait)
+            t = busy
+            if every_tick:
+                self._arrive(t)
+            if calendar.next_tick() == t:
+                self._tick(t, calendar.take(t))
+            t += 1
+            self._next_tick = t
+            if self.live:
+                self._check_lag(t, wall0)
+            if progress is not None:
+                progress(t)
+            if self._stop_requested:
+                self.stopped = True
+                break
+        if progress is not None and not self.stopped and self.ticks is not None:
+            progress(self.ticks)
+        if not self.stopped and self.ticks is not None:
+            self._next_tick = self.ticks
+
+    def _check_lag(self, ticks_done: int, wall0: float) -> None:
+        behind_ms = (time.monotonic() - wall0) * 1000 - ticks_done * self.tick_ms / self.speed
+        self.max_lag_ms_seen = max(self.max_lag_ms_seen, behind_ms)
+        if behind_ms > self.max_lag_ms:
+            self.lag_warnings += 1
+            message = (
+                f"live run is {behind_ms:.0f} ms behind real time at tick {ticks_done} "
+                f"(allowed {self.max_lag_ms:.0f} ms): the sinks or callbacks cannot keep up"
+            )
+            if self.on_lag == "fail":
+                raise RunError(message)
+            if self.lag_warnings == 1 or self.lag_warnings % 100 == 0:
+                LOGGER.warning(message)
+
+    def _arrive(self, t: int) -> None:
+        """Create this tick's newcomers in the initial state and file their first attempts."""
+        rate = self._arrival_rate
+        assert rate is not None
+        if self.arrivals_profile is not None:
+            rate *= self.arrivals_profile.multiplier(self.timestamp_start + t * self.tick_ms)
+        count = int(self._rng.poisson(rate)) if rate > 0 else 0
+        if count == 0:
+            return
+        start = len(self.subjects)
+        self.subjects.extend(self._make_subjects(count))
+        initial = self.model.index(self.model.initial_state)
+        # The numpy view pins the buffer: drop it, grow the array, view it again.
+        self._state = np.empty(0, dtype=np.intc)
+        self._state_array.extend([initial] * count)
+        self._state = np.frombuffer(self._state_array, dtype=np.intc)
+        self._arrival_rows.append((t, count))
+        self._file(
+            np.arange(start, start + count, dtype=np.int64),
+            np.full(count, initial, dtype=np.int64),
+            t - 1,
+        )
+
+    def _choice_tables(self, t: int) -> tuple[np.ndarray, list[list[float]]]:
+        """The choice thresholds at tick `t` (they change only under calendar profiles)."""
+        if not self._profiled:
+            return self._thresholds, self._threshold_lists
+        ts = self.timestamp_start + t * self.tick_ms
+        order = self._order
+        key = tuple(t.profile.key(ts) if t.profile else None for t in order)
+        cached = self._profile_cache.get(key)
+        if cached is None:
+            thresholds = np.full_like(self._base_thresholds, 2.0)
+            for s in range(len(self.model.states)):
+                peak = self._peak[s]
+                if peak <= 0:
+                    continue
+                cumulative = 0.0
+                begin = self._first_list[s]
+                for k in range(int(self._n_out[s])):
+                    tr = order[begin + k]
+                    factor = tr.profile.multiplier(ts) if tr.profile else 1.0
+                    cumulative += tr.probability / 100.0 * factor
+                    thresholds[s, k] = min(cumulative / peak, 1.0)
+            cached = (thresholds, _threshold_lists(thresholds, self._n_out))
+            if len(self._profile_cache) < 4096:
+                self._profile_cache[key] = cached
+        return cached
+
     def _tick(self, t: int, due: np.ndarray | list[int]) -> None:
         """Handle the subjects `due` at tick `t` (sorted: creation order)."""
-        if isinstance(due, list):
+        if isinstance(due, list) and not self.jitter:
             self._tick_scalar(t, due)
             return
+        due = np.asarray(due, dtype=np.int64)
         n_due = len(due)
+        thresholds, _ = self._choice_tables(t)
         states = self._state[due]
-        chosen = self._first[states]
-        if self._thresholds.shape[1]:
+        local = np.zeros(n_due, dtype=np.int64)
+        if self._draw_choice:
             u = self._rng.random(n_due)
-            chosen += (self._thresholds[states] <= u[:, None]).sum(axis=1)
-        vetoed = self._dispatch(t, due.tolist(), chosen.tolist())
-        n_tr = len(self._order)
-        targets = self._to[chosen]
-        if vetoed:
-            moved = np.ones(n_due, dtype=bool)
-            moved[vetoed] = False
-            veto_counts: Any = np.bincount(chosen[~moved], minlength=n_tr)
-            targets = np.where(moved, targets, states)
-            event_counts = np.bincount(chosen[moved], minlength=n_tr)
+            local = (thresholds[states] <= u[:, None]).sum(axis=1)
+        chosen = self._first[states] + local
+        attempting = local < self._n_out[states]  # False: thinned away, no attempt
+        stamps: list[int] | None = None
+        due_list = due.tolist()
+        chosen_list = chosen.tolist()
+        if self.jitter:
+            offsets = (self._rng.random(n_due) * self.tick_ms).astype(np.int64)
+            order = np.argsort(offsets, kind="stable")
+            base = self.timestamp_start + t * self.tick_ms
+            stamps = (offsets[order] + base).tolist()
+            positions = order.tolist()
+            due_list = [due_list[k] for k in positions]
+            chosen_list = [chosen_list[k] for k in positions]
+            if not attempting.all():
+                skip = set(np.flatnonzero(~attempting).tolist())
+                keep = [n for n, k in enumerate(positions) if k not in skip]
+                vetoed, deferred = self._dispatch(
+                    t,
+                    [due_list[n] for n in keep],
+                    [chosen_list[n] for n in keep],
+                    [stamps[n] for n in keep],
+                )
+                vetoed = [positions[keep[n]] for n in vetoed]
+                deferred = [positions[keep[n]] for n in deferred]
+            else:
+                vetoed, deferred = self._dispatch(t, due_list, chosen_list, stamps)
+                vetoed = [positions[n] for n in vetoed]
+                deferred = [positions[n] for n in deferred]
+        elif not attempting.all():
+            active = np.flatnonzero(attempting)
+            vetoed, deferred = self._dispatch(
+                t, due[active].tolist(), chosen[active].tolist(), None
+            )
+            vetoed = active[vetoed].tolist() if vetoed else []
+            deferred = active[deferred].tolist() if deferred else []
         else:
-            veto_counts = None
-            event_counts = np.bincount(chosen, minlength=n_tr)
+            vetoed, deferred = self._dispatch(t, due_list, chosen_list, None)
+        n_tr = len(self._order)
+        moved = attempting.copy()
+        veto_counts: Any = None
+        if vetoed:
+            moved[vetoed] = False
+            veto_counts = np.bincount(chosen[vetoed], minlength=n_tr)
+        if deferred:
+            moved[deferred] = False
+        targets = np.where(moved, self._to[chosen], states)
         self._state[due] = targets
-        self._rows.append((t, event_counts, veto_counts))
-        self._file(due, targets, t)
+        self._rows.append((t, np.bincount(chosen[moved], minlength=n_tr), veto_counts))
+        if deferred:
+            waiting = np.ones(n_due, dtype=bool)
+            waiting[deferred] = False
+            for k in deferred:
+                self._serve(due_list_at(due, k), int(chosen[k]), t)
+            self._file(due[waiting], targets[waiting], t)
+        else:
+            self._file(due, targets, t)
 
     def _tick_scalar(self, t: int, due: list[int]) -> None:
         """`_tick` for a few subjects: plain Python beats numpy's fixed cost per call.
@@ -447,15 +893,27 @@ class Simulation:
         state = self._state_array
         states = [state[i] for i in due]
         first = self._first_list
-        if self._thresholds.shape[1]:
-            thresholds = self._threshold_lists
-            chosen = [
-                first[s] + bisect_right(thresholds[s], x)
+        n_out = self._n_out
+        if self._draw_choice:
+            _, thresholds = self._choice_tables(t)
+            local = [
+                bisect_right(thresholds[s], x)
                 for s, x in zip(states, rng.random(n_due).tolist(), strict=True)
             ]
         else:
-            chosen = [first[s] for s in states]
-        vetoed = self._dispatch(t, due, chosen)
+            local = [0] * n_due
+        chosen = [first[s] + k for s, k in zip(states, local, strict=True)]
+        if self._profiled:
+            active = [n for n, (s, k) in enumerate(zip(states, local, strict=True)) if k < n_out[s]]
+            vetoed, deferred = self._dispatch(
+                t, [due[n] for n in active], [chosen[n] for n in active], None
+            )
+            vetoed = [active[n] for n in vetoed]
+            deferred = [active[n] for n in deferred]
+            skipped = set(range(n_due)) - set(active)
+        else:
+            vetoed, deferred = self._dispatch(t, due, chosen, None)
+            skipped = set()
         to = self._to_list
         targets = [to[j] for j in chosen]
         n_tr = len(self._order)
@@ -466,15 +924,23 @@ class Simulation:
         if vetoed:
             veto_counts = [0] * n_tr
             for k in vetoed:
-                targets[k] = states[k]
-                event_counts[chosen[k]] -= 1
                 veto_counts[chosen[k]] += 1
+        for k in (*vetoed, *deferred, *skipped):
+            targets[k] = states[k]
+            event_counts[chosen[k]] -= 1
         for i, s in zip(due, targets, strict=True):
             state[i] = s
         self._rows.append((t, event_counts, veto_counts))
+        if deferred:
+            for k in deferred:
+                self._serve(due[k], chosen[k], t)
+            out = set(deferred)
+            due = [i for n, i in enumerate(due) if n not in out]
+            targets = [s for n, s in enumerate(targets) if n not in out]
+            n_due = len(due)
         invlog = self._invlog_list
         after = t + 1
-        horizon = self.ticks
+        horizon = self.ticks if self.ticks is not None else _FOREVER
         log1p = math.log1p
         filed: list[int] = []
         ticks: list[int] = []
@@ -487,35 +953,82 @@ class Simulation:
                     ticks.append(due_at)
         self._calendar.file_lists(filed, ticks)
 
-    def _dispatch(self, t: int, due: list[int], chosen: list[int]) -> list[int]:
-        """Run callbacks and feed sinks, subject by subject; return the vetoed positions."""
+    def _dispatch(
+        self, t: int, due: list[int], chosen: list[int], stamps: list[int] | None
+    ) -> tuple[list[int], list[int]]:
+        """Run callbacks and feed sinks, subject by subject.
+
+        Returns the positions vetoed by their callback and the positions deferred because
+        their transition must first acquire a resource."""
         vetoed: list[int] = []
+        deferred: list[int] = []
         python = self._python
         if not any(python[j] for j in set(chosen)):
-            return vetoed
+            return vetoed, deferred
         subjects = self.subjects
         callbacks = self._callbacks
         collectors = self._collectors
+        resource_of = self._resource_of if self._has_resources else None
         order = self._order
         ts = self.timestamp_start + t * self.tick_ms
         for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
+            if stamps is not None:
+                ts = stamps[k]
             callback = callbacks[j]
-            if callback is not None:
-                subject = subjects[i]
-                transition = order[j]
-                if not callback(subject, transition):
-                    vetoed.append(k)
-                    continue
-                for collect in collectors[j]:
+            subject = subjects[i]
+            transition = order[j]
+            if callback is not None and not callback(subject, transition):
+                vetoed.append(k)
+                continue
+            if resource_of is not None and resource_of[j] is not None:
+                deferred.append(k)
+                continue
+            for collect in collectors[j]:
+                collect(ts, subject, transition)
+        return vetoed, deferred
+
+    def _serve(self, subject: int, j: int, t: int) -> None:
+        """Start the SimPy process of a subject that must acquire a resource to move."""
+        self._in_service += 1
+        self.env.process(self._service(subject, j, t))
+
+    def _service(self, i: int, j: int, asked: int) -> Generator[simpy.events.Event, Any, None]:
+        """Queue for the transition's resource, move when granted, hold it, file back."""
+        resource = self._resource_of[j]
+        assert resource is not None
+        transition = self._order[j]
+        origin = self.env.now - asked
+        try:
+            with resource.request() as request:
+                yield request
+                granted = math.ceil(self.env.now - origin - 1e-9)
+                if self.ticks is not None and granted >= self.ticks:
+                    return
+                self._state_array[i] = self._to_list[j]
+                ts = self.timestamp_start + granted * self.tick_ms
+                subject = self.subjects[i]
+                for collect in self._collectors[j]:
                     collect(ts, subject, transition)
-            else:
-                sinks = collectors[j]
-                if sinks:
-                    subject = subjects[i]
-                    transition = order[j]
-                    for collect in sinks:
-                        collect(ts, subject, transition)
-        return vetoed
+                events = [0] * len(self._order)
+                events[j] = 1
+                self._rows.append((granted, events, None))
+                # The next attempt comes after the hold, as after any move.
+                target = self._to_list[j]
+                self._file(
+                    np.asarray([i], dtype=np.int64),
+                    np.asarray([target], dtype=np.int64),
+                    granted + transition.hold - 1,
+                )
+                if not self._wakeup.triggered:
+                    self._wakeup.succeed()
+                yield self.env.timeout(transition.hold)
+        except BaseException as exc:
+            if self._failure is None:
+                self._failure = exc
+        finally:
+            self._in_service -= 1
+            if not self._wakeup.triggered:
+                self._wakeup.succeed()
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -540,8 +1053,9 @@ class Simulation:
         """Each sink's own ledger, or one built from what the engine handed it."""
         handed: dict[int, int] = {}
         totals = np.zeros(len(self._order), dtype=np.int64)
-        for _, events, _ in self._rows:
-            totals += np.asarray(events, dtype=np.int64)
+        for t, events, _ in self._rows:
+            if t >= self._first_tick:
+                totals += np.asarray(events, dtype=np.int64)
         for position, transition in enumerate(self._order):
             count = int(totals[position])
             for sink in transition.event_sinks:
@@ -558,10 +1072,12 @@ class Simulation:
     def _result(self, ledgers: list[DeliveryLedger], wall: float) -> RunResult:
         model = self.model
         n_tr = len(self._order)
-        per_tick = np.zeros((self.ticks, n_tr), dtype=np.int64)
+        ticks = self._next_tick
+        per_tick = np.zeros((ticks, n_tr), dtype=np.int64)
         vetoes = np.zeros(n_tr, dtype=np.int64)
         for t, events, vetoed in self._rows:
-            per_tick[t] = events
+            if t < ticks:
+                per_tick[t] += np.asarray(events, dtype=np.int64)
             if vetoed is not None:
                 vetoes += np.asarray(vetoed, dtype=np.int64)
         # Columns back in model order.
@@ -573,14 +1089,19 @@ class Simulation:
         for j, transition in enumerate(model.transitions):
             flow[j, model.index(transition.from_state)] -= 1
             flow[j, model.index(transition.to_state)] += 1
-        occupancy = np.cumsum(per_tick @ flow, axis=0)
-        occupancy[:, model.index(model.initial_state)] += self.subjects_num
+        change = per_tick @ flow
+        initial = model.index(model.initial_state)
+        for t, count in self._arrival_rows:
+            if t < ticks:
+                change[t, initial] += count
+        occupancy = np.cumsum(change, axis=0)
+        occupancy[:, initial] += self._initial_subjects
         return RunResult(
             seed=self.seed,
             states=model.states,
             transitions=tuple(model.transitions),
-            subjects=self.subjects_num,
-            ticks=self.ticks,
+            subjects=len(self.subjects),
+            ticks=ticks,
             tick_ms=self.tick_ms,
             timestamp_start=self.timestamp_start,
             initial_state=model.initial_state,
@@ -590,6 +1111,10 @@ class Simulation:
             vetoes=vetoes,
             ledgers=ledgers,
             wall_time=wall,
+            stopped=self.stopped,
+            max_lag_ms=self.max_lag_ms_seen if self.live else None,
+            lag_warnings=self.lag_warnings,
+            arrivals=sum(c for t, c in self._arrival_rows if t < ticks),
         )
 
 

@@ -14,6 +14,7 @@ from numbers import Real
 from typing import Any
 
 from dogesim.errors import ModelError
+from dogesim.rates import Profile, Rate, parse_duration, parse_rate
 
 __all__ = ["PROBABILITY_TOLERANCE", "ActionCallback", "Model", "Transition"]
 
@@ -41,7 +42,11 @@ class Transition:
         "action_callback",
         "event_sinks",
         "from_state",
+        "hold",
         "probability",
+        "profile",
+        "rate",
+        "resource",
         "to_state",
         "trigger",
     )
@@ -51,22 +56,50 @@ class Transition:
         trigger: str,
         from_state: str,
         to_state: str,
-        probability: float,
+        probability: float | Rate | str,
         action_callback: ActionCallback | None = None,
         event_sinks: Iterable[Any] | None = None,
+        *,
+        profile: Profile | None = None,
+        resource: str | None = None,
+        hold: int = 1,
     ) -> None:
         self.trigger = trigger
         self.from_state = from_state
         self.to_state = to_state
+        #: A `Rate` when the chance was given per unit of time (then `probability` is the
+        #: per-tick value once a tick length is known, NaN before).
+        self.rate: Rate | None = None
+        if isinstance(probability, str):
+            probability = parse_rate(probability, f"transition {trigger!r}")
+        if isinstance(probability, Rate):
+            self.rate = probability
+            probability = math.nan
         self.probability = probability
         self.action_callback = action_callback
         self.event_sinks: tuple[Any, ...] = tuple(event_sinks) if event_sinks else ()
+        self.profile = profile
+        self.resource = resource
+        self.hold = hold
+
+    def _copy(self, probability: float) -> Transition:
+        copy = Transition(
+            self.trigger,
+            self.from_state,
+            self.to_state,
+            probability,
+            self.action_callback,
+            self.event_sinks,
+            profile=self.profile,
+            resource=self.resource,
+            hold=self.hold,
+        )
+        copy.rate = self.rate
+        return copy
 
     def __repr__(self) -> str:
-        return (
-            f"Transition({self.trigger!r}, {self.from_state!r} -> {self.to_state!r}, "
-            f"{self.probability}%)"
-        )
+        chance = f"{self.probability}%" if self.rate is None else str(self.rate)
+        return f"Transition({self.trigger!r}, {self.from_state!r} -> {self.to_state!r}, {chance})"
 
 
 def _check_state_name(state: object, where: str) -> str:
@@ -112,8 +145,16 @@ class Model:
         transitions: Iterable[Transition] = (),
         *,
         name: str = "model",
+        tick_ms: int | str | None = None,
+        resources: dict[str, int] | None = None,
     ) -> None:
         self.name = name
+        #: The tick the per-tick probabilities refer to; None: whatever tick a run uses
+        #: (doge-datagen's meaning). With it, a run at another tick rescales them.
+        self.tick_ms = None if tick_ms is None else parse_duration(tick_ms, f"{name}: tick_ms")
+        self.resources: dict[str, int] = {}
+        for resource, capacity in (resources or {}).items():
+            self.add_resource(resource, capacity)
         if isinstance(states, str) or not isinstance(states, Iterable):
             raise ModelError(f"{name}: states must be a list of state names, got {states!r}")
         state_list = list(states)
@@ -141,6 +182,17 @@ class Model:
 
     # -- building --------------------------------------------------------------------------
 
+    def add_resource(self, name: str, capacity: int) -> None:
+        """Declare a shared resource (e.g. 5 support agents) that transitions may hold."""
+        if not isinstance(name, str) or not name:
+            raise ModelError(f"{self.name}: resource names must be non-empty strings, got {name!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ModelError(
+                f"{self.name}: resource {name!r}: capacity must be a whole number >= 1, "
+                f"got {capacity!r}"
+            )
+        self.resources[name] = capacity
+
     def add_transition(
         self,
         trigger: str,
@@ -149,10 +201,30 @@ class Model:
         probability: float,
         action_callback: ActionCallback | None = None,
         event_sinks: Iterable[Any] | None = None,
+        *,
+        profile: Profile | None = None,
+        resource: str | None = None,
+        hold: int = 1,
     ) -> Transition:
-        """Add and return a transition; see `Transition` for the arguments."""
+        """Add and return a transition; see `Transition` for the arguments.
+
+        `probability` is percent per tick, or a `Rate` (or rate text such as ``"6 per day"``
+        or ``"0.1% per minute"``) that a run rescales to its tick. `profile` multiplies it by
+        hour of day, day of week and date. `resource` names a resource (see `add_resource`)
+        the move must acquire, queueing when all are busy, and holds for `hold` ticks.
+        """
         return self.add(
-            Transition(trigger, from_state, to_state, probability, action_callback, event_sinks)
+            Transition(
+                trigger,
+                from_state,
+                to_state,
+                probability,
+                action_callback,
+                event_sinks,
+                profile=profile,
+                resource=resource,
+                hold=hold,
+            )
         )
 
     def add(self, transition: Transition) -> Transition:
@@ -173,7 +245,26 @@ class Model:
                 raise ModelError(
                     f"{where}: {role} {state!r} is not one of the states {list(self.states)}"
                 )
-        transition.probability = _check_probability(transition.probability, where)
+        if transition.rate is not None:
+            if self.tick_ms is not None:
+                transition.probability = transition.rate.per_tick(self.tick_ms)
+        else:
+            transition.probability = _check_probability(transition.probability, where)
+        if transition.profile is not None and not isinstance(transition.profile, Profile):
+            raise ModelError(
+                f"{where}: profile must be a dogesim.Profile, got {transition.profile!r}"
+            )
+        if transition.resource is not None:
+            if transition.resource not in self.resources:
+                raise ModelError(
+                    f"{where}: resource {transition.resource!r} is not declared; "
+                    f"resources are {sorted(self.resources)} (Model.add_resource)"
+                )
+            hold = transition.hold
+            if isinstance(hold, bool) or not isinstance(hold, int) or hold < 1:
+                raise ModelError(
+                    f"{where}: hold must be a whole number of ticks >= 1, got {hold!r}"
+                )
         if transition.action_callback is not None and not callable(transition.action_callback):
             raise ModelError(
                 f"{where}: action_callback must be callable, got {transition.action_callback!r}"
@@ -191,7 +282,8 @@ class Model:
                     f"with trigger {trigger!r} (to {other.to_state!r}); triggers leaving one "
                     "state must be unique"
                 )
-        total = self._sums[transition.from_state] + transition.probability
+        given = 0.0 if math.isnan(transition.probability) else transition.probability
+        total = self._sums[transition.from_state] + given
         if total > 100 + PROBABILITY_TOLERANCE:
             listing = ", ".join(f"{t.trigger} {t.probability:g}%" for t in outgoing)
             raise ModelError(
@@ -242,6 +334,44 @@ class Model:
     def triggers(self) -> list[str]:
         """Distinct trigger names in first-use order."""
         return list(dict.fromkeys(t.trigger for t in self.transitions))
+
+    @property
+    def needs_tick(self) -> bool:
+        """True when some transition is a rate still waiting for a tick length."""
+        return any(math.isnan(t.probability) for t in self.transitions)
+
+    def at_tick(self, tick_ms: int) -> Model:
+        """This model with every chance rescaled to ticks of `tick_ms` (itself if nothing
+        changes): rates convert, and per-tick probabilities of a model with its own `tick_ms`
+        rescale as ``p' = 1 - (1 - p) ** (tick_ms / self.tick_ms)``.
+
+        Raises:
+            ModelError: a state's rescaled probabilities sum to more than 100%.
+        """
+        same = self.tick_ms in (None, tick_ms)
+        if same and not any(t.rate is not None for t in self.transitions):
+            return self
+        model = Model(
+            self.states,
+            self.initial_state,
+            name=self.name,
+            tick_ms=tick_ms,
+            resources=self.resources,
+        )
+        for t in self.transitions:
+            if t.rate is not None:
+                model.add(t._copy(t.rate.per_tick(tick_ms)))
+            elif same or self.tick_ms is None:
+                model.add(t._copy(t.probability))
+            else:
+                p = min(t.probability / 100.0, 1.0)
+                scaled = (
+                    100.0
+                    if p >= 1.0
+                    else -100.0 * math.expm1(tick_ms / self.tick_ms * math.log1p(-p))
+                )
+                model.add(t._copy(scaled))
+        return model
 
     def transition_matrix(self) -> list[list[float]]:
         """The per-tick Markov matrix ``P[i][j]`` (fractions) ignoring callback vetoes."""
