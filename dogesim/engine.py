@@ -826,8 +826,8 @@ class Simulation:
         if self._draw_choice:
             u = self._rng.random(n_due)
             local = (thresholds[states] <= u[:, None]).sum(axis=1)
-        chosen = self._first[states] + local
         attempting = local < self._n_out[states]  # False: thinned away, no attempt
+        chosen = self._first[states] + np.where(attempting, local, 0)
         stamps: list[int] | None = None
         due_list = due.tolist()
         chosen_list = chosen.tolist()
@@ -902,8 +902,10 @@ class Simulation:
             ]
         else:
             local = [0] * n_due
-        chosen = [first[s] + k for s, k in zip(states, local, strict=True)]
         if self._profiled:
+            chosen = [
+                first[s] + (k if k < n_out[s] else 0) for s, k in zip(states, local, strict=True)
+            ]
             active = [n for n, (s, k) in enumerate(zip(states, local, strict=True)) if k < n_out[s]]
             vetoed, deferred = self._dispatch(
                 t, [due[n] for n in active], [chosen[n] for n in active], None
@@ -912,6 +914,7 @@ class Simulation:
             deferred = [active[n] for n in deferred]
             skipped = set(range(n_due)) - set(active)
         else:
+            chosen = [first[s] + k for s, k in zip(states, local, strict=True)]
             vetoed, deferred = self._dispatch(t, due, chosen, None)
             skipped = set()
         to = self._to_list
