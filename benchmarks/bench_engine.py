@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -35,41 +33,44 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
-def _doge_banking(n: int, ticks: int) -> int:
+def _doge_counting_sink() -> Any:
+    """A doge-datagen EventSink that only counts (the same work as dogesim's CountingSink)."""
     import doge_datagen as doge
 
-    class Count(doge.EventSink):
+    class Count(doge.EventSink):  # type: ignore[misc]
         def __init__(self) -> None:
             self.n = 0
 
         def collect(self, timestamp: int, subject: Any, transition: Any) -> None:
             self.n += 1
 
-    sink = Count()
+    return Count()
 
-    @dataclass
-    class User:
-        user_id: int
-        balance: int
-        loan_balance: int
-        last_payment: int
 
-        def __hash__(self) -> int:  # doge-datagen keys subjects by hash
-            return self.user_id
+class _HashableUser(banking.User):
+    """doge-datagen keys subjects by hash (its own example hashes by user id)."""
 
-    class Factory(doge.SubjectFactory):
-        def __init__(self) -> None:
-            self.i = 0
+    def __hash__(self) -> int:
+        return self.user_id
 
-        def create(self) -> User:
-            self.i += 1
-            return User(self.i, random.randrange(0, 1000), 0, 0)
 
-    gen = doge.DataOnlineGenerator(list(banking.STATES), "offline", Factory(), n, 60000, ticks)
+class _HashableUserFactory(banking.UserFactory):
+    def create(self) -> _HashableUser:
+        user = super().create()
+        return _HashableUser(user.user_id, user.balance, user.loan_balance, user.last_payment)
+
+
+def _doge_banking(n: int, ticks: int) -> int:
+    import doge_datagen as doge
+
+    sink = _doge_counting_sink()
+    gen = doge.DataOnlineGenerator(
+        list(banking.STATES), "offline", _HashableUserFactory(), n, 60000, ticks
+    )
     for trigger, source, target, p, cb in banking.TRANSITIONS:
         gen.add_transition(trigger, source, target, p, action_callback=cb, event_sinks=[sink])
     gen.start()
-    return sink.n
+    return int(sink.n)
 
 
 def _dogesim_banking(n: int, ticks: int, seed: int = 7) -> int:
@@ -88,14 +89,7 @@ def _dogesim_banking(n: int, ticks: int, seed: int = 7) -> int:
 def _doge_dense(n: int, ticks: int) -> int:
     import doge_datagen as doge
 
-    class Count(doge.EventSink):
-        def __init__(self) -> None:
-            self.n = 0
-
-        def collect(self, timestamp: int, subject: Any, transition: Any) -> None:
-            self.n += 1
-
-    sink = Count()
+    sink = _doge_counting_sink()
 
     class Factory(doge.SubjectFactory):
         def __init__(self) -> None:
