@@ -4,8 +4,16 @@
 - `memory`: `MemorySink`, keeps events in a list (tests, notebooks).
 - `printing`: `PrintingSink`, doge-datagen's formatted printing sink.
 
-Sinks with optional dependencies (`kafka`, `kafka_avro`, `db`, `files`) live in their own
-modules and are imported only when used.
+Sinks in their own modules, imported only when used (the optional dependency each needs is
+imported by that module alone; none is imported here):
+
+- `files`: `JsonLinesSink`, `CsvSink` and their factories `JsonLinesSinkFactory`,
+  `CsvSinkFactory` (standard library only).
+- `kafka`: `KafkaSinkFactory`, `KafkaSink` (confluent-kafka, the ``kafka`` extra).
+- `kafka_avro`: `KafkaAvroSinkFactory` (confluent-kafka's Schema Registry and fastavro, the
+  ``avro`` extra).
+- `db`: `DbSinkFactory`, `DbSink` (SQLAlchemy 2, the ``db`` extra; PostgreSQL through
+  psycopg 3 with COPY, the ``postgres`` extra).
 """
 
 from __future__ import annotations

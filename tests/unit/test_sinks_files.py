@@ -1,0 +1,201 @@
+"""File sinks: JSON Lines and CSV bytes, ledgers and errors (no services needed)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dogesim.errors import SinkError
+from dogesim.examples.banking import banking_simulation
+from dogesim.model import Transition
+from dogesim.sinks.files import (
+    CsvSink,
+    CsvSinkFactory,
+    JsonLinesSink,
+    JsonLinesSinkFactory,
+    default_record,
+    flat_record,
+)
+from dogesim.sinks.memory import MemorySink
+
+LOGIN = Transition("login", "offline", "online", 10)
+T0 = 1_700_000_000_000
+
+
+@dataclass
+class Dog:
+    name: str
+    age: int
+
+
+class Plain:
+    def __init__(self) -> None:
+        self.colour = "grey"
+        self.legs = 4
+
+
+def test_jsonl_default_record_exact_bytes(tmp_path: Path) -> None:
+    """A JSONL line is compact, keeps mapper key order and writes non-ASCII as UTF-8."""
+    path = tmp_path / "e.jsonl"
+    sink = JsonLinesSink(path)
+    sink.collect(T0, Dog("Kabosu ü", 18), LOGIN)
+    sink.close()
+    assert (
+        path.read_bytes()
+        == (
+            '{"timestamp":1700000000000,"trigger":"login","from_state":"offline",'
+            '"to_state":"online","subject":{"name":"Kabosu ü","age":18}}\n'
+        ).encode()
+    )
+
+
+def test_default_record_subject_kinds() -> None:
+    """Dataclasses give their fields, plain objects their vars, other values their str()."""
+    assert default_record(1, Dog("a", 2), LOGIN)["subject"] == {"name": "a", "age": 2}
+    assert default_record(1, Plain(), LOGIN)["subject"] == {"colour": "grey", "legs": 4}
+    assert default_record(1, 42, LOGIN)["subject"] == "42"
+
+
+def test_jsonl_ledger_counts_after_close(tmp_path: Path) -> None:
+    """Events count as acknowledged only once close() has flushed and fsynced the file."""
+    sink = JsonLinesSink(tmp_path / "e.jsonl")
+    for i in range(5):
+        sink.collect(T0 + i, Dog("d", i), LOGIN)
+    assert (sink.ledger.collected, sink.ledger.acknowledged) == (5, 0)
+    sink.close()
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (5, 5, 0)
+    assert len((tmp_path / "e.jsonl").read_text().splitlines()) == 5
+
+
+def test_jsonl_converts_datetimes_and_rejects_unknown_objects(tmp_path: Path) -> None:
+    """Datetimes become ISO strings; an object JSON cannot take fails naming the event."""
+    sink = JsonLinesSink(tmp_path / "e.jsonl", lambda ts, s, t: {"at": dt.date(2024, 1, 2)})
+    sink.collect(T0, None, LOGIN)
+    with pytest.raises(SinkError, match=r"'login' at 1700000000001 cannot be written as JSON"):
+        JsonLinesSink(tmp_path / "f.jsonl", lambda ts, s, t: {"x": object()}).collect(
+            T0 + 1, None, LOGIN
+        )
+    sink.close()
+    assert (tmp_path / "e.jsonl").read_text() == '{"at":"2024-01-02"}\n'
+
+
+def test_jsonl_rejects_nan(tmp_path: Path) -> None:
+    """NaN is not JSON: the sink refuses it instead of writing an unreadable line."""
+    sink = JsonLinesSink(tmp_path / "e.jsonl", lambda ts, s, t: {"x": float("nan")})
+    with pytest.raises(SinkError, match="cannot be written as JSON") as info:
+        sink.collect(T0, None, LOGIN)
+    assert info.value.ledgers[0].failed == 1
+    with pytest.raises(SinkError, match="lost 1 of 1"):
+        sink.close()
+
+
+def test_jsonl_append(tmp_path: Path) -> None:
+    """append=True adds to an existing file; the default replaces it."""
+    path = tmp_path / "e.jsonl"
+    for append in (False, True):
+        sink = JsonLinesSink(path, lambda ts, s, t: {"ts": ts}, append=append)
+        sink.collect(T0, None, LOGIN)
+        sink.close()
+    assert path.read_text() == '{"ts":1700000000000}\n' * 2
+    sink = JsonLinesSink(path, lambda ts, s, t: {"ts": ts})
+    sink.close()
+    assert path.read_text() == ""
+
+
+def test_jsonl_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """'-' writes to standard output, which close() flushes but does not close."""
+    sink = JsonLinesSink("-", lambda ts, s, t: {"ts": ts, "trigger": t.trigger})
+    sink.collect(T0, None, LOGIN)
+    sink.close()
+    assert capsys.readouterr().out == '{"ts":1700000000000,"trigger":"login"}\n'
+    assert sink.ledger.acknowledged == 1
+
+
+def test_jsonl_unopenable_path(tmp_path: Path) -> None:
+    """A file that cannot be opened fails at construction, naming the path."""
+    with pytest.raises(SinkError, match=r"cannot open .*missing"):
+        JsonLinesSink(tmp_path / "missing" / "e.jsonl")
+
+
+def _reference_events(seed: int) -> list[dict[str, Any]]:
+    memory = MemorySink(lambda ts, s, t: json.loads(json.dumps(default_record(ts, s, t))))
+    banking_simulation([memory], subjects=200, ticks=600, seed=seed, timestamp_start=T0).run()
+    return memory.events
+
+
+def test_jsonl_banking_equals_memory_sink_event_for_event(tmp_path: Path) -> None:
+    """A seeded banking run into JSONL reads back equal to a MemorySink run of the seed."""
+    path = tmp_path / "banking.jsonl"
+    sink = JsonLinesSink(path)
+    result = banking_simulation([sink], subjects=200, ticks=600, seed=11, timestamp_start=T0).run()
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    expected = _reference_events(11)
+    assert len(expected) > 100
+    assert lines == expected
+    assert result.ledgers[0].acknowledged == len(expected)
+
+
+def test_jsonl_same_seed_same_bytes(tmp_path: Path) -> None:
+    """Same model and seed give byte-identical JSONL files."""
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path in paths:
+        banking_simulation([JsonLinesSink(path)], subjects=50, ticks=300, seed=5).run()
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert paths[0].stat().st_size > 0
+
+
+def test_csv_default_flattens_subject(tmp_path: Path) -> None:
+    """The default CSV record has one column per subject field, prefixed 'subject.'."""
+    path = tmp_path / "e.csv"
+    sink = CsvSink(path)
+    sink.collect(T0, Dog("Kabosu", 18), LOGIN)
+    sink.collect(T0 + 60_000, Dog("Cheems, the 2nd", 9), LOGIN)
+    sink.close()
+    assert path.read_text() == (
+        "timestamp,trigger,from_state,to_state,subject.name,subject.age\n"
+        "1700000000000,login,offline,online,Kabosu,18\n"
+        '1700000060000,login,offline,online,"Cheems, the 2nd",9\n'
+    )
+    assert sink.ledger.acknowledged == 2
+    assert flat_record(1, {"a": {"b": 1}}, LOGIN)["subject.a.b"] == 1
+
+
+def test_csv_fieldnames_and_unknown_keys(tmp_path: Path) -> None:
+    """Given fieldnames fix the columns; a missing key is an empty cell, an extra key an error."""
+    path = tmp_path / "e.csv"
+    sink = CsvSink(path, lambda ts, s, t: s, fieldnames=["a", "b"])
+    sink.collect(T0, {"a": 1}, LOGIN)
+    with pytest.raises(SinkError, match=r"keys \['c'\] that are not columns \['a', 'b'\]"):
+        sink.collect(T0, {"a": 1, "c": 2}, LOGIN)
+    with pytest.raises(SinkError, match="lost 1 of 2"):
+        sink.close()
+    assert list(csv.reader(path.open())) == [["a", "b"], ["1", ""]]
+
+
+def test_csv_header_only_when_no_events(tmp_path: Path) -> None:
+    """With fieldnames and no events, the file still gets its header."""
+    path = tmp_path / "e.csv"
+    CsvSink(path, fieldnames=["x", "y"]).close()
+    assert path.read_text() == "x,y\n"
+
+
+def test_csv_refuses_stdout() -> None:
+    """CSV to '-' is refused with a clear message."""
+    with pytest.raises(SinkError, match="standard output"):
+        CsvSink("-")
+
+
+def test_factories_name_files_in_directory(tmp_path: Path) -> None:
+    """Factories put <name>.jsonl / <name>.csv in their directory, creating it."""
+    jsonl = JsonLinesSinkFactory(tmp_path / "out").create("clicks")
+    csv_sink = CsvSinkFactory(tmp_path / "out").create("trx.csv")
+    for sink in (jsonl, csv_sink):
+        sink.collect(T0, Dog("a", 1), LOGIN)
+        sink.close()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clicks.jsonl", "trx.csv"]
