@@ -14,8 +14,9 @@ from typing import Any
 
 from dogesim.compat import DataOnlineGenerator, Subject, SubjectFactory
 from dogesim.engine import RunResult, Simulation
-from dogesim.errors import DogesimError, ModelError, RunError, SinkError
+from dogesim.errors import DogesimError, ModelError, RunError, SinkConfigError, SinkError
 from dogesim.model import Model, Transition
+from dogesim.rates import Profile, Rate
 from dogesim.sinks.base import CountingSink, DeliveryLedger, EventSink, LedgeredSink, Sink
 from dogesim.sinks.memory import Event, MemorySink
 from dogesim.sinks.printing import PrintingSink
@@ -35,13 +36,16 @@ _LAZY = {
     "DbSink": "dogesim.sinks.db",
     "DbSinkFactory": "dogesim.sinks.db",
     "JsonLinesSink": "dogesim.sinks.files",
+    "JsonLinesSinkFactory": "dogesim.sinks.files",
     "CsvSink": "dogesim.sinks.files",
+    "CsvSinkFactory": "dogesim.sinks.files",
     "DataOnlineGeneratorGrapher": "dogesim.graph",
 }
 
 __all__ = [
     "CountingSink",
     "CsvSink",
+    "CsvSinkFactory",
     "DataOnlineGenerator",
     "DataOnlineGeneratorGrapher",
     "DbSink",
@@ -51,6 +55,7 @@ __all__ = [
     "Event",
     "EventSink",
     "JsonLinesSink",
+    "JsonLinesSinkFactory",
     "KafkaAvroSinkFactory",
     "KafkaSink",
     "KafkaSinkFactory",
@@ -59,10 +64,13 @@ __all__ = [
     "Model",
     "ModelError",
     "PrintingSink",
+    "Profile",
+    "Rate",
     "RunError",
     "RunResult",
     "Simulation",
     "Sink",
+    "SinkConfigError",
     "SinkError",
     "Subject",
     "SubjectFactory",

@@ -9,22 +9,34 @@
   event log and write a model file.
 - `main(argv)`: the entry point (console script ``dogesim``; also ``python -m dogesim.cli``).
 
+``run`` also paces a run in real time (``--live``, ``--speed``, ``--until-stopped``,
+``--max-lag``, ``--on-lag``), jitters timestamps (``--jitter``), and stops cleanly: the first
+SIGINT or SIGTERM stops the run after the tick in progress, closes and flushes every sink,
+prints the ledger and, with ``--checkpoint FILE``, saves where the run stopped so that
+``--resume FILE`` continues it (no event lost or repeated). A second signal interrupts at
+once.
+
 Exit status: 0 on success; 2 on a bad model file or bad arguments (one line on stderr, no
-traceback); 1 when a sink lost events (the ledger is printed); 130 on Ctrl-C, after every
-sink was closed and flushed.
+traceback); 1 when a sink lost events (the ledger is printed), a live run fell behind with
+``--on-lag fail``, or a checkpoint could not be written; 130 when stopped by SIGINT/SIGTERM
+(Ctrl-C), after every sink was closed and flushed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, TextIO
 
-from dogesim.errors import DogesimError, SinkError
+from dogesim.errors import DogesimError, RunError, SinkConfigError, SinkError
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SINK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -75,6 +87,16 @@ def _duration(text: str) -> int:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive speed-up factor")
+    return value
 
 
 def _timestamp(text: str) -> int:
@@ -148,6 +170,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the bare Markov chain (no action callbacks)",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    run.add_argument(
+        "--jitter",
+        action="store_true",
+        help="spread event timestamps within their tick (also `jitter: true` in the file)",
+    )
+    live = run.add_argument_group(
+        "live pacing",
+        "stream in real time instead of backfilling as fast as possible (defaults from the "
+        "model file's `live:` block)",
+    )
+    live.add_argument(
+        "--live",
+        action="store_true",
+        help="pace the run in real time; timestamps start at the wall clock",
+    )
+    live.add_argument(
+        "--speed", type=_speed, metavar="X", help="live speed-up factor (60: an hour a minute)"
+    )
+    live.add_argument(
+        "--until-stopped",
+        action="store_true",
+        help="run until SIGINT/SIGTERM instead of for the model's ticks (live only)",
+    )
+    live.add_argument(
+        "--max-lag",
+        type=_duration,
+        metavar="MS",
+        help="how far behind real time the run may fall: 500ms, 2s, or milliseconds "
+        "(default: one tick)",
+    )
+    live.add_argument(
+        "--on-lag",
+        choices=("warn", "fail"),
+        help="when the run falls further behind: warn (default) or fail (exit 1)",
+    )
+    stop = run.add_argument_group(
+        "stop and resume",
+        "the first SIGINT/SIGTERM stops after the tick in progress, flushes every sink and "
+        "prints the ledger (exit 130); a second one interrupts at once",
+    )
+    stop.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="when stopped by a signal, save the run's state here for --resume",
+    )
+    stop.add_argument(
+        "--resume",
+        metavar="FILE",
+        help="continue the run saved in FILE (same model file; file sinks are appended to)",
+    )
 
     validate = commands.add_parser(
         "validate", help="check model files", description="Check model files without running."
@@ -250,22 +322,27 @@ def _plot_module() -> Any:
     return plots
 
 
-def _output_sink(path: str) -> Any:
+def _output_sink(path: str, *, append: bool = False) -> Any:
     from dogesim.sinks.files import CsvSink, JsonLinesSink
 
-    if path != "-":
-        parent = Path(path).parent
-        parent.mkdir(parents=True, exist_ok=True)
     if path.lower().endswith(".csv"):
+        if append:
+            raise _UsageError(
+                f"dogesim run: --out {path}: a CSV file cannot be continued by --resume; "
+                "use a .jsonl file"
+            )
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         return CsvSink(path)
-    return JsonLinesSink(path)
+    if path != "-":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return JsonLinesSink(path, append=append)
 
 
-def _named_sink(spec: Any, name: str) -> Any:
+def _named_sink(spec: Any, name: str, *, append: bool = False) -> Any:
     from dogesim.modelfile import SinkSpec
 
     if name in spec.sinks:
-        return spec.sinks[name].build()
+        return spec.sinks[name].build(append=append)
     if name in _PLAIN_SINKS:
         return SinkSpec(name, name, {}).build()
     raise DogesimError(
@@ -274,7 +351,9 @@ def _named_sink(spec: Any, name: str) -> Any:
     )
 
 
-def _progress_bar(total: int, quiet: bool, stream: TextIO) -> tuple[Callable[[int], None], Any]:
+def _progress_bar(
+    total: int | None, quiet: bool, stream: TextIO
+) -> tuple[Callable[[int], None], Any]:
     from tqdm import tqdm
 
     bar = tqdm(
@@ -296,43 +375,149 @@ def _progress_bar(total: int, quiet: bool, stream: TextIO) -> tuple[Callable[[in
     return update, bar
 
 
+@contextlib.contextmanager
+def _stop_on_signals(simulation: Any) -> Iterator[list[str]]:
+    """While the block runs, the first SIGINT/SIGTERM asks `simulation` to stop after the tick
+    in progress; a second one raises `KeyboardInterrupt` (stop at once, sinks still closed).
+
+    Yields the names of the signals received. Outside the main thread (where Python cannot
+    install handlers) signals keep their usual effect.
+    """
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        if len(received) > 1:
+            raise KeyboardInterrupt
+        simulation.stop()
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handler)
+    try:
+        yield received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
+    """Refuse flag combinations that cannot mean anything (exit 2 with one line)."""
+    live = args.live or spec.live.enabled
+    for flag, given in (
+        ("--speed", args.speed is not None),
+        ("--until-stopped", args.until_stopped),
+        ("--max-lag", args.max_lag is not None),
+        ("--on-lag", args.on_lag is not None),
+    ):
+        if given and not live:
+            raise _UsageError(
+                f"dogesim run: {flag} applies to live runs; add --live (or `live: "
+                "{enabled: true}` in the model file)"
+            )
+    if args.resume:
+        for flag, given in (
+            ("--subjects", args.subjects is not None),
+            ("--ticks", args.ticks is not None),
+            ("--seed", args.seed is not None),
+            ("--jitter", args.jitter),
+            ("--until-stopped", args.until_stopped),
+        ):
+            if given:
+                raise _UsageError(
+                    f"dogesim run: {flag} cannot change a resumed run (the checkpoint "
+                    "fixes subjects, ticks, seed and jitter)"
+                )
+
+
+def _print_ledgers(simulation: Any, err: TextIO) -> None:
+    from dogesim.sinks.base import ledger_of
+
+    for sink in simulation.model.sinks():
+        ledger = ledger_of(sink)
+        if ledger is not None:
+            print(f"  sink {ledger.summary()}", file=err)
+
+
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dogesim.modelfile import load_model_file
 
-    spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks, seed=args.seed)
+    if args.resume:
+        spec = load_model_file(args.model)
+    else:
+        spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks, seed=args.seed)
+    _check_run_arguments(args, spec)
     if args.report:
         _plot_module()  # fail before running when plots cannot be made
+    append = bool(args.resume)
     sinks: Any = None
     if args.out:
-        sinks = [_output_sink(args.out)]
+        sinks = [_output_sink(args.out, append=append)]
         destination = args.out
     elif args.sink:
-        sinks = [_named_sink(spec, args.sink)]
+        sinks = [_named_sink(spec, args.sink, append=append)]
         destination = f"sink {args.sink}"
     else:
         names = spec.used_sinks()
         destination = ", ".join(spec.sinks[n].describe() for n in names) or "no sinks"
-    update, bar = _progress_bar(spec.ticks, args.quiet, err)
-    simulation = spec.simulation(sinks=sinks, progress=update, callbacks=not args.no_callbacks)
+    live = {
+        "live": True if args.live else None,
+        "speed": args.speed,
+        "max_lag_ms": args.max_lag,
+        "on_lag": args.on_lag,
+    }
+    if args.resume:
+        simulation = spec.resume(args.resume, sinks=sinks, callbacks=not args.no_callbacks, **live)
+    else:
+        simulation = spec.simulation(
+            sinks=sinks,
+            callbacks=not args.no_callbacks,
+            jitter=True if args.jitter else None,
+            until_stopped=True if args.until_stopped else None,
+            **live,
+        )
+    update, bar = _progress_bar(simulation.ticks, args.quiet, err)
+    simulation.progress = update
     started = time.perf_counter()
-    try:
-        result = simulation.run()
-    except SinkError as exc:
-        bar.close()
-        if simulation.result is not None and not args.quiet:
-            print(simulation.result.summary(), file=out)
-        ledgers = exc.ledgers or (simulation.result.ledgers if simulation.result else [])
-        print(f"dogesim: events were lost: {exc}", file=err)
-        for ledger in ledgers:
-            print(f"  sink {ledger.summary()}", file=err)
-        return EXIT_SINK
-    finally:
-        bar.close()
+    with _stop_on_signals(simulation) as received:
+        try:
+            result = simulation.run()
+        except SinkConfigError:
+            bar.close()
+            raise
+        except SinkError as exc:
+            bar.close()
+            if simulation.result is not None and not args.quiet:
+                print(simulation.result.summary(), file=out)
+            ledgers = exc.ledgers or (simulation.result.ledgers if simulation.result else [])
+            print(f"dogesim: events were lost: {exc}", file=err)
+            for ledger in ledgers:
+                print(f"  sink {ledger.summary()}", file=err)
+            return EXIT_SINK
+        except RunError as exc:
+            bar.close()
+            print(f"dogesim: the run failed: {' '.join(str(exc).split())}", file=err)
+            _print_ledgers(simulation, err)
+            return EXIT_SINK
+        finally:
+            bar.close()
     wall = time.perf_counter() - started
     if not args.quiet:
         print(result.summary(), file=out)
         rate = result.events / wall if wall > 0 else float("inf")
         print(f"wall time {wall:.3f} s ({rate:,.0f} events/s); events -> {destination}", file=out)
+        if result.max_lag_ms is not None:
+            print(
+                f"live: at most {result.max_lag_ms:,.0f} ms behind real time (allowed "
+                f"{simulation.max_lag_ms:,.0f} ms; {result.lag_warnings} ticks over)",
+                file=out,
+            )
+    if result.stopped:
+        return _stopped(args, simulation, result, received, err)
     if args.report:
         plots = _plot_module()
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
@@ -341,6 +526,33 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.quiet:
             print(f"occupancy plot -> {args.report}", file=out)
     return EXIT_OK
+
+
+def _stopped(
+    args: argparse.Namespace, simulation: Any, result: Any, received: list[str], err: TextIO
+) -> int:
+    """Report a run stopped by a signal, and save its checkpoint when asked to."""
+    cause = received[0] if received else "a stop request"
+    of = f" of {simulation.ticks}" if simulation.ticks is not None else ""
+    print(
+        f"dogesim: stopped by {cause} after tick {result.ticks}{of}; every sink was closed "
+        "and flushed",
+        file=err,
+    )
+    if not args.checkpoint:
+        return EXIT_INTERRUPTED
+    try:
+        Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        simulation.checkpoint(args.checkpoint)
+    except (RunError, OSError) as exc:
+        print(f"dogesim: the checkpoint was not written: {exc}", file=err)
+        return EXIT_SINK
+    print(
+        f"dogesim: checkpoint -> {args.checkpoint}; continue with: dogesim run "
+        f"{args.model} --resume {args.checkpoint}" + (f" --out {args.out}" if args.out else ""),
+        file=err,
+    )
+    return EXIT_INTERRUPTED
 
 
 def _cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -486,6 +698,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](args, out, err)
     except _UsageError as exc:
         print(str(exc), file=err)
+        return EXIT_USAGE
+    except SinkConfigError as exc:
+        # A sink that cannot be set up (bad URL, missing table, invalid schema) is a bad
+        # model or argument: nothing was sent, nothing was lost.
+        print(f"dogesim: {' '.join(str(exc).split())}", file=err)
         return EXIT_USAGE
     except SinkError as exc:
         print(f"dogesim: a sink failed: {exc}", file=err)

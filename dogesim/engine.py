@@ -636,6 +636,7 @@ class Simulation:
         ]
         self._has_resources = any(r is not None for r in self._resource_of)
         self._in_service = 0
+        self._last_stamp = self.timestamp_start
         self._wakeup = self.env.event()
         self.max_lag_ms_seen = 0.0
         self.lag_warnings = 0
@@ -699,7 +700,9 @@ class Simulation:
         calendar = self._calendar
         progress = self.progress
         horizon = self.ticks if self.ticks is not None else _FOREVER
-        every_tick = self._arrival_rate is not None
+        # Arrivals can come at any tick, and a live run must notice stop() and its lag on
+        # time even through quiet stretches: both walk every tick.
+        every_tick = self._arrival_rate is not None or self.live
         wall0 = time.monotonic() - self._first_tick * self.tick_ms / 1000 / self.speed
         t = self._first_tick
         while t < horizon:
@@ -732,7 +735,7 @@ class Simulation:
                 else:
                     yield env.timeout(wait)
             t = busy
-            if every_tick:
+            if self._arrival_rate is not None:
                 self._arrive(t)
             if calendar.next_tick() == t:
                 self._tick(t, calendar.take(t))
@@ -766,8 +769,7 @@ class Simulation:
 
     def _arrive(self, t: int) -> None:
         """Create this tick's newcomers in the initial state and file their first attempts."""
-        rate = self._arrival_rate
-        assert rate is not None
+        rate = self._arrival_rate or 0.0
         if self.arrivals_profile is not None:
             rate *= self.arrivals_profile.multiplier(self.timestamp_start + t * self.tick_ms)
         count = int(self._rng.poisson(rate)) if rate > 0 else 0
@@ -854,6 +856,8 @@ class Simulation:
                 vetoed, deferred = self._dispatch(t, due_list, chosen_list, stamps)
                 vetoed = [positions[n] for n in vetoed]
                 deferred = [positions[n] for n in deferred]
+            if stamps:
+                self._last_stamp = max(self._last_stamp, stamps[-1])
         elif not attempting.all():
             active = np.flatnonzero(attempting)
             vetoed, deferred = self._dispatch(
@@ -1009,6 +1013,11 @@ class Simulation:
                     return
                 self._state_array[i] = self._to_list[j]
                 ts = self.timestamp_start + granted * self.tick_ms
+                if self.jitter:
+                    # Keep every sink's stream in timestamp order: a grant never goes
+                    # before the jittered events of its tick already sent.
+                    ts = max(ts, self._last_stamp)
+                    self._last_stamp = ts
                 subject = self.subjects[i]
                 for collect in self._collectors[j]:
                     collect(ts, subject, transition)

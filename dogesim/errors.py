@@ -5,6 +5,9 @@
   subclasses `ValueError`, so doge-datagen code that catches `ValueError` keeps working.
 - `SinkError`: a sink could not deliver every event it was given; carries the delivery
   ledger(s) so callers can see exactly how many events arrived and how many did not.
+- `SinkConfigError`: a sink cannot be set up (bad URL or settings, missing table, invalid
+  schema); raised before any event is sent. A `SinkError` and a `ValueError` (doge-datagen
+  raised `ValueError` for a missing table).
 - `RunError`: a run was used the wrong way (for example started twice).
 """
 
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dogesim.sinks.base import DeliveryLedger
 
-__all__ = ["DogesimError", "ModelError", "RunError", "SinkError"]
+__all__ = ["DogesimError", "ModelError", "RunError", "SinkConfigError", "SinkError"]
 
 
 class DogesimError(Exception):
@@ -37,3 +40,7 @@ class SinkError(DogesimError):
     def __init__(self, message: str, ledgers: Sequence[DeliveryLedger] = ()) -> None:
         super().__init__(message)
         self.ledgers: tuple[DeliveryLedger, ...] = tuple(ledgers)
+
+
+class SinkConfigError(SinkError, ValueError):
+    """A sink cannot be set up: the message names the setting, table or schema at fault."""

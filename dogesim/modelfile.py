@@ -5,8 +5,9 @@
 - `load_model_text(text, ...)`: the same from a string (tests, notebooks).
 - `ModelSpec`: the loaded run: states, transitions, tick length, ticks, start time, seed,
   subjects and sinks. ``spec.model`` is the bare `Model`; ``spec.simulation()`` builds a
-  ready `Simulation` with fresh sinks; ``spec.run()`` runs it.
-- `TransitionSpec`, `SubjectsSpec`, `SinkSpec`: the parts of a `ModelSpec`.
+  ready `Simulation` with fresh sinks; ``spec.run()`` runs it; ``spec.resume(checkpoint)``
+  continues a stopped run into the file's sinks, opened for appending.
+- `TransitionSpec`, `SubjectsSpec`, `SinkSpec`, `LiveSpec`: the parts of a `ModelSpec`.
 - `SINK_TYPES`: the sink types a model file can name, with the settings each accepts.
 - `DISTRIBUTIONS`, `AttributeSubjectFactory`: subject attributes drawn with the run's seed.
 - `subject_key`: the default Kafka key (the subject's id).
@@ -51,6 +52,30 @@ paths are read relative to the model file; output paths are relative to the work
 directory. Booleans are YAML 1.2's ``true``/``false`` only, so a state or trigger may be
 called ``on``, ``off``, ``yes`` or ``no``; duplicate keys are errors.
 
+Online and realistic runs (each key optional; ``models/support_center.yaml`` uses them all)::
+
+    probability_tick: 1m            # per-tick probabilities are per this tick; a run at
+                                    # another `tick:` rescales them: p' = 1 - (1 - p)^(dt'/dt)
+    profiles:                       # calendar multipliers, named for transitions to share
+      office_hours:
+        hourly: [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+        weekly: [1, 1, 1, 1, 1, 0, 0]                # Monday first
+        dates: {2026-12-25: 0}                       # holidays, paydays
+        utc_offset_hours: 1                          # hours are local hours
+    resources: {agents: 5}          # shared SimPy resources transitions may hold
+    arrivals: {rate: 30 per hour, profile: office_hours}  # or a number per tick, or rate text
+    churn: {rate: 2% per day, sinks: [events]}     # or rate text / % per tick; -> `churned`
+    jitter: true                    # spread timestamps within their tick
+    live: {enabled: false, speed: 60, max_lag: 5s, on_lag: warn, timestamps: wall,
+           until_stopped: false}    # real-time pacing (the CLI's --live turns it on)
+    transitions:
+      - {trigger: call, from: idle, to: waiting, probability: 0.5% per hour,
+         profile: office_hours}    # a rate: '0.1% per minute', '6 per day', '6/1d'
+      - {trigger: answer, from: waiting, to: talking, probability: 90,
+         resource: agents, hold: 12m}   # hold: ticks, or a duration in whole ticks
+      - {trigger: browse, from: idle, to: idle, probability: 1,
+         profile: {hourly: [...24 numbers...]}}      # or a profile inline
+
 Sinks (``type:`` may be left out when the sink is named after its type): ``jsonl``/``csv``
 (``path``, ``mapper``), ``printing``/``stdout`` (``template`` such as
 ``"{timestamp} {subject.id} {trigger}"``, or a ``format`` function; JSON lines by default),
@@ -64,6 +89,7 @@ Functions are ``module:name`` import paths, resolved when the file is loaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import difflib
 import importlib
@@ -72,6 +98,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import re
 import secrets
 import string
@@ -86,13 +113,15 @@ import numpy as np
 import yaml
 
 from dogesim.engine import RunResult, Simulation
-from dogesim.errors import ModelError
+from dogesim.errors import ModelError, RunError
 from dogesim.model import Model, Transition
+from dogesim.rates import Profile, Rate, parse_rate
 
 __all__ = [
     "DISTRIBUTIONS",
     "SINK_TYPES",
     "AttributeSubjectFactory",
+    "LiveSpec",
     "ModelSpec",
     "SinkSpec",
     "SubjectsSpec",
@@ -764,7 +793,7 @@ class SubjectsSpec:
 def _read_subjects(src: _Source, reader: _Reader) -> SubjectsSpec:
     subjects = reader.mapping("subjects")
     subjects.check_keys(("count", "attributes", "factory", "factory_args"), ("count",))
-    count = subjects.integer("count", minimum=1)
+    count = subjects.integer("count", minimum=0)
     if subjects.has("factory"):
         if subjects.has("attributes"):
             raise subjects.error(
@@ -908,18 +937,28 @@ class SinkSpec:
     line: int = 0
     source: str = "<model>"
 
-    def build(self) -> Any:
-        """A new sink as configured."""
+    def build(self, *, append: bool = False) -> Any:
+        """A new sink as configured.
+
+        Args:
+            append: open file sinks for appending (a resumed run continues the file). CSV
+                files cannot be continued (a second header would be written): `ModelError`.
+        """
         s = self.settings
         kind = self.type
         if kind in ("jsonl", "csv"):
             from dogesim.sinks.files import CsvSink, JsonLinesSink
 
+            if kind == "csv" and append:
+                raise ModelError(
+                    f"{self.source}:{self.line}: sinks.{self.name}: a csv sink cannot be "
+                    "appended to, so a resumed run cannot continue it; use a jsonl sink"
+                )
             path = Path(s["path"])
             if path.parent != Path("."):
                 path.parent.mkdir(parents=True, exist_ok=True)
             if kind == "jsonl":
-                return JsonLinesSink(path, s.get("mapper"), append=s.get("append", False))
+                return JsonLinesSink(path, s.get("mapper"), append=append or s.get("append", False))
             return CsvSink(path, s.get("mapper"), fieldnames=s.get("fieldnames"))
         if kind in ("printing", "stdout"):
             if "format" in s:
@@ -1099,6 +1138,269 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
     return SinkSpec(name, kind, settings, line, src.name)
 
 
+# -- online settings: rates, calendar profiles, resources, arrivals, churn, live ------------
+
+_PROFILE_KEYS = ("hourly", "weekly", "dates", "utc_offset_hours")
+_LIVE_KEYS = ("enabled", "speed", "max_lag", "on_lag", "timestamps", "until_stopped")
+_ON_LAG = ("warn", "fail")
+_LIVE_TIMESTAMPS = ("wall", "start")
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _multipliers(reader: _Reader, key: str, size: int, what: str) -> tuple[float, ...]:
+    """`size` multipliers (numbers >= 0) from the list at `key`."""
+    items = reader.sequence(key)
+    if len(items) != size:
+        raise reader.error(key, f"{len(items)} multipliers; give {size}, {what}")
+    out = []
+    for i, item in enumerate(items):
+        if not _is_number(item) or not math.isfinite(item) or item < 0:
+            raise reader.src.error(
+                items.item_lines[i],
+                f"{reader.where(key)}[{i}]",
+                f"{_describe(item)} is not a multiplier (a finite number >= 0)",
+            )
+        out.append(float(item))
+    return tuple(out)
+
+
+def _read_profile(src: _Source, value: Any, line: int, path: str) -> Profile:
+    """A calendar profile written inline as a mapping of `_PROFILE_KEYS`."""
+    if not isinstance(value, _Map):
+        raise src.error(
+            line,
+            path,
+            f"{_describe(value)}: give a profile as a mapping with {', '.join(_PROFILE_KEYS)}",
+        )
+    p = _Reader(src, value, path)
+    p.check_keys(_PROFILE_KEYS)
+    hourly = (
+        _multipliers(p, "hourly", 24, "one per hour of the day, 00:00-01:00 first")
+        if p.has("hourly")
+        else (1.0,) * 24
+    )
+    weekly = (
+        _multipliers(p, "weekly", 7, "one per day of the week, Monday first")
+        if p.has("weekly")
+        else (1.0,) * 7
+    )
+    dates: dict[str | _dt.date, float] = {}
+    if p.has("dates"):
+        listed = p.mapping("dates")
+        for day in listed.node:
+            where = listed.where(str(day))
+            day_line = listed.line(day)
+            parsed: _dt.date | None = None
+            if isinstance(day, _dt.date) and not isinstance(day, _dt.datetime):
+                parsed = day
+            elif isinstance(day, str):
+                with contextlib.suppress(ValueError):
+                    parsed = _dt.date.fromisoformat(str(day))
+            if parsed is None:
+                raise src.error(
+                    day_line, where, f"{_describe(day)} is not a date; write YYYY-MM-DD"
+                )
+            multiplier = listed.node[day]
+            if not _is_number(multiplier) or not math.isfinite(multiplier) or multiplier < 0:
+                raise src.error(
+                    day_line,
+                    where,
+                    f"{_describe(multiplier)} is not a multiplier (a finite number >= 0)",
+                )
+            dates[parsed] = float(multiplier)
+    offset = 0.0
+    if p.has("utc_offset_hours"):
+        offset = p.number("utc_offset_hours")
+        if not -14 <= offset <= 14:
+            raise p.error(
+                "utc_offset_hours", f"{offset:g} is not a time-zone offset between -14 and 14"
+            )
+    try:
+        return Profile(hourly=hourly, weekly=weekly, dates=dates, utc_offset_hours=offset)
+    except ModelError as exc:
+        raise src.error(line, path, str(exc)) from None
+
+
+def _profile_at(reader: _Reader, key: str, profiles: Mapping[str, Profile]) -> Profile:
+    """The profile at `key`: the name of one under ``profiles:``, or one written inline."""
+    value = reader.raw(key)
+    if isinstance(value, str):
+        name = str(value)
+        if name not in profiles:
+            hint = difflib.get_close_matches(name, list(profiles), n=1)
+            maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise reader.error(
+                key,
+                f"no profile named {name!r}{maybe}; profiles defined under 'profiles:' are "
+                f"{', '.join(profiles) or 'none'} (or write the profile inline)",
+            )
+        return profiles[name]
+    return _read_profile(reader.src, value, reader.line(key), reader.where(key))
+
+
+def _rate_text(reader: _Reader, key: str, text: str, *, per_tick: str) -> Rate:
+    """`text` read as a rate, or an error at `key` that says what a rate looks like."""
+    try:
+        return parse_rate(text, "rate")
+    except ModelError as exc:
+        detail = str(exc).removeprefix("rate: ")
+        reason = "" if "is not a rate" in detail else f" ({detail})"
+        raise reader.error(
+            key,
+            f"{text!r} is not a number ({per_tick}) nor a rate{reason}; write e.g. "
+            "'0.1% per minute', '6 per day' or '6/1d'",
+        ) from None
+
+
+def _read_chance(reader: _Reader, key: str) -> float | Rate:
+    """A chance: a number (percent per tick, 0..100) or rate text (``0.1% per minute``)."""
+    value = reader.raw(key)
+    if isinstance(value, _Interpolated):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, str):
+        return _rate_text(reader, key, str(value), per_tick="percent per tick")
+    probability = reader.number(key)
+    if probability < 0 or probability > 100:
+        raise reader.error(key, f"{probability:g} is not a percentage per tick between 0 and 100")
+    return probability
+
+
+def _read_arrival_rate(reader: _Reader, key: str) -> float | Rate:
+    """Arrivals: a number of subjects per tick, or a count per period (``30 per hour``)."""
+    value = reader.raw(key)
+    if isinstance(value, _Interpolated):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, str):
+        rate = _rate_text(reader, key, str(value), per_tick="subjects per tick")
+        if rate.kind != "count":
+            raise reader.error(
+                key,
+                f"{str(value)!r} is a probability; arrivals are a count per period such as "
+                "'30 per hour', or a number of subjects per tick",
+            )
+        return rate
+    number = reader.number(key)
+    if number < 0:
+        raise reader.error(key, f"{number:g} is not a number of subjects per tick >= 0")
+    return number
+
+
+def _read_hold(reader: _Reader, tick_ms: int) -> int:
+    """``hold:``: whole ticks, or a duration (``12m``) that is a whole number of ticks."""
+    value = reader.raw("hold")
+    if isinstance(value, str) and not isinstance(value, _Interpolated):
+        try:
+            ms = parse_duration(value)
+        except ValueError as exc:
+            raise reader.error("hold", f"{exc}; or give a whole number of ticks") from None
+        if ms % tick_ms:
+            raise reader.error(
+                "hold",
+                f"{str(value)!r} is not a whole number of {format_duration(tick_ms)} ticks",
+            )
+        return ms // tick_ms
+    return reader.integer("hold", minimum=1)
+
+
+@dataclass
+class LiveSpec:
+    """Live pacing settings of a model file (``live:``); the CLI's ``--live`` turns them on.
+
+    Attributes:
+        enabled: pace the run in real time (default off: backfill as fast as possible).
+        speed: speed-up factor (60: a minute of simulated time per second).
+        max_lag_ms: how far behind real time the run may fall before `on_lag` applies
+            (None: one tick).
+        on_lag: ``"warn"`` or ``"fail"``.
+        timestamps: ``"wall"`` (tick 0 is the moment the run starts) or ``"start"`` (the
+            file's ``start:``, e.g. to replay a past day at real pace).
+        until_stopped: in live mode, run until stopped (SIGINT/SIGTERM) instead of for
+            ``ticks``.
+    """
+
+    enabled: bool = False
+    speed: float = 1.0
+    max_lag_ms: int | None = None
+    on_lag: str = "warn"
+    timestamps: str = "wall"
+    until_stopped: bool = False
+
+
+def _read_live(top: _Reader) -> LiveSpec:
+    if not top.has("live"):
+        return LiveSpec()
+    live = top.mapping("live")
+    live.check_keys(_LIVE_KEYS)
+    spec = LiveSpec(
+        enabled=live.boolean("enabled", False),
+        until_stopped=live.boolean("until_stopped", False),
+    )
+    if live.has("speed"):
+        spec.speed = live.number("speed")
+        if spec.speed <= 0:
+            raise live.error("speed", f"{spec.speed:g} is not a speed-up factor > 0")
+    if live.has("max_lag"):
+        try:
+            spec.max_lag_ms = parse_duration(live.raw("max_lag"))
+        except ValueError as exc:
+            raise live.error("max_lag", str(exc)) from None
+    for key, allowed in (("on_lag", _ON_LAG), ("timestamps", _LIVE_TIMESTAMPS)):
+        if live.has(key):
+            choice = live.string(key)
+            if choice not in allowed:
+                raise live.error(key, f"{choice!r} is not one of {', '.join(allowed)}")
+            setattr(spec, key, choice)
+    return spec
+
+
+def _read_profiles(src: _Source, top: _Reader) -> dict[str, Profile]:
+    if not top.has("profiles"):
+        return {}
+    profiles = top.mapping("profiles")
+    out: dict[str, Profile] = {}
+    for name in profiles.node:
+        if not isinstance(name, str) or not name:
+            raise profiles.error(str(name), f"profile name {_describe(name)} is not text")
+        out[name] = _read_profile(
+            src, profiles.node[name], profiles.line(name), profiles.where(name)
+        )
+    return out
+
+
+def _read_resources(top: _Reader) -> dict[str, int]:
+    if not top.has("resources"):
+        return {}
+    resources = top.mapping("resources")
+    out: dict[str, int] = {}
+    for name in resources.node:
+        if not isinstance(name, str) or not name:
+            raise resources.error(str(name), f"resource name {_describe(name)} is not text")
+        out[name] = resources.integer(name, minimum=1)
+    return out
+
+
+def _sink_names(
+    reader: _Reader, key: str, sink_names: Sequence[str], default: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The sinks listed at `key` (checked against `sink_names`), or `default` without it."""
+    if key not in reader.node:
+        return default
+    names = [] if reader.node[key] is None else reader.string_list(key)
+    for name in names:
+        if name not in sink_names:
+            raise reader.error(
+                key,
+                f"no sink named {name!r}; sinks defined under 'sinks:' are "
+                f"{', '.join(sink_names) or 'none'}",
+            )
+    return tuple(names)
+
+
 # -- transitions -----------------------------------------------------------------------------
 
 
@@ -1107,23 +1409,33 @@ class TransitionSpec:
     """One transition of a model file.
 
     Attributes:
-        trigger, from_state, to_state, probability: as in `Transition` (probability in %).
+        trigger, from_state, to_state: as in `Transition`.
+        probability: percent per tick, or a `Rate` (``0.1% per minute``, ``6 per day``) that
+            the run rescales to its tick.
         callback: the imported action callback, or None.
         callback_path: the ``module:function`` it came from.
         sinks: names of the sinks that receive its events (after `default_sinks` applied).
         description: free text.
         line: the line of the transition in the file.
+        profile: the calendar profile multiplying the chance, or None.
+        profile_name: the name of the profile under ``profiles:`` (None when inline).
+        resource: the resource the move must acquire (queueing when all are busy), or None.
+        hold: ticks the resource is held after the move.
     """
 
     trigger: str
     from_state: str
     to_state: str
-    probability: float
+    probability: float | Rate
     callback: Callable[[Any, Transition], Any] | None = None
     callback_path: str | None = None
     sinks: tuple[str, ...] = ()
     description: str | None = None
     line: int = 0
+    profile: Profile | None = None
+    profile_name: str | None = None
+    resource: str | None = None
+    hold: int = 1
 
 
 _TOP_KEYS = (
@@ -1139,9 +1451,40 @@ _TOP_KEYS = (
     "sinks",
     "default_sinks",
     "transitions",
+    "probability_tick",
+    "profiles",
+    "resources",
+    "arrivals",
+    "churn",
+    "jitter",
+    "live",
 )
 _TOP_REQUIRED = ("states", "initial_state", "tick", "ticks", "subjects", "transitions")
-_TRANSITION_KEYS = ("trigger", "from", "to", "probability", "callback", "sinks", "description")
+_TRANSITION_KEYS = (
+    "trigger",
+    "from",
+    "to",
+    "probability",
+    "callback",
+    "sinks",
+    "description",
+    "profile",
+    "resource",
+    "hold",
+)
+
+
+class _DeferredFactory:
+    """A subject factory chosen after the `Simulation` exists (a resumed run learns its seed
+    from the checkpoint)."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[], Any] | None = None
+
+    def __call__(self) -> Any:
+        if self.target is None:
+            raise RunError("the resumed run's subject factory was not set up")
+        return self.target()
 
 
 @dataclass
@@ -1161,6 +1504,17 @@ class ModelSpec:
         subjects: how subjects are made, and how many.
         sinks: the named sinks.
         default_sinks: sink names used by transitions that list none.
+        probability_tick: the tick per-tick probabilities refer to (None: whatever `tick_ms`
+            is); a run at another tick rescales them.
+        profiles: the named calendar profiles.
+        resources: shared resources and their capacities.
+        arrivals: new subjects per tick (a number) or per period (a `Rate`), or None.
+        arrivals_profile: the calendar profile shaping arrivals, or None.
+        churn: the chance (percent per tick or a `Rate`) that a subject leaves for the final
+            state ``churned``, or None.
+        churn_sinks: sink names that receive ``churn`` events.
+        jitter: spread timestamps within their tick.
+        live: live pacing settings.
     """
 
     path: str | None
@@ -1176,18 +1530,37 @@ class ModelSpec:
     subjects: SubjectsSpec
     sinks: dict[str, SinkSpec] = field(default_factory=dict)
     default_sinks: tuple[str, ...] = ()
+    probability_tick: int | None = None
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    resources: dict[str, int] = field(default_factory=dict)
+    arrivals: float | Rate | None = None
+    arrivals_profile: Profile | None = None
+    churn: float | Rate | None = None
+    churn_sinks: tuple[str, ...] = ()
+    jitter: bool = False
+    live: LiveSpec = field(default_factory=LiveSpec)
 
     @property
     def model(self) -> Model:
-        """The state machine without sinks (for graphs and analytic reports)."""
+        """The state machine without sinks (for graphs and analytic reports), with every
+        chance as percent per tick of `tick_ms`."""
         return self.build_model({})
 
     def used_sinks(self) -> list[str]:
-        """Names of the sinks some transition sends events to, in first-use order."""
-        return list(dict.fromkeys(name for t in self.transitions for name in t.sinks))
+        """Names of the sinks some transition (or churn) sends events to, in first-use order."""
+        names = [name for t in self.transitions for name in t.sinks]
+        if self.churn is not None:
+            names.extend(self.churn_sinks)
+        return list(dict.fromkeys(names))
 
-    def build_sinks(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+    def build_sinks(
+        self, names: Iterable[str] | None = None, *, append: bool = False
+    ) -> dict[str, Any]:
         """Fresh sinks by name (by default every sink a transition uses).
+
+        Args:
+            names: which sinks (default: `used_sinks`).
+            append: open file sinks for appending (to continue a resumed run).
 
         If one sink cannot be built, those already built are closed before the error
         propagates.
@@ -1201,11 +1574,9 @@ class ModelSpec:
                         f"{self.path or self.name}: no sink named {name!r}; sinks are "
                         f"{', '.join(self.sinks) or 'none'}"
                     )
-                built[name] = self.sinks[name].build()
+                built[name] = self.sinks[name].build(append=append)
         except BaseException:
-            for sink in built.values():
-                with contextlib.suppress(Exception):
-                    sink.close()
+            _close_quietly(built.values())
             raise
         return built
 
@@ -1215,17 +1586,27 @@ class ModelSpec:
         *,
         callbacks: bool = True,
     ) -> Model:
-        """The `Model`, its transitions feeding the given sinks.
+        """The `Model` at this file's tick, its transitions feeding the given sinks.
 
         Args:
             sinks: built sinks by name (each transition gets the ones it names; missing names
                 are skipped), or a list of sinks that every transition feeds instead (an
                 output override), or None to build the file's sinks now.
             callbacks: attach the callbacks (False gives the bare Markov chain).
+
+        Rates are converted, and per-tick probabilities rescaled from `probability_tick`, to
+        percent per tick of `tick_ms`; profiles, resources and holds are attached. Churn is
+        not part of the model: `simulation` adds it.
         """
         if sinks is None:
             sinks = self.build_sinks()
-        model = Model(self.states, self.initial_state, name=self.name)
+        model = Model(
+            self.states,
+            self.initial_state,
+            name=self.name,
+            tick_ms=self.probability_tick,
+            resources=dict(self.resources),
+        )
         for spec in self.transitions:
             if isinstance(sinks, Mapping):
                 chosen = [sinks[name] for name in spec.sinks if name in sinks]
@@ -1235,15 +1616,57 @@ class ModelSpec:
                 spec.trigger,
                 spec.from_state,
                 spec.to_state,
-                spec.probability,
+                spec.probability,  # type: ignore[arg-type]  # a Rate is accepted too
                 spec.callback if callbacks else None,
                 chosen,
+                profile=spec.profile,
+                resource=spec.resource,
+                hold=spec.hold,
             )
-        return model
+        return model.at_tick(self.tick_ms)
 
     def subject_factory(self, seed: int) -> Callable[[], Any]:
         """A fresh subject factory for a run with `seed`."""
         return self.subjects.make_factory(seed)
+
+    def live_settings(
+        self,
+        *,
+        live: bool | None = None,
+        speed: float | None = None,
+        max_lag_ms: int | None = None,
+        on_lag: str | None = None,
+        until_stopped: bool | None = None,
+    ) -> LiveSpec:
+        """The file's `live` settings with the given ones (not None) in their place.
+
+        ``until_stopped`` applies only when live mode is on; asking for it explicitly without
+        live mode is a `ModelError`.
+        """
+        changes: dict[str, Any] = {
+            "enabled": live,
+            "speed": speed,
+            "max_lag_ms": max_lag_ms,
+            "on_lag": on_lag,
+            "until_stopped": until_stopped,
+        }
+        settings = dataclasses.replace(
+            self.live, **{k: v for k, v in changes.items() if v is not None}
+        )
+        if settings.on_lag not in _ON_LAG:
+            raise ModelError(f"on_lag must be one of {', '.join(_ON_LAG)}, got {on_lag!r}")
+        if until_stopped and not settings.enabled:
+            raise ModelError(
+                "running until stopped needs live mode (live: {enabled: true}, or --live)"
+            )
+        return settings
+
+    def _churn_sinks(self, sinks: Mapping[str, Any] | Sequence[Any]) -> list[Any]:
+        if self.churn is None:
+            return []
+        if isinstance(sinks, Mapping):
+            return [sinks[name] for name in self.churn_sinks if name in sinks]
+        return list(sinks)
 
     def simulation(
         self,
@@ -1252,50 +1675,173 @@ class ModelSpec:
         seed: int | None = None,
         progress: Callable[[int], None] | None = None,
         callbacks: bool = True,
+        jitter: bool | None = None,
+        live: bool | None = None,
+        speed: float | None = None,
+        max_lag_ms: int | None = None,
+        on_lag: str | None = None,
+        until_stopped: bool | None = None,
     ) -> Simulation:
         """A ready `Simulation` of this model file.
 
         Args:
-            sinks: as in `build_model` (None builds the file's sinks).
+            sinks: as in `build_model` (None builds the file's sinks); churn events go to
+                the file's churn sinks, or to every sink of a list.
             seed: overrides the file's seed; when both are None a seed is picked.
             progress: called with the number of ticks done.
             callbacks: attach the callbacks.
+            jitter, live, speed, max_lag_ms, on_lag, until_stopped: override the file's
+                ``jitter:`` and ``live:`` settings when not None.
         """
         chosen = seed if seed is not None else self.seed
         if chosen is None:
             chosen = secrets.randbits(63)
-        model = self.build_model(sinks, callbacks=callbacks)
+        built = self.build_sinks() if sinks is None else sinks
         try:
-            factory = self.subject_factory(chosen)
+            model = self.build_model(built, callbacks=callbacks)
+            settings = self.live_settings(
+                live=live,
+                speed=speed,
+                max_lag_ms=max_lag_ms,
+                on_lag=on_lag,
+                until_stopped=until_stopped,
+            )
+            wall_clock = settings.enabled and settings.timestamps == "wall"
+            return Simulation(
+                model,
+                self.subjects.count,
+                subject_factory=self.subject_factory(chosen),
+                ticks=None if settings.enabled and settings.until_stopped else self.ticks,
+                tick_ms=self.tick_ms,
+                timestamp_start=None if wall_clock else self.timestamp_start,
+                seed=chosen,
+                progress=progress,
+                jitter=self.jitter if jitter is None else jitter,
+                live=settings.enabled,
+                speed=settings.speed,
+                max_lag_ms=settings.max_lag_ms,
+                on_lag=settings.on_lag,
+                arrivals=self.arrivals,
+                arrivals_profile=self.arrivals_profile,
+                churn=self.churn,
+                churn_sinks=self._churn_sinks(built),
+            )
         except BaseException:
-            for sink in model.sinks():
-                with contextlib.suppress(Exception):
-                    sink.close()
+            _close_quietly(built.values() if isinstance(built, Mapping) else built)
             raise
-        return Simulation(
-            model,
-            self.subjects.count,
-            subject_factory=factory,
-            ticks=self.ticks,
-            tick_ms=self.tick_ms,
-            timestamp_start=self.timestamp_start,
-            seed=chosen,
-            progress=progress,
-        )
+
+    def resume(
+        self,
+        checkpoint: str | os.PathLike[str],
+        *,
+        sinks: Mapping[str, Any] | Sequence[Any] | None = None,
+        progress: Callable[[int], None] | None = None,
+        callbacks: bool = True,
+        live: bool | None = None,
+        speed: float | None = None,
+        max_lag_ms: int | None = None,
+        on_lag: str | None = None,
+    ) -> Simulation:
+        """A `Simulation` that continues the run saved in `checkpoint` (`Simulation.checkpoint`).
+
+        The seed, tick count, clock, jitter and every subject come from the checkpoint; the
+        file's sinks are built again with file sinks opened for appending, so the output of
+        the two runs together equals that of an uninterrupted run. Live settings may change.
+
+        Args:
+            checkpoint: the file `Simulation.checkpoint` wrote.
+            sinks: as in `build_model`; None builds the file's sinks in append mode.
+            progress, callbacks, live, speed, max_lag_ms, on_lag: as in `simulation`.
+
+        Raises:
+            RunError: the checkpoint is missing, unreadable, or of another model.
+        """
+        path = os.fspath(checkpoint)
+        if not Path(path).is_file():
+            raise RunError(f"{path}: no such checkpoint file")
+        built = self.build_sinks(append=True) if sinks is None else sinks
+        try:
+            model = self.build_model(built, callbacks=callbacks)
+            settings = self.live_settings(
+                live=live, speed=speed, max_lag_ms=max_lag_ms, on_lag=on_lag
+            )
+            factory = _DeferredFactory() if self.arrivals is not None else None
+            try:
+                simulation = Simulation.resume(
+                    path,
+                    model,
+                    progress=progress,
+                    live=settings.enabled,
+                    speed=settings.speed,
+                    arrivals=self.arrivals,
+                    arrivals_profile=self.arrivals_profile,
+                    churn=self.churn,
+                    churn_sinks=self._churn_sinks(built),
+                    subject_factory=factory,
+                )
+            except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as exc:
+                raise RunError(f"{path} cannot be read as a dogesim checkpoint: {exc}") from exc
+            except ModelError as exc:
+                raise RunError(f"{path}: cannot resume: {exc}") from None
+            simulation.on_lag = settings.on_lag
+            if settings.max_lag_ms is not None:
+                simulation.max_lag_ms = float(settings.max_lag_ms)
+            if factory is not None:
+                # Newcomers must continue where the interrupted run's factory was: make it
+                # again with the run's seed and create (and drop) as many subjects as were
+                # made. The global RNGs this may touch are restored from the checkpoint when
+                # the run starts.
+                target = self.subject_factory(simulation.seed)
+                for _ in range(len(simulation.subjects)):
+                    target()
+                factory.target = target
+            return simulation
+        except BaseException:
+            _close_quietly(built.values() if isinstance(built, Mapping) else built)
+            raise
 
     def run(self, **kwargs: Any) -> RunResult:
         """Build the simulation (see `simulation` for the arguments) and run it."""
         return self.simulation(**kwargs).run()
 
     def summary(self) -> str:
-        """One line for humans: states, transitions, subjects, ticks, sinks."""
+        """One line for humans: states, transitions, subjects, ticks, sinks, online settings."""
         sinks = ", ".join(f"{n} ({self.sinks[n].describe()})" for n in self.used_sinks())
+        extras = []
+        if self.arrivals is not None:
+            shaped = " (calendar-shaped)" if self.arrivals_profile is not None else ""
+            extras.append(f"arrivals {_chance_text(self.arrivals, ' per tick')}{shaped}")
+        if self.churn is not None:
+            extras.append(f"churn {_chance_text(self.churn, '% per tick')}")
+        if self.resources:
+            extras.append("resources " + ", ".join(f"{k}={v}" for k, v in self.resources.items()))
+        if any(t.profile is not None for t in self.transitions):
+            extras.append("calendar profiles")
+        if self.jitter:
+            extras.append("jitter")
+        if self.live.enabled:
+            extras.append(f"live x{self.live.speed:g}")
+        more = f"; {', '.join(extras)}" if extras else ""
         return (
             f"{self.name}: {len(self.states)} states, {len(self.transitions)} transitions, "
             f"{self.subjects.count} subjects x {self.ticks} ticks of "
             f"{format_duration(self.tick_ms)} from {_format_timestamp(self.timestamp_start)}, "
             f"seed {self.seed if self.seed is not None else 'random'}; sinks: {sinks or 'none'}"
+            f"{more}"
         )
+
+
+def _chance_text(value: float | Rate, unit: str) -> str:
+    return str(value) if isinstance(value, Rate) else f"{value:g}{unit}"
+
+
+def _close_quietly(sinks: Iterable[Any]) -> None:
+    """Close sinks after a failure to build the run (their own errors would hide it)."""
+    for sink in sinks:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
 
 
 def _read_transitions(
@@ -1305,10 +1851,21 @@ def _read_transitions(
     sink_names: Sequence[str],
     default_sinks: tuple[str, ...],
     model_name: str,
+    *,
+    tick_ms: int,
+    probability_tick: int | None,
+    profiles: Mapping[str, Profile],
+    resources: Mapping[str, int],
 ) -> list[TransitionSpec]:
     items = reader.sequence("transitions")
     out: list[TransitionSpec] = []
-    check = Model(states, states[0], name=model_name)
+    check = Model(
+        states,
+        states[0],
+        name=model_name,
+        tick_ms=probability_tick or tick_ms,
+        resources=dict(resources),
+    )
     for i, item in enumerate(items):
         path = f"transitions[{i}]"
         line = items.item_lines[i]
@@ -1327,28 +1884,36 @@ def _read_transitions(
                 maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
                 raise t.error(key, f"{state!r} is not a state{maybe}; states: {', '.join(states)}")
             ends[key] = state
-        probability = t.number("probability")
-        if probability < 0 or probability > 100:
-            raise t.error(
-                "probability", f"{probability:g} is not a percentage per tick between 0 and 100"
-            )
+        probability = _read_chance(t, "probability")
         callback = None
         callback_path = None
         if t.has("callback"):
             callback = _callable_at(t, "callback")
             callback_path = t.string("callback")
-        if "sinks" in item:
-            names = [] if item["sinks"] is None else t.string_list("sinks")
-            for name in names:
-                if name not in sink_names:
-                    raise t.error(
-                        "sinks",
-                        f"no sink named {name!r}; sinks defined under 'sinks:' are "
-                        f"{', '.join(sink_names) or 'none'}",
-                    )
-            chosen = tuple(names)
-        else:
-            chosen = default_sinks
+        chosen = _sink_names(t, "sinks", sink_names, default_sinks)
+        profile = None
+        profile_name = None
+        if t.has("profile"):
+            profile = _profile_at(t, "profile", profiles)
+            raw = t.raw("profile")
+            profile_name = str(raw) if isinstance(raw, str) else None
+        resource = None
+        if t.has("resource"):
+            resource = t.string("resource")
+            if resource not in resources:
+                hint = difflib.get_close_matches(resource, list(resources), n=1)
+                maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise t.error(
+                    "resource",
+                    f"resource {resource!r} is not declared{maybe}; resources under "
+                    f"'resources:' are {', '.join(resources) or 'none'} (e.g. resources: "
+                    f"{{{resource}: 5}})",
+                )
+        hold = 1
+        if t.has("hold"):
+            if resource is None:
+                raise t.error("hold", "hold needs a resource to hold; add resource: NAME")
+            hold = _read_hold(t, tick_ms)
         spec = TransitionSpec(
             trigger,
             ends["from"],
@@ -1359,13 +1924,66 @@ def _read_transitions(
             chosen,
             t.optional_string("description"),
             line,
+            profile,
+            profile_name,
+            resource,
+            hold,
         )
         try:
-            check.add_transition(trigger, spec.from_state, spec.to_state, probability)
+            check.add_transition(
+                trigger,
+                spec.from_state,
+                spec.to_state,
+                probability,  # type: ignore[arg-type]  # a Rate is accepted too
+                profile=profile,
+                resource=resource,
+                hold=hold,
+            )
         except ModelError as exc:
             raise src.error(line, path, str(exc)) from None
         out.append(spec)
     return out
+
+
+def _check_run(spec: ModelSpec, src: _Source, top: _Reader) -> None:
+    """Check what only the whole run shows: chances rescaled to the run's tick, churn added
+    to every state, and calendar profiles at their peaks, each at most 100% per tick."""
+    try:
+        model = spec.build_model({}, callbacks=False)
+    except ModelError as exc:
+        raise top.error(
+            "tick", f"rescaled to ticks of {format_duration(spec.tick_ms)}: {exc}"
+        ) from None
+    try:
+        effective = Simulation(
+            model,
+            max(spec.subjects.count, 1),
+            ticks=spec.ticks,
+            tick_ms=spec.tick_ms,
+            seed=0,
+            seed_globals=False,
+            arrivals=spec.arrivals,
+            churn=spec.churn,
+        ).model
+    except ModelError as exc:
+        raise top.error("churn" if spec.churn is not None else None, str(exc)) from None
+    for state in effective.states:
+        outgoing = effective.outgoing(state)
+        peak = sum(t.probability * (t.profile.peak if t.profile else 1.0) for t in outgoing)
+        if peak > 100 + 1e-9:
+            profiled = [
+                (i, t)
+                for i, t in enumerate(spec.transitions)
+                if t.from_state == state and t.profile is not None
+            ]
+            i, worst = profiled[-1]
+            raise src.error(
+                worst.line,
+                f"transitions[{i}].profile",
+                f"state {state!r}: at the peaks of their calendar profiles the outgoing "
+                f"probabilities reach {peak:g}% per tick, at most 100%; lower the "
+                "probabilities or the profile's multipliers",
+            )
 
 
 def _parse(
@@ -1413,6 +2031,12 @@ def _parse(
         tick_ms = parse_duration(top.raw("tick"))
     except ValueError as exc:
         raise top.error("tick", str(exc)) from None
+    probability_tick = None
+    if top.has("probability_tick"):
+        try:
+            probability_tick = parse_duration(top.raw("probability_tick"))
+        except ValueError as exc:
+            raise top.error("probability_tick", str(exc)) from None
     n_ticks = top.integer("ticks", minimum=1)
     start = 0
     if top.has("start"):
@@ -1440,7 +2064,46 @@ def _parse(
                     f"'sinks:' are {', '.join(sink_specs) or 'none'}",
                 )
     subjects_spec = _read_subjects(src, top)
-    transitions = _read_transitions(src, top, states, list(sink_specs), default_sinks, name)
+    profiles = _read_profiles(src, top)
+    resources = _read_resources(top)
+    transitions = _read_transitions(
+        src,
+        top,
+        states,
+        list(sink_specs),
+        default_sinks,
+        name,
+        tick_ms=tick_ms,
+        probability_tick=probability_tick,
+        profiles=profiles,
+        resources=resources,
+    )
+
+    arrivals: float | Rate | None = None
+    arrivals_profile = None
+    if top.has("arrivals"):
+        if isinstance(top.raw("arrivals"), _Map):
+            section = top.mapping("arrivals")
+            section.check_keys(("rate", "profile"), ("rate",))
+            arrivals = _read_arrival_rate(section, "rate")
+            if section.has("profile"):
+                arrivals_profile = _profile_at(section, "profile", profiles)
+        else:
+            arrivals = _read_arrival_rate(top, "arrivals")
+    if subjects_spec.count == 0 and arrivals is None:
+        raise top.mapping("subjects").error(
+            "count", "0 subjects and no arrivals: give count >= 1, or arrivals: (e.g. 30 per hour)"
+        )
+    churn: float | Rate | None = None
+    churn_sinks = default_sinks
+    if top.has("churn"):
+        if isinstance(top.raw("churn"), _Map):
+            section = top.mapping("churn")
+            section.check_keys(("rate", "sinks"), ("rate",))
+            churn = _read_chance(section, "rate")
+            churn_sinks = _sink_names(section, "sinks", list(sink_specs), default_sinks)
+        else:
+            churn = _read_chance(top, "churn")
 
     spec = ModelSpec(
         path=source,
@@ -1456,7 +2119,17 @@ def _parse(
         subjects=subjects_spec,
         sinks=sink_specs,
         default_sinks=default_sinks,
+        probability_tick=probability_tick,
+        profiles=profiles,
+        resources=resources,
+        arrivals=arrivals,
+        arrivals_profile=arrivals_profile,
+        churn=churn,
+        churn_sinks=churn_sinks,
+        jitter=top.boolean("jitter", False),
+        live=_read_live(top),
     )
+    _check_run(spec, src, top)
     return _override(spec, subjects=subjects, ticks=ticks, seed=seed)
 
 
@@ -1562,6 +2235,21 @@ def _escape(value: Any) -> Any:
     return value
 
 
+def _online_settings(spec: ModelSpec) -> list[str]:
+    """The online settings of `spec` that `dump_model` does not write."""
+    found = {
+        "rates": any(isinstance(t.probability, Rate) for t in spec.transitions)
+        or spec.probability_tick is not None,
+        "calendar profiles": any(t.profile is not None for t in spec.transitions),
+        "resources": bool(spec.resources),
+        "arrivals": spec.arrivals is not None,
+        "churn": spec.churn is not None,
+        "jitter": spec.jitter,
+        "live settings": spec.live != LiveSpec(),
+    }
+    return [name for name, present in found.items() if present]
+
+
 def dump_model(
     model: Model | ModelSpec,
     path: str | os.PathLike[str] | None = None,
@@ -1633,6 +2321,11 @@ def dump_model(
     doc["subjects"] = subjects_doc
     if sinks is None and spec is not None and spec.sinks:
         notes.append("sinks were not written back; add a `sinks:` section to send events")
+    if spec is not None and _online_settings(spec):
+        notes.append(
+            f"{', '.join(_online_settings(spec))} were not written back; probabilities are "
+            f"per tick of {format_duration(tick_ms)}"
+        )
     if sinks:
         doc["sinks"] = {k: dict(v) for k, v in sinks.items()}
     if default_sinks:

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from dogesim.errors import SinkError
+from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _normalise_url(db_url: str | URL) -> URL:
     try:
         url = sa.make_url(db_url)
     except sa_exc.ArgumentError as exc:
-        raise SinkError(
+        raise SinkConfigError(
             f"database URL {db_url!r} is not a valid SQLAlchemy URL "
             "(expected e.g. postgresql://user:password@host:5432/db or sqlite:///file.db)"
         ) from exc
@@ -120,22 +120,24 @@ class DbSinkFactory:
         try:
             self.engine: Engine = sa.create_engine(self.url, **dict(engine_kwargs or {}))
         except sa_exc.NoSuchModuleError as exc:
-            raise SinkError(
+            raise SinkConfigError(
                 f"database URL {shown}: SQLAlchemy has no dialect {self.url.drivername!r}"
             ) from exc
         except ImportError as exc:
-            raise SinkError(
+            raise SinkConfigError(
                 f"database URL {shown}: the driver for {self.url.drivername!r} is not installed "
                 f"({exc}); install it (e.g. pip install 'dogesim[postgres]')"
             ) from exc
         except (sa_exc.ArgumentError, TypeError) as exc:
-            raise SinkError(f"database URL {shown}: cannot create an engine: {exc}") from exc
+            raise SinkConfigError(f"database URL {shown}: cannot create an engine: {exc}") from exc
         try:
             with self.engine.connect():
                 pass
         except sa_exc.SQLAlchemyError as exc:
             self.engine.dispose()
-            raise SinkError(f"cannot connect to database {shown}: {_first_line(exc)}") from exc
+            raise SinkConfigError(
+                f"cannot connect to database {shown}: {_first_line(exc)}"
+            ) from exc
         self.shown_url = shown
         self.use_copy = self.engine.dialect.name == "postgresql" and self.engine.driver == "psycopg"
         self._open_sinks = 0
@@ -170,7 +172,7 @@ class DbSinkFactory:
                 is not a positive integer.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise SinkError(
+            raise SinkConfigError(
                 f"table {table_name!r}: batch_size must be an integer >= 1, got {batch_size!r}"
             )
         table: sa.Table | None
@@ -178,10 +180,10 @@ class DbSinkFactory:
             table = sa.Table(table_name, sa.MetaData(), autoload_with=self.engine, schema=schema)
         except sa_exc.NoSuchTableError:
             if not create_table:
-                raise SinkError(self._missing_table_message(table_name, schema)) from None
+                raise SinkConfigError(self._missing_table_message(table_name, schema)) from None
             table = None
         except sa_exc.SQLAlchemyError as exc:
-            raise SinkError(
+            raise SinkConfigError(
                 f"cannot read table {table_name!r} in {self.shown_url}: {_first_line(exc)}"
             ) from exc
         self._open_sinks += 1

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from dogesim.errors import SinkError
+from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
 
 if TYPE_CHECKING:
@@ -148,7 +148,9 @@ class _FileSink(LedgeredSink):
                     path, mode, encoding="utf-8", newline=newline, buffering=BUFFER_BYTES
                 )
             except OSError as exc:
-                raise SinkError(f"{kind} sink: cannot open {os.fspath(path)!r}: {exc}") from exc
+                raise SinkConfigError(
+                    f"{kind} sink: cannot open {os.fspath(path)!r}: {exc}"
+                ) from exc
         else:
             self._stream = sys.stdout
 
@@ -250,7 +252,9 @@ class CsvSink(_FileSink):
         fieldnames: Sequence[str] | None = None,
     ) -> None:
         if path == "-":
-            raise SinkError("csv sink: CSV cannot go to standard output ('-'); give a file path")
+            raise SinkConfigError(
+                "csv sink: CSV cannot go to standard output ('-'); give a file path"
+            )
         super().__init__("csv", path, "w", "")
         self.mapper: Mapper = mapper if mapper is not None else flat_record
         self.fieldnames: list[str] | None = list(fieldnames) if fieldnames is not None else None

@@ -35,7 +35,7 @@ from confluent_kafka.serialization import (
     StringSerializer,
 )
 
-from dogesim.errors import SinkError
+from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def _bootstrap_string(bootstrap_servers: str | Iterable[str] | None) -> str | No
     try:
         servers = [str(server) for server in bootstrap_servers]
     except TypeError:
-        raise SinkError(
+        raise SinkConfigError(
             "Kafka: bootstrap_servers must be a 'host:port,host:port' string or a list of "
             f"'host:port' strings, got {bootstrap_servers!r}"
         ) from None
@@ -138,7 +138,7 @@ def _check_bootstrap(value: object) -> None:
     """Reject what librdkafka would silently accept and never connect with."""
     where = "Kafka: bootstrap.servers"
     if not isinstance(value, str) or not value.strip():
-        raise SinkError(
+        raise SinkConfigError(
             f"{where} is {value!r}; give the cluster's 'host:port' list "
             "(bootstrap_servers=['127.0.0.1:9092'] or conf={'bootstrap.servers': ...})"
         )
@@ -150,9 +150,9 @@ def _check_bootstrap(value: object) -> None:
         if not sep:
             host, port = server, "9092"
         if not host or host.startswith(":") or any(c.isspace() for c in host):
-            raise SinkError(f"{where} {value!r}: {entry!r} is not a 'host:port' address")
+            raise SinkConfigError(f"{where} {value!r}: {entry!r} is not a 'host:port' address")
         if not port.isdigit() or not 0 < int(port) < 65536:
-            raise SinkError(
+            raise SinkConfigError(
                 f"{where} {value!r}: {entry!r} has port {port!r}; a port is a number 1-65535"
             )
 
@@ -181,7 +181,7 @@ class _SharedProducer:
         except KafkaException as exc:
             error = exc.args[0] if exc.args else exc
             detail = error.str() if isinstance(error, KafkaError) else str(exc)
-            raise SinkError(
+            raise SinkConfigError(
                 f"Kafka producer configuration rejected: {detail} "
                 f"(settings given: {sorted(k for k in conf if k not in ('error_cb', 'logger'))})"
             ) from exc
@@ -264,7 +264,9 @@ class KafkaSinkFactory:
         connect_timeout: float | None = 30.0,
     ) -> None:
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
-            raise SinkError(f"Kafka: buffer_size must be an integer >= 1, got {buffer_size!r}")
+            raise SinkConfigError(
+                f"Kafka: buffer_size must be an integer >= 1, got {buffer_size!r}"
+            )
         merged: dict[str, Any] = dict(conf or {})
         servers = _bootstrap_string(bootstrap_servers)
         if "bootstrap.servers" not in merged and servers is not None:
@@ -291,7 +293,7 @@ class KafkaSinkFactory:
         try:
             timeout_s = float(timeout_ms) / 1000.0
         except (TypeError, ValueError):
-            raise SinkError(
+            raise SinkConfigError(
                 f"Kafka: message.timeout.ms must be a number of milliseconds, got {timeout_ms!r}"
             ) from None
         self.flush_timeout = flush_timeout if flush_timeout is not None else timeout_s + 10.0
@@ -322,7 +324,7 @@ class KafkaSinkFactory:
             value_serializer: turns the value into bytes (UTF-8 strings by default).
         """
         if not isinstance(topic, str) or not topic:
-            raise SinkError(f"Kafka: topic must be a non-empty string, got {topic!r}")
+            raise SinkConfigError(f"Kafka: topic must be a non-empty string, got {topic!r}")
         if self._shared.closed:
             self._shared = _SharedProducer(self.conf, self._user_error_cb)
         self._shared.open_sinks += 1

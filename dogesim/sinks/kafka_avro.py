@@ -26,7 +26,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import SerializationContext, SerializationError, Serializer
 from fastavro.schema import SchemaParseException, parse_schema
 
-from dogesim.errors import SinkError
+from dogesim.errors import SinkConfigError
 from dogesim.sinks.kafka import KafkaSink, KafkaSinkFactory
 
 if TYPE_CHECKING:
@@ -60,11 +60,11 @@ def load_schema(schema: SchemaSource, what: str = "schema") -> str:
             with open(schema, encoding="utf-8") as handle:
                 text = handle.read()
         except OSError as exc:
-            raise SinkError(f"{what}: cannot read {source}: {exc}") from exc
+            raise SinkConfigError(f"{what}: cannot read {source}: {exc}") from exc
     elif isinstance(schema, str):
         text = schema
     else:
-        raise SinkError(
+        raise SinkConfigError(
             f"{what}: expected Avro schema JSON text, a dict or a file path, "
             f"got {type(schema).__name__} {schema!r}"
         )
@@ -75,11 +75,13 @@ def load_schema(schema: SchemaSource, what: str = "schema") -> str:
         hint = ""
         if isinstance(schema, str) and not text.lstrip().startswith(("{", "[", '"')):
             hint = " (nor the path of an existing file)"
-        raise SinkError(f"{what}: {source} is not JSON{hint}: {exc}; starts {shown!r}") from exc
+        raise SinkConfigError(
+            f"{what}: {source} is not JSON{hint}: {exc}; starts {shown!r}"
+        ) from exc
     try:
         parse_schema(parsed, _write_hint=False)
     except (SchemaParseException, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise SinkError(
+        raise SinkConfigError(
             f"{what}: {source} is not a valid Avro schema: {type(exc).__name__}: {exc}; "
             f"starts {shown!r}"
         ) from exc
@@ -137,7 +139,7 @@ class KafkaAvroSinkFactory:
     ) -> None:
         if schema_registry_client is not None:
             if schema_registry_url is not None or schema_registry_conf:
-                raise SinkError(
+                raise SinkConfigError(
                     "Kafka Avro: give either schema_registry_client or "
                     "schema_registry_url/schema_registry_conf, not both"
                 )
@@ -147,14 +149,14 @@ class KafkaAvroSinkFactory:
             if schema_registry_url is not None:
                 registry_conf["url"] = schema_registry_url
             if not registry_conf.get("url"):
-                raise SinkError(
+                raise SinkConfigError(
                     "Kafka Avro: no Schema Registry; give schema_registry_url "
                     "(e.g. 'http://localhost:8081' or 'mock://test') or schema_registry_client"
                 )
             try:
                 self.schema_registry_client = SchemaRegistryClient.new_client(registry_conf)
             except (ValueError, TypeError) as exc:
-                raise SinkError(
+                raise SinkConfigError(
                     f"Kafka Avro: Schema Registry settings rejected: {exc} "
                     f"(url {registry_conf.get('url')!r})"
                 ) from exc
@@ -176,7 +178,7 @@ class KafkaAvroSinkFactory:
                 self.schema_registry_client, text, conf=self.serializer_conf
             )
         except (ValueError, TypeError, KeyError, SchemaParseException) as exc:
-            raise SinkError(f"{what}: AvroSerializer rejected it: {exc}") from exc
+            raise SinkConfigError(f"{what}: AvroSerializer rejected it: {exc}") from exc
         return _RegistrySerializer(serializer)
 
     def create(

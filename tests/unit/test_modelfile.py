@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import math
 import re
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dogesim import MemorySink, ModelError
+from dogesim import MemorySink, ModelError, RunError
 from dogesim.examples import banking
 from dogesim.modelfile import (
     SINK_TYPES,
+    LiveSpec,
     dump_model,
     format_duration,
     load_model_file,
@@ -21,6 +25,7 @@ from dogesim.modelfile import (
     parse_duration,
     parse_timestamp,
 )
+from dogesim.rates import Rate
 
 MODELS = sorted((Path(__file__).resolve().parents[2] / "models").glob("*.yaml"))
 
@@ -66,9 +71,9 @@ def error_of(tmp_path: Path, text: str, **kwargs: Any) -> str:
 # -- the shipped models ------------------------------------------------------------------
 
 
-def test_models_directory_has_the_three_models() -> None:
-    """models/ ships banking, ecommerce and iot_fleet."""
-    assert {p.stem for p in MODELS} >= {"banking", "ecommerce", "iot_fleet"}
+def test_models_directory_has_the_shipped_models() -> None:
+    """models/ ships banking, ecommerce, iot_fleet and support_center."""
+    assert {p.stem for p in MODELS} >= {"banking", "ecommerce", "iot_fleet", "support_center"}
 
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
@@ -568,3 +573,449 @@ def test_overrides_are_checked(tmp_path: Path) -> None:
     assert (spec.subjects.count, spec.ticks, spec.seed) == (3, 4, 9)
     with pytest.raises(ModelError, match="ticks must be a whole number >= 1"):
         load_model_file(write(tmp_path, BASE), ticks=0)
+
+
+# -- online and realistic: rates, profiles, resources, arrivals, churn, jitter, live -------
+
+ONLINE = """\
+name: online
+seed: 5
+states: [idle, waiting, talking]
+initial_state: idle
+tick: 1m
+ticks: 120
+start: 2024-01-01T08:00:00Z
+subjects: {count: 20}
+profiles:
+  office:
+    hourly: [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+    weekly: [1, 1, 1, 1, 1, 0.5, 0]
+    dates: {2024-01-02: 0}
+    utc_offset_hours: 1
+resources: {agents: 2}
+arrivals: {rate: 30 per hour, profile: office}
+churn: {rate: 20% per hour, sinks: [gone]}
+jitter: true
+live: {enabled: false, speed: 60, max_lag: 2s, on_lag: fail, timestamps: start}
+sinks:
+  mem: {type: memory}
+  gone: {type: memory}
+default_sinks: [mem]
+transitions:
+  - {trigger: call, from: idle, to: waiting, probability: 6 per hour, profile: office}
+  - {trigger: answer, from: waiting, to: talking, probability: 90, resource: agents, hold: 5m}
+  - trigger: hang_up
+    from: talking
+    to: idle
+    probability: 50% per 10m
+    profile:
+      hourly: [2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+"""
+HOUR = 3_600_000
+
+
+def test_online_keys_are_read(tmp_path: Path) -> None:
+    """Rates, named and inline profiles, resources, arrivals, churn, jitter and live settings
+    all land in the ModelSpec with their values."""
+    spec = load_model_file(write(tmp_path, ONLINE))
+    call, answer, hang_up = spec.transitions
+    assert call.probability == Rate("count", 6, HOUR)
+    assert hang_up.probability == Rate("percent", 50, 600_000)
+    assert answer.probability == 90
+    office = spec.profiles["office"]
+    assert call.profile is office and call.profile_name == "office"
+    assert office.hourly[8] == 1 and office.hourly[7] == 0 and office.weekly[5] == 0.5
+    assert office.dates == {_dt.date(2024, 1, 2): 0.0} and office.utc_offset_hours == 1
+    assert hang_up.profile is not None and hang_up.profile_name is None
+    assert hang_up.profile.hourly[0] == 2
+    assert (answer.resource, answer.hold) == ("agents", 5)
+    assert spec.resources == {"agents": 2}
+    assert spec.arrivals == Rate("count", 30, HOUR) and spec.arrivals_profile is office
+    assert spec.churn == Rate("percent", 20, HOUR) and spec.churn_sinks == ("gone",)
+    assert spec.jitter is True
+    assert spec.live == LiveSpec(False, 60.0, 2000, "fail", "start", False)
+    assert spec.used_sinks() == ["mem", "gone"]
+    model = spec.model  # chances as percent per tick of the file's 1-minute tick
+    assert model.transitions[0].probability == pytest.approx(100 * (1 - math.exp(-0.1)))
+    assert model.transitions[2].probability == pytest.approx(100 * (1 - 0.5**0.1))
+    assert model.resources == {"agents": 2}
+    assert "arrivals 30 per 1h (calendar-shaped)" in spec.summary()
+
+
+def test_short_forms_of_arrivals_and_churn(tmp_path: Path) -> None:
+    """arrivals and churn may be plain numbers or rate text; churn then uses default_sinks."""
+    text = ONLINE.replace("arrivals: {rate: 30 per hour, profile: office}", "arrivals: 0.5")
+    text = text.replace("churn: {rate: 20% per hour, sinks: [gone]}", "churn: 1 per day")
+    spec = load_model_file(write(tmp_path, text))
+    assert spec.arrivals == 0.5 and spec.arrivals_profile is None
+    assert spec.churn == Rate("count", 1, 24 * HOUR) and spec.churn_sinks == ("mem",)
+    text = text.replace("churn: 1 per day", "churn: 0.25")
+    assert load_model_file(write(tmp_path, text)).churn == 0.25
+
+
+def test_simulation_gets_every_online_setting(tmp_path: Path) -> None:
+    """spec.simulation() hands rates, profiles, resources, arrivals, churn (into its own
+    sinks), jitter and live settings to the Simulation, and the run shows each of them."""
+    spec = load_model_file(write(tmp_path, ONLINE))
+    mem = MemorySink(lambda ts, s, t: (ts, s.id, t.trigger))
+    gone = MemorySink(lambda ts, s, t: (ts, s.id, t.trigger))
+    sim = spec.simulation(sinks={"mem": mem, "gone": gone})
+    assert sim.jitter and not sim.live and sim.ticks == 120
+    assert sim.model.states == ("idle", "waiting", "talking", "churned")
+    result = sim.run()
+    assert result.arrivals > 0 and len(sim.subjects) == 20 + result.arrivals
+    assert gone.events and {t for _, _, t in gone.events} == {"churn"}
+    assert "churn" not in {t for _, _, t in mem.events}
+    stamps = [ts for ts, _, _ in mem.events]
+    assert any(ts % 60_000 for ts in stamps)  # jittered within the minute
+    assert all(spec.timestamp_start <= ts < spec.timestamp_start + 120 * 60_000 for ts in stamps)
+    talking = [i for _, i, t in mem.events if t == "answer"]
+    assert talking  # callers were answered by the 2 agents
+
+
+def test_live_settings_and_overrides(tmp_path: Path) -> None:
+    """The live block configures live runs; arguments override it; timestamps: wall starts
+    at the wall clock; until_stopped runs without a tick count, only in live mode."""
+    spec = load_model_file(write(tmp_path, ONLINE))
+    sim = spec.simulation(sinks=[], live=True, speed=1000)
+    assert sim.live and sim.speed == 1000 and sim.max_lag_ms == 2000 and sim.on_lag == "fail"
+    assert sim.timestamp_start == spec.timestamp_start  # timestamps: start
+    wall = load_model_file(
+        write(
+            tmp_path, ONLINE.replace("timestamps: start", "timestamps: wall, until_stopped: true")
+        )
+    )
+    before = int(time.time() * 1000)
+    live = wall.simulation(sinks=[], live=True, on_lag="warn", max_lag_ms=50)
+    assert live.ticks is None and live.on_lag == "warn" and live.max_lag_ms == 50
+    assert before <= live.timestamp_start <= int(time.time() * 1000)
+    assert wall.simulation(sinks=[]).ticks == 120  # until_stopped applies only when live
+    with pytest.raises(ModelError, match="running until stopped needs live mode"):
+        spec.simulation(sinks=[], until_stopped=True)
+
+
+PER_MINUTE = """\
+name: rescaled
+states: [in, out]
+initial_state: in
+tick: 10s
+probability_tick: 1m
+ticks: 6
+subjects: {count: 1}
+transitions:
+  - {trigger: leave, from: in, to: out, probability: 5}
+"""
+
+
+def test_probability_tick_rescales_per_tick_probabilities(tmp_path: Path) -> None:
+    """probability_tick says what tick the numbers are per; a run at 10 s ticks keeps the
+    per-minute law: p' = 1 - (1 - p) ** (10 s / 1 m)."""
+    spec = load_model_file(write(tmp_path, PER_MINUTE))
+    assert spec.probability_tick == 60_000
+    assert spec.model.transitions[0].probability == pytest.approx(100 * (1 - 0.95 ** (1 / 6)))
+    same = load_model_file(write(tmp_path, PER_MINUTE.replace("tick: 10s", "tick: 1m")))
+    assert same.model.transitions[0].probability == pytest.approx(5)
+
+
+QUEUE = """\
+name: queue
+states: [waiting, talking, done]
+initial_state: waiting
+tick: 1m
+ticks: 40
+subjects: {count: 10}
+resources: {agents: 2}
+sinks: {mem: {type: memory}}
+default_sinks: [mem]
+transitions:
+  - {trigger: answer, from: waiting, to: talking, probability: 100, resource: agents, hold: 5m}
+  - {trigger: hang_up, from: talking, to: done, probability: 100}
+"""
+
+
+def test_resource_from_a_model_file_queues_subjects(tmp_path: Path) -> None:
+    """Ten callers, two agents held 5 ticks each: answered two at a time, every 5 ticks."""
+    spec = load_model_file(write(tmp_path, QUEUE))
+    sink = MemorySink(lambda ts, s, t: (ts // 60_000, s.id, t.trigger))
+    spec.simulation(sinks={"mem": sink}).run()
+    answers = [(t, i) for t, i, trigger in sink.events if trigger == "answer"]
+    assert answers == [(5 * (k // 2), k) for k in range(10)]
+
+
+def line_of(text: str, marker: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if marker in line)
+
+
+ONLINE_ERRORS = [
+    # (replace this, with this, expected message after "m.yaml:<line>: ", line marker or None
+    # for the line of the replacement)
+    (
+        "probability: 6 per hour,",
+        "probability: 6 per fortnight,",
+        "transitions[0].probability: '6 per fortnight' is not a number (percent per tick) nor "
+        "a rate ('fortnight' is not a duration",
+        None,
+    ),
+    (
+        "probability: 6 per hour,",
+        "probability: lots,",
+        "transitions[0].probability: 'lots' is not a number (percent per tick) nor a rate; "
+        "write e.g. '0.1% per minute', '6 per day' or '6/1d'",
+        None,
+    ),
+    (
+        "probability: 6 per hour,",
+        "probability: 150% per hour,",
+        "transitions[0].probability: '150% per hour' is not a number (percent per tick) nor a "
+        "rate (rate must be at most 100% per period",
+        None,
+    ),
+    (
+        "0, 0, 0, 0, 0, 0, 0]\n    weekly",
+        "0, 0, 0, 0, 0, 0]\n    weekly",
+        "profiles.office.hourly: 23 multipliers; give 24, one per hour of the day",
+        "hourly: [0",
+    ),
+    (
+        "weekly: [1, 1, 1, 1, 1, 0.5, 0]",
+        "weekly: [1, 1, 1, 1, 1, 0.5]",
+        "profiles.office.weekly: 6 multipliers; give 7, one per day of the week, Monday first",
+        None,
+    ),
+    (
+        "weekly: [1, 1, 1, 1, 1, 0.5, 0]",
+        "weekly: [1, 1, 1, 1, 1, -0.5, 0]",
+        "profiles.office.weekly[5]: -0.5 is not a multiplier (a finite number >= 0)",
+        None,
+    ),
+    (
+        "dates: {2024-01-02: 0}",
+        "dates: {tomorrow: 0}",
+        "profiles.office.dates.tomorrow: 'tomorrow' is not a date; write YYYY-MM-DD",
+        None,
+    ),
+    (
+        "utc_offset_hours: 1",
+        "utc_offset: 1",
+        "profiles.office.utc_offset: unknown key 'utc_offset' (did you mean 'utc_offset_hours'?)",
+        None,
+    ),
+    (
+        "utc_offset_hours: 1",
+        "utc_offset_hours: 20",
+        "profiles.office.utc_offset_hours: 20 is not a time-zone offset between -14 and 14",
+        None,
+    ),
+    (
+        "6 per hour, profile: office}",
+        "6 per hour, profile: ofice}",
+        "transitions[0].profile: no profile named 'ofice' (did you mean 'office'?); profiles "
+        "defined under 'profiles:' are office",
+        None,
+    ),
+    (
+        "      hourly: [2, 2,",
+        "      hourly: [2, 2, 2,",
+        "transitions[2].profile.hourly: 25 multipliers; give 24",
+        None,
+    ),
+    (
+        "0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1,",
+        "0, 0, 0, 0, 0, 0, 0, 0, 30, 1, 1,",
+        "transitions[0].profile: state 'idle': at the peaks of their calendar profiles the "
+        "outgoing probabilities reach",
+        "trigger: call",
+    ),
+    (
+        "resource: agents,",
+        "resource: desks,",
+        "transitions[1].resource: resource 'desks' is not declared; resources under "
+        "'resources:' are agents",
+        None,
+    ),
+    (
+        "resource: agents, hold: 5m",
+        "hold: 5m",
+        "transitions[1].hold: hold needs a resource to hold; add resource: NAME",
+        None,
+    ),
+    (
+        "hold: 5m",
+        "hold: 90s",
+        "transitions[1].hold: '90s' is not a whole number of 1m ticks",
+        None,
+    ),
+    ("hold: 5m", "hold: 0", "transitions[1].hold: 0 is too small; it must be at least 1", None),
+    (
+        "resources: {agents: 2}",
+        "resources: {agents: 0}",
+        "resources.agents: 0 is too small; it must be at least 1",
+        None,
+    ),
+    (
+        "rate: 30 per hour, profile: office}",
+        "rate: 5% per hour, profile: office}",
+        "arrivals.rate: '5% per hour' is a probability; arrivals are a count per period",
+        None,
+    ),
+    (
+        "arrivals: {rate: 30 per hour, profile: office}",
+        "arrivals: -2",
+        "arrivals: -2 is not a number of subjects per tick >= 0",
+        None,
+    ),
+    (
+        "{rate: 30 per hour, profile: office}",
+        "{rate: 30 per hour, shape: office}",
+        "arrivals.shape: unknown key 'shape'; allowed keys: rate, profile",
+        None,
+    ),
+    ("sinks: [gone]}", "sinks: [lost]}", "churn.sinks: no sink named 'lost'", None),
+    (
+        "churn: {rate: 20% per hour, sinks: [gone]}",
+        "churn: 150",
+        "churn: 150 is not a percentage per tick between 0 and 100",
+        None,
+    ),
+    (
+        "trigger: hang_up",
+        "trigger: churn",
+        "churn: online: state 'talking' already has a transition with trigger 'churn'",
+        "churn: {rate",
+    ),
+    (
+        "probability: 90, resource",
+        "probability: 100, resource",
+        "churn: online: state 'waiting': outgoing probabilities sum to 100.",
+        "churn: {rate",
+    ),
+    ("on_lag: fail", "on_lag: panic", "live.on_lag: 'panic' is not one of warn, fail", None),
+    (
+        "speed: 60,",
+        "sped: 60,",
+        "live.sped: unknown key 'sped' (did you mean 'speed'?); allowed keys: enabled, speed",
+        None,
+    ),
+    ("speed: 60,", "speed: 0,", "live.speed: 0 is not a speed-up factor > 0", None),
+    ("max_lag: 2s", "max_lag: soon", "live.max_lag: 'soon' is not a duration", None),
+    ("timestamps: start", "timestamps: utc", "live.timestamps: 'utc' is not one of wall", None),
+    ("jitter: true", "jitter: maybe", "jitter: 'maybe' is not true or false", None),
+    (
+        "tick: 1m",
+        "tick: 1m\nprobability_tick: 1 fortnight",
+        "probability_tick: '1 fortnight' is not a duration",
+        "probability_tick",
+    ),
+    (
+        "{trigger: call,",
+        "{trigger: call, rate: 1,",
+        "transitions[0].rate: unknown key 'rate'",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected", "marker"), ONLINE_ERRORS, ids=[e[2][:60] for e in ONLINE_ERRORS]
+)
+def test_online_errors_name_file_line_and_key(
+    tmp_path: Path, old: str, new: str, expected: str, marker: str | None
+) -> None:
+    """Each mistake in the online keys is a ModelError starting `file:line: key:`."""
+    assert old in ONLINE
+    text = ONLINE.replace(old, new, 1)
+    line = line_of(text, marker or new.splitlines()[-1])
+    message = error_of(tmp_path, text)
+    assert message.startswith(f"m.yaml:{line}: {expected}"), message
+    assert "\n" not in message
+
+
+def test_no_subjects_needs_arrivals(tmp_path: Path) -> None:
+    """count: 0 is fine when subjects arrive over time, and an error when none ever would."""
+    spec = load_model_file(write(tmp_path, ONLINE.replace("{count: 20}", "{count: 0}")))
+    assert spec.subjects.count == 0
+    text = ONLINE.replace("{count: 20}", "{count: 0}").replace(
+        "arrivals: {rate: 30 per hour, profile: office}\n", ""
+    )
+    assert error_of(tmp_path, text).startswith(
+        "m.yaml:8: subjects.count: 0 subjects and no arrivals"
+    )
+
+
+def test_dump_model_says_what_it_left_out(tmp_path: Path) -> None:
+    """dump_model writes per-tick probabilities and names the online settings it drops."""
+    spec = load_model_file(write(tmp_path, ONLINE))
+    text = dump_model(spec, sinks={})
+    assert (
+        "# rates, calendar profiles, resources, arrivals, churn, jitter, live settings were "
+        "not written back; probabilities are per tick of 1m"
+    ) in text
+    again = load_model_text(text)
+    assert again.transitions[0].probability == pytest.approx(100 * (1 - math.exp(-0.1)), 1e-5)
+
+
+RESUMABLE = """\
+name: resumable
+seed: 21
+states: [idle, busy]
+initial_state: idle
+tick: 1m
+ticks: 300
+start: 2026-12-24T12:00:00Z
+subjects:
+  count: 30
+  attributes:
+    id: {sequence: 100}
+    plan: {choice: {basic: 3, pro: 1}}
+profiles:
+  day: {hourly: [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 0, 0],
+        dates: {2026-12-25: 0.5}}
+arrivals: {rate: 20 per hour, profile: day}
+churn: 5% per hour
+jitter: true
+sinks:
+  out: {type: jsonl, path: 'OUT'}
+default_sinks: [out]
+transitions:
+  - {trigger: work, from: idle, to: busy, probability: 3 per hour, profile: day}
+  - {trigger: rest, from: busy, to: idle, probability: 20}
+"""
+
+
+def test_stop_checkpoint_and_resume_a_model_file(tmp_path: Path) -> None:
+    """A model file run stopped at tick 120, checkpointed and resumed with spec.resume()
+    appends to its JSONL file exactly what the uninterrupted run writes after tick 120
+    (newcomers, churn, jitter and profiles included)."""
+    whole_path = tmp_path / "whole.jsonl"
+    load_model_file(write(tmp_path, RESUMABLE.replace("OUT", str(whole_path)), "w.yaml")).run()
+    part_path = tmp_path / "part.jsonl"
+    spec = load_model_file(write(tmp_path, RESUMABLE.replace("OUT", str(part_path)), "p.yaml"))
+
+    def stop_at(ticks_done: int) -> None:
+        if ticks_done >= 120:
+            sim.stop()
+
+    sim = spec.simulation(progress=stop_at)
+    first = sim.run()
+    assert first.stopped and first.ticks == 120
+    sim.checkpoint(tmp_path / "run.ckpt")
+    half = part_path.read_bytes()
+    assert 0 < len(half) < whole_path.stat().st_size
+    rest = spec.resume(tmp_path / "run.ckpt").run()
+    assert not rest.stopped and rest.ticks == 300 and rest.arrivals > first.arrivals
+    assert part_path.read_bytes() == whole_path.read_bytes()
+
+
+def test_resume_errors_are_clear(tmp_path: Path) -> None:
+    """A missing or foreign checkpoint is a RunError; a CSV sink cannot be continued."""
+    spec = load_model_file(write(tmp_path, RESUMABLE.replace("OUT", str(tmp_path / "o.jsonl"))))
+    with pytest.raises(RunError, match="no such checkpoint file"):
+        spec.resume(tmp_path / "missing.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a pickle")
+    with pytest.raises(RunError, match="cannot be read as a dogesim checkpoint"):
+        spec.resume(tmp_path / "junk.ckpt")
+    csv_spec = load_model_file(
+        write(tmp_path, RESUMABLE.replace("{type: jsonl, path: 'OUT'}", "{type: csv, path: x.csv}"))
+    )
+    with pytest.raises(ModelError, match="a csv sink cannot be appended to"):
+        csv_spec.resume(tmp_path / "junk.ckpt")

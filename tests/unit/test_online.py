@@ -389,3 +389,34 @@ def test_undeclared_resource_and_bad_hold_are_named() -> None:
         model.add_transition("go", "a", "b", 1, resource="agents", hold=0)
     with pytest.raises(ModelError, match="capacity must be a whole number >= 1"):
         model.add_resource("chairs", 0)
+
+
+def test_jitter_with_resources_keeps_each_sink_in_timestamp_order() -> None:
+    """Grants of a held resource never go before the jittered events already sent."""
+    sink = MemorySink(lambda ts, s, t: ts)
+    model = Model(["idle", "busy"], "idle", resources={"desk": 3})
+    model.add_transition("ping", "idle", "idle", 40, event_sinks=[sink])
+    model.add_transition("sit", "idle", "busy", 20, event_sinks=[sink], resource="desk", hold=2)
+    model.add_transition("leave", "busy", "idle", 50, event_sinks=[sink])
+    result = Simulation(model, 300, ticks=200, tick_ms=1000, seed=21, jitter=True).run()
+    stamps = np.asarray(sink.events)
+    assert result.events_by_trigger()["sit"] > 50
+    assert (np.diff(stamps) >= 0).all()
+
+
+def test_live_stop_is_noticed_during_quiet_ticks() -> None:
+    """A live run with nothing due for a long time still stops within a tick."""
+    model = Model(["a", "b"], "a")
+    model.add_transition("rare", "a", "b", 0.0001)
+    ticks_seen: list[int] = []
+
+    def progress(done: int) -> None:
+        ticks_seen.append(done)
+        if done >= 3:
+            sim.stop()
+
+    sim = Simulation(model, 1, ticks=None, tick_ms=1000, live=True, speed=200, progress=progress)
+    started = time.monotonic()
+    result = sim.run()
+    assert result.stopped and result.ticks == 3
+    assert time.monotonic() - started < 1.0
