@@ -36,6 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
+from dogesim.engine import effective_model
 from dogesim.errors import DogesimError, RunError, SinkConfigError, SinkError
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SINK", "EXIT_USAGE", "build_parser", "main"]
@@ -592,7 +593,15 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dogesim.report import tables
 
     spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks)
-    model = spec.model
+    if spec.arrivals is not None:
+        raise _UsageError(
+            f"dogesim report: {args.model} has arrivals; occupancy observed from an event log "
+            "needs a fixed population (subjects that have not arrived yet would count as "
+            "sitting in the initial state). Plot the run's own result instead: dogesim run "
+            f"{args.model} --report FILE.png"
+        )
+    # With churn the run (and its log) has the final state 'churned' and 'churn' moves.
+    model = effective_model(spec.model, spec.tick_ms, spec.churn, ())
     events = tables.read_event_log(args.events, model=model, **_fields(args))
     observed = tables.observed_occupancy(
         events,

@@ -195,13 +195,15 @@ def _threshold_lists(thresholds: np.ndarray, n_out: np.ndarray) -> list[list[flo
     return [row[: int(n)] for row, n in zip(thresholds.tolist(), n_out.tolist(), strict=True)]
 
 
-def _effective_model(
+def effective_model(
     model: Model,
     tick_ms: int,
     churn: float | Rate | str | None,
     churn_sinks: Sequence[Any],
 ) -> Model:
-    """`model` at `tick_ms`, with churn transitions added when asked for."""
+    """`model` as a run at `tick_ms` sees it: chances rescaled to the tick, plus a ``churn``
+    transition from every non-final state to the final state ``churned`` when `churn` is
+    given (the model `Simulation.model` holds, and reports need)."""
     model = model.at_tick(tick_ms)
     if churn is None:
         return model
@@ -339,7 +341,7 @@ class Simulation:
             timestamp_start = int(time.time() * 1000) if live else 0
         self.timestamp_start: int = _timestamp(timestamp_start)
         self.jitter: bool = bool(jitter)
-        self.model: Model = _effective_model(model, self.tick_ms, churn, churn_sinks)
+        self.model: Model = effective_model(model, self.tick_ms, churn, churn_sinks)
         self._arrival_rate: float | None = _arrival_rate(arrivals, self.tick_ms)
         self.arrivals_profile: Profile | None = arrivals_profile
         if seed is None:

@@ -341,3 +341,47 @@ def test_support_center_runs_from_the_cli(
     assert collected == len(out.read_text().splitlines()) > 0
     assert main(["validate", str(ROOT / "models" / "support_center.yaml")]) == 0
     assert "resources agents=5" in capsys.readouterr().out
+
+
+CHURN_MODEL = """
+name: subscriptions
+seed: 3
+states: [free, paid]
+initial_state: free
+tick: 1h
+ticks: 48
+subjects: {count: 300}
+churn: 5% per day
+sinks:
+  events: {type: jsonl, path: "{out}"}
+default_sinks: [events]
+transitions:
+  - {trigger: upgrade, from: free, to: paid, probability: 2}
+  - {trigger: downgrade, from: paid, to: free, probability: 1}
+"""
+
+
+def test_report_reads_logs_of_churn_models(tmp_path: Path) -> None:
+    """A log with 'churn' moves into 'churned' is reported against the churn-aware model."""
+    log = tmp_path / "events.jsonl"
+    model = tmp_path / "subs.yaml"
+    model.write_text(CHURN_MODEL.replace("{out}", str(log)))
+    assert main(["run", str(model), "-q"]) == 0
+    assert any('"churn"' in line for line in log.read_text().splitlines())
+    assert main(["report", str(log), "--model", str(model), "-o", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_report_refuses_arrival_models_with_a_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Observed occupancy needs a fixed population; arrival models get a clear exit 2."""
+    log = tmp_path / "events.jsonl"
+    model = tmp_path / "grow.yaml"
+    model.write_text(
+        CHURN_MODEL.replace("{out}", str(log)).replace("churn: 5% per day", "arrivals: 2")
+    )
+    assert main(["run", str(model), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(log), "--model", str(model), "-o", str(tmp_path / "r.png")]) == 2
+    assert "has arrivals" in capsys.readouterr().err
