@@ -181,11 +181,6 @@ class RunResult:
 _FOREVER = 1 << 62
 
 
-def due_list_at(due: np.ndarray, k: int) -> int:
-    """The subject at position `k` of `due`, as a Python int."""
-    return int(due[k])
-
-
 def _default_subject() -> SimpleNamespace:
     return SimpleNamespace()
 
@@ -613,6 +608,7 @@ class Simulation:
         self._first = first
         self._first_list: list[int] = first.tolist()
         self._n_out = n_out
+        self._n_out_list: list[int] = n_out.tolist()
         self._peak = peak
         self._base_thresholds = thresholds
         self._thresholds = thresholds
@@ -674,9 +670,16 @@ class Simulation:
         self._next_tick = 0
         self._file(np.arange(n, dtype=np.int64), self._state, -1)
 
-    def _file(self, subjects: np.ndarray, states: np.ndarray, tick: int) -> None:
-        """File `subjects` (now in `states`, just handled at `tick`) at their next attempt."""
+    def _file(
+        self, subjects: np.ndarray, states: np.ndarray, tick: int, skip: list[int] | None = None
+    ) -> None:
+        """File `subjects` (now in `states`, just handled at `tick`) at their next attempt.
+
+        One wait is drawn per subject, also for the positions in `skip` (subjects now queueing
+        for a resource, filed later), so that the draws do not depend on who is skipped."""
         waits = np.log1p(-self._rng.random(len(subjects))) * self._invlog[states]
+        if skip:
+            waits[skip] = np.nan
         horizon = self.ticks if self.ticks is not None else _FOREVER
         keep = waits < horizon - tick - 1  # NaN (never moves) compares False
         if not keep.all():
@@ -880,86 +883,76 @@ class Simulation:
         targets = np.where(moved, self._to[chosen], states)
         self._state[due] = targets
         self._rows.append((t, np.bincount(chosen[moved], minlength=n_tr), veto_counts))
-        if deferred:
-            waiting = np.ones(n_due, dtype=bool)
-            waiting[deferred] = False
-            for k in deferred:
-                self._serve(due_list_at(due, k), int(chosen[k]), t)
-            self._file(due[waiting], targets[waiting], t)
-        else:
-            self._file(due, targets, t)
+        for k in deferred:
+            self._serve(int(due[k]), int(chosen[k]), t)
+        self._file(due, targets, t, deferred)
 
     def _tick_scalar(self, t: int, due: list[int]) -> None:
-        """`_tick` for a few subjects: plain Python beats numpy's fixed cost per call.
+        """`_tick` for a few subjects, in one plain-Python pass (numpy's fixed cost per call
+        outweighs its speed on short arrays).
 
-        It draws the same uniforms in the same order as the vectorised path and makes the same
-        choices (a transition is the count of thresholds <= u, here by bisection)."""
+        It draws the same uniforms in the same order as the vectorised path — the choices
+        for every due subject, then their waits — and makes the same choices (a transition is
+        the count of thresholds <= u, here by bisection), so the stream does not depend on
+        which path a tick takes."""
         n_due = len(due)
         rng = self._rng
+        draws = rng.random(n_due).tolist() if self._draw_choice else None
+        waits = rng.random(n_due).tolist()
+        thresholds = self._choice_tables(t)[1] if draws is not None else None
         state = self._state_array
-        states = [state[i] for i in due]
         first = self._first_list
-        n_out = self._n_out
-        if self._draw_choice:
-            _, thresholds = self._choice_tables(t)
-            local = [
-                bisect_right(thresholds[s], x)
-                for s, x in zip(states, rng.random(n_due).tolist(), strict=True)
-            ]
-        else:
-            local = [0] * n_due
-        if self._profiled:
-            chosen = [
-                first[s] + (k if k < n_out[s] else 0) for s, k in zip(states, local, strict=True)
-            ]
-            active = [n for n, (s, k) in enumerate(zip(states, local, strict=True)) if k < n_out[s]]
-            vetoed, deferred = self._dispatch(
-                t, [due[n] for n in active], [chosen[n] for n in active], None
-            )
-            vetoed = [active[n] for n in vetoed]
-            deferred = [active[n] for n in deferred]
-            skipped = set(range(n_due)) - set(active)
-        else:
-            chosen = [first[s] + k for s, k in zip(states, local, strict=True)]
-            vetoed, deferred = self._dispatch(t, due, chosen, None)
-            skipped = set()
+        n_out = self._n_out_list
         to = self._to_list
-        targets = [to[j] for j in chosen]
-        n_tr = len(self._order)
-        event_counts = [0] * n_tr
-        for j in chosen:
-            event_counts[j] += 1
-        veto_counts: list[int] | None = None
-        if vetoed:
-            veto_counts = [0] * n_tr
-            for k in vetoed:
-                veto_counts[chosen[k]] += 1
-        for k in (*vetoed, *deferred, *skipped):
-            targets[k] = states[k]
-            event_counts[chosen[k]] -= 1
-        for i, s in zip(due, targets, strict=True):
-            state[i] = s
-        self._rows.append((t, event_counts, veto_counts))
-        if deferred:
-            for k in deferred:
-                self._serve(due[k], chosen[k], t)
-            out = set(deferred)
-            due = [i for n, i in enumerate(due) if n not in out]
-            targets = [s for n, s in enumerate(targets) if n not in out]
-            n_due = len(due)
         invlog = self._invlog_list
+        callbacks = self._callbacks
+        collectors = self._collectors
+        resource_of = self._resource_of if self._has_resources else None
+        order = self._order
+        subjects = self.subjects
+        events = [0] * len(order)
+        vetoes: list[int] | None = None
+        ts = self.timestamp_start + t * self.tick_ms
         after = t + 1
         horizon = self.ticks if self.ticks is not None else _FOREVER
         log1p = math.log1p
         filed: list[int] = []
         ticks: list[int] = []
-        for i, s, x in zip(due, targets, rng.random(n_due).tolist(), strict=True):
+        for k, i in enumerate(due):
+            s = state[i]
+            if thresholds is not None:
+                local = bisect_right(thresholds[s], draws[k])  # type: ignore[index]
+                if local >= n_out[s]:  # thinned away by a calendar profile: no attempt
+                    local = -1
+            else:
+                local = 0
+            if local >= 0:
+                j = first[s] + local
+                transition = order[j]
+                callback = callbacks[j]
+                if callback is not None and not callback(subjects[i], transition):
+                    if vetoes is None:
+                        vetoes = [0] * len(order)
+                    vetoes[j] += 1
+                elif resource_of is not None and resource_of[j] is not None:
+                    self._serve(i, j, t)
+                    continue  # filed again once the resource is granted
+                else:
+                    sinks = collectors[j]
+                    if sinks:
+                        subject = subjects[i]
+                        for collect in sinks:
+                            collect(ts, subject, transition)
+                    events[j] += 1
+                    s = to[j]
+                    state[i] = s
             inv = invlog[s]
             if inv is not None:
-                due_at = after + int(log1p(-x) * inv) if inv else after
+                due_at = after + int(log1p(-waits[k]) * inv) if inv else after
                 if due_at < horizon:
                     filed.append(i)
                     ticks.append(due_at)
+        self._rows.append((t, events, vetoes))
         self._calendar.file_lists(filed, ticks)
 
     def _dispatch(
