@@ -635,6 +635,8 @@ class Simulation:
         self._has_resources = any(r is not None for r in self._resource_of)
         self._in_service = 0
         self._last_stamp = self.timestamp_start
+        self._wall0 = time.monotonic()
+        self._last_intended_ms = 0
         self._wakeup = self.env.event()
         self.max_lag_ms_seen = 0.0
         self.lag_warnings = 0
@@ -709,6 +711,7 @@ class Simulation:
         # time even through quiet stretches: both walk every tick.
         every_tick = self._arrival_rate is not None or self.live
         wall0 = time.monotonic() - self._first_tick * self.tick_ms / 1000 / self.speed
+        self._wall0 = wall0
         t = self._first_tick
         while t < horizon:
             if every_tick:
@@ -742,12 +745,13 @@ class Simulation:
             t = busy
             if self._arrival_rate is not None:
                 self._arrive(t)
+            self._last_intended_ms = t * self.tick_ms
             if calendar.next_tick() == t:
                 self._tick(t, calendar.take(t))
-            t += 1
-            self._next_tick = t
             if self.live:
                 self._check_lag(t, wall0)
+            t += 1
+            self._next_tick = t
             if progress is not None:
                 progress(t)
             if self._stop_requested:
@@ -758,13 +762,15 @@ class Simulation:
         if not self.stopped and self.ticks is not None:
             self._next_tick = self.ticks
 
-    def _check_lag(self, ticks_done: int, wall0: float) -> None:
-        behind_ms = (time.monotonic() - wall0) * 1000 - ticks_done * self.tick_ms / self.speed
+    def _check_lag(self, t: int, wall0: float) -> None:
+        """After tick `t`: how late its last event left, against when it was due."""
+        due_ms = self._last_intended_ms / self.speed
+        behind_ms = (time.monotonic() - wall0) * 1000 - due_ms
         self.max_lag_ms_seen = max(self.max_lag_ms_seen, behind_ms)
         if behind_ms > self.max_lag_ms:
             self.lag_warnings += 1
             message = (
-                f"live run is {behind_ms:.0f} ms behind real time at tick {ticks_done} "
+                f"live run is {behind_ms:.0f} ms behind real time at tick {t} "
                 f"(allowed {self.max_lag_ms:.0f} ms): the sinks or callbacks cannot keep up"
             )
             if self.on_lag == "fail":
@@ -973,9 +979,17 @@ class Simulation:
         resource_of = self._resource_of if self._has_resources else None
         order = self._order
         ts = self.timestamp_start + t * self.tick_ms
+        pace = stamps is not None and self.live
         for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
             if stamps is not None:
                 ts = stamps[k]
+                if pace:
+                    # Live and jittered: each event leaves at its own moment in the tick.
+                    offset_ms = ts - self.timestamp_start
+                    delay = self._wall0 + offset_ms / 1000 / self.speed - time.monotonic()
+                    if delay > 0.0005:
+                        time.sleep(delay)
+                    self._last_intended_ms = offset_ms
             callback = callbacks[j]
             subject = subjects[i]
             transition = order[j]

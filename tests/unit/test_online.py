@@ -420,3 +420,31 @@ def test_live_stop_is_noticed_during_quiet_ticks() -> None:
     result = sim.run()
     assert result.stopped and result.ticks == 3
     assert time.monotonic() - started < 1.0
+
+
+def test_live_jittered_events_leave_at_their_own_moment() -> None:
+    """Live with jitter: an event stamped s ms into the run leaves about s / speed ms after
+    the start, not with the rest of its tick."""
+    seen: list[tuple[int, float]] = []
+
+    class Clock:
+        def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+            seen.append((timestamp, time.monotonic()))
+
+        def close(self) -> None:
+            pass
+
+    model = Model(["a"], "a")
+    model.add_transition("beat", "a", "a", 100, event_sinks=[Clock()])
+    sim = Simulation(
+        model, 20, ticks=3, tick_ms=1000, live=True, speed=5, jitter=True, timestamp_start=0
+    )
+    started = time.monotonic()
+    result = sim.run()
+    assert len(seen) == 60
+    lateness = [(wall - started) * 1000 - ts / 5 for ts, wall in seen]
+    assert min(lateness) > -5  # never early
+    assert max(lateness) < 150  # each leaves close to its own moment (loose: busy CI)
+    spread = seen[19][1] - seen[0][1]
+    assert spread > 0.1  # the first tick's 20 events spread over most of its 200 ms
+    assert result.max_lag_ms is not None and result.max_lag_ms < 150
