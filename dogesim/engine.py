@@ -444,17 +444,14 @@ class Simulation:
         """Save where a stopped run is (subjects, states, calendar, RNG states, clock), so that
         `Simulation.resume` continues it with no event lost or repeated.
 
+        Subjects queueing for or holding a resource are saved with their place in the queue
+        and their grant tick; `resume` starts their processes again in the same order.
+
         Raises:
-            RunError: the run has not stopped at a tick boundary, or subjects are holding or
-                queueing for a resource (their SimPy processes cannot be saved).
+            RunError: the run has not stopped yet.
         """
         if not self._ran or self.result is None:
             raise RunError("checkpoint() needs a run that has stopped; call run() first")
-        if self._in_service:
-            raise RunError(
-                f"cannot checkpoint: {self._in_service} subjects are queueing for or holding a "
-                "resource; checkpoints support models without resources"
-            )
         state = {
             "version": 1,
             "fingerprint": _fingerprint(self.model),
@@ -473,6 +470,8 @@ class Simulation:
             "arrivals": self._arrival_rows,
             "initial_subjects": self._initial_subjects,
             "jitter": self.jitter,
+            "services": sorted(self._services.values(), key=lambda s: s[0]),
+            "last_stamp": self._last_stamp,
         }
         tmp = f"{os.fspath(path)}.tmp"
         with open(tmp, "wb") as handle:
@@ -634,6 +633,8 @@ class Simulation:
         ]
         self._has_resources = any(r is not None for r in self._resource_of)
         self._in_service = 0
+        self._services: dict[int, list[Any]] = {}
+        self._service_seq = 0
         self._last_stamp = self.timestamp_start
         self._wall0 = time.monotonic()
         self._last_intended_ms = 0
@@ -656,6 +657,9 @@ class Simulation:
             np.random.set_state(restored["numpy_random"])
             self._first_tick = restored["next_tick"]
             self._next_tick = self._first_tick
+            self._origin = self.env.now - self._first_tick
+            self._last_stamp = restored["last_stamp"]
+            self._restart_services(restored["services"])
             return
         self._rows = []  # (tick, events per transition, vetoes per transition or None)
         self._arrival_rows = []  # (tick, subjects arrived)
@@ -670,7 +674,20 @@ class Simulation:
         self._calendar = Calendar()
         self._first_tick = 0
         self._next_tick = 0
+        self._origin = self.env.now
         self._file(np.arange(n, dtype=np.int64), self._state, -1)
+
+    def _restart_services(self, saved: list[list[Any]]) -> None:
+        """Start again the resource processes a checkpoint saved: holders first (they had
+        their units), then the queue, each in its original order."""
+        holders = sorted((s for s in saved if s[4] is not None), key=lambda s: s[0])
+        queue = sorted((s for s in saved if s[4] is None), key=lambda s: s[0])
+        for entry in (*holders, *queue):
+            entry = list(entry)
+            self._services[entry[1]] = entry
+            self._in_service += 1
+            self.env.process(self._service(entry))
+        self._service_seq = max((s[0] for s in saved), default=0)
 
     def _file(
         self, subjects: np.ndarray, states: np.ndarray, tick: int, skip: list[int] | None = None
@@ -742,6 +759,15 @@ class Simulation:
                         continue  # woken: a subject was filed back, maybe earlier
                 else:
                     yield env.timeout(wait)
+            if self._has_resources:
+                # Let every release and grant due now happen first, whatever order SimPy
+                # queued them in: the ticker is always last at its time, so a resumed run
+                # (whose SimPy events are queued anew) interleaves exactly as the original.
+                while env.peek() <= env.now:
+                    yield env.timeout(0)
+                if calendar.next_tick() != busy and not every_tick:
+                    t = max(t, math.ceil(env.now - origin))
+                    continue  # a grant filed someone earlier than `busy`
             t = busy
             if self._arrival_rate is not None:
                 self._arrive(t)
@@ -757,6 +783,11 @@ class Simulation:
             if self._stop_requested:
                 self.stopped = True
                 break
+        if self._has_resources:
+            # Requests made during the last tick are granted at its time, after the ticker:
+            # let them happen before the run ends (or stops and is saved).
+            while env.peek() <= env.now:
+                yield env.timeout(0)
         if progress is not None and not self.stopped and self.ticks is not None:
             progress(self.ticks)
         if not self.stopped and self.ticks is not None:
@@ -1005,51 +1036,68 @@ class Simulation:
 
     def _serve(self, subject: int, j: int, t: int) -> None:
         """Start the SimPy process of a subject that must acquire a resource to move."""
+        self._service_seq += 1
+        entry = [self._service_seq, subject, j, t, None]  # seq, subject, transition, asked, granted
+        self._services[subject] = entry
         self._in_service += 1
-        self.env.process(self._service(subject, j, t))
+        self.env.process(self._service(entry))
 
-    def _service(self, i: int, j: int, asked: int) -> Generator[simpy.events.Event, Any, None]:
-        """Queue for the transition's resource, move when granted, hold it, file back."""
+    def _service(self, entry: list[Any]) -> Generator[simpy.events.Event, Any, None]:
+        """Queue for the transition's resource, move when granted, hold it, file back.
+
+        `entry` is the subject's record in `_services` (what a checkpoint saves): when its
+        grant tick is already set (a resumed holder), the move has happened and only the rest
+        of the hold remains."""
+        _, i, j, _, granted = entry
         resource = self._resource_of[j]
         assert resource is not None
         transition = self._order[j]
-        origin = self.env.now - asked
+        origin = self._origin
         try:
             with resource.request() as request:
                 yield request
-                granted = math.ceil(self.env.now - origin - 1e-9)
-                if self.ticks is not None and granted >= self.ticks:
-                    return
-                self._state_array[i] = self._to_list[j]
-                ts = self.timestamp_start + granted * self.tick_ms
-                if self.jitter:
-                    # Keep every sink's stream in timestamp order: a grant never goes
-                    # before the jittered events of its tick already sent.
-                    ts = max(ts, self._last_stamp)
-                    self._last_stamp = ts
-                subject = self.subjects[i]
-                for collect in self._collectors[j]:
-                    collect(ts, subject, transition)
-                events = [0] * len(self._order)
-                events[j] = 1
-                self._rows.append((granted, events, None))
-                # The next attempt comes after the hold, as after any move.
-                target = self._to_list[j]
-                self._file(
-                    np.asarray([i], dtype=np.int64),
-                    np.asarray([target], dtype=np.int64),
-                    granted + transition.hold - 1,
-                )
-                if not self._wakeup.triggered:
-                    self._wakeup.succeed()
-                yield self.env.timeout(transition.hold)
+                if granted is None:
+                    granted = math.ceil(self.env.now - origin - 1e-9)
+                    if self.ticks is not None and granted >= self.ticks:
+                        return
+                    entry[4] = granted
+                    self._grant(i, j, granted, transition)
+                remaining = origin + granted + transition.hold - self.env.now
+                if remaining > 0:
+                    yield self.env.timeout(remaining)
         except BaseException as exc:
             if self._failure is None:
                 self._failure = exc
         finally:
+            self._services.pop(i, None)
             self._in_service -= 1
             if not self._wakeup.triggered:
                 self._wakeup.succeed()
+
+    def _grant(self, i: int, j: int, granted: int, transition: Transition) -> None:
+        """The move of a subject granted its resource at tick `granted`."""
+        target = self._to_list[j]
+        self._state_array[i] = target
+        ts = self.timestamp_start + granted * self.tick_ms
+        if self.jitter:
+            # Keep every sink's stream in timestamp order: a grant never goes before the
+            # jittered events of its tick already sent.
+            ts = max(ts, self._last_stamp)
+            self._last_stamp = ts
+        subject = self.subjects[i]
+        for collect in self._collectors[j]:
+            collect(ts, subject, transition)
+        events = [0] * len(self._order)
+        events[j] = 1
+        self._rows.append((granted, events, None))
+        # The next attempt comes after the hold, as after any move.
+        self._file(
+            np.asarray([i], dtype=np.int64),
+            np.asarray([target], dtype=np.int64),
+            granted + transition.hold - 1,
+        )
+        if not self._wakeup.triggered:
+            self._wakeup.succeed()
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -256,17 +256,27 @@ def test_signal_in_process_stops_after_the_tick(
     assert "sink jsonl:" in captured.out
 
 
-def test_checkpoint_refused_while_subjects_hold_a_resource(
+def test_checkpoint_with_subjects_queueing_for_a_resource(
     tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Subjects queueing for agents cannot be checkpointed: exit 1 and a clear message, after
-    every sink was flushed."""
+    """Stopped while callers queue for and hold agents, the run saves their places; resumed,
+    it ends with exactly the events of an uninterrupted run."""
+    full = tmp_path / "full.jsonl"
+    model = queue_model(tmp_path, callback="mark_running")
+    assert main(["run", str(model), "--out", str(full), "-q"]) == 0
     model = queue_model(tmp_path, callback="sigterm_self_at_once")
-    assert main(["run", str(model), "--checkpoint", str(tmp_path / "c.ckpt")]) == 1
-    err = capsys.readouterr().err
-    assert "the checkpoint was not written: cannot checkpoint: " in err
-    assert "queueing for or holding a resource" in err
-    assert not (tmp_path / "c.ckpt").exists()
+    part = tmp_path / "queue.jsonl"
+    checkpoint = tmp_path / "c.ckpt"
+    assert main(["run", str(model), "--checkpoint", str(checkpoint)]) == 130
+    assert checkpoint.is_file()
+    stopped_with = part.read_text(encoding="utf-8").splitlines()
+    assert 0 < len(stopped_with) < 20  # two answered at tick 0; eight still queueing
+    assert main(["run", str(model), "--resume", str(checkpoint)]) == 0
+    capsys.readouterr()
+    full_lines = [json.loads(x) for x in full.read_text(encoding="utf-8").splitlines()]
+    both = [json.loads(x) for x in part.read_text(encoding="utf-8").splitlines()]
+    assert both == full_lines
+    assert [e["trigger"] for e in both].count("hang_up") == 10
 
 
 def test_live_flags_and_jitter(
