@@ -29,22 +29,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dogesim.examples.banking import User
 from dogesim.model import Transition
 from dogesim.sinks.files import JsonLinesSink
 
 KAFKA = os.environ.get("DOGESIM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 DB_URL = os.environ.get("DOGESIM_DB_URL", "postgresql://dogesim:dogesim@127.0.0.1:5432/dogesim")
 T0 = 1_700_000_000_000
-
-
-@dataclass
-class User:
-    """The banking model's subject."""
-
-    user_id: int
-    balance: int
-    loan_balance: int
-    last_payment: int
 
 
 TRANSITIONS = [

@@ -115,7 +115,7 @@ import yaml
 from dogesim.engine import RunResult, Simulation
 from dogesim.errors import ModelError, RunError
 from dogesim.model import Model, Transition
-from dogesim.rates import Profile, Rate, parse_rate
+from dogesim.rates import Profile, Rate, format_duration, parse_duration, parse_rate
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -327,53 +327,6 @@ def _interpolate(node: Any, src: _Source, line: int, path: str) -> Any:
 
 
 # -- scalar readers --------------------------------------------------------------------------
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h|d)\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-
-def parse_duration(value: object) -> int:
-    """Milliseconds in `value`: an int of ms, or a string like ``500ms``, ``1s``, ``1m``,
-    ``1h``, ``1d`` (a plain number string is ms).
-
-    Raises:
-        ValueError: the value is not a positive whole number of milliseconds.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, int):
-        ms: float = value
-    elif isinstance(value, float):
-        ms = value
-    elif isinstance(value, str):
-        text = value.strip()
-        match = _DURATION.match(text)
-        if match is not None:
-            ms = float(match.group(1)) * _UNIT_MS[match.group(2)]
-        else:
-            try:
-                ms = float(text)
-            except ValueError:
-                raise ValueError(
-                    f"{value!r} is not a duration; write e.g. 500ms, 1s, 1m, 1h, 1d or an "
-                    "integer number of milliseconds"
-                ) from None
-    else:
-        raise ValueError(f"{value!r} is not a duration (e.g. 1m, or milliseconds as an int)")
-    if not math.isfinite(ms) or ms <= 0:
-        raise ValueError(f"{value!r} is not a positive duration")
-    if abs(ms - round(ms)) > 1e-6:
-        raise ValueError(f"{value!r} is not a whole number of milliseconds")
-    return round(ms)
-
-
-def format_duration(ms: int) -> str:
-    """`ms` in the largest unit that divides it exactly: 60000 -> ``1m``, 1500 -> ``1500ms``."""
-    for unit in ("d", "h", "m", "s"):
-        size = _UNIT_MS[unit]
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 def parse_timestamp(value: object) -> int:

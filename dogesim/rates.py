@@ -6,8 +6,8 @@
   ``p' = 1 - (1 - p) ** (tick / period)`` and ``p = 1 - exp(-rate * tick)``, so a run's
   statistics do not depend on the tick chosen.
 - `parse_rate`: reads ``"0.1% per minute"``, ``"0.1%/1m"``, ``"6 per day"``, ``"6/1d"``.
-- `parse_duration`: ``"500ms"``, ``"1s"``, ``"1m"``, ``"2h"``, ``"1d"``, ``"1w"`` or a number
-  of milliseconds.
+- `parse_duration`, `format_duration`: ``"500ms"``, ``"1s"``, ``"1m"``, ``"2h"``, ``"1d"``,
+  ``"1w"`` or a number of milliseconds, both ways.
 - `Profile`: multipliers by hour of day, day of week and listed dates (holidays, paydays);
   the engine samples time-varying probabilities exactly by thinning.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from dogesim.errors import ModelError
 
-__all__ = ["Profile", "Rate", "parse_duration", "parse_rate"]
+__all__ = ["Profile", "Rate", "format_duration", "parse_duration", "parse_rate"]
 
 _UNITS_MS = {
     "ms": 1,
@@ -47,31 +47,49 @@ _UNITS_MS = {
     "weeks": 604_800_000,
 }
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([a-zA-Z]+)\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)?\s*([a-zA-Z]+)\s*$")
 
 
-def parse_duration(value: object, where: str = "duration") -> int:
-    """Milliseconds in `value`: an int of ms, or text like ``"1m"``, ``"90 s"``, ``"day"``."""
-    if isinstance(value, bool):
-        raise ModelError(f"{where}: expected a duration like '1m' or milliseconds, got {value!r}")
-    if isinstance(value, (int, float)):
-        ms = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None or match.group(2).lower() not in _UNITS_MS:
-            raise ModelError(
-                f"{where}: {value!r} is not a duration; use a number and a unit "
-                f"(ms, s, m, h, d, w), e.g. '1m'"
-            )
-        number = float(match.group(1)) if match.group(1) else 1.0
-        ms = number * _UNITS_MS[match.group(2).lower()]
+def parse_duration(value: object, where: str | None = None) -> int:
+    """Milliseconds in `value`: an int of ms, a number string (ms), or text with a unit such
+    as ``"500ms"``, ``"1s"``, ``"1m"``, ``"2h"``, ``"1d"``, ``"1w"``, ``"90 seconds"``.
+
+    Raises:
+        ModelError: (a `ValueError`) naming `where` and the value, when it is not a positive
+            whole number of milliseconds.
+    """
+    prefix = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ModelError(f"{prefix}{value!r} is not a duration (e.g. 1m, or milliseconds)")
+    if isinstance(value, str):
+        text = value.strip()
+        match = _DURATION.match(text)
+        if match is not None and match.group(2).lower() in _UNITS_MS:
+            number = float(match.group(1)) if match.group(1) else 1.0
+            ms = number * _UNITS_MS[match.group(2).lower()]
+        else:
+            try:
+                ms = float(text)
+            except ValueError:
+                raise ModelError(
+                    f"{prefix}{value!r} is not a duration; write e.g. 500ms, 1s, 1m, 1h, 1d, "
+                    "1w or a whole number of milliseconds"
+                ) from None
     else:
-        raise ModelError(f"{where}: expected a duration like '1m' or milliseconds, got {value!r}")
-    if not math.isfinite(ms) or ms <= 0 or abs(ms - round(ms)) > 1e-9:
-        raise ModelError(
-            f"{where}: a duration must be a positive whole number of ms, got {value!r}"
-        )
+        ms = float(value)
+    if not math.isfinite(ms) or ms <= 0:
+        raise ModelError(f"{prefix}{value!r} is not a positive duration")
+    if abs(ms - round(ms)) > 1e-6:
+        raise ModelError(f"{prefix}{value!r} is not a whole number of milliseconds")
     return round(ms)
+
+
+def format_duration(ms: int) -> str:
+    """`ms` in the largest unit that divides it exactly: 60000 -> ``1m``, 1500 -> ``1500ms``."""
+    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 @dataclass(frozen=True)
@@ -118,17 +136,10 @@ class Rate:
         return 100.0 * -math.expm1(-self.value * ratio)
 
     def __str__(self) -> str:
-        unit = _unit_name(self.period_ms)
+        unit = format_duration(self.period_ms)
         if self.kind == "percent":
             return f"{self.value:g}% per {unit}"
         return f"{self.value:g} per {unit}"
-
-
-def _unit_name(ms: int) -> str:
-    for name, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
-        if ms % size == 0:
-            return f"{ms // size}{name}"
-    return f"{ms / 1000:g}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 _RATE = re.compile(

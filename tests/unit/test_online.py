@@ -62,7 +62,7 @@ def test_parse_duration_units_and_errors() -> None:
     ]
     with pytest.raises(ModelError, match="'1 parsec' is not a duration"):
         parse_duration("1 parsec")
-    with pytest.raises(ModelError, match="positive whole number"):
+    with pytest.raises(ModelError, match="0 is not a positive duration"):
         parse_duration(0)
 
 
