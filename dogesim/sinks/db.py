@@ -257,6 +257,8 @@ class DbSink(LedgeredSink):
         self._getter: Callable[[Mapping[str, Any]], Any] = tuple
         self._json_positions: tuple[int, ...] = ()
         self._copy_sql: Any = None
+        self._copy_sql_binary: Any = None
+        self._copy_binary = False
         self._copy_types: list[int] | None = None
         self._broken: BaseException | None = None
         self._broken_rows = 0
@@ -358,6 +360,10 @@ class DbSink(LedgeredSink):
         )
         names = sql.SQL(", ").join(sql.Identifier(name) for name in columns)
         self._copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(target, names)
+        # With the column types known, the binary format spares the server the text parsing.
+        self._copy_sql_binary = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            target, names
+        )
         self._json_positions = tuple(
             i for i, name in enumerate(columns) if isinstance(self.table.c[name].type, sa.JSON)
         )
@@ -377,6 +383,9 @@ class DbSink(LedgeredSink):
         types = [_TEXT_OID if oid in _JSON_OIDS else oid for oid in oids]
         typed = len(types) == len(columns) and all(oid in _TYPED_COPY_OIDS for oid in types)
         self._copy_types = types if typed else None
+        # Binary COPY needs each value in its column's binary format: not for JSON columns,
+        # which go as text (jsonb's binary format is not its text).
+        self._copy_binary = typed and not any(oid in _JSON_OIDS for oid in oids)
 
     def _create_table(self, first_row: Mapping[str, Any]) -> None:
         table = sa.Table(
@@ -425,17 +434,22 @@ class DbSink(LedgeredSink):
         """Write the batch in one transaction and count it; raise `SinkError` on failure."""
         rows = self._batch
         self._batch = []
+        # Besides the backend's errors, psycopg's dumpers raise these for a value that does
+        # not fit the column's type on the client side (e.g. a str for a bigint column).
+        dumping: tuple[type[BaseException], ...] = (TypeError, ValueError, OverflowError)
+        caught = self._errors + dumping
         try:
             try:
                 self._write(rows)
-            except self._errors as exc:
-                # psycopg's typed dumpers refuse e.g. a str for a bigint column, which
-                # PostgreSQL itself would parse: redo the batch (rolled back) untyped.
-                if self._copy_types is None or getattr(exc, "sqlstate", "") is not None:
+            except caught as exc:
+                # Typed (and binary) COPY refuses such values, which PostgreSQL itself would
+                # parse from text: redo the batch (rolled back) untyped, as text.
+                client_side = isinstance(exc, dumping) or getattr(exc, "sqlstate", "") is None
+                if self._copy_types is None or not client_side:
                     raise
                 self._copy_types = None
                 self._write(rows)
-        except self._errors as exc:
+        except caught as exc:
             # Nothing is written after a failed batch: no gap in the middle of the data.
             self._broken, self._broken_rows = exc, len(rows)
             self.ledger.failed += len(rows)
@@ -464,7 +478,9 @@ class DbSink(LedgeredSink):
         raw = conn.connection.driver_connection
         json_positions = self._json_positions
         try:
-            with raw.cursor() as cursor, cursor.copy(self._copy_sql) as copy:  # type: ignore[union-attr]
+            binary = self._copy_binary and self._copy_types is not None
+            statement = self._copy_sql_binary if binary else self._copy_sql
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
                 if self._copy_types is not None:
                     copy.set_types(self._copy_types)
                 write_row = copy.write_row
