@@ -418,6 +418,9 @@ class Simulation:
             self.env.run(until=done)
             if self._failure is not None:
                 raise self._failure
+            # The global generators as the run left them: what a checkpoint must restore,
+            # whatever else draws from them before it is taken.
+            self._globals_at_end = (random.getstate(), np.random.get_state())
         except BaseException as exc:
             for error in self._close_sinks(sinks):
                 _add_note(exc, f"while stopping, closing a sink also failed: {error}")
@@ -464,8 +467,8 @@ class Simulation:
             "states": self._state_array,
             "calendar": self._calendar,
             "rng": self._rng.bit_generator.state,
-            "random": random.getstate(),
-            "numpy_random": np.random.get_state(),
+            "random": self._globals_at_end[0],
+            "numpy_random": self._globals_at_end[1],
             "rows": self._rows,
             "arrivals": self._arrival_rows,
             "initial_subjects": self._initial_subjects,

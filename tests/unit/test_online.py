@@ -4,6 +4,7 @@ resume, arrivals and churn, and transitions that hold SimPy resources."""
 from __future__ import annotations
 
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,7 @@ def test_stop_checkpoint_resume_equals_the_uninterrupted_run(tmp_path: Path) -> 
     )
     part = sim.run()
     assert part.stopped and part.ticks < 600
+    random.random()  # draws between the stop and the checkpoint must not matter
     checkpoint = tmp_path / "run.ckpt"
     sim.checkpoint(checkpoint)
 
