@@ -875,43 +875,30 @@ class Simulation:
             local = (thresholds[states] <= u[:, None]).sum(axis=1)
         attempting = local < self._n_out[states]  # False: thinned away, no attempt
         chosen = self._first[states] + np.where(attempting, local, 0)
-        stamps: list[int] | None = None
-        due_list = due.tolist()
-        chosen_list = chosen.tolist()
+        # Who attempts, in which order: everyone not thinned away, in creation order, or
+        # with jitter in the order of their timestamps within the tick.
+        stamps: np.ndarray | None = None
         if self.jitter:
             offsets = (self._rng.random(n_due) * self.tick_ms).astype(np.int64)
-            order = np.argsort(offsets, kind="stable")
-            base = self.timestamp_start + t * self.tick_ms
-            stamps = (offsets[order] + base).tolist()
-            positions = order.tolist()
-            due_list = [due_list[k] for k in positions]
-            chosen_list = [chosen_list[k] for k in positions]
-            if not attempting.all():
-                skip = set(np.flatnonzero(~attempting).tolist())
-                keep = [n for n, k in enumerate(positions) if k not in skip]
-                vetoed, deferred = self._dispatch(
-                    t,
-                    [due_list[n] for n in keep],
-                    [chosen_list[n] for n in keep],
-                    [stamps[n] for n in keep],
-                )
-                vetoed = [positions[keep[n]] for n in vetoed]
-                deferred = [positions[keep[n]] for n in deferred]
-            else:
-                vetoed, deferred = self._dispatch(t, due_list, chosen_list, stamps)
-                vetoed = [positions[n] for n in vetoed]
-                deferred = [positions[n] for n in deferred]
-            if stamps:
-                self._last_stamp = max(self._last_stamp, stamps[-1])
+            stamps = offsets + (self.timestamp_start + t * self.tick_ms)
+            self._last_stamp = max(self._last_stamp, int(stamps.max()))
+            run = np.argsort(offsets, kind="stable")
+            run = run[attempting[run]]
         elif not attempting.all():
-            active = np.flatnonzero(attempting)
-            vetoed, deferred = self._dispatch(
-                t, due[active].tolist(), chosen[active].tolist(), None
-            )
-            vetoed = active[vetoed].tolist() if vetoed else []
-            deferred = active[deferred].tolist() if deferred else []
+            run = np.flatnonzero(attempting)
         else:
-            vetoed, deferred = self._dispatch(t, due_list, chosen_list, None)
+            run = None
+        if run is None:
+            vetoed, deferred = self._dispatch(t, due.tolist(), chosen.tolist(), None)
+        else:
+            vetoed, deferred = self._dispatch(
+                t,
+                due[run].tolist(),
+                chosen[run].tolist(),
+                None if stamps is None else stamps[run].tolist(),
+            )
+            vetoed = run[vetoed].tolist() if vetoed else []
+            deferred = run[deferred].tolist() if deferred else []
         n_tr = len(self._order)
         moved = attempting.copy()
         veto_counts: Any = None
