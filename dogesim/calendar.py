@@ -112,8 +112,11 @@ class Calendar:
         starts = [0, *cuts]
         ends = [*cuts, len(ticks)]
         tick_map = self._ticks
+        # Quiet ticks get Python lists (merged and sorted without numpy by `take`).
+        small = len(ticks) < SMALL_TICK * len(starts)
+        values = subjects.tolist() if small else subjects
         for tick, start, end in zip(ticks[starts].tolist(), starts, ends, strict=True):
-            tick_map.setdefault(tick, []).append(subjects[start:end])
+            tick_map.setdefault(tick, []).append(values[start:end])
 
     def next_tick(self) -> int | None:
         """The earliest tick with subjects due, or None when the calendar is empty."""
@@ -139,11 +142,12 @@ class Calendar:
         chunks = self._ticks.pop(tick, None)
         if not chunks:
             return []
-        if len(chunks) == 1 and isinstance(chunks[0], list):
+        if sum(len(c) for c in chunks) < SMALL_TICK and all(isinstance(c, list) for c in chunks):
             due_list: list[int] = chunks[0]
-            if len(due_list) < SMALL_TICK:
-                due_list.sort()
-                return due_list
+            for chunk in chunks[1:]:
+                due_list.extend(chunk)
+            due_list.sort()
+            return due_list
         due = np.concatenate([np.asarray(c, dtype=np.int64) for c in chunks])
         due.sort()
         return due.tolist() if len(due) < SMALL_TICK else due
