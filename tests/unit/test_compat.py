@@ -209,3 +209,20 @@ def test_printing_sink_prints_each_event(capsys: pytest.CaptureFixture[str]) -> 
     gen.start()
     assert capsys.readouterr().out == "0:beat\n10:beat\n20:beat\n"
     assert sink.ledger.acknowledged == 3
+
+
+def test_grapher_draws_the_generator() -> None:
+    """DataOnlineGeneratorGrapher gives doge-datagen's Digraph (edges labelled trigger(P=p%))
+    and DOT text without Graphviz installed."""
+    from dogesim import DataOnlineGeneratorGrapher
+
+    gen = DataOnlineGenerator(["offline", "online"], "offline", lambda: object(), 1, 1000, 1)
+    gen.add_transition("login", "offline", "online", 0.1)
+    gen.add_transition("logout", "online", "offline", 70)
+    grapher = DataOnlineGeneratorGrapher(gen)
+    source = grapher.generate_graph().source
+    assert 'offline -> online [label="login(P=0.1%)"]' in source
+    assert 'online -> offline [label="logout(P=70%)"]' in source
+    dot = grapher.to_dot()
+    assert dot.startswith("digraph") and "login" in dot and "logout" in dot
+    assert "stateDiagram" in grapher.to_mermaid()
