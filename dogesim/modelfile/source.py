@@ -1,0 +1,424 @@
+"""Reading model files: YAML with line numbers, errors that name file, line and key,
+``${ENV}`` interpolation, and typed readers of scalars, import paths and timestamps."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import difflib
+import importlib
+import importlib.util
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dogesim.errors import ModelError
+
+
+class _Map(dict):
+    """A YAML mapping that remembers its own line and the line of every key."""
+
+    line: int
+    key_lines: dict[Any, int]
+
+
+class _Seq(list):
+    """A YAML sequence that remembers its own line and the line of every item."""
+
+    line: int
+    item_lines: list[int]
+
+
+class _Interpolated(str):
+    """A string that came out of ``${...}`` interpolation (may stand for a number)."""
+
+    __slots__ = ()
+
+
+class _LineLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` whose mappings and sequences record the line of every entry."""
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Any:
+    loader.flatten_mapping(node)
+    out = _Map()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    yield out
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a plain value, got {key!r}", key_node.start_mark
+            ) from None
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} appears twice in one mapping (first on line {out.key_lines[key]})",
+                key_node.start_mark,
+            )
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = line
+
+
+def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> Any:
+    out = _Seq()
+    out.line = node.start_mark.line + 1
+    out.item_lines = []
+    yield out
+    for item in node.value:
+        out.append(loader.construct_object(item, deep=True))
+        out.item_lines.append(item.start_mark.line + 1)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+# Booleans as in YAML 1.2: only true/false. YAML 1.1 also reads on/off/yes/no as booleans,
+# which turns a trigger or state named `on` into True.
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_LineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _key_line(node: Any, key: Any, default: int) -> int:
+    if isinstance(node, _Map):
+        return node.key_lines.get(key, node.line)
+    if isinstance(node, _Seq) and isinstance(key, int) and key < len(node.item_lines):
+        return node.item_lines[key]
+    return default
+
+
+# -- errors that name file, line and key ---------------------------------------------------
+
+
+class _Source:
+    """The file being read: turns (line, key path, message) into a `ModelError`."""
+
+    def __init__(self, name: str, directory: Path, environ: Mapping[str, str]) -> None:
+        self.name = name
+        self.directory = directory
+        self.environ = environ
+
+    def error(self, line: int, path: str, message: str) -> ModelError:
+        where = f"{self.name}:{line}"
+        return ModelError(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: Any) -> str:
+    """A value as it should appear in a message: repr of plain str, not of our subclasses."""
+    if isinstance(value, str):
+        return repr(str(value))
+    if isinstance(value, (_Map, _Seq)):
+        return repr(_plain(value))
+    return repr(value)
+
+
+def _plain(value: Any) -> Any:
+    """`value` with our line-aware containers and strings turned into plain ones."""
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+# -- ${ENV} interpolation ------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate_str(text: str, src: _Source, line: int, path: str) -> str:
+    if "${" not in text:
+        return text
+    out: list[str] = []
+    position = 0
+    while True:
+        start = text.find("${", position)
+        if start < 0:
+            out.append(text[position:])
+            break
+        if start > 0 and text[start - 1] == "$":
+            # `$${` is a literal `${`: drop the escaping dollar.
+            out.append(text[position : start - 1] + "${")
+            position = start + 2
+            continue
+        out.append(text[position:start])
+        match = _ENV_REF.match(text, start)
+        if match is None:
+            raise src.error(
+                line,
+                path,
+                f"malformed reference in {text!r} at {text[start : start + 20]!r}: write "
+                "${NAME} or ${NAME:-default} (and $${ for a literal ${)",
+            )
+        name, default = match.group(1), match.group(2)
+        value = src.environ.get(name)
+        if value is None:
+            if default is None:
+                raise src.error(
+                    line,
+                    path,
+                    f"environment variable {name} is not set (in {text!r}); set it, or give a "
+                    f"default with ${{{name}:-value}}",
+                )
+            value = default
+        out.append(value)
+        position = match.end()
+    return _Interpolated("".join(out))
+
+
+def _interpolate(node: Any, src: _Source, line: int, path: str) -> Any:
+    """Replace ``${...}`` in every string value under `node` (keys are left alone)."""
+    if isinstance(node, _Map):
+        for key in list(node):
+            node[key] = _interpolate(
+                node[key], src, node.key_lines.get(key, node.line), _join(path, str(key))
+            )
+        return node
+    if isinstance(node, _Seq):
+        for i, item in enumerate(node):
+            node[i] = _interpolate(item, src, node.item_lines[i], _join(path, i))
+        return node
+    if isinstance(node, str):
+        return _interpolate_str(node, src, line, path)
+    return node
+
+
+# -- scalar readers --------------------------------------------------------------------------
+
+
+def parse_timestamp(value: object) -> int:
+    """Epoch milliseconds from an int (already ms), an ISO-8601 string, a date or a datetime.
+
+    A date or a datetime without a time zone is taken as UTC.
+
+    Raises:
+        ValueError: the value is none of those.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a time")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d+", text):
+            return int(text)
+        iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
+        try:
+            value = _dt.datetime.fromisoformat(iso)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not an ISO-8601 time (e.g. 2024-01-01T00:00:00Z) nor epoch "
+                "milliseconds"
+            ) from None
+    if isinstance(value, _dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
+        return round(moment.timestamp() * 1000)
+    if isinstance(value, _dt.date):
+        midnight = _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc)
+        return int(midnight.timestamp() * 1000)
+    raise ValueError(f"{value!r} is not a time: give ISO-8601 or epoch milliseconds")
+
+
+def _format_timestamp(ms: int) -> str:
+    moment = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+class _Reader:
+    """Typed access to one mapping of the file, with errors at the right line and key."""
+
+    def __init__(self, src: _Source, node: _Map, path: str) -> None:
+        self.src = src
+        self.node = node
+        self.path = path
+
+    def line(self, key: str) -> int:
+        return _key_line(self.node, key, self.node.line)
+
+    def where(self, key: str) -> str:
+        return _join(self.path, key)
+
+    def error(self, key: str | None, message: str) -> ModelError:
+        if key is None:
+            return self.src.error(self.node.line, self.path, message)
+        return self.src.error(self.line(key), self.where(key), message)
+
+    def check_keys(self, allowed: Iterable[str], required: Iterable[str] = ()) -> None:
+        allowed_list = list(allowed)
+        for key in self.node:
+            if key not in allowed_list:
+                hint = difflib.get_close_matches(str(key), allowed_list, n=1)
+                maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise self.src.error(
+                    self.line(key),
+                    self.where(str(key)),
+                    f"unknown key {_describe(key)}{maybe}; allowed keys: {', '.join(allowed_list)}",
+                )
+        for key in required:
+            if key not in self.node:
+                raise self.error(
+                    None, f"missing required key {key!r}; allowed keys: {', '.join(allowed_list)}"
+                )
+
+    def has(self, key: str) -> bool:
+        return key in self.node and self.node[key] is not None
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        return self.node.get(key, default)
+
+    def string(self, key: str, default: str | None = None) -> str:
+        value = self.node.get(key)
+        if value is None:
+            if default is not None:
+                return default
+            raise self.error(key, "missing value; give a string")
+        if isinstance(value, (bool, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or not value:
+            raise self.error(key, f"{_describe(value)} is not a non-empty string")
+        return str(value)
+
+    def optional_string(self, key: str) -> str | None:
+        return self.string(key) if self.has(key) else None
+
+    def number(self, key: str) -> float:
+        value = self.node.get(key)
+        if isinstance(value, _Interpolated):
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"{_describe(value)} is not a number")
+        if not math.isfinite(float(value)):
+            raise self.error(key, f"{_describe(value)} is not a finite number")
+        return float(value)
+
+    def integer(self, key: str, *, minimum: int | None = None) -> int:
+        value = self.node.get(key)
+        if isinstance(value, _Interpolated):
+            with contextlib.suppress(ValueError):
+                value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"{_describe(value)} is not a whole number")
+        if minimum is not None and value < minimum:
+            raise self.error(key, f"{value} is too small; it must be at least {minimum}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        if not self.has(key):
+            return default
+        value = self.node[key]
+        if isinstance(value, _Interpolated) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise self.error(key, f"{_describe(value)} is not true or false")
+        return value
+
+    def mapping(self, key: str) -> _Reader:
+        value = self.node.get(key)
+        if not isinstance(value, _Map):
+            raise self.error(key, f"{_describe(value)} is not a mapping (key: value lines)")
+        return _Reader(self.src, value, self.where(key))
+
+    def sequence(self, key: str) -> _Seq:
+        value = self.node.get(key)
+        if not isinstance(value, _Seq):
+            raise self.error(key, f"{_describe(value)} is not a list")
+        return value
+
+    def string_list(self, key: str) -> list[str]:
+        value = self.node.get(key)
+        if isinstance(value, str):
+            return [str(value)]
+        items = self.sequence(key)
+        out = []
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item:
+                raise self.src.error(
+                    items.item_lines[i],
+                    f"{self.where(key)}[{i}]",
+                    f"{_describe(item)} is not a non-empty string",
+                )
+            out.append(str(item))
+        return out
+
+    def import_path(self, key: str) -> Any:
+        return _resolve(self.string(key), self.src, self.line(key), self.where(key))
+
+
+def _resolve(target: str, src: _Source, line: int, path: str) -> Any:
+    """Import ``module:attribute`` (attribute may be dotted) and return the object."""
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise src.error(
+            line,
+            path,
+            f"{target!r} is not an import path; write module:name, e.g. "
+            "dogesim.examples.banking:income_callback",
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise src.error(
+            line,
+            path,
+            f"cannot import module {module_name!r} for {target!r}: {type(exc).__name__}: {exc}",
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise src.error(
+                line, path, f"{target!r}: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    return obj
+
+
+def _callable_at(reader: _Reader, key: str) -> Callable[..., Any]:
+    obj = reader.import_path(key)
+    if not callable(obj):
+        raise reader.error(key, f"{reader.string(key)!r} is {obj!r}, which is not callable")
+    return obj
+
+
+def _import_name(obj: object) -> str | None:
+    """``module:qualname`` for an importable function or class, else None."""
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except Exception:
+        return None
+    return f"{module}:{qualname}" if found is obj else None

@@ -1,0 +1,260 @@
+"""The ``subjects:`` section: a count and either a factory import path or attributes drawn
+from simple distributions with the run's seed (`AttributeSubjectFactory`)."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from dogesim.errors import ModelError
+from dogesim.modelfile.source import (
+    _describe,
+    _join,
+    _key_line,
+    _Map,
+    _plain,
+    _Reader,
+    _Seq,
+    _Source,
+)
+
+#: Distributions for subject attributes: name -> how many parameters (and their shape).
+DISTRIBUTIONS = ("uniform_int", "uniform", "normal", "choice", "constant", "sequence")
+_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class _Distribution:
+    """One attribute's distribution; `draw` returns `n` plain Python values."""
+
+    kind: str
+    params: tuple[Any, ...]
+    weights: tuple[float, ...] | None = None
+
+    def draw(self, rng: np.random.Generator, n: int, offset: int) -> list[Any]:
+        kind, params = self.kind, self.params
+        if kind == "constant":
+            return [params[0]] * n
+        if kind == "sequence":
+            return list(range(params[0] + offset, params[0] + offset + n))
+        if kind == "uniform_int":
+            return rng.integers(params[0], params[1], size=n, endpoint=True).tolist()
+        if kind == "uniform":
+            return rng.uniform(params[0], params[1], size=n).tolist()
+        if kind == "normal":
+            return rng.normal(params[0], params[1], size=n).tolist()
+        # choice
+        picks = rng.choice(len(params), size=n, p=self.weights)
+        return [params[i] for i in picks.tolist()]
+
+    def describe(self) -> Any:
+        if self.kind == "choice" and self.weights is not None:
+            return {"choice": dict(zip(self.params, self.weights, strict=True))}
+        if self.kind in ("constant", "sequence"):
+            return {self.kind: self.params[0]}
+        return {self.kind: list(self.params)}
+
+
+def _read_distribution(src: _Source, holder: _Map, name: str, path: str) -> _Distribution:
+    value = holder[name]
+    line = _key_line(holder, name, holder.line)
+    if not isinstance(value, _Map):
+        # A plain value is a constant.
+        if isinstance(value, _Seq):
+            raise src.error(
+                line,
+                path,
+                f"{_describe(value)}: give a distribution such as "
+                "{choice: [...]}, or a plain value for a constant",
+            )
+        return _Distribution("constant", (_plain(value),))
+    if len(value) != 1:
+        raise src.error(
+            line,
+            path,
+            f"{_describe(value)}: give exactly one distribution, one of {', '.join(DISTRIBUTIONS)}",
+        )
+    kind = str(next(iter(value)))
+    arg = value[kind]
+    line = value.key_lines[kind]
+    where = _join(path, kind)
+    if kind not in DISTRIBUTIONS:
+        hint = difflib.get_close_matches(kind, DISTRIBUTIONS, n=1)
+        maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise src.error(
+            line,
+            where,
+            f"unknown distribution {kind!r}{maybe}; allowed: {', '.join(DISTRIBUTIONS)}",
+        )
+    if kind == "constant":
+        return _Distribution(kind, (_plain(arg),))
+    if kind == "sequence":
+        if isinstance(arg, bool) or not isinstance(arg, int):
+            raise src.error(line, where, f"{_describe(arg)} is not a whole number to start at")
+        return _Distribution(kind, (arg,))
+    if kind == "choice":
+        if isinstance(arg, _Map):
+            values = [_plain(k) for k in arg]
+            weights = []
+            for k in arg:
+                w = arg[k]
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+                    raise src.error(
+                        arg.key_lines[k],
+                        _join(where, str(k)),
+                        f"weight {_describe(w)} is not a positive number",
+                    )
+                weights.append(float(w))
+            total = sum(weights)
+            if not values:
+                raise src.error(line, where, "no values to choose from")
+            return _Distribution(kind, tuple(values), tuple(w / total for w in weights))
+        if not isinstance(arg, _Seq) or not arg:
+            raise src.error(
+                line,
+                where,
+                f"{_describe(arg)}: give a non-empty list of values, or a mapping value: weight",
+            )
+        return _Distribution(kind, tuple(_plain(v) for v in arg), None)
+    # two numbers
+    if not isinstance(arg, _Seq) or len(arg) != 2:
+        shape = {"uniform_int": "[low, high]", "uniform": "[low, high]", "normal": "[mean, sd]"}
+        raise src.error(line, where, f"{_describe(arg)}: give two numbers {shape[kind]}")
+    numbers = []
+    for i, item in enumerate(arg):
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            raise src.error(
+                arg.item_lines[i], f"{where}[{i}]", f"{_describe(item)} is not a number"
+            )
+        numbers.append(item)
+    a, b = numbers
+    if kind == "uniform_int":
+        if not (isinstance(a, int) and isinstance(b, int)):
+            raise src.error(line, where, f"[{a}, {b}]: both ends must be whole numbers")
+        if a > b:
+            raise src.error(line, where, f"[{a}, {b}]: low must not exceed high")
+    elif kind == "uniform" and a > b:
+        raise src.error(line, where, f"[{a}, {b}]: low must not exceed high")
+    elif kind == "normal" and b < 0:
+        raise src.error(line, where, f"standard deviation {b} must be >= 0")
+    return _Distribution(kind, (a, b))
+
+
+class AttributeSubjectFactory:
+    """Creates subjects with attributes drawn from `SubjectsSpec.attributes`.
+
+    Each subject is a ``SimpleNamespace`` with an ``id`` (0, 1, 2, ... unless the attributes
+    define ``id``) and one field per attribute. Values are drawn in blocks from a numpy
+    generator seeded with the run's seed (independent of the engine's stream), so the same
+    seed gives the same subjects.
+    """
+
+    def __init__(self, attributes: Mapping[str, _Distribution], seed: int) -> None:
+        self.attributes = dict(attributes)
+        if "id" not in self.attributes:
+            self.attributes = {"id": _Distribution("sequence", (0,)), **self.attributes}
+        self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5_B1EC7]))
+        self._buffers: list[list[Any]] = []
+        self._made = 0
+        self._position = _CHUNK
+
+    def _refill(self) -> None:
+        self._buffers = [
+            dist.draw(self._rng, _CHUNK, self._made) for dist in self.attributes.values()
+        ]
+        self._position = 0
+
+    def create(self) -> SimpleNamespace:
+        """A new subject."""
+        if self._position >= _CHUNK:
+            self._refill()
+        i = self._position
+        subject = SimpleNamespace(
+            **{name: buffer[i] for name, buffer in zip(self.attributes, self._buffers, strict=True)}
+        )
+        self._position += 1
+        self._made += 1
+        return subject
+
+    __call__ = create
+
+
+@dataclass
+class SubjectsSpec:
+    """How the subjects of a run are made.
+
+    Attributes:
+        count: how many subjects.
+        attributes: per attribute, the distribution it is drawn from (when no factory).
+        factory: the imported factory: a class (instantiated with `factory_args`; its
+            instances have ``create()`` or are callable) or a callable made once per subject.
+        factory_path: the import path the factory came from.
+        factory_args: keyword arguments for a factory class.
+    """
+
+    count: int
+    attributes: dict[str, _Distribution] = field(default_factory=dict)
+    factory: Any = None
+    factory_path: str | None = None
+    factory_args: dict[str, Any] = field(default_factory=dict)
+
+    def make_factory(self, seed: int) -> Callable[[], Any]:
+        """A fresh subject factory for one run with `seed`."""
+        if self.factory is None:
+            return AttributeSubjectFactory(self.attributes, seed).create
+        if inspect.isclass(self.factory):
+            instance = self.factory(**self.factory_args)
+            create = getattr(instance, "create", None)
+            if callable(create):
+                return create
+            if callable(instance):
+                return instance
+            raise ModelError(
+                f"subjects.factory {self.factory_path!r}: an instance has no create() method "
+                "and is not callable"
+            )
+        return self.factory
+
+
+def _read_subjects(src: _Source, reader: _Reader) -> SubjectsSpec:
+    subjects = reader.mapping("subjects")
+    subjects.check_keys(("count", "attributes", "factory", "factory_args"), ("count",))
+    count = subjects.integer("count", minimum=0)
+    if subjects.has("factory"):
+        if subjects.has("attributes"):
+            raise subjects.error(
+                "attributes",
+                "give either a factory or attributes, not both (a factory makes "
+                "its own attributes)",
+            )
+        factory = subjects.import_path("factory")
+        path = subjects.string("factory")
+        args: dict[str, Any] = {}
+        if subjects.has("factory_args"):
+            if not inspect.isclass(factory):
+                raise subjects.error(
+                    "factory_args", f"{path!r} is not a class, so it takes no factory_args"
+                )
+            args = _plain(subjects.mapping("factory_args").node)
+        if not callable(factory):
+            raise subjects.error("factory", f"{path!r} is {factory!r}, which is not callable")
+        return SubjectsSpec(count, factory=factory, factory_path=path, factory_args=args)
+    if subjects.has("factory_args"):
+        raise subjects.error("factory_args", "factory_args needs a factory")
+    attributes: dict[str, _Distribution] = {}
+    if subjects.has("attributes"):
+        attrs = subjects.mapping("attributes")
+        for name in attrs.node:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise attrs.error(
+                    str(name), f"attribute name {_describe(name)} is not a Python identifier"
+                )
+            attributes[name] = _read_distribution(src, attrs.node, name, attrs.where(name))
+    return SubjectsSpec(count, attributes=attributes)
