@@ -374,7 +374,17 @@ class Model:
         return model
 
     def transition_matrix(self) -> list[list[float]]:
-        """The per-tick Markov matrix ``P[i][j]`` (fractions) ignoring callback vetoes."""
+        """The per-tick Markov matrix ``P[i][j]`` (fractions) ignoring callback vetoes.
+
+        Raises:
+            ModelError: a transition is a rate and the model has no tick length yet.
+        """
+        for t in self.transitions:
+            if math.isnan(t.probability):
+                raise ModelError(
+                    f"{self.name}: transition {t.trigger!r} is given as a rate ({t.rate}); "
+                    "the per-tick matrix needs a tick length: use model.at_tick(tick_ms)"
+                )
         n = len(self.states)
         matrix = [[0.0] * n for _ in range(n)]
         for i, state in enumerate(self.states):

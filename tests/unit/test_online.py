@@ -478,3 +478,14 @@ def test_checkpoint_keeps_resource_queues_and_holders(tmp_path: Path) -> None:
 
     whole = stream(None)
     assert stream(120) == whole
+
+
+def test_rate_models_need_a_tick_for_their_matrix() -> None:
+    """The per-tick matrix of a model with rates exists once a tick length is chosen."""
+    model = Model(["in", "out"], "in")
+    model.add_transition("leave", "in", "out", "50% per 1h")
+    with pytest.raises(ModelError, match=r"'leave' is given as a rate .*at_tick"):
+        model.transition_matrix()
+    matrix = model.at_tick(1_800_000).transition_matrix()
+    assert matrix[0][1] == pytest.approx(1 - 0.5**0.5)
+    assert matrix[0][0] + matrix[0][1] == pytest.approx(1)
