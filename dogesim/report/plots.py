@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dogesim.engine import RunResult
 from dogesim.errors import DogesimError
 from dogesim.model import Model
 from dogesim.report import analytic, tables
+from dogesim.result import RunResult
 
 if TYPE_CHECKING:
     from dogesim.report.fit import FitResult

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogesim.engine import RunResult
 from dogesim.errors import DogesimError
 from dogesim.model import Model
+from dogesim.result import RunResult
 
 __all__ = [
     "EVENT_COLUMNS",
