@@ -952,7 +952,8 @@ class Simulation:
     def _serve(self, subject: int, j: int, t: int) -> None:
         """Start the SimPy process of a subject that must acquire a resource to move."""
         self._service_seq += 1
-        entry = [self._service_seq, subject, j, t, None]  # seq, subject, transition, asked, granted
+        # seq, subject, transition, tick asked, tick granted, ticks held (once granted)
+        entry = [self._service_seq, subject, j, t, None, None]
         self._services[subject] = entry
         self._in_service += 1
         self.env.process(self._service(entry))
@@ -963,7 +964,7 @@ class Simulation:
         `entry` is the subject's record in `_services` (what a checkpoint saves): when its
         grant tick is already set (a resumed holder), the move has happened and only the rest
         of the hold remains."""
-        _, i, j, _, granted = entry
+        _, i, j, _, granted, _ = entry
         resource = self._resource_of[j]
         assert resource is not None
         transition = self._order[j]
@@ -976,8 +977,8 @@ class Simulation:
                     if self.ticks is not None and granted >= self.ticks:
                         return
                     entry[4] = granted
-                    self._grant(i, j, granted, transition)
-                remaining = origin + granted + transition.hold - self.env.now
+                    entry[5] = self._grant(i, j, granted, transition)
+                remaining = origin + granted + entry[5] - self.env.now
                 if remaining > 0:
                     yield self.env.timeout(remaining)
         except BaseException as exc:
@@ -989,8 +990,18 @@ class Simulation:
             if not self._wakeup.triggered:
                 self._wakeup.succeed()
 
-    def _grant(self, i: int, j: int, granted: int, transition: Transition) -> None:
-        """The move of a subject granted its resource at tick `granted`."""
+    def _grant(self, i: int, j: int, granted: int, transition: Transition) -> int:
+        """The move of a subject granted its resource at tick `granted`; returns the ticks it
+        holds the resource."""
+        hold = transition.hold
+        if callable(hold):
+            drawn = hold(self.subjects[i], transition)
+            if isinstance(drawn, bool) or not isinstance(drawn, Integral) or drawn < 1:
+                raise ModelError(
+                    f"{self.model.name}: transition {transition.trigger!r}: hold() returned "
+                    f"{drawn!r}; it must return a whole number of ticks >= 1"
+                )
+            hold = int(drawn)
         target = self._to_list[j]
         self._state_array[i] = target
         ts = self.timestamp_start + granted * self.tick_ms
@@ -1009,10 +1020,11 @@ class Simulation:
         self._file(
             np.asarray([i], dtype=np.int64),
             np.asarray([target], dtype=np.int64),
-            granted + transition.hold - 1,
+            granted + hold - 1,
         )
         if not self._wakeup.triggered:
             self._wakeup.succeed()
+        return hold
 
     # -- the end ---------------------------------------------------------------------------
 

@@ -16,12 +16,14 @@ from typing import Any
 from dogesim.errors import ModelError
 from dogesim.rates import Profile, Rate, parse_duration, parse_rate
 
-__all__ = ["PROBABILITY_TOLERANCE", "ActionCallback", "Model", "Transition"]
+__all__ = ["PROBABILITY_TOLERANCE", "ActionCallback", "HoldFunction", "Model", "Transition"]
 
 #: Outgoing probabilities may exceed 100% by this much (floating-point slack, e.g. 33.3+66.7).
 PROBABILITY_TOLERANCE = 1e-9
 
 ActionCallback = Callable[[Any, "Transition"], Any]
+#: ``hold(subject, transition) -> ticks``: how long a granted resource is held.
+HoldFunction = Callable[[Any, "Transition"], int]
 
 
 class Transition:
@@ -62,7 +64,7 @@ class Transition:
         *,
         profile: Profile | None = None,
         resource: str | None = None,
-        hold: int = 1,
+        hold: int | HoldFunction = 1,
     ) -> None:
         self.trigger = trigger
         self.from_state = from_state
@@ -204,14 +206,16 @@ class Model:
         *,
         profile: Profile | None = None,
         resource: str | None = None,
-        hold: int = 1,
+        hold: int | HoldFunction = 1,
     ) -> Transition:
         """Add and return a transition; see `Transition` for the arguments.
 
         `probability` is percent per tick, or a `Rate` (or rate text such as ``"6 per day"``
         or ``"0.1% per minute"``) that a run rescales to its tick. `profile` multiplies it by
         hour of day, day of week and date. `resource` names a resource (see `add_resource`)
-        the move must acquire, queueing when all are busy, and holds for `hold` ticks.
+        the move must acquire, queueing when all are busy, and holds for `hold` ticks: a whole
+        number, or ``hold(subject, transition)`` returning one, drawn at each grant (e.g. a
+        random call length; draws from the global `random` module are seeded by the run).
         """
         return self.add(
             Transition(
@@ -261,9 +265,12 @@ class Model:
                     f"resources are {sorted(self.resources)} (Model.add_resource)"
                 )
             hold = transition.hold
-            if isinstance(hold, bool) or not isinstance(hold, int) or hold < 1:
+            if not callable(hold) and (
+                isinstance(hold, bool) or not isinstance(hold, int) or hold < 1
+            ):
                 raise ModelError(
-                    f"{where}: hold must be a whole number of ticks >= 1, got {hold!r}"
+                    f"{where}: hold must be a whole number of ticks >= 1 (or a function "
+                    f"returning one), got {hold!r}"
                 )
         if transition.action_callback is not None and not callable(transition.action_callback):
             raise ModelError(

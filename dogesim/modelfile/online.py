@@ -7,12 +7,13 @@ import contextlib
 import datetime as _dt
 import difflib
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dogesim.errors import ModelError
-from dogesim.modelfile.source import _describe, _Interpolated, _Map, _Reader, _Source
+from dogesim.modelfile.source import _describe, _Interpolated, _Map, _plain, _Reader, _Source
 from dogesim.rates import Profile, Rate, format_duration, parse_duration, parse_rate
 
 _PROFILE_KEYS = ("hourly", "weekly", "dates", "utc_offset_hours")
@@ -165,21 +166,77 @@ def _read_arrival_rate(reader: _Reader, key: str) -> float | Rate:
     return number
 
 
-def _read_hold(reader: _Reader, tick_ms: int) -> int:
-    """``hold:``: whole ticks, or a duration (``12m``) that is a whole number of ticks."""
-    value = reader.raw("hold")
+@dataclass(frozen=True)
+class RandomHold:
+    """A hold length drawn at each grant: ``exponential`` (mean ticks, at least 1) or
+    ``uniform`` (whole ticks from `low` to `high`). It draws from the global `random` module,
+    which a run seeds, so a seeded run draws the same lengths every time."""
+
+    kind: str
+    low: float
+    high: float = 0.0
+
+    def __call__(self, subject: Any, transition: Any) -> int:
+        if self.kind == "exponential":
+            return max(1, round(random.expovariate(1.0 / self.low)))
+        return random.randint(int(self.low), int(self.high))
+
+    def describe(self, tick_ms: int) -> dict[str, Any]:
+        """The model-file form, in durations of the tick."""
+        if self.kind == "exponential":
+            return {"exponential": format_duration(round(self.low * tick_ms))}
+        return {"uniform": [format_duration(int(v) * tick_ms) for v in (self.low, self.high)]}
+
+
+def _hold_ticks(reader: _Reader, key: str, value: Any, tick_ms: int) -> int:
+    """Whole ticks from an int or a duration that is a whole number of ticks."""
     if isinstance(value, str) and not isinstance(value, _Interpolated):
         try:
             ms = parse_duration(value)
         except ValueError as exc:
-            raise reader.error("hold", f"{exc}; or give a whole number of ticks") from None
+            raise reader.error(key, f"{exc}; or give a whole number of ticks") from None
         if ms % tick_ms:
             raise reader.error(
-                "hold",
-                f"{str(value)!r} is not a whole number of {format_duration(tick_ms)} ticks",
+                key, f"{str(value)!r} is not a whole number of {format_duration(tick_ms)} ticks"
             )
         return ms // tick_ms
-    return reader.integer("hold", minimum=1)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise reader.error(key, f"{_describe(value)} is not a whole number of ticks")
+    if value < 1:
+        raise reader.error(key, f"{value} is too small; it must be at least 1")
+    return value
+
+
+def _read_hold(reader: _Reader, tick_ms: int) -> int | RandomHold:
+    """``hold:``: whole ticks, a duration (``12m``) that is a whole number of ticks, or a
+    length drawn per call: ``{exponential: 10m}`` (mean) or ``{uniform: [5m, 20m]}``."""
+    value = reader.raw("hold")
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in ("exponential", "uniform"):
+            raise reader.error(
+                "hold",
+                f"{_plain(value)!r}: a random hold is {{exponential: MEAN}} or "
+                "{uniform: [LOW, HIGH]} (durations or ticks)",
+            )
+        kind, arg = next(iter(value.items()))
+        if kind == "exponential":
+            if isinstance(arg, str) and not isinstance(arg, _Interpolated):
+                try:
+                    mean = parse_duration(arg) / tick_ms
+                except ValueError as exc:
+                    raise reader.error("hold.exponential", str(exc)) from None
+            elif isinstance(arg, (int, float)) and not isinstance(arg, bool) and arg > 0:
+                mean = float(arg)
+            else:
+                raise reader.error("hold.exponential", f"{arg!r} is not a positive mean")
+            return RandomHold("exponential", mean)
+        if not isinstance(arg, list) or len(arg) != 2:
+            raise reader.error("hold.uniform", f"{_plain(arg)!r} is not [LOW, HIGH]")
+        low, high = (_hold_ticks(reader, "hold.uniform", v, tick_ms) for v in arg)
+        if low > high:
+            raise reader.error("hold.uniform", f"low {low} is above high {high} (ticks)")
+        return RandomHold("uniform", low, high)
+    return _hold_ticks(reader, "hold", value, tick_ms)
 
 
 @dataclass

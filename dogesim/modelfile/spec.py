@@ -22,6 +22,7 @@ from dogesim.model import Model, Transition
 from dogesim.modelfile.online import (
     _ON_LAG,
     LiveSpec,
+    RandomHold,
     _profile_at,
     _read_arrival_rate,
     _read_chance,
@@ -63,7 +64,7 @@ class TransitionSpec:
         profile: the calendar profile multiplying the chance, or None.
         profile_name: the name of the profile under ``profiles:`` (None when inline).
         resource: the resource the move must acquire (queueing when all are busy), or None.
-        hold: ticks the resource is held after the move.
+        hold: ticks the resource is held after the move (or a `RandomHold` drawn per grant).
     """
 
     trigger: str
@@ -78,7 +79,7 @@ class TransitionSpec:
     profile: Profile | None = None
     profile_name: str | None = None
     resource: str | None = None
-    hold: int = 1
+    hold: int | RandomHold = 1
 
 
 _TOP_KEYS = (
@@ -552,7 +553,7 @@ def _read_transitions(
                     f"'resources:' are {', '.join(resources) or 'none'} (e.g. resources: "
                     f"{{{resource}: 5}})",
                 )
-        hold = 1
+        hold: int | RandomHold = 1
         if t.has("hold"):
             if resource is None:
                 raise t.error("hold", "hold needs a resource to hold; add resource: NAME")

@@ -25,6 +25,7 @@ from dogesim.modelfile import (
     parse_duration,
     parse_timestamp,
 )
+from dogesim.modelfile.online import RandomHold
 from dogesim.rates import Rate
 
 MODELS = sorted((Path(__file__).resolve().parents[2] / "models").glob("*.yaml"))
@@ -847,6 +848,25 @@ ONLINE_ERRORS = [
     ),
     ("hold: 5m", "hold: 0", "transitions[1].hold: 0 is too small; it must be at least 1", None),
     (
+        "hold: 5m",
+        "hold: {gamma: 3}",
+        "transitions[1].hold: {'gamma': 3}: a random hold is {exponential: MEAN} or "
+        "{uniform: [LOW, HIGH]}",
+        None,
+    ),
+    (
+        "hold: 5m",
+        "hold: {uniform: [20m, 5m]}",
+        "transitions[1].hold.uniform: low 20 is above high 5 (ticks)",
+        None,
+    ),
+    (
+        "hold: 5m",
+        "hold: {exponential: soon}",
+        "transitions[1].hold.exponential: 'soon' is not a duration",
+        None,
+    ),
+    (
         "resources: {agents: 2}",
         "resources: {agents: 0}",
         "resources.agents: 0 is too small; it must be at least 1",
@@ -1019,3 +1039,26 @@ def test_resume_errors_are_clear(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelError, match="a csv sink cannot be appended to"):
         csv_spec.resume(tmp_path / "junk.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hold: {exponential: 10m}", RandomHold("exponential", 10.0)),
+        ("hold: {uniform: [5m, 20m]}", RandomHold("uniform", 5, 20)),
+        ("hold: {uniform: [2, 3]}", RandomHold("uniform", 2, 3)),
+    ],
+)
+def test_random_holds_are_read(tmp_path: Path, text: str, expected: RandomHold) -> None:
+    """hold: {exponential: MEAN} and {uniform: [LOW, HIGH]} become per-grant draws in ticks,
+    and a run with them draws lengths inside those bounds."""
+    spec = load_model_file(write(tmp_path, ONLINE.replace("hold: 5m", text)))
+    answer = spec.transitions[1]
+    assert answer.hold == expected
+    model = spec.model
+    assert model.transitions[1].hold == expected
+    lengths = [expected(None, model.transitions[1]) for _ in range(500)]
+    if expected.kind == "uniform":
+        assert set(lengths) == set(range(int(expected.low), int(expected.high) + 1))
+    else:
+        assert min(lengths) >= 1 and abs(sum(lengths) / 500 - 10) < 5 * 10 / math.sqrt(500)

@@ -387,7 +387,7 @@ def test_undeclared_resource_and_bad_hold_are_named() -> None:
     model = Model(["a", "b"], "a", resources={"agents": 2})
     with pytest.raises(ModelError, match="resource 'desks' is not declared"):
         model.add_transition("go", "a", "b", 1, resource="desks")
-    with pytest.raises(ModelError, match="hold must be a whole number of ticks >= 1, got 0"):
+    with pytest.raises(ModelError, match=r"hold must be a whole number of ticks >= 1 .*got 0"):
         model.add_transition("go", "a", "b", 1, resource="agents", hold=0)
     with pytest.raises(ModelError, match="capacity must be a whole number >= 1"):
         model.add_resource("chairs", 0)
@@ -489,3 +489,49 @@ def test_rate_models_need_a_tick_for_their_matrix() -> None:
     matrix = model.at_tick(1_800_000).transition_matrix()
     assert matrix[0][1] == pytest.approx(1 - 0.5**0.5)
     assert matrix[0][0] + matrix[0][1] == pytest.approx(1)
+
+
+def test_hold_drawn_per_grant_sets_when_the_resource_frees() -> None:
+    """A hold function draws each call's length at its grant; the caller's next move comes
+    exactly that many ticks later, and the same seed draws the same lengths."""
+
+    def run() -> tuple[list[Any], dict[int, list[int]]]:
+        holds: dict[int, list[int]] = {}
+
+        def call_length(subject: Any, transition: Transition) -> int:
+            length = random.randint(1, 6)
+            holds.setdefault(subject.id, []).append(length)
+            return length
+
+        sink = MemorySink(lambda ts, s, t: (ts, s.id, t.trigger))
+        model = Model(["waiting", "talking"], "waiting", resources={"agents": 2})
+        model.add_transition(
+            "answer",
+            "waiting",
+            "talking",
+            100,
+            event_sinks=[sink],
+            resource="agents",
+            hold=call_length,
+        )
+        model.add_transition("hang_up", "talking", "waiting", 100, event_sinks=[sink])
+        Simulation(model, 5, ticks=80, tick_ms=1, seed=17).run()
+        return sink.events, holds
+
+    events, holds = run()
+    for subject, lengths in holds.items():
+        mine = [(ts, trigger) for ts, i, trigger in events if i == subject]
+        answers = [ts for ts, trigger in mine if trigger == "answer"]
+        hangups = [ts for ts, trigger in mine if trigger == "hang_up"]
+        for answered, hung_up, length in zip(answers, hangups, lengths, strict=False):
+            assert hung_up - answered == length
+    assert len({h for lengths in holds.values() for h in lengths}) > 1
+    assert run() == (events, holds)
+
+
+def test_hold_function_returning_nonsense_is_named() -> None:
+    """A hold function must return whole ticks >= 1; otherwise the error names it."""
+    model = Model(["a", "b"], "a", resources={"desk": 1})
+    model.add_transition("sit", "a", "b", 100, resource="desk", hold=lambda s, t: 0.5)
+    with pytest.raises(ModelError, match=r"'sit': hold\(\) returned 0.5"):
+        Simulation(model, 1, ticks=5, tick_ms=1, seed=0).run()
