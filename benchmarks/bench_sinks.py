@@ -25,11 +25,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dogesim.examples.banking import User
+from dogesim.examples.banking import User, event_record, event_row
 from dogesim.model import Transition
 from dogesim.sinks.files import JsonLinesSink
 
@@ -77,28 +76,10 @@ def key_function(user: User, transition: Transition) -> str:
 
 def value_function(ts: int, user: User, transition: Transition) -> str:
     """The README's value: a JSON document."""
-    return json.dumps(
-        {
-            "timestamp": ts,
-            "user": {
-                "user_id": user.user_id,
-                "balance": user.balance,
-                "loan_balance": user.loan_balance,
-            },
-            "event": transition.trigger,
-        }
-    )
+    return json.dumps(event_record(ts, user, transition))
 
 
-def row_mapper(ts: int, user: User, transition: Transition) -> dict[str, Any]:
-    """The README's DB row."""
-    return {
-        "timestamp": ts,
-        "user_id": user.user_id,
-        "balance": user.balance,
-        "loan_balance": user.loan_balance,
-        "event": transition.trigger,
-    }
+row_mapper = event_row
 
 
 def timed(fn: Callable[[], int]) -> float:

@@ -6,7 +6,8 @@
 - `STATES`, `TRANSITIONS`: the states and the transition table (trigger, from, to, %).
 - `build_banking_model(sinks)`: the model, with sinks per trigger.
 - `banking_simulation(...)`: a ready `Simulation` of it.
-- `event_record(...)`: a JSON-friendly record of one event (for sinks and tests).
+- `event_record(...)`: the README's Kafka value of one event, as a dict.
+- `event_row(...)`: the README's database row of one event, flat.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "banking_simulation",
     "build_banking_model",
     "event_record",
+    "event_row",
     "income_callback",
     "spending_callback",
     "take_loan_callback",
@@ -151,5 +153,16 @@ def event_record(timestamp: int, user: User, transition: Transition) -> dict[str
             "balance": user.balance,
             "loan_balance": user.loan_balance,
         },
+        "event": transition.trigger,
+    }
+
+
+def event_row(timestamp: int, user: User, transition: Transition) -> dict[str, Any]:
+    """The README's database row: timestamp, the user's fields and the trigger, flat."""
+    return {
+        "timestamp": timestamp,
+        "user_id": user.user_id,
+        "balance": user.balance,
+        "loan_balance": user.loan_balance,
         "event": transition.trigger,
     }

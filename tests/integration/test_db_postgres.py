@@ -13,7 +13,7 @@ sa = pytest.importorskip("sqlalchemy")
 psycopg = pytest.importorskip("psycopg")
 
 from dogesim.errors import SinkError  # noqa: E402
-from dogesim.examples.banking import User, banking_simulation  # noqa: E402
+from dogesim.examples.banking import User, banking_simulation, event_row  # noqa: E402
 from dogesim.model import Transition  # noqa: E402
 from dogesim.sinks.base import EventSink  # noqa: E402
 from dogesim.sinks.db import DbSinkFactory  # noqa: E402
@@ -28,14 +28,7 @@ SUBJECTS = 500
 TICKS = 1000
 
 
-def row_mapper(timestamp: int, user: User, transition: Transition) -> dict[str, Any]:
-    return {
-        "timestamp": timestamp,
-        "user_id": user.user_id,
-        "balance": user.balance,
-        "loan_balance": user.loan_balance,
-        "event": transition.trigger,
-    }
+row_mapper = event_row
 
 
 def reference(mapper: Any = row_mapper) -> list[Any]:

@@ -11,7 +11,7 @@ import pytest
 sa = pytest.importorskip("sqlalchemy")
 
 from dogesim.errors import SinkError  # noqa: E402
-from dogesim.examples.banking import User, banking_simulation  # noqa: E402
+from dogesim.examples.banking import User, banking_simulation, event_row  # noqa: E402
 from dogesim.model import Transition  # noqa: E402
 from dogesim.sinks.db import DbSinkFactory, _normalise_url, column_type_for  # noqa: E402
 from dogesim.sinks.memory import MemorySink  # noqa: E402
@@ -20,14 +20,7 @@ LOGIN = Transition("login", "offline", "online", 10)
 T0 = 1_700_000_000_000
 
 
-def row_mapper(timestamp: int, user: User, transition: Transition) -> dict[str, Any]:
-    return {
-        "timestamp": timestamp,
-        "user_id": user.user_id,
-        "balance": user.balance,
-        "loan_balance": user.loan_balance,
-        "event": transition.trigger,
-    }
+row_mapper = event_row
 
 
 @pytest.fixture
