@@ -537,7 +537,6 @@ class Simulation:
         self._n_out = n_out
         self._n_out_list: list[int] = n_out.tolist()
         self._peak = peak
-        self._base_thresholds = thresholds
         self._thresholds = thresholds
         self._threshold_lists = _threshold_lists(thresholds, n_out)
         self._draw_choice = profiled or bool((n_out > 1).any())
@@ -768,7 +767,7 @@ class Simulation:
         key = tuple(t.profile.key(ts) if t.profile else None for t in order)
         cached = self._profile_cache.get(key)
         if cached is None:
-            thresholds = np.full_like(self._base_thresholds, 2.0)
+            thresholds = np.full_like(self._thresholds, 2.0)
             for s in range(len(self.model.states)):
                 peak = self._peak[s]
                 if peak <= 0:
