@@ -4,8 +4,9 @@
 - Kafka (``--kafka``): `KafkaSink` against a raw confluent-kafka ``produce()`` loop with the
   same producer settings, keys, values and timestamps; both timed until every message is
   acknowledged. Target ratio >= 0.7.
-- PostgreSQL (``--postgres``): `DbSink` rows/s (COPY through psycopg 3) against SQLAlchemy's
-  executemany ``INSERT`` of the same rows. Target >= 300k rows/s for COPY.
+- PostgreSQL (``--postgres``): `DbSink` rows/s (COPY through psycopg 3) against psycopg's own
+  binary COPY of the same rows (the raw peer) and SQLAlchemy's executemany ``INSERT``.
+  Target >= 300k rows/s for COPY.
 
 Run: ``python benchmarks/bench_sinks.py [--kafka] [--postgres] [--events N] [--repeat R]``.
 Services: ``scripts/services up``; addresses from ``DOGESIM_KAFKA_BOOTSTRAP`` /
@@ -198,7 +199,7 @@ def bench_kafka(payloads: Payloads, repeat: int) -> list[tuple[str, float, str]]
 
 
 def bench_postgres(payloads: Payloads, repeat: int) -> list[tuple[str, float, str]]:
-    """DbSink (COPY) vs SQLAlchemy executemany INSERT of the same rows.
+    """DbSink (COPY) vs psycopg's raw binary COPY and SQLAlchemy executemany of the same rows.
 
     Each measurement runs from the first row to the last commit; making the table, the
     factory and the checks afterwards are outside the timing.
@@ -238,6 +239,28 @@ def bench_postgres(payloads: Payloads, repeat: int) -> list[tuple[str, float, st
         check_and_drop(name, len(payloads.events))
         return rate
 
+    def raw_copy(batch: int) -> float:
+        """The peer: psycopg's own binary COPY of the same rows, one transaction per batch."""
+        import psycopg
+
+        name = fresh_table()
+        columns = ("timestamp", "user_id", "balance", "loan_balance", "event")
+        statement = f"COPY {name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        types = ["int8", "int8", "int8", "int8", "text"]
+        events = payloads.events
+        with psycopg.connect(DB_URL) as conn:
+            start = time.perf_counter()
+            for first in range(0, len(events), batch):
+                with conn.cursor() as cursor, cursor.copy(statement) as copy:
+                    copy.set_types(types)
+                    for ts, user, transition in events[first : first + batch]:
+                        row = row_mapper(ts, user, transition)
+                        copy.write_row(tuple(row[c] for c in columns))
+                conn.commit()
+            rate = len(events) / (time.perf_counter() - start)
+        check_and_drop(name, len(events))
+        return rate
+
     executemany_events = payloads.events[: min(len(payloads.events), 100_000)]
 
     def executemany(batch: int) -> float:
@@ -261,12 +284,16 @@ def bench_postgres(payloads: Payloads, repeat: int) -> list[tuple[str, float, st
     out = []
     for batch in (10_000, 1_000):
         copy_rates = [copy_sink(batch) for _ in range(repeat)]
+        raw_rates = [raw_copy(batch) for _ in range(repeat)]
         many_rates = [executemany(batch) for _ in range(repeat)]
         copy_rate = statistics.median(copy_rates)
+        raw_rate = statistics.median(raw_rates)
         many_rate = statistics.median(many_rates)
         target = " (target >= 300k)" if batch == 10_000 else ""
         out += [
             (f"DbSink COPY, batch_size={batch}{target}", copy_rate, "rows/s"),
+            (f"raw psycopg binary COPY, batch {batch}", raw_rate, "rows/s"),
+            (f"DbSink / raw COPY, batch {batch}", copy_rate / raw_rate, "ratio"),
             (f"SQLAlchemy executemany, batch {batch}", many_rate, "rows/s"),
             (f"COPY / executemany, batch {batch}", copy_rate / many_rate, "ratio"),
         ]
@@ -277,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks and print one table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kafka", action="store_true", help="KafkaSink vs raw produce()")
-    parser.add_argument("--postgres", action="store_true", help="DbSink COPY vs executemany")
+    parser.add_argument(
+        "--postgres", action="store_true", help="DbSink COPY vs raw COPY and executemany"
+    )
     parser.add_argument("--events", type=int, default=500_000, help="events per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     args = parser.parse_args(argv)

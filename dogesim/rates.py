@@ -219,18 +219,19 @@ class Profile:
         dates = list(self.dates.values())
         return max(self.hourly) * max(self.weekly) * max([1.0, *dates])
 
+    def _local(self, timestamp_ms: int) -> _dt.datetime:
+        """`timestamp_ms` (epoch ms) as a moment in the profile's time zone."""
+        utc = _dt.datetime.fromtimestamp(timestamp_ms / 1000, _dt.timezone.utc)
+        return utc + _dt.timedelta(hours=self.utc_offset_hours)
+
     def multiplier(self, timestamp_ms: int) -> float:
         """The multiplier at `timestamp_ms` (epoch milliseconds)."""
-        moment = _dt.datetime.fromtimestamp(timestamp_ms / 1000, _dt.timezone.utc) + _dt.timedelta(
-            hours=self.utc_offset_hours
-        )
+        moment = self._local(timestamp_ms)
         factor = self.hourly[moment.hour] * self.weekly[moment.weekday()]
         return factor * self.dates.get(moment.date(), 1.0)
 
     def key(self, timestamp_ms: int) -> tuple[int, int, _dt.date | None]:
         """What the multiplier depends on at `timestamp_ms`: (hour, weekday, listed date)."""
-        moment = _dt.datetime.fromtimestamp(timestamp_ms / 1000, _dt.timezone.utc) + _dt.timedelta(
-            hours=self.utc_offset_hours
-        )
+        moment = self._local(timestamp_ms)
         day = moment.date()
         return moment.hour, moment.weekday(), day if day in self.dates else None
