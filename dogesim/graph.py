@@ -177,7 +177,8 @@ class DataOnlineGeneratorGrapher:
         graph = graphviz.Digraph()
         for state in self.model.states:
             graph.node(state)
-        for t in self.model.transitions:
+        # Edges grouped by source state, as doge-datagen walks its transition matrix.
+        for t in (t for state in self.model.states for t in self.model.outgoing(state)):
             graph.edge(
                 t.from_state, t.to_state, label=f"{t.trigger}(P={_doge_percent(t.probability)}%)"
             )

@@ -524,3 +524,21 @@ def test_readme_banking_program_after_random_seed_prints_the_same_stream(tmp_pat
     assert len(lines) > 10 and all("made a transition" in line for line in lines)
     assert {line.split(" ", 1)[0] for line in lines} >= {"balance", "click", "trx"}
     assert runs[1] == runs[0]
+
+
+def test_grapher_source_is_doge_datagens() -> None:
+    """generate_graph() gives doge-datagen's DOT: unnamed, nodes, then edges grouped by state."""
+    pytest.importorskip("graphviz")
+    from dogesim.graph import DataOnlineGeneratorGrapher
+
+    gen, _ = _pipeline(["up", "down"], 1, 1)
+    gen.add_transition("fall", "up", "down", 2.5)
+    gen.add_transition("rise", "down", "up", 50)
+    gen.add_transition("wobble", "up", "up", 1)
+    assert DataOnlineGeneratorGrapher(gen).generate_graph().source == (
+        "digraph {\n\tup\n\tdown\n"
+        '\tup -> down [label="fall(P=2.5%)"]\n'
+        '\tup -> up [label="wobble(P=1%)"]\n'
+        '\tdown -> up [label="rise(P=50%)"]\n'
+        "}\n"
+    )
