@@ -83,7 +83,12 @@ def _subject_maker(subject_factory: object) -> Callable[[], Any]:
     factory is also callable (a ``Mock(SubjectFactory)`` is), else the factory itself."""
     create = getattr(subject_factory, "create", None)
     if callable(create):
-        return create
+        # A plain function, so that the engine cannot mistake `create` itself for a factory
+        # (a Mock's create has a .create too).
+        def make_subject() -> Any:
+            return create()
+
+        return make_subject
     if subject_factory is not None and callable(subject_factory):
         return subject_factory
     raise ModelError(
@@ -215,6 +220,8 @@ class DataOnlineGenerator(Generic[Subject]):
         except AttributeError:  # still creating the subjects: no states yet
             return {}
         subjects = simulation.subjects
+        if len(states) != len(subjects):  # still creating the subjects
+            return {}
         try:
             return dict(zip(subjects, states, strict=True))
         except TypeError:  # unhashable subjects
