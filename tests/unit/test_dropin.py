@@ -394,6 +394,18 @@ def test_type_variables_and_counter_holder() -> None:
     assert kafka_sink_factory.CounterHolder().counter == 0
 
 
+def test_doge_positional_kafka_factory_signatures() -> None:
+    """1.0.4's positional (servers, [registry_url,] client_id, buffer_size) calls construct."""
+    from dogesim.kafka_avro_sink_factory import KafkaAvroSinkFactory
+    from dogesim.kafka_sink_factory import KafkaSinkFactory
+
+    # Nothing listens on port 9: building a factory must not need a broker.
+    plain = KafkaSinkFactory(["127.0.0.1:9"], "doge-client", 500)
+    assert plain.buffer_size == 500
+    avro = KafkaAvroSinkFactory(["127.0.0.1:9"], "mock://dropin", "doge-avro", 500)
+    assert avro.factory.buffer_size == 500
+
+
 def test_doge_module_paths_are_attributes_of_the_package() -> None:
     """``import dogesim`` then ``dogesim.doge`` etc. work, as doge_datagen's package did."""
     for name in ("doge", "db_sink_factory", "kafka_sink_factory", "printing_sink", "graph"):
