@@ -14,9 +14,13 @@ and once ``start()`` ran, ``transition_matrix`` / ``probability_matrix`` hold a 
 entry per state (the chance of staying), as doge-datagen's do.
 
 Differences a doge-datagen user may notice, all deliberate: subjects need not be hashable and
-equal subjects are never merged; importing dogesim does not configure logging; validation
-errors (still `ValueError`) are raised when the model is built and name what is wrong;
-``start()`` runs once (a second call raises `RunError`: the sinks are closed by then).
+equal subjects are never merged in the run (only the ``subjects_states`` dict, keyed by
+subject, shows equal hashable subjects as one key, as doge-datagen's did); ``subjects_states``
+and the matrices are fresh read-only snapshots, not dicts to write into; ``sinks`` is a list
+in first-use order (doge-datagen: a set); importing dogesim does not configure logging;
+validation errors (still `ValueError`) are raised when the model is built and name what is
+wrong; ``tick_ms`` is a whole number of milliseconds; ``start()`` runs once (a second call
+raises `RunError`: the sinks are closed by then).
 """
 
 from __future__ import annotations
