@@ -214,7 +214,8 @@ class DataOnlineGenerator(Generic[Subject]):
         subjects, kept after the run, empty before (doge-datagen's attribute).
 
         A plain dict, as on doge-datagen, when the subjects are hashable (equal subjects then
-        share one key there, as they did); a `SubjectStates` otherwise.
+        share one key there, as they did); a `SubjectStates` otherwise. Each read builds a
+        fresh snapshot of every subject: a callback should read it once, not per subject.
         """
         simulation = self.simulation
         if simulation is None:
