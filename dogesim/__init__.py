@@ -3,6 +3,11 @@
 The core (model, engine, in-memory and printing sinks, doge-datagen compatible names) is
 imported here; sinks with heavy optional dependencies (Kafka, Avro, SQL, files) and the
 reporting tools load on first use, so ``import dogesim`` stays light.
+
+doge-datagen 1.0.4's module paths are here too, with ``doge_datagen`` replaced by
+``dogesim``: `dogesim.doge`, `dogesim.db_sink_factory`, `dogesim.kafka_sink_factory`,
+`dogesim.kafka_avro_sink_factory`, `dogesim.printing_sink`, `dogesim.graph` (each also an
+attribute of the package, loaded on first use).
 """
 
 from __future__ import annotations
@@ -42,6 +47,16 @@ _LAZY = {
     "DataOnlineGeneratorGrapher": "dogesim.graph",
 }
 
+#: doge-datagen's module paths, served as submodules on first use.
+_DOGE_MODULES = (
+    "db_sink_factory",
+    "doge",
+    "graph",
+    "kafka_avro_sink_factory",
+    "kafka_sink_factory",
+    "printing_sink",
+)
+
 __all__ = [
     "CountingSink",
     "CsvSink",
@@ -80,6 +95,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name in _DOGE_MODULES:
+        return importlib.import_module(f"dogesim.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'dogesim' has no attribute {name!r}")
@@ -89,4 +106,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_DOGE_MODULES))

@@ -6,7 +6,8 @@
 - `render_png(model, path)`: a PNG through the Graphviz ``dot`` program; a clear error when it
   is not installed.
 - `DataOnlineGeneratorGrapher`: doge-datagen's grapher (``generate_graph()`` returns a
-  ``graphviz.Digraph``; needs the ``graphviz`` Python package).
+  ``graphviz.Digraph``; needs the ``graphviz`` Python package). This module is also
+  doge-datagen's ``doge_datagen.graph`` path, so `DataOnlineGenerator` is importable from it.
 
 Every function takes a `Model`, a doge-datagen style `DataOnlineGenerator`, or a loaded
 `ModelSpec` (anything with a ``model`` attribute holding a `Model`). Edges are labelled
@@ -21,10 +22,17 @@ import shutil
 import subprocess
 from typing import Any
 
+from dogesim.compat import DataOnlineGenerator
 from dogesim.errors import DogesimError
 from dogesim.model import Model
 
-__all__ = ["DataOnlineGeneratorGrapher", "render_png", "to_dot", "to_mermaid"]
+__all__ = [
+    "DataOnlineGenerator",
+    "DataOnlineGeneratorGrapher",
+    "render_png",
+    "to_dot",
+    "to_mermaid",
+]
 
 
 def _model_of(thing: Any) -> Model:
@@ -44,6 +52,13 @@ def _dot_id(text: str) -> str:
 
 def _label(trigger: str, probability: float) -> str:
     return f"{trigger} ({probability:g}%)"
+
+
+def _doge_percent(probability: float) -> str:
+    """A percentage as doge-datagen's grapher prints what programs give it: ``70``, ``0.1``
+    (whole numbers without ``.0``: the model stores them as floats)."""
+    value = float(probability)
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def to_dot(model: Any, *, name: str | None = None) -> str:
@@ -158,11 +173,15 @@ class DataOnlineGeneratorGrapher:
                 "without it, DataOnlineGeneratorGrapher(...).to_dot() gives the same graph as "
                 "DOT text"
             ) from None
-        graph = graphviz.Digraph(name=self.model.name)
+        # Unnamed, and the probability as given: the same DOT source doge-datagen makes.
+        graph = graphviz.Digraph()
         for state in self.model.states:
             graph.node(state)
-        for t in self.model.transitions:
-            graph.edge(t.from_state, t.to_state, label=f"{t.trigger}(P={t.probability:g}%)")
+        # Edges grouped by source state, as doge-datagen walks its transition matrix.
+        for t in (t for state in self.model.states for t in self.model.outgoing(state)):
+            graph.edge(
+                t.from_state, t.to_state, label=f"{t.trigger}(P={_doge_percent(t.probability)}%)"
+            )
         return graph
 
     def render(self, filename: str = "doctest-output/out.gv", *, view: bool = False) -> str:
