@@ -10,7 +10,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ import pytest
 
 pytest.importorskip("confluent_kafka")
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -32,17 +29,23 @@ from dogesim.sinks.files import JsonLinesSink, default_record
 from dogesim.sinks.kafka import KafkaSinkFactory
 from dogesim.sinks.kafka_avro import KafkaAvroSinkFactory
 from dogesim.sinks.memory import MemorySink
+from tests.integration.kafka_helpers import (
+    SEED,
+    SUBJECTS,
+    T0,
+    TICKS,
+    consume_all,
+    create_topic,
+    key_function,
+    reference,
+    value_function,
+)
 from tests.integration.services import (
     kafka_bootstrap,
     start_kafka,
     stop_kafka,
     unique_name,
 )
-
-T0 = 1_700_000_000_000  # librdkafka reads a record timestamp of 0 as "now"
-SEED = 2024
-SUBJECTS = 500
-TICKS = 1000
 
 KEY_SCHEMA = {
     "type": "record",
@@ -71,69 +74,6 @@ EVENT_SCHEMA = {
         {"name": "event", "type": "string"},
     ],
 }
-
-
-def key_function(user: User, transition: Transition) -> str:
-    return str(user.user_id)
-
-
-def value_function(timestamp: int, user: User, transition: Transition) -> str:
-    return json.dumps(event_record(timestamp, user, transition))
-
-
-def reference(
-    mapper: Callable[[int, User, Transition], Any],
-    *,
-    subjects: int = SUBJECTS,
-    ticks: int = TICKS,
-) -> list[Any]:
-    """The events of a MemorySink run of the seeded banking model, mapped by `mapper`."""
-    memory = MemorySink(mapper)
-    banking_simulation(
-        [memory], subjects=subjects, ticks=ticks, seed=SEED, timestamp_start=T0
-    ).run()
-    assert len(memory.events) > 500
-    return memory.events
-
-
-def create_topic(name: str) -> str:
-    """A one-partition topic, so the consumer sees one total order."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
-    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
-        future.result(30)
-    return name
-
-
-def consume_all(topic: str, timeout: float = 90.0) -> list[tuple[bytes, bytes, int]]:
-    """Every record in partition 0 of `topic`: (key, value, timestamp), checked against the
-    partition's watermarks so a duplicate or a gap cannot hide."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap(),
-            "group.id": unique_name("dogesim-sink-test"),
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        partition = TopicPartition(topic, 0)
-        low, high = consumer.get_watermark_offsets(partition, timeout=30)
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        records: list[tuple[bytes, bytes, int]] = []
-        deadline = time.monotonic() + timeout
-        last_offset = low - 1
-        while last_offset < high - 1 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            assert msg.offset() == last_offset + 1, "offsets must be contiguous"
-            last_offset = msg.offset()
-            records.append((msg.key(), msg.value(), msg.timestamp()[1]))
-        assert (low, len(records)) == (0, high), f"read {len(records)} of {high} records"
-        return records
-    finally:
-        consumer.close()
 
 
 def closed_port() -> str:
@@ -288,6 +228,39 @@ def test_tiny_buffer_and_shared_producer_keep_separate_exact_ledgers() -> None:
         got = [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
         assert got == expected
         assert (sink.ledger.collected, sink.ledger.acknowledged) == (len(expected),) * 2
+
+
+@pytest.mark.kafka
+def test_sinks_reused_for_a_second_run_deliver_both_runs() -> None:
+    """Two sinks of one factory given to two runs one after the other (closed in between):
+    the second run opens a new shared producer, each topic holds both runs in order, and
+    each run's ledgers count that run alone."""
+    topics = [create_topic(unique_name(f"dogesim-reuse-{i}")) for i in (1, 2)]
+    factory = KafkaSinkFactory([kafka_bootstrap()], "dogesim-reuse-test")
+    sinks = [factory.create(topic, key_function, value_function) for topic in topics]
+    runs = [(SEED, T0), (SEED + 1, T0 + 10**9)]
+    results = []
+    producers = []
+    for seed, start in runs:
+        results.append(
+            banking_simulation(
+                sinks, subjects=100, ticks=300, seed=seed, timestamp_start=start
+            ).run()
+        )
+        producers.append(sinks[0].producer)
+    assert sinks[1].producer is producers[1] is not producers[0]
+    mapper = lambda ts, u, t: (key_function(u, t), value_function(ts, u, t), ts)  # noqa: E731
+    expected = [
+        reference(mapper, subjects=100, ticks=300, seed=seed, timestamp_start=start)
+        for seed, start in runs
+    ]
+    for topic in topics:
+        got = [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
+        assert got == expected[0] + expected[1]
+    for result, events in zip(results, expected, strict=True):
+        assert [(x.collected, x.acknowledged, x.failed) for x in result.ledgers] == [
+            (len(events), len(events), 0)
+        ] * 2
 
 
 # -- a broker restart mid-run --------------------------------------------------------------------
