@@ -27,6 +27,8 @@ from dogesim.model import Transition
 from dogesim.sinks.kafka import KafkaSinkFactory
 from dogesim.sinks.kafka_avro import KafkaAvroSinkFactory
 from tests.integration.kafka_helpers import (
+    EVENT_SCHEMA,
+    KEY_SCHEMA,
     SEED,
     consume_all,
     create_topic,
@@ -168,30 +170,11 @@ def test_avro_send_time_delivers_everything() -> None:
     every event decodes to its record with the event time, records carry the send time."""
     registry = SchemaRegistryClient.new_client({"url": f"mock://{unique_name()}"})
     topic = create_topic(unique_name("dogesim-k4-avro"))
-    key_schema = {
-        "type": "record",
-        "name": "Key",
-        "fields": [{"name": "key", "type": "string"}],
-    }
-    user_schema = {
-        "type": "record",
-        "name": "User",
-        "fields": [{"name": n, "type": "long"} for n in ("user_id", "balance", "loan_balance")],
-    }
-    event_schema = {
-        "type": "record",
-        "name": "Event",
-        "fields": [
-            {"name": "timestamp", "type": "long"},
-            {"name": "user", "type": user_schema},
-            {"name": "event", "type": "string"},
-        ],
-    }
     factory = KafkaAvroSinkFactory(
         [kafka_bootstrap()], schema_registry_client=registry, record_timestamp="send"
     )
     sink = factory.create(
-        topic, lambda u, t: {"key": str(u.user_id)}, key_schema, event_record, event_schema
+        topic, lambda u, t: {"key": str(u.user_id)}, KEY_SCHEMA, event_record, EVENT_SCHEMA
     )
     start = now_ms() + 2 * HOUR_MS
     sent_from = now_ms()

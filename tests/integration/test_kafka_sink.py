@@ -30,6 +30,8 @@ from dogesim.sinks.kafka import KafkaSinkFactory
 from dogesim.sinks.kafka_avro import KafkaAvroSinkFactory
 from dogesim.sinks.memory import MemorySink
 from tests.integration.kafka_helpers import (
+    EVENT_SCHEMA,
+    KEY_SCHEMA,
     SEED,
     SUBJECTS,
     T0,
@@ -46,34 +48,6 @@ from tests.integration.services import (
     stop_kafka,
     unique_name,
 )
-
-KEY_SCHEMA = {
-    "type": "record",
-    "name": "Key",
-    "namespace": "com.getindata.doge",
-    "fields": [{"name": "key", "type": "string"}],
-}
-EVENT_SCHEMA = {
-    "type": "record",
-    "name": "Event",
-    "namespace": "com.getindata.doge",
-    "fields": [
-        {"name": "timestamp", "type": "long"},
-        {
-            "name": "user",
-            "type": {
-                "type": "record",
-                "name": "User",
-                "fields": [
-                    {"name": "user_id", "type": "long"},
-                    {"name": "balance", "type": "long"},
-                    {"name": "loan_balance", "type": "long"},
-                ],
-            },
-        },
-        {"name": "event", "type": "string"},
-    ],
-}
 
 
 def closed_port() -> str:
