@@ -355,3 +355,33 @@ def test_wrong_avro_value_schema_is_one_clear_error() -> None:
     assert "'event': '" in message
     assert sink.ledger.acknowledged == 0
     assert consume_all(topic) == []
+
+
+@pytest.mark.kafka
+def test_doge_datagen_104_avro_call_with_mock_subject_and_transition() -> None:
+    """doge-datagen 1.0.4's own Avro scenario: the positional (servers, registry_url,
+    client_id) factory, one event at timestamp 123 with Mock subject and transition, close;
+    the record reads back with its key, value and timestamp."""
+    from unittest.mock import Mock
+
+    topic = create_topic(unique_name("dogesim-doge104"))
+    factory = KafkaAvroSinkFactory([kafka_bootstrap()], f"mock://{unique_name()}", "test-client")
+    sink = factory.create(
+        topic,
+        lambda s, t: {"key": "some_key"},
+        KEY_SCHEMA,
+        lambda ts, s, t: {
+            "timestamp": ts,
+            "user": {"user_id": 1, "balance": 2, "loan_balance": 3},
+            "event": "e",
+        },
+        EVENT_SCHEMA,
+    )
+    sink.collect(123, Mock(), Mock())
+    sink.close()
+    deserialize = AvroDeserializer(factory.schema_registry_client)
+    [(key, value, timestamp)] = consume_all(topic)
+    assert deserialize(key, SerializationContext(topic, MessageField.KEY)) == {"key": "some_key"}
+    assert deserialize(value, SerializationContext(topic, MessageField.VALUE))["timestamp"] == 123
+    assert timestamp == 123
+    assert (sink.ledger.collected, sink.ledger.acknowledged) == (1, 1)
