@@ -253,6 +253,10 @@ class _SharedProducer:
     produced and did not see fail is acknowledged, and `settle` records that in each ledger.
     Once closed, `current` gives the producer that replaces it (made on first use), so sinks
     given events again after ``close()`` share a new producer as they shared the old one.
+
+    Given a `producer` (a program's own, as doge-datagen's ``KafkaSink(producer, ...)`` takes
+    one), it uses that one and never closes it: every delivery is then reported one by one,
+    as nobody can tell its settings.
     """
 
     def __init__(
@@ -260,28 +264,19 @@ class _SharedProducer:
         conf: dict[str, Any],
         user_error_cb: Callable[[KafkaError], Any] | None,
         counter_holder: CounterHolder,
+        producer: Producer | None = None,
     ) -> None:
         self.conf = conf
         self.user_error_cb = user_error_cb
         self.counter_holder = counter_holder
         self.fatal: KafkaError | None = None
         self.errors: dict[str, int] = {}
-        self.bootstrap = str(conf.get("bootstrap.servers"))
-        self.errors_only = str(conf.get("delivery.report.only.error", "false")).lower() in (
-            "true",
-            "1",
-        )
-        producer_conf = dict(conf)
-        producer_conf["error_cb"] = self._on_error
-        try:
-            self.producer = Producer(producer_conf)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else exc
-            detail = error.str() if isinstance(error, KafkaError) else str(exc)
-            raise SinkConfigError(
-                f"Kafka producer configuration rejected: {detail} "
-                f"(settings given: {sorted(k for k in conf if k != 'logger')})"
-            ) from exc
+        self.owned = producer is None
+        self.bootstrap = str(conf.get("bootstrap.servers", "the given producer's cluster"))
+        self.errors_only = self.owned and str(
+            conf.get("delivery.report.only.error", "false")
+        ).lower() in ("true", "1")
+        self.producer = producer if producer is not None else self._new_producer()
         self.sinks: list[KafkaSink] = []
         self.open_sinks = 0
         self.closed = False
@@ -289,8 +284,24 @@ class _SharedProducer:
         self.connected = False
         self.successor: _SharedProducer | None = None
 
+    def _new_producer(self) -> Producer:
+        conf = dict(self.conf)
+        conf["error_cb"] = self._on_error
+        try:
+            return Producer(conf)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else exc
+            detail = error.str() if isinstance(error, KafkaError) else str(exc)
+            raise SinkConfigError(
+                f"Kafka producer configuration rejected: {detail} "
+                f"(settings given: {sorted(k for k in self.conf if k != 'logger')})"
+            ) from exc
+
     def current(self) -> _SharedProducer:
         """This producer while it is open, else the (new) one that replaces it."""
+        if not self.owned:
+            self.closed = False  # a program's own producer stays open: use it again
+            return self
         shared = self
         while shared.closed:
             if shared.successor is None:
@@ -343,6 +354,8 @@ class _SharedProducer:
         self.open_sinks -= 1
         if self.open_sinks <= 0 and not self.closed:
             self.closed = True
+            if not self.owned:
+                return
             producer = self.producer
             if len(producer):
                 # Still in flight after the flush timeout: Producer.close() would wait for
@@ -478,14 +491,17 @@ class KafkaSinkFactory:
         mode = self.record_timestamp
         if record_timestamp is not None:
             mode = _check_record_timestamp(record_timestamp)
-        self._shared = self._shared.current()
+        shared = self._shared = self._shared.current()
         return KafkaSink(
-            self._shared,
+            shared.producer,
+            shared.counter_holder,
             topic,
             key_function,
             key_serializer,
             value_function,
             value_serializer,
+            self.buffer_size,
+            shared=shared,
             flush_timeout=self.flush_timeout,
             connect_timeout=self.connect_timeout,
             topic_rules=self.topic_rules,
@@ -523,26 +539,48 @@ class KafkaSink(LedgeredSink):
     nothing outstanding (at the latest by ``close()``); ``failed`` counts as failures arrive.
     After ``close()``, an event starts a new run: the sink joins a new producer and starts a
     new ledger (the old one stays as the closed run left it).
+
+    The positional arguments are doge-datagen's, so ``KafkaSink(producer, CounterHolder(),
+    topic, key_function, key_serializer, value_function, value_serializer)`` works: the sink
+    then produces through that producer, flushes it on ``close()`` and leaves it open (its
+    topic's timestamp settings are not read: dogesim does not know how to reach the cluster
+    with an admin client).
+
+    Args:
+        producer: the confluent-kafka producer to produce through.
+        msg_count_holder: the `CounterHolder` counting events produced since the last flush.
+        buffer_size: kept for doge-datagen's signature; the producer's own queue bound
+            (``queue.buffering.max.messages``) limits memory.
+        flush_timeout: seconds ``close()`` waits for outstanding deliveries.
+        connect_timeout, record_timestamp: as for `KafkaSinkFactory`.
+        topic_rules: where the topic's timestamp settings are read; None skips the check.
     """
 
     def __init__(
         self,
-        shared: _SharedProducer,
+        producer: Producer,
+        msg_count_holder: CounterHolder,
         topic: str,
         key_function: Callable[[Any, Transition], Any],
         key_serializer: Serializer,
         value_function: Callable[[int, Any, Transition], Any],
         value_serializer: Serializer,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
         *,
-        flush_timeout: float,
-        connect_timeout: float | None,
+        flush_timeout: float = DEFAULT_MESSAGE_TIMEOUT_MS / 1000.0 + 10.0,
+        connect_timeout: float | None = 30.0,
         topic_rules: TopicRules | None = None,
         record_timestamp: Literal["event", "send"] = "event",
+        shared: _SharedProducer | None = None,
     ) -> None:
         super().__init__(f"kafka:{topic}")
+        if shared is None:
+            shared = _SharedProducer({}, None, msg_count_holder, producer)
         self._shared = shared
         shared.join(self)
         self.producer = shared.producer
+        self.msg_count_holder = shared.counter_holder
+        self.buffer_size = buffer_size
         self.topic = topic
         self.key_function = key_function
         self.key_serializer = key_serializer
@@ -574,11 +612,6 @@ class KafkaSink(LedgeredSink):
         self._value_plain = _plain_utf8(value_serializer)
         # One bound method, made once: the per-message delivery callback.
         self._on_delivery = self._delivered
-
-    @property
-    def msg_count_holder(self) -> CounterHolder:
-        """doge-datagen's counter shared by the sinks of this sink's factory."""
-        return self._shared.counter_holder
 
     # -- delivery reports ------------------------------------------------------------------
 

@@ -385,3 +385,36 @@ def test_doge_datagen_104_avro_call_with_mock_subject_and_transition() -> None:
     assert deserialize(value, SerializationContext(topic, MessageField.VALUE))["timestamp"] == 123
     assert timestamp == 123
     assert (sink.ledger.collected, sink.ledger.acknowledged) == (1, 1)
+
+
+@pytest.mark.kafka
+def test_doge_kafka_sink_on_a_program_producer_delivers_two_runs() -> None:
+    """doge-datagen's ``KafkaSink(producer, CounterHolder(), topic, ...)`` on the program's
+    own producer: two runs read back in order, the producer stays the program's and open."""
+    from confluent_kafka import Producer
+    from confluent_kafka.serialization import StringSerializer
+
+    from dogesim.sinks.kafka import CounterHolder, KafkaSink
+
+    topic = create_topic(unique_name("dogesim-doge-sink"))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap(), "client.id": "doge"})
+    holder = CounterHolder()
+    serializer = StringSerializer()
+    sink = KafkaSink(producer, holder, topic, key_function, serializer, value_function, serializer)
+    runs = [(SEED, T0), (SEED + 1, T0 + 10**9)]
+    for seed, start in runs:
+        result = banking_simulation(
+            [sink], subjects=100, ticks=300, seed=seed, timestamp_start=start
+        ).run()
+        assert sink.producer is producer
+        assert holder.counter == 0  # flushed by close()
+    mapper = lambda ts, u, t: (key_function(u, t), value_function(ts, u, t), ts)  # noqa: E731
+    expected = [
+        reference(mapper, subjects=100, ticks=300, seed=seed, timestamp_start=start)
+        for seed, start in runs
+    ]
+    got = [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
+    assert got == expected[0] + expected[1]
+    assert result.ledgers[0].acknowledged == len(expected[1])
+    producer.produce(topic, b"program's own", b"k")
+    assert producer.flush(10) == 0

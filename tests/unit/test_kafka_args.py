@@ -16,8 +16,10 @@ import pytest
 
 pytest.importorskip("confluent_kafka")
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import ConfigEntry
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.serialization import StringSerializer
 
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.examples.banking import User
@@ -282,3 +284,30 @@ def test_log_append_time_accepts_any_timestamp() -> None:
     )
     assert rule.log_append_time
     assert rule.window(5.0) == (float("-inf"), float("inf"))
+
+
+def test_doge_kafka_sink_constructor_uses_the_given_producer_and_leaves_it_open() -> None:
+    """doge-datagen's ``KafkaSink(producer, CounterHolder(), topic, ...)``: the sink produces
+    through that producer, counts in that holder, and close() does not close the producer."""
+    producer = Producer({"bootstrap.servers": closed_port(), "log_level": 0})
+    holder = CounterHolder()
+    sink = KafkaSink(
+        producer,
+        holder,
+        "t",
+        lambda u, t: str(u.user_id),
+        StringSerializer(),
+        lambda ts, u, t: t.trigger,
+        StringSerializer(),
+        10,
+        connect_timeout=None,
+        flush_timeout=0.2,
+    )
+    assert (sink.producer, sink.msg_count_holder, sink.buffer_size) == (producer, holder, 10)
+    sink.collect(T0, USER, LOGIN)
+    sink.collect(T0 + 1, USER, LOGIN)
+    assert holder.counter == 2
+    with pytest.raises(SinkError, match="0 of 2 events acknowledged"):
+        sink.close()
+    producer.produce("t", b"still open")  # closing the sink left the program's producer open
+    producer.purge()
