@@ -125,8 +125,9 @@ def read_rule(admin: AdminClient, topic: str, timeout: float) -> TimestampRule:
     topic does not exist yet.
 
     Raises:
-        KafkaException: the cluster did not answer within `timeout` seconds or refused to
-            describe the configuration (no permission).
+        KafkaException: the cluster refused to describe the configuration (no permission)
+            or timed out.
+        TimeoutError: no answer within `timeout` seconds.
     """
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
@@ -175,7 +176,8 @@ class TopicRules:
                 self._admin = AdminClient(self.admin_conf)
             try:
                 rule = read_rule(self._admin, topic, self.timeout)
-            except (KafkaException, ValueError) as exc:
+            except (KafkaException, TimeoutError, ValueError) as exc:
+                # No answer in time, no permission (DescribeConfigs), no broker listed.
                 log.warning(
                     "topic %r: cannot read its message.timestamp.* settings (%s); record "
                     "timestamps are not checked before sending",

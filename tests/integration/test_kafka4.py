@@ -10,6 +10,7 @@ record time and the event time in the payload. Each test reads the topic back.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from dogesim.errors import SinkConfigError
+from dogesim.errors import SinkConfigError, SinkError
 from dogesim.examples.banking import User, banking_simulation, event_record
 from dogesim.model import Transition
 from dogesim.sinks.kafka import KafkaSinkFactory
@@ -188,3 +189,22 @@ def test_avro_send_time_delivers_everything() -> None:
     got = consume_all(topic)
     assert [deserialize(v, ctx) for _, v, _ in got] == expected
     assert all(sent_from <= ts <= sent_to for _, _, ts in got)
+
+
+def test_unreadable_settings_warn_and_broker_refusal_stays_loud(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the topic's settings cannot be read in time the sink warns and sends; the
+    broker's refusal of events 2 h ahead then fails the run with SinkError, nothing acked."""
+    topic = create_topic(unique_name("dogesim-k4-unread"))
+    factory = KafkaSinkFactory([kafka_bootstrap()], config_timeout=1e-6)
+    sink = factory.create(topic, key_function, value_function)
+    with (
+        caplog.at_level(logging.WARNING, logger="dogesim.sinks.kafka"),
+        pytest.raises(SinkError, match="Broker failed to validate record") as info,
+    ):
+        run(sink, now_ms() + 2 * HOUR_MS)
+    assert not isinstance(info.value, SinkConfigError)
+    assert any("cannot read its message.timestamp.*" in r.getMessage() for r in caplog.records)
+    assert sink.ledger.acknowledged == 0 < sink.ledger.failed
+    assert consume_all(topic) == []
