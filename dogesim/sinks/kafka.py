@@ -13,7 +13,8 @@
   since the producer was last flushed (``factory.counter_holder``, ``sink.msg_count_holder``).
 - `DEFAULT_PRODUCER_CONF`, `DEFAULT_MESSAGE_TIMEOUT_MS`: the settings dogesim adds when
   ``conf`` does not set them.
-- `SERIALIZATION_ERRORS`: what a serializer raises for a value it cannot take.
+- `DEFAULT_BUFFER_SIZE`: doge-datagen's default ``buffer_size``.
+- `CONNECT_TIMEOUT`: the default ``config_timeout``: as long as ``connect_timeout``.
 
 Nothing is dropped: a full local queue (`BufferError`) makes ``collect`` wait for delivery
 reports and retry. The first failed delivery makes the next ``collect`` raise `SinkError`, and
@@ -43,7 +44,6 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.serialization import (
     MessageField,
     SerializationContext,
-    SerializationError,
     Serializer,
     StringSerializer,
 )
@@ -56,10 +56,10 @@ if TYPE_CHECKING:
     from dogesim.model import Transition
 
 __all__ = [
+    "CONNECT_TIMEOUT",
     "DEFAULT_BUFFER_SIZE",
     "DEFAULT_MESSAGE_TIMEOUT_MS",
     "DEFAULT_PRODUCER_CONF",
-    "SERIALIZATION_ERRORS",
     "CounterHolder",
     "KafkaSink",
     "KafkaSinkFactory",
@@ -99,20 +99,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "compression.type": ("compression.type", "compression.codec"),
     "queue.buffering.max.messages": ("queue.buffering.max.messages",),
 }
-
-#: What a serializer raises for a value it cannot take: confluent's own error, and what
-#: ``str.encode`` / fastavro / json raise for the wrong kind of value.
-SERIALIZATION_ERRORS: tuple[type[Exception], ...] = (
-    SerializationError,
-    TypeError,
-    ValueError,
-    AttributeError,
-    OverflowError,
-    KeyError,
-)
-
-#: A serializer that knows dogesim (the Avro one) raises SinkError itself.
-SINK_OR_SERIALIZATION_ERRORS: tuple[type[Exception], ...] = (SinkError, *SERIALIZATION_ERRORS)
 
 #: Distinct error messages kept per sink for the `SinkError` text.
 _KEEP_ERRORS = 5
