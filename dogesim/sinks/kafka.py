@@ -218,6 +218,29 @@ def _utc(ms: int) -> str:
         return "out of the calendar"
 
 
+def _refusal(
+    what: str, timestamp: int, rule: TimestampRule, now_ms: float, outcome: str
+) -> tuple[str, str]:
+    """Why the broker would refuse `timestamp` under `rule`, and what to do about it."""
+    ahead = timestamp > now_ms
+    side = "after" if ahead else "before"
+    limit = rule.after_ms if ahead else rule.before_ms
+    relation = "ahead of" if ahead else "behind"
+    cause = (
+        f"{what} {timestamp} ({_utc(timestamp)}), {_span(timestamp - now_ms)} {relation} "
+        f"now, but {rule.source} accepts record timestamps at most {limit} ms "
+        f"({_span(limit or 0)}) {relation} the broker's clock "
+        f"({rule.prefix}timestamp.{side}.max.ms={limit}); the broker would refuse such records "
+        f"('Broker failed to validate record'), {outcome}"
+    )
+    advice = (
+        "; give timestamp_start near now (e.g. int(time.time() * 1000)), raise the topic's "
+        f"message.timestamp.{side}.max.ms, or create the sink with record_timestamp='send' "
+        "(record time = send time; the event time stays in the payload)"
+    )
+    return cause, advice
+
+
 class CounterHolder:
     """doge-datagen's message counter shared by the sinks of one factory.
 
@@ -659,25 +682,35 @@ class KafkaSink(LedgeredSink):
         self, timestamp: int, transition: Transition, rule: TimestampRule, now_ms: float
     ) -> SinkConfigError:
         self._count_rejected()
-        ahead = timestamp > now_ms
-        side = "after" if ahead else "before"
-        limit = rule.after_ms if ahead else rule.before_ms
-        relation = "ahead of" if ahead else "behind"
-        cause = (
-            f"event {transition.trigger!r} at timestamp {timestamp} ({_utc(timestamp)}) is "
-            f"{_span(timestamp - now_ms)} {relation} now, but {rule.source} accepts record "
-            f"timestamps at most {limit} ms ({_span(limit or 0)}) {relation} the broker's clock "
-            f"({rule.prefix}timestamp.{side}.max.ms={limit}); the broker would reject it "
-            "('Broker failed to validate record'), so it was not sent"
-        )
-        advice = (
-            "; give timestamp_start near now (e.g. int(time.time() * 1000)), raise the topic's "
-            f"message.timestamp.{side}.max.ms, or create the sink with record_timestamp='send' "
-            "(record time = send time; the event time stays in the payload)"
-        )
+        what = f"event {transition.trigger!r} at timestamp"
+        cause, advice = _refusal(what, timestamp, rule, now_ms, "so it was not sent")
         error = self._error(cause, details=False, advice=advice, kind=SinkConfigError)
         assert isinstance(error, SinkConfigError)
         return error
+
+    def check_timestamps(self, first_ms: int, last_ms: int) -> None:
+        """Refuse, before a run starts, one whose record timestamps from `first_ms` to
+        `last_ms` the topic would not accept (a backfill run; a live run's events are near
+        now). Reads the topic's settings as the first event would.
+
+        Raises:
+            SinkConfigError: naming the timestamp out of bounds and what to do.
+        """
+        if not self._event_time or self.topic_rules is None:
+            return
+        if not self._rule_read:
+            self._rule = self.topic_rules.get(self.topic)
+            self._rule_read = True
+        rule = self._rule
+        if rule is None:
+            return
+        now_ms = time.time() * 1000.0
+        low, high = rule.window(now_ms)
+        for timestamp in (last_ms, first_ms):
+            if not low <= timestamp <= high:
+                what = "the run's record timestamps reach"
+                cause, advice = _refusal(what, timestamp, rule, now_ms, "so nothing was sent")
+                raise SinkConfigError(f"topic {self.topic!r}: {cause}{advice}", [self.ledger])
 
     # -- collecting ------------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ def test_default_topic_refuses_two_hours_ahead_and_sends_nothing() -> None:
     message = str(info.value)
     first = expected_from(start)[0]
     assert f"event {json.loads(first[1])['event']!r} at timestamp {first[2]} " in message
-    assert "is 1 h 59 min ahead of now" in message or "is 2 h 0 min ahead of now" in message
+    assert "), 1 h 59 min ahead of now" in message or "), 2 h 0 min ahead of now" in message
     assert "at most 3600000 ms (60 min) ahead of the broker's clock" in message
     assert "0 of 1 events acknowledged, 1 failed" in message
     assert consume_all(topic) == []
@@ -207,4 +207,27 @@ def test_unreadable_settings_warn_and_broker_refusal_stays_loud(
     assert not isinstance(info.value, SinkConfigError)
     assert any("cannot read its message.timestamp.*" in r.getMessage() for r in caplog.records)
     assert sink.ledger.acknowledged == 0 < sink.ledger.failed
+    assert consume_all(topic) == []
+
+
+def test_check_timestamps_refuses_a_run_before_it_starts() -> None:
+    """check_timestamps(first, last) on a default topic: a run reaching 2 h ahead is refused
+    before any event with SinkConfigError naming its last timestamp; one within the hour,
+    or any run with record_timestamp='send', passes."""
+    topic = create_topic(unique_name("dogesim-k4-precheck"))
+    factory = KafkaSinkFactory([kafka_bootstrap()])
+    sink = factory.create(topic, key_function, value_function)
+    start = now_ms()
+    last = start + 2 * HOUR_MS
+    with pytest.raises(SinkConfigError) as info:
+        sink.check_timestamps(start, last)
+    message = str(info.value)
+    assert f"the run's record timestamps reach {last} (" in message
+    assert "at most 3600000 ms (60 min) ahead" in message and "nothing was sent" in message
+    assert (sink.ledger.collected, sink.ledger.failed) == (0, 0)
+    sink.check_timestamps(start, start + HOUR_MS // 2)
+    sent = factory.create(topic, key_function, value_function, record_timestamp="send")
+    sent.check_timestamps(start, last)
+    for each in (sink, sent):
+        each.close()
     assert consume_all(topic) == []
