@@ -163,7 +163,6 @@ class TopicRules:
         self.admin_conf = {k: v for k, v in conf.items() if k.startswith(_ADMIN_PREFIXES)}
         self.timeout = timeout
         self.rules: dict[str, TimestampRule | None] = {}
-        self._admin: AdminClient | None = None
 
     def get(self, topic: str) -> TimestampRule | None:
         """The rule for `topic`, or None when it cannot be read (the check is then skipped,
@@ -172,10 +171,10 @@ class TopicRules:
             return self.rules[topic]
         rule: TimestampRule | None = None
         if self.timeout is not None:
-            if self._admin is None:
-                self._admin = AdminClient(self.admin_conf)
+            # A client per topic, dropped once read: a factory has few topics, and an idle
+            # admin client would keep a connection and librdkafka threads for the whole run.
             try:
-                rule = read_rule(self._admin, topic, self.timeout)
+                rule = read_rule(AdminClient(self.admin_conf), topic, self.timeout)
             except (KafkaException, TimeoutError, ValueError) as exc:
                 # No answer in time, no permission (DescribeConfigs), no broker listed.
                 log.warning(

@@ -119,7 +119,7 @@ def test_default_topic_refuses_two_hours_ahead_and_sends_nothing() -> None:
 
 def test_default_topic_within_the_hour_keeps_event_timestamps() -> None:
     """A default topic and a run from now spanning 5 minutes: every event arrives with its
-    event timestamp as the record timestamp."""
+    event timestamp as the record timestamp; the topic's settings were read once, cached."""
     topic = create_topic(unique_name("dogesim-k4-within"))
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     start = now_ms()
@@ -127,6 +127,11 @@ def test_default_topic_within_the_hour_keeps_event_timestamps() -> None:
     expected = expected_from(start)
     assert read_back(topic) == expected
     assert sink.ledger.acknowledged == len(expected)
+    cache = sink.topic_rules
+    assert cache is not None and list(cache.rules) == [topic]
+    rule = cache.rules[topic]
+    assert rule is not None and (rule.after_ms, rule.before_ms) == (HOUR_MS, None)
+    assert cache.get(topic) is rule  # read once, then cached
 
 
 def test_topic_that_does_not_exist_yet_is_checked_against_broker_defaults() -> None:
