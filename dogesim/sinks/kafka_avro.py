@@ -3,6 +3,8 @@
 - `KafkaAvroSinkFactory`: a `KafkaSinkFactory` plus a Schema Registry client;
   ``create(topic, key_function, key_schema, value_function, value_schema)`` makes a
   `KafkaSink` whose serializers are confluent-kafka's `AvroSerializer` (doge-datagen's call).
+  Both of doge-datagen's signatures work: 1.0.4's ``(servers, registry_url, client_id,
+  buffer_size)`` and the later ``(servers, registry_url, client_id, conf, buffer_size)``.
 - `load_schema`: an Avro schema given as JSON text, a dict, or the path of a ``.avsc`` file,
   checked with fastavro and returned as JSON text.
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -27,7 +29,12 @@ from confluent_kafka.serialization import SerializationContext, SerializationErr
 from fastavro.schema import SchemaParseException, parse_schema
 
 from dogesim.errors import SinkConfigError
-from dogesim.sinks.kafka import KafkaSink, KafkaSinkFactory
+from dogesim.sinks.kafka import (
+    CONNECT_TIMEOUT,
+    KafkaSink,
+    KafkaSinkFactory,
+    _conf_and_buffer,
+)
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -106,6 +113,10 @@ class _RegistrySerializer(Serializer):
 class KafkaAvroSinkFactory:
     """Creates Kafka sinks that write Avro, with schemas registered in a Schema Registry.
 
+    Accepts doge-datagen 1.0.4's ``KafkaAvroSinkFactory(bootstrap_servers,
+    schema_registry_url, client_id, buffer_size)`` (an integer in ``conf``'s place is the
+    buffer size) as well as the later ``(..., client_id, conf, buffer_size)``.
+
     Args:
         bootstrap_servers, client_id, conf, buffer_size: as for `KafkaSinkFactory`.
         schema_registry_url: the registry, e.g. ``http://localhost:8081``; ``mock://name``
@@ -116,7 +127,8 @@ class KafkaAvroSinkFactory:
         schema_registry_conf: more registry client settings (``basic.auth.user.info``, ...).
         serializer_conf: `AvroSerializer` settings, e.g. ``{'validate.strict': True}`` to
             reject values with fields the schema does not have.
-        flush_timeout, connect_timeout: as for `KafkaSinkFactory`.
+        flush_timeout, connect_timeout, record_timestamp, config_timeout: as for
+            `KafkaSinkFactory`.
 
     Raises:
         SinkError: neither or both of a registry URL and client, a registry setting the client
@@ -128,15 +140,18 @@ class KafkaAvroSinkFactory:
         bootstrap_servers: str | Iterable[str] | None = None,
         schema_registry_url: str | None = None,
         client_id: str | None = None,
-        conf: Mapping[str, Any] | None = None,
-        buffer_size: int = 100000,
+        conf: Mapping[str, Any] | int | None = None,
+        buffer_size: int | None = None,
         *,
         schema_registry_client: SchemaRegistryClient | None = None,
         schema_registry_conf: Mapping[str, Any] | None = None,
         serializer_conf: Mapping[str, Any] | None = None,
         flush_timeout: float | None = None,
         connect_timeout: float | None = 30.0,
+        record_timestamp: Literal["event", "send"] = "event",
+        config_timeout: float | Literal["connect_timeout"] | None = CONNECT_TIMEOUT,
     ) -> None:
+        conf, buffer_size = _conf_and_buffer(conf, buffer_size, "Kafka Avro")
         if schema_registry_client is not None:
             if schema_registry_url is not None or schema_registry_conf:
                 raise SinkConfigError(
@@ -168,6 +183,8 @@ class KafkaAvroSinkFactory:
             buffer_size,
             flush_timeout=flush_timeout,
             connect_timeout=connect_timeout,
+            record_timestamp=record_timestamp,
+            config_timeout=config_timeout,
         )
 
     def serializer(self, schema: SchemaSource, what: str) -> Serializer:
@@ -188,6 +205,8 @@ class KafkaAvroSinkFactory:
         key_schema: SchemaSource,
         value_function: Callable[[int, Any, Transition], Any],
         value_schema: SchemaSource,
+        *,
+        record_timestamp: Literal["event", "send"] | None = None,
     ) -> KafkaSink:
         """A sink writing Avro keys and values to `topic`.
 
@@ -198,6 +217,8 @@ class KafkaAvroSinkFactory:
             value_function: ``(timestamp, subject, transition) -> dict`` matching
                 `value_schema`.
             value_schema: Avro schema of the value (JSON text, dict or file path).
+            record_timestamp: ``"event"`` or ``"send"`` for this sink; by default the
+                factory's.
 
         Raises:
             SinkError: a schema is invalid or cannot be read.
@@ -210,4 +231,5 @@ class KafkaAvroSinkFactory:
             value_function,
             key_serializer,
             value_serializer,
+            record_timestamp=record_timestamp,
         )

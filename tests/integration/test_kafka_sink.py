@@ -10,7 +10,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ import pytest
 
 pytest.importorskip("confluent_kafka")
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -32,108 +29,25 @@ from dogesim.sinks.files import JsonLinesSink, default_record
 from dogesim.sinks.kafka import KafkaSinkFactory
 from dogesim.sinks.kafka_avro import KafkaAvroSinkFactory
 from dogesim.sinks.memory import MemorySink
+from tests.integration.kafka_helpers import (
+    EVENT_SCHEMA,
+    KEY_SCHEMA,
+    SEED,
+    SUBJECTS,
+    T0,
+    TICKS,
+    consume_all,
+    create_topic,
+    key_function,
+    reference,
+    value_function,
+)
 from tests.integration.services import (
     kafka_bootstrap,
     start_kafka,
     stop_kafka,
     unique_name,
 )
-
-T0 = 1_700_000_000_000  # librdkafka reads a record timestamp of 0 as "now"
-SEED = 2024
-SUBJECTS = 500
-TICKS = 1000
-
-KEY_SCHEMA = {
-    "type": "record",
-    "name": "Key",
-    "namespace": "com.getindata.doge",
-    "fields": [{"name": "key", "type": "string"}],
-}
-EVENT_SCHEMA = {
-    "type": "record",
-    "name": "Event",
-    "namespace": "com.getindata.doge",
-    "fields": [
-        {"name": "timestamp", "type": "long"},
-        {
-            "name": "user",
-            "type": {
-                "type": "record",
-                "name": "User",
-                "fields": [
-                    {"name": "user_id", "type": "long"},
-                    {"name": "balance", "type": "long"},
-                    {"name": "loan_balance", "type": "long"},
-                ],
-            },
-        },
-        {"name": "event", "type": "string"},
-    ],
-}
-
-
-def key_function(user: User, transition: Transition) -> str:
-    return str(user.user_id)
-
-
-def value_function(timestamp: int, user: User, transition: Transition) -> str:
-    return json.dumps(event_record(timestamp, user, transition))
-
-
-def reference(
-    mapper: Callable[[int, User, Transition], Any],
-    *,
-    subjects: int = SUBJECTS,
-    ticks: int = TICKS,
-) -> list[Any]:
-    """The events of a MemorySink run of the seeded banking model, mapped by `mapper`."""
-    memory = MemorySink(mapper)
-    banking_simulation(
-        [memory], subjects=subjects, ticks=ticks, seed=SEED, timestamp_start=T0
-    ).run()
-    assert len(memory.events) > 500
-    return memory.events
-
-
-def create_topic(name: str) -> str:
-    """A one-partition topic, so the consumer sees one total order."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
-    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
-        future.result(30)
-    return name
-
-
-def consume_all(topic: str, timeout: float = 90.0) -> list[tuple[bytes, bytes, int]]:
-    """Every record in partition 0 of `topic`: (key, value, timestamp), checked against the
-    partition's watermarks so a duplicate or a gap cannot hide."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap(),
-            "group.id": unique_name("dogesim-sink-test"),
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    try:
-        partition = TopicPartition(topic, 0)
-        low, high = consumer.get_watermark_offsets(partition, timeout=30)
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        records: list[tuple[bytes, bytes, int]] = []
-        deadline = time.monotonic() + timeout
-        last_offset = low - 1
-        while last_offset < high - 1 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            assert msg.offset() == last_offset + 1, "offsets must be contiguous"
-            last_offset = msg.offset()
-            records.append((msg.key(), msg.value(), msg.timestamp()[1]))
-        assert (low, len(records)) == (0, high), f"read {len(records)} of {high} records"
-        return records
-    finally:
-        consumer.close()
 
 
 def closed_port() -> str:
@@ -290,6 +204,39 @@ def test_tiny_buffer_and_shared_producer_keep_separate_exact_ledgers() -> None:
         assert (sink.ledger.collected, sink.ledger.acknowledged) == (len(expected),) * 2
 
 
+@pytest.mark.kafka
+def test_sinks_reused_for_a_second_run_deliver_both_runs() -> None:
+    """Two sinks of one factory given to two runs one after the other (closed in between):
+    the second run opens a new shared producer, each topic holds both runs in order, and
+    each run's ledgers count that run alone."""
+    topics = [create_topic(unique_name(f"dogesim-reuse-{i}")) for i in (1, 2)]
+    factory = KafkaSinkFactory([kafka_bootstrap()], "dogesim-reuse-test")
+    sinks = [factory.create(topic, key_function, value_function) for topic in topics]
+    runs = [(SEED, T0), (SEED + 1, T0 + 10**9)]
+    results = []
+    producers = []
+    for seed, start in runs:
+        results.append(
+            banking_simulation(
+                sinks, subjects=100, ticks=300, seed=seed, timestamp_start=start
+            ).run()
+        )
+        producers.append(sinks[0].producer)
+    assert sinks[1].producer is producers[1] is not producers[0]
+    mapper = lambda ts, u, t: (key_function(u, t), value_function(ts, u, t), ts)  # noqa: E731
+    expected = [
+        reference(mapper, subjects=100, ticks=300, seed=seed, timestamp_start=start)
+        for seed, start in runs
+    ]
+    for topic in topics:
+        got = [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
+        assert got == expected[0] + expected[1]
+    for result, events in zip(results, expected, strict=True):
+        assert [(x.collected, x.acknowledged, x.failed) for x in result.ledgers] == [
+            (len(events), len(events), 0)
+        ] * 2
+
+
 # -- a broker restart mid-run --------------------------------------------------------------------
 
 
@@ -408,3 +355,66 @@ def test_wrong_avro_value_schema_is_one_clear_error() -> None:
     assert "'event': '" in message
     assert sink.ledger.acknowledged == 0
     assert consume_all(topic) == []
+
+
+@pytest.mark.kafka
+def test_doge_datagen_104_avro_call_with_mock_subject_and_transition() -> None:
+    """doge-datagen 1.0.4's own Avro scenario: the positional (servers, registry_url,
+    client_id) factory, one event at timestamp 123 with Mock subject and transition, close;
+    the record reads back with its key, value and timestamp."""
+    from unittest.mock import Mock
+
+    topic = create_topic(unique_name("dogesim-doge104"))
+    factory = KafkaAvroSinkFactory([kafka_bootstrap()], f"mock://{unique_name()}", "test-client")
+    sink = factory.create(
+        topic,
+        lambda s, t: {"key": "some_key"},
+        KEY_SCHEMA,
+        lambda ts, s, t: {
+            "timestamp": ts,
+            "user": {"user_id": 1, "balance": 2, "loan_balance": 3},
+            "event": "e",
+        },
+        EVENT_SCHEMA,
+    )
+    sink.collect(123, Mock(), Mock())
+    sink.close()
+    deserialize = AvroDeserializer(factory.schema_registry_client)
+    [(key, value, timestamp)] = consume_all(topic)
+    assert deserialize(key, SerializationContext(topic, MessageField.KEY)) == {"key": "some_key"}
+    assert deserialize(value, SerializationContext(topic, MessageField.VALUE))["timestamp"] == 123
+    assert timestamp == 123
+    assert (sink.ledger.collected, sink.ledger.acknowledged) == (1, 1)
+
+
+@pytest.mark.kafka
+def test_doge_kafka_sink_on_a_program_producer_delivers_two_runs() -> None:
+    """doge-datagen's ``KafkaSink(producer, CounterHolder(), topic, ...)`` on the program's
+    own producer: two runs read back in order, the producer stays the program's and open."""
+    from confluent_kafka import Producer
+    from confluent_kafka.serialization import StringSerializer
+
+    from dogesim.sinks.kafka import CounterHolder, KafkaSink
+
+    topic = create_topic(unique_name("dogesim-doge-sink"))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap(), "client.id": "doge"})
+    holder = CounterHolder()
+    serializer = StringSerializer()
+    sink = KafkaSink(producer, holder, topic, key_function, serializer, value_function, serializer)
+    runs = [(SEED, T0), (SEED + 1, T0 + 10**9)]
+    for seed, start in runs:
+        result = banking_simulation(
+            [sink], subjects=100, ticks=300, seed=seed, timestamp_start=start
+        ).run()
+        assert sink.producer is producer
+        assert holder.counter == 0  # flushed by close()
+    mapper = lambda ts, u, t: (key_function(u, t), value_function(ts, u, t), ts)  # noqa: E731
+    expected = [
+        reference(mapper, subjects=100, ticks=300, seed=seed, timestamp_start=start)
+        for seed, start in runs
+    ]
+    got = [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
+    assert got == expected[0] + expected[1]
+    assert result.ledgers[0].acknowledged == len(expected[1])
+    producer.produce(topic, b"program's own", b"k")
+    assert producer.flush(10) == 0

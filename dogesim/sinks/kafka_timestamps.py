@@ -1,0 +1,187 @@
+"""What record timestamps a Kafka topic accepts, read once per topic before the first send.
+
+- `TimestampRule`: a topic's ``message.timestamp.type`` and its accepted window
+  (``message.timestamp.before.max.ms`` / ``after.max.ms``), and where they came from.
+- `read_rule`: the rule for one topic, from the topic's configuration or, for a topic that
+  does not exist yet (auto-created on first send), the broker's defaults.
+- `TopicRules`: reads each topic's rule once (bounded time) and caches it, for all the sinks
+  of one factory.
+- `RECORD_TIMESTAMPS`: the values of the sinks' ``record_timestamp`` option.
+
+Kafka 4 brokers reject a CreateTime record whose timestamp is more than
+``message.timestamp.after.max.ms`` (1 hour by default) ahead of the broker's clock, or more
+than ``before.max.ms`` behind it, with only "Broker failed to validate record". A simulated run
+easily reaches past that, so the sink checks each event against the rule before sending it.
+
+Importing this module imports confluent_kafka's admin client (the ``kafka`` extra).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+__all__ = ["RECORD_TIMESTAMPS", "TimestampRule", "TopicRules", "read_rule"]
+
+log = logging.getLogger("dogesim.sinks.kafka")
+
+#: ``"event"``: the record timestamp is the event's timestamp (doge-datagen's behaviour);
+#: ``"send"``: the record timestamp is the time it is sent (the event time stays in the payload).
+RECORD_TIMESTAMPS = ("event", "send")
+
+#: Kafka writes "no limit" as Long.MAX_VALUE; anything this large is no limit in practice.
+_UNBOUNDED = 2**62
+
+#: Client settings the admin client needs to reach the cluster as the producer does; the
+#: producer's own settings (idempotence, batching, ...) would make it do producer work.
+_ADMIN_PREFIXES = (
+    "bootstrap.",
+    "metadata.broker.list",
+    "client.",
+    "security.",
+    "sasl.",
+    "ssl.",
+    "ssl_",
+    "socket.",
+    "broker.",
+    "oauth",
+    "logger",
+    "log_level",
+    "log.",
+    "api.version",
+    "reconnect.",
+    "enable.ssl",
+    "enable.sasl",
+    "https.",
+)
+
+
+@dataclass(frozen=True)
+class TimestampRule:
+    """The record timestamps one topic accepts.
+
+    Attributes:
+        topic: the topic.
+        log_append_time: True when the broker overwrites record timestamps with its own clock
+            (``message.timestamp.type=LogAppendTime``): then any timestamp is accepted.
+        before_ms: how far behind the broker's clock a timestamp may be; None for no limit.
+        after_ms: how far ahead of the broker's clock a timestamp may be; None for no limit.
+        source: where the settings came from (``topic 'x'`` or ``broker 1 defaults``).
+        prefix: the settings' name prefix there (``message.`` or ``log.message.``).
+    """
+
+    topic: str
+    log_append_time: bool
+    before_ms: int | None
+    after_ms: int | None
+    source: str
+    prefix: str = "message."
+
+    def window(self, now_ms: float, margin_ms: float = 1000.0) -> tuple[float, float]:
+        """The timestamps accepted at `now_ms`, `margin_ms` inside the lower limit."""
+        if self.log_append_time:
+            return (float("-inf"), float("inf"))
+        low = float("-inf") if self.before_ms is None else now_ms - self.before_ms + margin_ms
+        high = float("inf") if self.after_ms is None else now_ms + self.after_ms
+        return (low, high)
+
+
+def _limit(entries: Mapping[str, Any], *names: str) -> int | None:
+    """The first of `names` that `entries` holds, as milliseconds (None: no limit/absent)."""
+    for name in names:
+        entry = entries.get(name)
+        if entry is None or entry.value is None:
+            continue
+        try:
+            value = int(entry.value)
+        except ValueError:
+            continue
+        return None if value >= _UNBOUNDED else value
+    return None
+
+
+def _rule(topic: str, entries: Mapping[str, Any], prefix: str, source: str) -> TimestampRule:
+    kind = entries.get(prefix + "timestamp.type")
+    kind_value = str(kind.value) if kind is not None and kind.value is not None else ""
+    # Before Kafka 3.6 one setting bounded both sides: message.timestamp.difference.max.ms.
+    difference = prefix + "timestamp.difference.max.ms"
+    return TimestampRule(
+        topic=topic,
+        log_append_time=kind_value.lower() == "logappendtime",
+        before_ms=_limit(entries, prefix + "timestamp.before.max.ms", difference),
+        after_ms=_limit(entries, prefix + "timestamp.after.max.ms", difference),
+        source=source,
+        prefix=prefix,
+    )
+
+
+def read_rule(admin: AdminClient, topic: str, timeout: float) -> TimestampRule:
+    """The timestamp rule for `topic`: its own settings, or the broker's defaults when the
+    topic does not exist yet.
+
+    Raises:
+        KafkaException: the cluster refused to describe the configuration (no permission)
+            or timed out.
+        TimeoutError: no answer within `timeout` seconds.
+    """
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(
+            timeout
+        )
+        return _rule(topic, entries, "message.", f"topic {topic!r}")
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if not isinstance(error, KafkaError) or error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise
+    metadata = admin.list_topics(timeout=timeout)
+    broker = metadata.controller_id if metadata.controller_id >= 0 else min(metadata.brokers)
+    resource = ConfigResource(ResourceType.BROKER, str(broker))
+    entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+    return _rule(
+        topic,
+        entries,
+        "log.message.",
+        f"broker {broker} defaults (topic {topic!r} does not exist yet)",
+    )
+
+
+class TopicRules:
+    """Each topic's `TimestampRule`, read once with an admin client and cached.
+
+    Args:
+        conf: the producer's settings; the admin client takes the connection ones.
+        timeout: seconds to wait for the cluster per topic; None turns the check off.
+    """
+
+    def __init__(self, conf: Mapping[str, Any], timeout: float | None) -> None:
+        self.admin_conf = {k: v for k, v in conf.items() if k.startswith(_ADMIN_PREFIXES)}
+        self.timeout = timeout
+        self.rules: dict[str, TimestampRule | None] = {}
+
+    def get(self, topic: str) -> TimestampRule | None:
+        """The rule for `topic`, or None when it cannot be read (the check is then skipped,
+        with a warning: the broker still validates, and a failure is still loud)."""
+        if topic in self.rules:
+            return self.rules[topic]
+        rule: TimestampRule | None = None
+        if self.timeout is not None:
+            # A client per topic, dropped once read: a factory has few topics, and an idle
+            # admin client would keep a connection and librdkafka threads for the whole run.
+            try:
+                rule = read_rule(AdminClient(self.admin_conf), topic, self.timeout)
+            except (KafkaException, TimeoutError, ValueError) as exc:
+                # No answer in time, no permission (DescribeConfigs), no broker listed.
+                log.warning(
+                    "topic %r: cannot read its message.timestamp.* settings (%s); record "
+                    "timestamps are not checked before sending",
+                    topic,
+                    exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else exc,
+                )
+        self.rules[topic] = rule
+        return rule

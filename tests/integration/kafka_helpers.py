@@ -1,0 +1,129 @@
+"""What the Kafka integration tests share: the seeded banking run, topics and a strict reader.
+
+- `T0`, `SEED`, `SUBJECTS`, `TICKS`: the seeded banking run every test writes.
+- `key_function`, `value_function`: the README's key (user id) and JSON value.
+- `KEY_SCHEMA`, `EVENT_SCHEMA`: Avro schemas of that key and of `event_record`.
+- `reference`: the events of the same run through a `MemorySink`, mapped.
+- `create_topic`: a one-partition topic, with topic settings if given.
+- `consume_all`: every record of partition 0, checked against the watermarks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from dogesim.examples.banking import User, banking_simulation, event_record
+from dogesim.model import Transition
+from dogesim.sinks.memory import MemorySink
+from tests.integration.services import kafka_bootstrap, unique_name
+
+T0 = 1_700_000_000_000  # librdkafka reads a record timestamp of 0 as "now"
+SEED = 2024
+SUBJECTS = 500
+TICKS = 1000
+
+KEY_SCHEMA = {
+    "type": "record",
+    "name": "Key",
+    "namespace": "com.getindata.doge",
+    "fields": [{"name": "key", "type": "string"}],
+}
+EVENT_SCHEMA = {
+    "type": "record",
+    "name": "Event",
+    "namespace": "com.getindata.doge",
+    "fields": [
+        {"name": "timestamp", "type": "long"},
+        {
+            "name": "user",
+            "type": {
+                "type": "record",
+                "name": "User",
+                "fields": [
+                    {"name": "user_id", "type": "long"},
+                    {"name": "balance", "type": "long"},
+                    {"name": "loan_balance", "type": "long"},
+                ],
+            },
+        },
+        {"name": "event", "type": "string"},
+    ],
+}
+
+
+def key_function(user: User, transition: Transition) -> str:
+    return str(user.user_id)
+
+
+def value_function(timestamp: int, user: User, transition: Transition) -> str:
+    return json.dumps(event_record(timestamp, user, transition))
+
+
+def reference(
+    mapper: Callable[[int, User, Transition], Any],
+    *,
+    subjects: int = SUBJECTS,
+    ticks: int = TICKS,
+    seed: int = SEED,
+    timestamp_start: int = T0,
+    tick_ms: int = 60_000,
+) -> list[Any]:
+    """The events of a MemorySink run of the seeded banking model, mapped by `mapper`."""
+    memory = MemorySink(mapper)
+    banking_simulation(
+        [memory],
+        subjects=subjects,
+        ticks=ticks,
+        seed=seed,
+        timestamp_start=timestamp_start,
+        tick_ms=tick_ms,
+    ).run()
+    assert len(memory.events) > 50
+    return memory.events
+
+
+def create_topic(name: str, config: Mapping[str, str] | None = None) -> str:
+    """A one-partition topic (so the consumer sees one total order) with `config`."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
+    topic = NewTopic(name, 1, 1, config=dict(config or {}))
+    for future in admin.create_topics([topic]).values():
+        future.result(30)
+    return name
+
+
+def consume_all(topic: str, timeout: float = 90.0) -> list[tuple[bytes, bytes, int]]:
+    """Every record in partition 0 of `topic`: (key, value, timestamp), checked against the
+    partition's watermarks so a duplicate or a gap cannot hide."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap(),
+            "group.id": unique_name("dogesim-sink-test"),
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    try:
+        partition = TopicPartition(topic, 0)
+        low, high = consumer.get_watermark_offsets(partition, timeout=30)
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        records: list[tuple[bytes, bytes, int]] = []
+        deadline = time.monotonic() + timeout
+        last_offset = low - 1
+        while last_offset < high - 1 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            assert msg.offset() == last_offset + 1, "offsets must be contiguous"
+            last_offset = msg.offset()
+            records.append((msg.key(), msg.value(), msg.timestamp()[1]))
+        assert (low, len(records)) == (0, high), f"read {len(records)} of {high} records"
+        return records
+    finally:
+        consumer.close()
