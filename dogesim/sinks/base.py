@@ -129,32 +129,32 @@ class LedgeredSink(EventSink):
     def __init__(self, name: str) -> None:
         self.ledger = DeliveryLedger(name)
         self._closed = False
-        self._failure: SinkError | None = None
+        self._close_error: SinkError | None = None
 
     def close(self) -> None:
         """Flush via `_close`, then raise `SinkError` if any event was not acknowledged."""
         if self._closed:
-            if self._failure is not None:
-                raise self._failure
+            if self._close_error is not None:
+                raise self._close_error
             return
         self._closed = True
         try:
             self._close()
             self.ledger.raise_if_lost()
         except SinkError as exc:
-            self._failure = exc
+            self._close_error = exc
             raise
         except Exception as exc:
-            self._failure = SinkError(
+            self._close_error = SinkError(
                 f"sink {self.ledger.sink} failed to close: {exc!r}; {self.ledger.summary()}",
                 [self.ledger],
             )
-            raise self._failure from exc
+            raise self._close_error from exc
         except BaseException as exc:
             # Interrupted: what the backend holds stays acknowledged, the rest is lost.
             book = self.ledger
             book.failed = book.collected - book.acknowledged
-            self._failure = SinkError(
+            self._close_error = SinkError(
                 f"sink {book.sink}: close() was interrupted ({type(exc).__name__}); "
                 f"{book.summary()}",
                 [book],
@@ -169,7 +169,7 @@ class LedgeredSink(EventSink):
                 event that asked for the reopening is counted as failed).
         """
         self.ledger = DeliveryLedger(self.ledger.sink)
-        self._failure = None
+        self._close_error = None
         self._closed = False
         try:
             self._reopen()
@@ -177,12 +177,12 @@ class LedgeredSink(EventSink):
             self._closed = True
             self.ledger.collected = self.ledger.failed = 1
             error = exc if isinstance(exc, SinkError) else None
-            self._failure = SinkError(
+            self._close_error = SinkError(
                 f"sink {self.ledger.sink}: got an event after close() and cannot reopen: "
                 f"{error or repr(exc)}; build a new sink for each run",
                 [self.ledger],
             )
-            raise self._failure from exc
+            raise self._close_error from exc
 
     def event_failed(self, exc: BaseException, timestamp: int, what: str) -> SinkError:
         """Count the current event as failed; the `SinkError` to raise for it.
