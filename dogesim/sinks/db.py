@@ -22,7 +22,6 @@ import datetime as _dt
 import decimal
 import json
 import operator
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -33,6 +32,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
+from dogesim.sinks.urls import masked_url
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -69,22 +69,6 @@ def column_type_for(value: object) -> sa.types.TypeEngine[Any]:
     if isinstance(value, (dict, list)):
         return sa.JSON()
     return sa.Text()
-
-
-def masked_url(text: str) -> str:
-    """`text` as a URL with any password replaced by ``***``, for messages.
-
-    The last ``@`` before the host ends the user part, so a password holding ``@`` is masked
-    whole. Text without ``scheme://`` is not shown at all (it might be anything, a password
-    included).
-    """
-    scheme, sep, rest = text.partition("://")
-    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
-        return "(not shown: it is not of the form dialect://...)"
-    userinfo, at, hostpart = rest.rpartition("@")
-    if not at or "/" in userinfo or ":" not in userinfo:
-        return text
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
 
 
 def _parse_url(text: str) -> URL:
