@@ -174,6 +174,9 @@ class _FileSink(LedgeredSink):
             data = text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
+        if not self._owned:
+            self._write_stdout(text, event)
+            return
         self._chunks.append(data)
         self._size += len(data)
         if event:
@@ -186,18 +189,18 @@ class _FileSink(LedgeredSink):
         data = b"".join(self._chunks)
         ends = self._ends
         self._chunks, self._ends, self._size = [], [], 0
-        if self._broken is not None or not data:
-            if self._broken is not None:
-                raise self._broken
-            return
-        if self._file is None:
-            self._write_stdout(data, ends)
+        if self._broken is not None:
+            raise self._broken
+        if not data or self._file is None:
             return
         done = 0
         view = memoryview(data)
         try:
             while done < len(data):
-                done += self._file.write(view[done:]) or 0
+                taken = self._file.write(view[done:])
+                if not taken:  # never for a blocking file; refuse to spin if it happens
+                    raise OSError(errno.EIO, "the file took no bytes")
+                done += taken
         except BaseException as exc:
             self._count_partial(done, ends)
             if not isinstance(exc, OSError):
@@ -218,13 +221,16 @@ class _FileSink(LedgeredSink):
         self._offset += keep
         self._account()
 
-    def _write_stdout(self, data: bytes, ends: list[int]) -> None:
+    def _write_stdout(self, text: str, event: bool) -> None:
+        """Standard output gets each line at once (live runs are watched there)."""
+        if self._broken is not None:
+            raise self._broken
         try:
-            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.write(text)
         except (OSError, ValueError) as exc:
             self._broken = self._write_failed(exc)
             raise self._broken from exc
-        self._written += len(ends)
+        self._written += event
 
     def _account(self) -> None:
         """Every line in the file is acknowledged; every other collected event is lost."""

@@ -292,3 +292,17 @@ def test_csv_reopened_after_close_appends_without_a_second_header(tmp_path: Path
     sink.close()
     assert path.read_text() == "n\n0\n1\n"
     assert (sink.ledger.collected, sink.ledger.acknowledged) == (1, 1)
+
+
+def test_jsonl_stdout_writes_each_line_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """On standard output every event is written when collected (live runs watch it)."""
+    sink = JsonLinesSink("-", lambda ts, s, t: {"n": s})
+    sink.collect(T0, 1, LOGIN)
+    assert capsys.readouterr().out == '{"n":1}\n'
+    with pytest.raises(SinkError, match="encoding the line as UTF-8 failed"):
+        sink.collect(T0, "\ud800", LOGIN)
+    sink.collect(T0, 3, LOGIN)
+    with pytest.raises(SinkError, match="lost 1 of 3"):
+        sink.close()
+    assert capsys.readouterr().out == '{"n":3}\n'
+    assert (sink.ledger.acknowledged, sink.ledger.failed) == (2, 1)
