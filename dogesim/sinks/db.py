@@ -9,8 +9,9 @@
 
 Rows count as acknowledged only once their batch is committed, so when a batch fails the
 `SinkError` says exactly how many rows the table holds from this sink. A sink whose batch
-failed writes nothing more: later rows are counted as not delivered, never written out of
-order after a gap.
+failed writes nothing more in that run: later rows are counted as not delivered, never
+written out of order after a gap. A sink used again after ``close()`` reconnects (a new run,
+with a new ledger); row mappers may return one reused dict (the values are buffered).
 
 Importing this module imports SQLAlchemy; psycopg is imported only for PostgreSQL URLs.
 """
@@ -495,8 +496,9 @@ class DbSink(LedgeredSink):
     def _write(self, rows: list[Any]) -> None:
         """One transaction: COPY on PostgreSQL/psycopg, an executemany INSERT elsewhere.
 
-        The rows are counted as acknowledged right after the commit returns, in the same
-        frame, so an interrupt cannot fall between a commit and its count.
+        The rows are counted as acknowledged right after the commit returns, with nothing in
+        between, so an interrupt (a second Ctrl-C) can hardly fall between a commit and its
+        count; an interrupted transaction is rolled back and its rows count as lost.
         """
         with self.engine.connect() as conn:
             transaction = conn.begin()

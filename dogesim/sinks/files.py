@@ -6,9 +6,14 @@
   (``<directory>/<name>.jsonl`` / ``.csv``).
 - `default_record`, `flat_record`: the default mappers (event -> dict) of the two sinks.
 
-Both sinks write through a large buffer, and ``close()`` flushes and fsyncs the file before it
-counts the events as acknowledged. Output is deterministic: the same events give the same
-bytes (JSON with fixed separators, keys in mapper order, UTF-8 without escaping).
+Both sinks encode each line to UTF-8 when it is collected (a line that cannot be encoded, such
+as one holding a lone surrogate, fails alone as a `SinkError`) and write through a large
+buffer; ``close()`` flushes and fsyncs the file before it counts the lines as acknowledged.
+When the disk fills up the ledger counts exactly the complete lines in the file, and a torn
+last line is cut off. Standard output (``"-"``) gets every line at once. A sink used again
+after ``close()`` appends to its file (a CSV header is not repeated), with a new ledger.
+Output is deterministic: the same events give the same bytes (JSON with fixed separators, keys
+in mapper order, UTF-8 without escaping).
 """
 
 from __future__ import annotations
