@@ -28,6 +28,7 @@ import errno
 import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -145,6 +146,10 @@ class _FileSink(LedgeredSink):
     offset where each buffered line ends, so when a write stops short (disk full, file size
     limit) it counts exactly the complete lines that reached the file and cuts the torn last
     one off. Nothing is written after a failed write: later events are counted as lost.
+
+    An interrupt (a second Ctrl-C) may land anywhere, even between a write and its count, so
+    the chunk being written is remembered until it is settled, and `_settle` (run again by
+    ``close()``) measures a regular file itself to count what it holds.
     """
 
     def __init__(self, kind: str, path: str | os.PathLike[str], *, append: bool) -> None:
@@ -160,6 +165,8 @@ class _FileSink(LedgeredSink):
         self._offset = 0  # the file's size at the last complete line
         self._broken: SinkError | None = None
         self._file: io.FileIO | None = None
+        # The chunk being written: (lines written, file offset) before it, its line ends.
+        self._inflight: tuple[int, int, list[int]] | None = None
         self._open(append)
 
     def _open(self, append: bool) -> None:
@@ -198,6 +205,8 @@ class _FileSink(LedgeredSink):
             raise self._broken
         if not data or self._file is None:
             return
+        written, offset = self._written, self._offset
+        self._inflight = (written, offset, ends)
         done = 0
         view = memoryview(data)
         try:
@@ -206,24 +215,36 @@ class _FileSink(LedgeredSink):
                 if not taken:  # never for a blocking file; refuse to spin if it happens
                     raise OSError(errno.EIO, "the file took no bytes")
                 done += taken
-        except BaseException as exc:
-            self._count_partial(done, ends)
-            if not isinstance(exc, OSError):
-                raise
+        except OSError as exc:
+            self._settle(done)
             self._broken = self._write_failed(exc)
             raise self._broken from exc
-        self._written += len(ends)
-        self._offset += len(data)
+        # Absolute values: settling again after an interrupt here gives the same.
+        self._written, self._offset = written + len(ends), offset + len(data)
+        self._inflight = None
 
-    def _count_partial(self, done: int, ends: list[int]) -> None:
-        """A write stopped after `done` bytes: count the complete lines, cut the torn one."""
+    def _settle(self, counted: int = 0) -> None:
+        """Count the complete lines of the chunk in flight and cut a torn one off.
+
+        Args:
+            counted: bytes of the chunk the writes reported; a regular file is measured
+                instead (an interrupt may have struck before a write's count was added).
+        """
+        if self._inflight is None or self._file is None:
+            return
+        written, offset, ends = self._inflight
+        done = counted
+        with contextlib.suppress(OSError):
+            status = os.fstat(self._file.fileno())
+            if stat.S_ISREG(status.st_mode):
+                done = status.st_size - offset
         complete = bisect.bisect_right(ends, done)
         keep = ends[complete - 1] if complete else 0
-        self._written += complete
-        if keep < done and self._file is not None:
+        if keep < done:
             with contextlib.suppress(OSError):  # a device (/dev/full) cannot be truncated
-                os.ftruncate(self._file.fileno(), self._offset + keep)
-        self._offset += keep
+                os.ftruncate(self._file.fileno(), offset + keep)
+        self._written, self._offset = written + complete, offset + keep
+        self._inflight = None
         self._account()
 
     def _write_stdout(self, text: str, event: bool) -> None:
@@ -264,6 +285,7 @@ class _FileSink(LedgeredSink):
                 self._broken = self._write_failed(exc)
             raise self._broken from exc
         finally:
+            self._settle()
             self._account()
             if self._file is not None:
                 with contextlib.suppress(OSError):
@@ -274,6 +296,7 @@ class _FileSink(LedgeredSink):
         self._chunks, self._ends, self._size = [], [], 0
         self._written = 0
         self._broken = None
+        self._inflight = None
         self._open(append=True)
 
 

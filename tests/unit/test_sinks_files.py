@@ -306,3 +306,63 @@ def test_jsonl_stdout_writes_each_line_at_once(capsys: pytest.CaptureFixture[str
         sink.close()
     assert capsys.readouterr().out == '{"n":3}\n'
     assert (sink.ledger.acknowledged, sink.ledger.failed) == (2, 1)
+
+
+#: A child process whose close() is interrupted (KeyboardInterrupt from a SIGXFSZ handler)
+#: right after a write that reached the file size limit mid-line.
+_INTERRUPTED_CLOSE_CHILD = r"""
+import json, resource, signal, sys
+from dogesim.errors import SinkError
+from dogesim.model import Transition
+from dogesim.sinks.files import JsonLinesSink
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+path, limit, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+signal.signal(signal.SIGXFSZ, interrupt)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
+step = Transition("step", "a", "b", 50)
+for n in range(count):
+    sink.collect(n, n, step)
+outcome = []
+for attempt in (1, 2):
+    try:
+        sink.close()
+        outcome.append("closed")
+    except KeyboardInterrupt:
+        outcome.append("KeyboardInterrupt")
+    except SinkError as exc:
+        outcome.append(str(exc))
+print(json.dumps({"ledger": vars(sink.ledger), "outcome": outcome}))
+"""
+
+
+def test_interrupt_in_close_keeps_every_complete_line(tmp_path: Path) -> None:
+    """An interrupt right after a short write in close(): lines on disk stay and are counted."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "cut.jsonl"
+    # 16,384 lines (1 MiB) are written while collecting; close() writes the rest and the
+    # limit stops it 10 bytes into line 17,001.
+    limit = 17_000 * 64 + 10
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_CLOSE_CHILD, str(path), str(limit), "20000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(proc.stdout)
+    data = path.read_bytes()
+    assert len(data) == 17_000 * 64 and data.endswith(b"\n")
+    assert report["outcome"][0] == "KeyboardInterrupt"
+    assert "close() was interrupted (KeyboardInterrupt)" in report["outcome"][1]
+    ledger = report["ledger"]
+    assert (ledger["collected"], ledger["acknowledged"], ledger["failed"]) == (
+        20_000,
+        17_000,
+        3_000,
+    )
