@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,21 +230,23 @@ print(json.dumps({"ledger": vars(sink.ledger), "errors": errors}))
 """
 
 
-def test_full_disk_counts_exactly_the_complete_lines_on_disk(tmp_path: Path) -> None:
-    """Disk full mid-line: the torn line is cut off and the ledger counts the lines on disk."""
-    import subprocess
-    import sys
-
-    path = tmp_path / "full.jsonl"
-    limit = 46_875 * 64 + 10  # 46,875 whole lines, then 10 bytes of a torn one
+def run_child(script: str, path: Path, limit: int, count: int) -> Any:
+    """Run a child `script` writing `count` lines to `path` under a `limit`; its JSON report."""
     proc = subprocess.run(
-        [sys.executable, "-c", _FULL_DISK_CHILD, str(path), str(limit), "60000"],
+        [sys.executable, "-c", script, str(path), str(limit), str(count)],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    report = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_full_disk_counts_exactly_the_complete_lines_on_disk(tmp_path: Path) -> None:
+    """Disk full mid-line: the torn line is cut off and the ledger counts the lines on disk."""
+    path = tmp_path / "full.jsonl"
+    limit = 46_875 * 64 + 10  # 46,875 whole lines, then 10 bytes of a torn one
+    report = run_child(_FULL_DISK_CHILD, path, limit, 60_000)
     data = path.read_bytes()
     assert len(data) == 46_875 * 64 and data.endswith(b"\n")
     numbers = [int(json.loads(line)["n"]) for line in data.splitlines()]
@@ -341,21 +345,11 @@ print(json.dumps({"ledger": vars(sink.ledger), "outcome": outcome}))
 
 def test_interrupt_in_close_keeps_every_complete_line(tmp_path: Path) -> None:
     """An interrupt right after a short write in close(): lines on disk stay and are counted."""
-    import subprocess
-    import sys
-
     path = tmp_path / "cut.jsonl"
     # 16,384 lines (1 MiB) are written while collecting; close() writes the rest and the
     # limit stops it 10 bytes into line 17,001.
     limit = 17_000 * 64 + 10
-    proc = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_CLOSE_CHILD, str(path), str(limit), "20000"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    report = json.loads(proc.stdout)
+    report = run_child(_INTERRUPTED_CLOSE_CHILD, path, limit, 20_000)
     data = path.read_bytes()
     assert len(data) == 17_000 * 64 and data.endswith(b"\n")
     assert report["outcome"][0] == "KeyboardInterrupt"
