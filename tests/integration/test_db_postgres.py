@@ -23,6 +23,7 @@ from tests.integration.services import db_url, libpq_db_url, unique_name  # noqa
 pytestmark = pytest.mark.db
 
 T0 = 1_700_000_000_000
+LOGIN = Transition("login", "offline", "online", 10)
 SEED = 99
 SUBJECTS = 500
 TICKS = 1000
@@ -288,3 +289,38 @@ def test_password_with_at_sign_is_masked_whole() -> None:
     with pytest.raises(SinkError, match="password authentication failed") as info:
         DbSinkFactory(text)
     assert "wr0ng" not in str(info.value) and "pa55" not in str(info.value)
+
+
+def test_interrupt_during_copy_in_close_keeps_committed_batches(table: str) -> None:
+    """A KeyboardInterrupt while close() COPYs: committed batches stay, the ledger is exact."""
+    import signal
+
+    sql(
+        f"CREATE FUNCTION {table}_slow() RETURNS trigger AS $$ BEGIN "
+        f"IF NEW.user_id = 11 THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$ "
+        "LANGUAGE plpgsql"
+    )
+    sql(
+        f"CREATE TRIGGER {table}_slow BEFORE INSERT ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {table}_slow()"
+    )
+    sink = DbSinkFactory(db_url()).create(table, row_mapper, batch_size=5)
+    for i in range(12):
+        sink.collect(T0 + i, User(i, 0, 0, 0), LOGIN)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(KeyboardInterrupt):
+            sink.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        sql(f"DROP FUNCTION IF EXISTS {table}_slow() CASCADE")
+    assert len(read_rows(table)) == 10
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (12, 10, 2)
+    with pytest.raises(SinkError, match=r"close\(\) was interrupted"):
+        sink.close()
