@@ -141,3 +141,29 @@ def sink_under_test(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
 class TestBuiltinSinks(SinkConformance):
     """Every built-in sink keeps the sink contract."""
+
+
+class _ForgetfulSink(MemorySink):
+    """Claims every event but keeps only the first 20 (a sink the suite must catch)."""
+
+    def collect(self, timestamp: int, subject: Any, transition: Any) -> None:
+        super().collect(timestamp, subject, transition)
+        del self.events[20:]
+        self.ledger.collected += 1
+
+    def _close(self) -> None:
+        self.closed_count += 1
+        self.ledger.acknowledged = self.ledger.collected
+
+
+def test_the_suite_catches_a_sink_that_loses_events() -> None:
+    """A sink whose ledger claims more than its backend holds fails the suite."""
+    made: list[_ForgetfulSink] = []
+
+    def make(mapper: RecordMapper) -> _ForgetfulSink:
+        made.append(_ForgetfulSink(mapper))
+        return made[-1]
+
+    harness = SinkHarness("forgetful", make, lambda: sum(len(s.events) for s in made))
+    with pytest.raises(AssertionError):
+        SinkConformance().test_ledger_equals_backend(harness)
