@@ -115,7 +115,9 @@ class LedgeredSink(EventSink):
       reopens its backend (`_reopen`: files in append mode, databases reconnect) and gets a
       *new* ledger, so the ledger of the run that ended stays as it was and the new one
       counts this run alone. A sink that cannot reopen raises `SinkError` from `_reopen`,
-      before the event is taken (it is counted as failed), never losing it silently.
+      before the event is taken (it is counted as failed), never losing it silently. A
+      runner may call `reopen` itself when a run starts on a `closed` sink, so that a run
+      which hands it no events still gets a ledger of its own.
     - **Mapper errors** are `SinkError` s naming the sink and the event, counted as failed.
     - **Interrupts.** A `BaseException` (a second Ctrl-C) inside ``close()`` propagates; the
       ledger then counts exactly what the backend committed as acknowledged and the rest as
@@ -160,6 +162,11 @@ class LedgeredSink(EventSink):
                 [book],
             )
             raise
+
+    @property
+    def closed(self) -> bool:
+        """True between ``close()`` and the next event (or `reopen`)."""
+        return self._closed
 
     def reopen(self) -> None:
         """Start a new run on a closed sink: a new ledger, the backend opened again.

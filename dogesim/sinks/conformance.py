@@ -203,6 +203,21 @@ class SinkConformance:
         if sink_under_test.stored_values is not None:
             assert sink_under_test.stored_values() == list(range(12))
 
+    def test_reopen_without_events_gives_an_empty_ledger(
+        self, sink_under_test: SinkHarness
+    ) -> None:
+        """reopen() on a closed sink starts a run of its own, even one that gets no events."""
+        sink = sink_under_test.make(record)
+        feed(sink, 0, 3)
+        sink.close()
+        assert sink.closed
+        sink.reopen()
+        assert not sink.closed
+        sink.close()
+        book = ledger(sink)
+        assert (book.collected, book.acknowledged, book.failed) == (0, 0, 0)
+        assert sink_under_test.stored() == 3
+
     def test_mapper_reusing_one_dict(self, sink_under_test: SinkHarness) -> None:
         """A mapper returning the same dict each time still stores each event's values."""
         needs_mapper(sink_under_test)
