@@ -126,6 +126,7 @@ def test_spec_repr_hides_url_passwords_and_secret_conf() -> None:
     spec = load_model_text(model_with("{type: db, url: 'postgresql://u:p@ss@h/db', table: t}"))
     shown = repr(spec.sinks)
     assert "p@ss" not in shown and "ss@h" not in shown and "postgresql://u:***@h/db" in shown
+    assert "p@ss" not in repr(spec) and "ss@h" not in repr(spec)
 
 
 PLUGIN = """
