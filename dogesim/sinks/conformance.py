@@ -19,9 +19,11 @@ A plug-in author writes (pytest must be installed; this module imports it)::
 
 What is pinned: the ledger equals what the backend holds; ``close()`` is idempotent and a
 second call keeps the first failure visible; a sink used again after ``close()`` reopens and
-delivers everything, its new ledger counting that run; a mapper's error is a `SinkError`
-with counts; a mapper that reuses one dict still stores every event's own values; a full disk
-(when the harness offers one) is counted exactly, never acknowledged.
+delivers everything, its new ledger counting that run (or, for a harness with
+``reopens=False``, refuses the event with a `SinkError` and stores nothing); a mapper's error
+is a `SinkError` with counts; a mapper that reuses one dict still stores every event's own
+values; text UTF-8 cannot encode is never acknowledged; a full disk (when the harness offers
+one) is counted exactly, never acknowledged.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class SinkHarness:
         full_disk: a new sink whose backend is a full disk (e.g. ``/dev/full``), or None
             when the sink writes no files.
         maps: False for a sink that takes no mapper (the mapper tests are skipped).
+        reopens: False for a sink that refuses events after ``close()`` (with a `SinkError`)
+            instead of reopening.
     """
 
     name: str
@@ -112,6 +116,7 @@ class SinkHarness:
     stored_values: Callable[[], list[int]] | None = None
     full_disk: Callable[[RecordMapper], Any] | None = None
     maps: bool = True
+    reopens: bool = True
 
 
 def needs_mapper(harness: SinkHarness) -> None:
@@ -194,6 +199,11 @@ class SinkConformance:
         feed(sink, 0, 6)
         sink.close()
         first = ledger(sink)
+        if not sink_under_test.reopens:
+            with pytest.raises(SinkError, match="after close"):
+                feed(sink, 6, 1)
+            assert sink_under_test.stored() == 6
+            return
         feed(sink, 6, 6)
         sink.close()
         second = ledger(sink)
@@ -207,6 +217,8 @@ class SinkConformance:
         self, sink_under_test: SinkHarness
     ) -> None:
         """reopen() on a closed sink starts a run of its own, even one that gets no events."""
+        if not sink_under_test.reopens:
+            pytest.skip(f"{sink_under_test.name} does not reopen")
         sink = sink_under_test.make(record)
         feed(sink, 0, 3)
         sink.close()

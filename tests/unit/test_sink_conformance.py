@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dogesim.errors import SinkError
 from dogesim.sinks.base import CountingSink
 from dogesim.sinks.conformance import RecordMapper, SinkConformance, SinkHarness
 from dogesim.sinks.files import CsvSink, JsonLinesSink
@@ -167,3 +168,26 @@ def test_the_suite_catches_a_sink_that_loses_events() -> None:
     harness = SinkHarness("forgetful", make, lambda: sum(len(s.events) for s in made))
     with pytest.raises(AssertionError):
         SinkConformance().test_ledger_equals_backend(harness)
+
+
+class _OneRunSink(MemorySink):
+    """A sink that cannot reopen: the other rule a sink may choose."""
+
+    def _reopen(self) -> None:
+        raise SinkError("this sink serves one run")
+
+
+def test_a_sink_that_cannot_reopen_refuses_loudly() -> None:
+    """A sink whose _reopen fails raises SinkError at the first event after close, counted."""
+    made: list[_OneRunSink] = []
+
+    def make(mapper: RecordMapper) -> _OneRunSink:
+        made.append(_OneRunSink(mapper))
+        return made[-1]
+
+    harness = SinkHarness("one-run", make, lambda: sum(len(s.events) for s in made), reopens=False)
+    SinkConformance().test_reused_after_close_delivers_everything(harness)
+    sink = made[0]
+    assert (sink.ledger.collected, sink.ledger.failed) == (1, 1)
+    with pytest.raises(SinkError, match="cannot reopen: this sink serves one run"):
+        sink.close()
