@@ -106,48 +106,136 @@ class DeliveryLedger:
 class LedgeredSink(EventSink):
     """A sink that keeps a `DeliveryLedger` and fails its ``close()`` on any loss.
 
-    Subclasses implement `collect` (incrementing ``self.ledger.collected`` and, when the backend
-    confirms, ``acknowledged`` or ``failed``) and `_close`, which flushes and releases the
-    backend. `close` calls `_close` once and then checks the ledger.
+    The rules every ledgered sink keeps (pinned by `dogesim.sinks.conformance`):
+
+    - **Close once.** ``close()`` flushes and releases the backend via `_close`, then raises
+      `SinkError` if any event was not acknowledged. Calling it again does nothing more, but
+      re-raises the first failure, so a second call never hides it.
+    - **Reuse reopens.** An event collected after ``close()`` starts a new run: the sink
+      reopens its backend (`_reopen`: files in append mode, databases reconnect) and gets a
+      *new* ledger, so the ledger of the run that ended stays as it was and the new one
+      counts this run alone. A sink that cannot reopen raises `SinkError` from `_reopen`,
+      before the event is taken (it is counted as failed), never losing it silently. A
+      runner may call `reopen` itself when a run starts on a `closed` sink, so that a run
+      which hands it no events still gets a ledger of its own.
+    - **Mapper errors** are `SinkError` s naming the sink and the event, counted as failed.
+    - **Interrupts.** A `BaseException` (a second Ctrl-C) inside ``close()`` propagates; the
+      ledger then counts exactly what the backend committed as acknowledged and the rest as
+      failed, and a later ``close()`` raises a `SinkError` saying so.
+
+    Subclasses implement `collect` (starting with ``if self._closed: self.reopen()``, then
+    incrementing ``self.ledger.collected`` and, when the backend confirms, ``acknowledged``
+    or ``failed``), `_close`, which flushes and releases the backend, and `_reopen`.
     """
 
     def __init__(self, name: str) -> None:
         self.ledger = DeliveryLedger(name)
         self._closed = False
+        self._close_error: SinkError | None = None
 
     def close(self) -> None:
         """Flush via `_close`, then raise `SinkError` if any event was not acknowledged."""
         if self._closed:
+            if self._close_error is not None:
+                raise self._close_error
             return
         self._closed = True
         try:
             self._close()
-        except SinkError:
+            self.ledger.raise_if_lost()
+        except SinkError as exc:
+            self._close_error = exc
             raise
         except Exception as exc:
-            raise SinkError(
+            self._close_error = SinkError(
                 f"sink {self.ledger.sink} failed to close: {exc!r}; {self.ledger.summary()}",
                 [self.ledger],
-            ) from exc
-        self.ledger.raise_if_lost()
+            )
+            raise self._close_error from exc
+        except BaseException as exc:
+            # Interrupted: what the backend holds stays acknowledged, the rest is lost.
+            book = self.ledger
+            book.failed = book.collected - book.acknowledged
+            self._close_error = SinkError(
+                f"sink {book.sink}: close() was interrupted ({type(exc).__name__}); "
+                f"{book.summary()}",
+                [book],
+            )
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """True between ``close()`` and the next event (or `reopen`)."""
+        return self._closed
+
+    def reopen(self) -> None:
+        """Start a new run on a closed sink: a new ledger, the backend opened again.
+
+        Raises:
+            SinkError: the backend cannot be opened again (the sink stays closed, and the
+                event that asked for the reopening is counted as failed).
+        """
+        self.ledger = DeliveryLedger(self.ledger.sink)
+        self._close_error = None
+        self._closed = False
+        try:
+            self._reopen()
+        except Exception as exc:
+            self._closed = True
+            self.ledger.collected = self.ledger.failed = 1
+            error = exc if isinstance(exc, SinkError) else None
+            self._close_error = SinkError(
+                f"sink {self.ledger.sink}: got an event after close() and cannot reopen: "
+                f"{error or repr(exc)}; build a new sink for each run",
+                [self.ledger],
+            )
+            raise self._close_error from exc
+
+    def event_failed(self, exc: BaseException, timestamp: int, what: str) -> SinkError:
+        """Count the current event as failed; the `SinkError` to raise for it.
+
+        Args:
+            exc: what went wrong (a mapper's exception, an encoding error ...).
+            timestamp: the event's timestamp.
+            what: what failed, e.g. ``"the mapper"`` or ``"encoding the line"``.
+        """
+        book = self.ledger
+        book.failed += 1
+        return SinkError(
+            f"sink {book.sink}: {what} failed on event #{book.collected} of this run "
+            f"(at {timestamp}): {exc!r}; {book.summary()}",
+            [book],
+        )
 
     def _close(self) -> None:
         """Flush outstanding events and release the backend (override)."""
 
+    def _reopen(self) -> None:
+        """Open the backend again after `_close` for a new run (override when needed)."""
+
 
 class CountingSink(LedgeredSink):
-    """Counts events and keeps nothing: for benchmarks and dry runs."""
+    """Counts events and keeps nothing: for benchmarks and dry runs.
+
+    `count` counts every event the sink ever got; the ledger counts the current run.
+    """
 
     def __init__(self, name: str = "counting") -> None:
         super().__init__(name)
         self.count = 0
+        self._run_start = 0
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Count the event."""
+        if self._closed:
+            self.reopen()
         self.count += 1
 
+    def _reopen(self) -> None:
+        self._run_start = self.count
+
     def _close(self) -> None:
-        self.ledger.collected = self.ledger.acknowledged = self.count
+        self.ledger.collected = self.ledger.acknowledged = self.count - self._run_start
 
 
 def ledger_of(sink: object) -> DeliveryLedger | None:

@@ -9,8 +9,9 @@
 
 Rows count as acknowledged only once their batch is committed, so when a batch fails the
 `SinkError` says exactly how many rows the table holds from this sink. A sink whose batch
-failed writes nothing more: later rows are counted as not delivered, never written out of
-order after a gap.
+failed writes nothing more in that run: later rows are counted as not delivered, never
+written out of order after a gap. A sink used again after ``close()`` reconnects (a new run,
+with a new ledger); row mappers may return one reused dict (the values are buffered).
 
 Importing this module imports SQLAlchemy; psycopg is imported only for PostgreSQL URLs.
 """
@@ -24,6 +25,7 @@ import json
 import operator
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -31,6 +33,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
+from dogesim.sinks.urls import masked_url
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -69,15 +72,38 @@ def column_type_for(value: object) -> sa.types.TypeEngine[Any]:
     return sa.Text()
 
 
+def _parse_url(text: str) -> URL:
+    """Parse a URL string; a password may hold ``@`` (the last ``@`` ends the user part)."""
+    scheme, sep, rest = text.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at or "@" not in userinfo or "/" in userinfo:
+        return sa.make_url(text)
+    user, _, password = userinfo.partition(":")
+    return sa.make_url(f"{scheme}://{hostpart}").set(
+        username=unquote(user), password=unquote(password) if password else None
+    )
+
+
 def _normalise_url(db_url: str | URL) -> URL:
-    """Parse `db_url`; a bare ``postgresql://`` means psycopg 3 unless psycopg2 is installed."""
+    """Parse `db_url`; a bare ``postgresql://`` means psycopg 3 unless psycopg2 is installed.
+
+    Raises:
+        SinkConfigError: the URL cannot be parsed or its port is not a number; the message
+            shows the URL with its password hidden, or not at all when it is not a URL.
+    """
     try:
-        url = sa.make_url(db_url)
-    except sa_exc.ArgumentError as exc:
+        url = db_url if isinstance(db_url, URL) else _parse_url(str(db_url))
+    except sa_exc.ArgumentError:
         raise SinkConfigError(
-            f"database URL {db_url!r} is not a valid SQLAlchemy URL "
+            f"database URL {masked_url(str(db_url))} is not a valid SQLAlchemy URL "
             "(expected e.g. postgresql://user:password@host:5432/db or sqlite:///file.db)"
-        ) from exc
+        ) from None
+    except ValueError:
+        port = str(db_url).rsplit("@", 1)[-1].split("/", 1)[0].rpartition(":")[2]
+        raise SinkConfigError(
+            f"database URL {masked_url(str(db_url))}: the port {port!r} is not a number "
+            "(expected e.g. host:5432)"
+        ) from None
     if url.drivername in ("postgresql", "postgres"):
         try:
             import psycopg2  # type: ignore[import-not-found,import-untyped,unused-ignore]  # noqa: F401
@@ -272,12 +298,16 @@ class DbSink(LedgeredSink):
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Map the event to a row; write the batch when it is full."""
+        if self._closed:
+            self.reopen()
+        self.ledger.collected += 1
         if self._broken is not None:
-            self.ledger.collected += 1
             self.ledger.failed += 1
             raise self._broken_error()
-        row = self.row_mapper_function(timestamp, subject, transition)
-        self.ledger.collected += 1
+        try:
+            row = self.row_mapper_function(timestamp, subject, transition)
+        except Exception as exc:
+            raise self.event_failed(exc, timestamp, "the row mapper") from exc
         try:
             # Same number of keys and every column present: the same keys as the first row.
             if len(row) != self._ncols:
@@ -285,7 +315,8 @@ class DbSink(LedgeredSink):
             values = self._getter(row)
         except (KeyError, TypeError):
             values = self._check_row(row, transition, timestamp)
-        self._batch.append(values if self.use_copy else row)
+        # The values, not the mapping: a mapper may fill and return one dict every time.
+        self._batch.append(values)
         if len(self._batch) >= self.batch_size:
             self._submit()
 
@@ -454,7 +485,6 @@ class DbSink(LedgeredSink):
             self._broken, self._broken_rows = exc, len(rows)
             self.ledger.failed += len(rows)
             raise self._broken_error() from exc
-        self.ledger.acknowledged += len(rows)
 
     def _broken_error(self) -> SinkError:
         exc = self._broken
@@ -464,13 +494,24 @@ class DbSink(LedgeredSink):
         return error
 
     def _write(self, rows: list[Any]) -> None:
-        """One transaction: COPY on PostgreSQL/psycopg, an executemany INSERT elsewhere."""
-        with self.engine.connect() as conn, conn.begin():
+        """One transaction: COPY on PostgreSQL/psycopg, an executemany INSERT elsewhere.
+
+        The rows are counted as acknowledged right after the commit returns, with nothing in
+        between, so an interrupt (a second Ctrl-C) can hardly fall between a commit and its
+        count; an interrupted transaction is rolled back and its rows count as lost.
+        """
+        with self.engine.connect() as conn:
+            transaction = conn.begin()
             if self.use_copy:
                 self._copy(conn, rows)
             else:
                 assert self.table is not None
-                conn.execute(self.table.insert(), rows)
+                columns = self.columns
+                conn.execute(
+                    self.table.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
+                )
+            transaction.commit()
+            self.ledger.acknowledged += len(rows)
 
     def _copy(self, conn: Connection, rows: list[Any]) -> None:
         import psycopg
@@ -523,3 +564,9 @@ class DbSink(LedgeredSink):
         finally:
             self._batch = []
             self.factory._release()
+
+    def _reopen(self) -> None:
+        # A new run: the factory's engine reconnects on first use; an old failure is history.
+        self.factory._open_sinks += 1
+        self._batch = []
+        self._broken, self._broken_rows = None, 0

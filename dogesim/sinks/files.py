@@ -6,25 +6,33 @@
   (``<directory>/<name>.jsonl`` / ``.csv``).
 - `default_record`, `flat_record`: the default mappers (event -> dict) of the two sinks.
 
-Both sinks write through a large buffer, and ``close()`` flushes and fsyncs the file before it
-counts the events as acknowledged. Output is deterministic: the same events give the same
-bytes (JSON with fixed separators, keys in mapper order, UTF-8 without escaping).
+Both sinks encode each line to UTF-8 when it is collected (a line that cannot be encoded, such
+as one holding a lone surrogate, fails alone as a `SinkError`) and write through a large
+buffer; ``close()`` flushes and fsyncs the file before it counts the lines as acknowledged.
+When the disk fills up the ledger counts exactly the complete lines in the file, and a torn
+last line is cut off. Standard output (``"-"``) gets every line at once. A sink used again
+after ``close()`` appends to its file (a CSV header is not repeated), with a new ledger.
+Output is deterministic: the same events give the same bytes (JSON with fixed separators, keys
+in mapper order, UTF-8 without escaping).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import dataclasses
 import datetime as _dt
 import enum
 import errno
+import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
@@ -121,12 +129,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON serializable")
 
 
-def _fsync(stream: IO[Any]) -> None:
-    """fsync a real file; pipes, terminals and in-memory streams cannot be synced."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
+def _fsync(fd: int) -> None:
+    """fsync a real file; pipes, terminals and devices cannot be synced."""
     try:
         os.fsync(fd)
     except OSError as exc:
@@ -135,47 +139,165 @@ def _fsync(stream: IO[Any]) -> None:
 
 
 class _FileSink(LedgeredSink):
-    """Shared plumbing: the open stream, the ledger and flush+fsync on close."""
+    """Shared plumbing: encoded lines buffered, written whole, counted line by line.
 
-    def __init__(self, kind: str, path: str | os.PathLike[str], mode: str, newline: str) -> None:
+    Lines are encoded to UTF-8 as they are collected (a line that cannot be encoded fails
+    there, alone) and written to an unbuffered file in large chunks. The sink knows the byte
+    offset where each buffered line ends, so when a write stops short (disk full, file size
+    limit) it counts exactly the complete lines that reached the file and cuts the torn last
+    one off. Nothing is written after a failed write: later events are counted as lost.
+
+    An interrupt (a second Ctrl-C) may land anywhere, even between a write and its count, so
+    the chunk being written is remembered until it is settled, and `_settle` (run again by
+    ``close()``) measures a regular file itself to count what it holds.
+    """
+
+    def __init__(self, kind: str, path: str | os.PathLike[str], *, append: bool) -> None:
         self.path = path
         self._owned = path != "-"
         name = f"{kind}:{'<stdout>' if not self._owned else os.fspath(path)}"
         super().__init__(name)
-        if self._owned:
-            try:
-                self._stream: IO[str] = open(  # noqa: SIM115 - closed by close()
-                    path, mode, encoding="utf-8", newline=newline, buffering=BUFFER_BYTES
-                )
-            except OSError as exc:
-                raise SinkConfigError(
-                    f"{kind} sink: cannot open {os.fspath(path)!r}: {exc}"
-                ) from exc
-        else:
-            self._stream = sys.stdout
+        self._kind = kind
+        self._chunks: list[bytes] = []
+        self._ends: list[int] = []  # where each buffered line ends, from the buffer's start
+        self._size = 0
+        self._written = 0  # complete lines of this run in the file
+        self._offset = 0  # the file's size at the last complete line
+        self._broken: SinkError | None = None
+        self._file: io.FileIO | None = None
+        # The chunk being written: (lines written, file offset) before it, its line ends.
+        self._inflight: tuple[int, int, list[int]] | None = None
+        self._open(append)
 
-    def _write_failed(self, exc: OSError) -> SinkError:
-        self.ledger.failed = self.ledger.collected
+    def _open(self, append: bool) -> None:
+        if not self._owned:
+            return
+        try:
+            self._file = open(self.path, "ab" if append else "wb", buffering=0)  # noqa: SIM115
+            self._offset = self._file.seek(0, os.SEEK_END)
+        except OSError as exc:
+            raise SinkConfigError(
+                f"{self._kind} sink: cannot open {os.fspath(self.path)!r}: {exc}"
+            ) from exc
+
+    def _add(self, text: str, timestamp: int, *, event: bool = True) -> None:
+        """Buffer one line (`event`: it is an event's line, not a header)."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
+        if not self._owned:
+            self._write_stdout(text, event)
+            return
+        self._chunks.append(data)
+        self._size += len(data)
+        if event:
+            self._ends.append(self._size)
+        if self._size >= BUFFER_BYTES:
+            self._flush_buffer()
+
+    def _flush_buffer(self) -> None:
+        """Write the buffered lines; on failure count what reached the file and raise."""
+        data = b"".join(self._chunks)
+        ends = self._ends
+        self._chunks, self._ends, self._size = [], [], 0
+        if self._broken is not None:
+            raise self._broken
+        if not data or self._file is None:
+            return
+        written, offset = self._written, self._offset
+        self._inflight = (written, offset, ends)
+        done = 0
+        view = memoryview(data)
+        try:
+            while done < len(data):
+                taken = self._file.write(view[done:])
+                if not taken:  # never for a blocking file; refuse to spin if it happens
+                    raise OSError(errno.EIO, "the file took no bytes")
+                done += taken
+        except OSError as exc:
+            self._settle(done)
+            self._broken = self._write_failed(exc)
+            raise self._broken from exc
+        # Absolute values: settling again after an interrupt here gives the same.
+        self._written, self._offset = written + len(ends), offset + len(data)
+        self._inflight = None
+
+    def _settle(self, counted: int = 0) -> None:
+        """Count the complete lines of the chunk in flight and cut a torn one off.
+
+        Args:
+            counted: bytes of the chunk the writes reported; a regular file is measured
+                instead (an interrupt may have struck before a write's count was added).
+        """
+        if self._inflight is None or self._file is None:
+            return
+        written, offset, ends = self._inflight
+        done = counted
+        with contextlib.suppress(OSError):
+            status = os.fstat(self._file.fileno())
+            if stat.S_ISREG(status.st_mode):
+                done = status.st_size - offset
+        complete = bisect.bisect_right(ends, done)
+        keep = ends[complete - 1] if complete else 0
+        if keep < done:
+            with contextlib.suppress(OSError):  # a device (/dev/full) cannot be truncated
+                os.ftruncate(self._file.fileno(), offset + keep)
+        self._written, self._offset = written + complete, offset + keep
+        self._inflight = None
+        self._account()
+
+    def _write_stdout(self, text: str, event: bool) -> None:
+        """Standard output gets each line at once (live runs are watched there)."""
+        if self._broken is not None:
+            raise self._broken
+        try:
+            sys.stdout.write(text)
+        except (OSError, ValueError) as exc:
+            self._broken = self._write_failed(exc)
+            raise self._broken from exc
+        self._written += event
+
+    def _account(self) -> None:
+        """Every line in the file is acknowledged; every other collected event is lost."""
+        self.ledger.acknowledged = self._written
+        self.ledger.failed = self.ledger.collected - self._written
+
+    def _write_failed(self, exc: BaseException) -> SinkError:
+        self._account()
+        book = self.ledger
         return SinkError(
-            f"sink {self.ledger.sink}: write failed after {self.ledger.collected} events: {exc}; "
-            f"0 of them confirmed on disk",
-            [self.ledger],
+            f"sink {book.sink}: write failed after {book.collected} events: {exc}; "
+            f"{self._written} complete lines are in the file (a torn last line is cut off), "
+            f"{book.failed} events lost",
+            [book],
         )
 
     def _close(self) -> None:
         try:
-            self._stream.flush()
-            _fsync(self._stream)
-            if self._owned:
-                self._stream.close()
+            self._flush_buffer()
+            if self._file is not None:
+                _fsync(self._file.fileno())
+            else:
+                sys.stdout.flush()
         except OSError as exc:
-            raise self._write_failed(exc) from exc
+            if self._broken is None:
+                self._broken = self._write_failed(exc)
+            raise self._broken from exc
         finally:
-            if self._owned and not self._stream.closed:
+            self._settle()
+            self._account()
+            if self._file is not None:
                 with contextlib.suppress(OSError):
-                    self._stream.close()
-        # Every line handed to the stream is now on disk; rejected events never were.
-        self.ledger.acknowledged = self.ledger.collected - self.ledger.failed
+                    self._file.close()
+                self._file = None
+
+    def _reopen(self) -> None:
+        self._chunks, self._ends, self._size = [], [], 0
+        self._written = 0
+        self._broken = None
+        self._inflight = None
+        self._open(append=True)
 
 
 class JsonLinesSink(_FileSink):
@@ -200,7 +322,7 @@ class JsonLinesSink(_FileSink):
         *,
         append: bool = False,
     ) -> None:
-        super().__init__("jsonl", path, "a" if append else "w", "\n")
+        super().__init__("jsonl", path, append=append)
         self.mapper: Mapper = mapper if mapper is not None else default_record
         self._encode = json.JSONEncoder(
             ensure_ascii=False,
@@ -209,12 +331,16 @@ class JsonLinesSink(_FileSink):
             allow_nan=False,
             default=_json_default,
         ).encode
-        self._write = self._stream.write
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event as one line."""
-        record = self.mapper(timestamp, subject, transition)
+        if self._closed:
+            self.reopen()
         self.ledger.collected += 1
+        try:
+            record = self.mapper(timestamp, subject, transition)
+        except Exception as exc:
+            raise self.event_failed(exc, timestamp, "the mapper") from exc
         try:
             line = self._encode(record)
         except (TypeError, ValueError) as exc:
@@ -224,10 +350,7 @@ class JsonLinesSink(_FileSink):
                 f"written as JSON: {exc}; record {record!r}",
                 [self.ledger],
             ) from exc
-        try:
-            self._write(line + "\n")
-        except OSError as exc:
-            raise self._write_failed(exc) from exc
+        self._add(line + "\n", timestamp)
 
 
 class CsvSink(_FileSink):
@@ -255,30 +378,37 @@ class CsvSink(_FileSink):
             raise SinkConfigError(
                 "csv sink: CSV cannot go to standard output ('-'); give a file path"
             )
-        super().__init__("csv", path, "w", "")
+        super().__init__("csv", path, append=False)
         self.mapper: Mapper = mapper if mapper is not None else flat_record
         self.fieldnames: list[str] | None = list(fieldnames) if fieldnames is not None else None
+        self._row = _LastWrite()
         self._writer: csv.DictWriter[str] | None = None
         if self.fieldnames is not None:
-            self._start(self.fieldnames)
+            self._start(self.fieldnames, 0)
 
-    def _start(self, fieldnames: list[str]) -> csv.DictWriter[str]:
+    def _start(self, fieldnames: list[str], timestamp: int) -> csv.DictWriter[str]:
         self.fieldnames = fieldnames
         writer = csv.DictWriter(
-            self._stream, fieldnames, restval="", extrasaction="raise", lineterminator="\n"
+            self._row, fieldnames, restval="", extrasaction="raise", lineterminator="\n"
         )
         writer.writeheader()
+        self._add(self._row.text, timestamp, event=False)
         self._writer = writer
         return writer
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event as one row."""
-        record = self.mapper(timestamp, subject, transition)
+        if self._closed:
+            self.reopen()
         self.ledger.collected += 1
+        try:
+            record = self.mapper(timestamp, subject, transition)
+        except Exception as exc:
+            raise self.event_failed(exc, timestamp, "the mapper") from exc
         writer = self._writer
         try:
             if writer is None:
-                writer = self._start(list(record))
+                writer = self._start(list(record), timestamp)
             writer.writerow(record)
         except ValueError as exc:
             self.ledger.failed += 1
@@ -288,8 +418,21 @@ class CsvSink(_FileSink):
                 f"keys {unknown} that are not columns {self.fieldnames}; record {record!r}",
                 [self.ledger],
             ) from exc
-        except OSError as exc:
-            raise self._write_failed(exc) from exc
+        self._add(self._row.text, timestamp)
+
+
+class _LastWrite:
+    """A write target for `csv.DictWriter` that keeps the one line it was last given.
+
+    The csv module writes each row with a single ``write`` call, so the sink can take the
+    row's text and buffer it like any other line.
+    """
+
+    text = ""
+
+    def write(self, text: str) -> int:
+        self.text = text
+        return len(text)
 
 
 class JsonLinesSinkFactory:

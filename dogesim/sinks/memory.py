@@ -31,6 +31,10 @@ class MemorySink(LedgeredSink):
             `Event` is stored whose ``subject`` is the live subject object: callbacks that mutate
             it later change what you see, so pass a mapper that copies the fields you need.
         name: the name in the delivery ledger.
+
+    A mapped dict or list is stored as a shallow copy, so a mapper that fills and returns one
+    object every time still gives one item per event. Used again after ``close()``, the sink
+    keeps appending to `events`; its new ledger counts the new run.
     """
 
     def __init__(
@@ -42,20 +46,34 @@ class MemorySink(LedgeredSink):
         self.mapper = mapper
         self.events: list[Any] = []
         self.closed_count = 0
+        self._run_start = 0
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Store the event (mapped when a mapper was given)."""
+        if self._closed:
+            self.reopen()
         if self.mapper is None:
             item: Any = Event(
                 timestamp, subject, transition.trigger, transition.from_state, transition.to_state
             )
         else:
-            item = self.mapper(timestamp, subject, transition)
+            try:
+                item = self.mapper(timestamp, subject, transition)
+            except Exception as exc:
+                self.ledger.collected = len(self.events) - self._run_start + self.ledger.failed + 1
+                raise self.event_failed(exc, timestamp, "the mapper") from exc
+            if isinstance(item, (dict, list)):
+                item = item.copy()
         self.events.append(item)
+
+    def _reopen(self) -> None:
+        self._run_start = len(self.events)
 
     def _close(self) -> None:
         self.closed_count += 1
-        self.ledger.collected = self.ledger.acknowledged = len(self.events)
+        stored = len(self.events) - self._run_start
+        self.ledger.acknowledged = stored
+        self.ledger.collected = stored + self.ledger.failed
 
     def __len__(self) -> int:
         return len(self.events)

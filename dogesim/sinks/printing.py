@@ -20,6 +20,9 @@ class PrintingSink(LedgeredSink):
     Args:
         format_function: turns an event into the line to print.
         file: where to print; standard output (looked up at print time) when omitted.
+
+    A line the format function cannot make, or the stream cannot take (an encoding error, a
+    closed pipe), is a `SinkError` counted as failed.
     """
 
     def __init__(
@@ -33,9 +36,17 @@ class PrintingSink(LedgeredSink):
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Format and print the event."""
-        line = self.format_function(timestamp, subject, transition)
+        if self._closed:
+            self.reopen()
         self.ledger.collected += 1
-        print(line, file=self.file if self.file is not None else sys.stdout)
+        try:
+            line = self.format_function(timestamp, subject, transition)
+        except Exception as exc:
+            raise self.event_failed(exc, timestamp, "the format function") from exc
+        try:
+            print(line, file=self.file if self.file is not None else sys.stdout)
+        except (OSError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            raise self.event_failed(exc, timestamp, "printing the line") from exc
         self.ledger.acknowledged += 1
 
     def _close(self) -> None:

@@ -23,6 +23,7 @@ from tests.integration.services import db_url, libpq_db_url, unique_name  # noqa
 pytestmark = pytest.mark.db
 
 T0 = 1_700_000_000_000
+LOGIN = Transition("login", "offline", "online", 10)
 SEED = 99
 SUBJECTS = 500
 TICKS = 1000
@@ -229,3 +230,97 @@ def test_two_sinks_of_one_factory_in_threads_do_not_mix(table: str) -> None:
         assert sql(f"SELECT count(*), min(balance), max(balance) FROM {other}") == [(1000, 1, 1)]
     finally:
         sql(f"DROP TABLE IF EXISTS {other}")
+
+
+@pytest.fixture
+def sink_under_test() -> Iterator[Any]:
+    """The conformance harness for DbSink on PostgreSQL (COPY), on a fresh table."""
+    from dogesim.sinks.conformance import SinkHarness
+
+    name = unique_name("dogesim_conf").replace("-", "_")
+    sql(f"CREATE TABLE {name} (id bigserial PRIMARY KEY, timestamp bigint, trigger text, n bigint)")
+    factory = DbSinkFactory(db_url())
+
+    def values() -> list[int]:
+        return [row[0] for row in sql(f"SELECT n FROM {name} ORDER BY id")]
+
+    yield SinkHarness(
+        "postgresql",
+        lambda mapper: factory.create(name, mapper, 4),
+        lambda: int(sql(f"SELECT count(*) FROM {name}")[0][0]),
+        values,
+    )
+    factory.engine.dispose()
+    sql(f"DROP TABLE IF EXISTS {name}")
+
+
+from dogesim.sinks.conformance import SinkConformance  # noqa: E402
+
+
+class TestPostgresConformance(SinkConformance):
+    """DbSink on a real PostgreSQL keeps the sink contract."""
+
+
+def test_one_sink_reused_by_two_runs_delivers_both(table: str) -> None:
+    """One PostgreSQL sink given to two simulations run in turn holds both runs' rows."""
+    sink = DbSinkFactory(db_url()).create(table, row_mapper, batch_size=7)
+    runs = [
+        banking_simulation([sink], subjects=30, ticks=200, seed=seed, timestamp_start=T0)
+        for seed in (1, 2)
+    ]
+    ledgers = [run.run().ledgers[0] for run in runs]
+    expected: list[Any] = []
+    for seed in (1, 2):
+        memory = MemorySink(row_mapper)
+        banking_simulation([memory], subjects=30, ticks=200, seed=seed, timestamp_start=T0).run()
+        expected += memory.events
+    assert read_rows(table) == expected
+    assert [book.acknowledged for book in ledgers] == [
+        len(expected) - ledgers[1].collected,
+        ledgers[1].collected,
+    ]
+    assert all(book.ok for book in ledgers)
+
+
+def test_password_with_at_sign_is_masked_whole() -> None:
+    """A wrong password holding '@' is never shown, not even its tail."""
+    url = sa.make_url(db_url())
+    text = f"postgresql://{url.username}:wr0ng@pa55@{url.host}:{url.port}/{url.database}"
+    with pytest.raises(SinkError, match="password authentication failed") as info:
+        DbSinkFactory(text)
+    assert "wr0ng" not in str(info.value) and "pa55" not in str(info.value)
+
+
+def test_interrupt_during_copy_in_close_keeps_committed_batches(table: str) -> None:
+    """A KeyboardInterrupt while close() COPYs: committed batches stay, the ledger is exact."""
+    import signal
+
+    sql(
+        f"CREATE FUNCTION {table}_slow() RETURNS trigger AS $$ BEGIN "
+        f"IF NEW.user_id = 11 THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$ "
+        "LANGUAGE plpgsql"
+    )
+    sql(
+        f"CREATE TRIGGER {table}_slow BEFORE INSERT ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {table}_slow()"
+    )
+    sink = DbSinkFactory(db_url()).create(table, row_mapper, batch_size=5)
+    for i in range(12):
+        sink.collect(T0 + i, User(i, 0, 0, 0), LOGIN)
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(KeyboardInterrupt):
+            sink.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        sql(f"DROP FUNCTION IF EXISTS {table}_slow() CASCADE")
+    assert len(read_rows(table)) == 10
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (12, 10, 2)
+    with pytest.raises(SinkError, match=r"close\(\) was interrupted"):
+        sink.close()

@@ -236,3 +236,74 @@ def test_postgresql_url_means_psycopg3() -> None:
         expected = "postgresql"
     assert _normalise_url("postgresql://u:p@h:5432/db").drivername == expected
     assert _normalise_url("postgresql+psycopg://u:p@h/db").drivername == "postgresql+psycopg"
+
+
+def test_one_sink_reused_by_two_runs_delivers_both(db: tuple[str, Any]) -> None:
+    """One sink given to two simulations run in turn: the table holds both runs' rows."""
+    url, engine = db
+    sink = DbSinkFactory(url).create("events", row_mapper, batch_size=4)
+    first = banking_simulation([sink], subjects=20, ticks=120, seed=5, timestamp_start=T0)
+    second = banking_simulation([sink], subjects=20, ticks=120, seed=7, timestamp_start=T0)
+    one, two = first.run(), second.run()
+    expected = []
+    for seed in (5, 7):
+        memory = MemorySink(row_mapper)
+        banking_simulation([memory], subjects=20, ticks=120, seed=seed, timestamp_start=T0).run()
+        expected += memory.events
+    with engine.connect() as conn:
+        rows = [r._asdict() for r in conn.exec_driver_sql("SELECT * FROM events ORDER BY rowid")]
+    assert two.ledgers[0].collected % 4 != 0  # the second run ends with a partial batch
+    assert rows == expected
+    assert one.ledgers[0].acknowledged + two.ledgers[0].acknowledged == len(rows)
+    assert one.ledgers[0].ok and two.ledgers[0].ok
+
+
+def test_interrupt_inside_close_keeps_the_committed_count(db: tuple[str, Any]) -> None:
+    """A KeyboardInterrupt in close() propagates; the ledger says exactly what was committed."""
+    url, engine = db
+    factory = DbSinkFactory(url)
+    sink = factory.create("events", row_mapper, batch_size=3)
+    for i in range(7):
+        sink.collect(T0 + i, User(i, 0, 0, 0), LOGIN)
+
+    def interrupt(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    sa.event.listen(factory.engine, "before_cursor_execute", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        sink.close()
+    sa.event.remove(factory.engine, "before_cursor_execute", interrupt)
+    assert count(engine) == 6
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (7, 6, 1)
+    with pytest.raises(SinkError, match=r"close\(\) was interrupted \(KeyboardInterrupt\)"):
+        sink.close()
+
+
+def test_url_password_with_at_sign_is_parsed_whole() -> None:
+    """A password containing '@' is the password, not part of the host."""
+    url = _normalise_url("sqlite+pysqlite://user:p@ss:w@rd@localhost:5432/db")
+    assert (url.username, url.password, url.host, url.port) == (
+        "user",
+        "p@ss:w@rd",
+        "localhost",
+        5432,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("postgresql://u:s3cr@t@127.0.0.1:1/db", "cannot connect to database"),
+        ("postgresql://u:s3cr@t@127.0.0.1:port/db", r"port 'port' is not a number"),
+        ("postgresql://u:s3cret@127.0.0.1:54x/db", r"port '54x' is not a number"),
+        ("not a url s3cret", r"database URL \(not shown"),
+        ("postgresql//u:s3cret@host/db", r"database URL \(not shown"),
+    ],
+)
+def test_db_urls_never_show_the_password(url: str, match: str) -> None:
+    """Errors about a DB URL hide the password wholly (also one with '@', or a bad port)."""
+    pytest.importorskip("psycopg")
+    with pytest.raises(SinkError, match=match) as info:
+        DbSinkFactory(url, engine_kwargs={"connect_args": {"connect_timeout": 2}})
+    assert isinstance(info.value, ValueError)
+    assert "s3cr" not in str(info.value) and "t@127" not in str(info.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,3 +201,162 @@ def test_factories_name_files_in_directory(tmp_path: Path) -> None:
         sink.collect(T0, Dog("a", 1), LOGIN)
         sink.close()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clicks.jsonl", "trx.csv"]
+
+
+#: A child process that writes 64-byte JSONL lines under a file size limit (a disk that
+#: fills up: writes past the limit fail with EFBIG once SIGXFSZ is ignored).
+_FULL_DISK_CHILD = r"""
+import json, resource, signal, sys
+from dogesim.errors import SinkError
+from dogesim.model import Transition
+from dogesim.sinks.files import JsonLinesSink
+
+path, limit, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
+step = Transition("step", "a", "b", 50)
+errors = []
+try:
+    for n in range(count):
+        sink.collect(n, n, step)
+except SinkError as exc:
+    errors.append(str(exc))
+try:
+    sink.close()
+except SinkError as exc:
+    errors.append(str(exc))
+print(json.dumps({"ledger": vars(sink.ledger), "errors": errors}))
+"""
+
+
+def run_child(script: str, path: Path, limit: int, count: int) -> Any:
+    """Run a child `script` writing `count` lines to `path` under a `limit`; its JSON report."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(limit), str(count)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def test_full_disk_counts_exactly_the_complete_lines_on_disk(tmp_path: Path) -> None:
+    """Disk full mid-line: the torn line is cut off and the ledger counts the lines on disk."""
+    path = tmp_path / "full.jsonl"
+    limit = 46_875 * 64 + 10  # 46,875 whole lines, then 10 bytes of a torn one
+    report = run_child(_FULL_DISK_CHILD, path, limit, 60_000)
+    data = path.read_bytes()
+    assert len(data) == 46_875 * 64 and data.endswith(b"\n")
+    numbers = [int(json.loads(line)["n"]) for line in data.splitlines()]
+    assert numbers == list(range(46_875))
+    ledger = report["ledger"]
+    assert (ledger["acknowledged"], ledger["failed"]) == (46_875, ledger["collected"] - 46_875)
+    assert report["errors"] and "File too large" in report["errors"][0]
+    assert "46875 complete lines are in the file" in report["errors"][0]
+    assert report["errors"][-1] == report["errors"][0]  # close() repeats the write failure
+
+
+def test_lone_surrogate_fails_alone(tmp_path: Path) -> None:
+    """A line UTF-8 cannot encode is a SinkError naming the sink and event; the rest arrive."""
+    path = tmp_path / "e.jsonl"
+    sink = JsonLinesSink(path, lambda ts, s, t: {"n": s, "text": "\ud800" if s == 1 else "ok"})
+    sink.collect(T0, 0, LOGIN)
+    with pytest.raises(SinkError, match=r"jsonl:.*e\.jsonl: encoding the line as UTF-8 failed "):
+        sink.collect(T0, 1, LOGIN)
+    sink.collect(T0, 2, LOGIN)
+    with pytest.raises(SinkError, match="lost 1 of 3"):
+        sink.close()
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == [0, 2]
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (3, 2, 1)
+
+
+def test_csv_lone_surrogate_fails_alone(tmp_path: Path) -> None:
+    """A CSV row UTF-8 cannot encode fails alone, counted as failed, never acknowledged."""
+    path = tmp_path / "e.csv"
+    sink = CsvSink(path, lambda ts, s, t: {"n": s, "text": "\udcff" if s == 1 else "ok"})
+    for n in range(3):
+        try:
+            sink.collect(T0, n, LOGIN)
+        except SinkError as exc:
+            assert "event #2 of this run" in str(exc)
+    with pytest.raises(SinkError, match="lost 1 of 3"):
+        sink.close()
+    assert path.read_text() == "n,text\n0,ok\n2,ok\n"
+
+
+def test_csv_reopened_after_close_appends_without_a_second_header(tmp_path: Path) -> None:
+    """A CSV sink used again after close() continues its file: one header, every row."""
+    path = tmp_path / "e.csv"
+    sink = CsvSink(path, lambda ts, s, t: {"n": s})
+    sink.collect(T0, 0, LOGIN)
+    sink.close()
+    sink.collect(T0, 1, LOGIN)
+    sink.close()
+    assert path.read_text() == "n\n0\n1\n"
+    assert (sink.ledger.collected, sink.ledger.acknowledged) == (1, 1)
+
+
+def test_jsonl_stdout_writes_each_line_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """On standard output every event is written when collected (live runs watch it)."""
+    sink = JsonLinesSink("-", lambda ts, s, t: {"n": s})
+    sink.collect(T0, 1, LOGIN)
+    assert capsys.readouterr().out == '{"n":1}\n'
+    with pytest.raises(SinkError, match="encoding the line as UTF-8 failed"):
+        sink.collect(T0, "\ud800", LOGIN)
+    sink.collect(T0, 3, LOGIN)
+    with pytest.raises(SinkError, match="lost 1 of 3"):
+        sink.close()
+    assert capsys.readouterr().out == '{"n":3}\n'
+    assert (sink.ledger.acknowledged, sink.ledger.failed) == (2, 1)
+
+
+#: A child process whose close() is interrupted (KeyboardInterrupt from a SIGXFSZ handler)
+#: right after a write that reached the file size limit mid-line.
+_INTERRUPTED_CLOSE_CHILD = r"""
+import json, resource, signal, sys
+from dogesim.errors import SinkError
+from dogesim.model import Transition
+from dogesim.sinks.files import JsonLinesSink
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+path, limit, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+signal.signal(signal.SIGXFSZ, interrupt)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
+step = Transition("step", "a", "b", 50)
+for n in range(count):
+    sink.collect(n, n, step)
+outcome = []
+for attempt in (1, 2):
+    try:
+        sink.close()
+        outcome.append("closed")
+    except KeyboardInterrupt:
+        outcome.append("KeyboardInterrupt")
+    except SinkError as exc:
+        outcome.append(str(exc))
+print(json.dumps({"ledger": vars(sink.ledger), "outcome": outcome}))
+"""
+
+
+def test_interrupt_in_close_keeps_every_complete_line(tmp_path: Path) -> None:
+    """An interrupt right after a short write in close(): lines on disk stay and are counted."""
+    path = tmp_path / "cut.jsonl"
+    # 16,384 lines (1 MiB) are written while collecting; close() writes the rest and the
+    # limit stops it 10 bytes into line 17,001.
+    limit = 17_000 * 64 + 10
+    report = run_child(_INTERRUPTED_CLOSE_CHILD, path, limit, 20_000)
+    data = path.read_bytes()
+    assert len(data) == 17_000 * 64 and data.endswith(b"\n")
+    assert report["outcome"][0] == "KeyboardInterrupt"
+    assert "close() was interrupted (KeyboardInterrupt)" in report["outcome"][1]
+    ledger = report["ledger"]
+    assert (ledger["collected"], ledger["acknowledged"], ledger["failed"]) == (
+        20_000,
+        17_000,
+        3_000,
+    )

@@ -1,0 +1,25 @@
+"""URLs in messages: `masked_url` shows a URL with its password hidden (standard library only,
+so the registry and model files can use it without importing SQLAlchemy)."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["masked_url"]
+
+
+def masked_url(text: str) -> str:
+    """`text` as a URL with any password replaced by ``***``, for messages.
+
+    The last ``@`` ends the user part, so a password holding ``@`` is masked whole; when in
+    doubt, more is hidden. Text without ``scheme://`` is not shown at all (it might be
+    anything, a password included).
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        return "(not shown: it is not of the form dialect://...)"
+    userinfo, at, hostpart = rest.rpartition("@")
+    # Masking too much (a path holding '@') is harmless; showing a password is not.
+    if not at or ":" not in userinfo:
+        return text
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
