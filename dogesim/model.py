@@ -23,6 +23,7 @@ from dogesim.errors import ModelError, shown
 from dogesim.rates import (
     Profile,
     Rate,
+    check_tick,
     format_duration,
     parse_duration,
     parse_rate,
@@ -495,10 +496,7 @@ class Model:
         Raises:
             ModelError: a state's per-tick percentages sum to more than 100%.
         """
-        if isinstance(tick_ms, bool) or not isinstance(tick_ms, int) or tick_ms < 1:
-            raise ModelError(
-                f"{self.name}: tick_ms must be a whole number of ms >= 1, got {shown(tick_ms)}"
-            )
+        check_tick(tick_ms, f"{self.name}: tick_ms")
         if self.tick_ms == tick_ms and not self.needs_tick:
             return self
         if self.tick_ms is None and all(t.rate is None for t in self.transitions):

@@ -12,7 +12,8 @@
   to a tick: the state's total per unit of time, then split in proportion (`Model.at_tick`).
 - `Profile`: multipliers by hour of day, day of week and listed dates (holidays, paydays);
   the engine samples time-varying probabilities exactly by thinning.
-- `number`: a real number from user input, or a `ModelError` naming the field.
+- `number`, `check_tick`: a real number, or a tick length, from user input, or a
+  `ModelError` naming the field.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from numbers import Real
 from dogesim.errors import ModelError, shown
 
 __all__ = [
+    "MAX_DURATION_MS",
     "Profile",
     "Rate",
+    "check_tick",
     "format_duration",
     "number",
     "parse_duration",
@@ -38,6 +41,10 @@ __all__ = [
 
 #: Per-tick percentages of one state may exceed 100% by this much (floating-point slack).
 _SLACK = 1e-9
+
+#: The longest duration accepted, 2**53 ms (about 285,000 years): every duration up to it
+#: is exact as a float, so rescaling arithmetic can neither round nor overflow.
+MAX_DURATION_MS = 2**53
 
 
 def number(value: object, where: str) -> float:
@@ -107,6 +114,10 @@ def parse_duration(value: object, where: str | None = None) -> int:
         ms = number(value, f"{prefix}duration")
     if not math.isfinite(ms) or ms <= 0:
         raise ModelError(f"{prefix}{shown(value)} is not a positive duration")
+    if ms > MAX_DURATION_MS:
+        raise ModelError(
+            f"{prefix}{shown(value)} is longer than the longest duration, {MAX_DURATION_MS} ms"
+        )
     if abs(ms - round(ms)) > 1e-6:
         raise ModelError(f"{prefix}{shown(value)} is not a whole number of milliseconds")
     return round(ms)
@@ -153,11 +164,7 @@ class Rate:
             raise ModelError(f"rate: value must be a finite number >= 0, got {shown(self.value)}")
         if self.kind == "percent" and value > 100:
             raise ModelError(f"rate must be at most 100% per period, got {value}%")
-        period = self.period_ms
-        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
-            raise ModelError(
-                f"rate: period_ms must be a whole number of ms >= 1, got {shown(period)}"
-            )
+        check_tick(self.period_ms, "rate: period_ms")
         object.__setattr__(self, "value", value)
 
     def per_tick(self, tick_ms: int) -> float:
@@ -180,9 +187,17 @@ class Rate:
         return f"{self.value:g} per {unit}"
 
 
-def _check_tick(tick_ms: object) -> int:
-    if isinstance(tick_ms, bool) or not isinstance(tick_ms, int) or tick_ms < 1:
-        raise ModelError(f"tick_ms must be a whole number of ms >= 1, got {shown(tick_ms)}")
+def check_tick(tick_ms: object, where: str = "tick_ms") -> int:
+    """`tick_ms` (a tick or a period) when it is a whole number of milliseconds from 1 to
+    `MAX_DURATION_MS`; else a `ModelError` naming `where`."""
+    if (
+        isinstance(tick_ms, bool)
+        or not isinstance(tick_ms, int)
+        or not 1 <= tick_ms <= MAX_DURATION_MS
+    ):
+        raise ModelError(
+            f"{where} must be a whole number of ms >= 1 (at most 2**53), got {shown(tick_ms)}"
+        )
     return tick_ms
 
 
@@ -206,7 +221,7 @@ def per_tick_chances(
     Raises:
         ModelError: the per-tick chances sum to more than 100%, naming `where`.
     """
-    tick_ms = _check_tick(tick_ms)
+    tick_ms = check_tick(tick_ms)
     literal = [c for c in chances if not isinstance(c, Rate)]
     literal += [c.value for c in chances if isinstance(c, Rate) and _is_per_tick(c, tick_ms)]
     total = math.fsum(float(c) for c in literal)
