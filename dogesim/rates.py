@@ -354,7 +354,7 @@ class Profile:
             raise ModelError(
                 f"profile: utc_offset_hours must be a number of hours, got {shown(offset)}"
             )
-        offset = float(offset)
+        offset = number(offset, "profile: utc_offset_hours")  # 10**400 too
         if not -24 <= offset <= 24:  # also refuses NaN
             raise ModelError(
                 f"profile: utc_offset_hours must be between -24 and 24, got {shown(offset)}"

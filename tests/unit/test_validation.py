@@ -175,6 +175,7 @@ def test_doge_add_transition_errors_are_value_errors() -> None:
         (lambda: Profile(dates={"2024-01-01": "x"}), r"dates\['2024-01-01'\] must be a number"),
         (lambda: Profile(utc_offset_hours="2"), "utc_offset_hours must be a number of hours"),  # type: ignore[arg-type]
         (lambda: Profile(utc_offset_hours=1e9), "utc_offset_hours must be between -24 and 24"),
+        (lambda: Profile(utc_offset_hours=10**400), "utc_offset_hours must be a finite number"),
         (lambda: Rate.percent(None, "1m"), "rate: value must be a number, got None"),  # type: ignore[arg-type]
         (lambda: Rate.per(10**400, "1m"), "rate: value must be a finite number"),
         (lambda: Rate.percent(5, None), "rate period"),  # type: ignore[arg-type]
