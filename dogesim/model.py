@@ -118,7 +118,9 @@ class Transition:
                 f"transition from {shown(self.from_state)} to {shown(self.to_state)}: trigger "
                 f"must be a non-empty string, got {shown(self.trigger)}"
             )
-        where = f"transition {self.trigger!r} ({shown(self.from_state)} -> {shown(self.to_state)})"
+        where = (
+            f"transition {shown(self.trigger)} ({shown(self.from_state)} -> {shown(self.to_state)})"
+        )
         for role in ("from_state", "to_state"):
             state = getattr(self, role)
             if not isinstance(state, str) or not state:
