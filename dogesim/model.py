@@ -1,20 +1,34 @@
 """Models: the state machine that subjects walk, validated as it is built.
 
-- `Transition`: one edge, with its trigger, probability in percent per tick, optional action
-  callback and event sinks (the doge-datagen class and attribute names).
+- `Transition`: one edge, an immutable value (a frozen dataclass) with its trigger,
+  probability in percent per tick (or a `Rate`), optional action callback and event sinks
+  (the doge-datagen class and attribute names). Copies are made with `dataclasses.replace`,
+  so every field, present or future, is carried over.
 - `Model`: states, the initial state and the transitions; every mistake raises `ModelError`
   (a `ValueError`) when the model is built, naming the state, trigger and value at fault.
+  Validation is linear in states and transitions. `Model.at_tick` rescales a model's
+  chances to a run's tick, per state (see `dogesim.rates.per_tick_chances`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
-from dogesim.errors import ModelError
-from dogesim.rates import Profile, Rate, parse_duration, parse_rate
+from dogesim.errors import ModelError, shown
+from dogesim.rates import (
+    Profile,
+    Rate,
+    check_tick,
+    format_duration,
+    parse_duration,
+    parse_rate,
+    per_tick_chances,
+)
 
 __all__ = ["PROBABILITY_TOLERANCE", "ActionCallback", "HoldFunction", "Model", "Transition"]
 
@@ -26,32 +40,45 @@ ActionCallback = Callable[[Any, "Transition"], Any]
 HoldFunction = Callable[[Any, "Transition"], int]
 
 
+# eq=False: transitions are compared and hashed by identity, as the engine and sinks key
+# on them (two edges that look alike are still two edges).
+@dataclass(frozen=True, eq=False, repr=False)
 class Transition:
-    """One possible move of the state machine.
+    """One possible move of the state machine, checked when it is made.
 
     Attributes:
         trigger: the event name; unique among the transitions leaving `from_state`.
         from_state: the state the move starts from.
         to_state: the state it ends in (may equal `from_state`: a self-loop event).
-        probability: percent per tick (100 = certain) that a subject in `from_state` tries it.
+        probability: percent per tick (100 = certain) that a subject in `from_state` tries
+            it. Given as a `Rate` (or rate text such as ``"6 per day"``), it is NaN until a
+            model is rescaled to a tick (`Model.at_tick`), and `rate` holds the rate.
         action_callback: ``callback(subject, transition)`` run on an attempt; a falsy result
             vetoes the move (the subject stays, no event).
         event_sinks: sinks whose ``collect(timestamp, subject, transition)`` is called, in
-            this order, on every successful move.
+            this order, on every successful move. A list (kept as a tuple); a single sink
+            (an object with ``collect``) is taken as a list of one.
+        profile: a calendar `Profile` multiplying the per-tick chance.
+        resource: a resource of the model the move must acquire (queueing while all busy).
+        hold: ticks the resource is held: a whole number, or ``hold(subject, transition)``.
+        rate: the chance per unit of time this transition was given, if any.
+
+    Raises:
+        ModelError: a field has the wrong type or value; the message names the transition,
+            the field and the value.
     """
 
-    __slots__ = (
-        "action_callback",
-        "event_sinks",
-        "from_state",
-        "hold",
-        "probability",
-        "profile",
-        "rate",
-        "resource",
-        "to_state",
-        "trigger",
-    )
+    trigger: str
+    from_state: str
+    to_state: str
+    probability: float
+    action_callback: ActionCallback | None = None
+    event_sinks: tuple[Any, ...] = ()
+    _: dataclasses.KW_ONLY
+    profile: Profile | None = None
+    resource: str | None = None
+    hold: int | HoldFunction = 1
+    rate: Rate | None = None
 
     def __init__(
         self,
@@ -60,53 +87,120 @@ class Transition:
         to_state: str,
         probability: float | Rate | str,
         action_callback: ActionCallback | None = None,
-        event_sinks: Iterable[Any] | None = None,
+        event_sinks: Iterable[Any] | Any | None = None,
         *,
         profile: Profile | None = None,
         resource: str | None = None,
         hold: int | HoldFunction = 1,
+        rate: Rate | None = None,
     ) -> None:
-        self.trigger = trigger
-        self.from_state = from_state
-        self.to_state = to_state
-        #: A `Rate` when the chance was given per unit of time (then `probability` is the
-        #: per-tick value once a tick length is known, NaN before).
-        self.rate: Rate | None = None
-        if isinstance(probability, str):
-            probability = parse_rate(probability, f"transition {trigger!r}")
-        if isinstance(probability, Rate):
-            self.rate = probability
-            probability = math.nan
-        self.probability = probability
-        self.action_callback = action_callback
-        self.event_sinks: tuple[Any, ...] = tuple(event_sinks) if event_sinks else ()
-        self.profile = profile
-        self.resource = resource
-        self.hold = hold
+        # A hand-written __init__ only to accept the looser input types above; every field
+        # is still a dataclass field, so `dataclasses.replace` copies all of them.
+        fields = {
+            "trigger": trigger,
+            "from_state": from_state,
+            "to_state": to_state,
+            "probability": probability,
+            "action_callback": action_callback,
+            "event_sinks": event_sinks,
+            "profile": profile,
+            "resource": resource,
+            "hold": hold,
+            "rate": rate,
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trigger, str) or not self.trigger:
+            raise ModelError(
+                f"transition from {shown(self.from_state)} to {shown(self.to_state)}: trigger "
+                f"must be a non-empty string, got {shown(self.trigger)}"
+            )
+        where = (
+            f"transition {shown(self.trigger)} ({shown(self.from_state)} -> {shown(self.to_state)})"
+        )
+        for role in ("from_state", "to_state"):
+            state = getattr(self, role)
+            if not isinstance(state, str) or not state:
+                raise ModelError(
+                    f"{where}: {role} {shown(state)} is not one of the states (state names "
+                    "are non-empty strings)"
+                )
+        probability, rate = _chance(self.probability, self.rate, where)
+        object.__setattr__(self, "probability", probability)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "event_sinks", _sinks(self.event_sinks, where))
+        callback = self.action_callback
+        if callback is not None and not callable(callback):
+            raise ModelError(f"{where}: action_callback must be callable, got {shown(callback)}")
+        if self.profile is not None and not isinstance(self.profile, Profile):
+            raise ModelError(
+                f"{where}: profile must be a dogesim.Profile, got {shown(self.profile)}"
+            )
+        if self.resource is not None and not isinstance(self.resource, str):
+            raise ModelError(
+                f"{where}: resource {shown(self.resource)} is not declared; give the name "
+                "of a resource of the model (Model.add_resource)"
+            )
+        hold = self.hold
+        if not callable(hold) and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 1):
+            raise ModelError(
+                f"{where}: hold must be a whole number of ticks >= 1 (or a function "
+                f"returning one), got {shown(hold)}"
+            )
 
     def _copy(self, probability: float) -> Transition:
-        copy = Transition(
-            self.trigger,
-            self.from_state,
-            self.to_state,
-            probability,
-            self.action_callback,
-            self.event_sinks,
-            profile=self.profile,
-            resource=self.resource,
-            hold=self.hold,
-        )
-        copy.rate = self.rate
-        return copy
+        """This transition with another per-tick `probability` (every other field kept)."""
+        return dataclasses.replace(self, probability=probability)
+
+    @property
+    def chance(self) -> float | Rate:
+        """What this transition was given: its `Rate`, else its per-tick percentage."""
+        return self.rate if self.rate is not None else self.probability
 
     def __repr__(self) -> str:
         chance = f"{self.probability}%" if self.rate is None else str(self.rate)
         return f"Transition({self.trigger!r}, {self.from_state!r} -> {self.to_state!r}, {chance})"
 
 
+def _chance(probability: object, rate: object, where: str) -> tuple[float, Rate | None]:
+    """(per-tick percentage or NaN, rate) from what a transition was given."""
+    if isinstance(probability, str):
+        probability = parse_rate(probability, where)
+    if isinstance(probability, Rate):
+        return math.nan, probability
+    if rate is not None and not isinstance(rate, Rate):
+        raise ModelError(f"{where}: rate must be a dogesim.Rate or None, got {shown(rate)}")
+    if rate is not None and isinstance(probability, float) and math.isnan(probability):
+        return math.nan, rate  # a rate not yet rescaled to a tick
+    return _check_probability(probability, where), rate
+
+
+def _sinks(sinks: object, where: str) -> tuple[Any, ...]:
+    """`event_sinks` as a tuple of objects with ``collect``."""
+    if sinks is None:
+        return ()
+    if callable(getattr(sinks, "collect", None)):
+        return (sinks,)  # one sink given where a list was meant: a list of one
+    if isinstance(sinks, (str, bytes, Mapping)) or not isinstance(sinks, Iterable):
+        raise ModelError(
+            f"{where}: event_sinks must be a list of sinks (objects with collect()), "
+            f"got {shown(sinks)}"
+        )
+    out = tuple(sinks)
+    for position, sink in enumerate(out):
+        if not callable(getattr(sink, "collect", None)):
+            raise ModelError(
+                f"{where}: event_sinks[{position}] = {shown(sink)} has no collect() method"
+            )
+    return out
+
+
 def _check_state_name(state: object, where: str) -> str:
     if not isinstance(state, str) or not state:
-        raise ModelError(f"{where}: state names must be non-empty strings, got {state!r}")
+        raise ModelError(f"{where}: state names must be non-empty strings, got {shown(state)}")
     return state
 
 
@@ -114,9 +208,14 @@ def _check_probability(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ModelError(
             f"{where}: probability must be a number of percent per tick, "
-            f"got {value!r} ({type(value).__name__})"
+            f"got {shown(value)} ({type(value).__name__})"
         )
-    p = float(value)
+    try:
+        p = float(value)
+    except (OverflowError, ValueError, TypeError):
+        # a number too large for a float (10**400) is far outside 0..100 either way
+        side = ">= 0%" if value < 0 else "at most 100%"
+        raise ModelError(f"{where}: probability must be {side}, got {shown(value)}") from None
     if math.isnan(p) or math.isinf(p):
         raise ModelError(f"{where}: probability must be finite, got {p}")
     if p < 0:
@@ -126,18 +225,29 @@ def _check_probability(value: object, where: str) -> float:
     return p
 
 
+def _listing(names: Sequence[str], limit: int = 12) -> str:
+    """The first `limit` names for a message (a 20k-state model must not print them all)."""
+    shown_names = [repr(n) for n in names[:limit]]
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return "[" + ", ".join(shown_names) + more + "]"
+
+
 class Model:
     """A validated state machine: states, an initial state and transitions.
 
     Args:
-        states: every state name, unique, non-empty strings.
+        states: every state name, unique, non-empty strings, in a list (or any ordered
+            iterable; a set is refused, its order depends on ``PYTHONHASHSEED``).
         initial_state: the state every subject starts in.
         transitions: transitions to add now (more can be added with `add_transition`).
         name: a label used in error messages and reports.
+        tick_ms: the tick the per-tick probabilities refer to; None (doge-datagen's meaning):
+            whatever tick a run uses. With it, a run at another tick rescales them.
+        resources: shared resources and their capacities, ``{"agents": 5}``.
 
     Raises:
         ModelError: on an empty or duplicate state list, an unknown initial state, or any
-            invalid transition.
+            invalid transition, resource or setting.
     """
 
     def __init__(
@@ -148,38 +258,49 @@ class Model:
         *,
         name: str = "model",
         tick_ms: int | str | None = None,
-        resources: dict[str, int] | None = None,
+        resources: Mapping[str, int] | None = None,
     ) -> None:
+        if not isinstance(name, str):
+            raise ModelError(f"model name must be a string, got {shown(name)}")
         self.name = name
-        #: The tick the per-tick probabilities refer to; None: whatever tick a run uses
-        #: (doge-datagen's meaning). With it, a run at another tick rescales them.
         self.tick_ms = None if tick_ms is None else parse_duration(tick_ms, f"{name}: tick_ms")
         self.resources: dict[str, int] = {}
-        for resource, capacity in (resources or {}).items():
-            self.add_resource(resource, capacity)
-        if isinstance(states, str) or not isinstance(states, Iterable):
-            raise ModelError(f"{name}: states must be a list of state names, got {states!r}")
-        state_list = list(states)
-        if not state_list:
-            raise ModelError(f"{name}: the state list is empty; give at least one state")
-        seen: set[str] = set()
-        for state in state_list:
-            _check_state_name(state, name)
-            if state in seen:
-                raise ModelError(f"{name}: state {state!r} is listed twice")
-            seen.add(state)
-        self.states: tuple[str, ...] = tuple(state_list)
+        if resources is not None:
+            if not isinstance(resources, Mapping):
+                raise ModelError(
+                    f"{name}: resources must be a mapping of resource name to capacity, like "
+                    f"{{'agents': 5}}, got {shown(resources)}"
+                )
+            for resource, capacity in resources.items():
+                self.add_resource(resource, capacity)
+        self.states: tuple[str, ...] = _state_names(states, name)
         self._index = {s: i for i, s in enumerate(self.states)}
+        if not isinstance(initial_state, str):
+            raise ModelError(
+                f"{name}: initial state {shown(initial_state)} is not a state name; give one "
+                f"of the states {_listing(self.states)}"
+            )
         if initial_state not in self._index:
             raise ModelError(
                 f"{name}: initial state {initial_state!r} is not one of the states "
-                f"{list(self.states)}"
+                f"{_listing(self.states)}"
             )
         self.initial_state = initial_state
         self._outgoing: dict[str, list[Transition]] = {s: [] for s in self.states}
-        self._sums: dict[str, float] = {s: 0.0 for s in self.states}
+        # per state: trigger -> transition (duplicate triggers in O(1))
+        self._triggers: dict[str, dict[str, Transition]] = {s: {} for s in self.states}
+        # per state: the percentages that share a period, summed (see `_period`)
+        self._sums: dict[str, dict[int | None, float]] = {s: {} for s in self.states}
         self.transitions: list[Transition] = []
-        for transition in transitions:
+        if isinstance(transitions, (str, bytes)) or not isinstance(transitions, Iterable):
+            raise ModelError(
+                f"{name}: transitions must be a list of Transition, got {shown(transitions)}"
+            )
+        for position, transition in enumerate(transitions):
+            if not isinstance(transition, Transition):
+                raise ModelError(
+                    f"{name}: transitions[{position}] is not a Transition, got {shown(transition)}"
+                )
             self.add(transition)
 
     # -- building --------------------------------------------------------------------------
@@ -187,11 +308,13 @@ class Model:
     def add_resource(self, name: str, capacity: int) -> None:
         """Declare a shared resource (e.g. 5 support agents) that transitions may hold."""
         if not isinstance(name, str) or not name:
-            raise ModelError(f"{self.name}: resource names must be non-empty strings, got {name!r}")
+            raise ModelError(
+                f"{self.name}: resource names must be non-empty strings, got {shown(name)}"
+            )
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ModelError(
                 f"{self.name}: resource {name!r}: capacity must be a whole number >= 1, "
-                f"got {capacity!r}"
+                f"got {shown(capacity)}"
             )
         self.resources[name] = capacity
 
@@ -200,9 +323,9 @@ class Model:
         trigger: str,
         from_state: str,
         to_state: str,
-        probability: float,
+        probability: float | Rate | str,
         action_callback: ActionCallback | None = None,
-        event_sinks: Iterable[Any] | None = None,
+        event_sinks: Iterable[Any] | Any | None = None,
         *,
         profile: Profile | None = None,
         resource: str | None = None,
@@ -211,14 +334,16 @@ class Model:
         """Add and return a transition; see `Transition` for the arguments.
 
         `probability` is percent per tick, or a `Rate` (or rate text such as ``"6 per day"``
-        or ``"0.1% per minute"``) that a run rescales to its tick. `profile` multiplies it by
-        hour of day, day of week and date. `resource` names a resource (see `add_resource`)
-        the move must acquire, queueing when all are busy, and holds for `hold` ticks: a whole
-        number, or ``hold(subject, transition)`` returning one, drawn at each grant (e.g. a
-        random call length; draws from the global `random` module are seeded by the run).
+        or ``"0.1% per minute"``) that a run rescales to its tick (`at_tick`). `profile`
+        multiplies the per-tick chance by hour of day, day of week and date. `resource`
+        names a resource (see `add_resource`) the move must acquire, queueing when all are
+        busy, and holds for `hold` ticks: a whole number, or ``hold(subject, transition)``
+        returning one, drawn at each grant (e.g. a random call length; draws from the
+        global `random` module are seeded by the run). `event_sinks` is a list of sinks; a
+        single sink is taken as a list of one.
         """
-        return self.add(
-            Transition(
+        try:
+            transition = Transition(
                 trigger,
                 from_state,
                 to_state,
@@ -229,78 +354,77 @@ class Model:
                 resource=resource,
                 hold=hold,
             )
-        )
+        except ModelError as exc:
+            raise ModelError(f"{self.name}: {exc}") from None
+        return self.add(transition)
 
     def add(self, transition: Transition) -> Transition:
-        """Validate and add `transition`; raises `ModelError` naming what is wrong."""
+        """Validate `transition` against this model and add it (itself, not a copy).
+
+        Raises:
+            ModelError: naming the model, transition and value: unknown states or resource,
+                a trigger already leaving that state, or percentages summing over 100%.
+        """
+        if not isinstance(transition, Transition):
+            raise ModelError(f"{self.name}: add() takes a Transition, got {shown(transition)}")
         trigger = transition.trigger
-        if not isinstance(trigger, str) or not trigger:
-            raise ModelError(
-                f"{self.name}: transition from {transition.from_state!r} to "
-                f"{transition.to_state!r}: trigger must be a non-empty string, got {trigger!r}"
-            )
         where = (
             f"{self.name}: transition {trigger!r} "
             f"({transition.from_state!r} -> {transition.to_state!r})"
         )
-        ends = (("from_state", transition.from_state), ("to_state", transition.to_state))
-        for role, state in ends:
-            if not isinstance(state, str) or state not in self._index:
+        for role in ("from_state", "to_state"):
+            state = getattr(transition, role)
+            if state not in self._index:
                 raise ModelError(
-                    f"{where}: {role} {state!r} is not one of the states {list(self.states)}"
+                    f"{where}: {role} {state!r} is not one of the states {_listing(self.states)}"
                 )
-        if transition.rate is not None:
-            if self.tick_ms is not None:
-                transition.probability = transition.rate.per_tick(self.tick_ms)
-        else:
-            transition.probability = _check_probability(transition.probability, where)
-        if transition.profile is not None and not isinstance(transition.profile, Profile):
+        if transition.resource is not None and transition.resource not in self.resources:
             raise ModelError(
-                f"{where}: profile must be a dogesim.Profile, got {transition.profile!r}"
+                f"{where}: resource {transition.resource!r} is not declared; "
+                f"resources are {sorted(self.resources)} (Model.add_resource)"
             )
-        if transition.resource is not None:
-            if transition.resource not in self.resources:
-                raise ModelError(
-                    f"{where}: resource {transition.resource!r} is not declared; "
-                    f"resources are {sorted(self.resources)} (Model.add_resource)"
-                )
-            hold = transition.hold
-            if not callable(hold) and (
-                isinstance(hold, bool) or not isinstance(hold, int) or hold < 1
-            ):
-                raise ModelError(
-                    f"{where}: hold must be a whole number of ticks >= 1 (or a function "
-                    f"returning one), got {hold!r}"
-                )
-        if transition.action_callback is not None and not callable(transition.action_callback):
+        source = transition.from_state
+        other = self._triggers[source].get(trigger)
+        if other is not None:
             raise ModelError(
-                f"{where}: action_callback must be callable, got {transition.action_callback!r}"
+                f"{self.name}: state {source!r} already has a transition with trigger "
+                f"{trigger!r} (to {other.to_state!r}); triggers leaving one state must be unique"
             )
-        for position, sink in enumerate(transition.event_sinks):
-            if not callable(getattr(sink, "collect", None)):
-                raise ModelError(
-                    f"{where}: event_sinks[{position}] = {sink!r} has no collect() method"
-                )
-        outgoing = self._outgoing[transition.from_state]
-        for other in outgoing:
-            if other.trigger == trigger:
-                raise ModelError(
-                    f"{self.name}: state {transition.from_state!r} already has a transition "
-                    f"with trigger {trigger!r} (to {other.to_state!r}); triggers leaving one "
-                    "state must be unique"
-                )
-        given = 0.0 if math.isnan(transition.probability) else transition.probability
-        total = self._sums[transition.from_state] + given
-        if total > 100 + PROBABILITY_TOLERANCE:
-            listing = ", ".join(f"{t.trigger} {t.probability:g}%" for t in outgoing)
-            raise ModelError(
-                f"{self.name}: state {transition.from_state!r}: outgoing probabilities sum to "
-                f"{total:g}%, at most 100% ({listing}, + {trigger} {transition.probability:g}%)"
-            )
-        outgoing.append(transition)
-        self._sums[transition.from_state] = total
+        period, amount = self._period(transition)
+        sums = self._sums[source]
+        if amount is not None:
+            total = sums.get(period, 0.0) + amount
+            if total > 100 + PROBABILITY_TOLERANCE:
+                raise ModelError(self._over_100(transition, period, total))
+            sums[period] = total
+        self._outgoing[source].append(transition)
+        self._triggers[source][trigger] = transition
         self.transitions.append(transition)
         return transition
+
+    def _period(self, transition: Transition) -> tuple[int | None, float | None]:
+        """Which percentages `transition` is summed with, and its share of that sum.
+
+        Percentages sum per period: plain ones per tick of this model (`tick_ms`, None: the
+        run's), rates per their own period. Counts (``N per P``) have no upper bound.
+        """
+        rate = transition.rate
+        if rate is None or not math.isnan(transition.probability):
+            return self.tick_ms, transition.probability
+        if rate.kind == "percent":
+            return rate.period_ms, rate.value
+        return None, None
+
+    def _over_100(self, transition: Transition, period: int | None, total: float) -> str:
+        same = [t for t in self._outgoing[transition.from_state] if self._period(t)[0] == period]
+        listing = ", ".join(f"{t.trigger} {_chance_text(t)}" for t in same)
+        # percentages per tick of this model need no unit; rates of another period do
+        unit = "" if period in (None, self.tick_ms) else f" per {format_duration(period)}"
+        return (
+            f"{self.name}: state {transition.from_state!r}: outgoing probabilities sum to "
+            f"{total:g}%{unit}, at most 100% ({listing}, + {transition.trigger} "
+            f"{_chance_text(transition)})"
+        )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -308,9 +432,9 @@ class Model:
         """The position of `state` in `states`."""
         try:
             return self._index[state]
-        except KeyError:
+        except (KeyError, TypeError):
             raise ModelError(
-                f"{self.name}: unknown state {state!r}; states are {list(self.states)}"
+                f"{self.name}: unknown state {shown(state)}; states are {_listing(self.states)}"
             ) from None
 
     def outgoing(self, state: str) -> tuple[Transition, ...]:
@@ -319,13 +443,25 @@ class Model:
         return tuple(self._outgoing[state])
 
     def leave_probability(self, state: str) -> float:
-        """Percent per tick that a subject in `state` attempts some transition."""
+        """Percent per tick that a subject in `state` attempts some transition.
+
+        Raises:
+            ModelError: the state has rates and the model no tick length (use `at_tick`).
+        """
         self.index(state)
-        return min(self._sums[state], 100.0)
+        if any(math.isnan(t.probability) for t in self._outgoing[state]):
+            if self.tick_ms is None:
+                raise ModelError(
+                    f"{self.name}: state {state!r} has rates; its chance per tick needs a "
+                    "tick length: use model.at_tick(tick_ms)"
+                )
+            return self.at_tick(self.tick_ms).leave_probability(state)
+        return min(math.fsum(t.probability for t in self._outgoing[state]), 100.0)
 
     def is_final(self, state: str) -> bool:
         """True when `state` has no outgoing transitions."""
-        return not self.outgoing(state)
+        self.index(state)
+        return not self._outgoing[state]
 
     def sinks(self) -> list[Any]:
         """Every distinct sink (by identity) used by a transition, in first-use order."""
@@ -348,37 +484,49 @@ class Model:
         return any(math.isnan(t.probability) for t in self.transitions)
 
     def at_tick(self, tick_ms: int) -> Model:
-        """This model with every chance rescaled to ticks of `tick_ms` (itself if nothing
-        changes): rates convert, and per-tick probabilities of a model with its own `tick_ms`
-        rescale as ``p' = 1 - (1 - p) ** (tick_ms / self.tick_ms)``.
+        """This model with every chance rescaled to ticks of `tick_ms`, per state.
+
+        Returns itself when nothing changes. In each state, percentages per tick of this run
+        (plain numbers of a model without `tick_ms` or with this tick, and ``X% per P``
+        when P is the tick) are kept; every other chance (a `Rate`, or a percentage per
+        tick of a model written for another tick, read as ``X% per tick_ms``) is rescaled
+        with the state's other rates as one total and split in proportion, taking its share
+        of the ticks the per-tick chances leave: see `dogesim.rates.per_tick_chances` for
+        the exact law. The rescaled transitions keep every other field and, in `rate`, the
+        rate they were given, so rescaling again starts from what was given.
 
         Raises:
-            ModelError: a state's rescaled probabilities sum to more than 100%.
+            ModelError: a state's per-tick percentages sum to more than 100%.
         """
-        same = self.tick_ms in (None, tick_ms)
-        if same and not any(t.rate is not None for t in self.transitions):
+        check_tick(tick_ms, f"{self.name}: tick_ms")
+        if self.tick_ms == tick_ms and not self.needs_tick:
             return self
-        model = Model(
+        if self.tick_ms is None and all(t.rate is None for t in self.transitions):
+            return self
+        rescaled: dict[int, Transition] = {}
+        for state in self.states:
+            outgoing = self._outgoing[state]
+            sources = [self._source(t, tick_ms) for t in outgoing]
+            chances = per_tick_chances(sources, tick_ms, f"{self.name}: state {state!r}")
+            for t, chance, given in zip(outgoing, chances, sources, strict=True):
+                rate = given if isinstance(given, Rate) else None
+                rescaled[id(t)] = dataclasses.replace(t, probability=chance, rate=rate)
+        return Model(
             self.states,
             self.initial_state,
+            [rescaled[id(t)] for t in self.transitions],
             name=self.name,
             tick_ms=tick_ms,
             resources=self.resources,
         )
-        for t in self.transitions:
-            if t.rate is not None:
-                model.add(t._copy(t.rate.per_tick(tick_ms)))
-            elif same or self.tick_ms is None:
-                model.add(t._copy(t.probability))
-            else:
-                p = min(t.probability / 100.0, 1.0)
-                scaled = (
-                    100.0
-                    if p >= 1.0
-                    else -100.0 * math.expm1(tick_ms / self.tick_ms * math.log1p(-p))
-                )
-                model.add(t._copy(scaled))
-        return model
+
+    def _source(self, transition: Transition, tick_ms: int) -> float | Rate:
+        """What `transition` was given, as `per_tick_chances` reads it at `tick_ms`."""
+        if transition.rate is not None:
+            return transition.rate
+        if self.tick_ms is None or self.tick_ms == tick_ms:
+            return transition.probability
+        return Rate("percent", transition.probability, self.tick_ms)
 
     def transition_matrix(self) -> list[list[float]]:
         """The per-tick Markov matrix ``P[i][j]`` (fractions) ignoring callback vetoes.
@@ -386,12 +534,14 @@ class Model:
         Raises:
             ModelError: a transition is a rate and the model has no tick length yet.
         """
-        for t in self.transitions:
-            if math.isnan(t.probability):
-                raise ModelError(
-                    f"{self.name}: transition {t.trigger!r} is given as a rate ({t.rate}); "
-                    "the per-tick matrix needs a tick length: use model.at_tick(tick_ms)"
-                )
+        if self.needs_tick:
+            if self.tick_ms is not None:
+                return self.at_tick(self.tick_ms).transition_matrix()
+            t = next(t for t in self.transitions if math.isnan(t.probability))
+            raise ModelError(
+                f"{self.name}: transition {t.trigger!r} is given as a rate ({t.rate}); "
+                "the per-tick matrix needs a tick length: use model.at_tick(tick_ms)"
+            )
         n = len(self.states)
         matrix = [[0.0] * n for _ in range(n)]
         for i, state in enumerate(self.states):
@@ -405,6 +555,33 @@ class Model:
 
     def __repr__(self) -> str:
         return (
-            f"Model({self.name!r}, states={list(self.states)}, "
+            f"Model({self.name!r}, states={_listing(self.states)}, "
             f"initial={self.initial_state!r}, transitions={len(self.transitions)})"
         )
+
+
+def _state_names(states: object, name: str) -> tuple[str, ...]:
+    """`states` checked: an ordered iterable of unique, non-empty names."""
+    if isinstance(states, Set):
+        raise ModelError(
+            f"{name}: a set of states has no fixed order (it changes with PYTHONHASHSEED, "
+            "and so would every run); pass a list"
+        )
+    if isinstance(states, (str, bytes)) or not isinstance(states, Iterable):
+        raise ModelError(f"{name}: states must be a list of state names, got {shown(states)}")
+    state_list = list(states)
+    if not state_list:
+        raise ModelError(f"{name}: the state list is empty; give at least one state")
+    seen: set[str] = set()
+    for state in state_list:
+        _check_state_name(state, name)
+        if state in seen:
+            raise ModelError(f"{name}: state {state!r} is listed twice")
+        seen.add(state)
+    return tuple(state_list)
+
+
+def _chance_text(transition: Transition) -> str:
+    if transition.rate is not None and math.isnan(transition.probability):
+        return str(transition.rate)
+    return f"{transition.probability:g}%"

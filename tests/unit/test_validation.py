@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import pytest
 
-from dogesim import DataOnlineGenerator, MemorySink, Model, ModelError, Simulation
+from dogesim import DataOnlineGenerator, MemorySink, Model, ModelError, Simulation, Transition
+from dogesim.rates import Profile, Rate
 
 
 def model() -> Model:
@@ -144,3 +146,153 @@ def test_doge_add_transition_errors_are_value_errors() -> None:
     gen.add_transition("go", "a", "b", 60)
     with pytest.raises(ValueError, match="sum to 120%"):
         gen.add_transition("run", "a", "b", 60)
+
+
+# -- Python API input: a ModelError naming the field and value, never another exception ------
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: model().add_transition("go", "offline", "online", 10**400), "probability"),
+        (lambda: model().add_transition("go", "offline", "online", -(10**400)), "probability"),
+        (lambda: Model(["a", "b"], ["a"]), r"initial state \['a'\] is not a state name"),  # type: ignore[arg-type]
+        (lambda: Model(["a", ["b"]], "a"), r"non-empty strings, got \['b'\]"),  # type: ignore[list-item]
+        (lambda: Model({"a", "b"}, "a"), "a set of states has no fixed order.*; pass a list"),
+        (lambda: Model(frozenset("ab"), "a"), "pass a list"),
+        (lambda: Model(None, "a"), "states must be a list of state names, got None"),  # type: ignore[arg-type]
+        (lambda: Model(["a"], "a", resources=[("r", 1)]), r"resources must be a mapping"),  # type: ignore[arg-type]
+        (lambda: Model(["a"], "a", resources={"r": 1.5}), "resource 'r': capacity"),
+        (lambda: Model(["a"], "a", name=3), "name must be a string"),  # type: ignore[arg-type]
+        (lambda: Model(["a"], "a", transitions=[3]), r"transitions\[0\] is not a Transition"),  # type: ignore[list-item]
+        (lambda: Model(["a"], "a", tick_ms=10**400), "tick_ms"),
+        (lambda: Profile(hourly=None), "profile: hourly must be a list of 24 numbers, got None"),  # type: ignore[arg-type]
+        (lambda: Profile(hourly=["x"] * 24), r"profile: hourly\[0\] must be a number, got 'x'"),
+        (lambda: Profile(hourly="1" * 24), "profile: hourly must be a list of 24 numbers"),
+        (lambda: Profile(hourly=[10**400] * 24), r"profile: hourly\[0\] must be a finite"),
+        (lambda: Profile(weekly=[1] * 6), "weekly needs 7 multipliers"),
+        (lambda: Profile(dates=[1]), "profile: dates must be a mapping"),  # type: ignore[arg-type]
+        (lambda: Profile(dates={"2024-01-01": "x"}), r"dates\['2024-01-01'\] must be a number"),
+        (lambda: Profile(utc_offset_hours="2"), "utc_offset_hours must be a number of hours"),  # type: ignore[arg-type]
+        (lambda: Profile(utc_offset_hours=1e9), "utc_offset_hours must be between -24 and 24"),
+        (lambda: Profile(utc_offset_hours=10**400), "utc_offset_hours must be a finite number"),
+        (lambda: Rate.percent(None, "1m"), "rate: value must be a number, got None"),  # type: ignore[arg-type]
+        (lambda: Rate.per(10**400, "1m"), "rate: value must be a finite number"),
+        (lambda: Rate.percent(5, None), "rate period"),  # type: ignore[arg-type]
+        (lambda: Rate("percent", 5, 0), "rate: period_ms must be a whole number of ms >= 1"),
+        (lambda: Rate(["percent"], 5, 10), "rate kind must be 'percent' or 'count'"),  # type: ignore[arg-type]
+        (lambda: Rate.percent(5, "1m").per_tick(0), "tick_ms must be a whole number"),
+    ],
+)
+def test_python_api_garbage_is_a_named_model_error(build: Any, message: str) -> None:
+    """Bad arguments to Model, add_transition, Profile and Rate raise ModelError naming them."""
+    with pytest.raises(ModelError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("go", ["offline"], "online", 1), {}, r"from_state \['offline'\] is not one of"),
+        (("go", "offline", "online", 1, None, 5), {}, "event_sinks must be a list of sinks"),
+        (("go", "offline", "online", 1, None, "ab"), {}, "event_sinks must be a list of sinks"),
+        (("go", "offline", "online", 1), {"resource": ["r"]}, r"resource \['r'\] is not declared"),
+        (("go", "offline", "online", 1), {"profile": [1.0] * 24}, "profile must be a dogesim"),
+        (("go", "offline", "online", 1), {"hold": 2.5}, "hold"),
+        ((3, "offline", "online", 1), {}, "trigger must be a non-empty string, got 3"),
+        (("go", "offline", "online", None), {}, "probability must be a number"),
+        (("go", "offline", "online", 1j), {}, "probability must be a number"),
+    ],
+)
+def test_add_transition_garbage_is_a_named_model_error(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    """Each bad add_transition argument is a ModelError naming the model and transition."""
+    m = model()
+    with pytest.raises(ModelError, match=message) as info:
+        m.add_transition(*args, **kwargs)
+    assert str(info.value).startswith("m: ")
+    assert m.transitions == []
+
+
+def test_a_single_sink_is_taken_as_a_list_of_one() -> None:
+    """event_sinks=sink (not a list) means [sink]: its collect() gets every event."""
+    m = model()
+    sink = MemorySink()
+    t = m.add_transition("login", "offline", "online", 100, event_sinks=sink)
+    assert t.event_sinks == (sink,)
+    Simulation(m, 3, ticks=1, tick_ms=1, seed=1).run()
+    assert len(sink.events) == 3
+
+
+def test_states_from_a_generator_or_tuple_keep_their_order() -> None:
+    """Any ordered iterable of names is accepted, in its order; only sets are refused."""
+    assert Model((s for s in "cba"), "a").states == ("c", "b", "a")
+    assert Model(("x", "y"), "y").states == ("x", "y")
+
+
+# -- Transition is an immutable value ------------------------------------------------------
+
+
+def test_transition_is_frozen_and_keeps_doge_attributes() -> None:
+    """doge-datagen's attributes stay readable; assigning one is refused."""
+    sink = MemorySink()
+    t = Transition("go", "a", "b", 5, bool, [sink])
+    assert (t.trigger, t.from_state, t.to_state, t.probability) == ("go", "a", "b", 5.0)
+    assert t.action_callback is bool and t.event_sinks == (sink,)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.probability = 7  # type: ignore[misc]
+
+
+def test_copies_keep_every_field() -> None:
+    """`_copy` and `at_tick` carry every dataclass field, so a new field cannot be dropped."""
+    profile = Profile(hourly=[2.0] * 24)
+    m = Model(["a", "b"], "a", tick_ms="1m", resources={"desk": 1})
+    t = m.add_transition(
+        "go", "a", "b", 5, bool, [MemorySink()], profile=profile, resource="desk", hold=4
+    )
+    rescaled = m.at_tick(10_000).transitions[0]
+    for copy in (t._copy(9.0), rescaled):
+        for f in dataclasses.fields(Transition):
+            if f.name not in ("probability", "rate"):
+                assert getattr(copy, f.name) == getattr(t, f.name), f.name
+    assert t._copy(9.0).probability == 9.0 and t.probability == 5.0
+    assert t._copy(9.0).rate is None
+    assert rescaled.rate == Rate("percent", 5, 60_000)  # what a 1-minute model's 5% means
+
+
+def test_transitions_are_compared_by_identity() -> None:
+    """Two equal-looking transitions are distinct objects (sinks and engine key on identity)."""
+    a = Transition("go", "a", "b", 5)
+    assert a != Transition("go", "a", "b", 5) and a == a
+    assert len({a, Transition("go", "a", "b", 5)}) == 2
+
+
+# -- linear validation -----------------------------------------------------------------------
+
+
+class CountingName(str):
+    """A state or trigger name that counts how often it is compared."""
+
+    comparisons = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountingName.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_validation_is_linear_in_states_and_transitions() -> None:
+    """20k states and 20k transitions (10k from one state): O(n) name comparisons, not n^2."""
+    states = [CountingName(f"s{i}") for i in range(20_000)]
+    CountingName.comparisons = 0
+    m = Model(states, states[0])
+    for i in range(10_000):
+        m.add_transition(CountingName(f"t{i}"), states[0], states[i + 1], 0.001)
+    for i in range(10_000, 20_000):
+        m.add_transition(CountingName(f"t{i}"), states[i], states[(i + 1) % 20_000], "1 per 1h")
+    m.at_tick(1_000)
+    assert len(m.transitions) == 20_000 and not m.is_final(states[0])
+    # a check of each new trigger against every earlier one costs 5e7 comparisons
+    assert CountingName.comparisons <= 10 * 40_000
