@@ -260,7 +260,7 @@ class ModelSpec:
                 spec.trigger,
                 spec.from_state,
                 spec.to_state,
-                spec.probability,  # type: ignore[arg-type]  # a Rate is accepted too
+                spec.probability,
                 spec.callback if callbacks else None,
                 chosen,
                 profile=spec.profile,
@@ -578,7 +578,7 @@ def _read_transitions(
                 trigger,
                 spec.from_state,
                 spec.to_state,
-                probability,  # type: ignore[arg-type]  # a Rate is accepted too
+                probability,
                 profile=profile,
                 resource=resource,
                 hold=hold,

@@ -3,6 +3,7 @@ intervals cover the truth at their nominal rate over many seeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,12 @@ def three_state() -> Model:
 
 def simulate(model: Model, subjects: int, ticks: int, seed: int) -> tuple[Any, list[Any]]:
     sink = MemorySink(record)
-    for transition in model.transitions:
-        transition.event_sinks = (sink,)
+    model = Model(
+        model.states,
+        model.initial_state,
+        [dataclasses.replace(t, event_sinks=(sink,)) for t in model.transitions],
+        name=model.name,
+    )
     result = Simulation(model, subjects, ticks=ticks, tick_ms=1000, seed=seed).run()
     return result, sink.events
 

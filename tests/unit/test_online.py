@@ -96,13 +96,12 @@ def test_model_tick_rescales_per_tick_probabilities() -> None:
     assert binomial_ok(result.occupancy[-1, 0], n, 0.95**10)
 
 
-def test_rescaled_sum_over_100_is_refused_before_running() -> None:
-    """Rates that exceed 100% per tick at the chosen tick length name the state."""
+def test_rescaled_sum_over_100_is_refused_when_added() -> None:
+    """Rates of one period that sum over 100% are refused when added, naming the state."""
     model = Model(["a", "b"], "a")
     model.add_transition("x", "a", "b", "90% per 1m")
-    model.add_transition("y", "a", "a", "90% per 1m")
-    with pytest.raises(ModelError, match="state 'a': outgoing probabilities sum to"):
-        Simulation(model, 1, ticks=1, tick_ms=60_000)
+    with pytest.raises(ModelError, match="state 'a': outgoing probabilities sum to 180% per 1m"):
+        model.add_transition("y", "a", "a", "90% per 1m")
 
 
 # -- calendar profiles -----------------------------------------------------------------------
