@@ -34,8 +34,10 @@ _HOUR_MS = 3_600_000
 
 @dataclass
 class PeerResult:
-    """What a peer run did: attempts made, vetoed, moves done and `collect` calls made."""
+    """What a peer run did: draws thinned away by a profile (no attempt), attempts made,
+    vetoed, moves done and `collect` calls made."""
 
+    thinned: int = 0
     attempts: int = 0
     vetoes: int = 0
     moves: int = 0
@@ -125,7 +127,7 @@ def run_peer(
         s = where[i]
         state = states[s]
         k = bisect_right(tables[s], rng.random())
-        if k < len(state.transitions):  # else thinned away by a profile: no attempt
+        if k < len(state.transitions):  # else thinned away by a profile
             result.attempts += 1
             transition = state.transitions[k]
             callback = transition.action_callback
@@ -138,6 +140,8 @@ def run_peer(
                     result.delivered += 1
                 s = where[i] = state.targets[k]
                 state = states[s]
+        else:
+            result.thinned += 1
         if state.log_stay == 0.0:
             heapq.heappop(heap)  # a state it never leaves
         else:
