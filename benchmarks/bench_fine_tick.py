@@ -65,7 +65,7 @@ def _run_dogesim(users: int, ticks: int, seed: int) -> tuple[int, int]:
         timestamp_start=music.TIMESTAMP_START,
         seed=seed,
     ).run()
-    return sink.count, result.events
+    return sink.count, int(result.events_per_transition.sum())
 
 
 def _run_heapq(users: int, ticks: int, seed: int) -> tuple[int, int]:
