@@ -1,7 +1,7 @@
 """Where dogesim spends time and memory on the fine-tick music model.
 
 - ``--what time``: cProfile of one run, the top functions by own time and by cumulative time,
-  and the cost per busy tick and per event.
+  and the cost per tick and per event.
 - ``--what memory``: tracemalloc of one run, the source lines holding the most memory at the
   run's peak, and the peak itself.
 
@@ -47,12 +47,12 @@ def profile_time(sim: dogesim.Simulation, top: int) -> None:
     result = sim.run()
     profiler.disable()
     wall = time.perf_counter() - started
-    busy = int((result.events_per_tick.sum(axis=1) > 0).sum())
     events = _sink_events(sim)
     print(
-        f"{events} sink events, {result.events} moves, {result.ticks} ticks ({busy} with "
-        f"moves) in {wall:.2f} s under cProfile: {1e6 * wall / max(busy, 1):.1f} us per busy "
-        f"tick, {1e6 * wall / max(events, 1):.2f} us per event"
+        f"{events} sink events, {int(result.events_per_transition.sum())} moves, "
+        f"{int(result.attempts.sum())} attempts, {result.ticks} ticks in {wall:.2f} s under "
+        f"cProfile: {1e6 * wall / result.ticks:.1f} us per tick, "
+        f"{1e6 * wall / max(events, 1):.2f} us per event"
     )
     for key in ("tottime", "cumulative"):
         out = io.StringIO()
