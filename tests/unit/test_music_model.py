@@ -12,13 +12,13 @@ import math
 import random
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from dogesim import CountingSink, Simulation, Transition
+from dogesim import CountingSink, Model, Profile, Simulation, Transition
 from dogesim.examples import music
 
 Z = 5.0
@@ -141,3 +141,47 @@ def test_heapq_peer_simulates_the_same_law_as_the_engine() -> None:
     assert counts[0].sum() > 30_000
     assert abs(_z(*counts)) < Z
     assert abs(_z(*sessions)) < Z
+
+
+class Recorder:
+    """Keeps every event as (timestamp, subject id, trigger)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, int, str]] = []
+
+    def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+        self.events.append((timestamp, subject.id, transition.trigger))
+
+
+def _veto_first_of_one(subject: Any, transition: Transition) -> bool:
+    """Subject 1's first try is vetoed, every other goes ahead."""
+    subject.tries += 1
+    return not (subject.id == 1 and subject.tries == 1)
+
+
+def test_peer_and_engine_give_the_contracts_stream_on_a_certain_model() -> None:
+    """With chances of 100% the stream is fixed: subjects in creation order within a tick,
+    a profile at 0 thins every attempt of its hour away, a veto keeps the subject in place."""
+    peer = _peer()
+    night = Profile(hourly=(0.0, *([1.0] * 23)))
+    streams = []
+    for engine in ("dogesim", "peer"):
+        sink = Recorder()
+        model = Model(("a", "b"), "a", name="certain")
+        model.add_transition("go", "a", "b", 100, _veto_first_of_one, [sink], profile=night)
+        model.add_transition("back", "b", "a", 100, None, [sink])
+        subjects = [SimpleNamespace(id=i, tries=0) for i in range(3)]
+        common: dict[str, Any] = {"ticks": 5, "tick_ms": HOUR_MS, "timestamp_start": 0}
+        if engine == "dogesim":
+            Simulation(model, subjects, seed=1, **common).run()
+        else:
+            peer.run_peer(model, subjects, seed=2, **common)
+        streams.append(sink.events)
+    h = HOUR_MS
+    expected = [
+        (h, 0, "go"), (h, 2, "go"),
+        (2 * h, 0, "back"), (2 * h, 1, "go"), (2 * h, 2, "back"),
+        (3 * h, 0, "go"), (3 * h, 1, "back"), (3 * h, 2, "go"),
+        (4 * h, 0, "back"), (4 * h, 1, "go"), (4 * h, 2, "back"),
+    ]  # fmt: skip
+    assert streams == [expected, expected]
