@@ -210,9 +210,11 @@ def main() -> None:
     _print_ratios(_ratio_rows(args.repeat, scale, doge))
     if not args.skip_million:
         n = 1_000_000 // scale
+        cpu = time.process_time()
         t_m, ev = _timed(lambda: _dogesim_banking(n, 1440))
+        cpu = time.process_time() - cpu
         print(
-            f"million: {n} x 1440 banking -> {ev} events in {t_m:.2f} s "
+            f"million: {n} x 1440 banking -> {ev} events in {t_m:.2f} s, {cpu:.2f} s CPU "
             f"({ev / t_m:,.0f} events/s; target < {MILLION_TARGET_S:g} s)"
         )
     per = _memory_per_subject(200_000 // scale)
