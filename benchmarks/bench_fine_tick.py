@@ -181,9 +181,14 @@ def _report(days: float, users: int, ticks: int, rows: dict[str, dict[str, Any]]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=10_000)
+    sizes = list(music.SIZES.values())
+    parser.add_argument("--users", type=int, default=sizes[0].users)
     parser.add_argument(
-        "--days", type=float, nargs="+", default=[2.0, 7.0], help="run lengths (default 2 7)"
+        "--days",
+        type=float,
+        nargs="+",
+        default=[size.ticks * music.TICK_MS / 86_400_000 for size in sizes],
+        help="run lengths (default: music.SIZES, 2 and 7 days)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs per engine")
     parser.add_argument("--seed", type=int, default=7)
