@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -682,3 +682,46 @@ def test_resources_respect_capacity_holds_and_order(scenario: Scenario) -> None:
             check_resources(scenario, rec, scenario.build([]))
         except AssertionError as exc:
             raise AssertionError(f"{'engine' if engine else 'reference'}: {exc}") from exc
+
+
+def totals(rec: Recorded) -> dict[str, float]:
+    """A run's events per (state, trigger) and its final occupancy per state."""
+    out: dict[str, float] = {}
+    for _, _, trigger, source, _ in rec.events:
+        key = f"events {source}/{trigger}"
+        out[key] = out.get(key, 0.0) + 1.0
+    for state in rec.states:
+        out[f"state {state}"] = out.get(f"state {state}", 0.0) + 1.0
+    return out
+
+
+def welch_ok(a: np.ndarray, b: np.ndarray, alpha: float) -> bool:
+    """Two samples of run totals have the same mean, by Welch's t at level `alpha`."""
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return bool(a.mean() == b.mean())
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1) + 1e-300)
+    t = abs(a.mean() - b.mean()) / math.sqrt(va + vb)
+    return bool(t <= stats.t.isf(alpha / 2, max(df, 1.0)))
+
+
+#: Replications per side when engine and reference are compared with no exact law.
+REPLICATIONS = 40
+
+
+@settings(max_examples=6)
+@given(scenarios(max_states=6, with_resource=True))
+def test_resources_engine_and_reference_agree_in_law(scenario: Scenario) -> None:
+    """With a shared resource (no closed-form law), engine and reference give the same mean
+    events per transition and final occupancy over independent replications (Welch's t)."""
+    small = replace(scenario, subjects=min(scenario.subjects, 30), ticks=min(scenario.ticks, 200))
+    sides: list[list[dict[str, float]]] = [[], []]
+    for r in range(REPLICATIONS):
+        run_r = replace(small, seed=small.seed + r)
+        sides[0].append(totals(run(run_r, True)))
+        sides[1].append(totals(run(run_r, False)))
+    keys = sorted({k for side in sides for run_totals in side for k in run_totals})
+    alpha = ALPHA / 6 / max(len(keys), 1)
+    for key in keys:
+        a, b = (np.asarray([t.get(key, 0.0) for t in side]) for side in sides)
+        assert welch_ok(a, b, alpha), (key, a.mean(), b.mean())
