@@ -563,6 +563,10 @@ def check_waits(scenario: Scenario, rec: Recorded, law: ExactLaw, alpha: float) 
 @given(scenarios(plain=True))
 def test_waits_between_attempts_are_geometric(scenario: Scenario) -> None:
     """Ticks between a subject's attempts in a state are Geometric(the state's chance)."""
+    # Enough gaps to test: at least 100 subjects over 500 ticks (still within the budget).
+    scenario = replace(
+        scenario, subjects=max(scenario.subjects, 100), ticks=max(scenario.ticks, 500)
+    )
     law = scenario.law()
     use_reference = scenario.subjects * scenario.ticks <= REFERENCE_BUDGET
     runs = 2 if use_reference else 1
