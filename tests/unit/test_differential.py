@@ -449,7 +449,7 @@ def differential(scenario: Scenario, examples: int) -> None:
 @given(scenarios())
 def test_random_models_and_features_match_the_law(scenario: Scenario) -> None:
     """Random models x features: engine and reference exact in order and right in law."""
-    differential(scenario, settings.default.max_examples)
+    differential(scenario, settings().max_examples)
 
 
 @pytest.mark.slow
@@ -570,7 +570,7 @@ def test_waits_between_attempts_are_geometric(scenario: Scenario) -> None:
     law = scenario.law()
     use_reference = scenario.subjects * scenario.ticks <= REFERENCE_BUDGET
     runs = 2 if use_reference else 1
-    alpha = ALPHA / settings.default.max_examples / runs / len(law.states)
+    alpha = ALPHA / settings().max_examples / runs / len(law.states)
     for engine in (True, False)[:runs]:
         rec = run(scenario, engine)
         try:
