@@ -17,6 +17,12 @@ of `tests.unit.reference.Reference`, is checked
   final states (exact Poisson quantiles), and the waits between attempts (geometric with the
   state's total chance; chi-square with computed critical values).
 
+With a shared resource there is no closed-form law: the exact rules are checked (capacity,
+holds, chains, timestamps) and engine and reference are compared over independent
+replications (Welch's t). Stopping at a random tick, checkpointing and resuming must give
+the uninterrupted run's events exactly (vetoes, subject ids and holds then draw from the
+global `random`, which the checkpoint carries).
+
 False alarms: each test spends ``ALPHA = 1e-6`` in all, split evenly (Bonferroni) over its
 examples, its runs and the quantities each run compares. The default profile (``ci``) is
 derandomized, so the examples and seeds are the same on every run.
