@@ -113,8 +113,16 @@ class Scenario:
             if self.split_rates:
                 # Per-state and per-transition rescaling differ most when a tick spans
                 # several periods (the per-state law keeps the state's total under 100%).
-                period = max(1, self.tick_ms // int(rng.choice([2, 4])))
+                ratio = int(rng.choice([2, 4]))
+                period = max(1, self.tick_ms // ratio)
             counting = bool(rng.random() < 0.5)
+            if as_rate and self.split_rates:
+                # Keep the state's chance per tick under 90% (churn adds up to 5%): a total
+                # P per period gives 1 - (1 - P)**ratio per tick, a count L gives 1 - e**-L*ratio.
+                most = (
+                    50.0 * math.log(10.0) / ratio if counting else 100.0 * (1 - 0.1 ** (1 / ratio))
+                )
+                shares *= min(1.0, most / max(float(shares.sum()), 1e-300))
             for target, share in zip(targets, shares.tolist(), strict=True):
                 trigger = f"t{counter}"
                 counter += 1
