@@ -1,8 +1,7 @@
-"""A per-tick reference implementation of the semantics contract, kept as a test oracle.
+"""The per-tick oracle of the older tests: a thin front of `tests.unit.reference.Reference`.
 
-It is the definition, written as plainly as possible: every tick, every subject in creation
-order draws once; with probability ``p_i / 100`` it attempts transition ``i`` (in the order
-the transitions were added), runs the callback, and on success moves and feeds the sinks.
+- `run_per_tick`: run the per-tick definition over given subjects with a given
+  `random.Random`; return events per trigger.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dogesim import Model
+from tests.unit.reference import Reference
 
 
 def run_per_tick(
@@ -24,23 +24,14 @@ def run_per_tick(
     on_tick: Callable[[int, list[str]], None] | None = None,
 ) -> dict[str, int]:
     """Run the per-tick definition; return events per trigger."""
-    state = [model.initial_state] * len(subjects)
-    events: dict[str, int] = {}
-    for t in range(ticks):
-        ts = timestamp_start + t * tick_ms
-        for i, subject in enumerate(subjects):
-            r = rng.random() * 100.0
-            cumulative = 0.0
-            for transition in model.outgoing(state[i]):
-                cumulative += transition.probability
-                if r < cumulative:
-                    callback = transition.action_callback
-                    if callback is None or callback(subject, transition):
-                        state[i] = transition.to_state
-                        events[transition.trigger] = events.get(transition.trigger, 0) + 1
-                        for sink in transition.event_sinks:
-                            sink.collect(ts, subject, transition)
-                    break
-        if on_tick is not None:
-            on_tick(t, state)
-    return events
+    reference = Reference(
+        model,
+        subjects,
+        ticks=ticks,
+        tick_ms=tick_ms,
+        rng=rng,
+        timestamp_start=timestamp_start,
+        on_tick=on_tick,
+    )
+    reference.run()
+    return reference.events
