@@ -1,0 +1,329 @@
+"""Engine bugs found from outside (issue 9), each pinned by a test that failed before its fix:
+the frozen calendar, failing grants that did not stop the run, closing with a BaseException,
+memory that grew with ticks x transitions, wall time and moves vs events, seeds derived from
+the global `random`, factories that are also callable, and bad run settings."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from dogesim import MemorySink, Model, ModelError, Simulation
+from dogesim.compat import SubjectFactory
+from dogesim.errors import SinkError
+from dogesim.modelfile import load_model_file
+from dogesim.result import RunResult
+
+SUPPORT_CENTER = Path(__file__).resolve().parents[2] / "models" / "support_center.yaml"
+
+
+class ClosingSink:
+    """Counts events and closes; `close()` raises `fail` when given."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.fail = fail
+        self.events: list[int] = []
+        self.closed = 0
+
+    def collect(self, timestamp: int, subject: Any, transition: Any) -> None:
+        self.events.append(timestamp)
+
+    def close(self) -> None:
+        self.closed += 1
+        if self.fail is not None:
+            raise self.fail
+
+
+# -- the calendar ----------------------------------------------------------------------------
+
+
+def test_sparse_arrivals_are_not_frozen_behind_a_long_lived_subject() -> None:
+    """Newcomers filed in a block before the calendar's current one still attempt on time."""
+    model = Model(["new", "active", "gone"], "new")
+    model.add_transition("start", "new", "active", 50)
+    model.add_transition("leave", "active", "gone", 0.01)
+    sim = Simulation(model, 1, ticks=100_000, tick_ms=1, arrivals=0.001, seed=3)
+    result = sim.run()
+    states = sim.subject_states()
+    still_new = states.count("new")
+    assert result.arrivals >= 50
+    # P(still new after k ticks) = 0.5**k: only those who arrived in the last ~10 ticks may be.
+    assert still_new <= 2, (still_new, result.arrivals)
+
+
+def _support_center(seed: int, sink: MemorySink) -> tuple[RunResult, MemorySink]:
+    spec = load_model_file(SUPPORT_CENTER)
+    spec.subjects.count = 1
+    return spec.simulation(sinks=[sink], seed=seed).run(), sink
+
+
+def test_support_center_with_one_subject_follows_its_arrivals() -> None:
+    """One initial subject and a week of arrivals: events grow with the newcomers."""
+    result, sink = _support_center(7, MemorySink())
+    assert result.arrivals >= 500
+    # Each newcomer reads ~4 help pages a day for the days it is there: far more than 1 each.
+    assert len(sink.events) >= result.arrivals
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+def test_grants_never_come_out_of_timestamp_order(seed: int) -> None:
+    """With a queued resource, every sink sees non-decreasing timestamps."""
+    _, sink = _support_center(seed, MemorySink())
+    stamps = np.asarray([e.timestamp for e in sink.events])
+    assert len(stamps) > 100
+    assert (np.diff(stamps) >= 0).all()
+
+
+# -- failing grants --------------------------------------------------------------------------
+
+
+def _queue_model(sink: Any, hold: Any) -> Model:
+    model = Model(["waiting", "talking", "done"], "waiting", resources={"agents": 1})
+    model.add_transition(
+        "answer", "waiting", "talking", 100, event_sinks=[sink], resource="agents", hold=hold
+    )
+    model.add_transition("hang_up", "talking", "done", 100, event_sinks=[sink])
+    return model
+
+
+def test_hold_raising_at_the_first_grant_stops_the_run() -> None:
+    """hold() failing at the first grant only: the error comes out, no event after it."""
+    sink = ClosingSink()
+    calls = [0]
+
+    def hold(subject: Any, transition: Any) -> int:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("no agent today")
+        return 1
+
+    sim = Simulation(_queue_model(sink, hold), 50_000, ticks=100_000, tick_ms=1, seed=1)
+    with pytest.raises(RuntimeError, match="no agent today"):
+        sim.run()
+    assert sink.events == []
+    assert sink.closed == 1
+
+
+@pytest.mark.parametrize("error", [SinkError("broker gone"), KeyboardInterrupt()])
+def test_sink_raising_inside_a_grant_stops_the_run(error: BaseException) -> None:
+    """A sink failing (or Ctrl-C) while a grant feeds it ends the run at that tick."""
+
+    class FailOnThirdGrant(ClosingSink):
+        answers = 0
+
+        def collect(self, timestamp: int, subject: Any, transition: Any) -> None:
+            if transition.trigger == "answer":
+                self.answers += 1
+                if self.answers == 3:
+                    raise error
+            super().collect(timestamp, subject, transition)
+
+    sink = FailOnThirdGrant()
+    sim = Simulation(_queue_model(sink, 2), 50_000, ticks=200_000, tick_ms=1, seed=1)
+    with pytest.raises(type(error)):
+        sim.run()
+    assert sink.closed == 1
+    assert len(sink.events) <= 5
+    assert max(sink.events) <= 10
+
+
+# -- closing ---------------------------------------------------------------------------------
+
+
+def _two_sink_model(first: Any, second: Any) -> Model:
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 50, event_sinks=[first, second])
+    return model
+
+
+def test_keyboard_interrupt_in_close_still_closes_the_other_sinks() -> None:
+    """A close() raising KeyboardInterrupt: every other sink closed, then it is re-raised."""
+    first = ClosingSink(KeyboardInterrupt())
+    second = ClosingSink()
+    with pytest.raises(KeyboardInterrupt):
+        Simulation(_two_sink_model(first, second), 10, ticks=10, tick_ms=1, seed=1).run()
+    assert (first.closed, second.closed) == (1, 1)
+
+
+def test_a_close_failure_never_hides_the_run_error() -> None:
+    """The run's own error propagates; a KeyboardInterrupt from close() becomes a note."""
+    first = ClosingSink(KeyboardInterrupt())
+    second = ClosingSink()
+    model = _two_sink_model(first, second)
+
+    def boom(subject: Any, transition: Any) -> bool:
+        raise ValueError("callback broke")
+
+    model.add_transition("back", "b", "a", 50, action_callback=boom)
+    with pytest.raises(ValueError, match="callback broke") as caught:
+        Simulation(model, 10, ticks=1000, tick_ms=1, seed=1).run()
+    assert (first.closed, second.closed) == (1, 1)
+    notes = getattr(caught.value, "__notes__", [])
+    assert any("KeyboardInterrupt" in note for note in notes), notes
+
+
+def test_two_close_failures_are_both_reported() -> None:
+    """Two sinks failing to close: the first error is raised, the second is a note on it."""
+    first = ClosingSink(OSError("disk full"))
+    second = ClosingSink(OSError("socket closed"))
+    with pytest.raises(SinkError) as caught:
+        Simulation(_two_sink_model(first, second), 10, ticks=10, tick_ms=1, seed=1).run()
+    text = str(caught.value) + " ".join(getattr(caught.value, "__notes__", []))
+    assert "disk full" in text and "socket closed" in text
+    assert (first.closed, second.closed) == (1, 1)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def test_long_runs_keep_small_tables_and_exact_totals() -> None:
+    """10 subjects x 10M ticks: per-tick tables at a resolution, totals exact."""
+    sink = ClosingSink()
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 0.001, event_sinks=[sink])
+    model.add_transition("back", "b", "a", 0.001)
+    result = Simulation(model, 10, ticks=10_000_000, tick_ms=1, seed=5).run()
+    assert result.events_per_tick.shape[0] <= 10_001
+    assert result.occupancy.shape[0] <= 10_001
+    assert result.record_every * result.occupancy.shape[0] >= 10_000_000
+    assert int(result.events_per_transition[0]) == len(sink.events)
+    assert int(result.events_per_tick[:, 0].sum()) == len(sink.events)
+    assert result.occupancy[-1].sum() == 10
+
+
+def test_a_trillion_quiet_ticks_finish_without_allocating_per_tick() -> None:
+    """ticks=10**12 with every chance 0: nothing is due, the run ends at once, small result."""
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 0)
+    result = Simulation(model, 10, ticks=10**12, tick_ms=1, seed=5).run()
+    assert result.ticks == 10**12
+    assert result.occupancy.shape[0] <= 10_001
+    assert result.occupancy[-1].tolist() == [10, 0]
+
+
+def test_ticks_beyond_the_engine_range_are_refused_up_front() -> None:
+    """A tick count past 2**62 is a ModelError naming ticks."""
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 1)
+    with pytest.raises(ModelError, match="ticks"):
+        Simulation(model, 10, ticks=2**63, tick_ms=1)
+
+
+def test_record_every_can_be_asked_for() -> None:
+    """record_every=10 bins the tables by 10 ticks; the bins sum to the per-tick run."""
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 10)
+    fine = Simulation(model, 100, ticks=95, tick_ms=1, seed=2).run()
+    coarse = Simulation(model, 100, ticks=95, tick_ms=1, seed=2, record_every=10).run()
+    assert coarse.events_per_tick.shape == (10, 1)
+    sums = [int(fine.events_per_tick[k : k + 10, 0].sum()) for k in range(0, 95, 10)]
+    assert coarse.events_per_tick[:, 0].tolist() == sums
+    ends = [min(k + 9, 94) for k in range(0, 95, 10)]
+    assert coarse.occupancy.tolist() == fine.occupancy[ends].tolist()
+
+
+# -- wall time, moves and events -------------------------------------------------------------
+
+
+def test_wall_time_includes_building_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time spent building the RunResult is part of wall_time (a fake clock shows it)."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    original = RunResult.__init__
+
+    def slow_init(self: RunResult, *args: Any, **kwargs: Any) -> None:
+        clock[0] += 50.0
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunResult, "__init__", slow_init)
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 10)
+    result = Simulation(model, 10, ticks=10, tick_ms=1, seed=1).run()
+    assert result.wall_time >= 50.0
+
+
+def test_moves_without_sinks_are_not_events() -> None:
+    """`moves` counts every move; `events` only moves on transitions that feed a sink."""
+    sink = ClosingSink()
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 100, event_sinks=[sink])
+    model.add_transition("back", "b", "a", 100)
+    result = Simulation(model, 3, ticks=4, tick_ms=1, seed=1).run()
+    assert result.moves == 12
+    assert result.events == 6 == len(sink.events)
+    assert "6 events" in result.summary()
+
+
+# -- seeds, factories, settings --------------------------------------------------------------
+
+
+def _draws(seed_globals: bool = True) -> tuple[int, list[Any]]:
+    model = Model(["a", "b"], "a")
+    sink = MemorySink(mapper=lambda ts, s, t: (ts, s.id))
+    model.add_transition("go", "a", "b", 20, event_sinks=[sink])
+    result = Simulation(model, 50, ticks=20, tick_ms=1, seed_globals=seed_globals).run()
+    return result.seed, sink.events
+
+
+def test_random_seed_makes_an_unseeded_run_reproducible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without seed= or DOGESIM_SEED, the run's seed comes from the global random state."""
+    monkeypatch.delenv("DOGESIM_SEED", raising=False)
+    random.seed(42)
+    first = _draws()
+    random.seed(42)
+    second = _draws()
+    assert first == second
+    random.seed(43)
+    assert _draws()[0] != first[0]
+
+
+def test_seed_globals_reseeds_random_from_the_run_seed() -> None:
+    """With seed_globals, a factory drawing from `random` sees random.seed(run seed)."""
+    drawn: list[float] = []
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 1)
+    sim = Simulation(model, 1, subject_factory=lambda: drawn.append(random.random()), ticks=1,
+                     tick_ms=1, seed=99)
+    sim.run()
+    assert drawn == [random.Random(99).random()]
+
+
+def test_a_factory_with_create_is_used_through_create() -> None:
+    """A Mock(SubjectFactory) is callable, yet its create() makes the subjects."""
+    factory = mock.Mock(SubjectFactory)
+    factory.create.side_effect = [f"s{i}" for i in range(3)]
+    model = Model(["a", "b"], "a")
+    sink = MemorySink(mapper=lambda ts, s, t: s)
+    model.add_transition("go", "a", "b", 100, event_sinks=[sink])
+    Simulation(model, 3, subject_factory=factory, ticks=1, tick_ms=1, seed=1).run()
+    assert sink.events == ["s0", "s1", "s2"]
+    assert factory.create.call_count == 3
+    assert factory.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("max_lag_ms", "x"),
+        ("max_lag_ms", -1),
+        ("max_lag_ms", math.nan),
+        ("progress", 5),
+        ("record_every", 0),
+        ("record_every", "soon"),
+        ("speed", "fast"),
+        ("on_lag", "ignore"),
+    ],
+)
+def test_bad_run_settings_are_named(setting: str, value: Any) -> None:
+    """Each bad run setting is a ModelError naming it."""
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 1)
+    with pytest.raises(ModelError, match=setting):
+        Simulation(model, 1, ticks=1, tick_ms=1, **{setting: value})
