@@ -289,8 +289,9 @@ def test_seed_globals_reseeds_random_from_the_run_seed() -> None:
     drawn: list[float] = []
     model = Model(["a", "b"], "a")
     model.add_transition("go", "a", "b", 1)
-    sim = Simulation(model, 1, subject_factory=lambda: drawn.append(random.random()), ticks=1,
-                     tick_ms=1, seed=99)
+    sim = Simulation(
+        model, 1, subject_factory=lambda: drawn.append(random.random()), ticks=1, tick_ms=1, seed=99
+    )
     sim.run()
     assert drawn == [random.Random(99).random()]
 

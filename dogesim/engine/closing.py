@@ -1,0 +1,68 @@
+"""The end of a run: every sink closed exactly once, whatever fails on the way.
+
+- `close_all(sinks)`: close each sink; return the close failures (wrapped as `SinkError`)
+  and the first BaseException that is not an `Exception` (KeyboardInterrupt, SystemExit),
+  which the caller re-raises once every sink is closed.
+- `add_note(exc, note)`: attach a later failure to an earlier error without hiding it.
+- `sink_name(sink)`: how a sink is named in ledgers and errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from dogesim.errors import SinkError
+from dogesim.sinks.base import ledger_of
+
+__all__ = ["add_note", "close_all", "sink_name"]
+
+LOGGER = logging.getLogger("dogesim")
+
+
+def sink_name(sink: object) -> str:
+    """A readable name for `sink`: its ledger's name, else its class and id."""
+    ledger = ledger_of(sink)
+    if ledger is not None:
+        return ledger.sink
+    return f"{type(sink).__name__}@{id(sink):x}"
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach `note` to `exc` (logged instead on Python 3.10, which has no notes)."""
+    add = getattr(exc, "add_note", None)  # Python >= 3.11
+    if add is not None:
+        add(note)
+    else:  # pragma: no cover - Python 3.10
+        LOGGER.error(note)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` (a bare KeyboardInterrupt says nothing by itself)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def close_all(sinks: Iterable[Any]) -> tuple[list[BaseException], BaseException | None]:
+    """Close every sink exactly once (see the module docstring)."""
+    errors: list[BaseException] = []
+    interrupt: BaseException | None = None
+    for sink in sinks:
+        close = getattr(sink, "close", None)
+        if close is None:
+            continue
+        try:
+            close()
+        except SinkError as exc:
+            errors.append(exc)
+        except Exception as exc:
+            wrapped = SinkError(f"sink {sink_name(sink)} failed to close: {exc!r}")
+            wrapped.__cause__ = exc
+            errors.append(wrapped)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: after the others
+            if interrupt is None:
+                interrupt = exc
+            else:
+                errors.append(exc)
+    return errors, interrupt
