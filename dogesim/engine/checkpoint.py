@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dogesim.engine.options import RunOptions
 from dogesim.errors import RunError
 from dogesim.model import Model
 
 if TYPE_CHECKING:
     from dogesim.engine.walker import Walker
 
-__all__ = ["VERSION", "fingerprint", "load", "restore", "save"]
+__all__ = ["VERSION", "check_model", "fingerprint", "load", "restore", "save", "settings_of"]
+
+#: The run settings a checkpoint keeps (the resumed run takes them from it).
+_SETTINGS = ("seed", "tick_ms", "timestamp_start", "ticks", "jitter", "record_every")
 
 #: The checkpoint format (2: the recorder replaced per-tick rows).
 VERSION = 2
@@ -41,14 +45,15 @@ def fingerprint(model: Model) -> tuple[Any, ...]:
 def save(
     path: str | os.PathLike[str],
     walker: Walker,
-    settings: dict[str, Any],
+    options: RunOptions,
     global_states: tuple[Any, Any],
 ) -> None:
     """Write where `walker`'s stopped run is to `path` (through a temporary file)."""
     state = {
         "version": VERSION,
         "fingerprint": fingerprint(walker.tables.model),
-        **settings,
+        **{name: getattr(options, name) for name in _SETTINGS},
+        "timestamp_start": walker.timestamp_start,
         "next_tick": walker.next_tick,
         "subjects": walker.population.subjects,
         "states": walker.population.states,
@@ -77,6 +82,20 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
             "(written by another version, or another file)"
         )
     return saved
+
+
+def settings_of(saved: dict[str, Any]) -> dict[str, Any]:
+    """The run settings saved with a checkpoint, as `Simulation` keywords."""
+    return {name: saved[name] for name in _SETTINGS}
+
+
+def check_model(path: str | os.PathLike[str], saved: dict[str, Any], model: Model) -> None:
+    """`RunError` unless `model` (as the resumed run sees it) is the checkpointed one."""
+    if fingerprint(model) != saved["fingerprint"]:
+        raise RunError(
+            f"{os.fspath(path)} was saved from a different model (states, transitions or "
+            "chances changed); resume it with the model it was run with"
+        )
 
 
 def restore(walker: Walker, saved: dict[str, Any]) -> None:

@@ -5,18 +5,20 @@
   which the caller re-raises once every sink is closed.
 - `add_note(exc, note)`: attach a later failure to an earlier error without hiding it.
 - `sink_name(sink)`: how a sink is named in ledgers and errors.
+- `ledgers_of(sinks, order, handed)`: each sink's delivery ledger.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dogesim.errors import SinkError
-from dogesim.sinks.base import ledger_of
+from dogesim.model import Transition
+from dogesim.sinks.base import DeliveryLedger, ledger_of
 
-__all__ = ["add_note", "close_all", "sink_name"]
+__all__ = ["add_note", "close_all", "ledgers_of", "sink_name"]
 
 LOGGER = logging.getLogger("dogesim")
 
@@ -66,3 +68,22 @@ def close_all(sinks: Iterable[Any]) -> tuple[list[BaseException], BaseException 
             else:
                 errors.append(exc)
     return errors, interrupt
+
+
+def ledgers_of(
+    sinks: Iterable[Any], order: Sequence[Transition], handed: Sequence[int]
+) -> list[DeliveryLedger]:
+    """Each sink's own ledger, or one built from what the engine handed it (`handed[j]`
+    moves of transition `order[j]`)."""
+    counts: dict[int, int] = {}
+    for transition, count in zip(order, handed, strict=True):
+        for sink in transition.event_sinks:
+            counts[id(sink)] = counts.get(id(sink), 0) + int(count)
+    out = []
+    for sink in sinks:
+        ledger = ledger_of(sink)
+        if ledger is None:
+            count = counts.get(id(sink), 0)
+            ledger = DeliveryLedger(sink_name(sink), count, count, 0)
+        out.append(ledger)
+    return out

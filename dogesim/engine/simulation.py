@@ -27,7 +27,7 @@ import simpy
 import simpy.rt
 
 from dogesim.engine import checkpoint as checkpoints
-from dogesim.engine.closing import add_note, close_all, describe, sink_name
+from dogesim.engine.closing import add_note, close_all, describe, ledgers_of
 from dogesim.engine.options import LiveOptions, RunOptions
 from dogesim.engine.population import Population, default_subject
 from dogesim.engine.tables import Tables, effective_model
@@ -36,7 +36,7 @@ from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.model import Model
 from dogesim.rates import Profile, Rate
 from dogesim.result import RunResult
-from dogesim.sinks.base import DeliveryLedger, ledger_of
+from dogesim.sinks.base import DeliveryLedger
 
 __all__ = ["Simulation"]
 
@@ -253,7 +253,7 @@ class Simulation:
                 add_note(exc, f"while stopping, closing a sink also failed: {describe(error)}")
             raise
         errors, interrupt = close_all(sinks)
-        ledgers = self._ledgers(sinks, walker)
+        ledgers = ledgers_of(sinks, walker.tables.order, walker.recorder.handed().tolist())
         self.result = self._result(ledgers, walker)
         self.result.wall_time = time.perf_counter() - started
         self._raise_close_errors(errors, interrupt, ledgers)
@@ -294,15 +294,7 @@ class Simulation:
         """
         if not self._ran or self.result is None or self._walker is None:
             raise RunError("checkpoint() needs a run that has stopped; call run() first")
-        settings = {
-            "seed": self.seed,
-            "tick_ms": self.tick_ms,
-            "timestamp_start": self.timestamp_start,
-            "ticks": self.ticks,
-            "jitter": self.jitter,
-            "record_every": self._options.record_every,
-        }
-        checkpoints.save(path, self._walker, settings, self._globals_at_end)
+        checkpoints.save(path, self._walker, self._options, self._globals_at_end)
 
     @classmethod
     def resume(
@@ -332,26 +324,17 @@ class Simulation:
             model,
             max(len(saved["subjects"]), 1),
             subject_factory=subject_factory,
-            ticks=saved["ticks"],
-            tick_ms=saved["tick_ms"],
-            timestamp_start=saved["timestamp_start"],
-            seed=saved["seed"],
             progress=progress,
             live=live,
             speed=speed,
             env=env,
-            jitter=saved["jitter"],
             arrivals=arrivals,
             arrivals_profile=arrivals_profile,
             churn=churn,
             churn_sinks=churn_sinks,
-            record_every=saved["record_every"],
+            **checkpoints.settings_of(saved),
         )
-        if checkpoints.fingerprint(sim.model) != saved["fingerprint"]:
-            raise RunError(
-                f"{os.fspath(path)} was saved from a different model (states, transitions or "
-                "chances changed); resume it with the model it was run with"
-            )
+        checkpoints.check_model(path, saved, sim.model)
         sim._restored = saved
         sim.subjects = saved["subjects"]
         sim.subjects_num = len(sim.subjects)
@@ -384,22 +367,6 @@ class Simulation:
         else:
             walker.start()
         return walker
-
-    def _ledgers(self, sinks: list[Any], walker: Walker) -> list[DeliveryLedger]:
-        """Each sink's own ledger, or one built from what the engine handed it."""
-        handed: dict[int, int] = {}
-        totals = walker.recorder.handed().tolist()
-        for position, transition in enumerate(walker.tables.order):
-            for sink in transition.event_sinks:
-                handed[id(sink)] = handed.get(id(sink), 0) + int(totals[position])
-        out = []
-        for sink in sinks:
-            ledger = ledger_of(sink)
-            if ledger is None:
-                count = handed.get(id(sink), 0)
-                ledger = DeliveryLedger(sink_name(sink), count, count, 0)
-            out.append(ledger)
-        return out
 
     def _result(self, ledgers: list[DeliveryLedger], walker: Walker) -> RunResult:
         return walker.recorder.result(
