@@ -117,11 +117,12 @@ def _arrival_rate(arrivals: float | Rate | str | None, tick_ms: int) -> float | 
     return float(arrivals)
 
 
-def _record_every(value: int | str | None, ticks: int | None, tick_ms: int) -> int:
+def _record_every(value: int | str | None, ticks: int | None, tick_ms: int) -> int | None:
     """Ticks per row of the per-tick tables: as asked (ticks, or a duration text such as
-    ``"1h"``), else the fewest that keep a table under `MAX_ROWS` rows."""
+    ``"1h"``), else the fewest that keep a table under `MAX_ROWS` rows; None for a run
+    without a tick count (its recorder doubles the rows' length as the run goes on)."""
     if value is None:
-        return 1 if ticks is None else max(1, -(-ticks // MAX_ROWS))
+        return None if ticks is None else max(1, -(-ticks // MAX_ROWS))
     if isinstance(value, str):
         ms = parse_duration(value, "record_every")
         if ms % tick_ms:
@@ -148,7 +149,8 @@ class RunOptions:
         churn: chance per tick (percent, `Rate` or text) of leaving for ``churned``.
         churn_sinks: sinks of the ``churn`` transitions.
         record_every: ticks (or a duration text) per row of the result's per-tick tables;
-            None chooses the fewest that keep them under 10,000 rows.
+            None chooses the fewest that keep them under 10,000 rows (for a run without a
+            tick count: 1, doubled whenever the rows would pass 10,000).
         progress: called with the number of ticks done after every busy tick.
     """
 

@@ -3,7 +3,9 @@
 Moves are counted per transition in bins of `record_every` ticks, stored sparsely (only bins
 that saw a move, one row of counts each), so memory grows with the busy bins — at most
 ``ticks / record_every`` — never with ticks x transitions. Vetoes and arrivals are kept as
-run totals and per-bin counts. Whole-run totals are exact whatever the resolution.
+run totals and per-bin counts. Whole-run totals are exact whatever the resolution. A run
+without a tick count starts at one tick per bin and doubles the bins' length (merging pairs)
+whenever a tick falls past `MAX_ROWS` bins.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dogesim.engine.options import MAX_ROWS
 from dogesim.model import Model
 from dogesim.result import RunResult
 
@@ -21,8 +24,9 @@ __all__ = ["Recorder"]
 class Recorder:
     """Per-bin counts of moves per transition (in the engine's transition order)."""
 
-    def __init__(self, n_transitions: int, record_every: int) -> None:
-        self.every = record_every
+    def __init__(self, n_transitions: int, record_every: int | None) -> None:
+        self.every = record_every or 1
+        self._limit = MAX_ROWS if record_every is None else None  # None: the bins are fixed
         self.n_tr = n_transitions
         self._lists: dict[int, list[int]] = {}  # bin -> moves per transition (Python path)
         self._arrays: dict[int, np.ndarray] = {}  # bin -> moves per transition (numpy path)
@@ -30,9 +34,35 @@ class Recorder:
         self.arrivals: dict[int, int] = {}  # bin -> subjects arrived
         self._handed_before = np.zeros(n_transitions, dtype=np.int64)
 
+    def _bin(self, tick: int) -> int:
+        b = tick // self.every
+        if self._limit is not None and b >= self._limit:
+            while tick // self.every >= self._limit:
+                self._coarsen()
+            b = tick // self.every
+        return b
+
+    def _coarsen(self) -> None:
+        """Double the bins' length: bin ``b`` becomes ``b // 2``."""
+        self.every *= 2
+        lists: dict[int, list[int]] = {}
+        for b, counts in self._lists.items():
+            merged = lists.get(b // 2)
+            if merged is None:
+                lists[b // 2] = counts
+            else:
+                lists[b // 2] = [x + y for x, y in zip(merged, counts, strict=True)]
+        arrays: dict[int, np.ndarray] = {}
+        for b, array in self._arrays.items():
+            arrays[b // 2] = arrays[b // 2] + array if b // 2 in arrays else array
+        arrivals: dict[int, int] = {}
+        for b, count in self.arrivals.items():
+            arrivals[b // 2] = arrivals.get(b // 2, 0) + count
+        self._lists, self._arrays, self.arrivals = lists, arrays, arrivals
+
     def row(self, tick: int) -> list[int]:
         """The bin of `tick` as a list of counts to add moves to in place."""
-        b = tick // self.every
+        b = self._bin(tick)
         counts = self._lists.get(b)
         if counts is None:
             counts = self._lists[b] = [0] * self.n_tr
@@ -40,7 +70,7 @@ class Recorder:
 
     def add(self, tick: int, moves: np.ndarray) -> None:
         """Add an array of moves per transition at `tick`."""
-        b = tick // self.every
+        b = self._bin(tick)
         counts = self._arrays.get(b)
         if counts is None:
             self._arrays[b] = moves.astype(np.int64, copy=True)
@@ -53,7 +83,7 @@ class Recorder:
 
     def arrive(self, tick: int, count: int) -> None:
         """Count `count` subjects arriving at `tick`."""
-        b = tick // self.every
+        b = self._bin(tick)
         self.arrivals[b] = self.arrivals.get(b, 0) + count
 
     def table(self, ticks: int) -> np.ndarray:

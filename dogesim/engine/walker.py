@@ -57,7 +57,7 @@ class Walker:
         self.arrival_rate: float | None = options.arrivals  # type: ignore[assignment]
         self.arrivals_profile: Profile | None = options.arrivals_profile
         self.progress: Callable[[int], None] | None = options.progress
-        self.recorder = Recorder(len(tables.order), int(options.record_every or 1))
+        self.recorder = Recorder(len(tables.order), options.record_every)  # type: ignore[arg-type]
         self.calendar = Calendar()
         assert options.seed is not None
         self.rng = np.random.default_rng(options.seed)

@@ -14,6 +14,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
+import simpy
 
 from dogesim import MemorySink, Model, ModelError, Simulation
 from dogesim.compat import SubjectFactory
@@ -342,3 +343,46 @@ def test_bad_run_settings_are_named(setting: str, value: Any) -> None:
     model.add_transition("go", "a", "b", 1)
     with pytest.raises(ModelError, match=setting):
         Simulation(model, 1, ticks=1, tick_ms=1, **{setting: value})
+
+
+def test_reports_follow_the_rows_of_a_binned_result() -> None:
+    """Frames, the transition table and the analytic side use the result's rows of ticks."""
+    from dogesim.report import analytic, tables
+
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 10)
+    coarse = Simulation(model, 100, ticks=95, tick_ms=1000, seed=2, record_every=10).run()
+    frame = tables.occupancy_frame(coarse)
+    assert len(frame) == 10
+    assert frame.index.as_unit("ms").asi8.tolist() == coarse.timestamps().tolist()
+    assert coarse.timestamps()[-1] == 94_000
+    assert len(tables.events_frame(coarse)) == 10
+    per_tick = analytic.expected_occupancy(coarse_model := model.at_tick(1000), 95, 100)
+    rows = analytic.expected_occupancy(coarse_model, 95, 100, every=10)
+    assert np.allclose(rows, per_tick[coarse.row_ticks()])
+    quiet = Model(["a", "b"], "a")
+    quiet.add_transition("go", "a", "b", 0)
+    still = Simulation(quiet, 100, ticks=95, tick_ms=1, seed=2, record_every=10).run()
+    assert tables.transition_table(still)["subject_ticks"].tolist() == [100 * 95]
+
+
+def test_a_run_without_a_tick_count_coarsens_its_rows() -> None:
+    """ticks=None (live until stopped): rows double in length, stay under 10k, totals exact."""
+    sink = ClosingSink()
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 1, event_sinks=[sink])
+    model.add_transition("back", "b", "a", 1, event_sinks=[sink])
+
+    def progress(done: int) -> None:
+        if done == 25_000:
+            sim.stop()
+
+    sim = Simulation(
+        model, 3, ticks=None, tick_ms=1, live=True, env=simpy.Environment(), progress=progress
+    )
+    result = sim.run()
+    assert result.ticks == 25_000
+    assert result.record_every == 4
+    assert result.occupancy.shape == (6250, 2)
+    assert result.events == len(sink.events) == int(result.events_per_tick.sum())
+    assert result.occupancy[-1].sum() == 3
