@@ -386,3 +386,32 @@ def test_a_run_without_a_tick_count_coarsens_its_rows() -> None:
     assert result.occupancy.shape == (6250, 2)
     assert result.events == len(sink.events) == int(result.events_per_tick.sum())
     assert result.occupancy[-1].sum() == 3
+
+
+def test_options_objects_run_the_same_as_keywords() -> None:
+    """RunOptions/LiveOptions give the same stream as the keywords; mixing both is refused."""
+    from dataclasses import FrozenInstanceError
+
+    from dogesim.engine import LiveOptions, RunOptions
+
+    def stream(**kwargs: Any) -> list[Any]:
+        sink = MemorySink(lambda ts, s, t: (ts, s.id, t.trigger))
+        model = Model(["a", "b"], "a")
+        model.add_transition("go", "a", "b", 30, event_sinks=[sink])
+        model.add_transition("back", "b", "a", 20, event_sinks=[sink])
+        Simulation(model, 20, **kwargs).run()
+        return sink.events
+
+    options = RunOptions(ticks=50, tick_ms=10, seed=4, jitter=True)
+    assert stream(options=options, live=LiveOptions()) == stream(
+        ticks=50, tick_ms=10, seed=4, jitter=True
+    )
+    with pytest.raises(ModelError, match="not both: seed"):
+        stream(options=options, seed=5)
+    with pytest.raises(FrozenInstanceError):
+        options.ticks = 3  # type: ignore[misc]
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 1)
+    sim = Simulation(model, 1, options=options)
+    assert sim.options.seed == 4 and sim.options.record_every == 1
+    assert sim.live_options == LiveOptions(False, 1.0, 10.0, "warn")
