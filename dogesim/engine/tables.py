@@ -25,12 +25,20 @@ import simpy
 
 from dogesim.errors import ModelError
 from dogesim.model import Model, Transition
-from dogesim.rates import Rate, parse_rate
+from dogesim.rates import Profile, Rate, parse_rate
 
 __all__ = ["Tables", "effective_model"]
 
 #: How many distinct profile moments keep their thresholds cached.
 _CACHE = 4096
+#: One hour in milliseconds: a profile's multiplier is constant within a local hour.
+_HOUR = 3_600_000
+
+
+def _offset_ms(profile: Profile) -> int | None:
+    """The profile's UTC offset in milliseconds when it is a whole number of them."""
+    offset = profile.utc_offset_hours * _HOUR
+    return int(offset) if float(offset).is_integer() else None
 
 
 def _threshold_lists(thresholds: np.ndarray, n_out: np.ndarray) -> list[list[float]]:
@@ -109,19 +117,45 @@ class Tables:
             for j in range(len(order))
         ]
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, list[list[float]]]] = {}
+        distinct = {id(t.profile): t.profile for t in order if t.profile is not None}
+        self._profiles = list(distinct.values())
+        # Each profile's UTC offset in whole ms (None: not whole, no hour windows).
+        self._offsets = [_offset_ms(p) for p in self._profiles]
+        self._window = (0, 0)
+        self._current = (self.thresholds, self.threshold_lists)
 
     def choice(self, timestamp: int) -> tuple[np.ndarray, list[list[float]]]:
         """The choice thresholds at `timestamp` (they change only under calendar profiles),
-        as an array and as per-state lists."""
+        as an array and as per-state lists.
+
+        A profile's multiplier is constant within a local clock hour, so the thresholds are
+        kept for the window of time where every profile stays in its hour: a busy tick
+        costs one comparison, not Python work per transition."""
         if not self.profiled:
             return self.thresholds, self.threshold_lists
-        key = tuple(t.profile.key(timestamp) if t.profile else None for t in self.order)
+        low, high = self._window
+        if low <= timestamp < high:
+            return self._current
+        key = tuple(p.key(timestamp) for p in self._profiles)
         cached = self._cache.get(key)
         if cached is None:
             cached = self._profiled_thresholds(timestamp)
             if len(self._cache) < _CACHE:
                 self._cache[key] = cached
+        self._current = cached
+        self._window = self._hour_window(timestamp)
         return cached
+
+    def _hour_window(self, timestamp: int) -> tuple[int, int]:
+        """The times around `timestamp` where every profile stays in its local hour."""
+        low, high = timestamp, timestamp + 1
+        if all(offset is not None for offset in self._offsets):
+            low, high = -(1 << 62), 1 << 62
+            for offset in self._offsets:
+                assert offset is not None
+                start = (timestamp + offset) // _HOUR * _HOUR - offset
+                low, high = max(low, start), min(high, start + _HOUR)
+        return low, high
 
     def _profiled_thresholds(self, timestamp: int) -> tuple[np.ndarray, list[list[float]]]:
         thresholds = np.full_like(self.thresholds, 2.0)

@@ -415,3 +415,25 @@ def test_options_objects_run_the_same_as_keywords() -> None:
     sim = Simulation(model, 1, options=options)
     assert sim.options.seed == 4 and sim.options.record_every == 1
     assert sim.live_options == LiveOptions(False, 1.0, 10.0, "warn")
+
+
+@pytest.mark.parametrize("offset", [0.0, 5.5, -3.0, 1 / 7])
+def test_profile_thresholds_kept_per_hour_equal_the_moment_by_moment_ones(offset: float) -> None:
+    """Thresholds reused within a local hour are those computed afresh at every moment."""
+    from dogesim.engine.tables import Tables
+    from dogesim.rates import Profile
+
+    hourly = [0.1 * (h % 5) for h in range(24)]
+    day = Profile(hourly=hourly, dates={"2024-01-02": 0.5}, utc_offset_hours=offset)
+    week = Profile(weekly=[1, 0.5, 1, 0.2, 1, 0, 1], utc_offset_hours=2)
+    model = Model(["a", "b", "c"], "a")
+    model.add_transition("ab", "a", "b", 20, profile=day)
+    model.add_transition("ac", "a", "c", 10, profile=week)
+    model.add_transition("ba", "b", "a", 5)
+    tables = Tables(model, simpy.Environment())
+    rng = np.random.default_rng(1)
+    moments = np.sort(rng.integers(1_704_067_200_000, 1_704_067_200_000 + 5 * 86_400_000, 400))
+    for ts in [*moments.tolist(), 1_704_153_600_000 - 1, 1_704_153_600_000]:
+        kept, _ = tables.choice(ts)
+        fresh, _ = tables._profiled_thresholds(ts)
+        assert np.array_equal(kept, fresh), ts
