@@ -5,7 +5,8 @@
 - `LiveOptions`: real-time pacing (on/off, speed, allowed lag and what to do past it).
 - `SEED_VARIABLE`: ``DOGESIM_SEED``, the seed of runs whose code gives none.
 - `choose_seed`: the run's seed from `seed=`, the environment, or the global `random`.
-- `MAX_TICKS`: the largest tick count a run accepts (``2**62``).
+- `MAX_TICKS`: the largest tick count a run accepts (``2**62``; also bounds the last
+  timestamp), `MAX_SUBJECTS`: the largest population (``2**31``).
 - `_positive_int`, `_timestamp`: validators shared with `dogesim.compat`.
 
 Copy an options object with `dataclasses.replace`; `validated()` returns a checked copy with
@@ -26,10 +27,13 @@ from typing import Any
 from dogesim.errors import ModelError
 from dogesim.rates import Profile, Rate, parse_duration, parse_rate
 
-__all__ = ["MAX_TICKS", "SEED_VARIABLE", "LiveOptions", "RunOptions", "choose_seed"]
+__all__ = ["MAX_SUBJECTS", "MAX_TICKS", "SEED_VARIABLE", "LiveOptions", "RunOptions", "choose_seed"]
 
 #: The most ticks a run may have: tick numbers stay exact in int64 and float arithmetic.
 MAX_TICKS = 1 << 62
+
+#: The most subjects one run may create (shard larger populations).
+MAX_SUBJECTS = 1 << 31
 
 #: Environment variable that seeds runs whose code gives no seed (doge-datagen programs).
 SEED_VARIABLE = "DOGESIM_SEED"
@@ -175,13 +179,19 @@ class RunOptions:
         ticks = None if self.ticks is None else _positive_int(self.ticks, "ticks")
         if ticks is not None and ticks > MAX_TICKS:
             raise ModelError(f"ticks must be at most 2**62, got {ticks}")
+        start = self.timestamp_start
+        end = (0 if start is None else abs(_timestamp(start))) + (ticks or 0) * tick_ms
+        if end > MAX_TICKS:
+            raise ModelError(
+                f"ticks x tick_ms: the run would end at {end} ms, past what a timestamp can "
+                f"hold (2**62 ms); use fewer ticks ({ticks}) or shorter ones ({tick_ms} ms)"
+            )
         if self.progress is not None and not callable(self.progress):
             raise ModelError(
                 f"progress must be a callable taking ticks done, got {self.progress!r}"
             )
         if self.arrivals_profile is not None and not isinstance(self.arrivals_profile, Profile):
             raise ModelError(f"arrivals_profile must be a Profile, got {self.arrivals_profile!r}")
-        start = self.timestamp_start
         return replace(
             self,
             ticks=ticks,

@@ -28,7 +28,7 @@ import simpy.rt
 
 from dogesim.engine import checkpoint as checkpoints
 from dogesim.engine.closing import add_note, close_all, describe, ledgers_of
-from dogesim.engine.options import LiveOptions, RunOptions
+from dogesim.engine.options import MAX_SUBJECTS, LiveOptions, RunOptions
 from dogesim.engine.population import Population, default_subject
 from dogesim.engine.tables import Tables, effective_model
 from dogesim.engine.walker import Walker
@@ -181,6 +181,11 @@ class Simulation:
             self.subjects_num: int = operator.index(subjects)
             if self.subjects_num < 0 or (self.subjects_num == 0 and self._options.arrivals is None):
                 raise ModelError(f"subjects must be positive, got {self.subjects_num}")
+            if self.subjects_num > MAX_SUBJECTS:
+                raise ModelError(
+                    f"subjects: at most 2**31 per run, got {self.subjects_num}; shard the "
+                    "population into several runs"
+                )
             return None
         if isinstance(subjects, Iterable) and not isinstance(subjects, (str, bytes)):
             given = list(subjects)

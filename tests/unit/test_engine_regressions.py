@@ -223,12 +223,16 @@ def test_a_trillion_quiet_ticks_finish_without_allocating_per_tick() -> None:
     assert result.occupancy[-1].tolist() == [10, 0]
 
 
-def test_ticks_beyond_the_engine_range_are_refused_up_front() -> None:
-    """A tick count past 2**62 is a ModelError naming ticks."""
+def test_sizes_beyond_the_engine_range_are_refused_up_front() -> None:
+    """Tick counts past 2**62, runs ending past 2**62 ms and 2**31+ subjects: ModelErrors."""
     model = Model(["a", "b"], "a")
     model.add_transition("go", "a", "b", 1)
-    with pytest.raises(ModelError, match="ticks"):
+    with pytest.raises(ModelError, match="ticks must be at most 2\\*\\*62"):
         Simulation(model, 10, ticks=2**63, tick_ms=1)
+    with pytest.raises(ModelError, match="ticks x tick_ms"):
+        Simulation(model, 10, ticks=2**61, tick_ms=60_000)
+    with pytest.raises(ModelError, match="at most 2\\*\\*31"):
+        Simulation(model, 2**31 + 1, ticks=10, tick_ms=1)
 
 
 def test_record_every_can_be_asked_for() -> None:
