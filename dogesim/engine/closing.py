@@ -6,6 +6,7 @@
 - `add_note(exc, note)`: attach a later failure to an earlier error without hiding it.
 - `sink_name(sink)`: how a sink is named in ledgers and errors.
 - `ledgers_of(sinks, order, handed)`: each sink's delivery ledger.
+- `raise_close_errors(errors, interrupt, ledgers)`: what `close_all` found, raised.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dogesim.errors import SinkError
 from dogesim.model import Transition
 from dogesim.sinks.base import DeliveryLedger, ledger_of
 
-__all__ = ["add_note", "close_all", "ledgers_of", "sink_name"]
+__all__ = ["add_note", "close_all", "ledgers_of", "raise_close_errors", "sink_name"]
 
 LOGGER = logging.getLogger("dogesim")
 
@@ -87,3 +88,18 @@ def ledgers_of(
             ledger = DeliveryLedger(sink_name(sink), count, count, 0)
         out.append(ledger)
     return out
+
+
+def raise_close_errors(
+    errors: list[BaseException], interrupt: BaseException | None, ledgers: list[DeliveryLedger]
+) -> None:
+    """Raise the interrupt (the close errors as its notes), else the one close error, else
+    a `SinkError` naming all of them; nothing when every sink closed cleanly."""
+    if interrupt is not None:
+        for error in errors:
+            add_note(interrupt, f"closing another sink also failed: {describe(error)}")
+        raise interrupt
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise SinkError("; ".join(str(e) for e in errors), ledgers) from errors[0]

@@ -20,14 +20,23 @@ import operator
 import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from numbers import Integral, Real
 from typing import Any
 
 from dogesim.errors import ModelError
 from dogesim.rates import Profile, Rate, parse_duration, parse_rate
 
-__all__ = ["MAX_SUBJECTS", "MAX_TICKS", "SEED_VARIABLE", "LiveOptions", "RunOptions", "choose_seed"]
+__all__ = [
+    "MAX_SUBJECTS",
+    "MAX_TICKS",
+    "SEED_VARIABLE",
+    "UNSET",
+    "LiveOptions",
+    "RunOptions",
+    "choose_seed",
+    "merge_options",
+]
 
 #: The most ticks a run may have: tick numbers stay exact in int64 and float arithmetic.
 MAX_TICKS = 1 << 62
@@ -235,3 +244,27 @@ class LiveOptions:
             speed=speed,
             max_lag_ms=_positive_number(lag, "max_lag_ms", zero=True),
         )
+
+
+#: A keyword argument that was not given (None is a value for some settings).
+UNSET: Any = object()
+
+
+def merge_options(options: RunOptions | None, loose: dict[str, Any]) -> RunOptions:
+    """The run settings from `options` or from the keywords in `loose` (`UNSET` or a
+    field's default where not given), refusing both at once."""
+    if options is None:
+        for name in ("ticks", "tick_ms"):
+            if loose[name] is UNSET:
+                raise ModelError(f"{name} must be given (or options=RunOptions(...))")
+        return RunOptions(**loose)
+    if not isinstance(options, RunOptions):
+        raise ModelError(f"options must be a RunOptions, got {options!r}")
+    defaults = {f.name: f.default for f in fields(RunOptions)}
+    given = [k for k, v in loose.items() if v is not UNSET and v is not defaults[k]]
+    if given:
+        raise ModelError(
+            "give run settings either as options=RunOptions(...) or as keywords, not "
+            f"both: {', '.join(given)}"
+        )
+    return options

@@ -18,7 +18,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from numbers import Integral
 from typing import Any
 
@@ -27,12 +27,18 @@ import simpy
 import simpy.rt
 
 from dogesim.engine import checkpoint as checkpoints
-from dogesim.engine.closing import add_note, close_all, describe, ledgers_of
-from dogesim.engine.options import MAX_SUBJECTS, LiveOptions, RunOptions
+from dogesim.engine.closing import (
+    add_note,
+    close_all,
+    describe,
+    ledgers_of,
+    raise_close_errors,
+)
+from dogesim.engine.options import MAX_SUBJECTS, UNSET, LiveOptions, RunOptions, merge_options
 from dogesim.engine.population import Population, default_subject
 from dogesim.engine.tables import Tables, effective_model
 from dogesim.engine.walker import Walker
-from dogesim.errors import ModelError, RunError, SinkError
+from dogesim.errors import ModelError, RunError
 from dogesim.model import Model
 from dogesim.rates import Profile, Rate
 from dogesim.result import RunResult
@@ -41,9 +47,6 @@ from dogesim.sinks.base import DeliveryLedger
 __all__ = ["Simulation"]
 
 LOGGER = logging.getLogger("dogesim")
-
-_UNSET: Any = object()
-_RUN_DEFAULTS = {f.name: f.default for f in fields(RunOptions)}
 
 
 def _factory(subject_factory: Any) -> Callable[[], Any] | None:
@@ -89,8 +92,8 @@ class Simulation:
         subjects: int | Sequence[Any] | Iterable[Any],
         *,
         subject_factory: Callable[[], Any] | Any | None = None,
-        ticks: int | None = _UNSET,
-        tick_ms: int = _UNSET,
+        ticks: int | None = UNSET,
+        tick_ms: int = UNSET,
         timestamp_start: int | None = None,
         seed: int | None = None,
         seed_globals: bool = True,
@@ -119,7 +122,7 @@ class Simulation:
         live_options = live if isinstance(live, LiveOptions) else LiveOptions(
             bool(live), speed, max_lag_ms, on_lag
         )  # fmt: skip
-        self._options = self._run_options(options, loose).validated(live=live_options.enabled)
+        self._options = merge_options(options, loose).validated(live=live_options.enabled)
         self._live = live_options.validated(self._options.tick_ms)
         self._apply_options()
         self.model: Model = effective_model(
@@ -137,23 +140,6 @@ class Simulation:
         self._restored: dict[str, Any] | None = None
         self._globals_at_end: tuple[Any, Any] = (None, None)
         self.result: RunResult | None = None
-
-    @staticmethod
-    def _run_options(options: RunOptions | None, loose: dict[str, Any]) -> RunOptions:
-        if options is None:
-            for name in ("ticks", "tick_ms"):
-                if loose[name] is _UNSET:
-                    raise ModelError(f"{name} must be given (or options=RunOptions(...))")
-            return RunOptions(**loose)
-        if not isinstance(options, RunOptions):
-            raise ModelError(f"options must be a RunOptions, got {options!r}")
-        given = [k for k, v in loose.items() if v is not _UNSET and v is not _RUN_DEFAULTS[k]]
-        if given:
-            raise ModelError(
-                f"give run settings either as options=RunOptions(...) or as keywords, not "
-                f"both: {', '.join(given)}"
-            )
-        return options
 
     def _apply_options(self) -> None:
         """The settings as attributes (callers read them; `progress`, `on_lag` and
@@ -261,22 +247,9 @@ class Simulation:
         ledgers = ledgers_of(sinks, walker.tables.order, walker.recorder.handed().tolist())
         self.result = self._result(ledgers, walker)
         self.result.wall_time = time.perf_counter() - started
-        self._raise_close_errors(errors, interrupt, ledgers)
+        raise_close_errors(errors, interrupt, ledgers)
         LOGGER.info("run done: %d events in %.3f s", self.result.events, self.result.wall_time)
         return self.result
-
-    @staticmethod
-    def _raise_close_errors(
-        errors: list[BaseException], interrupt: BaseException | None, ledgers: list[DeliveryLedger]
-    ) -> None:
-        if interrupt is not None:
-            for error in errors:
-                add_note(interrupt, f"closing another sink also failed: {describe(error)}")
-            raise interrupt
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise SinkError("; ".join(str(e) for e in errors), ledgers) from errors[0]
 
     def subject_states(self) -> list[str]:
         """The current state of every subject, in creation order."""
