@@ -49,12 +49,17 @@ class Population:
                 gc.enable()
 
     def add(self, subjects: list[Any], state: int) -> int:
-        """Append `subjects`, all in `state`; return the position of the first."""
+        """Append `subjects`, all in `state` (the first list is kept, not copied: pass a
+        list of your own); return the position of the first."""
         start = len(self.subjects)
-        self.subjects.extend(subjects)
         # The numpy view pins the buffer: drop it, grow the array, view it again.
         self.view = np.empty(0, dtype=np.intc)
-        self.states.extend(array("i", [state]) * len(subjects))
+        if start == 0:  # the first population: take it as is (no second copy at its peak)
+            self.subjects = subjects
+            self.states = array("i", [state]) * len(subjects)
+        else:
+            self.subjects.extend(subjects)
+            self.states.extend(array("i", [state]) * len(subjects))
         self.view = np.frombuffer(self.states, dtype=np.intc)
         return start
 

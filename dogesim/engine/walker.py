@@ -79,7 +79,7 @@ class Walker:
     def start(self) -> None:
         """File every subject at its first attempt (a fresh run)."""
         n = len(self.population.subjects)
-        self.file(np.arange(n, dtype=np.int64), self.population.view.astype(np.int64), -1)
+        self.file(np.arange(n, dtype=np.int64), self.population.view, -1)
 
     def fail(self, exc: BaseException) -> None:
         """Record the first failure of a process and end the run now."""
