@@ -26,8 +26,8 @@ __all__ = ["VERSION", "check_model", "fingerprint", "load", "restore", "save", "
 #: The run settings a checkpoint keeps (the resumed run takes them from it).
 _SETTINGS = ("seed", "tick_ms", "timestamp_start", "ticks", "jitter", "record_every")
 
-#: The checkpoint format (2: the recorder replaced per-tick rows).
-VERSION = 2
+#: The checkpoint format (3: the recorder replaced per-tick rows; planned arrivals).
+VERSION = 3
 
 
 def fingerprint(model: Model) -> tuple[Any, ...]:
@@ -65,6 +65,7 @@ def save(
         "initial_subjects": walker.initial_subjects,
         "services": walker.services.saved(),
         "last_stamp": walker.last_stamp,
+        "arrivals": walker.arrivals,
     }
     tmp = f"{os.fspath(path)}.tmp"
     with open(tmp, "wb") as handle:
@@ -110,4 +111,7 @@ def restore(walker: Walker, saved: dict[str, Any]) -> None:
     walker.recorder.mark()
     walker.origin = walker.env.now - walker.first_tick
     walker.last_stamp = saved["last_stamp"]
+    if walker.arrivals is not None and saved["arrivals"] is not None:
+        walker.arrivals.next_tick = saved["arrivals"].next_tick
+        walker.arrivals.pending = saved["arrivals"].pending
     walker.services.restart(saved["services"])

@@ -2,7 +2,8 @@
 hands the subjects due there to `dogesim.engine.attempts`.
 
 It owns the state of a run in progress: the calendar of due subjects, the engine's random
-generator, the clock (tick 0 is at SimPy time `origin`), arrivals, live pacing and lag, and
+generator, the clock (tick 0 is at SimPy time `origin`), arrivals (`arrivals`), live pacing and
+lag, and
 the first failure of any of its processes — which ends the run at once: the walker checks it
 after every yield, and `halt` wakes `Simulation.run` even while the walker waits.
 """
@@ -19,6 +20,7 @@ import numpy as np
 import simpy
 
 from dogesim.engine import attempts
+from dogesim.engine.arrivals import Arrivals
 from dogesim.engine.options import MAX_TICKS, LiveOptions, RunOptions
 from dogesim.engine.population import Population
 from dogesim.engine.recorder import Recorder
@@ -26,7 +28,6 @@ from dogesim.engine.scheduler import Calendar
 from dogesim.engine.services import Services
 from dogesim.engine.tables import Tables
 from dogesim.errors import RunError
-from dogesim.rates import Profile
 
 __all__ = ["Walker"]
 
@@ -54,8 +55,8 @@ class Walker:
         self.tick_ms = options.tick_ms
         self.jitter = options.jitter
         self.horizon: int = MAX_TICKS if options.ticks is None else options.ticks
-        self.arrival_rate: float | None = options.arrivals  # type: ignore[assignment]
-        self.arrivals_profile: Profile | None = options.arrivals_profile
+        rate: float | None = options.arrivals  # type: ignore[assignment]
+        self.arrivals = None if rate is None else Arrivals(rate, options.arrivals_profile)
         self.progress: Callable[[int], None] | None = options.progress
         self.recorder = Recorder(len(tables.order), options.record_every)  # type: ignore[arg-type]
         self.calendar = Calendar()
@@ -77,9 +78,19 @@ class Walker:
         self.wakeup = env.event()
 
     def start(self) -> None:
-        """File every subject at its first attempt (a fresh run)."""
+        """File every subject at its first attempt and plan the first arrivals (a fresh run)."""
         n = len(self.population.subjects)
         self.file(np.arange(n, dtype=np.int64), self.population.view, -1)
+        if self.arrivals is not None:
+            self.arrivals.plan(-1, self.rng, self.horizon)
+
+    def _next_busy(self) -> int | None:
+        """The next tick with subjects due or newcomers coming."""
+        due = self.calendar.next_tick()
+        coming = self.arrivals.next_tick if self.arrivals is not None else None
+        if coming is None:
+            return due
+        return coming if due is None else min(due, coming)
 
     def fail(self, exc: BaseException) -> None:
         """Record the first failure of a process and end the run now."""
@@ -124,11 +135,11 @@ class Walker:
     def _walk(self) -> Generator[simpy.events.Event, Any, None]:
         t = self.first_tick
         self.wall0 = time.monotonic() - t * self.tick_ms / 1000 / self.live.speed
-        # Arrivals can come at any tick, and a live run must notice stop() and its lag on
-        # time even through quiet stretches: both walk every tick.
-        every_tick = self.arrival_rate is not None or self.live.enabled
+        # A live run must notice stop() and its lag on time even through quiet stretches:
+        # it walks every tick.
+        every_tick = self.live.enabled
         while t < self.horizon and self.failure is None:
-            busy = t if every_tick else self.calendar.next_tick()
+            busy = t if every_tick else self._next_busy()
             if busy is None or busy >= self.horizon:
                 if not self.services.active:
                     break
@@ -182,7 +193,7 @@ class Walker:
             yield from self._settle()
             if self.failure is not None:
                 return False
-            if not every_tick and self.calendar.next_tick() != busy:
+            if not every_tick and self._next_busy() != busy:
                 return False  # a grant filed someone earlier than `busy`
         return True
 
@@ -192,7 +203,7 @@ class Walker:
 
     def _handle(self, t: int) -> None:
         """Tick `t`: newcomers, then the subjects due, then the live lag check."""
-        if self.arrival_rate is not None:
+        if self.arrivals is not None and self.arrivals.next_tick == t:
             self._arrive(t)
         self.last_intended_ms = t * self.tick_ms
         if self.calendar.next_tick() == t:
@@ -225,11 +236,11 @@ class Walker:
                 LOGGER.warning(message)
 
     def _arrive(self, t: int) -> None:
-        """Create this tick's newcomers in the initial state and file their first attempts."""
-        rate = self.arrival_rate or 0.0
-        if self.arrivals_profile is not None:
-            rate *= self.arrivals_profile.multiplier(self.timestamp_start + t * self.tick_ms)
-        count = int(self.rng.poisson(rate)) if rate > 0 else 0
+        """Create this tick's newcomers in the initial state, file their first attempts, and
+        plan the next arrivals."""
+        assert self.arrivals is not None
+        count = self.arrivals.take(self.timestamp_start + t * self.tick_ms, self.rng)
+        self.arrivals.plan(t, self.rng, self.horizon)
         if count == 0:
             return
         initial = self.tables.initial

@@ -441,3 +441,66 @@ def test_profile_thresholds_kept_per_hour_equal_the_moment_by_moment_ones(offset
         kept, _ = tables.choice(ts)
         fresh, _ = tables._profiled_thresholds(ts)
         assert np.array_equal(kept, fresh), ts
+
+
+def test_arrivals_drawn_tick_to_tick_follow_the_profiled_poisson_law() -> None:
+    """Arrivals jump from one tick with newcomers to the next: per hour of day the counts
+    are Poisson with mean rate x multiplier (none where the profile is 0)."""
+    from dogesim.rates import Profile
+
+    hourly = [0.0] * 6 + [2.0] * 6 + [0.5] * 12
+    days = 10
+    sink = MemorySink(lambda ts, s, t: ts)
+    model = Model(["new", "active"], "new")
+    model.add_transition("start", "new", "active", 100, event_sinks=[sink])
+    result = Simulation(
+        model,
+        0,
+        ticks=days * 1440,
+        tick_ms=60_000,
+        seed=8,
+        arrivals="30 per hour",
+        arrivals_profile=Profile(hourly=hourly),
+    ).run()
+    hours = (np.asarray(sink.events) // 3_600_000) % 24
+    counts = np.bincount(hours, minlength=24)
+    assert int(counts.sum()) == result.arrivals
+    for hour, m in enumerate(hourly):
+        mean = 30 * m * days
+        assert abs(counts[hour] - mean) <= 5 * math.sqrt(mean) + 1, (hour, counts[hour], mean)
+
+
+def test_rare_arrivals_over_a_long_run_cost_per_arrival() -> None:
+    """1 newcomer per 1000 ticks over 10M ticks: about 10k arrivals, exact in law, and the
+    walker visits only ticks with arrivals or subjects due (counted by progress calls)."""
+    calls = [0]
+
+    def progress(done: int) -> None:
+        calls[0] += 1
+
+    model = Model(["new", "gone"], "new")
+    model.add_transition("leave", "new", "gone", 100)
+    result = Simulation(
+        model, 0, ticks=10_000_000, tick_ms=1, seed=9, arrivals=0.001, progress=progress
+    ).run()
+    assert abs(result.arrivals - 10_000) <= 5 * math.sqrt(10_000)
+    # Each newcomer leaves at its arrival tick (100%): nobody is left in 'new'.
+    assert result.occupancy[-1].tolist() == [0, result.arrivals]
+    assert calls[0] <= result.arrivals + 1
+
+
+@pytest.mark.parametrize("mean", [0.001, 0.4, 1.0, 3.0])
+def test_candidate_newcomers_are_poisson_given_at_least_one(mean: float) -> None:
+    """The count at a tick with candidates is Poisson(mean) conditioned on >= 1."""
+    from dogesim.engine.arrivals import _positive_poisson
+
+    rng = np.random.default_rng(4)
+    n = 40_000
+    draws = np.asarray([_positive_poisson(mean, rng) for _ in range(n)])
+    assert draws.min() >= 1
+    p_one = mean * math.exp(-mean) / -math.expm1(-mean)
+    ones = int((draws == 1).sum())
+    assert abs(ones - n * p_one) <= 5 * math.sqrt(n * p_one * (1 - p_one)) + 1
+    expected = mean / -math.expm1(-mean)
+    sd = math.sqrt(max(draws.var(), 1e-12) / n)
+    assert abs(draws.mean() - expected) <= 5 * sd + 1e-9
