@@ -504,3 +504,34 @@ def test_candidate_newcomers_are_poisson_given_at_least_one(mean: float) -> None
     expected = mean / -math.expm1(-mean)
     sd = math.sqrt(max(draws.var(), 1e-12) / n)
     assert abs(draws.mean() - expected) <= 5 * sd + 1e-9
+
+
+def test_stop_and_resume_with_planned_arrivals_equals_the_whole_run(tmp_path: Path) -> None:
+    """A checkpoint keeps the next planned arrival: the two halves equal the whole run."""
+
+    def model_with(sink: MemorySink) -> Model:
+        model = Model(["new", "active", "gone"], "new")
+        model.add_transition("start", "new", "active", 30, event_sinks=[sink])
+        model.add_transition("leave", "active", "gone", 2, event_sinks=[sink])
+        return model
+
+    def mapper(ts: int, s: Any, t: Any) -> tuple[int, str]:
+        return ts, t.trigger
+
+    whole = MemorySink(mapper)
+    Simulation(model_with(whole), 5, ticks=3000, tick_ms=1, seed=12, arrivals=0.05).run()
+    first = MemorySink(mapper)
+
+    def progress(done: int) -> None:
+        if done >= 1234:
+            sim.stop()
+
+    sim = Simulation(
+        model_with(first), 5, ticks=3000, tick_ms=1, seed=12, arrivals=0.05, progress=progress
+    )
+    assert sim.run().stopped
+    sim.checkpoint(tmp_path / "a.ckpt")
+    rest = MemorySink(mapper)
+    Simulation.resume(tmp_path / "a.ckpt", model_with(rest), arrivals=0.05).run()
+    assert first.events + rest.events == whole.events
+    assert len(rest.events) > 50
