@@ -8,19 +8,21 @@
 - `SEED_VARIABLE`: ``DOGESIM_SEED``, the seed of runs whose code gives none.
 
 The pieces, one job each: `options` (settings), `tables` (the model compiled), `population`
-(subjects and their states), `scheduler` (the calendar of due subjects), `walker` (the SimPy
-process that advances the clock), `attempts` (what due subjects do in a tick), `services`
-(SimPy resources: queues, grants, holds), `recorder` (per-tick counts at a resolution ->
-`RunResult`), `checkpoint` (save and resume), `closing` (every sink closed once).
+(subjects and their states), `scheduler` (the calendar of due subjects), `arrivals` (when
+newcomers come), `walker` (the SimPy process that advances the clock), `attempts` (what due
+subjects do in a tick), `services` (SimPy resources: queues, grants, holds), `recorder`
+(per-tick counts at a resolution -> `RunResult`), `checkpoint` (save and resume), `closing`
+(every sink closed once).
 
 How it stays cheap. In the per-tick definition (doge-datagen's loop) every subject draws once
 per tick and, with probability ``P_s = sum(p_i)/100``, attempts a transition of its state ``s``.
 The number of quiet ticks before the next attempt is therefore geometric with parameter
 ``P_s`` and memoryless, so the engine draws it once — ``floor(ln U / ln(1 - P_s))`` — and files
 the subject in a calendar of due subjects under that tick. A SimPy process walks the calendar
-from one non-empty tick to the next; each due subject picks transition ``i`` with probability
-``p_i / sum(p)``, runs its callback, moves, feeds the sinks, and is filed again. Cost grows with
-the number of attempts, not with subjects x ticks, and the stream is exact in distribution.
+from one non-empty tick (subjects due or newcomers coming) to the next; each due subject
+picks transition ``i`` with probability ``p_i / sum(p)``, runs its callback, moves, feeds the
+sinks, and is filed again. Cost grows with the number of attempts, not with subjects x ticks,
+and the stream is exact in distribution.
 Within a tick subjects are handled in creation order; events are stamped
 ``timestamp_start + t * tick_ms``.
 """
