@@ -53,9 +53,11 @@ def initial_distribution(model: Model) -> np.ndarray:
 
 
 def occupancy_probabilities(
-    model: Model, ticks: int, initial: np.ndarray | None = None
+    model: Model, ticks: int, initial: np.ndarray | None = None, *, every: int = 1
 ) -> np.ndarray:
-    """The state distribution after each tick's moves, shape ``(ticks, states)``.
+    """The state distribution after each tick's moves, shape ``(ticks, states)``; with
+    `every` > 1 after the last tick of each row of `every` ticks (as `RunResult` records a
+    long run), shape ``(ceil(ticks / every), states)``.
 
     Row ``t`` is ``pi0 @ P**(t + 1)``: the distribution after tick ``t``'s moves, matching
     the engine's `RunResult.occupancy` (which records counts after each tick's moves).
@@ -64,31 +66,37 @@ def occupancy_probabilities(
         model: the chain.
         ticks: how many ticks.
         initial: the starting distribution (everyone in the initial state when omitted).
+        every: ticks per row (the run's `RunResult.record_every`).
     """
     matrix = transition_matrix(model)
     pi = initial_distribution(model) if initial is None else np.asarray(initial, dtype=float)
-    out = np.empty((ticks, len(model.states)))
-    for t in range(ticks):
-        pi = pi @ matrix
-        out[t] = pi
+    rows = -(-ticks // every)
+    step = np.linalg.matrix_power(matrix, every) if every > 1 else matrix
+    out = np.empty((rows, len(model.states)))
+    for r in range(rows):
+        if (r + 1) * every > ticks:  # a last, shorter row
+            pi = pi @ np.linalg.matrix_power(matrix, ticks - r * every)
+        else:
+            pi = pi @ step
+        out[r] = pi
     return out
 
 
-def expected_occupancy(model: Model, ticks: int, subjects: int) -> np.ndarray:
-    """Expected subjects per state after each tick's moves: ``subjects * pi_t``."""
-    return subjects * occupancy_probabilities(model, ticks)
+def expected_occupancy(model: Model, ticks: int, subjects: int, *, every: int = 1) -> np.ndarray:
+    """Expected subjects per state after each tick's (or row's) moves: ``subjects * pi_t``."""
+    return subjects * occupancy_probabilities(model, ticks, every=every)
 
 
 def occupancy_band(
-    model: Model, ticks: int, subjects: int, z: float = 3.0
+    model: Model, ticks: int, subjects: int, z: float = 3.0, *, every: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)``: ``n pi_t -/+ z sqrt(n pi_t (1 - pi_t))`` per tick and state.
+    """``(low, high)``: ``n pi_t -/+ z sqrt(n pi_t (1 - pi_t))`` per tick (or row) and state.
 
     Each count is binomial (subjects move independently), so a simulated occupancy falls
     outside the band at a given tick and state with probability of about
     ``2 * (1 - Phi(z))`` (for ``n pi_t`` not too small).
     """
-    probs = occupancy_probabilities(model, ticks)
+    probs = occupancy_probabilities(model, ticks, every=every)
     mean = subjects * probs
     sd = np.sqrt(subjects * probs * (1.0 - probs))
     return mean - z * sd, mean + z * sd

@@ -134,10 +134,18 @@ def plot_occupancy(
     size = figsize if figsize is not None else (10.0 if columns == 1 else 12.0, 2.4 * rows + 0.8)
     fig = _figure(size)
     axes = fig.subplots(rows, columns, sharex=True, squeeze=False).ravel()
-    index = tables.time_index(start, step, n_ticks)
+    # A long run records rows of several ticks: the analytic lines follow its rows.
+    every = result.record_every if result is not None and ticks is None else 1
+    index = tables.time_index(start, step, n_ticks, every=every)
     frame = tables.occupancy_frame(result) if result is not None else None
-    expected = analytic.expected_occupancy(chain, n_ticks, n) if analytic_line else None
-    bounds = analytic.occupancy_band(chain, n_ticks, n, band) if analytic_line and band else None
+    expected = (
+        analytic.expected_occupancy(chain, n_ticks, n, every=every) if analytic_line else None
+    )
+    bounds = (
+        analytic.occupancy_band(chain, n_ticks, n, band, every=every)
+        if analytic_line and band
+        else None
+    )
     for ax, state in zip(axes, names, strict=False):
         colour = colours[state]
         k = chain.index(state)
@@ -184,19 +192,20 @@ def plot_event_rates(
     triggers: list[str] | None = None,
     figsize: tuple[float, float] = (10.0, 4.5),
 ) -> Figure:
-    """Events per tick per trigger, as a rolling mean over `window` ticks (about 1% of the
-    run by default)."""
+    """Events per tick (per row of `record_every` ticks in a long run) per trigger, as a
+    rolling mean over `window` rows (about 1% of the run by default)."""
     frame = tables.events_frame(result)
     if triggers is not None:
         frame = frame[triggers]
-    width = window if window is not None else max(1, result.ticks // 100)
+    width = window if window is not None else max(1, len(frame) // 100)
     smooth = frame.rolling(width, min_periods=1).mean()
     fig = _figure(figsize)
     ax = fig.add_subplot()
     for trigger in smooth.columns:
         ax.plot(smooth.index, smooth[trigger], lw=1.2, label=str(trigger))
     ax.set_xlabel("time (UTC)")
-    ax.set_ylabel(f"events per tick (mean of {width})")
+    per = "tick" if result.record_every == 1 else f"{result.record_every} ticks"
+    ax.set_ylabel(f"events per {per} (mean of {width})")
     ax.set_title(f"Event rate per trigger ({result.events} events)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     ax.grid(alpha=0.3)

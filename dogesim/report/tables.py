@@ -62,32 +62,44 @@ FIELD_CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 
 
-def time_index(timestamp_start: int, tick_ms: int, ticks: int) -> pd.DatetimeIndex:
-    """The time of every tick as a UTC `DatetimeIndex` named ``time``."""
-    stamps = timestamp_start + np.arange(ticks, dtype=np.int64) * tick_ms
+def time_index(
+    timestamp_start: int, tick_ms: int, ticks: int, *, every: int = 1
+) -> pd.DatetimeIndex:
+    """The time of every tick as a UTC `DatetimeIndex` named ``time``; with `every` > 1 the
+    time of the last tick of each row of `every` ticks (as `RunResult.timestamps`)."""
+    ends = np.minimum((np.arange(-(-ticks // every), dtype=np.int64) + 1) * every, ticks) - 1
+    stamps = timestamp_start + ends * tick_ms
     return pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="time")
 
 
+def _result_index(result: RunResult) -> pd.DatetimeIndex:
+    return time_index(
+        result.timestamp_start, result.tick_ms, result.ticks, every=result.record_every
+    )
+
+
 def occupancy_frame(result: RunResult) -> pd.DataFrame:
-    """Subjects per state after each tick's moves; rows are ticks (datetime index)."""
+    """Subjects per state after each tick's moves; rows are ticks (datetime index), or rows
+    of `record_every` ticks in a long run (indexed by their last tick)."""
     frame = pd.DataFrame(
         result.occupancy,
-        index=time_index(result.timestamp_start, result.tick_ms, result.ticks),
+        index=_result_index(result),
         columns=pd.Index(list(result.states), name="state"),
     )
     return frame
 
 
 def events_frame(result: RunResult) -> pd.DataFrame:
-    """Events per trigger per tick (transitions sharing a trigger are added up)."""
+    """Moves per trigger per tick, or per row of `record_every` ticks in a long run
+    (transitions sharing a trigger are added up)."""
     triggers = list(dict.fromkeys(t.trigger for t in result.transitions))
-    per = np.zeros((result.ticks, len(triggers)), dtype=np.int64)
+    per = np.zeros((len(result.events_per_tick), len(triggers)), dtype=np.int64)
     position = {trigger: k for k, trigger in enumerate(triggers)}
     for j, transition in enumerate(result.transitions):
         per[:, position[transition.trigger]] += result.events_per_tick[:, j]
     return pd.DataFrame(
         per,
-        index=time_index(result.timestamp_start, result.tick_ms, result.ticks),
+        index=_result_index(result),
         columns=pd.Index(triggers, name="trigger"),
     )
 
@@ -102,11 +114,13 @@ def transition_table(result: RunResult) -> pd.DataFrame:
     """
     index = {state: k for k, state in enumerate(result.states)}
     # Subjects in each state at the start of tick t: the initial occupancy, then the rows
-    # after ticks 0..t-1.
+    # after ticks 0..t-1. In a long run (rows of several ticks) the state at a row's start
+    # stands for its every tick: the exposure is then an approximation.
     before = np.zeros_like(result.occupancy)
     before[0, index[result.initial_state]] = result.subjects
     before[1:] = result.occupancy[:-1]
-    at_risk = before.sum(axis=0)
+    lengths = np.diff(result.row_ticks(), prepend=-1)
+    at_risk = (before * lengths[:, None]).sum(axis=0)
     rows = []
     events = result.events_per_transition
     for j, t in enumerate(result.transitions):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import dogesim.calendar
+import dogesim.engine.scheduler
 from dogesim import (
     CountingSink,
     MemorySink,
@@ -221,7 +221,7 @@ def test_vector_and_scalar_tick_paths_give_identical_streams(
 ) -> None:
     """The per-tick fast paths (numpy for busy ticks, plain Python for quiet ones) agree."""
     _, reference = _stream(77, subjects=2000, ticks=200)
-    monkeypatch.setattr(dogesim.calendar, "SMALL_TICK", small)
+    monkeypatch.setattr(dogesim.engine.scheduler, "SMALL_TICK", small)
     _, forced = _stream(77, subjects=2000, ticks=200)
     assert forced == reference
 
@@ -443,6 +443,6 @@ def test_tick_paths_agree_on_vetoes_profiles_and_resources(
         return sink.events
 
     reference = stream()
-    monkeypatch.setattr(dogesim.calendar, "SMALL_TICK", small)
+    monkeypatch.setattr(dogesim.engine.scheduler, "SMALL_TICK", small)
     assert stream() == reference
     assert {e[2] for e in reference} == {"ab", "aa", "bc", "ca", "quit"}

@@ -1,9 +1,14 @@
 """`Calendar`: which subjects are due to attempt a transition at which tick.
 
+- `Calendar`: the structure itself; `BLOCK_BITS` and `SMALL_TICK` tune it.
+
 Ticks are grouped in blocks of ``2**BLOCK_BITS``. Subjects due in a later block wait in that
 block's pair of flat lists (subject, tick); when the clock reaches the block they are sorted
-into per-tick arrays in one numpy pass. Subjects due within the current block go straight to
-their tick. Large filings are grouped with numpy (a few calls per tick, whatever the number of
+into per-tick arrays in one numpy pass. Subjects due within the current block, or in an
+earlier one, go straight to their tick: the current block is the one the calendar last
+opened, which can lie ahead of the clock (the walker looks ahead to its next busy tick), and
+a subject filed behind it must still come out at its own tick, before the later ones.
+Large filings are grouped with numpy (a few calls per tick, whatever the number of
 subjects), small ones with a plain loop (no fixed numpy cost), and an empty stretch of ticks
 costs nothing. A subject is in the calendar at most once.
 """
@@ -69,7 +74,7 @@ class Calendar:
         starts = [0, *cuts]
         ends = [*cuts, n]
         for block, start, end in zip(blocks[starts].tolist(), starts, ends, strict=True):
-            if block == self._block:
+            if block <= self._block:
                 self._file_current(subjects[start:end], ticks[start:end])
             else:
                 pending = self._pending.get(block)
@@ -85,7 +90,7 @@ class Calendar:
         pending_map = self._pending
         for subject, tick in zip(subjects, ticks, strict=True):
             block = tick >> BLOCK_BITS
-            if block == current:
+            if block <= current:
                 chunks = tick_map.get(tick)
                 if chunks is None:
                     tick_map[tick] = [[subject]]

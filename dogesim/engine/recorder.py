@@ -1,0 +1,152 @@
+"""`Recorder`: what a run counts per tick, kept at a resolution, and the `RunResult` it builds.
+
+Moves are counted per transition in bins of `record_every` ticks, stored sparsely (only bins
+that saw a move, one row of counts each), so memory grows with the busy bins — at most
+``ticks / record_every`` — never with ticks x transitions. Vetoes and arrivals are kept as
+run totals and per-bin counts. Whole-run totals are exact whatever the resolution. A run
+without a tick count starts at one tick per bin and doubles the bins' length (merging pairs)
+whenever a tick falls past `MAX_ROWS` bins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dogesim.engine.options import MAX_ROWS
+from dogesim.model import Model
+from dogesim.result import RunResult
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Per-bin counts of moves per transition (in the engine's transition order)."""
+
+    def __init__(self, n_transitions: int, record_every: int | None) -> None:
+        self.every = record_every or 1
+        self._limit = MAX_ROWS if record_every is None else None  # None: the bins are fixed
+        self.n_tr = n_transitions
+        self._lists: dict[int, list[int]] = {}  # bin -> moves per transition (Python path)
+        self._arrays: dict[int, np.ndarray] = {}  # bin -> moves per transition (numpy path)
+        self.vetoes = [0] * n_transitions
+        self.arrivals: dict[int, int] = {}  # bin -> subjects arrived
+        self._handed_before = np.zeros(n_transitions, dtype=np.int64)
+
+    def _bin(self, tick: int) -> int:
+        b = tick // self.every
+        if self._limit is not None and b >= self._limit:
+            while tick // self.every >= self._limit:
+                self._coarsen()
+            b = tick // self.every
+        return b
+
+    def _coarsen(self) -> None:
+        """Double the bins' length: bin ``b`` becomes ``b // 2``."""
+        self.every *= 2
+        lists: dict[int, list[int]] = {}
+        for b, counts in self._lists.items():
+            merged = lists.get(b // 2)
+            if merged is None:
+                lists[b // 2] = counts
+            else:
+                lists[b // 2] = [x + y for x, y in zip(merged, counts, strict=True)]
+        arrays: dict[int, np.ndarray] = {}
+        for b, array in self._arrays.items():
+            arrays[b // 2] = arrays[b // 2] + array if b // 2 in arrays else array
+        arrivals: dict[int, int] = {}
+        for b, count in self.arrivals.items():
+            arrivals[b // 2] = arrivals.get(b // 2, 0) + count
+        self._lists, self._arrays, self.arrivals = lists, arrays, arrivals
+
+    def row(self, tick: int) -> list[int]:
+        """The bin of `tick` as a list of counts to add moves to in place."""
+        b = self._bin(tick)
+        counts = self._lists.get(b)
+        if counts is None:
+            counts = self._lists[b] = [0] * self.n_tr
+        return counts
+
+    def add(self, tick: int, moves: np.ndarray) -> None:
+        """Add an array of moves per transition at `tick`."""
+        b = self._bin(tick)
+        counts = self._arrays.get(b)
+        if counts is None:
+            self._arrays[b] = moves.astype(np.int64, copy=True)
+        else:
+            counts += moves
+
+    def add_vetoes(self, vetoes: Any) -> None:
+        """Add vetoes per transition (a list or an array)."""
+        self.vetoes = [a + int(b) for a, b in zip(self.vetoes, vetoes, strict=True)]
+
+    def arrive(self, tick: int, count: int) -> None:
+        """Count `count` subjects arriving at `tick`."""
+        b = self._bin(tick)
+        self.arrivals[b] = self.arrivals.get(b, 0) + count
+
+    def table(self, ticks: int) -> np.ndarray:
+        """Moves per bin and transition over ticks ``0 .. ticks-1``, shape (bins, n_tr)."""
+        n_bins = -(-ticks // self.every)
+        table = np.zeros((n_bins, self.n_tr), dtype=np.int64)
+        for b, counts in self._lists.items():
+            if b < n_bins:
+                table[b] += np.asarray(counts, dtype=np.int64)
+        for b, array in self._arrays.items():
+            if b < n_bins:
+                table[b] += array
+        return table
+
+    def totals(self) -> np.ndarray:
+        """Moves per transition recorded so far."""
+        total = np.zeros(self.n_tr, dtype=np.int64)
+        for counts in self._lists.values():
+            total += np.asarray(counts, dtype=np.int64)
+        for array in self._arrays.values():
+            total += array
+        return total
+
+    def mark(self) -> None:
+        """Remember the totals so far (a resumed run hands its sinks only what follows)."""
+        self._handed_before = self.totals()
+
+    def handed(self) -> np.ndarray:
+        """Moves per transition since `mark` (what the sinks of this process were handed)."""
+        return self.totals() - self._handed_before
+
+    def result(
+        self, model: Model, order_to_model: np.ndarray, initial_subjects: int, **fields: Any
+    ) -> RunResult:
+        """The `RunResult` of ticks ``0 .. fields['ticks']-1``, columns in model order."""
+        ticks = int(fields["ticks"])
+        n_tr = self.n_tr
+        to_model = np.empty(n_tr, dtype=np.int64)
+        to_model[order_to_model] = np.arange(n_tr)
+        per_bin = self.table(ticks)[:, to_model]
+        vetoes = np.asarray(self.vetoes, dtype=np.int64)[to_model]
+        flow = np.zeros((n_tr, len(model.states)), dtype=np.int64)
+        for j, transition in enumerate(model.transitions):
+            flow[j, model.index(transition.from_state)] -= 1
+            flow[j, model.index(transition.to_state)] += 1
+        change = per_bin @ flow
+        initial = model.index(model.initial_state)
+        arrived = 0
+        for b, count in self.arrivals.items():
+            if b < len(change):
+                change[b, initial] += count
+                arrived += count
+        occupancy = np.cumsum(change, axis=0)
+        occupancy[:, initial] += initial_subjects
+        return RunResult(
+            states=model.states,
+            transitions=tuple(model.transitions),
+            initial_state=model.initial_state,
+            occupancy=occupancy,
+            events_per_tick=per_bin,
+            attempts=per_bin.sum(axis=0) + vetoes,
+            vetoes=vetoes,
+            arrivals=arrived,
+            record_every=self.every,
+            **fields,
+        )
