@@ -15,6 +15,7 @@ import numpy as np
 
 from dogesim.errors import ModelError
 from dogesim.modelfile.source import (
+    MAX_SUBJECTS,
     _describe,
     _join,
     _key_line,
@@ -226,7 +227,7 @@ class SubjectsSpec:
 def _read_subjects(src: _Source, reader: _Reader) -> SubjectsSpec:
     subjects = reader.mapping("subjects")
     subjects.check_keys(("count", "attributes", "factory", "factory_args"), ("count",))
-    count = subjects.integer("count", minimum=0)
+    count = subjects.integer("count", minimum=0, maximum=MAX_SUBJECTS)
     if subjects.has("factory"):
         if subjects.has("attributes"):
             raise subjects.error(
