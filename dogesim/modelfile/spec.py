@@ -18,7 +18,7 @@ import yaml
 
 from dogesim import redact
 from dogesim.engine import RunResult, Simulation
-from dogesim.errors import ModelError, RunError
+from dogesim.errors import ModelError, RunError, SinkConfigError
 from dogesim.model import Model, Transition
 from dogesim.modelfile.online import (
     _ON_LAG,
@@ -227,11 +227,25 @@ class ModelSpec:
                         f"{self.path or self.name}: no sink named {name!r}; sinks are "
                         f"{', '.join(self.sinks) or 'none'}"
                     )
-                built[name] = self.sinks[name].build(append=append)
+                built[name] = self._build_sink(name, append=append)
         except BaseException:
             _close_quietly(built.values())
             raise
         return built
+
+    def _build_sink(self, name: str, *, append: bool) -> Any:
+        sink = self.sinks[name]
+        try:
+            return sink.build(append=append)
+        except OSError as exc:
+            # An output under a file, on a read-only mount, a name too long: nothing was
+            # sent yet, so this is a bad setting, not a lost event.
+            raise SinkConfigError(
+                redact.mask(
+                    f"{sink.source}:{sink.line}: sinks.{name}: cannot open "
+                    f"{sink.describe()}: {exc.strerror or exc}"
+                )
+            ) from None
 
     def build_model(
         self,
