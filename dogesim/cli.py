@@ -787,7 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # last-resort handler; stdout is left alone, where a stdout sink writes events.
     real_err = sys.stderr
     out, err = redact.MaskingStream(sys.stdout), redact.MaskingStream(real_err)
-    sys.stderr = err  # type: ignore[assignment]
+    sys.stderr = err
     try:
         return _main(argv, out, err)  # type: ignore[arg-type]
     finally:

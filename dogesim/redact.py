@@ -96,7 +96,7 @@ def _masked_value(key: object, value: Any) -> Any:
     return value
 
 
-class SecretDict(dict):  # type: ignore[type-arg]
+class SecretDict(dict):
     """A dict that shows secret-keyed values and URL passwords as `MASK` in its repr.
 
     The values themselves are untouched (a sink needs the real password to connect).

@@ -545,7 +545,7 @@ def _resolve(target: str, src: _Source, line: int, path: str) -> Any:
         )
     try:
         obj: Any = importlib.import_module(module_name)
-    except BaseException as exc:  # noqa: BLE001 - see below
+    except BaseException as exc:
         # A module may sys.exit(), raise KeyboardInterrupt or anything else at import: the
         # user must learn which module of which file did it, not see a bare exit.
         raise src.error(

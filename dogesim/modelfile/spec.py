@@ -840,9 +840,7 @@ def _db_url_problem(url: str) -> str | None:
     else:
         port = host.rpartition(":")[2] if ":" in host else ""
     if port and not (port.isdigit() and int(port) <= 65535):
-        return (
-            f"the port {port!r} of {redact.mask_url(url)!r} is not a number from 0 to 65535"
-        )
+        return f"the port {port!r} of {redact.mask_url(url)!r} is not a number from 0 to 65535"
     return None
 
 

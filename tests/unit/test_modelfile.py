@@ -1250,7 +1250,10 @@ def _validation_seconds(n: int, monkeypatch: pytest.MonkeyPatch) -> float:
     rows = "".join(
         f"  - {{trigger: t{i}, from: s{i}, to: s{i + 1}, probability: 1}}\n" for i in range(n - 1)
     )
-    text = f"states: [{states}]\ninitial_state: s0\ntick: 1s\nticks: 10\nsubjects: {{count: 1}}\ntransitions:\n{rows}"
+    text = (
+        f"states: [{states}]\ninitial_state: s0\ntick: 1s\nticks: 10\n"
+        f"subjects: {{count: 1}}\ntransitions:\n{rows}"
+    )
     parsed = yaml.load(text, Loader=spec_module._LineLoader)
     monkeypatch.setattr(spec_module.yaml, "load", lambda *_a, **_k: parsed)
     best = float("inf")
