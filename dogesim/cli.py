@@ -120,10 +120,16 @@ def _writable(flag: str, path: str, *, plot: bool = False) -> None:
         raise _UsageError(
             f"dogesim: {flag} {path}: a plot file ends in one of {', '.join(_PLOT_EXTENSIONS)}"
         )
-    if target.is_dir():
-        raise _UsageError(f"dogesim: {flag} {path}: is a directory; give a file name")
-    existed = target.exists()
     try:
+        if target.is_dir():
+            raise _UsageError(f"dogesim: {flag} {path}: is a directory; give a file name")
+        for parent in target.parents:
+            if parent.exists() and not parent.is_dir():
+                raise _UsageError(
+                    f"dogesim: {flag} {path}: cannot be written: {parent} is a file, not a "
+                    "directory"
+                )
+        existed = target.exists()
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "a", encoding="utf-8"):
             pass
