@@ -42,10 +42,11 @@ MIN_SECRET_LENGTH = 4
 
 _SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|credential|api[._-]?key)", re.IGNORECASE)
 
-# scheme://user:password@host — the password runs to the LAST '@' of the token (greedy), so
-# a password holding '@' is masked whole; a token ends at whitespace or a quote.
+# scheme://user:password@host — the password runs to the LAST '@' before a '/' (greedy), so
+# a password holding '@' is masked whole; whitespace, a quote or a '/' ends it (userinfo
+# holds no unencoded '/', and a path may hold an '@').
 _URL_PASSWORD = re.compile(
-    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<password>[^\s'\"]+)(?=@)"
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<password>[^\s'\"/]+)(?=@)"
 )
 
 _lock = threading.Lock()
