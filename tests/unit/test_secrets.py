@@ -12,7 +12,7 @@ import pytest
 
 from dogesim import redact
 from dogesim.errors import ModelError
-from dogesim.modelfile import load_model_file, load_model_text
+from dogesim.modelfile import load_model_text
 
 ROOT = Path(__file__).resolve().parents[2]
 # Unusual enough that no other output contains it by chance.
@@ -69,7 +69,8 @@ def test_repr_of_spec_and_sinks_hides_passwords() -> None:
     text = model_text(
         "s: {type: memory}\n"
         "k: {type: kafka, bootstrap_servers: 'h:9092', topic: t,\n"
-        f"    conf: {{sasl.username: u, sasl.password: {literal}, client.secret: '${{SECRET}}'}}}}\n"
+        f"    conf: {{sasl.username: u, sasl.password: {literal},\n"
+        "            client.secret: '${SECRET}'}}\n"
         "d: {type: db, url: 'postgresql://u:${SECRET}@h:5432/db', table: t}\n"
         "d2: {type: db, url: 'postgresql://u:h7-url-pw@h/db', table: t}",
         default="s, k, d, d2",
