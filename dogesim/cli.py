@@ -588,6 +588,13 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"dogesim: the run failed: {' '.join(str(exc).split())}", file=err)
             _print_ledgers(simulation, err)
             return EXIT_SINK
+        except Exception as exc:
+            # A callback, factory or mapper of the model raised: the run stopped there and
+            # the engine closed every sink; say where, and what was delivered.
+            bar.close()
+            print(f"dogesim: the run failed: {_raised_where(exc)}", file=err)
+            _print_ledgers(simulation, err)
+            return EXIT_SINK
         finally:
             bar.close()
     wall = time.perf_counter() - started
@@ -611,6 +618,16 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.quiet:
             print(f"occupancy plot -> {args.report}", file=out)
     return EXIT_OK
+
+
+def _raised_where(exc: BaseException) -> str:
+    """``Type: message (at file:line in function)`` for the innermost frame of `exc`."""
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename}:{last.lineno} in {last.name})"
+    return text
 
 
 def _stopped(
