@@ -29,6 +29,10 @@ def unwritable(timestamp, subject, transition):
     return {"timestamp": timestamp, "oops": object()}
 
 
+def broken(subject, transition):
+    return subject.no_such_attribute
+
+
 def interrupt_later(subject, transition):
     CALLS["n"] += 1
     if CALLS["n"] > 40:
@@ -477,3 +481,17 @@ def test_callback_module_that_exits_at_import(
     model = small_model(tmp_path, callback="h7_exits:cb")
     err = _refused_before_running(["validate", str(model)], capsys, "SystemExit: 7")
     assert f"{model}:" in err and "'h7_exits'" in err
+
+
+def test_callback_raising_mid_run_is_one_line_with_the_ledger(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model callback that raises mid-run: exit 1, one line naming the exception and where
+    it was raised, then the ledger; no traceback."""
+    model = small_model(tmp_path, callback="cli_helpers:broken")
+    assert main(["run", str(model), "--quiet"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[0].startswith("dogesim: the run failed: AttributeError: ")
+    assert lines[0].endswith("in broken)") and "cli_helpers.py:" in lines[0]
+    assert re.fullmatch(r"  sink jsonl:\S+small.jsonl: collected \d+, .*", lines[1])
