@@ -102,8 +102,52 @@ RAW = (
     "0.0000001",
     "-1",
     "100.0000001",
+    # Plausible values, so that more mutants validate and reach the run.
+    "0",
+    "1",
+    "99",
+    "'1m'",
+    "2030-01-01",
+    "'10 per hour'",
+    "true",
+    "250ms",
 )
 _PLACEHOLDER = "__fuzz_raw_{}__"
+#: Keys whose values reach the run: mutated more often than the others.
+TARGETS = frozenset(
+    {
+        "start",
+        "tick",
+        "ticks",
+        "seed",
+        "probability",
+        "probability_tick",
+        "count",
+        "arrivals",
+        "churn",
+        "rate",
+        "hold",
+        "speed",
+        "max_lag",
+        "hourly",
+        "weekly",
+        "dates",
+        "utc_offset_hours",
+        "path",
+        "url",
+        "template",
+        "callback",
+        "factory",
+        "mapper",
+        "states",
+        "initial_state",
+        "from",
+        "to",
+        "trigger",
+        "sinks",
+        "default_sinks",
+    }
+)
 
 scalars = st.one_of(
     st.none(),
@@ -140,8 +184,17 @@ def mutated_models(draw: st.DrawFn) -> str:
     name = draw(st.sampled_from(sorted(MODELS)))
     data = yaml.safe_load(MODELS[name])
     raw: list[str] = []
-    for _ in range(draw(st.integers(1, 4))):
+    # One mutation half of the time, so that many cases stay valid enough to run.
+    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3, 4]))):
         containers = list(_containers(data))
+        targeted = [c for c in containers if isinstance(c[1], dict) and TARGETS & set(c[1])]
+        if targeted and draw(st.booleans()):
+            # A key whose value the run uses (a time, a count, a chance), not just any key.
+            _, box = targeted[draw(st.integers(0, len(targeted) - 1))]
+            key = draw(st.sampled_from(sorted(TARGETS & set(box))))
+            raw.append(draw(st.sampled_from(RAW)))
+            box[key] = _PLACEHOLDER.format(len(raw) - 1)
+            continue
         _, box = containers[draw(st.integers(0, len(containers) - 1))]
         keys = list(box) if isinstance(box, dict) else list(range(len(box)))
         op = draw(st.sampled_from(["delete", "garbage", "raw", "wrap", "duplicate", "add"]))
