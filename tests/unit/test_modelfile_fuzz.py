@@ -19,6 +19,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
@@ -244,12 +245,16 @@ def watchdog(seconds: int) -> Iterator[None]:
         raise Hang(f"over {seconds} s")
 
     previous = signal.signal(signal.SIGALRM, ring)
-    signal.alarm(seconds)
+    # Keep an alarm someone else set (pytest-timeout's signal method): re-arm it after.
+    pending = signal.alarm(seconds)
+    started = time.monotonic()
     try:
         yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+        if pending:
+            signal.alarm(max(1, pending - int(time.monotonic() - started)))
 
 
 def check_case(text: str) -> str:
@@ -301,6 +306,21 @@ FAST = settings(
 def test_mutated_models_fail_cleanly(text: str) -> None:
     """Fast profile: 150 mutated model files, each a model or a DogesimError within 10 s."""
     check_case(text)
+
+
+def test_the_harness_catches_hangs_and_stray_exceptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watchdog turns a hang into `Hang`, and an exception that is not a DogesimError
+    escapes `check_case` (so the fuzz test can fail)."""
+    with pytest.raises(Hang), watchdog(1):
+        time.sleep(5)
+    module = sys.modules[__name__]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("not a DogesimError")
+
+    monkeypatch.setattr(module, "load_model_text", broken)
+    with pytest.raises(TypeError):
+        check_case(MODELS["banking"])
 
 
 def long_run(cases: int) -> dict[str, Any]:
