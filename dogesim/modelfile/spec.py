@@ -844,6 +844,16 @@ def _db_url_problem(url: str) -> str | None:
     return None
 
 
+def _arrivals_per_tick(spec: ModelSpec) -> float:
+    """New subjects per tick at the peak of the arrivals profile (0 without arrivals)."""
+    rate = spec.arrivals
+    if rate is None:
+        return 0.0
+    per_tick = rate.value * spec.tick_ms / rate.period_ms if isinstance(rate, Rate) else rate
+    peak = spec.arrivals_profile.peak if spec.arrivals_profile is not None else 1.0
+    return float(per_tick) * peak
+
+
 def _override(
     spec: ModelSpec, *, subjects: int | None, ticks: int | None, seed: int | None
 ) -> ModelSpec:
@@ -869,6 +879,13 @@ def _override(
         spec.ticks = ticks
     if seed is not None:
         spec.seed = seed
+    newcomers = _arrivals_per_tick(spec) * spec.ticks
+    if spec.subjects.count + newcomers > MAX_SUBJECTS:
+        raise ModelError(
+            f"{where}: arrivals: about {newcomers:.3g} subjects would arrive over "
+            f"{spec.ticks} ticks (at the peak rate), more than {MAX_SUBJECTS:,} subjects in "
+            "all; lower the rate or run fewer ticks"
+        )
     end = spec.timestamp_start + spec.ticks * spec.tick_ms
     if end > MAX_TIMESTAMP:
         raise ModelError(

@@ -1271,3 +1271,15 @@ def test_validation_is_linear_in_states_and_transitions(monkeypatch: pytest.Monk
     small = _validation_seconds(1_000, monkeypatch)
     large = _validation_seconds(16_000, monkeypatch)
     assert large / max(small, 1e-3) < 40, (small, large)
+
+
+@pytest.mark.parametrize(
+    "arrivals", ["arrivals: 1.0e+15", "arrivals: '1e12 per 1ms'", "arrivals: {rate: 1000000000}"]
+)
+def test_arrivals_beyond_the_subject_limit_are_refused(tmp_path: Path, arrivals: str) -> None:
+    """Arrivals that would bring more than MAX_SUBJECTS subjects are refused at load (numpy's
+    Poisson draw failed mid-run with `lam value too large`, found by the fuzz test)."""
+    message = error_of(tmp_path, BASE + arrivals + "\n")
+    assert "arrivals: about" in message and "999,999,999 subjects in all" in message
+    fine = load_model_file(write(tmp_path, BASE + "arrivals: 2\n"))
+    assert fine.run(sinks=[MemorySink()]).ticks == 20

@@ -34,12 +34,14 @@ from hypothesis import strategies as st
 
 from dogesim.errors import DogesimError
 from dogesim.modelfile import load_model_text
+from dogesim.modelfile.spec import _arrivals_per_tick
 from dogesim.sinks.memory import MemorySink
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = {p.stem: p.read_text(encoding="utf-8") for p in sorted((ROOT / "models").glob("*.yaml"))}
 HANG_SECONDS = 10
 LONG_CASES = 2_000
+TINY_RUN_ARRIVALS = 100_000
 MEMORY_LIMIT = 2 * 1024**3
 SECRET = "fuzz-Secret-7Hq"
 ENVIRON = {"FUZZ_SECRET": SECRET, "DOGESIM_OUT_DIR": "/nonexistent-dogesim-fuzz"}
@@ -261,7 +263,8 @@ def check_case(text: str) -> str:
     """Load, validate and (when valid) briefly run `text`; the outcome's name.
 
     Returns ``clean`` (a DogesimError), ``model`` (valid, its tiny run a DogesimError),
-    ``callback`` (valid, an example callback failed on the mutated subjects) or ``ran``.
+    ``callback`` (valid, an example callback failed on the mutated subjects), ``big`` (valid,
+    but too many arrivals for a tiny run) or ``ran``.
     Any other exception propagates, `Hang` included.
     """
     with watchdog(HANG_SECONDS):
@@ -274,6 +277,9 @@ def check_case(text: str) -> str:
             return "clean"
         try:
             small = load_model_text(text, source="fuzz.yaml", environ=ENVIRON, subjects=3, ticks=5)
+            if _arrivals_per_tick(small) * small.ticks > TINY_RUN_ARRIVALS:
+                # Valid, and within the limits, but millions of newcomers are no tiny run.
+                return "big"
             small.simulation(sinks=[MemorySink()], live=False).run()
         except DogesimError as exc:
             assert SECRET not in str(exc)
