@@ -126,15 +126,40 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+class _HugeNumber(str):
+    """An integer too long to read (more than `MAX_INT_DIGITS` digits), kept as its text so
+    that the key reading it can say which key and what is wrong."""
+
+    __slots__ = ()
+
+    @property
+    def digits(self) -> int:
+        return sum(ch.isdigit() for ch in self)
+
+    def problem(self) -> str:
+        return f"a number of {self.digits} digits is out of range (at most {MAX_INT_DIGITS} digits)"
+
+
+def _duration_ms(value: object) -> int:
+    """`dogesim.rates.parse_duration` of a file's value, refusing a huge integer or a long
+    text first (so that the message stays short).
+
+    Raises:
+        ValueError: not a duration.
+    """
+    from dogesim.rates import parse_duration
+
+    if isinstance(value, _HugeNumber):
+        raise ValueError(value.problem())
+    if isinstance(value, str) and len(value) > 200:
+        raise ValueError(f"{_describe(value)} is not a duration such as 500ms, 1s, 1m")
+    return parse_duration(value)
+
+
 def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
-    digits = sum(ch.isdigit() for ch in node.value)
-    if digits > MAX_INT_DIGITS:
-        raise yaml.constructor.ConstructorError(
-            None,
-            None,
-            f"a number of {digits} digits is out of range (at most {MAX_INT_DIGITS} digits)",
-            node.start_mark,
-        )
+    if sum(ch.isdigit() for ch in node.value) > MAX_INT_DIGITS:
+        # int() of it would be slow, or refused beyond 4300 digits: never convert it.
+        return _HugeNumber(node.value)
     return yaml.SafeLoader.construct_yaml_int(loader, node)
 
 
@@ -223,7 +248,24 @@ class _Source:
     def error(self, line: int, path: str, message: str) -> ModelError:
         where = f"{self.name}:{line}"
         text = f"{where}: {path}: {message}" if path else f"{where}: {message}"
-        return ModelError(redact.mask(text))
+        return ModelError(_shorten(redact.mask(text)))
+
+
+# A value longer than a message should carry (a 100,000-character state name), quoted or
+# in a list of names.
+_LONG_QUOTED = re.compile(f"(?<!\\w)'([^'\\n]{{{_SHOWN_CHARS},}})'(?!\\w)")
+_LONG_WORD = re.compile(f"[^\\s,']{{{2 * _SHOWN_CHARS},}}")
+
+
+def _shorten(text: str) -> str:
+    """`text` with every long quoted value or word cut to its start and its length."""
+    keep = _SHOWN_CHARS // 2
+    text = _LONG_QUOTED.sub(
+        lambda m: f"'{m.group(1)[:keep]}...' ({len(m.group(1)):,} characters)", text
+    )
+    return _LONG_WORD.sub(
+        lambda m: f"{m.group(0)[:keep]}... ({len(m.group(0)):,} characters)", text
+    )
 
 
 def _join(path: str, key: str | int) -> str:
@@ -234,6 +276,8 @@ def _join(path: str, key: str | int) -> str:
 
 def _describe(value: Any) -> str:
     """A value as it should appear in a message: repr of plain str, not of our subclasses."""
+    if isinstance(value, _HugeNumber):
+        return f"{str(value)[:12]}... ({value.digits} digits, out of range)"
     if isinstance(value, str):
         text = repr(str(value))
     elif isinstance(value, (_Map, _Seq)):
@@ -356,6 +400,8 @@ def parse_timestamp(value: object) -> int:
     Raises:
         ValueError: the value is none of those.
     """
+    if isinstance(value, _HugeNumber):
+        raise ValueError(value.problem())
     ms = _timestamp_ms(value)
     if not MIN_TIMESTAMP <= ms <= MAX_TIMESTAMP:
         raise ValueError(
@@ -465,6 +511,8 @@ class _Reader:
 
     def number(self, key: str) -> float:
         value = self.node.get(key)
+        if isinstance(value, _HugeNumber):
+            raise self.error(key, value.problem())
         if isinstance(value, _Interpolated):
             with contextlib.suppress(ValueError):
                 value = float(value)
@@ -478,6 +526,8 @@ class _Reader:
 
     def integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.node.get(key)
+        if isinstance(value, _HugeNumber):
+            raise self.error(key, value.problem())
         if isinstance(value, _Interpolated):
             with contextlib.suppress(ValueError):
                 value = int(value)

@@ -40,6 +40,7 @@ from dogesim.modelfile.source import (
     MAX_TIMESTAMP,
     _callable_at,
     _describe,
+    _duration_ms,
     _format_timestamp,
     _interpolate,
     _LineLoader,
@@ -49,7 +50,7 @@ from dogesim.modelfile.source import (
     parse_timestamp,
 )
 from dogesim.modelfile.subjects import SubjectsSpec, _read_subjects
-from dogesim.rates import Profile, Rate, format_duration, parse_duration
+from dogesim.rates import Profile, Rate, format_duration
 
 
 @dataclass
@@ -699,13 +700,13 @@ def _parse(
             "initial_state", f"{initial!r} is not one of the states {', '.join(states)}"
         )
     try:
-        tick_ms = parse_duration(top.raw("tick"))
+        tick_ms = _duration_ms(top.raw("tick"))
     except ValueError as exc:
         raise top.error("tick", str(exc)) from None
     probability_tick = None
     if top.has("probability_tick"):
         try:
-            probability_tick = parse_duration(top.raw("probability_tick"))
+            probability_tick = _duration_ms(top.raw("probability_tick"))
         except ValueError as exc:
             raise top.error("probability_tick", str(exc)) from None
     n_ticks = top.integer("ticks", minimum=1, maximum=MAX_TICKS)

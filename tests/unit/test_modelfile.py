@@ -1109,17 +1109,31 @@ def test_run_ending_after_the_calendar_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("digits", [400, 4301, 5000])
 @pytest.mark.parametrize(
-    ("old", "line"),
-    [("probability: 30", 17), ("ticks: 20", 6), ("seed: 5", 2), ("count: 30", 9)],
+    ("old", "where"),
+    [
+        ("probability: 30", "17: transitions[0].probability"),
+        ("ticks: 20", "6: ticks"),
+        ("seed: 5", "2: seed"),
+        ("count: 30", "9: subjects.count"),
+        ("start: 2024-01-01T00:00:00Z", "7: start"),
+    ],
 )
-def test_huge_numbers_are_model_errors(tmp_path: Path, digits: int, old: str, line: int) -> None:
-    """Integers of hundreds or thousands of digits are refused at their line (no
-    OverflowError, no int-str limit ValueError)."""
+def test_huge_numbers_are_model_errors(tmp_path: Path, digits: int, old: str, where: str) -> None:
+    """Integers of hundreds or thousands of digits are refused at their line and key (no
+    OverflowError, no int-str limit ValueError), and the message stays short."""
     key = old.split(":")[0]
     message = error_of(tmp_path, BASE.replace(old, f"{key}: 1{'0' * (digits - 1)}"))
-    assert message.startswith(f"m.yaml:{line}: ")
+    assert message.startswith(f"m.yaml:{where}: "), message
     assert f"a number of {digits} digits is out of range" in message
     assert len(message) < 300
+
+
+def test_huge_number_where_any_value_goes_is_shown_short(tmp_path: Path) -> None:
+    """A huge integer in a list of numbers is named by its digits, not printed whole."""
+    text = BASE.replace("size: {uniform_int: [1, 3]}", f"size: {{uniform_int: [1, 1{'0' * 5000}]}}")
+    message = error_of(tmp_path, text)
+    assert message.startswith("m.yaml:11: subjects.attributes.size.uniform_int[1]: 100000")
+    assert "(5001 digits, out of range) is not a number" in message and len(message) < 200
 
 
 @pytest.mark.parametrize(
@@ -1283,3 +1297,14 @@ def test_arrivals_beyond_the_subject_limit_are_refused(tmp_path: Path, arrivals:
     assert "arrivals: about" in message and "999,999,999 subjects in all" in message
     fine = load_model_file(write(tmp_path, BASE + "arrivals: 2\n"))
     assert fine.run(sinks=[MemorySink()]).ticks == 20
+
+
+def test_messages_quote_long_values_shortened(tmp_path: Path) -> None:
+    """A 100,000-character value is quoted by its start and length, in quotes or in a list
+    of names (messages stay short whatever the file holds)."""
+    long_name = "x" * 100_000
+    message = error_of(tmp_path, BASE.replace("from: a, to: b", f"from: {long_name}, to: b"))
+    assert message.startswith("m.yaml:17: transitions[0].from: 'xxxxx")
+    assert "(100,000 characters)" in message and len(message) < 400
+    listed = error_of(tmp_path, BASE.replace("states: [a, b, c]", f"states: [{long_name}, b, c]"))
+    assert "is not one of the states xxxxx" in listed and len(listed) < 400

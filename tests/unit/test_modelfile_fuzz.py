@@ -273,7 +273,7 @@ def check_case(text: str) -> str:
             spec.summary()
             repr(spec)
         except DogesimError as exc:
-            assert SECRET not in str(exc)
+            _check_message(exc)
             return "clean"
         try:
             small = load_model_text(text, source="fuzz.yaml", environ=ENVIRON, subjects=3, ticks=5)
@@ -282,7 +282,7 @@ def check_case(text: str) -> str:
                 return "big"
             small.simulation(sinks=[MemorySink()], live=False).run()
         except DogesimError as exc:
-            assert SECRET not in str(exc)
+            _check_message(exc)
             return "model"
         except Exception as exc:
             # An example callback reading an attribute a mutation deleted fails in user
@@ -291,6 +291,16 @@ def check_case(text: str) -> str:
                 return "callback"
             raise
         return "ran"
+
+
+#: The longest message a mutant may give: one quoting a 100,000-character value whole fails.
+MAX_MESSAGE = 3_000
+
+
+def _check_message(exc: DogesimError) -> None:
+    message = str(exc)
+    assert SECRET not in message, message
+    assert len(message) <= MAX_MESSAGE, message[:500]
 
 
 def _raised_in_user_code(exc: BaseException) -> bool:
