@@ -363,7 +363,8 @@ def long_run(cases: int) -> dict[str, Any]:
             failures.append(traceback.format_exc()[-1500:] + "\nCASE:\n" + text[:600])
 
     one()
-    return {"counts": dict(counts), "failures": failures[:20]}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return {"counts": dict(counts), "peak_rss_mb": round(peak_mb), "failures": failures[:20]}
 
 
 def _limit_memory() -> None:
@@ -394,10 +395,11 @@ def test_long_fuzz_profile(tmp_path: Path, request: pytest.FixtureRequest) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(report.read_text())
     counts = result["counts"]
-    print(f"fuzz long profile: {counts}")
+    print(f"fuzz long profile: {counts}, peak RSS {result['peak_rss_mb']} MB")
     assert counts["cases"] >= LONG_CASES
     assert counts.get("tracebacks", 0) == 0, "\n\n".join(result["failures"])
     assert counts.get("hangs", 0) == 0, "\n\n".join(result["failures"])
+    assert result["peak_rss_mb"] < MEMORY_LIMIT / 1024**2
 
 
 if __name__ == "__main__":
