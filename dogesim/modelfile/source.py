@@ -613,6 +613,23 @@ def _resolve(target: str, src: _Source, line: int, path: str) -> Any:
     return obj
 
 
+def _check_call(reader: _Reader, key: str, obj: Any, *args: Any, as_: str, **kwargs: Any) -> None:
+    """Refuse `obj` at `key` when its signature cannot take the call the run will make
+    (``os:system`` as a factory); objects without a readable signature pass."""
+    import inspect
+
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise reader.error(
+            key, f"{reader.string(key)!r} cannot be called as {as_}: {exc}"
+        ) from None
+
+
 def _callable_at(reader: _Reader, key: str) -> Callable[..., Any]:
     obj = reader.import_path(key)
     if not callable(obj):

@@ -39,6 +39,7 @@ from dogesim.modelfile.source import (
     MAX_TICKS,
     MAX_TIMESTAMP,
     _callable_at,
+    _check_call,
     _describe,
     _duration_ms,
     _format_timestamp,
@@ -558,6 +559,7 @@ def _read_transitions(
         callback_path = None
         if t.has("callback"):
             callback = _callable_at(t, "callback")
+            _check_call(t, "callback", callback, None, None, as_="callback(subject, transition)")
             callback_path = t.string("callback")
         chosen = _sink_names(t, "sinks", sink_names, default_sinks)
         profile = None

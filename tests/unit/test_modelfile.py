@@ -1308,3 +1308,35 @@ def test_messages_quote_long_values_shortened(tmp_path: Path) -> None:
     assert "(100,000 characters)" in message and len(message) < 400
     listed = error_of(tmp_path, BASE.replace("states: [a, b, c]", f"states: [{long_name}, b, c]"))
     assert "is not one of the states xxxxx" in listed and len(listed) < 400
+
+
+@pytest.mark.parametrize(
+    ("key", "target", "expected"),
+    [
+        ("factory", "os:system", "'os:system' cannot be called as factory()"),
+        ("callback", "os:getcwd", "'os:getcwd' cannot be called as callback(subject, transition)"),
+    ],
+)
+def test_functions_that_cannot_take_the_call_are_refused_at_load(
+    tmp_path: Path, key: str, target: str, expected: str
+) -> None:
+    """A factory or callback whose signature cannot take the run's call is a ModelError at
+    load (it was a TypeError mid-run)."""
+    if key == "factory":
+        text = BASE.replace(
+            "  attributes:\n    size: {uniform_int: [1, 3]}\n", f"  factory: '{target}'\n"
+        )
+    else:
+        text = BASE.replace("probability: 30}", f"probability: 30, callback: '{target}'}}")
+    assert expected in error_of(tmp_path, text)
+
+
+def test_factory_that_exits_fails_the_run_naming_it(tmp_path: Path) -> None:
+    """A subject factory calling sys.exit fails the run with a RunError naming it, not a bare
+    SystemExit."""
+    text = BASE.replace(
+        "  attributes:\n    size: {uniform_int: [1, 3]}\n", "  factory: 'sys:exit'\n"
+    )
+    spec = load_model_file(write(tmp_path, text))
+    with pytest.raises(RunError, match=r"subjects.factory 'sys:exit' raised SystemExit"):
+        spec.run(sinks=[MemorySink()])
