@@ -172,7 +172,7 @@ def _mvad_path() -> str:
             "mvad(): the MVAD panel comes with the sequenzo package; `pip install --no-deps "
             "sequenzo` (its data are all that is used), or pass path= to a copy of mvad.csv"
         ) from None
-    return os.fspath(dist.locate_file("sequenzo/datasets/mvad.csv"))
+    return str(dist.locate_file("sequenzo/datasets/mvad.csv"))
 
 
 def mvad(path: str | os.PathLike[str] | None = None) -> Panel:
