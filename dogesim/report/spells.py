@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special
 
 from dogesim.errors import DogesimError
 from dogesim.report.observed import kish_deff
@@ -201,6 +201,15 @@ def kaplan_meier(
     return SurvivalCurve(time, survival, low, high, at_risk, exits, int(length.max()), confidence)
 
 
+def _collapse(
+    length: np.ndarray, censored: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (length, censored) pairs with their summed weights."""
+    key = length * 2 + censored.astype(np.int64)
+    unique, inverse = np.unique(key, return_inverse=True)
+    return unique // 2, (unique % 2).astype(bool), np.bincount(inverse, weights=w)
+
+
 class DwellLaw:
     """A law of a stay's length on ticks 1, 2, ...; subclasses define `cdf` and `fit`."""
 
@@ -333,13 +342,13 @@ class UniformTicks(DwellLaw):
 class _Continuous(DwellLaw):
     """A continuous law in ticks put on the grid as ``max(1, ceil(X))``."""
 
-    def _dist(self) -> Any:
+    def _cdf(self, x: np.ndarray) -> np.ndarray:
+        """The continuous law's cdf at `x` > 0."""
         raise NotImplementedError
 
     def cdf(self, k: np.ndarray) -> np.ndarray:
         k = np.asarray(k, dtype=float)
-        values = self._dist().cdf(k)
-        return np.where(k < 1, 0.0, values)
+        return np.where(k < 1, 0.0, self._cdf(np.maximum(k, 1.0)))
 
     @classmethod
     def _from(cls, theta: np.ndarray) -> _Continuous:
@@ -351,7 +360,10 @@ class _Continuous(DwellLaw):
 
     @classmethod
     def fit(cls, length: np.ndarray, censored: np.ndarray, w: np.ndarray) -> DwellLaw:
+        # The likelihood only needs each distinct (length, censored) pair's total weight.
+        length, censored, w = _collapse(length, censored, w)
         exits = length[~censored].astype(float)
+        # Start from the continuous law fitted to the exits, each put mid-tick.
         x = np.maximum(exits - 0.5, 0.5) if len(exits) else length.astype(float) + 1
         wx = w[~censored] if len(exits) else w
 
@@ -395,8 +407,8 @@ class LogNormal(_Continuous):
     name: ClassVar[str] = "lognormal"
     n_params: ClassVar[int] = 2
 
-    def _dist(self) -> Any:
-        return stats.lognorm(s=self.sigma, scale=math.exp(self.mu))
+    def _cdf(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(special.ndtr((np.log(x) - self.mu) / self.sigma))
 
     def params(self) -> dict[str, float]:
         return {"mu": self.mu, "sigma": self.sigma}
@@ -422,8 +434,8 @@ class Gamma(_Continuous):
     name: ClassVar[str] = "gamma"
     n_params: ClassVar[int] = 2
 
-    def _dist(self) -> Any:
-        return stats.gamma(a=self.shape, scale=self.scale)
+    def _cdf(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(special.gammainc(self.shape, x / self.scale))
 
     def params(self) -> dict[str, float]:
         return {"shape": self.shape, "scale": self.scale}
