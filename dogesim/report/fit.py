@@ -615,6 +615,7 @@ def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> Group
     groups = obs.roster["group"]
     if groups.isna().any():
         who = groups.index[int(np.flatnonzero(groups.isna().to_numpy())[0])]
+        who = who.item() if isinstance(who, np.generic) else who
         raise DogesimError(f"fit by {by!r}: subject {who!r} has no {by!r} value")
     weights = obs.roster["weight"].groupby(groups.to_numpy()).sum()
     total = float(weights.sum()) or 1.0

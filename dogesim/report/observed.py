@@ -48,6 +48,11 @@ _MS = pd.Timedelta(1, unit="ms")
 _ROSTER_STATE = ("state", "initial_state", "from_state")
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (so messages show ``1``, not ``np.int64(1)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def timestamps_ms(column: pd.Series) -> np.ndarray:
     """Epoch milliseconds (int64) from a column of epoch-ms numbers, datetimes or ISO strings.
 
@@ -304,7 +309,7 @@ def _per_subject(raw: pd.DataFrame, subject: str, column: str, what: str) -> pd.
     """A column that must be constant per subject, as a Series indexed by subject."""
     distinct = raw.groupby(subject, sort=False)[column].nunique(dropna=False)
     if (distinct > 1).any():
-        who = distinct.index[int(np.flatnonzero(distinct.to_numpy() > 1)[0])]
+        who = _plain(distinct.index[int(np.flatnonzero(distinct.to_numpy() > 1)[0])])
         raise DogesimError(
             f"{what}: subject {who!r} has several values of {column!r}; it must be one value "
             "per subject"
@@ -316,9 +321,9 @@ def _weights(values: pd.Series, what: str) -> pd.Series:
     numbers = pd.to_numeric(values, errors="coerce")
     bad = ~np.isfinite(numbers.to_numpy(dtype=float)) | (numbers.to_numpy(dtype=float) < 0)
     if bad.any():
-        who = values.index[int(np.flatnonzero(bad)[0])]
+        who = _plain(values.index[int(np.flatnonzero(bad)[0])])
         raise DogesimError(
-            f"{what}: subject {who!r} has weight {values.loc[who]!r}; a weight is a finite "
+            f"{what}: subject {who!r} has weight {_plain(values.loc[who])!r}; a weight is a finite "
             "number >= 0"
         )
     return numbers.astype(float)
@@ -447,7 +452,7 @@ def observe(
     source = "roster"
     if table is not None:
         people = _roster_from_table(table, grid, weight, by, states)
-        missing = sorted(set(first_state.index) - set(people.index), key=str)
+        missing = sorted((_plain(x) for x in set(first_state.index) - set(people.index)), key=str)
         if missing:
             raise DogesimError(
                 f"roster: subjects {missing[:5]} are in the event log but not in the roster; "
@@ -456,7 +461,7 @@ def observe(
         starts_now = people.loc[first_state.index]
         clash = (starts_now["state"] != first_state).to_numpy()
         if clash.any():
-            who = first_state.index[int(np.flatnonzero(clash)[0])]
+            who = _plain(first_state.index[int(np.flatnonzero(clash)[0])])
             raise DogesimError(
                 f"roster: subject {who!r} is in {people.at[who, 'state']!r} at the window "
                 f"start but its first event leaves {first_state.loc[who]!r}"
@@ -480,7 +485,7 @@ def observe(
         > frame.groupby("subject", sort=False)["tick"].first().to_numpy()
     )
     if late.any():
-        who = first_state.index[int(np.flatnonzero(late)[0])]
+        who = _plain(first_state.index[int(np.flatnonzero(late)[0])])
         raise DogesimError(f"roster: subject {who!r} has an event before its start")
     # Events in roster order so that spells come out subject by subject.
     order = {s: k for k, s in enumerate(people.index)}
@@ -508,7 +513,7 @@ def _check_chains(frame: pd.DataFrame) -> None:
     if double.any():
         k = int(np.flatnonzero(double)[0])
         raise DogesimError(
-            f"event log: subject {frame['subject'].iat[k]!r} has two events in tick "
+            f"event log: subject {_plain(frame['subject'].iat[k])!r} has two events in tick "
             f"{ticks[k]} (timestamp {frame['timestamp'].iat[k]}); a subject moves at "
             "most once per tick — is the tick length right?"
         )
@@ -518,7 +523,7 @@ def _check_chains(frame: pd.DataFrame) -> None:
     if broken.any():
         k = int(np.flatnonzero(broken)[0])
         raise DogesimError(
-            f"event log: subject {frame['subject'].iat[k]!r} ends in {dst[k]!r} at "
+            f"event log: subject {_plain(frame['subject'].iat[k])!r} ends in {dst[k]!r} at "
             f"{frame['timestamp'].iat[k]} but its next event starts from {src[k + 1]!r} at "
             f"{frame['timestamp'].iat[k + 1]}; the log is incomplete or out of order"
         )
@@ -530,7 +535,7 @@ def _roster_from_table(
     subject = _find(table, FIELD_CANDIDATES["subject"], None, "roster")
     state = _find(table, _ROSTER_STATE, None, "roster")
     if table[subject].duplicated().any():
-        who = table[subject][table[subject].duplicated()].iloc[0]
+        who = _plain(table[subject][table[subject].duplicated()].iloc[0])
         raise DogesimError(f"roster: subject {who!r} is listed twice")
     people = pd.DataFrame({"state": table[state].astype(str).to_numpy()}, index=table[subject])
     bad = sorted(set(people["state"]) - set(states))
