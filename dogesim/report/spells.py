@@ -128,9 +128,8 @@ class SurvivalCurve:
     def at(self, k: np.ndarray | Sequence[int] | int) -> np.ndarray:
         """``S(k)`` at any lengths (a step function: 1 before the first exit)."""
         k = np.atleast_1d(np.asarray(k))
-        where = np.searchsorted(self.time, k, side="right") - 1
-        values = np.where(where >= 0, self.survival[np.maximum(where, 0)], 1.0)
-        return np.asarray(values, dtype=float)
+        padded = np.concatenate([[1.0], self.survival])
+        return np.asarray(padded[np.searchsorted(self.time, k, side="right")], dtype=float)
 
     def frame(self) -> pd.DataFrame:
         """The curve as a table."""
@@ -468,8 +467,8 @@ class Empirical(DwellLaw):
 
     def cdf(self, k: np.ndarray) -> np.ndarray:
         k = np.atleast_1d(np.asarray(k))
-        where = np.searchsorted(self.time, k, side="right") - 1
-        s = np.where(where >= 0, self.survival_at[np.maximum(where, 0)], 1.0)
+        padded = np.concatenate([[1.0], self.survival_at])
+        s = padded[np.searchsorted(self.time, k, side="right")]
         return np.where(k > self.horizon, 1.0, 1.0 - s)
 
     def params(self) -> dict[str, float]:
