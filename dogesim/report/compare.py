@@ -80,6 +80,15 @@ def occupancy_shares(observed: Observed) -> pd.DataFrame:
     np.add.at(diff, (begin, col), w)
     np.add.at(diff, (end, col), -w)
     counts = np.cumsum(diff[:-1], axis=0)
+    # A move in the last tick starts a stay with no attempts left (not a spell): add it.
+    events = observed.events
+    last = events[events["tick"].to_numpy() == ticks - 1]
+    if len(last):
+        np.add.at(
+            counts[-1],
+            last["to_state"].map(index).to_numpy(dtype=np.int64),
+            observed.roster["weight"].reindex(last["subject"]).to_numpy(dtype=float),
+        )
     totals = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     return pd.DataFrame(
