@@ -7,6 +7,9 @@ age (ticks since its start), with Wilson intervals, and which factor explains mo
 - `compare_factors(observed, ...)`: both factors side by side (`FactorComparison`): LR
   statistics, degrees of freedom, p-values, AIC, and the one with the lower AIC.
 - `month_concentration(observed)`: each calendar month's share of all events.
+- `FactorFit.matrix(level, states)` and `FactorFit.shares(observed)`: the fitted chain's
+  per-tick matrix at a level and its expected shares over a window (the analytic line of a
+  time-varying chain, from the initial mix).
 
 The model. In the chain each tick's attempt from state ``s`` takes transition ``i`` with
 a chance ``p_i``; here ``p_i`` may depend on a level ``l`` of the tick (its calendar month,
@@ -28,8 +31,8 @@ panels and windows of up to some 10^7 subject-ticks.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,6 +81,52 @@ class FactorFit:
     parameters: int
     aic: float
     confidence: float
+    _edges: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64), repr=False)
+
+    def matrix(self, level: int, states: Sequence[str]) -> np.ndarray:
+        """The per-tick transition matrix at one level (rows sum to 1, stays on the
+        diagonal; a level a state was never seen at keeps the state's pooled chances)."""
+        index = {s: k for k, s in enumerate(states)}
+        matrix = np.zeros((len(states), len(states)))
+        pooled = self.table.groupby(["from_state", "to_state"])[["events", "exposure"]].sum()
+        at = self.table[self.table["level"] == level].set_index(["from_state", "to_state"])
+        for (src, dst), row in pooled.iterrows():
+            if (src, dst) in at.index and at.loc[(src, dst), "exposure"] > 0:
+                p = float(at.loc[(src, dst), "probability"])
+            else:
+                p = float(row["events"] / row["exposure"]) if row["exposure"] else 0.0
+            if src != dst:
+                matrix[index[src], index[dst]] += p
+        np.fill_diagonal(matrix, 0.0)
+        np.fill_diagonal(matrix, 1.0 - matrix.sum(axis=1))
+        return matrix
+
+    def shares(
+        self, observed: Observed, initial: Mapping[str, float] | None = None
+    ) -> pd.DataFrame:
+        """The chain's expected shares after each tick of `observed`'s window, from the
+        initial mix (default: the roster's), with each tick's chances at its level (by
+        month; by age for a cohort that starts at tick 0)."""
+        states = list(observed.states)
+        if initial is None:
+            weights = observed.roster.groupby("state")["weight"].sum()
+            initial = {s: float(weights.get(s, 0.0)) for s in states}
+        pi = np.array([float(initial.get(s, 0.0)) for s in states])
+        pi = pi / pi.sum()
+        ticks = np.arange(observed.ticks)
+        edges = self._edges
+        levels = _levels(observed, self.factor, np.zeros_like(ticks), ticks, edges)
+        cache: dict[int, np.ndarray] = {}
+        rows = []
+        for level in levels:
+            key = int(level)
+            if key not in cache:
+                cache[key] = self.matrix(key, states)
+            pi = pi @ cache[key]
+            rows.append(pi)
+        return pd.DataFrame(
+            np.array(rows), columns=states, index=pd.RangeIndex(len(rows), name="tick")
+        )
 
     def profile(self, from_state: str, trigger: str) -> dict[int, float]:
         """One transition's chance (%) per level."""
@@ -218,7 +267,17 @@ def fit_by_factor(
     params = int(sum(levels_per_state[s] * k for s, k in k_per_state.items()))
     p_value = float(stats.chi2.sf(lr, df)) if df > 0 else 1.0
     return FactorFit(
-        factor, table, loglik, const, lr, df, p_value, params, 2 * params - 2 * loglik, confidence
+        factor,
+        table,
+        loglik,
+        const,
+        lr,
+        df,
+        p_value,
+        params,
+        2 * params - 2 * loglik,
+        confidence,
+        edges,
     )
 
 

@@ -114,3 +114,18 @@ def test_month_concentration_and_errors_by_hand() -> None:
         fit_by_factor(obs, "week")
     with pytest.raises(DogesimError, match="lower edges increasing from 0"):
         fit_by_factor(obs, "age", age_bins=[3, 6])
+
+
+def test_per_tick_age_chain_reproduces_the_observed_shares() -> None:
+    """A chain with one age bin per tick, fitted by MLE, reproduces the observed shares of
+    a cohort exactly (pi_t P_t sums the observed moves); constant chances do not."""
+    from dogesim.report.compare import occupancy_shares, tvd
+
+    obs = monthly(early, 300, np.random.default_rng(6))
+    observed = occupancy_shares(obs)
+    per_tick = fit_by_factor(obs, "age", age_bins=list(range(TICKS)))
+    np.testing.assert_allclose(per_tick.shares(obs).to_numpy(), observed.to_numpy(), atol=1e-12)
+    constant = fit_by_factor(obs, "none")
+    assert tvd(observed, constant.shares(obs)).mean() > 0.05
+    matrix = constant.matrix(0, obs.states)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)
