@@ -10,6 +10,7 @@
 - `fit_dwell(lengths, censored, laws=...)`: every law fitted by censored maximum likelihood,
   ranked by AIC (`DwellFit`), with the KS distance of each from the KM curve.
 - `dwell_report(observed, ...)`: `fit_dwell` for every state (`dwell_table` as a DataFrame).
+- `DwellLaw.spec()`: a fitted law as plain settings for a model file's dwell section.
 - `ks_distance(curve, law)`: ``max_k |S_KM(k) - S_law(k)|`` over the observed range.
 
 Lengths count attempts, as the engine does: a subject that enters a state at tick ``t``
@@ -209,6 +210,11 @@ def _collapse(
     return unique // 2, (unique % 2).astype(bool), np.bincount(inverse, weights=w)
 
 
+def _plain_number(value: float) -> int | float:
+    """Whole numbers as ints (tick counts), others as floats."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
 class DwellLaw:
     """A law of a stay's length on ticks 1, 2, ...; subclasses define `cdf` and `fit`."""
 
@@ -246,6 +252,10 @@ class DwellLaw:
     def params(self) -> dict[str, float]:
         """The parameters, by name."""
         return {}
+
+    def spec(self) -> dict[str, Any]:
+        """The law as plain model-file settings, lengths in ticks: ``{"law": name, ...}``."""
+        return {"law": self.name, **{k: _plain_number(v) for k, v in self.params().items()}}
 
     def describe(self) -> str:
         """``name(param=value, ...)``."""
@@ -473,6 +483,10 @@ class Empirical(DwellLaw):
 
     def params(self) -> dict[str, float]:
         return {"support": float(len(self.time)), "horizon": float(self.horizon)}
+
+    def spec(self) -> dict[str, Any]:
+        """``{"law": "empirical", "histogram": {ticks: probability, ...}}``."""
+        return {"law": self.name, "histogram": self.histogram()}
 
     def histogram(self) -> dict[int, float]:
         """Probability of each length (ticks) with positive mass."""

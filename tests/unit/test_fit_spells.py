@@ -186,3 +186,16 @@ def test_ks_distance_and_table() -> None:
     table = dwell_table(dwell_report(obs))
     assert set(table["state"]) == {"a", "b"}
     assert table.groupby("state")["best"].sum().tolist() == [1, 1]
+
+
+def test_law_specs_are_plain_settings() -> None:
+    """Fitted laws export as plain settings in ticks; the histogram's masses sum to 1."""
+    assert Fixed(24).spec() == {"law": "fixed", "ticks": 24}
+    assert Gamma(2.5, 3.0).spec() == {"law": "gamma", "shape": 2.5, "scale": 3}
+    histogram = Empirical.fit(
+        np.array([3, 3, 5, 7]), np.array([False, False, False, True]), np.ones(4)
+    )
+    spec = histogram.spec()
+    assert spec["law"] == "empirical" and spec["histogram"] == pytest.approx(
+        {3: 0.5, 5: 0.25, 8: 0.25}
+    )
