@@ -105,6 +105,18 @@ def coverage_bounds(seeds: int, level: float, alpha: float = 1e-3) -> tuple[floa
     )
 
 
+def wilson_coverage(trials: int, p: float, level: float = 0.95) -> float:
+    """The exact coverage of the Wilson interval for `trials` Bernoulli(p) trials (it
+    oscillates around `level` as the trials and `p` vary)."""
+    from dogesim.report.fit import wilson_interval
+
+    k = np.arange(trials + 1)
+    inside = np.array(
+        [low <= p <= high for low, high in (wilson_interval(int(j), trials, level) for j in k)]
+    )
+    return float(stats.binom.pmf(k, trials, p)[inside].sum())
+
+
 def count_covered(pairs: Sequence[tuple[float, float]], truth: float) -> int:
     """How many intervals (low, high) contain `truth`."""
     return sum(int(low <= truth <= high) for low, high in pairs)
@@ -117,4 +129,5 @@ __all__ = [
     "coverage_bounds",
     "draw_chain",
     "month_times",
+    "wilson_coverage",
 ]
