@@ -11,6 +11,9 @@
   ranked by AIC (`DwellFit`), with the KS distance of each from the KM curve.
 - `dwell_report(observed, ...)`: `fit_dwell` for every state (`dwell_table` as a DataFrame).
 - `DwellLaw.spec()`: a fitted law as plain settings for a model file's dwell section.
+- `fit_kernel(observed)`: a semi-Markov kernel (`Kernel`): per state (and separately for
+  subjects' first stays) the dwell law and the destination's shares given the length —
+  what transition-specific delay laws need.
 - `ks_distance(curve, law)`: ``max_k |S_KM(k) - S_law(k)|`` over the observed range.
 
 Lengths count attempts, as the engine does: a subject that enters a state at tick ``t``
@@ -68,6 +71,7 @@ __all__ = [
     "Fixed",
     "Gamma",
     "Geometric",
+    "Kernel",
     "LogNormal",
     "StateDwell",
     "SurvivalCurve",
@@ -75,6 +79,7 @@ __all__ = [
     "dwell_report",
     "dwell_table",
     "fit_dwell",
+    "fit_kernel",
     "kaplan_meier",
     "ks_distance",
     "spells",
@@ -637,3 +642,78 @@ def dwell_table(report: dict[str, DwellFit]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+@dataclass
+class Kernel:
+    """A semi-Markov kernel: how long a stay lasts and where it goes, given its length.
+
+    Attributes:
+        dwell: ``(state, first)`` -> the stay's length law (`Empirical`); ``first`` marks a
+            subject's first stay (from its start), kept apart when `separate_first`.
+        destinations: ``(state, first)`` -> a table indexed by length (1 .. horizon + 1),
+            one column per destination, rows summing to 1: where a stay of that length
+            goes (exits within `window` ticks of the length, else the nearest five).
+        separate_first: whether first stays have their own laws.
+    """
+
+    dwell: dict[tuple[str, bool], Empirical]
+    destinations: dict[tuple[str, bool], pd.DataFrame]
+    separate_first: bool
+
+    def key(self, state: str, first: bool) -> tuple[str, bool] | None:
+        """The key holding `state`'s laws for a first (or later) stay, None if final."""
+        for candidate in ((state, first and self.separate_first), (state, not first)):
+            if candidate in self.dwell:
+                return candidate
+        return None
+
+
+def fit_kernel(observed: Observed, *, separate_first: bool = True, window: int = 1) -> Kernel:
+    """Fit a semi-Markov kernel from a log's stays (see `Kernel`).
+
+    Args:
+        observed: the log.
+        separate_first: fit subjects' first stays apart (a cohort's first stay often
+            follows another law: two years of school, not a geometric wait).
+        window: destinations given length ``L`` pool the exits of length ``L +/- window``.
+    """
+    table = spells(observed)
+    dwell: dict[tuple[str, bool], Empirical] = {}
+    destinations: dict[tuple[str, bool], pd.DataFrame] = {}
+    first_flags = (True, False) if separate_first else (False,)
+    for state in observed.states:
+        for first in first_flags:
+            part = table[table["state"] == state]
+            if separate_first:
+                part = part[part["initial"].to_numpy(dtype=bool) == first]
+            exits = part[~part["censored"].to_numpy(dtype=bool)]
+            if not len(exits):
+                continue
+            dwell[(state, first)] = Empirical.fit(
+                part["length"].to_numpy(),
+                part["censored"].to_numpy(dtype=bool),
+                part["weight"].to_numpy(dtype=float),
+            )
+            destinations[(state, first)] = _destinations(exits, window)
+    return Kernel(dwell, destinations, separate_first)
+
+
+def _destinations(exits: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Destination shares per length from the exits near it (weighted)."""
+    length = exits["length"].to_numpy(dtype=np.int64)
+    weight = exits["weight"].to_numpy(dtype=float)
+    targets = sorted(set(exits["to_state"]), key=str)
+    onehot = np.stack([(exits["to_state"] == t).to_numpy(dtype=float) for t in targets], axis=1)
+    horizon = int(length.max()) + 1
+    rows = []
+    for k in range(1, horizon + 1):
+        near = np.abs(length - k) <= window
+        if not near.any():
+            near = np.zeros(len(length), dtype=bool)
+            near[np.argsort(np.abs(length - k), kind="stable")[:5]] = True
+        mass = (onehot[near] * weight[near, None]).sum(axis=0)
+        rows.append(
+            mass / mass.sum() if mass.sum() > 0 else np.full(len(targets), 1 / len(targets))
+        )
+    return pd.DataFrame(rows, columns=targets, index=pd.RangeIndex(1, horizon + 1, name="length"))

@@ -97,6 +97,37 @@ def draw_chain(
     return log, roster
 
 
+def simulate_kernel(
+    kernel: Any, initial: Sequence[str], ticks: int, rng: np.random.Generator
+) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Walk a fitted semi-Markov `kernel` (`spells.Kernel`) from the given initial states:
+    draw each stay's length from its dwell law, then its destination given that length.
+    Returns (event log on 1000 ms ticks, roster)."""
+    laws: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
+    for key, law in kernel.dwell.items():
+        histogram = law.histogram()
+        mass = np.array(list(histogram.values()))
+        laws[key] = (np.array(list(histogram)), mass / mass.sum())
+    rows: list[tuple[int, int, str, str]] = []
+    roster = {}
+    for subject, state in enumerate(initial):
+        roster[subject] = state
+        tick, first = -1, True
+        while (key := kernel.key(state, first)) is not None:
+            lengths, mass = laws[key]
+            length = int(rng.choice(lengths, p=mass))
+            tick += length  # the stay's last attempt, when it moves
+            if tick >= ticks:
+                break
+            table = kernel.destinations[key]
+            shares = table.loc[min(length, table.index[-1])].to_numpy(dtype=float)
+            to = str(table.columns[rng.choice(len(shares), p=shares / shares.sum())])
+            rows.append((subject, tick * 1000, state, to))
+            state, first = to, False
+    log = pd.DataFrame(rows, columns=["subject", "timestamp", "from_state", "to_state"])
+    return log, roster
+
+
 def coverage_bounds(seeds: int, level: float, alpha: float = 1e-3) -> tuple[float, float]:
     """The range a Binomial(seeds, level) count falls outside of with probability `alpha`."""
     return (
@@ -129,5 +160,6 @@ __all__ = [
     "coverage_bounds",
     "draw_chain",
     "month_times",
+    "simulate_kernel",
     "wilson_coverage",
 ]

@@ -123,3 +123,29 @@ def test_mvad_goodness_of_fit_figures() -> None:
     report = dwell_report(obs)
     assert report["school"].ks["geometric"] > 0.25 and report["joblessness"].ks["geometric"] > 0.25
     assert all(fit.best.name == "empirical" for fit in report.values())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not _has_sequenzo(), reason="the MVAD data come with sequenzo (dogesim[datasets])"
+)
+def test_mvad_semi_markov_kernel_meets_the_goal() -> None:
+    """A semi-Markov kernel fitted on MVAD (first stays apart, destination given length),
+    walked for 10x the panel from its initial mix, matches the monthly shares with mean
+    TVD <= 0.05 and every state's spell lengths with KS <= 0.15."""
+    import numpy as np
+
+    from dogesim.report.compare import occupancy_shares, spell_ks, tvd
+    from dogesim.report.observed import observe
+    from dogesim.report.spells import fit_kernel
+    from tests.unit.fit_helpers import simulate_kernel
+
+    panel = mvad()
+    obs = panel.observe()
+    rng = np.random.default_rng(5)
+    initial = rng.choice(panel.roster["state"].to_numpy(), 10 * len(panel.roster))
+    log, roster = simulate_kernel(fit_kernel(obs), [str(s) for s in initial], obs.ticks, rng)
+    sim = observe(log, tick=1000, states=obs.states, window_start=0, ticks=obs.ticks, roster=roster)
+    distance = tvd(occupancy_shares(obs), occupancy_shares(sim))
+    assert distance.mean() <= 0.05, distance.mean()
+    assert max(spell_ks(obs, sim).values()) <= 0.15

@@ -23,6 +23,7 @@ from dogesim.report.spells import (
     dwell_report,
     dwell_table,
     fit_dwell,
+    fit_kernel,
     kaplan_meier,
     ks_distance,
     spells,
@@ -199,3 +200,24 @@ def test_law_specs_are_plain_settings() -> None:
     assert spec["law"] == "empirical" and spec["histogram"] == pytest.approx(
         {3: 0.5, 5: 0.25, 8: 0.25}
     )
+
+
+def test_kernel_recovers_destination_by_length() -> None:
+    """Stays of 3 ticks go to b, of 8 ticks to c: the kernel's destination table says so,
+    the dwell law puts half the mass on each length, and first stays are kept apart."""
+    rows = []
+    for s in range(40):
+        length = 3 if s % 2 else 8
+        to = "b" if s % 2 else "c"
+        rows.append(
+            {"subject": s, "timestamp": 1000 * (length - 1), "from_state": "a", "to_state": to}
+        )
+    obs = observe(pd.DataFrame(rows), tick=1000, states=["a", "b", "c"], window_start=0, ticks=12)
+    kernel = fit_kernel(obs)
+    table = kernel.destinations[("a", True)]
+    assert table.loc[3].to_dict() == {"b": 1.0, "c": 0.0} and table.loc[8].to_dict() == {
+        "b": 0.0,
+        "c": 1.0,
+    }
+    assert kernel.dwell[("a", True)].histogram() == pytest.approx({3: 0.5, 8: 0.5})
+    assert kernel.key("a", False) == ("a", True) and kernel.key("b", False) is None
