@@ -456,15 +456,17 @@ def fit_observed(
     w = spells["weight"].to_numpy(dtype=float)
     length = spells["length"].to_numpy(dtype=np.int64)
     exposure = spells.assign(wl=w * length).groupby("state")["wl"].sum()
-    per_subject = (
-        spells.assign(length=length)
-        .groupby(["state", "subject"], sort=False)
-        .agg(m=("length", "sum"), w=("weight", "first"))
-    )
-    deff = {
-        state: kish_deff(part["w"].to_numpy(), part["m"].to_numpy())
-        for state, part in per_subject.groupby(level="state")
-    }
+    deff: dict[str, float] = {}
+    if obs.weighted:
+        per_subject = (
+            spells.assign(length=length)
+            .groupby(["state", "subject"], sort=False)
+            .agg(m=("length", "sum"), w=("weight", "first"))
+        )
+        deff = {
+            state: kish_deff(part["w"].to_numpy(), part["m"].to_numpy())
+            for state, part in per_subject.groupby(level="state")
+        }
     raw_exposure = spells.groupby("state")["length"].sum()
     moves = spells[~spells["censored"].to_numpy(dtype=bool)]
     configured = _configured(model)
