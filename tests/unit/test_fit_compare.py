@@ -15,23 +15,23 @@ from dogesim.report.compare import compare, memory_log, occupancy_shares, spell_
 from dogesim.report.observed import Observed, observe
 
 
-def chain(stay_b: float = 10) -> Model:
+def chain(stay_b: float = 10, sink: MemorySink | None = None) -> Model:
     """A three-state chain; `stay_b` is b's chance (%) of going back to a."""
+    sinks = [sink] if sink is not None else []
     model = Model(["a", "b", "c"], "a", name="abc")
-    model.add_transition("go", "a", "b", 6)
-    model.add_transition("back", "b", "a", stay_b)
-    model.add_transition("deeper", "b", "c", 4)
-    model.add_transition("reset", "c", "a", 15)
+    model.add_transition("go", "a", "b", 6, event_sinks=sinks)
+    model.add_transition("back", "b", "a", stay_b, event_sinks=sinks)
+    model.add_transition("deeper", "b", "c", 4, event_sinks=sinks)
+    model.add_transition("reset", "c", "a", 15, event_sinks=sinks)
     return model
 
 
-def run(model: Model, subjects: int, ticks: int, seed: int) -> tuple[np.ndarray, Observed]:
+def run(stay_b: float, subjects: int, ticks: int, seed: int) -> tuple[np.ndarray, Observed]:
     """A real engine run with a default MemorySink; (occupancy, observed log)."""
     sink = MemorySink()
-    for t in model.transitions:
-        t.event_sinks = (sink,)
+    model = chain(stay_b, sink)
     result = Simulation(model, subjects, ticks=ticks, tick_ms=1000, seed=seed).run()
-    roster = {k: "a" for k in range(subjects)}
+    roster = dict.fromkeys(range(subjects), "a")
     obs = observe(
         memory_log(sink.events),
         tick=1000,
@@ -46,7 +46,7 @@ def run(model: Model, subjects: int, ticks: int, seed: int) -> tuple[np.ndarray,
 def test_occupancy_shares_equal_the_engine_occupancy() -> None:
     """Shares after each tick, from the MemorySink log and the roster, are exactly the run's
     occupancy divided by the population."""
-    occupancy, obs = run(chain(), 300, 80, seed=5)
+    occupancy, obs = run(10, 300, 80, seed=5)
     shares = occupancy_shares(obs)
     assert shares.shape == (80, 3)
     np.testing.assert_allclose(shares.to_numpy(), occupancy / 300, atol=1e-12)
@@ -67,9 +67,9 @@ def test_same_model_differs_by_sampling_noise_only() -> None:
     factor 2), spell KS small; a different model is clearly farther; the analytic line is
     closer than another run."""
     n, ticks = 1500, 120
-    _, first = run(chain(), n, ticks, seed=1)
-    _, second = run(chain(), n, ticks, seed=2)
-    _, other = run(chain(stay_b=30), n, ticks, seed=3)
+    _, first = run(10, n, ticks, seed=1)
+    _, second = run(10, n, ticks, seed=2)
+    _, other = run(30, n, ticks, seed=3)
     floor = math.sqrt(3 / (2 * math.pi * n))
     analytic = occupancy_probabilities(chain(), ticks)
     same = compare(first, second, analytic=analytic)
