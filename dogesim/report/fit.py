@@ -278,6 +278,11 @@ class FitResult:
             f"{self.ticks} ticks; log-likelihood {self.log_likelihood:.3f}.\n"
             "Probabilities are maximum-likelihood estimates (events / subject-ticks at risk)."
         )
+        if isinstance(self.tick, str):
+            header += (
+                f"\nFitted on calendar ticks ({self.tick}); `tick` is their mean length until "
+                "model files have calendar units."
+            )
         text = dump_model(
             self.to_model(name),
             None,
@@ -485,8 +490,8 @@ def fit_observed(
             from_state,
             trigger,
             to_state,
-            n,
-            e,
+            _number(n),
+            _number(e),
             p,
             low,
             high,
