@@ -200,3 +200,29 @@ def test_registry_and_model_files_stay_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind", ["kafka", "kafka_avro"])
+def test_record_timestamp_from_a_model_file(kind: str) -> None:
+    """record_timestamp: send in a model file reaches the built Kafka sink; a typo is named."""
+    pytest.importorskip("confluent_kafka")
+    avro = (
+        ", schema_registry_url: 'mock://rt', key: 'dogesim.sinks.builders:default_key', "
+        "key_schema: '\"string\"', value: 'dogesim.sinks.files:default_record', "
+        "value_schema: '\"string\"'"
+        if kind == "kafka_avro"
+        else ""
+    )
+    base = f"type: {kind}, bootstrap_servers: '127.0.0.1:1', topic: t{avro}"
+    spec = load_model_text(model_with(f"{{{base}, record_timestamp: send}}"))
+    assert spec.sinks["out"].settings["record_timestamp"] == "send"
+    sink = spec.sinks["out"].build()
+    assert sink.record_timestamp == "send"
+    sink.close()
+    default = load_model_text(model_with(f"{{{base}}}")).sinks["out"].build()
+    assert default.record_timestamp == "event"
+    default.close()
+    with pytest.raises(
+        ModelError, match=r":9: .*'record_timestamp'.* takes 'event' .* or 'send' .*'sent'"
+    ):
+        load_model_text(model_with(f"{{{base}, record_timestamp: sent}}"))
