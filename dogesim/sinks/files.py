@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
-from dogesim.sinks.compression import compression_of, member_compressor
+from dogesim.sinks.compression import SUFFIXES, compression_of, member_compressor
 from dogesim.sinks.encoding import json_line_encoder
 
 if TYPE_CHECKING:
@@ -516,24 +516,45 @@ class _LastWrite:
         return len(text)
 
 
+def _stream_path(directory: Path, name: str, suffix: str, compression: str | None) -> Path:
+    """``<directory>/<name><suffix>[.gz|.zst]``; a name already ending so is kept."""
+    if compression is not None:
+        known = {kind: ext for ext, kind in reversed(SUFFIXES.items())}
+        if compression not in known:
+            raise SinkConfigError(
+                f"file sink factory: unknown compression {compression!r}; "
+                f"give one of {', '.join(sorted(known))} or None"
+            )
+        suffix += known[compression]
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / (name if name.endswith(suffix) else name + suffix)
+
+
 class JsonLinesSinkFactory:
     """Creates `JsonLinesSink` s for named streams in one directory.
 
     Args:
         directory: where the files go; created when missing.
         append: passed to every sink.
+        compression: ``"gzip"`` or ``"zstd"`` to write ``<name>.jsonl.gz`` / ``.jsonl.zst``.
     """
 
     suffix = ".jsonl"
 
-    def __init__(self, directory: str | os.PathLike[str], *, append: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        append: bool = False,
+        compression: str | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.append = append
+        self.compression = compression
 
     def path_for(self, name: str) -> Path:
         """The file for stream `name`: ``<directory>/<name>.jsonl`` (suffix kept if given)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / (name if name.endswith(self.suffix) else name + self.suffix)
+        return _stream_path(self.directory, name, self.suffix, self.compression)
 
     def create(self, name: str, mapper: Mapper | None = None) -> JsonLinesSink:
         """A sink writing stream `name`; `mapper` as in `JsonLinesSink`."""
@@ -545,17 +566,20 @@ class CsvSinkFactory:
 
     Args:
         directory: where the files go; created when missing.
+        compression: ``"gzip"`` or ``"zstd"`` to write ``<name>.csv.gz`` / ``.csv.zst``.
     """
 
     suffix = ".csv"
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, compression: str | None = None
+    ) -> None:
         self.directory = Path(directory)
+        self.compression = compression
 
     def path_for(self, name: str) -> Path:
         """The file for stream `name`: ``<directory>/<name>.csv`` (suffix kept if given)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / (name if name.endswith(self.suffix) else name + self.suffix)
+        return _stream_path(self.directory, name, self.suffix, self.compression)
 
     def create(
         self,

@@ -271,3 +271,19 @@ def test_flush_points_record_each_write_and_the_fsync(
     sink.close()
     assert sink.flush_points[-1] == FlushPoint(100, 100 * size, True)
     assert sink.ledger.acknowledged == 100 == len(path.read_bytes().splitlines())
+
+
+def test_factories_write_compressed_streams(tmp_path: Path) -> None:
+    """compression='gzip' names files <name>.jsonl.gz / <name>.csv.gz and compresses them."""
+    from dogesim.sinks.files import CsvSinkFactory, JsonLinesSinkFactory
+
+    jsonl = JsonLinesSinkFactory(tmp_path, compression="gzip").create("clicks")
+    table = CsvSinkFactory(tmp_path, compression="gzip").create("trx.csv.gz", lambda ts, s, t: s)
+    jsonl.collect(T0, 1, STEP)
+    table.collect(T0, {"n": 1}, STEP)
+    jsonl.close()
+    table.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clicks.jsonl.gz", "trx.csv.gz"]
+    assert gzip.decompress((tmp_path / "trx.csv.gz").read_bytes()) == b"n\n1\n"
+    with pytest.raises(SinkError, match="unknown compression 'zip'; give one of gzip, zstd"):
+        JsonLinesSinkFactory(tmp_path, compression="zip").create("x")
