@@ -259,10 +259,14 @@ _FILE = {"path": Setting("path", required=True), "mapper": _CALLABLE}
 BUILTIN_TYPES: dict[str, SinkType] = {
     t.name: t
     for t in (
-        _type("jsonl", "one JSON object per line, to a file", {**_FILE, "append": Setting("bool")}),
+        _type(
+            "jsonl",
+            "one JSON object per line, to a file (.jsonl.gz / .jsonl.zst: compressed)",
+            {**_FILE, "append": Setting("bool")},
+        ),
         _type(
             "csv",
-            "one CSV row per event, after a header",
+            "one CSV row per event, after a header (.csv.gz / .csv.zst: compressed)",
             {**_FILE, "fieldnames": Setting("string_list")},
         ),
         _type("printing", "prints each event (a template or format function)", _PRINTING),

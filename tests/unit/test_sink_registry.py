@@ -226,3 +226,20 @@ def test_record_timestamp_from_a_model_file(kind: str) -> None:
         ModelError, match=r":9: .*'record_timestamp'.* takes 'event' .* or 'send' .*'sent'"
     ):
         load_model_text(model_with(f"{{{base}, record_timestamp: sent}}"))
+
+
+def test_jsonl_and_csv_paths_ending_gz_are_compressed(tmp_path: Path) -> None:
+    """build_sink('jsonl'/'csv', path=*.gz) writes gzip holding the plain sink's lines."""
+    import gzip
+
+    from dogesim.model import Transition
+
+    step = Transition("go", "a", "b", 30)
+    for kind, name, expected in (
+        ("jsonl", "e.jsonl.gz", b'{"n":1}\n'),
+        ("csv", "e.csv.gz", b"n\n1\n"),
+    ):
+        sink = build_sink(kind, {"path": str(tmp_path / name), "mapper": lambda ts, s, t: {"n": s}})
+        sink.collect(1_700_000_000_000, 1, step)
+        sink.close()
+        assert gzip.decompress((tmp_path / name).read_bytes()) == expected
