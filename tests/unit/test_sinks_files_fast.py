@@ -7,10 +7,12 @@ output does not depend on whether orjson is installed or on its version; compres
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import gzip
 import io
 import json
@@ -52,6 +54,9 @@ def outcome(encode: Any, record: Any) -> Any:
         return encode(record)
     except (TypeError, ValueError) as exc:
         return type(exc)
+
+
+Point = collections.namedtuple("Point", "x y")
 
 
 class Colour(enum.Enum):
@@ -107,6 +112,12 @@ EXAMPLES = [
     "lone \ud800 surrogate",
     "null 0.00001 1e-5 e-mail",
     [[[[[[[[[[1]]]]]]]]]],
+    functools.reduce(lambda inner, _: [inner], range(300), 0),  # deeper than orjson goes
+    Point(1, 2),
+    collections.OrderedDict(b=1, a=2),
+    collections.defaultdict(list, k=[1]),
+    (1, "two", None),
+    True,
     object(),
 ]
 
