@@ -454,12 +454,14 @@ class CsvSink(_FileSink):
         self._row = _LastWrite()
         self._writer: Any = None
         self._columns: frozenset[str] = frozenset()
+        self._order: tuple[str, ...] = ()
         if self.fieldnames is not None:
             self._start(self.fieldnames, 0)
 
     def _start(self, fieldnames: list[str], timestamp: int) -> Any:
         # csv.writer with DictWriter's dialect: the same bytes, without its per-row Python.
         self.fieldnames = fieldnames
+        self._order = tuple(fieldnames)
         self._columns = frozenset(fieldnames)
         writer = csv.writer(self._row, lineterminator="\n")
         writer.writerow(fieldnames)
@@ -496,10 +498,19 @@ class CsvSink(_FileSink):
             )
         # A missing key is None, which csv writes as an empty cell (DictWriter's restval).
         try:
-            writer.writerow(list(map(record.get, self.fieldnames or ())))
+            writer.writerow(list(map(record.get, self._order)))
         except Exception as exc:  # a value whose str() raises, a csv.Error
             raise self.event_failed(exc, timestamp, "writing the CSV row") from exc
-        self._add_text(self._row.text, timestamp)
+        try:
+            data = self._row.text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
+        # `_add`, inlined: this is the per-event path (a CSV sink always writes a file).
+        buffer = self._buffer
+        buffer += data
+        self._ends.append(len(buffer))
+        if len(buffer) >= BUFFER_BYTES:
+            self._flush_buffer()
 
 
 class _LastWrite:
