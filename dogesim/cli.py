@@ -148,6 +148,15 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _record_every(text: str) -> int | str:
+    """An argparse type: ticks per row of the result's tables (``60``) or a duration
+    (``1h``); whether a duration is whole ticks is checked against the model's tick."""
+    if text.isdigit():
+        return _positive(text)
+    _duration(text)
+    return text
+
+
 def _speed(text: str) -> float:
     try:
         value = float(text)
@@ -243,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--jitter",
         action="store_true",
         help="spread event timestamps within their tick (also `jitter: true` in the file)",
+    )
+    run.add_argument(
+        "--record-every",
+        type=_record_every,
+        metavar="LEN",
+        help="one row of the per-tick tables (and the plot) per LEN: ticks (60) or a duration "
+        "in whole ticks (1h); default: the file's record_every, else at most 10,000 rows",
     )
     live = run.add_argument_group(
         "live pacing",
@@ -509,12 +525,13 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
             ("--ticks", args.ticks is not None),
             ("--seed", args.seed is not None),
             ("--jitter", args.jitter),
+            ("--record-every", args.record_every is not None),
             ("--until-stopped", args.until_stopped),
         ):
             if given:
                 raise _UsageError(
                     f"dogesim run: {flag} cannot change a resumed run (the checkpoint "
-                    "fixes subjects, ticks, seed and jitter)"
+                    "fixes subjects, ticks, seed, jitter and record_every)"
                 )
 
 
@@ -562,6 +579,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             sinks=sinks,
             callbacks=not args.no_callbacks,
             jitter=True if args.jitter else None,
+            record_every=args.record_every,
             until_stopped=True if args.until_stopped else None,
             **live,
         )
