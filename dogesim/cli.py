@@ -441,28 +441,137 @@ def _named_sink(spec: Any, name: str, *, append: bool = False) -> Any:
     )
 
 
-def _progress_bar(
-    total: int | None, quiet: bool, stream: TextIO
-) -> tuple[Callable[[int], None], Any]:
-    from tqdm import tqdm
+#: Seconds between status lines on stderr when it is not a terminal (logs, CI, pipes).
+STATUS_EVERY_S = 10.0
 
-    bar = tqdm(
-        total=total,
-        unit="tick",
-        file=stream,
-        delay=1.0,
-        mininterval=0.25,
-        disable=quiet,
-        leave=False,
-        dynamic_ncols=True,
-    )
+#: Seconds between refreshes of the progress bar's events/s and ledger figures.
+_BAR_REFRESH_S = 0.5
 
-    def update(done: int) -> None:
-        step = done - bar.n
-        if step > 0:
-            bar.update(step)
 
-    return update, bar
+def _ledgers(simulation: Any) -> tuple[list[Any], int]:
+    """The ledgers of the run's distinct sinks, and how many of its sinks keep none."""
+    from dogesim.sinks.base import ledger_of
+
+    ledgers = []
+    plain = 0
+    for sink in simulation.model.sinks():
+        ledger = ledger_of(sink)
+        if ledger is None:
+            plain += 1
+        else:
+            ledgers.append(ledger)
+    return ledgers, plain
+
+
+def closing_line(simulation: Any) -> str:
+    """What became of the run's sinks, as the ledgers tell it: "every sink was closed and
+    flushed" only when every ledger shows nothing lost; else the sinks that lost events,
+    with their counts."""
+    ledgers, plain = _ledgers(simulation)
+    lost = [ledger for ledger in ledgers if not ledger.ok]
+    if lost:
+        named = "; ".join(
+            f"{ledger.sink} lost {ledger.lost:,} of {ledger.collected:,} events "
+            f"({ledger.failed:,} failed, {ledger.pending:,} pending)"
+            for ledger in lost
+        )
+        return f"the sinks were closed, but not everything was delivered: {named}"
+    if plain:
+        kept = f"the ledgers of {len(ledgers)} show nothing lost; " if ledgers else ""
+        return (
+            f"every sink was closed ({kept}{plain} keep no ledger, so their delivery is not "
+            "counted)"
+        )
+    return "every sink was closed and flushed"
+
+
+class _Feedback:
+    """Progress of a run on stderr: on a terminal a tqdm bar whose postfix shows events/s
+    and the ledgers; elsewhere (a log, CI, a pipe) one status line every `every` seconds;
+    nothing when quiet.
+
+    Events so far are what the ledgered sinks collected: with one ledgered sink that is
+    the run's events; with several, their deliveries are summed and called so.
+    """
+
+    def __init__(
+        self,
+        simulation: Any,
+        stream: TextIO,
+        *,
+        quiet: bool,
+        tty: bool | None = None,
+        every: float = STATUS_EVERY_S,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.total: int | None = simulation.ticks
+        self.stream = stream
+        self.ledgers = _ledgers(simulation)[0]
+        self.quiet = quiet
+        self.tty = _isatty(stream) if tty is None else tty
+        self.every = every if not self.tty else _BAR_REFRESH_S
+        self.started = time.monotonic()
+        self.next_status = self.started + self.every
+        self.bar = tqdm(
+            total=self.total,
+            unit="tick",
+            file=stream,
+            delay=1.0,
+            mininterval=0.25,
+            disable=quiet or not self.tty,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        self.done = 0
+
+    def update(self, done: int) -> None:
+        """Called by the engine with the ticks done (after every busy tick): cheap unless a
+        refresh is due."""
+        self.done = done
+        if self.quiet:
+            return
+        step = done - self.bar.n
+        if step > 0 and self.tty:
+            self.bar.update(step)
+        now = time.monotonic()
+        if now < self.next_status:
+            return
+        self.next_status = now + self.every
+        if self.tty:
+            self.bar.set_postfix_str(self.status(now), refresh=False)
+        else:
+            print(f"dogesim: {self.position()}, {self.status(now)}", file=self.stream, flush=True)
+
+    def position(self) -> str:
+        """``tick 500/1,440 (34%)``, or ``tick 500`` for a run without a tick count."""
+        if self.total:
+            return f"tick {self.done:,}/{self.total:,} ({100 * self.done // self.total}%)"
+        return f"tick {self.done:,}"
+
+    def status(self, now: float | None = None) -> str:
+        """Events so far and per second, and each ledger's counts."""
+        elapsed = max((time.monotonic() if now is None else now) - self.started, 1e-9)
+        if not self.ledgers:
+            return "no sink keeps a ledger"
+        collected = sum(ledger.collected for ledger in self.ledgers)
+        what = "events" if len(self.ledgers) == 1 else f"deliveries to {len(self.ledgers)} sinks"
+        counts = "; ".join(
+            f"{ledger.sink}: {ledger.acknowledged:,} acknowledged of {ledger.collected:,}"
+            + (f", {ledger.failed:,} failed" if ledger.failed else "")
+            for ledger in self.ledgers
+        )
+        return f"{collected:,} {what} ({collected / elapsed:,.0f}/s); {counts}"
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 @contextlib.contextmanager
@@ -583,8 +692,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             until_stopped=True if args.until_stopped else None,
             **live,
         )
-    update, bar = _progress_bar(simulation.ticks, args.quiet, err)
-    simulation.progress = update
+    bar = _Feedback(simulation, err, quiet=args.quiet)
+    simulation.progress = bar.update
     started = time.perf_counter()
     with _stop_on_signals(simulation) as received:
         try:
@@ -606,6 +715,12 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"dogesim: the run failed: {' '.join(str(exc).split())}", file=err)
             _print_ledgers(simulation, err)
             return EXIT_SINK
+        except KeyboardInterrupt:
+            # A second signal, or ^C raised by a callback: the engine closed every sink.
+            bar.close()
+            print(f"dogesim: interrupted; {closing_line(simulation)}", file=err)
+            _print_ledgers(simulation, err)
+            return EXIT_INTERRUPTED
         except Exception as exc:
             # A callback, factory or mapper of the model raised: the run stopped there and
             # the engine closed every sink; say where, and what was delivered.
@@ -619,7 +734,14 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.quiet:
         print(result.summary(), file=out)
         rate = result.events / wall if wall > 0 else float("inf")
-        print(f"wall time {wall:.3f} s ({rate:,.0f} events/s); events -> {destination}", file=out)
+        print(
+            f"wall time {wall:.3f} s: {result.events:,} events ({rate:,.0f} events/s), "
+            f"{result.moves:,} moves; events -> {destination}",
+            file=out,
+        )
+        rows = len(result.row_ticks())
+        print(f"per-tick tables: {rows:,} rows of {result.record_every:,} ticks", file=out)
+        print(closing_line(simulation), file=out)
         if result.max_lag_ms is not None:
             print(
                 f"live: at most {result.max_lag_ms:,.0f} ms behind real time (allowed "
@@ -655,8 +777,7 @@ def _stopped(
     cause = received[0] if received else "a stop request"
     of = f" of {simulation.ticks}" if simulation.ticks is not None else ""
     print(
-        f"dogesim: stopped by {cause} after tick {result.ticks}{of}; every sink was closed "
-        "and flushed",
+        f"dogesim: stopped by {cause} after tick {result.ticks}{of}; {closing_line(simulation)}",
         file=err,
     )
     if not args.checkpoint:
@@ -857,7 +978,8 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         print(f"dogesim: {' '.join(str(exc).split())}", file=err)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("dogesim: interrupted; every sink was closed and flushed", file=err)
+        # Outside a run (loading, validating, plotting): sinks built so far were closed.
+        print("dogesim: interrupted", file=err)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our output went away (e.g. `dogesim graph ... | head`): stop quietly,
