@@ -1,6 +1,9 @@
 """The ``dogesim`` command: a thin shell over the library (parse, load, run, report).
 
-- ``dogesim run MODEL.yaml``: run a model file (progress bar on stderr, summary on stdout).
+- ``dogesim run MODEL.yaml``: run a model file (progress bar on stderr, summary on stdout);
+  a bare name (``dogesim run banking``) runs the shipped model when no such file exists.
+- ``dogesim models``: list the shipped example models with one-line descriptions.
+- ``dogesim init NAME``: write ``NAME.yaml``, a starter model file (never overwriting).
 - ``dogesim validate MODEL.yaml...``: check model files without running them.
 - ``dogesim graph MODEL.yaml``: the state machine as DOT, Mermaid or PNG.
 - ``dogesim report EVENTS --model MODEL.yaml -o plot.png``: observed vs analytic occupancy
@@ -214,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     run = commands.add_parser("run", help="run a model file", description="Run a model file.")
-    run.add_argument("model", metavar="MODEL.yaml", help="the model file")
+    run.add_argument(
+        "model",
+        metavar="MODEL.yaml",
+        help="the model file, or the name of a shipped model (see `dogesim models`)",
+    )
     run.add_argument(
         "--subjects",
         type=_subject_count,
@@ -306,6 +313,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=_path,
         metavar="FILE",
         help="continue the run saved in FILE (same model file; file sinks are appended to)",
+    )
+
+    commands.add_parser(
+        "models",
+        help="list the shipped example models",
+        description="List the example models that ship with dogesim; run one by name, e.g. "
+        "`dogesim run banking`.",
+    )
+    init = commands.add_parser(
+        "init",
+        help="write a starter model file",
+        description="Write NAME.yaml, a small commented model file to start from (an existing "
+        "file is never overwritten).",
+    )
+    init.add_argument("name", metavar="NAME", help="the model's name (NAME.yaml is written)")
+    init.add_argument(
+        "--directory", "-d", type=_path, default=".", metavar="DIR", help="where to write it"
     )
 
     validate = commands.add_parser(
@@ -740,7 +764,11 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             file=out,
         )
         rows = len(result.row_ticks())
-        print(f"per-tick tables: {rows:,} rows of {result.record_every:,} ticks", file=out)
+        every = result.record_every
+        print(
+            f"per-tick tables: {rows:,} rows of {every:,} tick{'s' if every != 1 else ''}",
+            file=out,
+        )
         print(closing_line(simulation), file=out)
         if result.max_lag_ms is not None:
             print(
@@ -932,7 +960,71 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile.shipped import model_description, shipped_models
+
+    models = shipped_models()
+    if not models:
+        raise DogesimError("no shipped models were found; reinstall dogesim")
+    width = max(len(name) for name in models)
+    for name, path in models.items():
+        print(f"{name:<{width}}  {model_description(path)}", file=out)
+    print(
+        f"\nrun one with `dogesim run NAME` (e.g. dogesim run {next(iter(models))}); "
+        f"copy one from {next(iter(models.values())).parent}",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile.shipped import starter_model
+
+    name = args.name[: -len(".yaml")] if args.name.endswith(".yaml") else args.name
+    try:
+        text = starter_model(name)
+    except ValueError as exc:
+        raise _UsageError(f"dogesim init: {exc}") from None
+    target = Path(args.directory) / f"{name}.yaml"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "x", encoding="utf-8") as handle:  # "x": never overwrite
+            handle.write(text)
+    except FileExistsError:
+        raise _UsageError(
+            f"dogesim init: {target} already exists; not overwritten (choose another NAME "
+            "or remove it)"
+        ) from None
+    except OSError as exc:
+        raise _UsageError(f"dogesim init: {target}: cannot be written: {exc.strerror}") from None
+    print(f"model file -> {target}; run it with: dogesim run {target}", file=out)
+    return EXIT_OK
+
+
+def _resolve_models(args: argparse.Namespace) -> None:
+    """Bare model names (``banking``) mean the shipped model when no such file exists."""
+    from dogesim.modelfile.shipped import resolve_model, shipped_models
+
+    def resolve(text: str) -> str:
+        path = resolve_model(text)
+        bare = os.sep not in text and not (os.altsep and os.altsep in text)
+        if bare and not Path(path).exists():
+            names = ", ".join(shipped_models()) or "none"
+            raise _UsageError(
+                f"dogesim: {text}: no such model file, and no shipped model of that name "
+                f"(shipped: {names}; see dogesim models)"
+            )
+        return path
+
+    if getattr(args, "model", None):
+        args.model = resolve(args.model)
+    if getattr(args, "models", None):
+        args.models = [resolve(text) for text in args.models]
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "models": _cmd_models,
+    "init": _cmd_init,
     "run": _cmd_run,
     "validate": _cmd_validate,
     "graph": _cmd_graph,
@@ -962,6 +1054,7 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             args = build_parser().parse_args(list(argv) if argv is not None else None)
         except SystemExit as exc:  # --help and --version
             return int(exc.code) if isinstance(exc.code, int) else EXIT_OK
+        _resolve_models(args)
         return _COMMANDS[args.command](args, out, err)
     except _UsageError as exc:
         print(str(exc), file=err)
