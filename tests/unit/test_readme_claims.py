@@ -9,6 +9,7 @@ files and folders the README names (models, notebooks, scripts, the project layo
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import random
 import re
@@ -16,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from dogesim import JsonLinesSink, Model, Simulation
@@ -46,6 +48,49 @@ def test_default_seed_is_drawn_from_global_random(monkeypatch: pytest.MonkeyPatc
     random.seed(20261202)
     result = Simulation(_two_state_model(), 3, ticks=3, tick_ms=1).run()
     assert result.seed == expected
+
+
+class _DrawingFactory:
+    """A subject factory that records a draw of global random and numpy's legacy generator."""
+
+    def __init__(self) -> None:
+        self.draws: list[tuple[float, float]] = []
+
+    def create(self) -> object:
+        self.draws.append((random.random(), float(np.random.random())))
+        return object()
+
+
+def _factory_draws(seed: int, pre_seed: int, *, seed_globals: bool = True) -> list[Any]:
+    """What the factory drew in a seeded run, the globals seeded with `pre_seed` before it."""
+    random.seed(pre_seed)
+    np.random.seed(pre_seed)
+    factory = _DrawingFactory()
+    Simulation(
+        _two_state_model(),
+        3,
+        ticks=2,
+        tick_ms=1,
+        seed=seed,
+        subject_factory=factory,
+        seed_globals=seed_globals,
+    ).run()
+    return factory.draws
+
+
+def test_seed_globals_reseeds_random_and_numpy_before_the_first_subject() -> None:
+    """seed= fixes what factories draw from `random` and numpy's global generator."""
+    assert _factory_draws(11, pre_seed=1) == _factory_draws(11, pre_seed=2)
+    assert _factory_draws(11, pre_seed=1) != _factory_draws(12, pre_seed=1)
+    # seed_globals=False leaves the globals alone: the draws follow their earlier state.
+    assert _factory_draws(11, 1, seed_globals=False) != _factory_draws(11, 2, seed_globals=False)
+
+
+def test_the_seed_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """'The seed is logged': the run's seed appears in the dogesim log at INFO."""
+    with caplog.at_level(logging.INFO, logger="dogesim"):
+        Simulation(_two_state_model(), 2, ticks=2, tick_ms=1, seed=987654321).run()
+    assert any("987654321" in record.getMessage() for record in caplog.records)
 
 
 def test_error_hierarchy() -> None:
