@@ -117,6 +117,23 @@ def python_session(readme_folder: Path) -> Iterator[Callable[[Block], dict[str, 
     yield run_upto
 
 
+def test_extractor_reads_languages_lines_and_fragment_marks(tmp_path: Path) -> None:
+    """Blocks come with their language and fence line; `<!-- fragment -->` marks the next."""
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# t\n\n```python\nx = 1\n```\n\n<!-- fragment -->\n\n```python\ny(\n```\n"
+        "```yaml\na: 1\n```\n",
+        encoding="utf-8",
+    )
+    blocks = readme_blocks(path=readme)
+    assert [(b.lang, b.line, b.text, b.fragment) for b in blocks] == [
+        ("python", 3, "x = 1\n", False),
+        ("python", 9, "y(\n", True),
+        ("yaml", 12, "a: 1\n", False),
+    ]
+    assert [b.line for b in readme_blocks("yaml", path=readme)] == [12]
+
+
 def test_readme_has_python_examples() -> None:
     """The README's python blocks are found (a broken extractor cannot pass vacuously)."""
     assert len(LOCAL_PYTHON) >= 7
@@ -176,7 +193,7 @@ def _fragment_model(target: Block) -> dict[str, Any]:
         if block is target:
             break
         earlier = yaml.safe_load(block.text)
-        if not block.fragment and isinstance(earlier, dict) and "profiles" in earlier:
+        if isinstance(earlier, dict) and "profiles" in earlier:
             merged["profiles"] = {**merged.get("profiles", {}), **earlier["profiles"]}
     merged.update(yaml.safe_load(target.text))
     return merged
