@@ -197,6 +197,21 @@ def test_model_file_integers_have_at_most_40_digits(tmp_path: Path) -> None:
         load_model_file(path)
 
 
+@pytest.mark.parametrize(("per_tick", "refused"), [(1000, True), (100, False)])
+def test_subject_limit_counts_expected_arrivals(
+    tmp_path: Path, per_tick: int, refused: bool
+) -> None:
+    """Subjects, count plus expected arrivals, are at most 999,999,999 (checked at load)."""
+    path = tmp_path / "arrivals.yaml"
+    text = _minimal_model().replace("ticks: 5", "ticks: 2000000").replace("tick: 1s", "tick: 1ms")
+    path.write_text(text + f"arrivals: {per_tick}\n")  # 2e9 or 2e8 arrivals expected
+    if refused:
+        with pytest.raises(ModelError, match=r"arrivals: .*999,999,999"):
+            load_model_file(path)
+    else:
+        assert load_model_file(path).arrivals is not None
+
+
 def test_settings_named_like_secrets_are_masked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
