@@ -5,7 +5,7 @@
 - `Relation`: picks an existing id from a pool, uniformly, weighted by the pool's weights,
   or by a Zipf law over creation rank with exponent ``s``; reproducible from a seed.
 - `LAWS`: the laws a relation may use.
-- `relation_rng`: the `random.Random` of a relation, from ``SeedSequence([seed, *path])``.
+- `seeded_random`: a `random.Random` from ``SeedSequence([seed, *path])`` (relations, faults).
 - `PoolTracker`: a sink that removes a subject's id from a pool when it reaches a final state.
 
 A pick only ever returns an id that is in the pool at that moment, so a reference written
@@ -31,13 +31,13 @@ from dogesim.errors import ModelError, RunError, shown
 if TYPE_CHECKING:
     from dogesim.model import Transition
 
-__all__ = ["LAWS", "EntityPool", "PoolTracker", "Relation", "relation_rng"]
+__all__ = ["LAWS", "EntityPool", "PoolTracker", "Relation", "seeded_random"]
 
 #: The laws a `Relation` may pick by.
 LAWS = ("uniform", "weighted", "zipf")
 
 
-def relation_rng(seed: int, path: str) -> random.Random:
+def seeded_random(seed: int, path: str) -> random.Random:
     """A `random.Random` seeded from ``SeedSequence([seed, *path.encode()])``.
 
     The path (e.g. ``sinks.orders.value.customer_id``) makes each field's stream
@@ -119,7 +119,7 @@ class EntityPool:
 
     def ids(self) -> list[Hashable]:
         """The ids that exist now, in creation order."""
-        return [i for i in self._ids if i in self._slot and self._ids[self._slot[i]] is i]
+        return [i for slot, i in enumerate(self._ids) if self._slot.get(i) == slot]
 
     def add(self, entity_id: Hashable, weight: float = 1.0) -> None:
         """Add a new entity. Raises `ModelError` for a duplicate id or a bad weight."""
@@ -220,7 +220,7 @@ class Relation:
 
     def reseed(self, seed: int) -> None:
         """Start the pick stream of a run with `seed` again."""
-        self._random = relation_rng(seed, self.path).random
+        self._random = seeded_random(seed, self.path).random
 
     def pick(self) -> Any:
         """The id of an entity that exists now, drawn by the law."""

@@ -21,7 +21,7 @@ Example::
         seed=42,
         path="sinks.events.value",
     )
-    KafkaSinkFactory(...).create("events", key_function, lambda ts, s, t: json.dumps(value(ts, s, t)))
+    sink = JsonLinesSink("events.jsonl", value)
 
 Faker is needed only by templates with ``faker`` fields (``pip install 'dogesim[faker]'``).
 """

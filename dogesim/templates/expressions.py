@@ -10,7 +10,7 @@
 
 The text is parsed with `ast` (expression mode) and every node is checked: literals
 (numbers, strings, booleans, None), arithmetic, comparisons, ``and``/``or``/``not``,
-``x if c else y``, attribute access on ``subject`` (no names starting with ``_``), indexing by
+``x if c else y``, tuple and list literals, attribute access on ``subject`` (no names starting with ``_``), indexing by
 a constant, and calls of the whitelisted functions with positional arguments. Anything else
 (other names, lambdas, comprehensions, keyword arguments, ``**`` with a non-constant or large
 exponent) is refused with a `ModelError` at compile time, so nothing but arithmetic on the
@@ -118,6 +118,8 @@ _NODES = (
     ast.Attribute,
     ast.Subscript,
     ast.Call,
+    ast.Tuple,
+    ast.List,
     *_OPERATORS,
 )
 
@@ -136,8 +138,10 @@ class _Checker:
 
     def check(self, node: ast.AST) -> None:
         if not isinstance(node, _NODES):
-            raise self.error(f"{type(node).__name__} is not allowed; use arithmetic, "
-                             "comparisons, subject attributes and " + ", ".join(FUNCTIONS))
+            raise self.error(
+                f"{type(node).__name__} is not allowed; use arithmetic, "
+                "comparisons, subject attributes and " + ", ".join(FUNCTIONS)
+            )
         if isinstance(node, ast.Name):
             self._name(node)
         elif isinstance(node, ast.Attribute):
@@ -168,9 +172,7 @@ class _Checker:
         if node.id in FUNCTIONS:
             raise self.error(f"{node.id!r} is a function; call it, e.g. {node.id}(...)")
         if node.id not in self.names:
-            raise self.error(
-                f"unknown name {node.id!r}; names are {', '.join(self.names)}"
-            )
+            raise self.error(f"unknown name {node.id!r}; names are {', '.join(self.names)}")
         self.uses.add(node.id)
 
     def _attribute(self, node: ast.Attribute) -> None:
@@ -206,9 +208,7 @@ class _Renamer(ast.NodeTransformer):
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
-        if isinstance(node.op, ast.Mult) and not (
-            _is_number(node.left) or _is_number(node.right)
-        ):
+        if isinstance(node.op, ast.Mult) and not (_is_number(node.left) or _is_number(node.right)):
             return ast.Call(
                 func=ast.Name(id="_times", ctx=ast.Load()),
                 args=[node.left, node.right],

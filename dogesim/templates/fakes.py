@@ -123,7 +123,7 @@ def bound_provider(
     """A no-argument callable drawing from provider `name` of `fake`."""
     method = getattr(fake, name)
     if not positional and not keywords:
-        return method  # type: ignore[no-any-return]
+        return method
     return functools.partial(method, *positional, **keywords)
 
 

@@ -70,7 +70,7 @@ def _last_value(convert: Callable[[int], str]) -> Callable[[int], str]:
         if timestamp != last[0]:
             last[0] = timestamp
             last[1] = convert(timestamp)
-        return last[1]  # type: ignore[no-any-return]
+        return last[1]
 
     return cached
 
@@ -119,7 +119,7 @@ class _SubjectSequence:
             entry = self.counts[id(subject)] = [subject, self.start]
         number = entry[1]
         entry[1] = number + 1
-        return number  # type: ignore[no-any-return]
+        return number
 
 
 class Unit:
@@ -301,7 +301,9 @@ def _read_time(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) -> st
     _event_only(unit, "time", path)
     kind = spec["time"]
     if kind not in TIME_FORMATS:
-        raise ModelError(f"{path}: time format {shown(kind)}; give one of {', '.join(TIME_FORMATS)}")
+        raise ModelError(
+            f"{path}: time format {shown(kind)}; give one of {', '.join(TIME_FORMATS)}"
+        )
     if ("format" in spec) != (kind == "format"):
         raise ModelError(f"{path}: give 'format' (a strftime pattern) exactly with time: format")
     if kind == "epoch_ms":
@@ -420,9 +422,9 @@ def _read_ref(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) -> str
     # Built once here, so a bad law or exponent fails at compile time.
     Relation(pool, law, s=s, path=path, on_empty=on_empty)
     name = unit.name("r")
-    unit.per_run[name] = lambda seed, counter, built: Relation(
-        pool, law, s=s, seed=seed, path=path, on_empty=on_empty
-    ).pick
+    unit.per_run[name] = lambda seed, counter, built: (
+        Relation(pool, law, s=s, seed=seed, path=path, on_empty=on_empty).pick
+    )
     return f"{name}()"
 
 
