@@ -9,14 +9,14 @@
 - `MAX_LENGTH`, `MAX_NODES`: the size bounds of one expression.
 
 The text is parsed with `ast` (expression mode) and every node is checked: literals
-(numbers, strings, booleans, None), arithmetic, comparisons, ``and``/``or``/``not``,
-``x if c else y``, tuple and list literals, attribute access on ``subject`` (no names starting with ``_``), indexing by
-a constant, and calls of the whitelisted functions with positional arguments. Anything else
-(other names, lambdas, comprehensions, keyword arguments, ``**`` with a non-constant or large
-exponent) is refused with a `ModelError` at compile time, so nothing but arithmetic on the
-event's values ever runs. A product of two non-constant operands is computed by `_times`,
-which refuses to repeat a string or list into more than `MAX_REPEAT` items (``'x' *
-subject.n`` cannot exhaust memory).
+(numbers, strings, booleans, None, tuples, lists), arithmetic, comparisons,
+``and``/``or``/``not``, ``x if c else y``, attribute access on ``subject`` (no names
+starting with ``_``), indexing by a constant, and calls of the whitelisted functions with
+positional arguments. Anything else (other names, lambdas, comprehensions, keyword
+arguments, ``**`` with a non-constant or large exponent) is refused with a `ModelError` at
+compile time, so nothing but arithmetic on the event's values ever runs. A product of two
+non-constant operands is computed by `_times`, which refuses to repeat a string or list
+into more than `MAX_REPEAT` items (``'x' * subject.n`` cannot exhaust memory).
 """
 
 from __future__ import annotations
