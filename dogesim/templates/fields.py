@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import keyword
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -267,10 +268,12 @@ def _event_only(unit: Unit, directive: str, path: str) -> None:
 
 def _attribute_path(text: object, path: str) -> tuple[str, ...]:
     names = tuple(text.split(".")) if isinstance(text, str) else ()
-    if not names or not all(n.isidentifier() and not n.startswith("_") for n in names):
+    if not names or not all(
+        n.isidentifier() and not n.startswith("_") and not keyword.iskeyword(n) for n in names
+    ):
         raise ModelError(
             f"{path}: subject attribute {shown(text)} is not a dotted path of names "
-            "(e.g. balance or address.city; no names starting with '_')"
+            "(e.g. balance or address.city; no names starting with '_', no Python keywords)"
         )
     return names
 
@@ -282,8 +285,13 @@ def _read_subject(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) ->
         default = unit.constant(spec["default"])
         return f"_dig_default(subject, {names!r}, {default})"
     source = f"subject.{names[0]}"
-    if len(names) > 1:
-        source = f"_dig({source}, {names[1:]!r})"
+    for name in names[1:]:
+        # Inline the common case (a dict) so a nested path costs what a hand-written one does.
+        value = unit.name("v")
+        source = (
+            f"({value}[{name!r}] if _type({value} := {source}) is _dict "
+            f"else _dig({value}, ({name!r},)))"
+        )
     return source
 
 
@@ -442,6 +450,8 @@ _DIRECTIVE_READERS: dict[str, Callable[[Unit, Mapping[str, Any], str, int], str]
 
 #: Closure helpers every mapper may use.
 HELPERS: dict[str, Any] = {
+    "_type": type,
+    "_dict": dict,
     "_dig": _dig,
     "_dig_default": _dig_default,
     **{f"_fn_{name}": FUNCTIONS[name] for name in _CASTS},

@@ -98,6 +98,17 @@ def test_a_new_run_mapper_starts_its_counters_again() -> None:
     assert template.mapper(1)(0, _user(), BUY) == {"n": 0}
 
 
+def test_nested_paths_read_attributes_and_mapping_keys_alike() -> None:
+    """A dotted path follows attributes of objects and keys of mappings, at any depth."""
+    mapper = compile_template({"a": {"subject": "home.city.name"}, "b": {"subject": "tags"}})
+    objects = _user(home=SimpleNamespace(city=SimpleNamespace(name="Oslo")))
+    mixed = _user(home={"city": SimpleNamespace(name="Rome")})
+    dicts = _user(home={"city": {"name": "Bern"}})
+    assert [mapper(0, s, BUY)["a"] for s in (objects, mixed, dicts)] == ["Oslo", "Rome", "Bern"]
+    with pytest.raises(ModelError, match=r"^value\.a: KeyError"):
+        mapper(0, _user(home={}), BUY)
+
+
 def test_constant_mappings_are_new_objects_for_every_event() -> None:
     """A stored payload is not changed by a later event (constants are rebuilt per event)."""
     mapper = compile_template({"meta": {"const": {"tags": ["x"]}}})
@@ -165,6 +176,8 @@ def test_expressions_agree_with_python_on_random_arithmetic(text: str) -> None:
         ({"a": {"expr": "round"}}, "value.a", "is a function"),
         ({"u": {"n": {"subject": "_secret"}}}, "value.u.n", "dotted path"),
         ({"u": {"n": {"subject": "a..b"}}}, "value.u.n", "dotted path"),
+        ({"u": {"n": {"subject": "a.class"}}}, "value.u.n", "dotted path"),
+        ({"u": {"n": {"subject": 3}}}, "value.u.n", "dotted path"),
         ({"t": {"time": "unix"}}, "value.t", "time format 'unix'"),
         ({"t": {"time": "iso", "format": "%Y"}}, "value.t", "exactly with time: format"),
         ({"t": {"transition": "probability"}}, "value.t", "transition field"),
