@@ -4,13 +4,17 @@
 - `faker_seed`: the integer a template's Faker is seeded with.
 - `provider_call`: the checked call of one provider (name, arguments), tried once at compile
   time on a probe instance so a bad name or argument is a compile error, never a mid-run one.
+- `bound_provider`: a no-argument callable of one provider of a seeded Faker.
 - `plain`: turns a provider's result into a value every sink can write (Decimal -> float,
   dates and times -> ISO 8601 text, UUID -> text, bytes -> hex, tuples/sets -> lists).
 
 Faker is imported only here and only when a template uses it (the ``faker`` extra).
 Reproducibility: the Faker of a template is seeded with `faker_seed` (run seed, template
 path, locale), so the same run seed gives the same values, byte for byte, for a given Faker
-version; draws happen in the template's field order, once per event.
+version; draws happen in the template's field order, once per event. A few Faker providers
+build their word lists from Python sets, so their order depends on ``PYTHONHASHSEED``
+(Faker 40: the ``it_IT`` address provider's ``city``); streams using them are reproducible
+only with ``PYTHONHASHSEED`` fixed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from dogesim.errors import ModelError, shown
 
-__all__ = ["faker_seed", "make_faker", "plain", "provider_call"]
+__all__ = ["bound_provider", "faker_seed", "make_faker", "plain", "provider_call"]
 
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -121,6 +125,12 @@ def bound_provider(
     fake: Any, name: str, positional: tuple[Any, ...], keywords: Mapping[str, Any]
 ) -> Callable[[], Any]:
     """A no-argument callable drawing from provider `name` of `fake`."""
+    if len(getattr(fake, "factories", ())) > 1:
+        # With several locales Faker picks one each time the method is looked up.
+        def each_time() -> Any:
+            return getattr(fake, name)(*positional, **keywords)
+
+        return each_time
     method = getattr(fake, name)
     if not positional and not keywords:
         return method

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +25,7 @@ from dogesim.templates.expressions import MAX_LENGTH, MAX_REPEAT
 
 pytest.importorskip("faker")
 
+ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_000_123  # 2023-11-14T22:13:20.123Z
 BUY = Transition("buy", "browsing", "paying", 10)
 
@@ -278,6 +282,52 @@ def test_faker_values_are_plain_and_follow_provider_arguments() -> None:
     german = compile_template({"n": {"faker": "first_name"}}, seed=3, locale="de_DE")
     english = compile_template({"n": {"faker": "first_name"}}, seed=3, locale="en_US")
     assert _draws(german) != _draws(english)
+
+
+def test_several_locales_are_each_used_and_reproducible() -> None:
+    """With a list of locales every event picks one (seeded), so all of them appear."""
+    spec = {"country": {"faker": "current_country_code"}}
+    mapper = compile_template(spec, seed=1, locale=["de_DE", "fr_FR"])
+    codes = [row["country"] for row in _draws(mapper, 60)]
+    assert set(codes) == {"DE", "FR"}
+    again = compile_template(spec, seed=1, locale=["de_DE", "fr_FR"])
+    assert [row["country"] for row in _draws(again, 60)] == codes
+
+
+def test_faker_streams_do_not_depend_on_pythonhashseed(tmp_path: Path) -> None:
+    """Two interpreters with different hash seeds draw the same Faker values."""
+    script = (
+        "import json; from types import SimpleNamespace as S; "
+        "from dogesim.templates import compile_template; "
+        "from dogesim.model import Transition; "
+        "m = compile_template({'n': {'faker': 'name'}, 'a': {'faker': 'address'}, "
+        "'w': {'faker': 'words', 'args': {'nb': 3}}, 'c': {'faker': 'city', 'locale': "
+        "['de_DE', 'fr_FR']}}, seed=5); t = Transition('x', 'a', 'b', 1); "
+        "print(json.dumps([m(i, S(id=i), t) for i in range(30)]))"
+    )
+    outputs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 1000
+
+
+def test_templates_without_faker_fields_do_not_import_faker() -> None:
+    """Compiling and running a template with no faker field leaves faker unimported."""
+    script = (
+        "import sys; from dogesim.templates import compile_template; "
+        "from dogesim.relations import EntityPool; import dogesim.faults; "
+        "m = compile_template({'a': {'expr': '1 + 2'}, 't': {'time': 'iso'}}); "
+        "print('faker' in sys.modules, 'dogesim.templates' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "True"]
 
 
 def _model(*sinks: Any) -> Model:
