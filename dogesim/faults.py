@@ -355,13 +355,23 @@ class FaultySink(LedgeredSink):
         self, entry: tuple[int, int, int, Any, Any, tuple[str, float] | None, int]
     ) -> None:
         _, _, timestamp, subject, transition, how, copies = entry
-        for _ in range(copies):
+        book = self.ledger
+        for copy in range(copies):
             self._pending = how
             try:
                 self.inner.collect(timestamp, subject, transition)
+            except SinkError as exc:
+                # The event is lost; copies not yet made were never injected.
+                book.failed += 1
+                book.injected_duplicates -= copies - 1 - copy
+                raise SinkError(
+                    f"sink {book.sink}: the inner sink failed on the event at {timestamp}: "
+                    f"{exc}; {book.summary()}",
+                    [book, *exc.ledgers],
+                ) from exc
             finally:
                 self._pending = None
-            self.ledger.delivered += 1
+            book.delivered += 1
 
     def _close(self) -> None:
         late = self._late
@@ -398,6 +408,9 @@ class FaultySink(LedgeredSink):
     def _reopen(self) -> None:
         self.ledger = FaultLedger(self.ledger.sink)
         self._start_run()
+        # The inner sink starts its new run (and ledger) with ours, even with no events.
+        if getattr(self.inner, "closed", False) and callable(getattr(self.inner, "reopen", None)):
+            self.inner.reopen()
 
     @property
     def pending_late(self) -> int:

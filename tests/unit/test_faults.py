@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +17,9 @@ from dogesim.errors import ModelError, SinkConfigError, SinkError
 from dogesim.faults import Delay, FaultLedger, Faults, FaultySink, malform, observed_rates
 from dogesim.model import Model, Transition
 from dogesim.sinks.base import LedgeredSink
+from dogesim.sinks.conformance import RecordMapper, SinkConformance, SinkHarness, feed
+from dogesim.sinks.conformance import record as conformance_record
+from dogesim.sinks.files import JsonLinesSink
 from dogesim.sinks.memory import MemorySink
 
 SIGMAS = 5.0  # a false alarm has probability < 1e-6 per bound
@@ -324,3 +329,44 @@ def test_delay_laws_have_their_means() -> None:
         if sd is None:
             sd = math.sqrt((math.exp(0.25) - 1) * math.exp(12.25))
         assert abs(sum(draws) / n - mean) <= SIGMAS * sd / math.sqrt(n) + 0.5
+
+
+def _faulty_harness(kind: str, tmp_path: Path) -> SinkHarness:
+    """A FaultySink with no faults configured, around a memory or a JSON lines sink."""
+    made: list[FaultySink] = []
+    path = tmp_path / "out.jsonl"
+
+    def make(mapper: RecordMapper) -> FaultySink:
+        if kind == "memory":
+            inner: Any = MemorySink(mapper)
+        else:
+            inner = JsonLinesSink(path, mapper, append=path.exists())
+        made.append(FaultySink(inner, Faults(), seed=1))
+        return made[-1]
+
+    def values() -> list[int]:
+        if kind == "memory":
+            return [e["n"] for sink in made for e in sink.inner.events]
+        if not path.exists():
+            return []
+        return [json.loads(line)["n"] for line in path.read_text().splitlines()]
+
+    return SinkHarness(f"faults+{kind}", make, lambda: len(values()), values)
+
+
+class TestFaultySinkConformance(SinkConformance):
+    """With no faults configured, the wrapper keeps the whole sink contract."""
+
+    @pytest.fixture(params=["memory", "jsonl"])
+    def sink_under_test(self, request: pytest.FixtureRequest, tmp_path: Path) -> SinkHarness:
+        return _faulty_harness(request.param, tmp_path)
+
+    def test_close_twice_is_idempotent(self, sink_under_test: SinkHarness) -> None:
+        """A second close() changes nothing (the suite's copy of a ledger drops subclasses)."""
+        sink = sink_under_test.make(conformance_record)
+        feed(sink, 0, 5)
+        sink.close()
+        before = copy.copy(sink.ledger)
+        sink.close()
+        assert sink.ledger == before
+        assert sink_under_test.stored() == 5
