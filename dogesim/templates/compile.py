@@ -24,6 +24,7 @@ other templates or sinks exist.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +33,30 @@ from dogesim.errors import ModelError, shown
 from dogesim.templates.fields import HELPERS, Unit, read_field
 
 __all__ = ["Template", "TemplateSubjectFactory", "compile_template", "new_run_counter"]
+
+
+#: The mapper's arguments per template kind.
+_ARGUMENTS = {
+    "event": "timestamp, subject, transition",
+    "key": "subject, transition",
+    "subject": "index",
+}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+#: Encoders of a mapper's result: as built, compact JSON, or text.
+_ENCODERS: dict[str | None, Callable[[Any], Any]] = {
+    None: _same,
+    "json": json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode,
+    "text": _text,
+}
 
 
 def new_run_counter(start: int = 0) -> Callable[[], int]:
@@ -47,7 +72,9 @@ class Template:
             `dogesim.templates.fields` for the directives.
         path: where the template is (``sinks.orders.value``): the start of every field path
             in messages, and part of the seeds of its Faker and relations.
-        kind: ``"event"`` for a sink's key, value or row; ``"subject"`` for a subject factory.
+        kind: ``"event"`` for a sink's value or row, ``(timestamp, subject, transition)``;
+            ``"key"`` for a Kafka key function, ``(subject, transition)`` (no time fields);
+            ``"subject"`` for a subject factory, ``(index)``.
         locale: the Faker locale (``"de_DE"``, or a list for several); Faker's default when
             None. A ``faker`` field may give its own ``locale``.
         pools: the populations (`dogesim.relations.EntityPool`) ``ref`` fields pick from.
@@ -65,37 +92,57 @@ class Template:
         locale: str | list[str] | None = None,
         pools: Mapping[str, Any] | None = None,
     ) -> None:
-        if kind not in ("event", "subject"):
-            raise ModelError(f"{path}: template kind {shown(kind)} must be 'event' or 'subject'")
+        if kind not in _ARGUMENTS:
+            raise ModelError(
+                f"{path}: template kind {shown(kind)} must be one of {', '.join(_ARGUMENTS)}"
+            )
         self.spec = spec
         self.path = path
         self.kind = kind
         unit = Unit(path, kind, locale, pools)
         self.source = read_field(unit, spec, path)
         self._unit = unit
-        names = [*HELPERS, *unit.constants, *unit.per_run, "_explain", "_Exception"]
+        names = [*HELPERS, *unit.constants, *unit.per_run, "_explain", "_Exception", "_encode"]
         self._closure = list(dict.fromkeys(names))
-        args = "timestamp, subject, transition" if kind == "event" else "index"
+        args = _ARGUMENTS[kind]
         leaves = ", ".join(f"({p!r}, lambda {args}: {s})" for p, s in unit.leaves)
-        text = (
-            f"def _make({', '.join(self._closure)}):\n"
-            f"    def mapper({args}):\n"
-            f"        try:\n"
-            f"            return {self.source}\n"
-            f"        except _Exception as exc:\n"
-            f"            raise _explain(exc, {args}) from exc\n"
-            f"    return mapper, [{leaves}]\n"
-        )
-        self._code = compile(text, f"<template {path}>", "exec")
+        # Two variants, so a mapper without an encoder pays no extra call per event.
+        self._codes = {
+            wrapped: compile(
+                f"def _make({', '.join(self._closure)}):\n"
+                f"    def mapper({args}):\n"
+                f"        try:\n"
+                f"            return {f'_encode({self.source})' if wrapped else self.source}\n"
+                f"        except _Exception as exc:\n"
+                f"            raise _explain(exc, {args}) from exc\n"
+                f"    return mapper, [{leaves}]\n",
+                f"<template {path}>",
+                "exec",
+            )
+            for wrapped in (False, True)
+        }
 
-    def mapper(self, seed: int = 0, run_counter: Callable[[], int] | None = None) -> Any:
+    def mapper(
+        self,
+        seed: int = 0,
+        run_counter: Callable[[], int] | None = None,
+        *,
+        encode: str | None = None,
+    ) -> Any:
         """A new mapper for one run with `seed`: fresh counters, Faker and relation streams.
 
         Args:
             seed: the run's seed.
             run_counter: the counter ``{seq: run}`` fields draw from; share one
                 (`new_run_counter`) between the templates of a run. A new one when None.
+            encode: None (the payload as built), ``"json"`` (compact JSON text, for Kafka
+                values) or ``"text"`` (``str`` of the payload, None kept: for Kafka keys).
         """
+        if encode not in _ENCODERS:
+            raise ModelError(
+                f"{self.path}: encode {shown(encode)}; give one of "
+                f"{', '.join(str(e) for e in _ENCODERS)}"
+            )
         counter = run_counter if run_counter is not None else new_run_counter()
         built: dict[str, Any] = {}
         for name, factory in self._unit.per_run.items():
@@ -108,8 +155,10 @@ class Template:
         values = {**HELPERS, **self._unit.constants, **built}
         values["_explain"] = explain
         values["_Exception"] = Exception
+        values["_encode"] = _ENCODERS[encode]
         namespace: dict[str, Any] = {"__builtins__": {}}
-        exec(self._code, namespace)  # the checked source built in __init__, nothing else
+        # The checked source built in __init__, nothing else.
+        exec(self._codes[encode is not None], namespace)
         mapper, found = namespace["_make"](*(values[name] for name in self._closure))
         leaves.extend(found)
         mapper.template = self
@@ -119,11 +168,12 @@ class Template:
         self, leaves: list[tuple[str, Callable[..., Any]]], exc: Exception, event: tuple[Any, ...]
     ) -> ModelError:
         """The error naming the first field that fails for `event` (re-evaluated one by one)."""
-        where = (
-            f"event {getattr(event[2], 'trigger', '?')!r} at {event[0]}"
-            if self.kind == "event"
-            else f"subject #{event[0]}"
-        )
+        if self.kind == "event":
+            where = f"event {getattr(event[2], 'trigger', '?')!r} at {event[0]}"
+        elif self.kind == "key":
+            where = f"key of event {getattr(event[1], 'trigger', '?')!r}"
+        else:
+            where = f"subject #{event[0]}"
         for path, leaf in leaves:
             try:
                 leaf(*event)

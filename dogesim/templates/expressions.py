@@ -3,8 +3,8 @@
 - `compile_expression`: checks the text of an expression against a whitelist and returns
   the Python source of an equivalent expression over the mapper's locals, plus the helper
   functions it needs.
-- `NAMES_EVENT`, `NAMES_SUBJECT`: the names an expression may use in an event template and
-  in a subject template.
+- `NAMES_EVENT`, `NAMES_KEY`, `NAMES_SUBJECT`: the names an expression may use in an event
+  template, a key template and a subject template.
 - `FUNCTIONS`: the functions an expression may call.
 - `MAX_LENGTH`, `MAX_NODES`: the size bounds of one expression.
 
@@ -33,6 +33,7 @@ __all__ = [
     "MAX_NODES",
     "MAX_REPEAT",
     "NAMES_EVENT",
+    "NAMES_KEY",
     "NAMES_SUBJECT",
     "compile_expression",
 ]
@@ -80,6 +81,8 @@ NAMES_EVENT: dict[str, str] = {
     "from_state": "transition.from_state",
     "to_state": "transition.to_state",
 }
+#: Names usable in a key template (a Kafka key function has no timestamp).
+NAMES_KEY: dict[str, str] = {k: v for k, v in NAMES_EVENT.items() if k != "timestamp"}
 #: Names usable in a subject template (no event yet): only the subject's creation index.
 NAMES_SUBJECT: dict[str, str] = {"index": "index"}
 

@@ -33,7 +33,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dogesim.errors import ModelError, shown
-from dogesim.templates.expressions import FUNCTIONS, NAMES_EVENT, NAMES_SUBJECT, compile_expression
+from dogesim.templates.expressions import (
+    FUNCTIONS,
+    NAMES_EVENT,
+    NAMES_KEY,
+    NAMES_SUBJECT,
+    compile_expression,
+)
 
 __all__ = ["DIRECTIVES", "TIME_FORMATS", "Unit", "read_field"]
 
@@ -129,7 +135,8 @@ class Unit:
     Args:
         path: the template's path (``sinks.orders.value``): field paths start with it, and
             it is mixed into the seeds of the template's Faker and relations.
-        kind: ``"event"`` (a sink's mapper) or ``"subject"`` (a subject factory).
+        kind: ``"event"`` (a sink's mapper), ``"key"`` (a Kafka key function of
+            ``(subject, transition)``, no time) or ``"subject"`` (a subject factory).
         locale: the default Faker locale.
         pools: the populations ``ref`` may pick from, by name.
     """
@@ -141,7 +148,7 @@ class Unit:
         self.kind = kind
         self.locale = locale
         self.pools = dict(pools or {})
-        self.names = NAMES_EVENT if kind == "event" else NAMES_SUBJECT
+        self.names = {"event": NAMES_EVENT, "key": NAMES_KEY}.get(kind, NAMES_SUBJECT)
         # Closure values: fixed ones, and factories called in order for each run with
         # (seed, run counter, the values built so far for that run).
         self.constants: dict[str, Any] = {}
@@ -259,7 +266,12 @@ def _read_const(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) -> s
 
 
 def _event_only(unit: Unit, directive: str, path: str) -> None:
-    if unit.kind != "event":
+    if unit.kind == "key" and directive == "time":
+        raise ModelError(
+            f"{path}: a key template has no event time (Kafka key functions get the subject "
+            "and the transition); put the time in the value"
+        )
+    if unit.kind == "subject":
         raise ModelError(
             f"{path}: {directive!r} needs an event; a subject template can use const, expr "
             "(with index), seq: subject, faker and ref"

@@ -113,6 +113,34 @@ def test_nested_paths_read_attributes_and_mapping_keys_alike() -> None:
         mapper(0, _user(home={}), BUY)
 
 
+def test_key_templates_take_subject_and_transition_and_encode_as_text() -> None:
+    """A key template is a Kafka key function (subject, transition) giving text or None."""
+    key = Template({"expr": "str(subject.id) + '-' + trigger"}, path="k", kind="key")
+    assert key.mapper(0, encode="text")(_user(), BUY) == "7-buy"
+    assert (
+        Template({"subject": "zip", "default": None}, kind="key").mapper(encode="text")(
+            _user(), BUY
+        )
+        is None
+    )
+    with pytest.raises(ModelError, match=r"^k: a key template has no event time"):
+        Template({"time": "iso"}, path="k", kind="key")
+    with pytest.raises(ModelError, match="unknown name 'timestamp'"):
+        Template({"expr": "timestamp"}, kind="key")
+    with pytest.raises(ModelError, match="template kind 'row'"):
+        Template({}, kind="row")
+
+
+def test_json_encoding_gives_compact_text_of_the_payload() -> None:
+    """encode='json' gives compact JSON text (non-ASCII kept), for Kafka values."""
+    template = Template({"id": {"subject": "id"}, "city": "Zürich", "n": {"seq": "event"}})
+    value = template.mapper(0, encode="json")
+    assert value(0, _user(), BUY) == '{"id":7,"city":"Zürich","n":0}'
+    assert value(0, _user(), BUY) == '{"id":7,"city":"Zürich","n":1}'
+    with pytest.raises(ModelError, match="encode 'yaml'"):
+        template.mapper(0, encode="yaml")
+
+
 def test_constant_mappings_are_new_objects_for_every_event() -> None:
     """A stored payload is not changed by a later event (constants are rebuilt per event)."""
     mapper = compile_template({"meta": {"const": {"tags": ["x"]}}})
