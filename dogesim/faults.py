@@ -392,6 +392,8 @@ class FaultySink(LedgeredSink):
         received = inner_book.acknowledged if inner_book is not None else book.delivered
         book.acknowledged = received + book.injected_drops - book.injected_duplicates
         if inner_error is not None:
+            # Nothing is in flight after close: what the inner sink did not store failed.
+            book.failed = max(book.failed, book.collected - book.acknowledged)
             raise SinkError(
                 f"sink {book.sink}: the inner sink failed: {inner_error}; {book.summary()}",
                 [book, *inner_error.ledgers],

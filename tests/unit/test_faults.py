@@ -351,7 +351,16 @@ def _faulty_harness(kind: str, tmp_path: Path) -> SinkHarness:
             return []
         return [json.loads(line)["n"] for line in path.read_text().splitlines()]
 
-    return SinkHarness(f"faults+{kind}", make, lambda: len(values()), values)
+    def full_disk(mapper: RecordMapper) -> FaultySink:
+        return FaultySink(JsonLinesSink("/dev/full", mapper), Faults(), seed=1)
+
+    return SinkHarness(
+        f"faults+{kind}",
+        make,
+        lambda: len(values()),
+        values,
+        full_disk=full_disk if kind == "jsonl" and Path("/dev/full").exists() else None,
+    )
 
 
 class TestFaultySinkConformance(SinkConformance):
