@@ -379,3 +379,30 @@ class TestFaultySinkConformance(SinkConformance):
         sink.close()
         assert sink.ledger == before
         assert sink_under_test.stored() == 5
+
+
+def test_a_failed_delivery_is_counted_once_and_uninjected_copies_are_not_counted() -> None:
+    """When the first copy of a duplicate fails, the event is failed and no duplicate counted."""
+    calls: list[int] = []
+
+    def mapper(timestamp: int, subject: Any, transition: Transition) -> dict[str, Any]:
+        calls.append(subject.id)
+        if subject.id == 1:
+            raise KeyError("balance")
+        return _record(timestamp, subject, transition)
+
+    sink = FaultySink.around(MemorySink, mapper, Faults(duplicate=1.0), seed=1, name="o")
+    _feed_plain_named(sink, 0)
+    with pytest.raises(SinkError, match="balance") as caught:
+        _feed_plain_named(sink, 1)
+    book = sink.ledger
+    assert caught.value.ledgers[0] is book
+    assert (book.collected, book.failed, book.injected_duplicates, book.delivered) == (2, 1, 1, 2)
+    assert calls == [0, 0, 1]
+    with pytest.raises(SinkError):
+        sink.close()
+    assert (book.acknowledged, book.failed, book.lost) == (1, 1, 1)
+
+
+def _feed_plain_named(sink: FaultySink, i: int) -> None:
+    sink.collect(i, SimpleNamespace(id=i, name="x"), MOVE)

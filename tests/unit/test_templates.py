@@ -454,3 +454,11 @@ def test_templates_feed_a_memory_sink_through_the_engine() -> None:
     assert sink.events == [
         {"who": e.subject.id, "what": e.trigger, "at": e.timestamp} for e in raw.events
     ]
+
+
+def test_a_failing_subject_attribute_names_the_attribute_and_the_subject() -> None:
+    """A subject template failing for one subject names the attribute and its index."""
+    factory = TemplateSubjectFactory({"x": {"expr": "10 // (index - 2)"}})
+    assert [factory().x for _ in range(2)] == [-5, -10]
+    with pytest.raises(ModelError, match=r"^subjects\.attributes\.x: ZeroDivisionError.*#2\)"):
+        factory()
