@@ -52,6 +52,9 @@ class _Fenwick:
     """Prefix sums over a growing array of non-negative weights, searchable by a prefix."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._tree: list[float] = [0.0]  # 1-based
         self._values: list[float] = []
         self.total = 0.0
@@ -146,6 +149,14 @@ class EntityPool:
             return
         for tree in self._trees.values():
             tree.set(slot, 0.0)
+
+    def clear(self) -> None:
+        """Remove every entity, for a new run (templates compiled against the pool stay valid)."""
+        self._slot.clear()
+        self._ids.clear()
+        self._weights.clear()
+        for tree in self._trees.values():
+            tree.reset()  # in place: relations keep their tree
 
     def _law_weight(self, law: str, s: float, slot: int) -> float:
         if law == "uniform":
