@@ -2,7 +2,8 @@
 
 - `run_inline(plan)`: the shards one after the other in this process (the reference).
 - `run_processes(plan, workers)`: a `ProcessPoolExecutor` of `workers` spawned processes.
-- `run_dask(plan, client)`: tasks on a Dask distributed cluster.
+- `run_dask(plan, client)`: tasks on a Dask distributed cluster (each shard in a child
+  process of its worker, see `dogesim.scale.isolated`).
 - `dask_client(dask)`: a `distributed.Client` for an address (or the client given).
 
 Each returns one `ShardResult` per shard, in shard order. When a shard fails, the others are
@@ -99,12 +100,15 @@ def dask_client(dask: Any) -> tuple[Any, bool]:
 
 
 def run_dask(plan: ShardPlan, client: Any) -> list[ShardResult]:
-    """Run the shards as tasks of `client`'s cluster (never retried: a shard whose worker
-    died is reported lost, not run twice)."""
+    """Run the shards as tasks of `client`'s cluster, each in a child process of its worker
+    (`run_shard_isolated`); never retried: a shard whose worker died is reported lost, not
+    run twice."""
+    from dogesim.scale.isolated import run_shard_isolated
+
     distributed = import_distributed()
     futures = {
         client.submit(
-            run_shard,
+            run_shard_isolated,
             plan,
             k,
             key=f"dogesim-{plan.run_id}-shard-{k}",
@@ -114,6 +118,7 @@ def run_dask(plan: ShardPlan, client: Any) -> list[ShardResult]:
         for k in range(plan.shards)
     }
     try:
-        return _gather(plan, futures, distributed.as_completed(list(futures)))
+        done = distributed.as_completed(list(futures), loop=client.loop)
+        return _gather(plan, futures, done)
     finally:
         client.cancel(list(futures))

@@ -33,7 +33,7 @@ from dogesim.scale.parts import PartFile
 from dogesim.scale.plan import Shard, ShardPlan, shard_subjects, share_arrivals
 from dogesim.sinks.base import DeliveryLedger, ledger_of
 
-__all__ = ["ShardResult", "run_shard"]
+__all__ = ["ShardResult", "preflight", "run_shard"]
 
 #: Shards in one process run one at a time: each seeds the process's global `random`, which
 #: two shards in threads of one process would otherwise share (a Dask worker with threads).
@@ -89,20 +89,29 @@ def _where() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def preflight(plan: ShardPlan, k: int) -> ShardResult | None:
+    """The result of a shard that must not start (the run is cancelled, or an earlier
+    attempt of it died), or None when it may: it is then claimed."""
+    if plan.control.cancelled():
+        return ShardResult(k, "cancelled", error="the run was cancelled before it started")
+    if plan.control.claim(k):
+        return None
+    return ShardResult(
+        k,
+        "lost",
+        error=(
+            "an earlier attempt of this shard started and its worker died; it is not run "
+            "again, since its events may be partly delivered"
+        ),
+        where=_where(),
+    )
+
+
 def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
     control = plan.control
-    if control.cancelled():
-        return ShardResult(k, "cancelled", error="the run was cancelled before it started")
-    if not control.claim(k):
-        return ShardResult(
-            k,
-            "lost",
-            error=(
-                "an earlier attempt of this shard started and its worker died; it is not run "
-                "again, since its events may be partly delivered"
-            ),
-            where=_where(),
-        )
+    refused = preflight(plan, k)
+    if refused is not None:
+        return refused
     shard = Shard(k, plan.shards, plan.seeds[k], plan.share(k), control.note_part)
     if plan.run.seed_globals:
         _seed_globals(shard.seed)

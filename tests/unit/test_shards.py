@@ -9,8 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
-import signal
 import sys
 from pathlib import Path
 from statistics import NormalDist
@@ -19,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dogesim import CountingSink, Model, Rate, RunError, SinkError
+from dogesim import Model, Rate, RunError, SinkError
 from dogesim.errors import ModelError
-from dogesim.examples.banking import UserFactory, build_banking_model, event_record
+from dogesim.examples.banking import UserFactory, build_banking_model
 from dogesim.scale.parts import part_path
 from dogesim.scale.plan import share_arrivals
 from dogesim.shards import (
@@ -31,16 +29,16 @@ from dogesim.shards import (
     run_sharded,
     shard_seeds,
 )
+from tests.unit.shard_models import (
+    banking_run,
+    banking_to_jsonl,
+    killed_in_shard,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- model builders (picklable) ---------------------------------------------------------------
-
-
-def banking_to_jsonl(path: str, shard: Shard) -> Model:
-    """The banking model, every event into this shard's part of `path`."""
-    return build_banking_model([shard.jsonl(path, event_record)])
 
 
 def banking_to_csv(path: str, shard: Shard) -> Model:
@@ -94,39 +92,9 @@ def failing_in_shard(bad: int, path: str, shard: Shard) -> Model:
     return model
 
 
-class KillingSink(CountingSink):
-    """Counts events and SIGKILLs its own process at the `after`-th (a worker dying)."""
-
-    def __init__(self, after: int) -> None:
-        super().__init__("killing")
-        self.after = after
-
-    def collect(self, timestamp: int, subject: Any, transition: Any) -> None:
-        super().collect(timestamp, subject, transition)
-        if self.count == self.after:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-def killed_in_shard(bad: int, path: str, shard: Shard) -> Model:
-    """Banking into a file; shard `bad`'s process is killed after 50 events."""
-    sinks: list[Any] = [shard.jsonl(path, event_record)]
-    if shard.index == bad:
-        sinks.append(KillingSink(50))
-    return build_banking_model(sinks)
-
-
-def banking_run(path: Path, shards: int, **changes: Any) -> ShardedRun:
-    """A small seeded banking run into `path` (README callbacks on, global `random` used)."""
-    settings: dict[str, Any] = {
-        "subjects": 3000,
-        "subject_factory": UserFactory,
-        "ticks": 600,
-        "tick_ms": 60_000,
-        "seed": 11,
-        "shards": shards,
-    }
-    settings.update(changes)
-    return ShardedRun(functools.partial(banking_to_jsonl, str(path)), **settings)
+def banking_file_run(path: Path, shards: int, **changes: Any) -> ShardedRun:
+    """The small banking run into the file `path`."""
+    return banking_run(functools.partial(banking_to_jsonl, str(path)), shards, **changes)
 
 
 def small(build: Any, subjects: int, shards: int, **changes: Any) -> ShardedRun:
@@ -178,7 +146,7 @@ def test_arrivals_share_is_rate_over_shards() -> None:
 def test_more_shards_than_subjects_is_refused(tmp_path: Path) -> None:
     """shards > subjects is a ModelError naming both numbers, before anything runs."""
     with pytest.raises(ModelError, match=r"shards=8 but the run has 5 subjects"):
-        run_sharded(banking_run(tmp_path / "x.jsonl", 8, subjects=5))
+        run_sharded(banking_file_run(tmp_path / "x.jsonl", 8, subjects=5))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -208,7 +176,7 @@ def chain_to_jsonl(path: str, shard: Shard) -> Model:
 def test_factory_counter_ids_are_renumbered_globally(tmp_path: Path) -> None:
     """UserFactory counts 0, 1, ... per shard; the user ids become the global 0..n-1."""
     out = tmp_path / "bank.jsonl"
-    run_sharded(banking_run(out, 3, subjects=60, ticks=3000))
+    run_sharded(banking_file_run(out, 3, subjects=60, ticks=3000))
     ids = {line["user"]["user_id"] for line in _lines(out)}
     assert ids <= set(range(60)) and len(ids) > 50
 
@@ -221,7 +189,7 @@ def test_merged_jsonl_is_byte_identical_for_1_2_and_4_workers(tmp_path: Path) ->
     outputs = []
     for workers in (1, 2, 4):
         out = tmp_path / f"w{workers}.jsonl"
-        result = run_sharded(banking_run(out, 4), workers=workers)
+        result = run_sharded(banking_file_run(out, 4), workers=workers)
         assert result.shards == 4 and result.workers == min(workers, 4)
         assert result.ledgers[0].acknowledged == result.events == len(out.read_bytes().splitlines())
         outputs.append(out.read_bytes())
@@ -232,7 +200,7 @@ def test_merged_jsonl_is_byte_identical_for_1_2_and_4_workers(tmp_path: Path) ->
 def test_merged_file_is_ordered_by_timestamp_then_shard(tmp_path: Path) -> None:
     """Merged lines are ordered by (timestamp, shard): within a tick shard 0's users first."""
     out = tmp_path / "bank.jsonl"
-    run_sharded(banking_run(out, 3))
+    run_sharded(banking_file_run(out, 3))
     keys = [(line["timestamp"], line["user"]["user_id"] % 3) for line in _lines(out)]
     assert keys == sorted(keys)
 
@@ -240,9 +208,9 @@ def test_merged_file_is_ordered_by_timestamp_then_shard(tmp_path: Path) -> None:
 def test_same_seed_same_bytes_other_shards_other_stream(tmp_path: Path) -> None:
     """The stream is a function of (model, seed, S): equal when repeated, different for S."""
     first, again, other = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
-    run_sharded(banking_run(first, 3))
-    run_sharded(banking_run(again, 3))
-    run_sharded(banking_run(other, 2))
+    run_sharded(banking_file_run(first, 3))
+    run_sharded(banking_file_run(again, 3))
+    run_sharded(banking_file_run(other, 2))
     assert first.read_bytes() == again.read_bytes()
     assert first.read_bytes() != other.read_bytes()
 
@@ -282,7 +250,7 @@ def test_model_file_shards_merge_its_jsonl_sink(tmp_path: Path) -> None:
 
 def test_result_tables_are_the_sums_of_the_shards(tmp_path: Path) -> None:
     """Occupancy, events, attempts and vetoes of the result are the shards' sums."""
-    result = run_sharded(banking_run(tmp_path / "b.jsonl", 3))
+    result = run_sharded(banking_file_run(tmp_path / "b.jsonl", 3))
     parts = [r.result for r in result.shard_results if r.result is not None]
     assert len(parts) == 3
     np.testing.assert_array_equal(result.occupancy, sum(p.occupancy for p in parts))
@@ -393,16 +361,7 @@ def test_a_killed_worker_fails_the_run_with_its_ledgers(tmp_path: Path) -> None:
     """Shard 1's process is SIGKILLed mid-run: SinkError lists every shard, the killed one
     with no ledger; nothing counts as delivered (the merged file is not written)."""
     out = tmp_path / "k.jsonl"
-    run = banking_run(out, 4, subject_factory=UserFactory)
-    run = ShardedRun(
-        functools.partial(killed_in_shard, 1, str(out)),
-        subjects=run.subjects,
-        subject_factory=UserFactory,
-        ticks=run.ticks,
-        tick_ms=run.tick_ms,
-        seed=run.seed,
-        shards=4,
-    )
+    run = banking_run(functools.partial(killed_in_shard, 1, str(out)), 4)
     with pytest.raises(SinkError) as caught:
         run_sharded(run, workers=2)
     error = caught.value
