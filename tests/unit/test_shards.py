@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dogesim import Model, Rate, RunError, SinkError
+from dogesim import CountingSink, Model, Rate, RunError, SinkError
 from dogesim.errors import ModelError
 from dogesim.examples.banking import UserFactory, build_banking_model
 from dogesim.scale.parts import part_path
@@ -245,6 +245,22 @@ def test_model_file_shards_merge_its_jsonl_sink(tmp_path: Path) -> None:
     assert [ledger.acknowledged for ledger in inline.ledgers] == [inline.events]
 
 
+def test_model_file_attribute_ids_are_renumbered_globally(tmp_path: Path) -> None:
+    """models/ecommerce.yaml's ``id: {sequence: 100000}`` in 3 shards: ids 100000.. of the
+    whole run, each shard's striped (shard k holds 100000 + k, + 3, ...)."""
+    run = ShardedRun(
+        str(ROOT / "models" / "ecommerce.yaml"),
+        subjects=90,
+        ticks=300,
+        seed=1,
+        shards=3,
+        environ={"DOGESIM_OUT_DIR": str(tmp_path)},
+    )
+    run_sharded(run)
+    ids = {line["subject"]["id"] for line in _lines(tmp_path / "ecommerce.jsonl")}
+    assert ids <= set(range(100_000, 100_090)) and len(ids) > 80
+
+
 # -- the merged result -------------------------------------------------------------------------
 
 
@@ -355,6 +371,30 @@ def test_a_failing_shard_cancels_the_rest_and_lists_every_shard(tmp_path: Path) 
     assert "shard 2 cancelled" in message and "shard 3 cancelled" in message
     assert "no merged file was written" in message
     assert list(tmp_path.iterdir()) == []
+
+
+def endless_unless_cancelled(shard: Shard) -> Model:
+    """Shard 0 fails at its first attempt; the others would run for ever (every subject
+    moves every tick) unless cancelled."""
+    model = Model(["a", "b"], "a", name="endless")
+    callback = _explode_at(0, 0) if shard.index == 0 else None
+    model.add_transition("go", "a", "b", 100, callback, [CountingSink("counting:go")])
+    model.add_transition("back", "b", "a", 100, None, [CountingSink("counting:back")])
+    return model
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_shard_stops_the_shards_running_in_other_processes() -> None:
+    """With 2 processes, shard 0 fails at once: shard 1, which would need 10^7 ticks, stops
+    at a tick boundary (cancelled, its sinks closed with their counts), and the run fails."""
+    run = ShardedRun(
+        endless_unless_cancelled, subjects=100, ticks=10**7, tick_ms=1000, seed=1, shards=2
+    )
+    with pytest.raises(RunError) as caught:
+        run_sharded(run, workers=2)
+    message = str(caught.value)
+    assert "failed at shard 0: _Boom" in message
+    assert "shard 1 cancelled" in message
 
 
 def test_a_killed_worker_fails_the_run_with_its_ledgers(tmp_path: Path) -> None:
