@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 from statistics import NormalDist
@@ -433,3 +435,16 @@ def test_workers_and_dask_together_are_refused() -> None:
             workers=2,
             dask="tcp://127.0.0.1:1",
         )
+
+
+def test_importing_shards_leaves_dask_out() -> None:
+    """`import dogesim.shards` imports neither distributed, dask nor cloudpickle."""
+    code = (
+        "import sys, dogesim.shards; "
+        "print([m for m in ('distributed', 'dask', 'cloudpickle') if m in sys.modules])"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]"
