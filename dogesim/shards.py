@@ -28,6 +28,7 @@ workers should have one thread each: shards in one process run one at a time.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -184,11 +185,25 @@ def run_sharded(
         plan = plan_run(run, FileControl(directory))
         from dogesim.scale.executors import run_inline, run_processes
 
+        if count > 1:
+            _check_picklable(plan)
         results = run_inline(plan) if count == 1 else run_processes(plan, count)
         executor = "inline" if count == 1 else "processes"
         return _finish(plan, results, started, executor, min(count, plan.shards))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _check_picklable(plan: ShardPlan) -> None:
+    """Worker processes receive the plan pickled: say so now, not as a dead worker later."""
+    try:
+        pickle.dumps(plan)
+    except Exception as exc:
+        raise ModelError(
+            f"the run cannot be sent to worker processes: {exc}; the model builder and the "
+            "subject factory must be picklable (functions and classes defined at module level, "
+            "arguments bound with functools.partial; not lambdas or local functions)"
+        ) from exc
 
 
 def _on_dask(run: ShardedRun, dask: Any, started: float) -> ShardedRunResult:

@@ -417,6 +417,41 @@ def test_a_killed_worker_fails_the_run_with_its_ledgers(tmp_path: Path) -> None:
     assert not Path(part_path(str(out), 1, 4)).exists()
 
 
+def test_an_unpicklable_builder_is_refused_before_processes_start() -> None:
+    """A lambda builder with workers=2: ModelError saying what must be picklable."""
+    run = ShardedRun(lambda shard: chain(shard), subjects=10, ticks=5, tick_ms=1000, shards=2)
+    with pytest.raises(ModelError, match=r"cannot be sent to worker processes.*module level"):
+        run_sharded(run, workers=2)
+
+
+def test_jittered_stamps_merge_in_timestamp_order(tmp_path: Path) -> None:
+    """With jitter, parts hold sub-tick stamps; the merged file is ordered by them."""
+    out = tmp_path / "j.jsonl"
+    result = run_sharded(small(functools.partial(chain_to_jsonl, str(out)), 300, 3, jitter=True))
+    stamps = [line["timestamp"] for line in _lines(out)]
+    assert len(stamps) == result.events > 1000
+    assert stamps == sorted(stamps) and len(set(stamps)) > 300  # sub-tick stamps
+
+
+def chain_with_churn(path: str, shard: Shard) -> tuple[Model, list[Any]]:
+    """The chain into `path`, churn events into it too (a (model, churn_sinks) pair)."""
+    sink = shard.jsonl(path)
+    model = Model(["a", "b", "c"], "a", name="chain")
+    for trigger, source, target, p in CHAIN:
+        model.add_transition(trigger, source, target, p, event_sinks=[sink])
+    return model, [sink]
+
+
+def test_churn_sinks_from_a_builder_pair(tmp_path: Path) -> None:
+    """A builder returning (model, churn_sinks): churn events reach the merged file."""
+    out = tmp_path / "c.jsonl"
+    build = functools.partial(chain_with_churn, str(out))
+    result = run_sharded(small(build, 200, 2, churn=1.0))
+    churned = [line for line in _lines(out) if line["trigger"] == "churn"]
+    assert len(churned) == result.events_by_trigger()["churn"] > 100
+    assert result.occupancy[-1][result.states.index("churned")] == len(churned)
+
+
 def test_dask_without_distributed_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """When `distributed` cannot be imported, dask= fails with the extra to install."""
     monkeypatch.setitem(sys.modules, "distributed", None)
