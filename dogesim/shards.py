@@ -133,7 +133,9 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         seed = _run_seed(run.seed)
         subjects = _count(run.subjects, "subjects", 0)
         arrivals = run.arrivals
-    shards = default_shards(subjects) if run.shards is None else _count(run.shards, "shards", 1)
+    # A model file may fix its shards (a ``shards:`` key, once the loader reads one).
+    chosen = run.shards if run.shards is not None else getattr(spec, "shards", None)
+    shards = default_shards(subjects) if chosen is None else _count(chosen, "shards", 1)
     if shards > max(subjects, 1) or (subjects == 0 and arrivals is None):
         raise ModelError(
             f"shards={shards} but the run has {subjects} subjects: every shard needs at least "

@@ -110,7 +110,8 @@ class ShardedRun:
         ticks, tick_ms, timestamp_start, seed_globals, arrivals, arrivals_profile, churn,
             jitter: as in `Simulation` (a model file's own when None).
         seed: the run's seed; the stream is a function of (model, seed, shards) only.
-        shards: how many shards (`default_shards` of the population when None).
+        shards: how many shards (when None: a model file's ``shards:`` if its loader reads
+            one, else `default_shards` of the population).
         environ: the variables a model file's ``${...}`` read (default: the driver's
             environment, so every worker reads the file alike).
         renumber: subject attributes renumbered to global ids (() turns it off).
