@@ -83,6 +83,12 @@ class ShardedRunResult(RunResult):
     executor: str = "inline"
     shard_results: list[ShardResult] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """`RunResult.summary`, then how the run was cut and who ran it."""
+        where = {"inline": "in this process", "processes": "local processes"}
+        ran = where.get(self.executor, "Dask workers")
+        return f"{super().summary()}\n  {self.shards} shards on {self.workers} worker(s): {ran}"
+
 
 def _run_seed(seed: int | None) -> int:
     """The run's seed: the given one, else ``DOGESIM_SEED``, else one from the global

@@ -277,6 +277,7 @@ def test_result_tables_are_the_sums_of_the_shards(tmp_path: Path) -> None:
     assert result.occupancy[-1].sum() == 3000
     assert result.vetoes[result.transitions.index(_trigger(result, "spending"))] > 0
     assert all(not t.event_sinks and t.action_callback is None for t in result.transitions)
+    assert result.summary().endswith("3 shards on 1 worker(s): in this process")
     assert result.events_by_trigger()["login"] == sum(p.events_by_trigger()["login"] for p in parts)
 
 
