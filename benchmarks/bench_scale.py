@@ -80,6 +80,17 @@ def _executors(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun
     return executors
 
 
+def _cpu(result: Any) -> str:
+    """The shards' CPU seconds in all and on the busiest worker: on idle cores the run cannot
+    beat the busiest worker's share (the load of a shared box shows in wall time only)."""
+    per_worker: dict[str, float] = {}
+    for shard in result.shard_results:
+        worker = shard.where.split("(worker ")[-1]
+        per_worker[worker] = per_worker.get(worker, 0.0) + shard.cpu_seconds
+    total = sum(per_worker.values())
+    return f"shard CPU {total:6.2f} s, busiest worker {max(per_worker.values()):6.2f} s"
+
+
 def _digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -118,7 +129,7 @@ def main() -> None:
                 print(
                     f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
                     f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
-                    f"x{reference / wall:.2f}{note}"
+                    f"x{reference / wall:.2f}  {_cpu(result)}{note}"
                 )
             if case == "jsonl" and len(digests) != 1:
                 raise SystemExit(f"the merged JSONL differs between executors: {digests}")

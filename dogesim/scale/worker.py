@@ -18,6 +18,7 @@ import random
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class ShardResult:
         traceback: the shard's traceback text when it failed.
         where: ``host:pid`` of the process that ran it.
         result: its `RunResult` without sinks and callbacks (None unless it ran).
+        cpu_seconds: CPU time the shard's process spent on it (build, run, close).
     """
 
     index: int
@@ -67,6 +69,7 @@ class ShardResult:
     traceback: str = ""
     where: str = ""
     result: RunResult | None = None
+    cpu_seconds: float = 0.0
 
     def describe(self) -> str:
         """One line: the status, the error and the shard's ledgers."""
@@ -82,7 +85,10 @@ class ShardResult:
 def run_shard(plan: ShardPlan, k: int) -> ShardResult:
     """Run shard `k` of `plan` and report; the one shard function of every executor."""
     with _ONE_AT_A_TIME:
-        return _run_shard(plan, k)
+        started = time.process_time()
+        result = _run_shard(plan, k)
+        result.cpu_seconds = time.process_time() - started
+        return result
 
 
 def _where() -> str:
