@@ -21,8 +21,12 @@ for S > 1 (a queue cannot span processes).
 
 Executors: ``workers=None`` or 1 runs the shards one after the other in this process (the
 reference); ``workers=N`` runs them in N spawned local processes; ``dask="tcp://host:8786"``
-(or a `distributed.Client`; ``pip install 'dogesim[dask]'``) runs them as Dask tasks. Dask
-workers should have one thread each: shards in one process run one at a time.
+(or a `distributed.Client`; ``pip install 'dogesim[dask]'``) runs them as Dask tasks, each
+worker running its shards one at a time in a child process of its own (a worker's event loop
+draws from the global `random`, which doge-datagen callbacks use); start workers with one
+thread each (``dask worker ADDRESS --nthreads 1``), one per core. Builders and factories must
+be picklable (module-level functions and classes, `functools.partial` for arguments); part
+files of merged outputs must be on a file system the driver reads.
 """
 
 from __future__ import annotations
