@@ -31,6 +31,7 @@ files of merged outputs must be on a file system the driver reads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
@@ -38,6 +39,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from numbers import Integral
 from typing import Any
@@ -199,11 +201,29 @@ def run_sharded(
 
         if count > 1:
             _check_picklable(plan)
-        results = run_inline(plan) if count == 1 else run_processes(plan, count)
+        with _parts_removed_on_interrupt(plan):
+            results = run_inline(plan) if count == 1 else run_processes(plan, count)
         executor = "inline" if count == 1 else "processes"
         return _finish(plan, results, started, executor, min(count, plan.shards))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _parts_removed_on_interrupt(plan: ShardPlan) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM (or any error escaping the executor): cancel the shards and remove
+    every part file they opened; nothing is merged."""
+    try:
+        yield
+    except BaseException:
+        plan.control.cancel()
+        _remove_noted_parts(plan)
+        raise
+
+
+def _remove_noted_parts(plan: ShardPlan) -> None:
+    """Remove every part file the shards noted they opened (reported or not)."""
+    remove_parts([PartFile("", "", path, False) for path in plan.control.parts()])
 
 
 def _check_picklable(plan: ShardPlan) -> None:
@@ -226,7 +246,8 @@ def _on_dask(run: ShardedRun, dask: Any, started: float) -> ShardedRunResult:
         control = DaskControl(uuid.uuid4().hex[:12])
         control.bind(client)
         plan = plan_run(run, control, control.run_id)
-        results = run_dask(plan, client)
+        with _parts_removed_on_interrupt(plan):
+            results = run_dask(plan, client)
         workers = len(client.scheduler_info().get("workers", {}))
         return _finish(plan, results, started, "dask", workers)
     finally:
@@ -320,7 +341,7 @@ def _fail(plan: ShardPlan, results: list[ShardResult]) -> None:
     their part files held."""
     merged = {part.name for result in results for part in result.parts}
     # Also the parts of shards that died before they could report them.
-    remove_parts([PartFile("", "", path, False) for path in plan.control.parts()])
+    _remove_noted_parts(plan)
     for result in results:
         result.ledgers = [
             replace(ledger, acknowledged=0) if ledger.sink in merged else ledger

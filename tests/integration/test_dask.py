@@ -20,7 +20,7 @@ from dogesim.shards import run_sharded
 distributed = pytest.importorskip("distributed")
 
 from tests.integration.dask_cluster import DaskCluster, start_cluster  # noqa: E402
-from tests.unit.shard_models import banking_run, banking_to_jsonl, killed_in_shard  # noqa: E402
+from tests.unit.shard_models import banking_run, banking_to_jsonl, faulty_in_shard  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,12 +68,10 @@ def test_a_killed_dask_worker_fails_the_run_loudly(cluster: DaskCluster, tmp_pat
     """Shard 1's worker is SIGKILLed mid-run: the shard is not run again (its events may be
     partly delivered), the run fails with SinkError listing every shard, no merged file."""
     out = tmp_path / "killed.jsonl"
+    build = functools.partial(faulty_in_shard, 1, str(out), fault="kill-parent")
     try:
         with pytest.raises(SinkError) as caught:
-            run_sharded(
-                banking_run(functools.partial(killed_in_shard, 1, str(out), parent=True), 4),
-                dask=cluster.address,
-            )
+            run_sharded(banking_run(build, 4), dask=cluster.address)
         message = str(caught.value)
         assert "shard 1 lost" in message
         assert "nothing of it is confirmed delivered" in message

@@ -4,8 +4,9 @@ They are module-level, so spawned processes and Dask workers import them by name
 arguments with `functools.partial`.
 
 - `banking_to_jsonl(path, shard)`: the banking model into this shard's part of `path`.
-- `KillingSink`: SIGKILLs its process (or its parent, the Dask worker) at the n-th event.
-- `killed_in_shard(bad, path, shard, parent=False)`: banking with a `KillingSink` in shard `bad`.
+- `FaultySink`: at the n-th event SIGKILLs its process (or its parent, the Dask worker), or
+  raises KeyboardInterrupt.
+- `faulty_in_shard(bad, path, shard, fault=...)`: banking with a `FaultySink` in shard `bad`.
 - `banking_run(build, shards, **changes)`: a small seeded banking `ShardedRun` of `build`.
 """
 
@@ -25,26 +26,30 @@ def banking_to_jsonl(path: str, shard: Shard) -> Model:
     return build_banking_model([shard.jsonl(path, event_record)])
 
 
-class KillingSink(CountingSink):
-    """Counts events and SIGKILLs a process at the `after`-th: its own, or with `parent` its
-    parent's (the Dask worker that started the shard's process). A worker dying mid-run."""
+class FaultySink(CountingSink):
+    """Counts events and, at the `after`-th, brings about `fault`: ``"kill"`` SIGKILLs its
+    process, ``"kill-parent"`` its parent (the Dask worker that started the shard's process),
+    ``"interrupt"`` raises KeyboardInterrupt (Ctrl-C)."""
 
-    def __init__(self, after: int, *, parent: bool = False) -> None:
-        super().__init__("killing")
+    def __init__(self, after: int, fault: str) -> None:
+        super().__init__("faulty")
         self.after = after
-        self.parent = parent
+        self.fault = fault
 
     def collect(self, timestamp: int, subject: Any, transition: Any) -> None:
         super().collect(timestamp, subject, transition)
-        if self.count == self.after:
-            os.kill(os.getppid() if self.parent else os.getpid(), signal.SIGKILL)
+        if self.count != self.after:
+            return
+        if self.fault == "interrupt":
+            raise KeyboardInterrupt
+        os.kill(os.getppid() if self.fault == "kill-parent" else os.getpid(), signal.SIGKILL)
 
 
-def killed_in_shard(bad: int, path: str, shard: Shard, *, parent: bool = False) -> Model:
-    """Banking into a file; in shard `bad` a process is killed after 50 events."""
+def faulty_in_shard(bad: int, path: str, shard: Shard, *, fault: str = "kill") -> Model:
+    """Banking into a file; in shard `bad` a `FaultySink` strikes after 50 events."""
     sinks: list[Any] = [shard.jsonl(path, event_record)]
     if shard.index == bad:
-        sinks.append(KillingSink(50, parent=parent))
+        sinks.append(FaultySink(50, fault))
     return build_banking_model(sinks)
 
 

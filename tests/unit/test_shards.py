@@ -34,7 +34,7 @@ from dogesim.shards import (
 from tests.unit.shard_models import (
     banking_run,
     banking_to_jsonl,
-    killed_in_shard,
+    faulty_in_shard,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -400,11 +400,21 @@ def test_a_failing_shard_stops_the_shards_running_in_other_processes() -> None:
     assert "shard 1 cancelled" in message
 
 
+def test_ctrl_c_mid_run_removes_every_part_and_propagates(tmp_path: Path) -> None:
+    """KeyboardInterrupt in shard 2 (in-process) propagates, after the parts of shards 0-2
+    are removed: no merged file, no part left."""
+    out = tmp_path / "i.jsonl"
+    build = functools.partial(faulty_in_shard, 2, str(out), fault="interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        run_sharded(banking_run(build, 4))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_killed_worker_fails_the_run_with_its_ledgers(tmp_path: Path) -> None:
     """Shard 1's process is SIGKILLed mid-run: SinkError lists every shard, the killed one
     with no ledger; nothing counts as delivered (the merged file is not written)."""
     out = tmp_path / "k.jsonl"
-    run = banking_run(functools.partial(killed_in_shard, 1, str(out)), 4)
+    run = banking_run(functools.partial(faulty_in_shard, 1, str(out)), 4)
     with pytest.raises(SinkError) as caught:
         run_sharded(run, workers=2)
     error = caught.value
