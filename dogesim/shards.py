@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import random
 import shutil
 import tempfile
@@ -228,13 +227,16 @@ def _remove_noted_parts(plan: ShardPlan) -> None:
 
 def _check_picklable(plan: ShardPlan) -> None:
     """Worker processes receive the plan pickled: say so now, not as a dead worker later."""
+    from dogesim.scale.executors import pickled
+
     try:
-        pickle.dumps(plan)
+        pickled(plan)
     except Exception as exc:
         raise ModelError(
             f"the run cannot be sent to worker processes: {exc}; the model builder and the "
             "subject factory must be picklable (functions and classes defined at module level, "
-            "arguments bound with functools.partial; not lambdas or local functions)"
+            "arguments bound with functools.partial; lambdas and local functions only with "
+            "cloudpickle installed, as the dask extra does)"
         ) from exc
 
 

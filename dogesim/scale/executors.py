@@ -14,6 +14,7 @@ sinks); a shard whose worker died comes back as ``status="lost"``.
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any
@@ -22,7 +23,15 @@ from dogesim.errors import RunError
 from dogesim.scale.plan import ShardPlan
 from dogesim.scale.worker import ShardResult, run_shard
 
-__all__ = ["dask_client", "import_distributed", "run_dask", "run_inline", "run_processes"]
+__all__ = [
+    "dask_client",
+    "import_distributed",
+    "pickled",
+    "run_dask",
+    "run_inline",
+    "run_pickled_shard",
+    "run_processes",
+]
 
 
 def run_inline(plan: ShardPlan) -> list[ShardResult]:
@@ -59,13 +68,30 @@ def _gather(plan: ShardPlan, futures: dict[Any, int], done: Iterable[Any]) -> li
     return [results[k] for k in range(plan.shards)]
 
 
+def pickled(plan: ShardPlan) -> bytes:
+    """`plan` as the bytes sent to worker processes: by cloudpickle when it is installed (it
+    carries builders defined in a notebook or a script's ``__main__``), else by pickle."""
+    try:
+        import cloudpickle
+    except ImportError:
+        return pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
+    return bytes(cloudpickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def run_pickled_shard(payload: bytes, k: int) -> ShardResult:
+    """`run_shard` of a plan sent as `pickled` bytes (what a worker process runs)."""
+    plan: ShardPlan = pickle.loads(payload)
+    return run_shard(plan, k)
+
+
 def run_processes(plan: ShardPlan, workers: int) -> list[ShardResult]:
     """Run the shards in `workers` fresh processes (the spawn start method: nothing of this
     process's state is inherited, so every worker starts alike on any platform)."""
     context = multiprocessing.get_context("spawn")
+    payload = pickled(plan)
     with ProcessPoolExecutor(max_workers=min(workers, plan.shards), mp_context=context) as pool:
         futures: dict[Future[ShardResult], int] = {
-            pool.submit(run_shard, plan, k): k for k in range(plan.shards)
+            pool.submit(run_pickled_shard, payload, k): k for k in range(plan.shards)
         }
         try:
             return _gather(plan, futures, as_completed(futures))

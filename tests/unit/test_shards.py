@@ -6,12 +6,14 @@ worker processes import them by name.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -428,11 +430,32 @@ def test_a_killed_worker_fails_the_run_with_its_ledgers(tmp_path: Path) -> None:
     assert not Path(part_path(str(out), 1, 4)).exists()
 
 
+def chain_holding(lock: Any, shard: Shard) -> Model:
+    """The chain, from a builder bound to an object no pickler can carry."""
+    return chain(shard)
+
+
 def test_an_unpicklable_builder_is_refused_before_processes_start() -> None:
-    """A lambda builder with workers=2: ModelError saying what must be picklable."""
-    run = ShardedRun(lambda shard: chain(shard), subjects=10, ticks=5, tick_ms=1000, shards=2)
+    """A builder bound to a lock, with workers=2: ModelError saying what must be picklable."""
+    build = functools.partial(chain_holding, threading.Lock())
+    run = ShardedRun(build, subjects=10, ticks=5, tick_ms=1000, shards=2)
     with pytest.raises(ModelError, match=r"cannot be sent to worker processes.*module level"):
         run_sharded(run, workers=2)
+
+
+def test_a_lambda_builder_runs_in_processes_with_cloudpickle() -> None:
+    """With cloudpickle installed, a lambda builder (as in a notebook) runs on 2 processes
+    and gives the in-process result."""
+    pytest.importorskip("cloudpickle")
+    run = ShardedRun(lambda shard: chain(shard), subjects=50, ticks=30, tick_ms=1000, shards=2)
+    inline = run_sharded(replace_seed(run))
+    processes = run_sharded(replace_seed(run), workers=2)
+    np.testing.assert_array_equal(inline.events_per_tick, processes.events_per_tick)
+
+
+def replace_seed(run: ShardedRun) -> ShardedRun:
+    """`run` with seed 77."""
+    return dataclasses.replace(run, seed=77)
 
 
 def test_jittered_stamps_merge_in_timestamp_order(tmp_path: Path) -> None:
