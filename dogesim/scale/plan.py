@@ -101,8 +101,10 @@ class ShardedRun:
             `Shard.jsonl` / `Shard.csv` for files merged across shards), or the path of a
             model file (its file sinks are merged, its other sinks built once per shard).
         subjects: the population (a model file's count when None).
-        subject_factory: a picklable factory as `Simulation` takes (a class is instantiated
-            once per shard, an object is copied per shard). Each shard seeds the global
+        subject_factory: a picklable factory as `Simulation` takes; a factory class (one
+            with ``create()``, like doge-datagen's `SubjectFactory`) is instantiated once per
+            shard, a factory object is copied per shard, other callables (functions, subject
+            classes) are called once per subject. Each shard seeds the global
             `random` with its seed and then calls its factory once per subject, in order; an
             int ``id``/``user_id``/``subject_id`` counted by the factory is renumbered to the
             global index (see `shard_subjects`). Without one, subjects are
@@ -256,10 +258,10 @@ def ledger_name(sink: Any) -> str | None:
 
 def _creator(factory: Any) -> tuple[Callable[[], Any], Any]:
     """A fresh per-subject callable for one shard, and the object holding its state."""
-    if inspect.isclass(factory):
-        instance = factory()
-    elif inspect.isfunction(factory) or inspect.isbuiltin(factory):
-        return factory, None
+    if inspect.isclass(factory) and callable(getattr(factory, "create", None)):
+        instance = factory()  # a factory class (doge-datagen's SubjectFactory): one per shard
+    elif inspect.isclass(factory) or inspect.isfunction(factory) or inspect.isbuiltin(factory):
+        return factory, None  # called once per subject, as `Simulation` does
     else:
         # Copied, so shards run one after the other in one process do not share a counter
         # (as shards in separate processes never do).

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -183,6 +184,20 @@ def test_factory_counter_ids_are_renumbered_globally(tmp_path: Path) -> None:
     run_sharded(banking_file_run(out, 3, subjects=60, ticks=3000))
     ids = {line["user"]["user_id"] for line in _lines(out)}
     assert ids <= set(range(60)) and len(ids) > 50
+
+
+def test_factories_are_made_as_simulation_makes_them(tmp_path: Path) -> None:
+    """A subject class is called per subject; a factory object is copied per shard (two
+    in-process runs give the same bytes, its counter not carried from shard to shard)."""
+    out = tmp_path / "ns.jsonl"
+    build = functools.partial(chain_to_jsonl, str(out))
+    run_sharded(small(build, 40, 2, subject_factory=types.SimpleNamespace))
+    assert {json.dumps(line["subject"]) for line in _lines(out)} == {"{}"}
+    first, again = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    factory = UserFactory()
+    run_sharded(banking_file_run(first, 3, subject_factory=factory))
+    run_sharded(banking_file_run(again, 3, subject_factory=factory))
+    assert first.read_bytes() == again.read_bytes() and factory.current_id == 0
 
 
 # -- merged files: deterministic, any number of workers ----------------------------------------
