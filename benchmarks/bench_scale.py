@@ -1,0 +1,140 @@
+"""Scale-out benchmark: one sharded banking run on 1 worker, 2 local processes and Dask.
+
+Cases (the doge-datagen README banking model, callbacks on):
+- counting: `dogesim.examples.banking` into a counting sink per shard.
+- jsonl: ``models/banking.yaml`` (its JSONL sink, the README's Kafka value) merged into one
+  file; the merged bytes of every executor are checked to be identical.
+
+Executors, at the same number of shards S (so every one produces the same stream):
+- 1 worker: the S shards one after the other in this process (the reference);
+- 2 local processes (``workers=2``);
+- Dask: a `distributed.LocalCluster` of 2 one-thread worker processes on localhost.
+
+Run: ``python benchmarks/bench_scale.py [--subjects 1000000] [--ticks 1440] [--shards S]
+[--cases counting,jsonl] [--skip-dask]``. Prints wall times, events/s and each executor's
+speed-up over 1 worker, and the machine's load (the box may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dogesim import CountingSink, Model
+from dogesim.examples.banking import UserFactory, build_banking_model
+from dogesim.shards import Shard, ShardedRun, default_shards, run_sharded
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def banking_counting(shard: Shard) -> Model:
+    """The banking model into a counting sink of its own."""
+    return build_banking_model([CountingSink("counting:banking")])
+
+
+def _runs(args: argparse.Namespace, directory: Path) -> dict[str, ShardedRun]:
+    shards = args.shards or default_shards(args.subjects)
+    runs = {
+        "counting": ShardedRun(
+            banking_counting,
+            subjects=args.subjects,
+            subject_factory=UserFactory,
+            ticks=args.ticks,
+            tick_ms=60_000,
+            seed=42,
+            shards=shards,
+        ),
+        "jsonl": ShardedRun(
+            str(ROOT / "models" / "banking.yaml"),
+            subjects=args.subjects,
+            ticks=args.ticks,
+            seed=42,
+            shards=shards,
+            environ={**os.environ, "DOGESIM_OUT_DIR": str(directory)},
+        ),
+    }
+    return {name: runs[name] for name in args.cases.split(",")}
+
+
+def _executors(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun], Any]]]:
+    executors: list[tuple[str, Callable[[ShardedRun], Any]]] = [
+        ("1 worker", run_sharded),
+        ("2 processes", functools.partial(run_sharded, workers=2)),
+    ]
+    if not args.skip_dask:
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster, set_as_default=False)
+        executors.append(("dask 2 workers", functools.partial(run_sharded, dask=client)))
+    return executors
+
+
+def _cpu(result: Any) -> str:
+    """The shards' CPU seconds in all and on the busiest worker: on idle cores the run cannot
+    beat the busiest worker's share (the load of a shared box shows in wall time only)."""
+    per_worker: dict[str, float] = {}
+    for shard in result.shard_results:
+        worker = shard.where.split("(worker ")[-1]
+        per_worker[worker] = per_worker.get(worker, 0.0) + shard.cpu_seconds
+    total = sum(per_worker.values())
+    return f"shard CPU {total:6.2f} s, busiest worker {max(per_worker.values()):6.2f} s"
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def main() -> None:
+    """Run every case on every executor once and print the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", type=int, default=1_000_000)
+    parser.add_argument("--ticks", type=int, default=1440)
+    parser.add_argument("--shards", type=int, default=None)
+    parser.add_argument("--cases", default="counting,jsonl")
+    parser.add_argument("--skip-dask", action="store_true")
+    args = parser.parse_args()
+    print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        directory = Path(tmp)
+        executors = _executors(args)
+        for case, run in _runs(args, directory).items():
+            reference: float | None = None
+            digests = set()
+            for label, execute in executors:
+                started = time.perf_counter()
+                result = execute(run)
+                wall = time.perf_counter() - started
+                reference = reference or wall
+                note = ""
+                if case == "jsonl":
+                    output = directory / "banking.jsonl"
+                    digests.add(_digest(output))
+                    note = f"  sha256 {_digest(output)}"
+                    output.unlink()
+                print(
+                    f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
+                    f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
+                    f"x{reference / wall:.2f}  {_cpu(result)}{note}"
+                )
+            if case == "jsonl" and len(digests) != 1:
+                raise SystemExit(f"the merged JSONL differs between executors: {digests}")
+    print("load after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
+if __name__ == "__main__":
+    main()

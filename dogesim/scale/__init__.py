@@ -1,0 +1,9 @@
+"""The pieces of a sharded run; `dogesim.shards` is the public entry point.
+
+- `plan`: what a sharded run is (`ShardedRun`), the resolved `ShardPlan` every shard gets,
+  the per-shard context (`Shard`), seeds, shares and the default number of shards.
+- `control`: how shards learn that the run is cancelled, and how a shard refuses to run twice.
+- `parts`: per-shard part files and their deterministic merge into the file asked for.
+- `worker`: `run_shard(plan, k) -> ShardResult`, the one function every executor runs.
+- `executors`: in-process (the reference), local processes, Dask distributed.
+"""

@@ -1,0 +1,175 @@
+"""Part files: each shard writes its own, the driver merges them into the file asked for.
+
+- `PartFile`: one shard's part of one output (its path, its index, the target it merges into).
+- `PartSink`: wraps the file sink writing a part; passes every event on and keeps the part's
+  index: the run-length encoding ``(timestamp, lines)`` of the timestamps of its lines,
+  written next to it (``<part>.idx``, a ``.npy`` array) on close.
+- `part_path(target, shard, shards)`: where shard `shard` writes its part of `target`.
+- `merge_parts(target, parts)`: the k-way merge (`heapq.merge`) of the parts, in shard order,
+  into `target`: lines ordered by (timestamp, shard, order within the shard), so the merged
+  bytes are a function of the parts only, never of which worker wrote which part or when.
+
+Why an index rather than parsing each line's timestamp: a record's mapper decides what a
+line holds (it may have no timestamp at all), and merging whole runs of lines of one tick
+costs per block, not per line. A CSV part starts with its header line; the merged file has
+it once (every part must have the same one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from dogesim.errors import SinkError
+from dogesim.sinks.base import DeliveryLedger, ledger_of
+
+if TYPE_CHECKING:
+    from dogesim.model import Transition
+
+__all__ = ["PartFile", "PartSink", "merge_parts", "part_path", "remove_parts"]
+
+
+def part_path(target: str, shard: int, shards: int) -> str:
+    """The part of `target` that shard `shard` of `shards` writes, next to `target`."""
+    return f"{target}.part-{shard:05d}-of-{shards:05d}"
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """One shard's part of one merged output.
+
+    Attributes:
+        target: the absolute path of the file the parts merge into.
+        name: the ledger name of the merged output (``jsonl:<target as given>``).
+        path: the part file.
+        header: the part's first line is a header (CSV), not an event.
+    """
+
+    target: str
+    name: str
+    path: str
+    header: bool
+
+    @property
+    def index(self) -> str:
+        """The part's index file: ``(timestamp, lines)`` runs as a ``.npy`` array."""
+        return f"{self.path}.idx"
+
+
+class PartSink:
+    """A file sink writing one shard's part, keeping the index the merge needs.
+
+    Args:
+        inner: the sink writing the part file (a `JsonLinesSink`, `CsvSink` or alike: one
+            line per event, one optional header line).
+        part: what the part is.
+
+    The ledger is the inner sink's, named after the merged output.
+    """
+
+    def __init__(self, inner: Any, part: PartFile) -> None:
+        self.inner = inner
+        self.part = part
+        self._collect = inner.collect
+        self._stamps: list[int] = []
+        self._counts: list[int] = []
+        ledger = ledger_of(inner)
+        if ledger is not None:
+            ledger.sink = part.name
+
+    @property
+    def ledger(self) -> DeliveryLedger | None:
+        """The inner sink's ledger."""
+        return ledger_of(self.inner)
+
+    def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+        """Write the event through the inner sink, then count its line in the index."""
+        self._collect(timestamp, subject, transition)
+        stamps = self._stamps
+        if stamps and stamps[-1] == timestamp:
+            self._counts[-1] += 1
+        else:
+            stamps.append(timestamp)
+            self._counts.append(1)
+
+    def close(self) -> None:
+        """Close the inner sink, then write the index (also when closing failed)."""
+        try:
+            self.inner.close()
+        finally:
+            runs = np.asarray([self._stamps, self._counts], dtype=np.int64).reshape(2, -1).T
+            with open(self.part.index, "wb") as handle:
+                np.save(handle, runs)
+
+
+def _runs(part: PartFile, k: int) -> Iterator[tuple[int, int, int]]:
+    """The blocks of one part as ``(timestamp, shard, lines)``, in file order."""
+    runs = np.load(part.index)
+    for stamp, count in runs.tolist():
+        yield stamp, k, count
+
+
+def _header(handle: IO[bytes], part: PartFile) -> bytes:
+    return handle.readline() if part.header else b""
+
+
+def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
+    """Merge `parts` (in shard order) into `target`; return the number of event lines.
+
+    The merged file is written beside `target` and renamed onto it once complete and
+    fsynced, so a failed merge never leaves a partial `target`. The parts and their indexes
+    are removed after a successful merge.
+
+    Raises:
+        SinkError: a part is missing, its lines do not match its index, or CSV headers differ.
+    """
+    temporary = f"{target}.merging"
+    written = 0
+    with contextlib.ExitStack() as stack:
+        try:
+            handles = [stack.enter_context(open(part.path, "rb")) for part in parts]
+            out = stack.enter_context(open(temporary, "wb", buffering=1 << 20))
+            headers = {_header(handle, part) for handle, part in zip(handles, parts, strict=True)}
+            headers.discard(b"")
+            if len(headers) > 1:
+                raise SinkError(f"{target}: the parts have different CSV headers {headers}")
+            out.write(headers.pop() if headers else b"")
+            blocks = heapq.merge(*(_runs(part, k) for k, part in enumerate(parts)))
+            for _, k, count in blocks:
+                lines = list(islice(handles[k], count))
+                if len(lines) != count:
+                    raise SinkError(
+                        f"{target}: part {parts[k].path} ends before its index says "
+                        f"(a block of {count} lines has {len(lines)})"
+                    )
+                out.writelines(lines)
+                written += count
+            for handle, part in zip(handles, parts, strict=True):
+                if handle.readline():
+                    raise SinkError(f"{target}: part {part.path} has lines its index lacks")
+            out.flush()
+            os.fsync(out.fileno())
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            if isinstance(exc, OSError):
+                raise SinkError(f"{target}: merging the shards' parts failed: {exc}") from exc
+            raise
+    os.replace(temporary, target)
+    remove_parts(parts)
+    return written
+
+
+def remove_parts(parts: Sequence[PartFile]) -> None:
+    """Delete part files and their indexes (missing ones are fine)."""
+    for part in parts:
+        for path in (part.path, part.index):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)

@@ -1,0 +1,317 @@
+"""What a sharded run is, and what each shard of it gets.
+
+- `ShardedRun`: a run to cut into shards: a model (a picklable callable that builds it with
+  fresh sinks for one shard, or a model-file path), the population, ticks and seed.
+- `ShardPlan`: the resolved run every shard receives: the seed, the number of shards, the
+  population, an id for the run and its `Control`.
+- `Shard`: what a model-building callable is given: the shard's index, seed and subject
+  numbering, and `Shard.jsonl` / `Shard.csv` / `Shard.merged` for outputs merged across shards.
+- `default_shards(subjects)`: the number of shards when the run gives none.
+- `shard_seeds(seed, shards)`: one integer seed per shard, from
+  ``numpy.random.SeedSequence(seed).spawn(shards)``.
+- `share_arrivals(arrivals, shards)`: one shard's share of the arrival rate.
+- `shard_subjects(factory, shard, renumber)`: the per-subject factory of one shard.
+
+Subjects are striped: shard ``k`` of ``S`` holds the global subject indices ``k, k + S,
+k + 2S, ...`` (its initial subjects, then its newcomers), so ids stay unique whatever the
+arrivals, and without arrivals the population is ``0 .. n-1`` exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from numbers import Real
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from dogesim.errors import ModelError
+from dogesim.model import Model
+from dogesim.rates import Profile, Rate, parse_rate
+from dogesim.scale.control import Control
+from dogesim.scale.parts import PartFile, PartSink, part_path
+
+__all__ = [
+    "RENUMBERED",
+    "Shard",
+    "ShardPlan",
+    "ShardedRun",
+    "default_shards",
+    "shard_seeds",
+    "shard_subjects",
+    "share_arrivals",
+]
+
+#: Subject attributes that hold a counter id and are renumbered to the global numbering.
+RENUMBERED = ("id", "user_id", "subject_id")
+
+#: A model-building callable: ``build(shard) -> Model`` or ``(Model, churn_sinks)``.
+ModelBuilder = Callable[["Shard"], "Model | tuple[Model, Sequence[Any]]"]
+
+
+def default_shards(subjects: int) -> int:
+    """The number of shards of a run of `subjects` that gives none.
+
+    One below 20,000 subjects; else 8 per started million, at most 64. It depends on the
+    population only, never on the workers, so a seeded run without ``shards=`` gives the same
+    stream on any machine.
+    """
+    if subjects < 20_000:
+        return 1
+    return min(64, 8 * math.ceil(subjects / 1_000_000))
+
+
+def shard_seeds(seed: int, shards: int) -> list[int]:
+    """Per shard, a 63-bit seed drawn from ``SeedSequence(seed).spawn(shards)[k]``; it seeds
+    the shard's `Simulation` (its engine stream) and its global `random`."""
+    children = np.random.SeedSequence(seed).spawn(shards)
+    return [int(child.generate_state(1, np.uint64)[0]) >> 1 for child in children]
+
+
+def share_arrivals(arrivals: float | Rate | str | None, shards: int) -> float | Rate | None:
+    """One shard's share of `arrivals`: the rate divided by `shards`.
+
+    The superposition of `shards` independent Poisson streams of rate ``r / shards`` is a
+    Poisson stream of rate ``r``, so the run's arrivals keep their law exactly.
+    """
+    if arrivals is None:
+        return None
+    if isinstance(arrivals, str):
+        arrivals = parse_rate(arrivals, "arrivals")
+    if isinstance(arrivals, Rate):
+        return replace(arrivals, value=arrivals.value / shards)
+    if isinstance(arrivals, bool) or not isinstance(arrivals, Real) or not 0 <= arrivals < math.inf:
+        raise ModelError(f"arrivals must be a number of subjects per tick >= 0, got {arrivals!r}")
+    return float(arrivals) / shards
+
+
+@dataclass(frozen=True)
+class ShardedRun:
+    """A run to cut into shards of subjects.
+
+    Args:
+        model: a picklable callable ``build(shard: Shard) -> Model`` (or ``(Model,
+            churn_sinks)``) that builds the model with fresh sinks for one shard (use
+            `Shard.jsonl` / `Shard.csv` for files merged across shards), or the path of a
+            model file (its file sinks are merged, its other sinks built once per shard).
+        subjects: the population (a model file's count when None).
+        subject_factory: a picklable factory as `Simulation` takes; a factory class (one
+            with ``create()``, like doge-datagen's `SubjectFactory`) is instantiated once per
+            shard, a factory object is copied per shard, other callables (functions, subject
+            classes) are called once per subject. Each shard seeds the global
+            `random` with its seed and then calls its factory once per subject, in order; an
+            int ``id``/``user_id``/``subject_id`` counted by the factory is renumbered to the
+            global index (see `shard_subjects`). Without one, subjects are
+            ``SimpleNamespace(id=<global index>)``.
+        ticks, tick_ms, timestamp_start, seed_globals, arrivals, arrivals_profile, churn,
+            jitter: as in `Simulation` (a model file's own when None).
+        seed: the run's seed; the stream is a function of (model, seed, shards) only.
+        shards: how many shards (when None: a model file's ``shards:`` if its loader reads
+            one, else `default_shards` of the population).
+        environ: the variables a model file's ``${...}`` read (default: the driver's
+            environment, so every worker reads the file alike).
+        renumber: subject attributes renumbered to global ids (() turns it off).
+    """
+
+    model: ModelBuilder | str | os.PathLike[str]
+    subjects: int | None = None
+    subject_factory: Any = None
+    ticks: int | None = None
+    tick_ms: int | None = None
+    timestamp_start: int | None = None
+    seed: int | None = None
+    shards: int | None = None
+    seed_globals: bool = True
+    arrivals: float | Rate | str | None = None
+    arrivals_profile: Profile | None = None
+    churn: float | Rate | str | None = None
+    jitter: bool | None = None
+    environ: Mapping[str, str] | None = None
+    renumber: tuple[str, ...] = RENUMBERED
+
+    @property
+    def model_file(self) -> str | None:
+        """The model file's path, or None when `model` is a callable."""
+        if isinstance(self.model, (str, os.PathLike)):
+            return os.fspath(self.model)
+        return None
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """A `ShardedRun` resolved in the driver: what every shard receives.
+
+    Attributes:
+        run: the run, with its seed, population and (for model files) tick settings filled in.
+        seed: the run's seed.
+        shards: the number of shards.
+        subjects: the initial population of the whole run.
+        seeds: per shard, its seed (`shard_seeds`).
+        run_id: a name for this run (part files, Dask keys and events).
+        control: cancellation and run-once claims shared by the shards.
+        outputs: model files: per file sink name, the absolute path of its merged output.
+    """
+
+    run: ShardedRun
+    seed: int
+    shards: int
+    subjects: int
+    seeds: tuple[int, ...]
+    run_id: str
+    control: Control
+    outputs: Mapping[str, str] = field(default_factory=dict)
+
+    def share(self, k: int) -> int:
+        """How many initial subjects shard `k` holds (``len(range(k, subjects, shards))``)."""
+        return len(range(k, self.subjects, self.shards))
+
+
+class Shard:
+    """One shard of a run, as its model-building callable sees it.
+
+    Attributes:
+        index: the shard's number ``k`` (0-based).
+        shards: how many shards the run has (``S``).
+        seed: the shard's seed (its engine stream and its global `random`).
+        subjects: how many initial subjects it holds.
+        parts: the merged outputs registered so far (`merged`, `jsonl`, `csv`).
+        sinks: their sinks (closed by the shard if building the model fails).
+    """
+
+    def __init__(
+        self,
+        index: int,
+        shards: int,
+        seed: int,
+        subjects: int,
+        on_part: Callable[[str], None] | None = None,
+    ) -> None:
+        self.index = index
+        self.shards = shards
+        self.seed = seed
+        self.subjects = subjects
+        self.parts: list[PartFile] = []
+        self.sinks: list[Any] = []
+        self._on_part = on_part
+
+    def global_index(self, local: int) -> int:
+        """The run-wide index of this shard's `local`-th subject: ``index + shards * local``."""
+        return self.index + self.shards * local
+
+    def merged(
+        self, target: str | os.PathLike[str], make: Callable[[str], Any], *, header: bool = False
+    ) -> PartSink:
+        """A sink for this shard's part of the file `target`, merged after the run.
+
+        Args:
+            target: the file the run writes (relative paths: to this process's directory).
+            make: builds the line-per-event file sink for a given part path.
+            header: the file starts with one header line (CSV).
+        """
+        path = os.path.abspath(os.fspath(target))
+        if any(part.target == path for part in self.parts):
+            raise ModelError(f"shard {self.index}: {os.fspath(target)!r} is merged twice")
+        part = part_path(path, self.index, self.shards)
+        if self._on_part is not None:
+            self._on_part(part)
+        inner = make(part)
+        name = ledger_name(inner)
+        kind = name.split(":", 1)[0] if name else "file"
+        info = PartFile(path, f"{kind}:{os.fspath(target)}", part, header)
+        sink = PartSink(inner, info)
+        self.parts.append(info)
+        self.sinks.append(sink)
+        return sink
+
+    def jsonl(self, target: str | os.PathLike[str], mapper: Any = None) -> PartSink:
+        """A `JsonLinesSink` of this shard's part of `target` (`mapper` as in it)."""
+        from dogesim.sinks.files import JsonLinesSink
+
+        return self.merged(target, lambda path: JsonLinesSink(path, mapper))
+
+    def csv(
+        self,
+        target: str | os.PathLike[str],
+        mapper: Any = None,
+        *,
+        fieldnames: Sequence[str] | None = None,
+    ) -> PartSink:
+        """A `CsvSink` of this shard's part of `target` (`mapper`, `fieldnames` as in it)."""
+        from dogesim.sinks.files import CsvSink
+
+        return self.merged(
+            target, lambda path: CsvSink(path, mapper, fieldnames=fieldnames), header=True
+        )
+
+
+def ledger_name(sink: Any) -> str | None:
+    """The name of `sink`'s ledger, or None."""
+    ledger = getattr(sink, "ledger", None)
+    return getattr(ledger, "sink", None)
+
+
+def _creator(factory: Any) -> tuple[Callable[[], Any], Any]:
+    """A fresh per-subject callable for one shard, and the object holding its state."""
+    if inspect.isclass(factory) and callable(getattr(factory, "create", None)):
+        instance = factory()  # a factory class (doge-datagen's SubjectFactory): one per shard
+    elif inspect.isclass(factory) or inspect.isfunction(factory) or inspect.isbuiltin(factory):
+        return factory, None  # called once per subject, as `Simulation` does
+    else:
+        # Copied, so shards run one after the other in one process do not share a counter
+        # (as shards in separate processes never do).
+        instance = copy.deepcopy(factory)
+    create = getattr(instance, "create", None)
+    if callable(create):
+        return create, instance
+    if callable(instance):
+        return instance, getattr(instance, "__self__", instance)
+    raise ModelError(f"subject_factory must be callable or have a create() method, got {factory!r}")
+
+
+def shard_subjects(
+    factory: Any, shard: Shard, renumber: Sequence[str] = RENUMBERED
+) -> Callable[[], Any]:
+    """The per-subject factory of `shard`.
+
+    Each shard calls a fresh factory once per subject, in order, after seeding the global
+    `random` with its seed. The factory counts subjects of its own shard, so an int attribute
+    named in `renumber` (a counter id: ``c0 + j`` for the shard's ``j``-th subject) is moved to
+    the global numbering, ``c0 + k + S * j``: ids are unique across shards and, without
+    arrivals, the same set as in one process. Subjects without such attributes are left as
+    the factory made them.
+    """
+    counter = 0
+
+    if factory is None:
+
+        def default() -> Any:
+            nonlocal counter
+            subject = SimpleNamespace(id=shard.global_index(counter))
+            counter += 1
+            return subject
+
+        return default
+    create, _ = _creator(factory)
+    if not renumber or shard.shards == 1:
+        return create
+    names = tuple(renumber)
+    shift_per_subject = shard.shards - 1
+
+    def renumbered() -> Any:
+        nonlocal counter
+        subject = create()
+        shift = shard.index + shift_per_subject * counter
+        counter += 1
+        for name in names:
+            value = getattr(subject, name, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(subject, name, value + shift)
+        return subject
+
+    return renumbered

@@ -1,0 +1,283 @@
+"""One shard's work: `run_shard(plan, k) -> ShardResult`, the same for every executor.
+
+- `run_shard`: build shard `k`'s model (fresh sinks, merged file outputs as part files), its
+  subjects and its share of arrivals, run it with the shard's seed, and report.
+- `ShardResult`: what a shard reports: its status, its sinks' ledgers, its part files, and
+  its occupancy and event tables (sink-free, so it pickles to any driver).
+
+A shard never raises for what happens inside the run: a failure comes back as a result with
+``status="failed"`` and the ledgers its closed sinks keep, so the driver can report every
+shard's counts. Only a dead worker (killed process) leaves a shard without a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dogesim.engine import Simulation
+from dogesim.errors import ModelError, SinkError
+from dogesim.model import Model, Transition
+from dogesim.result import RunResult
+from dogesim.scale.parts import PartFile
+from dogesim.scale.plan import Shard, ShardPlan, shard_subjects, share_arrivals
+from dogesim.sinks.base import DeliveryLedger, ledger_of
+
+__all__ = ["ShardResult", "preflight", "run_shard"]
+
+#: Shards in one process run one at a time: each seeds the process's global `random`, which
+#: two shards in threads of one process would otherwise share (a Dask worker with threads).
+_ONE_AT_A_TIME = threading.Lock()
+
+
+@dataclass
+class ShardResult:
+    """What one shard reports back to the driver.
+
+    Attributes:
+        index: the shard's number.
+        status: ``"done"``, ``"failed"`` (the shard's run raised, or it refused to run),
+            ``"cancelled"`` (stopped because another shard failed) or ``"lost"`` (its worker
+            died: no ledger is known, so nothing of it counts as delivered).
+        ledgers: its sinks' ledgers after they were closed (merged outputs by their name).
+        parts: its part files of merged outputs.
+        error: what went wrong, one line (empty when done).
+        error_kind: ``"model"`` (a `ModelError`), ``"sink"`` (a `SinkError`) or ``"other"``.
+        traceback: the shard's traceback text when it failed.
+        where: ``host:pid`` of the process that ran it.
+        result: its `RunResult` without sinks and callbacks (None unless it ran).
+        cpu_seconds: CPU time the shard's process spent on it (build, run, close).
+    """
+
+    index: int
+    status: str
+    ledgers: list[DeliveryLedger] = field(default_factory=list)
+    parts: list[PartFile] = field(default_factory=list)
+    error: str = ""
+    error_kind: str = ""
+    traceback: str = ""
+    where: str = ""
+    result: RunResult | None = None
+    cpu_seconds: float = 0.0
+
+    def describe(self) -> str:
+        """One line: the status, the error and the shard's ledgers."""
+        counts = "; ".join(ledger.summary() for ledger in self.ledgers)
+        if self.status == "lost":
+            counts = "no ledger (nothing of it is confirmed delivered)"
+        text = f"shard {self.index} {self.status}"
+        if self.error:
+            text += f" ({self.error})"
+        return f"{text}: {counts or 'no sinks'}"
+
+
+def run_shard(plan: ShardPlan, k: int) -> ShardResult:
+    """Run shard `k` of `plan` and report; the one shard function of every executor."""
+    with _ONE_AT_A_TIME:
+        started = time.process_time()
+        result = _run_shard(plan, k)
+        result.cpu_seconds = time.process_time() - started
+        return result
+
+
+def _where() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def preflight(plan: ShardPlan, k: int) -> ShardResult | None:
+    """The result of a shard that must not start (the run is cancelled, or an earlier
+    attempt of it died), or None when it may: it is then claimed."""
+    if plan.control.cancelled():
+        return ShardResult(k, "cancelled", error="the run was cancelled before it started")
+    if plan.control.claim(k):
+        return None
+    return ShardResult(
+        k,
+        "lost",
+        error=(
+            "an earlier attempt of this shard started and its worker died; it is not run "
+            "again, since its events may be partly delivered"
+        ),
+        where=_where(),
+    )
+
+
+def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
+    control = plan.control
+    refused = preflight(plan, k)
+    if refused is not None:
+        return refused
+    shard = Shard(k, plan.shards, plan.seeds[k], plan.share(k), control.note_part)
+    if plan.run.seed_globals:
+        _seed_globals(shard.seed)
+    running: list[Simulation] = []
+
+    def progress(done: int) -> None:
+        if control.cancelled():
+            running[0].stop()
+
+    try:
+        simulation = _build(plan, shard, progress)
+    except Exception as exc:
+        _close_quietly(shard.sinks)
+        return _failed(shard, exc, shard.sinks)
+    running.append(simulation)
+    try:
+        result = simulation.run()
+    except Exception as exc:
+        return _failed(shard, exc, simulation.model.sinks())
+    return ShardResult(
+        k,
+        "cancelled" if result.stopped else "done",
+        ledgers=list(result.ledgers),
+        parts=list(shard.parts),
+        error="stopped: another shard failed" if result.stopped else "",
+        where=_where(),
+        result=_portable(result),
+    )
+
+
+def _seed_globals(seed: int) -> None:
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        np.random.seed(seed % (1 << 32))
+
+
+def _failed(shard: Shard, exc: BaseException, sinks: Iterable[Any]) -> ShardResult:
+    kind = "model" if isinstance(exc, ModelError) else "sink" if isinstance(exc, SinkError) else ""
+    ledgers = [ledger for ledger in map(ledger_of, sinks) if ledger is not None]
+    return ShardResult(
+        shard.index,
+        "failed",
+        ledgers=ledgers,
+        parts=list(shard.parts),
+        error=f"{type(exc).__name__}: {exc}",
+        error_kind=kind or "other",
+        traceback="".join(traceback.format_exception(exc)),
+        where=_where(),
+    )
+
+
+def _close_quietly(sinks: Iterable[Any]) -> None:
+    for sink in sinks:
+        # The build error is what the shard reports, not a close error after it.
+        with contextlib.suppress(Exception):
+            getattr(sink, "close", lambda: None)()
+
+
+def _refuse_resources(resources: Iterable[str], shards: int, where: str) -> None:
+    names = sorted(resources)
+    if names and shards > 1:
+        raise ModelError(
+            f"{where}: its subjects share the resources {names}, so they cannot be cut into "
+            f"{shards} shards (a queue cannot span processes); run it with shards=1"
+        )
+
+
+def _build(plan: ShardPlan, shard: Shard, progress: Callable[[int], None]) -> Simulation:
+    """Shard `shard`'s `Simulation`, with fresh sinks, its subjects and arrivals."""
+    if plan.run.model_file is not None:
+        return _build_from_file(plan, shard, progress)
+    run = plan.run
+    builder = run.model
+    assert callable(builder)
+    built = builder(shard)
+    churn_sinks: Sequence[Any] = ()
+    if isinstance(built, tuple):
+        built, churn_sinks = built
+    if not isinstance(built, Model):
+        raise ModelError(
+            f"the model builder {builder!r} returned {built!r}; it must return a dogesim.Model "
+            "(or a (Model, churn_sinks) pair)"
+        )
+    shard.sinks.extend(s for s in built.sinks() if s not in shard.sinks)
+    shard.sinks.extend(s for s in churn_sinks if s not in shard.sinks)
+    _refuse_resources(built.resources, plan.shards, f"model {built.name!r}")
+    assert run.ticks is not None and run.tick_ms is not None
+    return Simulation(
+        built,
+        shard.subjects,
+        subject_factory=shard_subjects(run.subject_factory, shard, run.renumber),
+        ticks=run.ticks,
+        tick_ms=run.tick_ms,
+        timestamp_start=run.timestamp_start or 0,
+        seed=shard.seed,
+        seed_globals=run.seed_globals,
+        progress=progress,
+        jitter=bool(run.jitter),
+        arrivals=share_arrivals(run.arrivals, plan.shards),
+        arrivals_profile=run.arrivals_profile,
+        churn=run.churn,
+        churn_sinks=churn_sinks,
+    )
+
+
+def _build_from_file(plan: ShardPlan, shard: Shard, progress: Callable[[int], None]) -> Simulation:
+    """Shard `shard`'s `Simulation` of a model file: its file sinks write parts."""
+    from dogesim.scale.modelfiles import load_for_shard
+
+    spec = load_for_shard(plan, shard)
+    built: dict[str, Any] = {}
+    try:
+        for name in spec.used_sinks():
+            sink_spec = spec.sinks[name]
+            target = plan.outputs.get(name)
+            if target is None:
+                built[name] = sink_spec.build()
+                shard.sinks.append(built[name])
+            else:
+                built[name] = shard.merged(
+                    target, _part_builder(sink_spec), header=sink_spec.type == "csv"
+                )
+    except Exception:
+        _close_quietly(built.values())
+        raise
+    return spec.simulation(sinks=built, seed=shard.seed, progress=progress, jitter=plan.run.jitter)
+
+
+def _part_builder(sink_spec: Any) -> Callable[[str], Any]:
+    """Builds the model file's file sink `sink_spec` writing a part path instead."""
+    from dataclasses import replace
+
+    def build(path: str) -> Any:
+        settings = {**sink_spec.settings, "path": path}
+        if sink_spec.type == "jsonl":
+            settings["append"] = False
+        return replace(sink_spec, settings=settings).build()
+
+    return build
+
+
+def _bare(transition: Transition) -> Transition:
+    """`transition` without sinks and callbacks, so a result travels between processes."""
+    hold = transition.hold if isinstance(transition.hold, int) else 1
+    copy = Transition(
+        transition.trigger,
+        transition.from_state,
+        transition.to_state,
+        transition.probability,
+        None,
+        (),
+        profile=transition.profile,
+        resource=transition.resource,
+        hold=hold,
+    )
+    copy.rate = transition.rate
+    return copy
+
+
+def _portable(result: RunResult) -> RunResult:
+    from dataclasses import replace
+
+    return replace(result, transitions=tuple(_bare(t) for t in result.transitions))
