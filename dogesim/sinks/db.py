@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from dogesim.errors import SinkConfigError, SinkError
+from dogesim.errors import RunError, SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
 from dogesim.sinks.urls import masked_url
 
@@ -500,18 +500,23 @@ class DbSink(LedgeredSink):
         between, so an interrupt (a second Ctrl-C) can hardly fall between a commit and its
         count; an interrupted transaction is rolled back and its rows count as lost.
         """
+        if getattr(self, "_deferred", False):
+            self._write_uncommitted(rows)
+            return
         with self.engine.connect() as conn:
             transaction = conn.begin()
-            if self.use_copy:
-                self._copy(conn, rows)
-            else:
-                assert self.table is not None
-                columns = self.columns
-                conn.execute(
-                    self.table.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
-                )
+            self._insert(conn, rows)
             transaction.commit()
             self.ledger.acknowledged += len(rows)
+
+    def _insert(self, conn: Connection, rows: list[Any]) -> None:
+        """The rows into the table within `conn`'s transaction (COPY or INSERT)."""
+        if self.use_copy:
+            self._copy(conn, rows)
+            return
+        assert self.table is not None
+        columns = self.columns
+        conn.execute(self.table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
 
     def _copy(self, conn: Connection, rows: list[Any]) -> None:
         import psycopg
@@ -556,6 +561,9 @@ class DbSink(LedgeredSink):
             if self._batch and self._broken is None:
                 with contextlib.suppress(SinkError):  # counted; reported below
                     self._submit()
+            if getattr(self, "_held", None) is not None and self._broken is None:
+                with contextlib.suppress(SinkError):  # counted; reported below
+                    self._commit_held()
             if not self.ledger.ok:
                 self.ledger.failed += self.ledger.pending
                 if self._broken is not None:
@@ -570,3 +578,86 @@ class DbSink(LedgeredSink):
         self.factory._open_sinks += 1
         self._batch = []
         self._broken, self._broken_rows = None, 0
+
+    # -- checkpoint positions (dogesim.sinks.offsets) ---------------------------------------
+    # With checkpoints on, batches go into one open transaction committed only at a
+    # checkpoint (`position`) or at close: a run killed in between leaves no row past the
+    # last checkpoint, so a resume neither duplicates nor has to guess which rows to delete.
+
+    def defer_commits(self) -> None:
+        """Commit only at checkpoints (`position`) and at close."""
+        self._deferred = True
+
+    def output_identity(self) -> str:
+        """The database (password masked) and the table."""
+        schema = f"{self.schema}." if self.schema else ""
+        return f"db:{self.factory.shown_url}/{schema}{self.table_name}"
+
+    def position(self) -> dict[str, Any]:
+        """Commit the rows collected so far; the rows the table holds."""
+        self.flush()
+        if getattr(self, "_held", None) is not None:
+            self._commit_held()
+        return {"table_rows": self._count_rows()}
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """Check the table holds exactly the rows it held at the checkpoint (deleting
+        nothing: rows cannot be told apart), else `RunError`."""
+        found, expected = self._count_rows(), position.get("table_rows")
+        if found != expected:
+            raise RunError(
+                f"sink {self.ledger.sink}: table {self.table_name!r} holds {found} rows, "
+                f"{expected} at the checkpoint: rows were added or removed since (by another "
+                "writer, or by a run that did not checkpoint); restore the table first"
+            )
+
+    def _count_rows(self) -> int:
+        table = sa.table(self.table_name, schema=self.schema)
+        try:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(self.table_name, schema=self.schema):
+                    return 0
+                return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error(f"counting the table's rows failed: {_first_line(exc)}") from exc
+
+    def _write_uncommitted(self, rows: list[Any]) -> None:
+        """`rows` into the held transaction (opened at the first batch), not committed."""
+        held = getattr(self, "_held", None)
+        if held is None:
+            conn = self.engine.connect()
+            self._held: tuple[Connection, Any] | None = (conn, conn.begin())
+            self._uncommitted = 0
+            held = self._held
+        try:
+            self._insert(held[0], rows)
+        except BaseException:
+            self._drop_held()
+            raise
+        self._uncommitted += len(rows)
+
+    def _commit_held(self) -> None:
+        """Commit the held transaction and count its rows; `SinkError` if it fails."""
+        assert self._held is not None
+        conn, transaction = self._held
+        try:
+            transaction.commit()
+        except self._errors as exc:
+            self._broken, self._broken_rows = exc, self._uncommitted
+            self._drop_held()
+            raise self._broken_error() from exc
+        self.ledger.acknowledged += self._uncommitted
+        self._uncommitted = 0
+        self._held = None
+        conn.close()
+
+    def _drop_held(self) -> None:
+        """Roll the held transaction back: its rows are lost (counted as failed)."""
+        assert self._held is not None
+        conn, _ = self._held
+        self._held = None
+        self.ledger.failed += self._uncommitted
+        self._uncommitted = 0
+        with contextlib.suppress(Exception):
+            conn.rollback()
+            conn.close()
