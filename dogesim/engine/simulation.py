@@ -243,6 +243,8 @@ class Simulation:
             # whatever else draws from them before it is taken.
             self._globals_at_end = (random.getstate(), np.random.get_state())
         except BaseException as exc:
+            if self._restored is not None or self._options.checkpoint_every is not None:
+                offsets.abandon(sinks)  # a failed run keeps no SQL row past its checkpoint
             errors, interrupt = close_all(sinks)
             for error in [*errors, *([interrupt] if interrupt else [])]:
                 add_note(exc, f"while stopping, closing a sink also failed: {describe(error)}")

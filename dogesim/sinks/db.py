@@ -588,6 +588,19 @@ class DbSink(LedgeredSink):
         """Commit only at checkpoints (`position`) and at close."""
         self._deferred = True
 
+    def abandon_uncommitted(self) -> None:
+        """Roll back the rows since the last checkpoint (the run failed; they count as
+        failed, and a resume from that checkpoint writes them again)."""
+        if not getattr(self, "_deferred", False):
+            return
+        self._batch_lost()
+        if getattr(self, "_held", None) is not None:
+            self._drop_held()
+
+    def _batch_lost(self) -> None:
+        self.ledger.failed += len(self._batch)
+        self._batch = []
+
     def output_identity(self) -> str:
         """The database (password masked) and the table."""
         schema = f"{self.schema}." if self.schema else ""

@@ -9,6 +9,8 @@
 - `positions`: the positions of a model's sinks, for a checkpoint.
 - `restore_positions`: hand each sink of a resumed run its saved position.
 - `defer_commits`: ask every sink that can to commit only at checkpoints.
+- `abandon`: a run failed: sinks that defer commits roll back what the last checkpoint did
+  not commit (the run is resumed from that checkpoint), through ``abandon_uncommitted()``.
 
 Sinks are matched by their place in `Model.sinks()` and by identity: a resumed run whose sink
 at a place writes somewhere else is refused, not truncated.
@@ -21,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from dogesim.errors import RunError
 
-__all__ = ["PositionedSink", "defer_commits", "positions", "restore_positions"]
+__all__ = ["PositionedSink", "abandon", "defer_commits", "positions", "restore_positions"]
 
 
 @runtime_checkable
@@ -79,3 +81,11 @@ def defer_commits(sinks: Sequence[Any]) -> None:
         defer = getattr(sink, "defer_commits", None)
         if callable(defer):
             defer()
+
+
+def abandon(sinks: Sequence[Any]) -> None:
+    """Call ``abandon_uncommitted()`` on every sink that has one (a failed run)."""
+    for sink in sinks:
+        abandon_uncommitted = getattr(sink, "abandon_uncommitted", None)
+        if callable(abandon_uncommitted):
+            abandon_uncommitted()
