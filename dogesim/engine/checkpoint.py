@@ -21,6 +21,7 @@ are stored as a pickle only when the run asked for it, and such a file is loaded
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -235,8 +236,66 @@ def decode_subject(data: Any, classes: dict[str, type] | None = None) -> Any:
     return subject
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _columns(subjects: Sequence[Any]) -> dict[str, Any] | None:
+    """Subjects all of one kind (SimpleNamespace with the same keys, or one dataclass) with
+    scalar values, as ``{"columns": {key: values}}`` (plus ``"dc"``); else None."""
+    if not subjects:
+        return None
+    kind = type(subjects[0])
+    if kind is SimpleNamespace:
+        keys = tuple(vars(subjects[0]))
+        if any(type(s) is not kind or tuple(vars(s)) != keys for s in subjects):
+            return None
+        head: dict[str, Any] = {}
+    elif dataclasses.is_dataclass(kind) and not getattr(kind, "__slots__", None):
+        keys = tuple(f.name for f in dataclasses.fields(kind))
+        if any(type(s) is not kind for s in subjects):
+            return None
+        head = {"dc": f"{kind.__module__}:{kind.__qualname__}"}
+    else:
+        return None
+    columns = {key: [getattr(s, key) for s in subjects] for key in keys}
+    if any(not set(map(type, values)) <= _SCALARS for values in columns.values()):
+        return None
+    return {**head, "columns": columns, "count": len(subjects)}
+
+
+def _from_columns(data: dict[str, Any]) -> list[Any]:
+    """The subjects `_columns` encoded."""
+    # Making a million objects only allocates: the cyclic collector would rescan the
+    # growing heap again and again for nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _rebuilt(data)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _rebuilt(data: dict[str, Any]) -> list[Any]:
+    columns = data["columns"]
+    keys = list(columns)
+    rows = zip(*columns.values(), strict=True) if keys else ([] for _ in range(data["count"]))
+    if "dc" not in data:
+        return [SimpleNamespace(**dict(zip(keys, row, strict=True))) for row in rows]
+    cls = _dataclass(data["dc"])
+    out = []
+    for row in rows:
+        subject: Any = object.__new__(cls)
+        subject.__dict__.update(zip(keys, row, strict=True))
+        out.append(subject)
+    return out
+
+
 def _encode_subjects(subjects: Sequence[Any], allow_pickle: bool) -> tuple[Any, bytes | None]:
-    """(JSON list, None) for data subjects, else (None, pickle) when allowed, else RunError."""
+    """(JSON data, None) for data subjects, else (None, pickle) when allowed, else RunError."""
+    columns = _columns(subjects)
+    if columns is not None:
+        return columns, None
     try:
         return [encode_subject(s) for s in subjects], None
     except _NotData as exc:
@@ -254,17 +313,44 @@ def _encode_subjects(subjects: Sequence[Any], allow_pickle: bool) -> tuple[Any, 
 
 
 def _calendar_arrays(calendar: Calendar) -> tuple[np.ndarray, np.ndarray]:
-    """Every (subject, tick) filed in `calendar`, in tick order (a copy is drained: the
-    calendar itself is left as it is)."""
+    """Every (subject, tick) filed in `calendar` (the calendar itself is left as it is)."""
+    contents = getattr(calendar, "contents", None)
+    if callable(contents):
+        subjects, ticks = contents()
+        return np.asarray(subjects, dtype=np.int64), np.asarray(ticks, dtype=np.int64)
+    ticks_map = getattr(calendar, "_ticks", None)
+    pending = getattr(calendar, "_pending", None)
+    if isinstance(ticks_map, dict) and isinstance(pending, dict):
+        return _calendar_parts(ticks_map, pending)
+    return _calendar_drained(calendar)
+
+
+def _calendar_parts(
+    ticks_map: dict[int, list[Any]], pending: dict[int, tuple[list[int], list[int]]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The calendar's per-tick chunks and pending blocks as two flat arrays (no copy of the
+    calendar: a million subjects take a few numpy calls)."""
+    subjects: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    ticks: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    for tick, chunks in ticks_map.items():
+        for chunk in chunks:
+            subjects.append(np.asarray(chunk, dtype=np.int64))
+            ticks.append(np.full(len(chunk), tick, dtype=np.int64))
+    for block_subjects, block_ticks in pending.values():
+        subjects.append(np.asarray(block_subjects, dtype=np.int64))
+        ticks.append(np.asarray(block_ticks, dtype=np.int64))
+    return np.concatenate(subjects), np.concatenate(ticks)
+
+
+def _calendar_drained(calendar: Calendar) -> tuple[np.ndarray, np.ndarray]:
+    """Every (subject, tick) of a copy of `calendar`, drained through its public methods."""
     copy = deepcopy(calendar)
-    subjects: list[np.ndarray] = []
-    ticks: list[np.ndarray] = []
+    subjects: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    ticks: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     while (tick := copy.next_tick()) is not None:
         due = np.asarray(copy.take(tick), dtype=np.int64)
         subjects.append(due)
         ticks.append(np.full(len(due), tick, dtype=np.int64))
-    if not subjects:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     return np.concatenate(subjects), np.concatenate(ticks)
 
 
@@ -416,6 +502,8 @@ def load(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> dict[st
 def _loaded_subjects(
     where: str, manifest: dict[str, Any], arrays: dict[str, np.ndarray], allow_pickle: bool
 ) -> list[Any]:
+    if isinstance(manifest["subjects"], dict):
+        return _from_columns(manifest["subjects"])
     if manifest["subjects"] is not None:
         classes: dict[str, type] = {}
         return [decode_subject(s, classes) for s in manifest["subjects"]]
