@@ -335,3 +335,25 @@ def test_loading_runs_no_code_for_data_subjects(tmp_path: Path, monkeypatch: Any
     assert [s.id for s in saved["subjects"]] == list(range(6))
     assert isinstance(saved["subjects"][0], SimpleNamespace)
     assert os.fspath(path).endswith("run.ckpt")
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: Any) -> None:
+    """A checkpoint is renamed into place: when writing fails, the old file is intact and
+    no temporary file is left."""
+    path, _ = _stopped(tmp_path, 6)
+    before = path.read_bytes()
+
+    def broken(src: Any, dst: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    sink = MemorySink(_record)
+    sim: Simulation
+    sim = Simulation(
+        _model(sink), 6, options=_options(progress=lambda t: sim.stop() if t >= 50 else None)
+    )
+    sim.run()
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="No space left"):
+        sim.checkpoint(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]
