@@ -31,7 +31,7 @@ import sys
 import tempfile
 import zipfile
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from copy import deepcopy
 from dataclasses import replace
 from types import SimpleNamespace
@@ -555,8 +555,9 @@ def states_of(saved: dict[str, Any]) -> array[int]:
 class Periodic:
     """A progress hook that also writes a checkpoint every `every` ticks, at a tick boundary.
 
-    A boundary where SimPy still has events due at the current time (resource grants of the
-    tick just handled) is not a resting point; the checkpoint waits for the next busy tick.
+    When SimPy still has events due at the boundary (resource grants of the tick just
+    handled), a small process lets them happen first — as a stopped run does before it is
+    saved — and writes the checkpoint then, before the walker handles another tick.
     """
 
     def __init__(
@@ -574,6 +575,7 @@ class Periodic:
         self.progress = progress
         self.next_due = every
         self.written = 0
+        self._settling = False
 
     def __call__(self, ticks_done: int) -> None:
         if self.progress is not None:
@@ -581,8 +583,28 @@ class Periodic:
         walker = self._walker()
         if walker is None or ticks_done < self.next_due or ticks_done >= walker.horizon:
             return
-        if walker.next_tick != ticks_done or walker.env.peek() <= walker.env.now:
+        if walker.next_tick != ticks_done or self._settling:
             return
+        self.next_due = (ticks_done // self.every + 1) * self.every
+        env = walker.env
+        if env.peek() <= env.now:
+            self._settling = True
+            env.process(self._settle_then_write(walker))
+            return
+        self._save(walker)
+
+    def _save(self, walker: Walker) -> None:
         self._write(walker)
         self.written += 1
-        self.next_due = (ticks_done // self.every + 1) * self.every
+
+    def _settle_then_write(self, walker: Walker) -> Generator[Any, Any, None]:
+        env = walker.env
+        try:
+            while env.peek() <= env.now and walker.failure is None:
+                yield env.timeout(0)
+            if walker.failure is None:
+                self._save(walker)
+        except BaseException as exc:
+            walker.fail(exc)
+        finally:
+            self._settling = False

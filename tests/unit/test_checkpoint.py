@@ -301,14 +301,14 @@ def test_periodic_checkpoints_resume_to_the_whole_run(tmp_path: Path) -> None:
     sim.run()
     assert sink.events == whole.events
     ticks = sorted(kept)
-    assert len(ticks) >= 3 and ticks[0] >= 60
-    assert len({t // 60 for t in ticks}) == len(ticks)  # at most one per hour of ticks
-    middle = ticks[len(ticks) // 2]
-    (tmp_path / "m.ckpt").write_bytes(kept[middle])
-    rest = MemorySink(_record)
-    Simulation.resume(tmp_path / "m.ckpt", _model(rest)).run()
-    cut = 1_700_000_000_000 + middle * 60_000
-    assert rest.events == [e for e in whole.events if e[0] >= cut]
+    # One per hour of ticks (60, 120, 180, 240), none starved by the grants of busy ticks.
+    assert [t // 60 for t in ticks] == [1, 2, 3, 4]
+    for tick in ticks:
+        (tmp_path / "m.ckpt").write_bytes(kept[tick])
+        rest = MemorySink(_record)
+        Simulation.resume(tmp_path / "m.ckpt", _model(rest)).run()
+        cut = 1_700_000_000_000 + tick * 60_000
+        assert rest.events == [e for e in whole.events if e[0] >= cut]
 
 
 def _manifest(path: Path) -> bytes:
