@@ -503,6 +503,9 @@ class DbSink(LedgeredSink):
         if getattr(self, "_deferred", False):
             self._write_uncommitted(rows)
             return
+        self._write_committed(rows)
+
+    def _write_committed(self, rows: list[Any]) -> None:
         with self.engine.connect() as conn:
             transaction = conn.begin()
             self._insert(conn, rows)
@@ -561,9 +564,8 @@ class DbSink(LedgeredSink):
             if self._batch and self._broken is None:
                 with contextlib.suppress(SinkError):  # counted; reported below
                     self._submit()
-            if getattr(self, "_held", None) is not None and self._broken is None:
-                with contextlib.suppress(SinkError):  # counted; reported below
-                    self._commit_held()
+            with contextlib.suppress(SinkError):  # counted; reported below
+                self._commit_held()
             if not self.ledger.ok:
                 self.ledger.failed += self.ledger.pending
                 if self._broken is not None:
@@ -580,26 +582,27 @@ class DbSink(LedgeredSink):
         self._broken, self._broken_rows = None, 0
 
     # -- checkpoint positions (dogesim.sinks.offsets) ---------------------------------------
-    # With checkpoints on, batches go into one open transaction committed only at a
-    # checkpoint (`position`) or at close: a run killed in between leaves no row past the
-    # last checkpoint, so a resume neither duplicates nor has to guess which rows to delete.
+    # With checkpoints on, rows are committed only at a checkpoint (`position`) or at close:
+    # a run killed in between leaves no row past the last checkpoint, so a resume neither
+    # duplicates nor has to guess which rows to delete. Batches go into one open
+    # transaction; on SQLite, which has one writer per file (several sinks may share it),
+    # they wait in memory and are written in one transaction at the checkpoint.
 
     def defer_commits(self) -> None:
         """Commit only at checkpoints (`position`) and at close."""
         self._deferred = True
+        self._uncommitted = 0
+        self._held: tuple[Connection, Any] | None = None
+        self._held_rows: list[Any] = []
 
     def abandon_uncommitted(self) -> None:
         """Roll back the rows since the last checkpoint (the run failed; they count as
         failed, and a resume from that checkpoint writes them again)."""
         if not getattr(self, "_deferred", False):
             return
-        self._batch_lost()
-        if getattr(self, "_held", None) is not None:
-            self._drop_held()
-
-    def _batch_lost(self) -> None:
         self.ledger.failed += len(self._batch)
         self._batch = []
+        self._drop_held()
 
     def output_identity(self) -> str:
         """The database (password masked) and the table."""
@@ -609,8 +612,7 @@ class DbSink(LedgeredSink):
     def position(self) -> dict[str, Any]:
         """Commit the rows collected so far; the rows the table holds."""
         self.flush()
-        if getattr(self, "_held", None) is not None:
-            self._commit_held()
+        self._commit_held()
         return {"table_rows": self._count_rows()}
 
     def restore_position(self, position: Mapping[str, Any]) -> None:
@@ -636,41 +638,58 @@ class DbSink(LedgeredSink):
 
     def _write_uncommitted(self, rows: list[Any]) -> None:
         """`rows` into the held transaction (opened at the first batch), not committed."""
-        held = getattr(self, "_held", None)
-        if held is None:
-            conn = self.engine.connect()
-            self._held: tuple[Connection, Any] | None = (conn, conn.begin())
-            self._uncommitted = 0
-            held = self._held
-        try:
-            self._insert(held[0], rows)
-        except BaseException:
-            self._drop_held()
-            raise
         self._uncommitted += len(rows)
+        if self.engine.dialect.name == "sqlite":
+            self._held_rows.extend(rows)
+            return
+        if self._held is None:
+            conn = self.engine.connect()
+            self._held = (conn, conn.begin())
+        # A savepoint per batch: a failed batch (which `_submit` may redo, or counts as
+        # failed) is rolled back alone, the batches before it stay in the transaction.
+        savepoint = self._held[0].begin_nested()
+        try:
+            self._insert(self._held[0], rows)
+            savepoint.commit()
+        except BaseException:
+            self._uncommitted -= len(rows)
+            with contextlib.suppress(Exception):
+                savepoint.rollback()
+            raise
 
     def _commit_held(self) -> None:
-        """Commit the held transaction and count its rows; `SinkError` if it fails."""
-        assert self._held is not None
-        conn, transaction = self._held
-        try:
-            transaction.commit()
-        except self._errors as exc:
-            self._broken, self._broken_rows = exc, self._uncommitted
+        """Commit what was written since the last checkpoint; `SinkError` if it fails."""
+        if not getattr(self, "_deferred", False):
+            return
+        if self._broken is not None:  # nothing is written after a failed batch
             self._drop_held()
+            return
+        rows, self._held_rows = self._held_rows, []
+        held, self._held = self._held, None
+        count, self._uncommitted = self._uncommitted, 0
+        try:
+            if held is not None:
+                held[1].commit()
+            elif rows:
+                self._write_committed(rows)
+                return  # counted there
+        except self._errors as exc:
+            self._broken, self._broken_rows = exc, count
+            self.ledger.failed += count
             raise self._broken_error() from exc
-        self.ledger.acknowledged += self._uncommitted
-        self._uncommitted = 0
-        self._held = None
-        conn.close()
+        finally:
+            if held is not None:
+                with contextlib.suppress(Exception):
+                    held[0].close()
+        self.ledger.acknowledged += count
 
     def _drop_held(self) -> None:
-        """Roll the held transaction back: its rows are lost (counted as failed)."""
-        assert self._held is not None
-        conn, _ = self._held
-        self._held = None
+        """Roll back what was written since the last checkpoint (counted as failed)."""
         self.ledger.failed += self._uncommitted
         self._uncommitted = 0
-        with contextlib.suppress(Exception):
-            conn.rollback()
-            conn.close()
+        self._held_rows = []
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held[1].rollback()
+                held[0].close()

@@ -123,3 +123,23 @@ def test_resume_refuses_a_table_changed_since_the_checkpoint(tmp_path: Path) -> 
     with pytest.raises(RunError, match=f"holds {rows + 1} rows, {rows} at the checkpoint"):
         Simulation.resume(tmp_path / "c", _model(url)).run()
     assert _count(url) == rows + 1
+
+
+def test_two_deferred_sinks_share_one_sqlite_file(tmp_path: Path) -> None:
+    """SQLite has one writer per file: two deferred sinks of one file both collect full
+    batches without locking each other, and both commit at position()."""
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    factory = DbSinkFactory(url)
+    first = factory.create("events", _row, batch_size=2, create_table=True)
+    second = factory.create("others", _row, batch_size=2, create_table=True)
+    subject = type("S", (), {"id": 1})()
+    for sink in (first, second):
+        sink.defer_commits()
+    for i in range(5):
+        first.collect(i, subject, GO)
+        second.collect(i, subject, GO)
+    assert first.position() == {"table_rows": 5}
+    assert second.position() == {"table_rows": 5}
+    first.close()
+    second.close()
+    assert (second.ledger.acknowledged, second.ledger.failed) == (5, 0)
