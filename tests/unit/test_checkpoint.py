@@ -375,3 +375,10 @@ def test_calendar_contents_read_in_place_equal_a_drained_copy() -> None:
     slow = checkpoints._calendar_drained(calendar)
     assert sorted(zip(*fast, strict=True)) == sorted(zip(*slow, strict=True))
     assert len(fast[0]) == len(calendar) == 519
+
+
+@pytest.mark.parametrize(("every", "ticks"), [("10m", 600), (25, 25), ("1500ms", 1)])
+def test_checkpoint_every_is_ticks_or_a_duration(every: Any, ticks: int) -> None:
+    """checkpoint_every takes ticks or a duration of simulated time (at least one tick)."""
+    options = RunOptions(100, 1000, checkpoint_path="x.ckpt", checkpoint_every=every)
+    assert options.validated(live=False).checkpoint_every == ticks
