@@ -308,7 +308,8 @@ class _FileSink(LedgeredSink):
         return f"{self._kind}:{os.path.abspath(os.fspath(self.path))}"
 
     def position(self) -> dict[str, Any]:
-        """Flush and fsync the lines collected so far; the file's size and line count."""
+        """Flush and fsync the lines collected so far; the file's size and line count (for
+        a compressed file: the newline bytes in its compressed bytes, a check all the same)."""
         if not self._owned:
             return {"offset": None, "lines": None}  # standard output cannot be cut back
         if self._file is not None:
@@ -323,8 +324,8 @@ class _FileSink(LedgeredSink):
         if not self._owned or offset is None:
             return
         where = os.path.abspath(os.fspath(self.path))
-        if self._file is None or self._chunks:
-            raise RunError(f"{where}: a sink's position is restored before it writes, opened")
+        if self._file is None:
+            raise RunError(f"{where}: a sink's position is restored while it is open")
         size = os.fstat(self._file.fileno()).st_size
         if size < offset:
             raise RunError(
