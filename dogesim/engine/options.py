@@ -144,6 +144,21 @@ def _record_every(value: int | str | None, ticks: int | None, tick_ms: int) -> i
     return _positive_int(value, "record_every")
 
 
+def _checkpoint_every(options: RunOptions, tick_ms: int) -> int | None:
+    """Ticks between periodic checkpoints (None: none), checked against the path."""
+    every = options.checkpoint_every
+    if every is None:
+        return None
+    if options.checkpoint_path is None:
+        raise ModelError(
+            f"checkpoint_every {every!r} needs checkpoint_path, the file to write them to"
+        )
+    if isinstance(every, str):
+        ms = parse_duration(every, "checkpoint_every")
+        return max(1, ms // tick_ms)
+    return _positive_int(every, "checkpoint_every")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Every setting of a run except its model, subjects and live pacing.
@@ -165,6 +180,10 @@ class RunOptions:
             None chooses the fewest that keep them under 10,000 rows (for a run without a
             tick count: 1, doubled whenever the rows would pass 10,000).
         progress: called with the number of ticks done after every busy tick.
+        checkpoint_path: where periodic checkpoints are written (with `checkpoint_every`).
+        checkpoint_every: write a checkpoint to `checkpoint_path` every so many ticks (or a
+            duration text of simulated time such as ``"10m"``), at a tick boundary, so a run
+            killed outright loses at most that much; `validated` makes it ticks.
     """
 
     ticks: int | None
@@ -179,6 +198,8 @@ class RunOptions:
     churn_sinks: Sequence[Any] = ()
     record_every: int | str | None = None
     progress: Callable[[int], None] | None = None
+    checkpoint_path: str | os.PathLike[str] | None = None
+    checkpoint_every: int | str | None = None
 
     def validated(self, *, live: bool) -> RunOptions:
         """A checked copy: whole numbers, parsed arrivals, a chosen seed and resolution."""
@@ -212,6 +233,7 @@ class RunOptions:
             arrivals=_arrival_rate(self.arrivals, tick_ms),
             churn_sinks=tuple(self.churn_sinks),
             record_every=_record_every(self.record_every, ticks, tick_ms),
+            checkpoint_every=_checkpoint_every(self, tick_ms),
         )
 
 

@@ -42,6 +42,7 @@ from dogesim.errors import ModelError, RunError
 from dogesim.model import Model
 from dogesim.rates import Profile, Rate
 from dogesim.result import RunResult
+from dogesim.sinks import offsets
 from dogesim.sinks.base import DeliveryLedger
 
 __all__ = ["Simulation"]
@@ -138,6 +139,9 @@ class Simulation:
         self._ran = False
         self._stop_requested = False
         self._restored: dict[str, Any] | None = None
+        self._restored_from = ""
+        #: Periodic and final checkpoints may pickle subjects that are not data.
+        self.allow_pickle = False
         self._globals_at_end: tuple[Any, Any] = (None, None)
         self.result: RunResult | None = None
 
@@ -239,6 +243,8 @@ class Simulation:
             # whatever else draws from them before it is taken.
             self._globals_at_end = (random.getstate(), np.random.get_state())
         except BaseException as exc:
+            if self._restored is not None or self._options.checkpoint_every is not None:
+                offsets.abandon(sinks)  # a failed run keeps no SQL row past its checkpoint
             errors, interrupt = close_all(sinks)
             for error in [*errors, *([interrupt] if interrupt else [])]:
                 add_note(exc, f"while stopping, closing a sink also failed: {describe(error)}")
@@ -260,19 +266,32 @@ class Simulation:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def checkpoint(self, path: str | os.PathLike[str]) -> None:
-        """Save where a stopped run is (subjects, states, calendar, RNG states, clock), so that
-        `Simulation.resume` continues it with no event lost or repeated.
+    def checkpoint(self, path: str | os.PathLike[str], *, allow_pickle: bool = False) -> None:
+        """Save where a stopped run is, so that `Simulation.resume` continues it with no event
+        lost or repeated: a data-only file (see `dogesim.engine.checkpoint`) written 0600,
+        fsynced and renamed into place, with the positions of the file and SQL sinks.
 
         Subjects queueing for or holding a resource are saved with their place in the queue
         and their grant tick; `resume` starts their processes again in the same order.
 
+        Args:
+            path: the file to write (replaced atomically).
+            allow_pickle: store subjects that are not data (a SimpleNamespace, dict or
+                dataclass of JSON values) as a pickle; resuming that file runs code.
+
         Raises:
-            RunError: the run has not stopped yet.
+            RunError: the run has not stopped yet, or its subjects are not data and
+                `allow_pickle` is false.
         """
         if not self._ran or self.result is None or self._walker is None:
             raise RunError("checkpoint() needs a run that has stopped; call run() first")
-        checkpoints.save(path, self._walker, self._options, self._globals_at_end)
+        checkpoints.save(
+            path,
+            self._walker,
+            self._options,
+            self._globals_at_end,
+            allow_pickle=allow_pickle or self.allow_pickle,
+        )
 
     @classmethod
     def resume(
@@ -289,46 +308,98 @@ class Simulation:
         churn: float | Rate | str | None = None,
         churn_sinks: Sequence[Any] = (),
         subject_factory: Callable[[], Any] | Any | None = None,
+        expected: RunOptions | None = None,
+        subjects: int | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | str | None = None,
+        allow_pickle: bool = False,
     ) -> Simulation:
         """A `Simulation` that continues the run saved by `checkpoint`, into `model`'s sinks.
 
-        The model must be the same as the checkpointed one (states, transitions, chances);
-        its sinks are new (open file sinks in append mode). The resumed run draws exactly
-        what the uninterrupted run would have, so the two halves together equal it. The
-        checkpoint is a pickle: resume only files you trust.
+        Every run setting must be the checkpointed one — the model (states, transitions,
+        chances, profiles, resources and capacities, holds), arrivals and their profile,
+        churn, and, when `expected`/`subjects` are given, tick, clock, seed, ticks, jitter,
+        record_every and the subject count — else `RunError` names what differs. Its sinks
+        are new (file sinks opened for appending): at `run` each file is cut back to its
+        size at the checkpoint and each SQL table checked to hold its rows then, so the
+        output together equals the uninterrupted run's, however often it was interrupted.
+
+        Args:
+            expected, subjects: the settings and subject count the caller means to resume.
+            checkpoint_path, checkpoint_every: periodic checkpoints of the resumed run.
+            allow_pickle: load a checkpoint whose subjects were pickled (runs code: only
+                for a file you trust); without it such a file is refused.
         """
-        saved = checkpoints.load(path)
+        saved = checkpoints.load(path, allow_pickle=allow_pickle)
         sim = cls(
             model,
             max(len(saved["subjects"]), 1),
             subject_factory=subject_factory,
-            progress=progress,
             live=live,
             speed=speed,
             env=env,
-            arrivals=arrivals,
-            arrivals_profile=arrivals_profile,
-            churn=churn,
-            churn_sinks=churn_sinks,
-            **checkpoints.settings_of(saved),
+            options=RunOptions(
+                **checkpoints.settings_of(saved),
+                progress=progress,
+                arrivals=arrivals,
+                arrivals_profile=arrivals_profile,
+                churn=churn,
+                churn_sinks=churn_sinks,
+                checkpoint_path=checkpoint_path,
+                checkpoint_every=checkpoint_every,
+            ),
         )
-        checkpoints.check_model(path, saved, sim.model)
+        now = sim._options
+        if expected is not None:
+            seed = saved["settings"]["seed"] if expected.seed is None else expected.seed
+            # Arrivals and churn are this call's (the model side); the rest is `expected`.
+            now = replace(
+                replace(expected, seed=seed).validated(live=live),
+                arrivals=now.arrivals,
+                arrivals_profile=now.arrivals_profile,
+            )
+        start = sim.timestamp_start if now.timestamp_start is None else now.timestamp_start
+        count = saved["initial_subjects"] if subjects is None else subjects
+        checkpoints.check(
+            path,
+            saved,
+            checkpoints.fingerprint(sim.model, replace(now, timestamp_start=start), count),
+        )
         sim._restored = saved
+        sim._restored_from = os.fspath(path)
+        sim.allow_pickle = allow_pickle
         sim.subjects = saved["subjects"]
         sim.subjects_num = len(sim.subjects)
         return sim
+
+    def _write_periodic(self, walker: Walker) -> None:
+        """A periodic checkpoint at the tick boundary the walker is at."""
+        path = self._options.checkpoint_path
+        assert path is not None
+        globals_now = (random.getstate(), np.random.get_state())
+        checkpoints.save(path, walker, self._options, globals_now, allow_pickle=self.allow_pickle)
+
+    def _prepare_sinks(self) -> None:
+        """SQL sinks commit only at checkpoints in a checkpointed or resumed run; a resumed
+        run's sinks are cut back to their positions at the checkpoint."""
+        sinks = self.model.sinks()
+        if self._restored is not None or self._options.checkpoint_every is not None:
+            offsets.defer_commits(sinks)
+        if self._restored is not None:
+            offsets.restore_positions(sinks, self._restored["sinks"], self._restored_from)
 
     # -- the pieces ------------------------------------------------------------------------
 
     def _build(self) -> Walker:
         """Tables, population and walker, filed (a fresh run) or restored (a resume)."""
-        options = replace(self._options, progress=self.progress)
+        options = replace(self._options, progress=self._progress_hook())
         live = self.live_options.validated(self.tick_ms)
+        self._prepare_sinks()
         tables = Tables(self.model, self.env)
         population = Population(self._factory)
         saved = self._restored
         if saved is not None:
-            population.restore(saved["subjects"], saved["states"])
+            population.restore(saved["subjects"], checkpoints.states_of(saved))
         else:
             if self.seed_globals:
                 random.seed(self.seed)
@@ -345,6 +416,16 @@ class Simulation:
         else:
             walker.start()
         return walker
+
+    def _progress_hook(self) -> Callable[[int], None] | None:
+        """The walker's progress callback: the caller's, within periodic checkpoints."""
+        every = self._options.checkpoint_every
+        path = self._options.checkpoint_path
+        if every is None or path is None:
+            return self.progress
+        return checkpoints.Periodic(
+            path, int(every), lambda: self._walker, self._write_periodic, self.progress
+        )
 
     def _result(self, ledgers: list[DeliveryLedger], walker: Walker) -> RunResult:
         return walker.recorder.result(

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from dogesim.errors import SinkConfigError, SinkError
+from dogesim.errors import RunError, SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
 from dogesim.sinks.urls import masked_url
 
@@ -500,18 +500,26 @@ class DbSink(LedgeredSink):
         between, so an interrupt (a second Ctrl-C) can hardly fall between a commit and its
         count; an interrupted transaction is rolled back and its rows count as lost.
         """
+        if getattr(self, "_deferred", False):
+            self._write_uncommitted(rows)
+            return
+        self._write_committed(rows)
+
+    def _write_committed(self, rows: list[Any]) -> None:
         with self.engine.connect() as conn:
             transaction = conn.begin()
-            if self.use_copy:
-                self._copy(conn, rows)
-            else:
-                assert self.table is not None
-                columns = self.columns
-                conn.execute(
-                    self.table.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
-                )
+            self._insert(conn, rows)
             transaction.commit()
             self.ledger.acknowledged += len(rows)
+
+    def _insert(self, conn: Connection, rows: list[Any]) -> None:
+        """The rows into the table within `conn`'s transaction (COPY or INSERT)."""
+        if self.use_copy:
+            self._copy(conn, rows)
+            return
+        assert self.table is not None
+        columns = self.columns
+        conn.execute(self.table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
 
     def _copy(self, conn: Connection, rows: list[Any]) -> None:
         import psycopg
@@ -556,6 +564,8 @@ class DbSink(LedgeredSink):
             if self._batch and self._broken is None:
                 with contextlib.suppress(SinkError):  # counted; reported below
                     self._submit()
+            with contextlib.suppress(SinkError):  # counted; reported below
+                self._commit_held()
             if not self.ledger.ok:
                 self.ledger.failed += self.ledger.pending
                 if self._broken is not None:
@@ -570,3 +580,116 @@ class DbSink(LedgeredSink):
         self.factory._open_sinks += 1
         self._batch = []
         self._broken, self._broken_rows = None, 0
+
+    # -- checkpoint positions (dogesim.sinks.offsets) ---------------------------------------
+    # With checkpoints on, rows are committed only at a checkpoint (`position`) or at close:
+    # a run killed in between leaves no row past the last checkpoint, so a resume neither
+    # duplicates nor has to guess which rows to delete. Batches go into one open
+    # transaction; on SQLite, which has one writer per file (several sinks may share it),
+    # they wait in memory and are written in one transaction at the checkpoint.
+
+    def defer_commits(self) -> None:
+        """Commit only at checkpoints (`position`) and at close."""
+        self._deferred = True
+        self._uncommitted = 0
+        self._held: tuple[Connection, Any] | None = None
+        self._held_rows: list[Any] = []
+
+    def abandon_uncommitted(self) -> None:
+        """Roll back the rows since the last checkpoint (the run failed; they count as
+        failed, and a resume from that checkpoint writes them again)."""
+        if not getattr(self, "_deferred", False):
+            return
+        self.ledger.failed += len(self._batch)
+        self._batch = []
+        self._drop_held()
+
+    def output_identity(self) -> str:
+        """The database (password masked) and the table."""
+        schema = f"{self.schema}." if self.schema else ""
+        return f"db:{self.factory.shown_url}/{schema}{self.table_name}"
+
+    def position(self) -> dict[str, Any]:
+        """Commit the rows collected so far; the rows the table holds."""
+        self.flush()
+        self._commit_held()
+        return {"table_rows": self._count_rows()}
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """Check the table holds exactly the rows it held at the checkpoint (deleting
+        nothing: rows cannot be told apart), else `RunError`."""
+        found, expected = self._count_rows(), position.get("table_rows")
+        if found != expected:
+            raise RunError(
+                f"sink {self.ledger.sink}: table {self.table_name!r} holds {found} rows, "
+                f"{expected} at the checkpoint: rows were added or removed since (by another "
+                "writer, or by a run that did not checkpoint); restore the table first"
+            )
+
+    def _count_rows(self) -> int:
+        table = sa.table(self.table_name, schema=self.schema)
+        try:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table(self.table_name, schema=self.schema):
+                    return 0
+                return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error(f"counting the table's rows failed: {_first_line(exc)}") from exc
+
+    def _write_uncommitted(self, rows: list[Any]) -> None:
+        """`rows` into the held transaction (opened at the first batch), not committed."""
+        self._uncommitted += len(rows)
+        if self.engine.dialect.name == "sqlite":
+            self._held_rows.extend(rows)
+            return
+        if self._held is None:
+            conn = self.engine.connect()
+            self._held = (conn, conn.begin())
+        # A savepoint per batch: a failed batch (which `_submit` may redo, or counts as
+        # failed) is rolled back alone, the batches before it stay in the transaction.
+        savepoint = self._held[0].begin_nested()
+        try:
+            self._insert(self._held[0], rows)
+            savepoint.commit()
+        except BaseException:
+            self._uncommitted -= len(rows)
+            with contextlib.suppress(Exception):
+                savepoint.rollback()
+            raise
+
+    def _commit_held(self) -> None:
+        """Commit what was written since the last checkpoint; `SinkError` if it fails."""
+        if not getattr(self, "_deferred", False):
+            return
+        if self._broken is not None:  # nothing is written after a failed batch
+            self._drop_held()
+            return
+        rows, self._held_rows = self._held_rows, []
+        held, self._held = self._held, None
+        count, self._uncommitted = self._uncommitted, 0
+        try:
+            if held is not None:
+                held[1].commit()
+            elif rows:
+                self._write_committed(rows)
+                return  # counted there
+        except self._errors as exc:
+            self._broken, self._broken_rows = exc, count
+            self.ledger.failed += count
+            raise self._broken_error() from exc
+        finally:
+            if held is not None:
+                with contextlib.suppress(Exception):
+                    held[0].close()
+        self.ledger.acknowledged += count
+
+    def _drop_held(self) -> None:
+        """Roll back what was written since the last checkpoint (counted as failed)."""
+        self.ledger.failed += self._uncommitted
+        self._uncommitted = 0
+        self._held_rows = []
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held[1].rollback()
+                held[0].close()

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from dogesim.errors import SinkConfigError, SinkError
+from dogesim.errors import RunError, SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
 from dogesim.sinks.compression import SUFFIXES, compression_of, member_compressor
 from dogesim.sinks.encoding import json_line_encoder
@@ -365,6 +365,68 @@ class _FileSink(LedgeredSink):
         self._inflight = None
         self.flush_points = []
         self._open(append=True)
+
+    # -- checkpoint positions (dogesim.sinks.offsets) ---------------------------------------
+
+    def output_identity(self) -> str:
+        """The file's absolute path (``<stdout>`` for standard output)."""
+        if not self._owned:
+            return f"{self._kind}:<stdout>"
+        return f"{self._kind}:{os.path.abspath(os.fspath(self.path))}"
+
+    def position(self) -> dict[str, Any]:
+        """Flush and fsync the lines collected so far; the file's size and line count (for
+        a compressed file: the newline bytes in its compressed bytes, a check all the same)."""
+        if not self._owned:
+            return {"offset": None, "lines": None}  # standard output cannot be cut back
+        if self._file is not None:
+            self._flush_buffer()
+            _fsync(self._file.fileno())
+        return {"offset": self._offset, "lines": self._lines_up_to(self._offset)}
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """Cut the file back to the checkpoint's offset (lines past it were written after the
+        checkpoint, by a run that then died), checking it holds the checkpoint's lines."""
+        offset, lines = position.get("offset"), position.get("lines")
+        if not self._owned or offset is None:
+            return
+        where = os.path.abspath(os.fspath(self.path))
+        if self._file is None:
+            raise RunError(f"{where}: a sink's position is restored while it is open")
+        size = os.fstat(self._file.fileno()).st_size
+        if size < offset:
+            raise RunError(
+                f"{where} holds {size} bytes, the checkpoint was taken at {offset}: the file "
+                "was cut or replaced since; resume needs the file the run wrote"
+            )
+        self._line_count = (0, 0)
+        found = self._lines_up_to(offset)
+        if found != lines:
+            raise RunError(
+                f"{where} holds {found} lines up to byte {offset}, the checkpoint counted "
+                f"{lines}: the file was changed since; resume needs the file the run wrote"
+            )
+        if size > offset:
+            os.ftruncate(self._file.fileno(), offset)
+            _fsync(self._file.fileno())
+        self._offset = offset
+
+    def _lines_up_to(self, offset: int) -> int:
+        """Newlines in the file before `offset`, counted on from the last count."""
+        counted_to, lines = getattr(self, "_line_count", (0, 0))
+        if offset < counted_to:
+            counted_to, lines = 0, 0
+        with open(self.path, "rb") as handle:
+            handle.seek(counted_to)
+            remaining = offset - counted_to
+            while remaining > 0:
+                chunk = handle.read(min(remaining, BUFFER_BYTES))
+                if not chunk:
+                    break
+                lines += chunk.count(b"\n")
+                remaining -= len(chunk)
+        self._line_count = (offset, lines)
+        return lines
 
 
 class JsonLinesSink(_FileSink):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -277,6 +279,64 @@ def test_checkpoint_with_subjects_queueing_for_a_resource(
     both = [json.loads(x) for x in part.read_text(encoding="utf-8").splitlines()]
     assert both == full_lines
     assert [e["trigger"] for e in both].count("hang_up") == 10
+
+
+class _Trap:
+    """Unpickling this creates a file: code running on load."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> Any:
+        return (open, (self.marker, "w"))
+
+
+def test_resume_of_a_pickle_runs_no_code(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume of an old pickle checkpoint exits 2 with one line, and nothing in it runs."""
+    model = queue_model(tmp_path)
+    marker = tmp_path / "ran"
+    checkpoint = tmp_path / "old.ckpt"
+    checkpoint.write_bytes(pickle.dumps({"version": 3, "trap": _Trap(str(marker))}))
+    assert main(["run", str(model), "--resume", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "pickle checkpoint of an older dogesim" in err and "Traceback" not in err
+    assert not marker.exists()
+
+
+def test_resume_with_a_changed_model_file_names_the_change(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint resumed after the file's resource capacity changed: exit 2, naming it."""
+    model = queue_model(tmp_path, callback="sigterm_self_at_once")
+    checkpoint = tmp_path / "c.ckpt"
+    assert main(["run", str(model), "--checkpoint", str(checkpoint)]) == 130
+    model.write_text(model.read_text().replace("agents: 2", "agents: 3"))
+    capsys.readouterr()
+    assert main(["run", str(model), "--resume", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "different model or run settings" in err and 'resources: [["agents", 2]]' in err
+
+
+def test_resume_twice_from_one_checkpoint_has_no_duplicates(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resume, then (as after a crash) resume again from the same checkpoint, with a torn
+    line at the end: the file equals the uninterrupted run's, no line twice."""
+    full = tmp_path / "full.jsonl"
+    model = queue_model(tmp_path, callback="mark_running")
+    assert main(["run", str(model), "--out", str(full), "-q"]) == 0
+    model = queue_model(tmp_path, callback="sigterm_self_at_once")
+    part = tmp_path / "queue.jsonl"
+    checkpoint = tmp_path / "c.ckpt"
+    assert main(["run", str(model), "--checkpoint", str(checkpoint)]) == 130
+    assert main(["run", str(model), "--resume", str(checkpoint), "-q"]) == 0
+    with part.open("a", encoding="utf-8") as handle:
+        handle.write('{"timestamp": 1')
+    assert main(["run", str(model), "--resume", str(checkpoint), "-q"]) == 0
+    capsys.readouterr()
+    assert part.read_bytes() == full.read_bytes()
 
 
 def test_live_flags_and_jitter(

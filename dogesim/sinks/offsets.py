@@ -1,0 +1,91 @@
+"""Sinks that can say where their output stands, so a resumed run continues it exactly.
+
+- `PositionedSink`: the protocol — ``output_identity()`` names where the sink writes;
+  ``position()`` makes everything collected so far durable
+  and returns where the output ends (JSON data);
+  ``restore_position(position)`` cuts the output back to that point before a resumed run
+  writes; an optional ``defer_commits()`` asks a transactional sink to commit only at
+  `position` and at ``close()``, so that a crash leaves nothing past the last checkpoint.
+- `positions`: the positions of a model's sinks, for a checkpoint.
+- `restore_positions`: hand each sink of a resumed run its saved position.
+- `defer_commits`: ask every sink that can to commit only at checkpoints.
+- `abandon`: a run failed: sinks that defer commits roll back what the last checkpoint did
+  not commit (the run is resumed from that checkpoint), through ``abandon_uncommitted()``.
+
+Sinks are matched by their place in `Model.sinks()` and by identity: a resumed run whose sink
+at a place writes somewhere else is refused, not truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from dogesim.errors import RunError
+
+__all__ = ["PositionedSink", "abandon", "defer_commits", "positions", "restore_positions"]
+
+
+@runtime_checkable
+class PositionedSink(Protocol):
+    """A sink that records and restores its position (see the module docstring)."""
+
+    def output_identity(self) -> str:
+        """Where the sink writes (a file's absolute path, a database table)."""
+
+    def position(self) -> dict[str, Any]:
+        """Make the collected events durable; where the output ends (JSON data)."""
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """Cut the output back to `position` (raise `RunError` when it cannot be)."""
+
+
+def positions(sinks: Sequence[Any]) -> list[dict[str, Any]]:
+    """``{"index": i, **position}`` for each sink at place ``i`` that has a position."""
+    return [
+        {"index": i, "identity": sink.output_identity(), **sink.position()}
+        for i, sink in enumerate(sinks)
+        if isinstance(sink, PositionedSink)
+    ]
+
+
+def restore_positions(sinks: Sequence[Any], saved: Sequence[Mapping[str, Any]], where: str) -> None:
+    """Give each sink its saved position (matched by place and identity).
+
+    Raises:
+        RunError: a saved position's place holds no sink, or a sink that cannot take it, or
+            one that writes elsewhere (a different identity).
+    """
+    for position in saved:
+        index = int(position["index"])
+        sink = sinks[index] if index < len(sinks) else None
+        if not isinstance(sink, PositionedSink):
+            raise RunError(
+                f"{where}: sink {index} ({position.get('identity')}) had a position at the "
+                f"checkpoint, but the resumed run's sink there is {sink!r}; resume with the "
+                "same sinks"
+            )
+        identity = sink.output_identity()
+        if identity != position.get("identity"):
+            raise RunError(
+                f"{where}: sink {index} wrote to {position.get('identity')} at the checkpoint, "
+                f"the resumed run's writes to {identity}; resume with the same "
+                "sinks"
+            )
+        sink.restore_position(position)
+
+
+def defer_commits(sinks: Sequence[Any]) -> None:
+    """Call ``defer_commits()`` on every sink that has one."""
+    for sink in sinks:
+        defer = getattr(sink, "defer_commits", None)
+        if callable(defer):
+            defer()
+
+
+def abandon(sinks: Sequence[Any]) -> None:
+    """Call ``abandon_uncommitted()`` on every sink that has one (a failed run)."""
+    for sink in sinks:
+        abandon_uncommitted = getattr(sink, "abandon_uncommitted", None)
+        if callable(abandon_uncommitted):
+            abandon_uncommitted()
