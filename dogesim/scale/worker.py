@@ -13,6 +13,7 @@ shard's counts. Only a dead worker (killed process) leaves a shard without a res
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import socket
@@ -262,19 +263,7 @@ def _part_builder(sink_spec: Any) -> Callable[[str], Any]:
 def _bare(transition: Transition) -> Transition:
     """`transition` without sinks and callbacks, so a result travels between processes."""
     hold = transition.hold if isinstance(transition.hold, int) else 1
-    copy = Transition(
-        transition.trigger,
-        transition.from_state,
-        transition.to_state,
-        transition.probability,
-        None,
-        (),
-        profile=transition.profile,
-        resource=transition.resource,
-        hold=hold,
-    )
-    copy.rate = transition.rate
-    return copy
+    return dataclasses.replace(transition, action_callback=None, event_sinks=(), hold=hold)
 
 
 def _portable(result: RunResult) -> RunResult:
