@@ -138,6 +138,8 @@ class Law:
             if durations:
                 if isinstance(value, str):
                     out[field] = float(parse_duration(value, f"{where}: {field}"))
+                elif isinstance(value, Real) and not isinstance(value, bool) and value == 0:
+                    out[field] = 0.0  # zero needs no unit (e.g. a histogram's first edge)
                 else:
                     raise ModelError(
                         f"{where}: {field} = {shown(value)} is a number of ticks while other "
