@@ -277,7 +277,8 @@ class Model:
             law. Without a law, the geometric per-tick law of the chances (the default).
         attributes: subject attributes drawn for every subject when it is created (also
             newcomers) with the run's generator, ``{"activity": LogNormal(0.7, 0.8)}``
-            (set with ``setattr``, or as a key of a mapping subject).
+            (set with ``setattr``, or as a key of a mapping subject), unless the subject
+            factory already gave the subject that attribute.
 
     Per-subject rates: a transition with ``rate_attribute="activity"`` has, for a subject
     whose ``activity`` is ``a``, ``a`` times its hazard: a state's total per-tick chance

@@ -78,13 +78,14 @@ def enter(walker: Walker, first: int, count: int, tick: int) -> np.ndarray | Non
         counts = np.bincount(states, minlength=len(tables.model.states))
         walker.recorder.enter_states(tick, counts)
     for name, law in tables.model.attributes.items():
+        # drawn for everyone (the stream does not depend on the factory), set where missing
         values = law.draw(walker.rng, count).tolist()
         for subject, value in zip(
             walker.population.subjects[first : first + count], values, strict=True
         ):
             if isinstance(subject, dict):
-                subject[name] = value
-            else:
+                subject.setdefault(name, value)
+            elif not hasattr(subject, name):
                 setattr(subject, name, value)
     return states
 

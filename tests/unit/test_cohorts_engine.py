@@ -424,3 +424,13 @@ def test_analytic_line_says_when_it_approximates() -> None:
     notes = " ".join(approximations(model))
     assert "'a'" in notes and "dwell-time laws" in notes
     assert "delay laws" in notes and "subject attribute" in notes
+
+
+def test_a_factory_attribute_wins_over_the_declared_law() -> None:
+    """A subject whose factory set the attribute keeps it; the others get the law's draw."""
+    model = Model(["on"], "on", attributes={"activity": Fixed(7)})
+    given = [{"activity": 0.5}, {}, SimpleNamespace(activity=2.0), SimpleNamespace()]
+    sim = Simulation(model, given, ticks=1, tick_ms=1000, seed=1)
+    sim.run()
+    assert [given[0]["activity"], given[1]["activity"]] == [0.5, 7.0]
+    assert [given[2].activity, given[3].activity] == [2.0, 7.0]
