@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dogesim.engine import clock
+from dogesim.engine import attempts, clock
 from dogesim.errors import ModelError, RunError
 from dogesim.laws import Law
 from dogesim.model import Model, Transition
@@ -113,6 +113,18 @@ def _hazards(model: Model, name: str, outgoing: list[Transition]) -> list[float]
         )
     hazard = -math.log1p(-total)
     return [hazard * c / total for c in chances]
+
+
+def _jittered(walker: Walker, due: list[int], ts: int) -> list[int]:
+    """Jitter: the subjects `due` put in the order of their timestamps within the tick (in
+    place), and those timestamps (as `dogesim.engine.attempts` draws them)."""
+    offsets = (walker.rng.random(len(due)) * walker.tick_ms).astype(np.int64)
+    run = np.argsort(offsets, kind="stable")
+    due[:] = [due[k] for k in run.tolist()]
+    stamps = (offsets[run] + ts).tolist()
+    if stamps:
+        walker.last_stamp = max(walker.last_stamp, stamps[-1])
+    return stamps
 
 
 class SemiMarkov:
@@ -230,19 +242,20 @@ class SemiMarkov:
 
     def tick(self, walker: Walker, t: int, due: list[int]) -> None:
         """The attempts of the subjects `due` at tick `t`, in creation order."""
-        if walker.jitter:
-            raise RunError(
-                "jitter is not supported with dwell laws, delay laws or per-subject rates yet"
-            )
         tables = walker.tables
         ts = walker.timestamp_start + t * walker.tick_ms
         clock.NOW[0] = ts
+        stamps = _jittered(walker, due, ts) if walker.jitter else None
         state, subjects = walker.population.states, walker.population.subjects
         events = walker.recorder.row(t)
         vetoes = [0] * len(tables.order)
         filed: list[int] = []
         ticks: list[int] = []
-        for i in due:
+        for k, i in enumerate(due):
+            if stamps is not None:
+                ts = clock.NOW[0] = stamps[k]
+                if walker.live.enabled:
+                    attempts._pace(walker, ts)  # live and jittered: as the plain path
             s = state[i]
             j = self._choose(walker, i, s, ts)
             delay = None

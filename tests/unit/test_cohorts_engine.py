@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -434,3 +435,62 @@ def test_a_factory_attribute_wins_over_the_declared_law() -> None:
     sim.run()
     assert [given[0]["activity"], given[1]["activity"]] == [0.5, 7.0]
     assert [given[2].activity, given[3].activity] == [2.0, 7.0]
+
+
+def test_stop_and_resume_with_cohort_laws_equals_the_whole_run(tmp_path: Path) -> None:
+    """With a mix, dwell and delay laws and rates, the two halves of a stopped run equal it."""
+
+    def model_with(sink: MemorySink) -> Model:
+        return Model(
+            ["a", "b", "c"],
+            {"a": 2, "b": 1},
+            [
+                Transition("ab", "a", "b", 20, event_sinks=[sink], rate_attribute="activity"),
+                Transition("bc", "b", "c", 30, event_sinks=[sink], delay=Uniform(1, 4)),
+                Transition("ca", "c", "a", 10, event_sinks=[sink]),
+            ],
+            dwell={"b": Gamma(2, 3)},
+            attributes={"activity": LogNormal(1, 0.5)},
+        )
+
+    def mapper(ts: int, s: Any, t: Any) -> tuple[int, str]:
+        return ts, t.trigger
+
+    whole = MemorySink(mapper)
+    result = Simulation(model_with(whole), 50, ticks=600, tick_ms=1, seed=4, arrivals=0.05).run()
+    first = MemorySink(mapper)
+
+    def progress(done: int) -> None:
+        if done >= 250:
+            sim.stop()
+
+    sim = Simulation(
+        model_with(first), 50, ticks=600, tick_ms=1, seed=4, arrivals=0.05, progress=progress
+    )
+    assert sim.run().stopped
+    sim.checkpoint(tmp_path / "a.ckpt")
+    rest = MemorySink(mapper)
+    resumed = Simulation.resume(tmp_path / "a.ckpt", model_with(rest), arrivals=0.05).run()
+    assert first.events + rest.events == whole.events
+    assert len(rest.events) > 100
+    assert resumed.occupancy[-1].tolist() == result.occupancy[-1].tolist()
+
+
+def test_jitter_with_dwell_laws_keeps_ticks_and_order() -> None:
+    """With jitter, a fixed dwell still leaves in its tick, stamps inside it and in order."""
+    sink = MemorySink()
+    seen: list[int | None] = []
+
+    def note(subject: Any, transition: Transition) -> bool:
+        seen.append(current_time())
+        return True
+
+    model = Model(
+        ["s", "t"], "s", [Transition("go", "s", "t", 10, note, [sink])], dwell={"s": Fixed(5)}
+    )
+    Simulation(model, 200, ticks=10, tick_ms=1000, seed=3, jitter=True).run()
+    stamps = [e.timestamp for e in sink.events]
+    assert len(stamps) == 200
+    assert stamps == sorted(stamps) == seen
+    assert all(5000 <= ts < 6000 for ts in stamps)
+    assert len(set(stamps)) > 100
