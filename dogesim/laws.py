@@ -4,7 +4,11 @@ delays the next attempt, how active a subject is.
 - `Law`: the common interface (a frozen value object); the laws themselves:
   `Fixed`, `Uniform`, `Exponential`, `LogNormal`, `Gamma`, `Empirical`.
 - `law_from_dict` / `Law.to_dict`: a law as plain data, the form model files and the fit
-  share, e.g. ``{"law": "gamma", "shape": 2.0, "scale_ticks": 12.0}``.
+  share, e.g. ``{"law": "gamma", "shape": 2.0, "scale_ticks": 12.0}``. The forms the fit
+  writes (`dogesim.report.spells`, ``DwellLaw.spec()``, lengths in ticks) are read too:
+  ``{law: geometric, p}``, ``{law: fixed, ticks}``, ``{law: uniform, low, high}`` (whole
+  ticks ``low .. high`` equally likely), ``{law: exponential, rate}``, ``{law: lognormal,
+  mu, sigma}``, ``{law: gamma, shape, scale}``, ``{law: empirical, histogram: {ticks: p}}``.
 - `as_law`: a `Law` or such a mapping, checked (a `ModelError` names the place and value).
 - `regularized_gamma`: the regularised lower incomplete gamma function ``P(a, x)`` (the gamma
   and chi-square CDFs), which the discretised pmfs and the tests' critical values use.
@@ -513,6 +517,9 @@ def law_from_dict(data: Mapping[str, Any], where: str = "law") -> Law:
             f"got {shown(data)}"
         )
     name = data["law"]
+    fitted = _fitted_form(data, where)
+    if fitted is not None:
+        return fitted
     if name not in LAWS:
         raise ModelError(f"{where}: unknown law {shown(name)}; laws are {sorted(LAWS)}")
     wanted = _PARAMETERS[name]
@@ -543,6 +550,66 @@ def law_from_dict(data: Mapping[str, Any], where: str = "law") -> Law:
         raise ModelError(f"{where}: {exc}") from None
     except TypeError as exc:
         raise ModelError(f"{where}: {name} law: {exc}") from None
+
+
+def _whole(value: object, where: str, key: str) -> int:
+    number = _number(value, where, key)
+    if not number.is_integer():
+        raise ModelError(f"{where}: {key} must be a whole number of ticks, got {shown(value)}")
+    return int(number)
+
+
+def _fitted_form(data: Mapping[str, Any], where: str) -> Law | None:
+    """The law of a data form as `dogesim.report.spells` writes it (`DwellLaw.spec()`:
+    lengths in ticks), or None when `data` is in this module's own form."""
+    name, keys = data["law"], set(data) - {"law"}
+    try:
+        if name == "geometric" and keys == {"p"}:
+            p = _number(data["p"], where, "p")
+            if p > 1:
+                raise ModelError(f"{where}: geometric law: p must be at most 1, got {p}")
+            return Fixed(1) if p == 1 else Exponential(-1.0 / math.log1p(-p))
+        if name == "fixed" and keys == {"ticks"}:
+            return Fixed(_number(data["ticks"], where, "ticks", positive=False))
+        if name == "exponential" and keys == {"rate"}:
+            return Exponential(1.0 / _number(data["rate"], where, "rate"))
+        if name == "lognormal" and keys == {"mu", "sigma"}:
+            mu = data["mu"]
+            if isinstance(mu, bool) or not isinstance(mu, Real) or not math.isfinite(mu):
+                raise ModelError(
+                    f"{where}: lognormal law: mu must be a finite number, got {shown(mu)}"
+                )
+            return LogNormal(math.exp(mu), data["sigma"])
+        if (
+            name == "uniform"
+            and keys == {"low", "high"}
+            and not any(isinstance(data[k], str) for k in keys)
+        ):
+            # whole ticks low .. high, equally likely (the fitted law's meaning)
+            low, high = _whole(data["low"], where, "low"), _whole(data["high"], where, "high")
+            if not 1 <= low <= high:
+                raise ModelError(
+                    f"{where}: uniform law: give whole ticks 1 <= low <= high, got low={low}, "
+                    f"high={high}"
+                )
+            return Empirical.of_ticks(dict.fromkeys(range(low, high + 1), 1.0))
+        if name == "empirical" and keys == {"histogram"}:
+            histogram = data["histogram"]
+            if not isinstance(histogram, Mapping):
+                raise ModelError(f"{where}: empirical law: histogram must map ticks to weights")
+            return Empirical.of_ticks(
+                {
+                    _whole(
+                        int(k) if isinstance(k, str) and k.isdigit() else k, where, "histogram key"
+                    ): w
+                    for k, w in histogram.items()
+                }
+            )
+    except ModelError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ModelError(f"{where}: {exc}") from None
+    return None
 
 
 def as_law(value: object, where: str) -> Law:

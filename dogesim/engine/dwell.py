@@ -11,8 +11,9 @@ The rules (see `dogesim.model.Model` and `dogesim.laws` for the laws and the gri
 - After a move at tick ``t`` into a state, the next attempt is at ``t + K``: ``K`` from the
   transition's delay law when it has one, else from the state's dwell law, else the geometric
   law of the subject's total chance (``K = 1 + G``, exactly the per-tick definition). A
-  newcomer (at the start, tick 0, or arriving at tick ``t``) is in its state from that tick:
-  with a dwell law it first attempts at ``t + K``.
+  newcomer counts as entering just before its first tick, as in the chain: present from
+  tick 0 it first attempts at ``K - 1``, arriving at tick ``t`` at ``t + K - 1``; so a stay
+  of ``K`` attempts is what `dogesim.report.spells` measures (its length convention).
 - At an attempt in a dwell-law state the transition is chosen in proportion to the chances
   (calendar profiles weigh them at that tick; if they are all zero there is no attempt).
   A vetoed attempt, or none, leaves the subject in the state for a new wait from the law.
@@ -159,11 +160,11 @@ class SemiMarkov:
     def _ticks(self, law: Law, walker: Walker) -> int:
         return int(law.ticks(walker.rng, 1)[0])
 
-    def wait(self, walker: Walker, i: int, s: int, tick: int, fresh: bool) -> int | None:
+    def wait(self, walker: Walker, i: int, s: int, tick: int) -> int | None:
         """The tick of subject `i`'s next attempt in state `s` (after `tick`), or None."""
         law = self.dwell[s]
         if law is not None:
-            return tick + self._ticks(law, walker) + (1 if fresh else 0)
+            return tick + self._ticks(law, walker)
         u = walker.rng.random()
         if self.scaled[s]:
             total = self._subject_hazard(walker, i, s)
@@ -192,7 +193,6 @@ class SemiMarkov:
         states: np.ndarray,
         tick: int,
         skip: list[int] | None,
-        fresh: bool,
     ) -> None:
         """File `subjects` at their next attempts (`Walker.file` for this model)."""
         skipped = set(skip or ())
@@ -201,7 +201,7 @@ class SemiMarkov:
         for k, (i, s) in enumerate(zip(subjects.tolist(), states.tolist(), strict=True)):
             if k in skipped:
                 continue
-            due = self.wait(walker, i, s, tick, fresh)
+            due = self.wait(walker, i, s, tick)
             if due is not None and due < walker.horizon:
                 filed.append(i)
                 ticks.append(due)
@@ -273,7 +273,7 @@ class SemiMarkov:
                     events[j] += 1
                     s = state[i] = tables.to_list[j]
                     delay = self.delay[j]
-            due_at = t + self._ticks(delay, walker) if delay else self.wait(walker, i, s, t, False)
+            due_at = t + self._ticks(delay, walker) if delay else self.wait(walker, i, s, t)
             if due_at is not None and due_at < walker.horizon:
                 filed.append(i)
                 ticks.append(due_at)

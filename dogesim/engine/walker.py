@@ -81,7 +81,7 @@ class Walker:
         """File every subject at its first attempt and plan the first arrivals (a fresh run)."""
         n = len(self.population.subjects)
         dwell.enter(self, 0, n, -1)
-        self.file(np.arange(n, dtype=np.int64), self.population.view, -1, fresh=True)
+        self.file(np.arange(n, dtype=np.int64), self.population.view, -1)
         if self.arrivals is not None:
             self.arrivals.plan(-1, self.rng, self.horizon)
 
@@ -111,16 +111,13 @@ class Walker:
         states: np.ndarray,
         tick: int,
         skip: list[int] | None = None,
-        *,
-        fresh: bool = False,
     ) -> None:
         """File `subjects` (now in `states`, just handled at `tick`) at their next attempt.
 
         One wait is drawn per subject, also for the positions in `skip` (subjects now queueing
-        for a resource, filed later), so that the draws do not depend on who is skipped.
-        `fresh`: newcomers, in their state from ``tick + 1`` (see `dogesim.engine.dwell`)."""
+        for a resource, filed later), so that the draws do not depend on who is skipped."""
         if self.tables.semi is not None:
-            self.tables.semi.file(self, subjects, states, tick, skip, fresh)
+            self.tables.semi.file(self, subjects, states, tick, skip)
             return
         waits = np.log1p(-self.rng.random(len(subjects))) * self.tables.invlog[states]
         if skip:
@@ -262,5 +259,4 @@ class Walker:
             np.arange(start, start + count, dtype=np.int64),
             np.full(count, initial, dtype=np.int64) if mixed is None else mixed.astype(np.int64),
             t - 1,
-            fresh=True,
         )

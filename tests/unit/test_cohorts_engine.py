@@ -102,7 +102,7 @@ def test_bad_initial_mixes_are_refused(initial: Any, message: str) -> None:
 
 
 def _leave_ticks(law: Any, subjects: int = 6000, seed: int = 1) -> list[int]:
-    """Ticks at which subjects that start in a dwell-law state leave it."""
+    """Attempts (leave tick + 1) after which subjects that start in a dwell-law state leave."""
     sink = MemorySink()
     model = Model(
         ["school", "out"],
@@ -111,7 +111,7 @@ def _leave_ticks(law: Any, subjects: int = 6000, seed: int = 1) -> list[int]:
         dwell={"school": law},
     )
     Simulation(model, subjects, ticks=400, tick_ms=1000, seed=seed).run()
-    return [e.timestamp // 1000 for e in sink.events]
+    return [e.timestamp // 1000 + 1 for e in sink.events]
 
 
 @pytest.mark.parametrize(
@@ -120,14 +120,15 @@ def _leave_ticks(law: Any, subjects: int = 6000, seed: int = 1) -> list[int]:
     ids=lambda law: law.name,
 )
 def test_initial_spells_follow_the_dwell_law(law: Any) -> None:
-    """Subjects present from tick 0 leave at tick K, K drawn from the law's discretised pmf."""
+    """Subjects present from tick 0 leave at tick K - 1 (their K-th attempt, as the chain
+    counts), K drawn from the law's discretised pmf."""
     leaves = _leave_ticks(law)
     assert len(leaves) == 6000  # every law here ends well before tick 400
     assert fits_pmf(leaves, law.pmf(399))
 
 
 def test_a_fixed_dwell_is_exact() -> None:
-    """A fixed 24-tick dwell: everyone leaves at tick 24 exactly, none before."""
+    """A fixed 24-tick dwell: everyone leaves at its 24th attempt (tick 23), none before."""
     assert set(_leave_ticks(Fixed(24), subjects=50)) == {24}
 
 
@@ -177,7 +178,7 @@ def test_leaving_a_dwell_state_chooses_in_proportion() -> None:
     Simulation(model, 20_000, ticks=10, tick_ms=1000, seed=4).run()
     to_a = sum(e.trigger == "to_a" for e in sink.events)
     assert len(sink.events) == 20_000
-    assert {e.timestamp for e in sink.events} == {3000}
+    assert {e.timestamp for e in sink.events} == {2000}
     n, p = 20_000, 0.75
     assert abs(to_a - n * p) < Z_ALPHA * math.sqrt(n * p * (1 - p))
 
@@ -199,8 +200,8 @@ def test_a_veto_restarts_the_dwell() -> None:
         dwell={"s": Fixed(4)},
     )
     Simulation(model, 3, ticks=20, tick_ms=1000, seed=1).run()
-    assert tries == [4000] * 3 + [8000] * 3
-    assert [e.timestamp for e in sink.events] == [8000] * 3
+    assert tries == [3000] * 3 + [7000] * 3
+    assert [e.timestamp for e in sink.events] == [7000] * 3
 
 
 def test_dwell_states_reject_unknown_names() -> None:
@@ -492,5 +493,5 @@ def test_jitter_with_dwell_laws_keeps_ticks_and_order() -> None:
     stamps = [e.timestamp for e in sink.events]
     assert len(stamps) == 200
     assert stamps == sorted(stamps) == seen
-    assert all(5000 <= ts < 6000 for ts in stamps)
+    assert all(4000 <= ts < 5000 for ts in stamps)
     assert len(set(stamps)) > 100

@@ -154,3 +154,23 @@ def test_attribute_draws_are_continuous() -> None:
     # the sample mean's standard error is sqrt(e^{s^2} - 1) / sqrt(n) ~ 0.0021
     assert abs(values.mean() - 1.0) < 5 * 0.0021
     assert not np.allclose(values, np.round(values))
+
+
+def test_fitted_forms_are_read() -> None:
+    """The forms the fit writes (lengths in ticks) read as the same discrete laws."""
+    p = 0.2
+    geometric = law_from_dict({"law": "geometric", "p": p})
+    assert geometric.pmf(10) == pytest.approx([p * (1 - p) ** (k - 1) for k in range(1, 11)])
+    assert law_from_dict({"law": "fixed", "ticks": 24}) == Fixed(24)
+    assert law_from_dict({"law": "exponential", "rate": 0.5}) == Exponential(2)
+    assert law_from_dict({"law": "lognormal", "mu": 1.0, "sigma": 0.5}) == LogNormal(math.e, 0.5)
+    uniform = law_from_dict({"law": "uniform", "low": 3, "high": 6}).pmf(7)
+    assert uniform == pytest.approx([0, 0, 0.25, 0.25, 0.25, 0.25, 0])
+    histogram = law_from_dict({"law": "empirical", "histogram": {2: 0.5, "4": 0.5}}).pmf(4)
+    assert histogram == pytest.approx([0, 0.5, 0, 0.5])
+    with pytest.raises(ModelError, match="here: low must be a finite number > 0"):
+        law_from_dict({"law": "uniform", "low": 0, "high": 2}, "here")
+    with pytest.raises(ModelError, match="here: geometric law: p must be at most 1"):
+        law_from_dict({"law": "geometric", "p": 1.5}, "here")
+    with pytest.raises(ModelError, match="here: uniform law: give whole ticks 1 <= low <= high"):
+        law_from_dict({"law": "uniform", "low": 5, "high": 2}, "here")
