@@ -1,6 +1,10 @@
 """Sink throughput: dogesim's sinks against the raw clients, on the same payloads, in one run.
 
-- JSONL: `JsonLinesSink` events/s with its default record (always run).
+- Files (always run): `JsonLinesSink` and `CsvSink` events/s with the README record (the
+  Kafka value's fields) and with their default records, ``.jsonl.gz`` / ``.jsonl.zst``, and
+  a plain ``f.write(json.dumps(record) + "\n")`` loop. Targets: the README-record sinks
+  >= 3x the plain loop and >= 1.5x the Kafka sink making the README key and value from the
+  same events (with ``--kafka``).
 - Kafka (``--kafka``): `KafkaSink` against a raw confluent-kafka ``produce()`` loop with the
   same producer settings, keys, values and timestamps; both timed until every message is
   acknowledged. Target ratio >= 0.7.
@@ -26,12 +30,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dogesim.errors import SinkConfigError
 from dogesim.examples.banking import User, event_record, event_row
 from dogesim.model import Transition
-from dogesim.sinks.files import JsonLinesSink
+from dogesim.sinks.files import CsvSink, JsonLinesSink
 
 KAFKA = os.environ.get("DOGESIM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 DB_URL = os.environ.get("DOGESIM_DB_URL", "postgresql://dogesim:dogesim@127.0.0.1:5432/dogesim")
@@ -53,6 +59,8 @@ class Payloads:
     events: list[tuple[int, User, Transition]]
     keys: list[str]
     values: list[str]
+    records: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
 
 
 def make_payloads(n: int) -> Payloads:
@@ -67,7 +75,9 @@ def make_payloads(n: int) -> Payloads:
         events.append((ts, user, transition))
         keys.append(key_function(user, transition))
         values.append(value_function(ts, user, transition))
-    return Payloads(events, keys, values)
+    records = [event_record(*event) for event in events]
+    rows = [event_row(*event) for event in events]
+    return Payloads(events, keys, values, records, rows)
 
 
 def key_function(user: User, transition: Transition) -> str:
@@ -90,32 +100,133 @@ def timed(fn: Callable[[], int]) -> float:
     return count / (time.perf_counter() - start)
 
 
-# -- JSONL -----------------------------------------------------------------------------------
+# -- files -----------------------------------------------------------------------------------
 
 
-def bench_jsonl(payloads: Payloads, repeat: int) -> list[tuple[str, float, str]]:
-    """JsonLinesSink with its default record, to a temporary file (fsync at close)."""
+def _given(timestamp: int, record: Any, transition: Transition) -> Any:
+    """The mapper of records made beforehand: the event's subject is its record."""
+    return record
+
+
+def _median_rate(run_once: Callable[[Path], int], suffix: str, repeat: int) -> float:
+    """Median items/s of `run_once(path)` over `repeat` runs, each on a new file."""
     rates = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeat):
-            path = Path(tmp) / f"events-{r}.jsonl"
+            path = Path(tmp) / f"events-{r}{suffix}"
+            rates.append(timed(lambda path=path: run_once(path)))  # type: ignore[misc]
+            path.unlink()
+    return statistics.median(rates)
 
-            def run(path: Path = path) -> int:
-                sink = JsonLinesSink(path)
-                collect = sink.collect
+
+def _file_rates(
+    make: Callable[[Path], Any],
+    suffix: str,
+    payloads: Payloads,
+    repeat: int,
+    made: list[dict[str, Any]] | None = None,
+) -> float:
+    """Median events/s of the sink `make(path)` over `repeat` runs, each ending with close()
+    (flush and fsync) and checked: every event acknowledged. `made`: records made beforehand,
+    given to the sink as the events' subjects (its mapper must be `_given`)."""
+    n = len(payloads.events)
+
+    def run(path: Path) -> int:
+        sink = make(path)
+        collect = sink.collect
+        if made is not None:
+            for (ts, _, transition), record in zip(payloads.events, made, strict=True):
+                collect(ts, record, transition)
+        else:
+            for ts, user, transition in payloads.events:
+                collect(ts, user, transition)
+        sink.close()
+        assert sink.ledger.acknowledged == n, sink.ledger
+        return n
+
+    return _median_rate(run, suffix, repeat)
+
+
+def _plain_loop_rate(payloads: Payloads, repeat: int, *, made: bool = False) -> float:
+    """The peer: ``for e in events: f.write(json.dumps(record(e)) + "\n")`` to a buffered
+    text file, fsynced at the end like the sinks' close(); `made`: the records are made
+    beforehand (``for r in records: f.write(json.dumps(r) + "\n")``)."""
+
+    def run(path: Path) -> int:
+        with path.open("w", encoding="utf-8") as f:
+            write = f.write
+            dumps = json.dumps
+            if made:
+                for record in payloads.records:
+                    write(dumps(record) + "\n")
+            else:
                 for ts, user, transition in payloads.events:
-                    collect(ts, user, transition)
-                sink.close()
-                return sink.ledger.acknowledged
+                    write(dumps(event_record(ts, user, transition)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return len(payloads.events)
 
-            rates.append(timed(run))
-    return [("JsonLinesSink (default record)", statistics.median(rates), "events/s")]
+    return _median_rate(run, ".jsonl", repeat)
+
+
+def bench_files(payloads: Payloads, repeat: int) -> dict[str, float]:
+    """The file sinks: JSONL and CSV with the README record (what the Kafka values hold) and
+    with their default records, compressed JSONL, and the plain json.dumps loop."""
+    from dogesim.sinks.compression import member_compressor
+
+    rates = {
+        "plain json.dumps loop (records made beforehand)": _plain_loop_rate(
+            payloads, repeat, made=True
+        ),
+        "JsonLinesSink (records made beforehand)": _file_rates(
+            lambda p: JsonLinesSink(p, _given), ".jsonl", payloads, repeat, payloads.records
+        ),
+        "CsvSink (rows made beforehand)": _file_rates(
+            lambda p: CsvSink(p, _given), ".csv", payloads, repeat, payloads.rows
+        ),
+        "plain json.dumps loop (README record)": _plain_loop_rate(payloads, repeat),
+        "JsonLinesSink (README record)": _file_rates(
+            lambda p: JsonLinesSink(p, event_record), ".jsonl", payloads, repeat
+        ),
+        "CsvSink (README row)": _file_rates(
+            lambda p: CsvSink(p, event_row), ".csv", payloads, repeat
+        ),
+        "JsonLinesSink (default record)": _file_rates(JsonLinesSink, ".jsonl", payloads, repeat),
+        "CsvSink (default record)": _file_rates(CsvSink, ".csv", payloads, repeat),
+        "JsonLinesSink .jsonl.gz (default record)": _file_rates(
+            JsonLinesSink, ".jsonl.gz", payloads, repeat
+        ),
+    }
+    try:
+        member_compressor("zstd")
+    except SinkConfigError:
+        print("(zstandard not installed: no .jsonl.zst figure)", file=sys.stderr)
+    else:
+        rates["JsonLinesSink .jsonl.zst (default record)"] = _file_rates(
+            JsonLinesSink, ".jsonl.zst", payloads, repeat
+        )
+    return rates
+
+
+def file_rows(rates: dict[str, float], kafka: float | None) -> list[tuple[str, float, str]]:
+    """The file figures, and their ratios to the plain loop (target >= 3) and to the Kafka
+    sink on the same payloads (target >= 1.5)."""
+    rows = [(name, rate, "events/s") for name, rate in rates.items()]
+    made = rates["plain json.dumps loop (records made beforehand)"]
+    for name in ("JsonLinesSink (records made beforehand)", "CsvSink (rows made beforehand)"):
+        rows.append((f"{name} / plain loop (target >= 3)", rates[name] / made, "ratio"))
+    plain = rates["plain json.dumps loop (README record)"]
+    for name in ("JsonLinesSink (README record)", "CsvSink (README row)"):
+        rows.append((f"{name} / plain loop", rates[name] / plain, "ratio"))
+        if kafka is not None:
+            rows.append((f"{name} / KafkaSink (target >= 1.5)", rates[name] / kafka, "ratio"))
+    return rows
 
 
 # -- Kafka -----------------------------------------------------------------------------------
 
 
-def bench_kafka(payloads: Payloads, repeat: int) -> list[tuple[str, float, str]]:
+def bench_kafka(payloads: Payloads, repeat: int) -> tuple[list[tuple[str, float, str]], float]:
     """KafkaSink vs a raw produce() loop: same producer settings, payloads and timestamps.
 
     Each measurement runs from the first event until every message is acknowledged (the
@@ -165,14 +276,21 @@ def bench_kafka(payloads: Payloads, repeat: int) -> list[tuple[str, float, str]]
         assert left == 0, f"raw loop: {left} messages undelivered"
         return rate
 
-    def sink() -> float:
+    def sink(precomputed: bool = True) -> float:
         topic = fresh_topic()
         factory = KafkaSinkFactory([KAFKA], "bench", connect_timeout=10)
         factory.producer.list_topics(topic, timeout=10)
         keys = iter(payloads.keys)
         values = iter(payloads.values)
-        # The same precomputed strings as the raw loop: this measures the sink, not json.
-        kafka_sink = factory.create(topic, lambda u, t: next(keys), lambda ts, u, t: next(values))
+        if precomputed:
+            # The same precomputed strings as the raw loop: this measures the sink, not json.
+            kafka_sink = factory.create(
+                topic, lambda u, t: next(keys), lambda ts, u, t: next(values)
+            )
+        else:
+            # The README program: key and JSON value made from each event, as the file
+            # sinks make their lines (the "same payloads" the file figures compare with).
+            kafka_sink = factory.create(topic, key_function, value_function)
         collect = kafka_sink.collect
         start = time.perf_counter()
         for ts, user, transition in payloads.events:
@@ -182,17 +300,21 @@ def bench_kafka(payloads: Payloads, repeat: int) -> list[tuple[str, float, str]]
         assert kafka_sink.ledger.acknowledged == n, kafka_sink.ledger
         return rate
 
-    raw_rates, sink_rates = [], []
+    raw_rates, sink_rates, readme_rates = [], [], []
     for _ in range(repeat):
         raw_rates.append(raw())
         sink_rates.append(sink())
+        readme_rates.append(sink(precomputed=False))
     raw_rate = statistics.median(raw_rates)
     sink_rate = statistics.median(sink_rates)
-    return [
+    readme_rate = statistics.median(readme_rates)
+    rows = [
         ("raw Producer.produce() loop", raw_rate, "msg/s"),
         ("KafkaSink (StringSerializer, ledger)", sink_rate, "msg/s"),
         ("KafkaSink / raw (target >= 0.7)", sink_rate / raw_rate, "ratio"),
+        ("KafkaSink (README key and JSON value per event)", readme_rate, "msg/s"),
     ]
+    return rows, readme_rate
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------
@@ -312,9 +434,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     payloads = make_payloads(args.events)
     rows: list[tuple[str, float, str]] = []
-    rows += bench_jsonl(payloads, args.repeat)
+    files = bench_files(payloads, args.repeat)
+    kafka_rate = None
     if args.kafka:
-        rows += bench_kafka(payloads, args.repeat)
+        kafka_rows, kafka_rate = bench_kafka(payloads, args.repeat)
+        rows += kafka_rows
+    rows = file_rows(files, kafka_rate) + rows
     if args.postgres:
         rows += bench_postgres(payloads, args.repeat)
     width = max(len(name) for name, _, _ in rows)

@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from dogesim.compat import DataOnlineGenerator, Subject, SubjectFactory
-from dogesim.engine import RunResult, Simulation
+from dogesim.engine import LiveOptions, RunOptions, RunResult, Simulation
 from dogesim.errors import DogesimError, ModelError, RunError, SinkConfigError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.rates import Profile, Rate
@@ -75,6 +75,7 @@ __all__ = [
     "KafkaSink",
     "KafkaSinkFactory",
     "LedgeredSink",
+    "LiveOptions",
     "MemorySink",
     "Model",
     "ModelError",
@@ -82,6 +83,7 @@ __all__ = [
     "Profile",
     "Rate",
     "RunError",
+    "RunOptions",
     "RunResult",
     "Simulation",
     "Sink",

@@ -16,6 +16,12 @@ prints the ledger and, with ``--checkpoint FILE``, saves where the run stopped s
 ``--resume FILE`` continues it (no event lost or repeated). A second signal interrupts at
 once.
 
+Output paths (``--out``, ``--report``, ``--checkpoint``, ``-o``) are checked before anything
+runs: a directory that cannot be made or written, a name too long, or a plot extension
+matplotlib cannot write is refused at once. ``--ticks`` and ``--subjects`` are bounded
+(`MAX_TICKS`, `MAX_SUBJECTS`). Everything the command prints passes through
+`dogesim.redact.mask`: ``${VAR}`` values and URL passwords never appear.
+
 Exit status: 0 on success; 2 on a bad model file or bad arguments (one line on stderr, no
 traceback); 1 when a sink lost events (the ledger is printed), a live run fell behind with
 ``--on-lag fail``, or a checkpoint could not be written; 130 when stopped by SIGINT/SIGTERM
@@ -31,13 +37,16 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn, TextIO
 
+from dogesim import redact
 from dogesim.engine import effective_model
 from dogesim.errors import DogesimError, RunError, SinkConfigError, SinkError
+from dogesim.modelfile.source import MAX_SUBJECTS, MAX_TICKS
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SINK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -61,16 +70,24 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _whole(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum`."""
+#: Plot file extensions matplotlib writes without extra packages.
+_PLOT_EXTENSIONS = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff")
+
+
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum` (and at most `maximum`)."""
 
     def parse(text: str) -> int:
+        if len(text) > 40:  # int() of thousands of digits is refused (and slow)
+            raise argparse.ArgumentTypeError(f"{text[:20]!r}... is not a whole number")
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} must be at most {maximum:,}")
         return value
 
     return parse
@@ -78,6 +95,48 @@ def _whole(minimum: int) -> Callable[[str], int]:
 
 _positive = _whole(1)
 _non_negative = _whole(0)
+_tick_count = _whole(1, MAX_TICKS)
+_subject_count = _whole(1, MAX_SUBJECTS)
+
+
+def _path(text: str) -> str:
+    """An argparse type: a non-empty path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file name")
+    return text
+
+
+def _writable(flag: str, path: str, *, plot: bool = False) -> None:
+    """Refuse, before any work, an output `path` that cannot be written.
+
+    Makes the missing parent directories (the command would make them anyway) and creates
+    and removes the file when it does not exist yet, so a read-only mount, a parent that is
+    a file or a name too long is found now, not after the run.
+    """
+    if path == "-" and not plot:
+        return
+    target = Path(path)
+    if plot and target.suffix.lower() not in _PLOT_EXTENSIONS:
+        raise _UsageError(
+            f"dogesim: {flag} {path}: a plot file ends in one of {', '.join(_PLOT_EXTENSIONS)}"
+        )
+    try:
+        if target.is_dir():
+            raise _UsageError(f"dogesim: {flag} {path}: is a directory; give a file name")
+        for parent in target.parents:
+            if parent.exists() and not parent.is_dir():
+                raise _UsageError(
+                    f"dogesim: {flag} {path}: cannot be written: {parent} is a file, not a "
+                    "directory"
+                )
+        existed = target.exists()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            target.unlink()
+    except OSError as exc:
+        raise _UsageError(f"dogesim: {flag} {path}: cannot be written: {exc.strerror}") from None
 
 
 def _duration(text: str) -> int:
@@ -147,12 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a model file", description="Run a model file.")
     run.add_argument("model", metavar="MODEL.yaml", help="the model file")
-    run.add_argument("--subjects", type=_positive, metavar="N", help="override subjects.count")
-    run.add_argument("--ticks", type=_positive, metavar="T", help="override ticks")
+    run.add_argument(
+        "--subjects",
+        type=_subject_count,
+        metavar="N",
+        help=f"override subjects.count (at most {MAX_SUBJECTS:,})",
+    )
+    run.add_argument(
+        "--ticks", type=_tick_count, metavar="T", help=f"override ticks (at most {MAX_TICKS:,})"
+    )
     run.add_argument("--seed", type=_non_negative, metavar="S", help="override the seed")
     output = run.add_mutually_exclusive_group()
     output.add_argument(
         "--out",
+        type=_path,
         metavar="FILE",
         help="send every event to this file instead of the model's "
         "sinks (.csv for CSV, else JSON Lines; '-' for stdout)",
@@ -163,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="send every event to one sink: a sink of the model "
         f"file, or one of {', '.join(_PLAIN_SINKS)}",
     )
-    run.add_argument("--report", metavar="PNG", help="also write an occupancy plot")
+    run.add_argument(
+        "--report", type=_path, metavar="PNG", help="also write an occupancy plot (.png, .svg, ...)"
+    )
     run.add_argument(
         "--no-callbacks",
         action="store_true",
@@ -212,11 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stop.add_argument(
         "--checkpoint",
+        type=_path,
         metavar="FILE",
         help="when stopped by a signal, save the run's state here for --resume",
     )
     stop.add_argument(
         "--resume",
+        type=_path,
         metavar="FILE",
         help="continue the run saved in FILE (same model file; file sinks are appended to)",
     )
@@ -245,12 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("events", metavar="EVENTS", help="event log (.jsonl or .csv)")
     report.add_argument("--model", "-m", required=True, metavar="MODEL.yaml")
-    report.add_argument("--output", "-o", required=True, metavar="PNG")
+    report.add_argument("--output", "-o", type=_path, required=True, metavar="PNG")
     report.add_argument(
-        "--subjects", type=_positive, metavar="N", help="population size (default: the model's)"
+        "--subjects",
+        type=_subject_count,
+        metavar="N",
+        help="population size (default: the model's)",
     )
     report.add_argument(
-        "--ticks", type=_positive, metavar="T", help="window length (default: the model's)"
+        "--ticks", type=_tick_count, metavar="T", help="window length (default: the model's)"
     )
     _add_field_options(report)
 
@@ -405,6 +479,16 @@ def _stop_on_signals(simulation: Any) -> Iterator[list[str]]:
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every file `run` will write can be written: checked before the run starts."""
+    if args.out:
+        _writable("--out", args.out)
+    if args.report:
+        _writable("--report", args.report, plot=True)
+    if args.checkpoint:
+        _writable("--checkpoint", args.checkpoint)
+
+
 def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
     """Refuse flag combinations that cannot mean anything (exit 2 with one line)."""
     live = args.live or spec.live.enabled
@@ -419,7 +503,7 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
                 f"dogesim run: {flag} applies to live runs; add --live (or `live: "
                 "{enabled: true}` in the model file)"
             )
-    if args.resume:
+    if args.resume is not None:
         for flag, given in (
             ("--subjects", args.subjects is not None),
             ("--ticks", args.ticks is not None),
@@ -446,14 +530,15 @@ def _print_ledgers(simulation: Any, err: TextIO) -> None:
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dogesim.modelfile import load_model_file
 
-    if args.resume:
+    if args.resume is not None:
         spec = load_model_file(args.model)
     else:
         spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks, seed=args.seed)
     _check_run_arguments(args, spec)
+    _check_outputs(args)
     if args.report:
         _plot_module()  # fail before running when plots cannot be made
-    append = bool(args.resume)
+    append = args.resume is not None
     sinks: Any = None
     if args.out:
         sinks = [_output_sink(args.out, append=append)]
@@ -470,7 +555,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "max_lag_ms": args.max_lag,
         "on_lag": args.on_lag,
     }
-    if args.resume:
+    if args.resume is not None:
         simulation = spec.resume(args.resume, sinks=sinks, callbacks=not args.no_callbacks, **live)
     else:
         simulation = spec.simulation(
@@ -503,6 +588,13 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"dogesim: the run failed: {' '.join(str(exc).split())}", file=err)
             _print_ledgers(simulation, err)
             return EXIT_SINK
+        except Exception as exc:
+            # A callback, factory or mapper of the model raised: the run stopped there and
+            # the engine closed every sink; say where, and what was delivered.
+            bar.close()
+            print(f"dogesim: the run failed: {_raised_where(exc)}", file=err)
+            _print_ledgers(simulation, err)
+            return EXIT_SINK
         finally:
             bar.close()
     wall = time.perf_counter() - started
@@ -526,6 +618,16 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if not args.quiet:
             print(f"occupancy plot -> {args.report}", file=out)
     return EXIT_OK
+
+
+def _raised_where(exc: BaseException) -> str:
+    """``Type: message (at file:line in function)`` for the innermost frame of `exc`."""
+    text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename}:{last.lineno} in {last.name})"
+    return text
 
 
 def _stopped(
@@ -570,6 +672,8 @@ def _cmd_graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     spec = load_model_file(args.model)
     model = spec.model
+    if args.output:
+        _writable("--output", args.output)
     if args.format == "png":
         if not args.output:
             raise _UsageError("dogesim graph: --format png needs --output FILE.png")
@@ -588,6 +692,7 @@ def _cmd_graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dogesim.modelfile import load_model_file
 
+    _writable("--output", args.output, plot=True)
     plots = _plot_module()
     from dogesim.report import tables
 
@@ -638,6 +743,9 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from dogesim.report.fit import fit_event_log
     except ImportError as exc:
         raise DogesimError(f"fit needs pandas ({exc}); pip install 'dogesim[plot]'") from None
+    _writable("--output", args.output)
+    if args.plot:
+        _writable("--plot", args.plot, plot=True)
     spec = load_model_file(args.model) if args.model else None
     states = [s.strip() for s in args.states.split(",") if s.strip()] if args.states else None
     if states is None and spec is None:
@@ -697,7 +805,19 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dogesim`` command with `argv` (default: ``sys.argv[1:]``); return the exit
     status."""
-    out, err = sys.stdout, sys.stderr
+    # Everything the command says passes through the mask: ${VAR} values and URL passwords
+    # must not reach a terminal or a log. sys.stderr too, for warnings and logging's
+    # last-resort handler; stdout is left alone, where a stdout sink writes events.
+    real_err = sys.stderr
+    out, err = redact.MaskingStream(sys.stdout), redact.MaskingStream(real_err)
+    sys.stderr = err
+    try:
+        return _main(argv, out, err)  # type: ignore[arg-type]
+    finally:
+        sys.stderr = real_err
+
+
+def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     try:
         try:
             args = build_parser().parse_args(list(argv) if argv is not None else None)
@@ -727,6 +847,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except Exception:
+        # A bug, not a bad input: show the traceback (masked), exit 1.
+        print("dogesim: internal error (please report it):", file=err)
+        print(traceback.format_exc().rstrip(), file=err)
+        return EXIT_SINK
 
 
 if __name__ == "__main__":

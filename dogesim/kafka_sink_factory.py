@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from dogesim.compat import EventSink, Subject, Transition
-from dogesim.sinks import kafka as _kafka
-from dogesim.sinks.kafka import KafkaSink, KafkaSinkFactory
+from dogesim.sinks.kafka import CounterHolder, KafkaSink, KafkaSinkFactory
 
 __all__ = [
     "CounterHolder",
@@ -31,15 +30,3 @@ __all__ = [
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-class _CounterHolder:
-    """A message counter (``counter``), for a `dogesim.sinks.kafka` that does not have one."""
-
-    def __init__(self) -> None:
-        self.counter = 0
-
-
-# `dogesim.sinks.kafka` provides CounterHolder (the one its factories use); until it does,
-# the name still resolves here so doge-datagen imports keep working.
-CounterHolder: type = getattr(_kafka, "CounterHolder", _CounterHolder)

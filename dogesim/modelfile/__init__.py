@@ -80,6 +80,14 @@ Online and realistic runs (each key optional; ``models/support_center.yaml`` use
       - {trigger: browse, from: idle, to: idle, probability: 1,
          profile: {hourly: [...24 numbers...]}}      # or a profile inline
 
+Limits, so that any file is refused or loaded in bounded time and memory: nesting at most
+64 levels; YAML aliases add at most 100,000 values; integers at most 40 digits; times within
+years 1-9999 (also the run's last tick); ``ticks`` at most 2**31 - 1; subjects (``count``
+plus the expected arrivals) at most 999,999,999. A required key set to null is missing.
+``${VAR}`` values from the environment (other than numbers and booleans), URL passwords
+and settings named like passwords (``sasl.password``) are masked (``***``) in messages,
+reprs and summaries (`dogesim.redact`).
+
 Sinks (``type:`` may be left out when the sink is named after its type): ``jsonl``/``csv``
 (``path``, ``mapper``), ``printing``/``stdout`` (``template`` such as
 ``"{timestamp} {subject.id} {trigger}"``, or a ``format`` function; JSON lines by default),

@@ -13,8 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from dogesim.errors import ModelError
-from dogesim.modelfile.source import _describe, _Interpolated, _Map, _plain, _Reader, _Source
-from dogesim.rates import Profile, Rate, format_duration, parse_duration, parse_rate
+from dogesim.modelfile.source import (
+    _describe,
+    _duration_ms,
+    _HugeNumber,
+    _Interpolated,
+    _Map,
+    _plain,
+    _Reader,
+    _Source,
+)
+from dogesim.rates import Profile, Rate, format_duration, parse_rate
 
 _PROFILE_KEYS = ("hourly", "weekly", "dates", "utc_offset_hours")
 _LIVE_KEYS = ("enabled", "speed", "max_lag", "on_lag", "timestamps", "until_stopped")
@@ -119,6 +128,8 @@ def _profile_at(reader: _Reader, key: str, profiles: Mapping[str, Profile]) -> P
 
 def _rate_text(reader: _Reader, key: str, text: str, *, per_tick: str) -> Rate:
     """`text` read as a rate, or an error at `key` that says what a rate looks like."""
+    if len(text) > 200:  # no rate is this long; a message quotes it shortened
+        raise reader.error(key, f"{_describe(text)} is not a number ({per_tick}) nor a rate")
     try:
         return parse_rate(text, "rate")
     except ModelError as exc:
@@ -126,7 +137,7 @@ def _rate_text(reader: _Reader, key: str, text: str, *, per_tick: str) -> Rate:
         reason = "" if "is not a rate" in detail else f" ({detail})"
         raise reader.error(
             key,
-            f"{text!r} is not a number ({per_tick}) nor a rate{reason}; write e.g. "
+            f"{_describe(text)} is not a number ({per_tick}) nor a rate{reason}; write e.g. "
             "'0.1% per minute', '6 per day' or '6/1d'",
         ) from None
 
@@ -137,7 +148,7 @@ def _read_chance(reader: _Reader, key: str) -> float | Rate:
     if isinstance(value, _Interpolated):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and not isinstance(value, _HugeNumber):
         return _rate_text(reader, key, str(value), per_tick="percent per tick")
     probability = reader.number(key)
     if probability < 0 or probability > 100:
@@ -151,7 +162,7 @@ def _read_arrival_rate(reader: _Reader, key: str) -> float | Rate:
     if isinstance(value, _Interpolated):
         with contextlib.suppress(ValueError):
             value = float(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and not isinstance(value, _HugeNumber):
         rate = _rate_text(reader, key, str(value), per_tick="subjects per tick")
         if rate.kind != "count":
             raise reader.error(
@@ -192,7 +203,7 @@ def _hold_ticks(reader: _Reader, key: str, value: Any, tick_ms: int) -> int:
     """Whole ticks from an int or a duration that is a whole number of ticks."""
     if isinstance(value, str) and not isinstance(value, _Interpolated):
         try:
-            ms = parse_duration(value)
+            ms = _duration_ms(value)
         except ValueError as exc:
             raise reader.error(key, f"{exc}; or give a whole number of ticks") from None
         if ms % tick_ms:
@@ -222,7 +233,7 @@ def _read_hold(reader: _Reader, tick_ms: int) -> int | RandomHold:
         if kind == "exponential":
             if isinstance(arg, str) and not isinstance(arg, _Interpolated):
                 try:
-                    mean = parse_duration(arg) / tick_ms
+                    mean = _duration_ms(arg) / tick_ms
                 except ValueError as exc:
                     raise reader.error("hold.exponential", str(exc)) from None
             elif isinstance(arg, (int, float)) and not isinstance(arg, bool) and arg > 0:
@@ -278,7 +289,7 @@ def _read_live(top: _Reader) -> LiveSpec:
             raise live.error("speed", f"{spec.speed:g} is not a speed-up factor > 0")
     if live.has("max_lag"):
         try:
-            spec.max_lag_ms = parse_duration(live.raw("max_lag"))
+            spec.max_lag_ms = _duration_ms(live.raw("max_lag"))
         except ValueError as exc:
             raise live.error("max_lag", str(exc)) from None
     for key, allowed in (("on_lag", _ON_LAG), ("timestamps", _LIVE_TIMESTAMPS)):

@@ -1,5 +1,12 @@
 """Reading model files: YAML with line numbers, errors that name file, line and key,
-``${ENV}`` interpolation, and typed readers of scalars, import paths and timestamps."""
+``${ENV}`` interpolation, and typed readers of scalars, import paths and timestamps.
+
+The loader bounds what a file can cost before any of it is interpreted: nesting deeper than
+`MAX_DEPTH`, aliases that expand to more than `MAX_ALIAS_EXPANSION` extra values, and
+integers longer than `MAX_INT_DIGITS` digits are refused at their line; an invalid
+unquoted date (``2024-02-30``) stays text, for the key that reads it to refuse.
+`MIN_TIMESTAMP`/`MAX_TIMESTAMP` bound times to what a calendar can print (years 1-9999).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +23,23 @@ from typing import Any
 
 import yaml
 
+from dogesim import redact
 from dogesim.errors import ModelError
+
+#: How deeply mappings and lists may nest in a model file (real ones need about 6).
+MAX_DEPTH = 64
+#: How many values YAML aliases may add to a file beyond those written out in it.
+MAX_ALIAS_EXPANSION = 100_000
+#: The longest integer a model file may write (a 64-bit number has at most 20 digits).
+MAX_INT_DIGITS = 40
+#: Epoch milliseconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z.
+MIN_TIMESTAMP = -62_135_596_800_000
+MAX_TIMESTAMP = 253_402_300_799_999
+#: The most ticks and subjects a run may have (beyond them a run would not end).
+MAX_TICKS = 2**31 - 1
+MAX_SUBJECTS = 10**9 - 1
+#: How much of a long value a message quotes.
+_SHOWN_CHARS = 120
 
 
 class _Map(dict):
@@ -40,7 +63,113 @@ class _Interpolated(str):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` whose mappings and sequences record the line of every entry."""
+    """`yaml.SafeLoader` whose mappings and sequences record the line of every entry, with
+    nesting depth and alias expansion bounded."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"values nest more than {MAX_DEPTH} levels deep; a model file needs a few",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return self.construct_document(node)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it by more than `MAX_ALIAS_EXPANSION` values
+    (an alias bomb), counting each node once however often it is shared: linear time."""
+    expanded: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in expanded:
+            continue
+        expanded[id(node)] = -1
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        # Children come after their parents in `order`, so they are sized first; a child
+        # still at -1 is an ancestor (a recursive alias), which construction refuses anyway.
+        total = 1 + sum(max(expanded[id(c)], 0) for c in _children(node))
+        expanded[id(node)] = min(total, 10 * MAX_ALIAS_EXPANSION)
+    if expanded[id(root)] - len(order) > MAX_ALIAS_EXPANSION:
+        raise yaml.composer.ComposerError(
+            None,
+            None,
+            f"YAML aliases expand this file to more than {MAX_ALIAS_EXPANSION:,} values "
+            "beyond those written in it; write the values out or use fewer aliases",
+            root.start_mark,
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+class _HugeNumber(str):
+    """An integer too long to read (more than `MAX_INT_DIGITS` digits), kept as its text so
+    that the key reading it can say which key and what is wrong."""
+
+    __slots__ = ()
+
+    @property
+    def digits(self) -> int:
+        return sum(ch.isdigit() for ch in self)
+
+    def problem(self) -> str:
+        return f"a number of {self.digits} digits is out of range (at most {MAX_INT_DIGITS} digits)"
+
+
+def _duration_ms(value: object) -> int:
+    """`dogesim.rates.parse_duration` of a file's value, refusing a huge integer or a long
+    text first (so that the message stays short).
+
+    Raises:
+        ValueError: not a duration.
+    """
+    from dogesim.rates import parse_duration
+
+    if isinstance(value, _HugeNumber):
+        raise ValueError(value.problem())
+    if isinstance(value, str) and len(value) > 200:
+        raise ValueError(f"{_describe(value)} is not a duration such as 500ms, 1s, 1m")
+    return parse_duration(value)
+
+
+def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+    if sum(ch.isdigit() for ch in node.value) > MAX_INT_DIGITS:
+        # int() of it would be slow, or refused beyond 4300 digits: never convert it.
+        return _HugeNumber(node.value)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+def _construct_timestamp(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError):
+        # `2024-02-30` looks like a date but is none: keep the text, so the key that reads
+        # it says what is wrong (and a description may say anything).
+        return str(node.value)
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> Any:
@@ -81,6 +210,8 @@ def _construct_seq(loader: _LineLoader, node: yaml.SequenceNode) -> Any:
 
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 # Booleans as in YAML 1.2: only true/false. YAML 1.1 also reads on/off/yes/no as booleans,
 # which turns a trigger or state named `on` into True.
@@ -116,7 +247,25 @@ class _Source:
 
     def error(self, line: int, path: str, message: str) -> ModelError:
         where = f"{self.name}:{line}"
-        return ModelError(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+        text = f"{where}: {path}: {message}" if path else f"{where}: {message}"
+        return ModelError(_shorten(redact.mask(text)))
+
+
+# A value longer than a message should carry (a 100,000-character state name), quoted or
+# in a list of names.
+_LONG_QUOTED = re.compile(f"(?<!\\w)'([^'\\n]{{{_SHOWN_CHARS},}})'(?!\\w)")
+_LONG_WORD = re.compile(f"[^\\s,']{{{2 * _SHOWN_CHARS},}}")
+
+
+def _shorten(text: str) -> str:
+    """`text` with every long quoted value or word cut to its start and its length."""
+    keep = _SHOWN_CHARS // 2
+    text = _LONG_QUOTED.sub(
+        lambda m: f"'{m.group(1)[:keep]}...' ({len(m.group(1)):,} characters)", text
+    )
+    return _LONG_WORD.sub(
+        lambda m: f"{m.group(0)[:keep]}... ({len(m.group(0)):,} characters)", text
+    )
 
 
 def _join(path: str, key: str | int) -> str:
@@ -127,11 +276,18 @@ def _join(path: str, key: str | int) -> str:
 
 def _describe(value: Any) -> str:
     """A value as it should appear in a message: repr of plain str, not of our subclasses."""
+    if isinstance(value, _HugeNumber):
+        return f"{str(value)[:12]}... ({value.digits} digits, out of range)"
     if isinstance(value, str):
-        return repr(str(value))
-    if isinstance(value, (_Map, _Seq)):
-        return repr(_plain(value))
-    return repr(value)
+        text = repr(str(value))
+    elif isinstance(value, (_Map, _Seq)):
+        text = repr(_plain(value))
+    else:
+        text = repr(value)
+    if len(text) > _SHOWN_CHARS:
+        # A message quotes the start of a huge value, not all of it.
+        text = f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
+    return text
 
 
 def _plain(value: Any) -> Any:
@@ -185,22 +341,48 @@ def _interpolate_str(text: str, src: _Source, line: int, path: str) -> str:
                     f"default with ${{{name}:-value}}",
                 )
             value = default
+        elif not _is_plain_number(value):
+            # An environment value may be a password: never show it again. (Numbers and
+            # booleans, such as ${TICKS}, are settings, and masking every "1000" in every
+            # message would hide what the message is about.)
+            redact.register_secret(value)
         out.append(value)
         position = match.end()
     return _Interpolated("".join(out))
 
 
-def _interpolate(node: Any, src: _Source, line: int, path: str) -> Any:
-    """Replace ``${...}`` in every string value under `node` (keys are left alone)."""
+def _is_plain_number(text: str) -> bool:
+    if text.strip().lower() in ("true", "false"):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _interpolate(
+    node: Any, src: _Source, line: int, path: str, seen: set[int] | None = None
+) -> Any:
+    """Replace ``${...}`` in every string value under `node` (keys are left alone).
+
+    A container shared through a YAML alias is visited once (`seen`): twice would undo
+    ``$${`` escapes and cost as much as the expanded file.
+    """
+    if isinstance(node, (_Map, _Seq)):
+        seen = set() if seen is None else seen
+        if id(node) in seen:
+            return node
+        seen.add(id(node))
     if isinstance(node, _Map):
         for key in list(node):
             node[key] = _interpolate(
-                node[key], src, node.key_lines.get(key, node.line), _join(path, str(key))
+                node[key], src, node.key_lines.get(key, node.line), _join(path, str(key)), seen
             )
         return node
     if isinstance(node, _Seq):
         for i, item in enumerate(node):
-            node[i] = _interpolate(item, src, node.item_lines[i], _join(path, i))
+            node[i] = _interpolate(item, src, node.item_lines[i], _join(path, i), seen)
         return node
     if isinstance(node, str):
         return _interpolate_str(node, src, line, path)
@@ -218,6 +400,18 @@ def parse_timestamp(value: object) -> int:
     Raises:
         ValueError: the value is none of those.
     """
+    if isinstance(value, _HugeNumber):
+        raise ValueError(value.problem())
+    ms = _timestamp_ms(value)
+    if not MIN_TIMESTAMP <= ms <= MAX_TIMESTAMP:
+        raise ValueError(
+            f"{ms} ms is outside the calendar (years 1 to 9999, epoch ms {MIN_TIMESTAMP} to "
+            f"{MAX_TIMESTAMP})"
+        )
+    return ms
+
+
+def _timestamp_ms(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int):
@@ -226,27 +420,33 @@ def parse_timestamp(value: object) -> int:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if re.fullmatch(r"-?\d+", text):
+        if re.fullmatch(r"-?\d{1,40}", text):
             return int(text)
         iso = text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text
         try:
             value = _dt.datetime.fromisoformat(iso)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(
                 f"{text!r} is not an ISO-8601 time (e.g. 2024-01-01T00:00:00Z) nor epoch "
                 "milliseconds"
             ) from None
     if isinstance(value, _dt.datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=_dt.timezone.utc)
-        return round(moment.timestamp() * 1000)
+        # Exact integer arithmetic: a float timestamp loses milliseconds far from 1970.
+        return (moment - _EPOCH) // _dt.timedelta(milliseconds=1)
     if isinstance(value, _dt.date):
         midnight = _dt.datetime(value.year, value.month, value.day, tzinfo=_dt.timezone.utc)
-        return int(midnight.timestamp() * 1000)
+        return (midnight - _EPOCH) // _dt.timedelta(milliseconds=1)
     raise ValueError(f"{value!r} is not a time: give ISO-8601 or epoch milliseconds")
 
 
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
 def _format_timestamp(ms: int) -> str:
-    moment = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    if not MIN_TIMESTAMP <= ms <= MAX_TIMESTAMP:
+        return f"epoch ms {ms}"
+    moment = _EPOCH + _dt.timedelta(milliseconds=ms)
     text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
     return text.replace("+00:00", "Z")
 
@@ -282,7 +482,8 @@ class _Reader:
                     f"unknown key {_describe(key)}{maybe}; allowed keys: {', '.join(allowed_list)}",
                 )
         for key in required:
-            if key not in self.node:
+            # A required key set to null (`path: null`, `path:`) is as missing as an absent one.
+            if self.node.get(key) is None:
                 raise self.error(
                     None, f"missing required key {key!r}; allowed keys: {', '.join(allowed_list)}"
                 )
@@ -310,17 +511,23 @@ class _Reader:
 
     def number(self, key: str) -> float:
         value = self.node.get(key)
+        if isinstance(value, _HugeNumber):
+            raise self.error(key, value.problem())
         if isinstance(value, _Interpolated):
             with contextlib.suppress(ValueError):
                 value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(key, f"{_describe(value)} is not a number")
+        if isinstance(value, int) and abs(value) > 1e300:
+            raise self.error(key, f"{_describe(value)} is out of range")
         if not math.isfinite(float(value)):
             raise self.error(key, f"{_describe(value)} is not a finite number")
         return float(value)
 
-    def integer(self, key: str, *, minimum: int | None = None) -> int:
+    def integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.node.get(key)
+        if isinstance(value, _HugeNumber):
+            raise self.error(key, value.problem())
         if isinstance(value, _Interpolated):
             with contextlib.suppress(ValueError):
                 value = int(value)
@@ -330,6 +537,8 @@ class _Reader:
             raise self.error(key, f"{_describe(value)} is not a whole number")
         if minimum is not None and value < minimum:
             raise self.error(key, f"{value} is too small; it must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise self.error(key, f"{value} is too large; it must be at most {maximum:,}")
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -386,7 +595,9 @@ def _resolve(target: str, src: _Source, line: int, path: str) -> Any:
         )
     try:
         obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
+    except BaseException as exc:
+        # A module may sys.exit(), raise KeyboardInterrupt or anything else at import: the
+        # user must learn which module of which file did it, not see a bare exit.
         raise src.error(
             line,
             path,
@@ -395,11 +606,28 @@ def _resolve(target: str, src: _Source, line: int, path: str) -> Any:
     for part in attribute.split("."):
         try:
             obj = getattr(obj, part)
-        except AttributeError:
+        except Exception:
             raise src.error(
                 line, path, f"{target!r}: module {module_name!r} has no attribute {attribute!r}"
             ) from None
     return obj
+
+
+def _check_call(reader: _Reader, key: str, obj: Any, *args: Any, as_: str, **kwargs: Any) -> None:
+    """Refuse `obj` at `key` when its signature cannot take the call the run will make
+    (``os:system`` as a factory); objects without a readable signature pass."""
+    import inspect
+
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise reader.error(
+            key, f"{reader.string(key)!r} cannot be called as {as_}: {exc}"
+        ) from None
 
 
 def _callable_at(reader: _Reader, key: str) -> Callable[..., Any]:

@@ -16,8 +16,9 @@ from typing import Any
 
 import yaml
 
+from dogesim import redact
 from dogesim.engine import RunResult, Simulation
-from dogesim.errors import ModelError, RunError
+from dogesim.errors import ModelError, RunError, SinkConfigError
 from dogesim.model import Model, Transition
 from dogesim.modelfile.online import (
     _ON_LAG,
@@ -34,8 +35,13 @@ from dogesim.modelfile.online import (
 )
 from dogesim.modelfile.sinks import SinkSpec, _read_sink
 from dogesim.modelfile.source import (
+    MAX_SUBJECTS,
+    MAX_TICKS,
+    MAX_TIMESTAMP,
     _callable_at,
+    _check_call,
     _describe,
+    _duration_ms,
     _format_timestamp,
     _interpolate,
     _LineLoader,
@@ -45,7 +51,7 @@ from dogesim.modelfile.source import (
     parse_timestamp,
 )
 from dogesim.modelfile.subjects import SubjectsSpec, _read_subjects
-from dogesim.rates import Profile, Rate, format_duration, parse_duration
+from dogesim.rates import Profile, Rate, format_duration
 
 
 @dataclass
@@ -184,6 +190,11 @@ class ModelSpec:
     jitter: bool = False
     live: LiveSpec = field(default_factory=LiveSpec)
 
+    def __repr__(self) -> str:
+        # Sink settings may hold passwords (conf, URLs) and ${VAR} values: mask them.
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+        return redact.mask(f"{type(self).__name__}({shown})")
+
     @property
     def model(self) -> Model:
         """The state machine without sinks (for graphs and analytic reports), with every
@@ -218,11 +229,25 @@ class ModelSpec:
                         f"{self.path or self.name}: no sink named {name!r}; sinks are "
                         f"{', '.join(self.sinks) or 'none'}"
                     )
-                built[name] = self.sinks[name].build(append=append)
+                built[name] = self._build_sink(name, append=append)
         except BaseException:
             _close_quietly(built.values())
             raise
         return built
+
+    def _build_sink(self, name: str, *, append: bool) -> Any:
+        sink = self.sinks[name]
+        try:
+            return sink.build(append=append)
+        except OSError as exc:
+            # An output under a file, on a read-only mount, a name too long: nothing was
+            # sent yet, so this is a bad setting, not a lost event.
+            raise SinkConfigError(
+                redact.mask(
+                    f"{sink.source}:{sink.line}: sinks.{name}: cannot open "
+                    f"{sink.describe()}: {exc.strerror or exc}"
+                )
+            ) from None
 
     def build_model(
         self,
@@ -466,7 +491,7 @@ class ModelSpec:
         if self.live.enabled:
             extras.append(f"live x{self.live.speed:g}")
         more = f"; {', '.join(extras)}" if extras else ""
-        return (
+        return redact.mask(
             f"{self.name}: {len(self.states)} states, {len(self.transitions)} transitions, "
             f"{self.subjects.count} subjects x {self.ticks} ticks of "
             f"{format_duration(self.tick_ms)} from {_format_timestamp(self.timestamp_start)}, "
@@ -502,6 +527,7 @@ def _read_transitions(
     resources: Mapping[str, int],
 ) -> list[TransitionSpec]:
     items = reader.sequence("transitions")
+    known = frozenset(states)
     out: list[TransitionSpec] = []
     check = Model(
         states,
@@ -523,7 +549,7 @@ def _read_transitions(
         ends = {}
         for key in ("from", "to"):
             state = t.string(key)
-            if state not in states:
+            if state not in known:
                 hint = difflib.get_close_matches(state, states, n=1)
                 maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
                 raise t.error(key, f"{state!r} is not a state{maybe}; states: {', '.join(states)}")
@@ -533,6 +559,7 @@ def _read_transitions(
         callback_path = None
         if t.has("callback"):
             callback = _callable_at(t, "callback")
+            _check_call(t, "callback", callback, None, None, as_="callback(subject, transition)")
             callback_path = t.string("callback")
         chosen = _sink_names(t, "sinks", sink_names, default_sinks)
         profile = None
@@ -655,33 +682,36 @@ def _parse(
             f"{source}:1: a model file is a mapping with keys {', '.join(_TOP_KEYS)}; "
             f"got {type(data).__name__}"
         )
-    _interpolate(data, src, data.line, "")
     top = _Reader(src, data, "")
+    # Unknown keys first: nothing under a key that is refused anyway is interpolated.
     top.check_keys(_TOP_KEYS, _TOP_REQUIRED)
+    _interpolate(data, src, data.line, "")
 
     name = top.string("name") if top.has("name") else Path(source).stem
     states = top.string_list("states")
     if not states:
         raise top.error("states", "the state list is empty; give at least one state")
-    duplicates = sorted({s for s in states if states.count(s) > 1})
-    if duplicates:
-        raise top.error("states", f"state {duplicates[0]!r} is listed twice")
+    seen_states: set[str] = set()
+    for state in states:  # a set, not states.count(): linear in the number of states
+        if state in seen_states:
+            raise top.error("states", f"state {state!r} is listed twice")
+        seen_states.add(state)
     initial = top.string("initial_state")
     if initial not in states:
         raise top.error(
             "initial_state", f"{initial!r} is not one of the states {', '.join(states)}"
         )
     try:
-        tick_ms = parse_duration(top.raw("tick"))
+        tick_ms = _duration_ms(top.raw("tick"))
     except ValueError as exc:
         raise top.error("tick", str(exc)) from None
     probability_tick = None
     if top.has("probability_tick"):
         try:
-            probability_tick = parse_duration(top.raw("probability_tick"))
+            probability_tick = _duration_ms(top.raw("probability_tick"))
         except ValueError as exc:
             raise top.error("probability_tick", str(exc)) from None
-    n_ticks = top.integer("ticks", minimum=1)
+    n_ticks = top.integer("ticks", minimum=1, maximum=MAX_TICKS)
     start = 0
     if top.has("start"):
         try:
@@ -696,7 +726,7 @@ def _parse(
         for sink_name in sinks.node:
             if not isinstance(sink_name, str) or not sink_name:
                 raise sinks.error(str(sink_name), f"sink name {_describe(sink_name)} is not text")
-            sink_specs[sink_name] = _read_sink(src, sinks, sink_name)
+            sink_specs[sink_name] = _guard_sink(_read_sink(src, sinks, sink_name))
     default_sinks: tuple[str, ...] = ()
     if top.has("default_sinks"):
         default_sinks = tuple(top.string_list("default_sinks"))
@@ -777,24 +807,95 @@ def _parse(
     return _override(spec, subjects=subjects, ticks=ticks, seed=seed)
 
 
+def _guard_sink(sink: SinkSpec) -> SinkSpec:
+    """Hide the sink's secrets from reprs and messages, and check now what building it would
+    check later (a DB URL), so that validate and run refuse the same files."""
+    for value in redact.secret_values(sink.settings):
+        redact.register_secret(value)
+    sink.settings = redact.SecretDict(sink.settings)
+    url = sink.settings.get("url")
+    if sink.type == "db" and isinstance(url, str):
+        problem = _db_url_problem(url)
+        if problem is not None:
+            raise ModelError(
+                redact.mask(f"{sink.source}:{sink.line}: sinks.{sink.name}.url: {problem}")
+            )
+    return sink
+
+
+def _db_url_problem(url: str) -> str | None:
+    """What is wrong with a database URL (without showing its password), or None."""
+    head, sep, rest = url.partition("://")
+    if not sep or not head:
+        return (
+            f"{redact.mask_url(url)!r} is not a database URL; write "
+            "dialect://user:password@host:port/database, e.g. sqlite:///events.db"
+        )
+    netloc = rest.split("/", 1)[0]
+    if netloc.count("@") > 1:
+        return (
+            "the user or password holds '@': percent-encode it as %40 "
+            "(urllib.parse.quote(password, safe=''))"
+        )
+    host = netloc.rpartition("@")[2]
+    if host.startswith("["):  # [IPv6]:port
+        port = host.partition("]")[2].removeprefix(":")
+    else:
+        port = host.rpartition(":")[2] if ":" in host else ""
+    if port and not (port.isdigit() and int(port) <= 65535):
+        return f"the port {port!r} of {redact.mask_url(url)!r} is not a number from 0 to 65535"
+    return None
+
+
+def _arrivals_per_tick(spec: ModelSpec) -> float:
+    """New subjects per tick at the peak of the arrivals profile (0 without arrivals)."""
+    rate = spec.arrivals
+    if rate is None:
+        return 0.0
+    per_tick = rate.value * spec.tick_ms / rate.period_ms if isinstance(rate, Rate) else rate
+    peak = spec.arrivals_profile.peak if spec.arrivals_profile is not None else 1.0
+    return float(per_tick) * peak
+
+
 def _override(
     spec: ModelSpec, *, subjects: int | None, ticks: int | None, seed: int | None
 ) -> ModelSpec:
-    for label, value, minimum in (
-        ("subjects", subjects, 1),
-        ("ticks", ticks, 1),
-        ("seed", seed, 0),
+    where = spec.path or spec.name
+    for label, value, minimum, maximum in (
+        ("subjects", subjects, 1, MAX_SUBJECTS),
+        ("ticks", ticks, 1, MAX_TICKS),
+        ("seed", seed, 0, None),
     ):
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
         ):
-            raise ModelError(f"{label} must be a whole number >= {minimum}, got {value!r}")
+            upto = f" and <= {maximum:,}" if maximum is not None else ""
+            raise ModelError(
+                f"{where}: {label} must be a whole number >= {minimum}{upto}, got {value!r}"
+            )
     if subjects is not None:
         spec.subjects.count = subjects
     if ticks is not None:
         spec.ticks = ticks
     if seed is not None:
         spec.seed = seed
+    newcomers = _arrivals_per_tick(spec) * spec.ticks
+    if spec.subjects.count + newcomers > MAX_SUBJECTS:
+        raise ModelError(
+            f"{where}: arrivals: about {newcomers:.3g} subjects would arrive over "
+            f"{spec.ticks} ticks (at the peak rate), more than {MAX_SUBJECTS:,} subjects in "
+            "all; lower the rate or run fewer ticks"
+        )
+    end = spec.timestamp_start + spec.ticks * spec.tick_ms
+    if end > MAX_TIMESTAMP:
+        raise ModelError(
+            f"{where}: start + ticks x tick ends at epoch ms {end}, after the calendar's end "
+            f"(9999-12-31, epoch ms {MAX_TIMESTAMP}); start earlier, or use fewer or "
+            "shorter ticks"
+        )
     return spec
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from dogesim.errors import ModelError
+from dogesim.errors import ModelError, RunError
 from dogesim.modelfile.source import (
+    MAX_SUBJECTS,
+    _check_call,
     _describe,
     _join,
     _key_line,
@@ -186,6 +188,23 @@ class AttributeSubjectFactory:
     __call__ = create
 
 
+class _GuardedFactory:
+    """Calls a factory from a model file, turning its failures into a `RunError`."""
+
+    def __init__(self, factory: Callable[[], Any], path: str | None) -> None:
+        self.factory = factory
+        self.path = path
+
+    def __call__(self) -> Any:
+        try:
+            return self.factory()
+        except (Exception, SystemExit) as exc:
+            # KeyboardInterrupt stays what it is: a stop request.
+            raise RunError(
+                f"subjects.factory {self.path!r} raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+
 @dataclass
 class SubjectsSpec:
     """How the subjects of a run are made.
@@ -206,11 +225,24 @@ class SubjectsSpec:
     factory_args: dict[str, Any] = field(default_factory=dict)
 
     def make_factory(self, seed: int) -> Callable[[], Any]:
-        """A fresh subject factory for one run with `seed`."""
+        """A fresh subject factory for one run with `seed`.
+
+        A factory from an import path is guarded: when it raises (or calls ``sys.exit``)
+        the run fails with a `RunError` naming it, not with a bare exit.
+        """
         if self.factory is None:
             return AttributeSubjectFactory(self.attributes, seed).create
+        return _GuardedFactory(self._imported_factory(), self.factory_path)
+
+    def _imported_factory(self) -> Callable[[], Any]:
         if inspect.isclass(self.factory):
-            instance = self.factory(**self.factory_args)
+            try:
+                instance = self.factory(**self.factory_args)
+            except (Exception, SystemExit) as exc:
+                raise RunError(
+                    f"subjects.factory {self.factory_path!r}: making the factory raised "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
             create = getattr(instance, "create", None)
             if callable(create):
                 return create
@@ -226,7 +258,7 @@ class SubjectsSpec:
 def _read_subjects(src: _Source, reader: _Reader) -> SubjectsSpec:
     subjects = reader.mapping("subjects")
     subjects.check_keys(("count", "attributes", "factory", "factory_args"), ("count",))
-    count = subjects.integer("count", minimum=0)
+    count = subjects.integer("count", minimum=0, maximum=MAX_SUBJECTS)
     if subjects.has("factory"):
         if subjects.has("attributes"):
             raise subjects.error(
@@ -245,6 +277,10 @@ def _read_subjects(src: _Source, reader: _Reader) -> SubjectsSpec:
             args = _plain(subjects.mapping("factory_args").node)
         if not callable(factory):
             raise subjects.error("factory", f"{path!r} is {factory!r}, which is not callable")
+        if inspect.isclass(factory):
+            _check_call(subjects, "factory", factory, as_="a factory class", **args)
+        else:
+            _check_call(subjects, "factory", factory, as_="factory()")
         return SubjectsSpec(count, factory=factory, factory_path=path, factory_args=args)
     if subjects.has("factory_args"):
         raise subjects.error("factory_args", "factory_args needs a factory")

@@ -1,10 +1,13 @@
 """Calibration: fit each transition's per-tick probability from an event log.
 
 - `fit_event_log(events, ...)`: maximum-likelihood probabilities, Wilson intervals and the
-  log-likelihood from a log of (subject, timestamp, from_state, to_state[, trigger]).
-- `FitResult`: the fit: a comparison table (fitted vs configured), the fitted `Model`, a
-  model file (`write_model_file`) and a plot.
-- `FittedTransition`: one row of it.
+  log-likelihood from a log of (subject, timestamp, from_state, to_state[, trigger]), with
+  an optional population roster, survey weights and calendar-month ticks.
+- `fit_observed(observed, ...)`: the same from an `observed.Observed` log.
+- `fit_by(events, by=COLUMN, ...)`: one fit per group of subjects (`GroupFit`).
+- `FitResult`: the fit: a comparison table (fitted vs configured), the initial mix, the
+  fitted `Model`, a model file (`write_model_file`) and a plot.
+- `FittedTransition`, `InitialShare`: rows of it.
 - `wilson_interval(k, n, confidence)`: the score interval for a binomial proportion.
 
 The likelihood. In every tick a subject in state ``s`` makes one trial: it takes transition
@@ -31,12 +34,30 @@ at ``n_i = 0``, and with coverage close to nominal down to a handful of events (
 DasGupta 2001), which the coverage test in ``tests/unit/test_fit.py`` checks. A profile
 likelihood interval behaves similarly but needs root finding per transition.
 
+The initial mix. Each subject's state at the window start — from the roster, else the
+``from_state`` of its first event (plus the silent subjects' states) — is one multinomial
+draw; the shares are the (weighted) proportions, each with a Wilson interval on the
+effective sample size. A fit never silently puts everyone in one state: `FitResult.
+initial_mix` lists every state seen, and the model file gets ``initial_state: {state:
+count, ...}`` whenever more than one state is occupied.
+
+Survey weights. A subject of weight ``w`` counts ``w`` times in every exposure and count, so
+the point estimates are those of the population the weights stand for (duplicating a
+subject is the same as giving it weight 2). Unequal weights make the estimates noisier than
+the raw counts suggest; the intervals use Kish's effective sample size: with ``m_j`` the
+subject-ticks subject ``j`` spent in state ``s`` and ``w_j`` its weight, the design effect
+is ``deff_s = sum(m) sum(m w^2) / (sum m w)^2`` and the Wilson interval is computed for
+``p_i`` with ``n_eff = sum(m) / deff_s`` trials (``k = p_i n_eff``, not an integer). Equal
+weights give ``deff = 1`` and the unweighted interval, whatever their scale. This treats
+the weights as known and the subjects as independent (no strata or clusters).
+
 Vetoes: a callback that vetoes an attempt leaves no event, so what is fitted is the
 effective probability ``p_i x P(accepted)``, lower than the configured one.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -49,20 +70,30 @@ import pandas as pd
 
 from dogesim.errors import DogesimError
 from dogesim.model import Model, Transition
-from dogesim.report.tables import read_event_log
+from dogesim.report.observed import Observed, kish_deff, observe
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from dogesim.modelfile import ModelSpec
 
-__all__ = ["FitResult", "FittedTransition", "fit_event_log", "wilson_interval"]
+__all__ = [
+    "FitResult",
+    "FittedTransition",
+    "GroupFit",
+    "InitialShare",
+    "fit_by",
+    "fit_event_log",
+    "fit_observed",
+    "wilson_interval",
+]
 
 
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+def wilson_interval(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
     """The Wilson score interval for a binomial proportion with `k` successes in `n` trials.
 
-    Returns ``(0, 1)`` when there are no trials.
+    `k` and `n` may be effective (non-integer) counts. Returns ``(0, 1)`` when there are no
+    trials.
     """
     if n <= 0:
         return 0.0, 1.0
@@ -82,8 +113,8 @@ class FittedTransition:
 
     Attributes:
         from_state, trigger, to_state: the transition.
-        events: its events in the window.
-        exposure: subject-ticks spent in `from_state` (trials at risk).
+        events: its events in the window (weighted when the fit has weights).
+        exposure: subject-ticks spent in `from_state` (trials at risk; weighted likewise).
         probability: the MLE, a fraction per tick.
         ci_low, ci_high: the confidence interval (fractions).
         configured: the configured probability (fraction) when a model was given, else None.
@@ -92,12 +123,13 @@ class FittedTransition:
     from_state: str
     trigger: str
     to_state: str
-    events: int
-    exposure: int
+    events: float
+    exposure: float
     probability: float
     ci_low: float
     ci_high: float
     configured: float | None = None
+    effective_exposure: float | None = None
 
     @property
     def covers_configured(self) -> bool | None:
@@ -108,8 +140,32 @@ class FittedTransition:
 
 
 @dataclass
+class InitialShare:
+    """One state's share of the population at the window start.
+
+    Attributes:
+        state: the state.
+        count: subjects in it (weighted when the fit has weights).
+        share: `count` over the population.
+        ci_low, ci_high: the Wilson interval of the share (on the effective sample size).
+    """
+
+    state: str
+    count: float
+    share: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass
 class FitResult:
-    """The outcome of `fit_event_log`."""
+    """The outcome of `fit_event_log`.
+
+    `initial_state` is the single state a plain `Model` starts in (the given one, else the
+    most common at the window start); `initial_mix` is the estimated distribution, one
+    `InitialShare` per state, and `initial_source` says where it comes from (``roster``,
+    ``first events`` or ``first events + silent``).
+    """
 
     states: tuple[str, ...]
     initial_state: str
@@ -118,11 +174,42 @@ class FitResult:
     ticks: int
     subjects: int
     transitions: list[FittedTransition]
-    exposure: dict[str, int]
+    exposure: dict[str, float]
     log_likelihood: float
     confidence: float
     events: int
     silent: dict[str, int] = field(default_factory=dict)
+    initial_mix: list[InitialShare] = field(default_factory=list)
+    initial_source: str = "first events"
+    weighted: bool = False
+    tick: int | str | None = None
+
+    def initial_counts(self, total: int | None = None) -> dict[str, int]:
+        """The initial mix as whole subjects per occupied state, summing to `total` (default:
+        the population), by largest remainders."""
+        total = self.subjects if total is None else total
+        shares = {s.state: s.share for s in self.initial_mix if s.share > 0}
+        raw = {state: share * total for state, share in shares.items()}
+        counts = {state: math.floor(v) for state, v in raw.items()}
+        left = total - sum(counts.values())
+        for state in sorted(raw, key=lambda s: counts[s] - raw[s])[:left]:
+            counts[state] += 1
+        return counts
+
+    def initial_table(self) -> pd.DataFrame:
+        """The initial mix: state, count, share and interval (shares in %)."""
+        return pd.DataFrame(
+            [
+                {
+                    "state": s.state,
+                    "count": s.count,
+                    "share_pct": 100 * s.share,
+                    "ci_low_pct": 100 * s.ci_low,
+                    "ci_high_pct": 100 * s.ci_high,
+                }
+                for s in self.initial_mix
+            ]
+        )
 
     def table(self) -> pd.DataFrame:
         """Fitted vs configured, one row per transition, probabilities in % per tick."""
@@ -180,7 +267,7 @@ class FitResult:
 
         notes = {
             (t.from_state, t.trigger): (
-                f"fitted: {t.events} events / {t.exposure} subject-ticks; "
+                f"fitted: {t.events:g} events / {t.exposure:g} subject-ticks; "
                 f"{self.confidence:.0%} CI [{100 * t.ci_low:.6g}%, {100 * t.ci_high:.6g}%]"
                 + (f"; configured {100 * t.configured:g}%" if t.configured is not None else "")
             )
@@ -191,9 +278,14 @@ class FitResult:
             f"{self.ticks} ticks; log-likelihood {self.log_likelihood:.3f}.\n"
             "Probabilities are maximum-likelihood estimates (events / subject-ticks at risk)."
         )
-        return dump_model(
+        if isinstance(self.tick, str):
+            header += (
+                f"\nFitted on calendar ticks ({self.tick}); `tick` is their mean length until "
+                "model files have calendar units."
+            )
+        text = dump_model(
             self.to_model(name),
-            path,
+            None,
             tick_ms=self.tick_ms,
             ticks=self.ticks,
             subjects=self.subjects,
@@ -209,12 +301,47 @@ class FitResult:
             header=header,
             subjects_section=_subjects_section(template) if template else None,
         )
+        text = self._with_initial_mix(text)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write(text)
+        return text
+
+    def _with_initial_mix(self, text: str) -> str:
+        """Replace ``initial_state: X`` by the fitted mix when more than one state is occupied.
+
+        The model file's ``initial_state`` mapping (subjects per state) is read by the model
+        file loader from the version that supports initial mixes on; older loaders refuse it.
+        """
+        counts = self.initial_counts()
+        if len(counts) <= 1:
+            return text
+        mix = ", ".join(f"{_yaml_key(state)}: {count}" for state, count in counts.items())
+        lines = text.splitlines(keepends=True)
+        for k, line in enumerate(lines):
+            if line.startswith("initial_state:"):
+                intervals = "; ".join(
+                    f"{s.state} {100 * s.share:.1f}% [{100 * s.ci_low:.1f}, {100 * s.ci_high:.1f}]"
+                    for s in self.initial_mix
+                    if s.count > 0
+                )
+                lines[k] = (
+                    f"# initial mix from the {self.initial_source} ({self.confidence:.0%} CI): "
+                    f"{intervals}\ninitial_state: {{{mix}}}\n"
+                )
+                break
+        return "".join(lines)
 
     def plot(self) -> Figure:
         """Fitted vs configured probabilities with intervals (see `plots.plot_fit`)."""
         from dogesim.report.plots import plot_fit
 
         return plot_fit(self)
+
+
+def _yaml_key(state: str) -> str:
+    """A state name as a YAML flow-mapping key (JSON quoting, so ``no`` stays a string)."""
+    return json.dumps(state)
 
 
 def _subjects_section(template: ModelSpec) -> dict[str, Any]:
@@ -241,7 +368,7 @@ def _configured(model: Model | ModelSpec | None) -> dict[tuple[str, str], tuple[
 def fit_event_log(
     events: Any,
     *,
-    tick_ms: int,
+    tick_ms: int | str,
     states: Sequence[str] | None = None,
     initial_state: str | None = None,
     window_start: int | None = None,
@@ -253,23 +380,26 @@ def fit_event_log(
     model: Model | ModelSpec | None = None,
     confidence: float = 0.95,
     fields: Mapping[str, str] | None = None,
+    roster: Any = None,
+    weight: str | None = None,
 ) -> FitResult:
     """Fit per-tick transition probabilities by maximum likelihood.
 
     Args:
         events: the log: a ``.jsonl``/``.csv`` path, a DataFrame or records (see
-            `tables.read_event_log`), or an already normalised DataFrame.
-        tick_ms: the tick length in ms.
-        states: the states (default: the model's, else those seen in the log).
-        initial_state: the model's initial state (default: the model's, else `states[0]`).
+            `tables.read_event_log`); timestamps in epoch ms or ISO-8601.
+        tick_ms: the tick length in ms, or calendar months (``"1mo"``, ``"1y"``).
+        states: the states (default: the model's, else those seen in the roster and log).
+        initial_state: the model's initial state (default: the model's, else the most
+            common state at the window start).
         window_start: the first tick's timestamp (default: the model file's start, else the
             first event's); events before it are ignored.
         window_end: the end of the window, exclusive (or give `ticks`); default: the tick
             after the last event.
         ticks: the window length in ticks.
         subjects: the population size; subjects without events in the window sit in
-            `silent_state` throughout. Without it (and `silent`), every subject is assumed to
-            appear in the log.
+            `silent_state` throughout. Without it (and `silent`, `roster`), every subject is
+            assumed to appear in the log.
         silent: instead of `subjects`: how many event-less subjects sit in each state.
         silent_state: where event-less subjects sit (default: the initial state).
         model: the configured model (a `Model` or `ModelSpec`), for comparison, for the
@@ -277,157 +407,110 @@ def fit_event_log(
         confidence: the interval's confidence level.
         fields: field names for `read_event_log` (``subject``, ``timestamp``, ``trigger``,
             ``from_state``, ``to_state``).
+        roster: the population and each subject's state at the window start (see
+            `observed.observe`); replaces `subjects`/`silent`.
+        weight: the column (roster, else log) of survey weights.
 
     Raises:
         DogesimError: the log is inconsistent (a subject's event starts from a state other
             than where its previous event ended, two events of a subject in one tick, an
-            unknown state) or the window is empty.
+            unknown state), disagrees with the roster, or the window is empty.
     """
     bare = model if isinstance(model, Model) or model is None else model.model
-    frame = read_event_log(events, model=bare, **dict(fields or {}))
-    if tick_ms <= 0:
-        raise DogesimError(f"tick_ms must be positive, got {tick_ms}")
+    if window_start is None and model is not None and not isinstance(model, Model):
+        window_start = model.timestamp_start
     if not 0 < confidence < 1:
         raise DogesimError(f"confidence must be between 0 and 1, got {confidence}")
-    if states is None:
-        if bare is not None:
-            states = list(bare.states)
-        else:
-            seen = pd.unique(pd.concat([frame["from_state"], frame["to_state"]]))
-            states = [str(s) for s in seen]
-    states = list(states)
-    if not states:
-        raise DogesimError("no states: give states, a model, or a non-empty log")
-    if initial_state is None:
-        initial_state = bare.initial_state if bare is not None else states[0]
-    if initial_state not in states:
-        raise DogesimError(f"initial state {initial_state!r} is not one of {states}")
-    unknown = sorted((set(frame["from_state"]) | set(frame["to_state"])) - set(states), key=str)
-    if unknown:
-        raise DogesimError(f"event log has states {unknown} that are not in {states}")
-    if window_start is None:
-        if model is not None and not isinstance(model, Model):
-            window_start = model.timestamp_start
-        elif len(frame):
-            window_start = int(frame["timestamp"].min())
-        else:
-            raise DogesimError("an empty log needs window_start")
-    frame = frame[frame["timestamp"] >= window_start]
-    tick = (frame["timestamp"].to_numpy(dtype=np.int64) - window_start) // tick_ms
-    if ticks is None:
-        if window_end is not None:
-            ticks = -(-(window_end - window_start) // tick_ms)
-        elif len(frame):
-            ticks = int(tick.max()) + 1
-        else:
-            raise DogesimError("an empty window: give ticks or window_end")
-    if ticks <= 0:
-        raise DogesimError(f"the window has {ticks} ticks; it must have at least one")
-    keep = tick < ticks
-    frame = frame[keep].copy()
-    frame["tick"] = tick[keep]
+    obs = observe(
+        events,
+        tick=tick_ms,
+        states=states,
+        model=bare,
+        initial_state=initial_state,
+        window_start=window_start,
+        window_end=window_end,
+        ticks=ticks,
+        roster=roster,
+        weight=weight,
+        subjects=subjects,
+        silent=silent,
+        silent_state=silent_state,
+        fields=fields,
+    )
+    if initial_state is None and bare is not None:
+        initial_state = bare.initial_state
+    return fit_observed(
+        obs, model=model, confidence=confidence, initial_state=initial_state, tick=tick_ms
+    )
+
+
+def fit_observed(
+    obs: Observed,
+    *,
+    model: Model | ModelSpec | None = None,
+    confidence: float = 0.95,
+    initial_state: str | None = None,
+    tick: int | str | None = None,
+) -> FitResult:
+    """Fit per-tick transition probabilities from an `Observed` log (see `fit_event_log`)."""
+    if not 0 < confidence < 1:
+        raise DogesimError(f"confidence must be between 0 and 1, got {confidence}")
+    states = list(obs.states)
     index = {s: k for k, s in enumerate(states)}
-
-    # Order by subject then tick (stable: the log's order breaks no ties, a subject has at
-    # most one event per tick).
-    frame = frame.sort_values(["subject", "tick"], kind="stable").reset_index(drop=True)
-    same = frame["subject"].to_numpy()[1:] == frame["subject"].to_numpy()[:-1]
-    ticks_arr = frame["tick"].to_numpy(dtype=np.int64)
-    src = frame["from_state"].to_numpy()
-    dst = frame["to_state"].to_numpy()
-    if len(frame) > 1:
-        double = same & (ticks_arr[1:] == ticks_arr[:-1])
-        if double.any():
-            k = int(np.flatnonzero(double)[0])
-            raise DogesimError(
-                f"event log: subject {frame['subject'].iat[k]!r} has two events in tick "
-                f"{ticks_arr[k]} (timestamp {frame['timestamp'].iat[k]}); a subject moves at "
-                "most once per tick — is tick_ms right?"
-            )
-        broken = same & (src[1:] != dst[:-1])
-        if broken.any():
-            k = int(np.flatnonzero(broken)[0])
-            raise DogesimError(
-                f"event log: subject {frame['subject'].iat[k]!r} ends in {dst[k]!r} at "
-                f"{frame['timestamp'].iat[k]} but its next event starts from {src[k + 1]!r} at "
-                f"{frame['timestamp'].iat[k + 1]}; the log is incomplete or out of order"
-            )
-    first = np.ones(len(frame), dtype=bool)
-    first[1:] = ~same
-    last = np.ones(len(frame), dtype=bool)
-    last[:-1] = ~same
-    previous = np.empty(len(frame), dtype=np.int64)
-    previous[0:1] = -1
-    previous[1:] = ticks_arr[:-1]
-    previous[first] = -1
-    exposure = np.zeros(len(states), dtype=np.int64)
-    # Time in from_state up to and including each event's tick ...
-    np.add.at(
-        exposure, frame["from_state"].map(index).to_numpy(dtype=np.int64), ticks_arr - previous
-    )
-    # ... and in the last state until the window ends.
-    np.add.at(
-        exposure,
-        frame["to_state"].map(index).to_numpy(dtype=np.int64)[last],
-        ticks - 1 - ticks_arr[last],
-    )
-    seen_subjects = int(first.sum())
-    silent_counts: dict[str, int] = {}
-    if silent is not None and subjects is not None:
-        raise DogesimError("give either subjects or silent, not both")
-    if silent is not None:
-        silent_counts = {str(s): int(c) for s, c in silent.items() if c}
-    elif subjects is not None:
-        if subjects < seen_subjects:
-            raise DogesimError(
-                f"subjects={subjects} but the log shows {seen_subjects} subjects in the window"
-            )
-        state = silent_state or initial_state
-        if subjects > seen_subjects:
-            silent_counts = {state: subjects - seen_subjects}
-    for state, count in silent_counts.items():
-        if state not in index:
-            raise DogesimError(f"silent subjects in unknown state {state!r}; states: {states}")
-        if count < 0:
-            raise DogesimError(f"silent subjects in {state!r}: {count} is negative")
-        exposure[index[state]] += count * ticks
-
+    spells = obs.spells()
+    w = spells["weight"].to_numpy(dtype=float)
+    length = spells["length"].to_numpy(dtype=np.int64)
+    exposure = spells.assign(wl=w * length).groupby("state")["wl"].sum()
+    deff: dict[str, float] = {}
+    if obs.weighted:
+        per_subject = (
+            spells.assign(length=length)
+            .groupby(["state", "subject"], sort=False)
+            .agg(m=("length", "sum"), w=("weight", "first"))
+        )
+        deff = {
+            state: kish_deff(part["w"].to_numpy(), part["m"].to_numpy())
+            for state, part in per_subject.groupby(level="state")
+        }
+    raw_exposure = spells.groupby("state")["length"].sum()
+    moves = spells[~spells["censored"].to_numpy(dtype=bool)]
     configured = _configured(model)
-    has_trigger = frame["trigger"].notna().all() and len(frame) > 0
-    if not has_trigger:
-        frame["trigger"] = frame["from_state"].astype(str) + "->" + frame["to_state"].astype(str)
-    counts = frame.groupby(["from_state", "trigger"], sort=False).agg(
-        events=("tick", "size"), to_state=("to_state", "first"), targets=("to_state", "nunique")
+    counts = moves.groupby(["state", "trigger"], sort=False).agg(
+        events=("weight", "sum"), to_state=("to_state", "first"), targets=("to_state", "nunique")
     )
     fitted: dict[tuple[str, str], FittedTransition] = {}
-    for (from_state, trigger), row in counts.iterrows():
-        if row["targets"] > 1:
+
+    def row(from_state: str, trigger: str, to_state: str, n: float) -> FittedTransition:
+        e = float(exposure.get(from_state, 0.0))
+        p = n / e if e else 0.0
+        n_eff = float(raw_exposure.get(from_state, 0)) / deff.get(from_state, 1.0)
+        low, high = wilson_interval(p * n_eff, n_eff, confidence)
+        conf = configured.get((from_state, trigger))
+        return FittedTransition(
+            from_state,
+            trigger,
+            to_state,
+            _number(n),
+            _number(e),
+            p,
+            low,
+            high,
+            conf[1] if conf else None,
+            n_eff,
+        )
+
+    for (from_state, trigger), values in counts.iterrows():
+        if values["targets"] > 1:
             raise DogesimError(
                 f"event log: trigger {trigger!r} from {from_state!r} leads to several states; "
                 "a transition has one target"
             )
-        e = int(exposure[index[from_state]])
-        n = int(row["events"])
-        conf = configured.get((from_state, trigger))
-        low, high = wilson_interval(n, e, confidence)
-        fitted[(from_state, trigger)] = FittedTransition(
-            from_state,
-            trigger,
-            str(row["to_state"]),
-            n,
-            e,
-            n / e if e else 0.0,
-            low,
-            high,
-            conf[1] if conf else None,
+        fitted[(from_state, trigger)] = row(
+            str(from_state), str(trigger), str(values["to_state"]), float(values["events"])
         )
-    for (from_state, trigger), (to_state, p) in configured.items():
+    for (from_state, trigger), (to_state, _) in configured.items():
         if (from_state, trigger) not in fitted and from_state in index:
-            e = int(exposure[index[from_state]])
-            low, high = wilson_interval(0, e, confidence)
-            fitted[(from_state, trigger)] = FittedTransition(
-                from_state, trigger, to_state, 0, e, 0.0, low, high, p
-            )
+            fitted[(from_state, trigger)] = row(from_state, trigger, to_state, 0.0)
     # Model order first (configured transitions), then the others in state order.
     order = {key: k for k, key in enumerate(configured)}
     rows = sorted(
@@ -441,23 +524,116 @@ def fit_event_log(
     loglik = 0.0
     for state in states:
         outgoing = [t for t in rows if t.from_state == state]
-        e = int(exposure[index[state]])
+        e = float(exposure.get(state, 0.0))
         moved = sum(t.events for t in outgoing)
         loglik += sum(t.events * math.log(t.probability) for t in outgoing if t.events)
         stay = e - moved
         if stay > 0:
             loglik += stay * math.log(stay / e)
+    mix = initial_mix(obs, confidence)
+    if initial_state is None:
+        initial_state = max(mix, key=lambda s: s.count).state if mix else states[0]
+    if initial_state not in index:
+        raise DogesimError(f"initial state {initial_state!r} is not one of {states}")
+    roster = obs.roster
+    silent_rows = roster[roster["silent"].to_numpy(dtype=bool)]
     return FitResult(
         states=tuple(states),
         initial_state=initial_state,
-        tick_ms=tick_ms,
-        window_start=int(window_start),
-        ticks=int(ticks),
-        subjects=seen_subjects + sum(silent_counts.values()),
+        tick_ms=obs.grid.tick_ms or _month_ms(obs),
+        window_start=obs.grid.start,
+        ticks=obs.ticks,
+        subjects=len(roster),
         transitions=rows,
-        exposure={s: int(exposure[index[s]]) for s in states},
+        exposure={s: _number(exposure.get(s, 0)) for s in states},
         log_likelihood=loglik,
         confidence=confidence,
-        events=len(frame),
-        silent=silent_counts,
+        events=len(obs.events),
+        silent={str(k): int(v) for k, v in silent_rows["state"].value_counts(sort=False).items()},
+        initial_mix=mix,
+        initial_source=obs.source,
+        weighted=obs.weighted,
+        tick=tick,
     )
+
+
+def _month_ms(obs: Observed) -> int:
+    """A calendar-month grid's mean tick length in ms (for model files without months)."""
+    return round(obs.grid.months * 30.436875 * 86_400_000)
+
+
+def _number(value: float) -> float:
+    """An exposure: an int when it is whole (unweighted fits), else the float."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def initial_mix(obs: Observed, confidence: float = 0.95) -> list[InitialShare]:
+    """The population's shares per state at the window start, with Wilson intervals on
+    Kish's effective sample size (see the module docstring)."""
+    roster = obs.roster
+    weights = roster["weight"].to_numpy(dtype=float)
+    total = float(weights.sum())
+    n_eff = len(roster) / kish_deff(weights) if len(roster) else 0.0
+    counts = pd.Series(weights, index=roster["state"].to_numpy()).groupby(level=0).sum()
+    shares = []
+    for state in obs.states:
+        count = float(counts.get(state, 0.0))
+        share = count / total if total else 0.0
+        low, high = wilson_interval(share * n_eff, n_eff, confidence)
+        shares.append(InitialShare(state, _number(count), share, low, high))
+    return shares
+
+
+@dataclass
+class GroupFit:
+    """One `FitResult` per group of subjects (`fit_by`), with each group's population share.
+
+    Attributes:
+        by: the grouping column.
+        results: group value -> its fit.
+        shares: group value -> its share of the (weighted) population.
+    """
+
+    by: str
+    results: dict[Any, FitResult]
+    shares: dict[Any, float]
+
+    def table(self) -> pd.DataFrame:
+        """Every group's fitted transitions, one row each, with a ``group`` column first."""
+        frames = [fit.table().assign(group=group) for group, fit in self.results.items()]
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return table[["group", *[c for c in table.columns if c != "group"]]]
+
+
+def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> GroupFit:
+    """Fit one model per value of the subject column `by` (of the roster, else the log).
+
+    Takes the arguments of `fit_event_log` (`model`, `states`, `roster`, `weight`, ...).
+    Every group is fitted on the same states and window, so the fits can be simulated side
+    by side as a mixture with the population shares in `GroupFit.shares`.
+    """
+    model = options.pop("model", None)
+    confidence = options.pop("confidence", 0.95)
+    initial_state = options.get("initial_state")
+    bare = model if isinstance(model, Model) or model is None else model.model
+    if options.get("window_start") is None and model is not None and not isinstance(model, Model):
+        options["window_start"] = model.timestamp_start
+    obs = observe(events, tick=tick_ms, model=bare, by=by, **options)
+    groups = obs.roster["group"]
+    if groups.isna().any():
+        who = groups.index[int(np.flatnonzero(groups.isna().to_numpy())[0])]
+        who = who.item() if isinstance(who, np.generic) else who
+        raise DogesimError(f"fit by {by!r}: subject {who!r} has no {by!r} value")
+    weights = obs.roster["weight"].groupby(groups.to_numpy()).sum()
+    total = float(weights.sum()) or 1.0
+    results = {
+        group: fit_observed(
+            obs.subset(group),
+            model=model,
+            confidence=confidence,
+            initial_state=initial_state or (bare.initial_state if bare is not None else None),
+            tick=tick_ms,
+        )
+        for group in pd.unique(groups.to_numpy())
+    }
+    return GroupFit(by, results, {g: float(weights[g]) / total for g in results})

@@ -27,6 +27,7 @@ import pandas as pd
 from dogesim.errors import DogesimError
 from dogesim.model import Model
 from dogesim.result import RunResult
+from dogesim.sinks.compression import log_format, open_text
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -152,13 +153,13 @@ def _records(source: Any) -> pd.DataFrame:
         path = Path(source)
         if not path.is_file():
             raise DogesimError(f"{os.fspath(path)}: no such event log")
-        if path.suffix.lower() == ".csv":
+        if log_format(path) == "csv":
             try:
                 return pd.read_csv(path)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
                 raise DogesimError(f"{os.fspath(path)}: cannot read as CSV: {exc}") from None
         records = []
-        with path.open(encoding="utf-8") as stream:
+        with open_text(path) as stream:
             for number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
@@ -207,12 +208,14 @@ def _timestamps_ms(column: pd.Series) -> np.ndarray:
             raise DogesimError("event log: some events have no timestamp")
         return column.to_numpy(dtype=np.int64)
     try:
-        parsed = pd.to_datetime(column, utc=True)
+        parsed = pd.to_datetime(column, utc=True, format="ISO8601")
     except (ValueError, TypeError) as exc:
         raise DogesimError(
             f"event log: timestamps are neither epoch milliseconds nor ISO-8601 times: {exc}"
         ) from None
-    return (parsed.astype("int64") // 1_000_000).to_numpy()
+    # Through an explicit unit: pandas 3 no longer stores every datetime in nanoseconds.
+    since_epoch = parsed - pd.Timestamp(0, tz="UTC")
+    return (since_epoch // pd.Timedelta(1, unit="ms")).to_numpy(dtype=np.int64)
 
 
 def _states_from_triggers(frame: pd.DataFrame, model: Model) -> pd.DataFrame:

@@ -10,7 +10,11 @@ Sinks in their own modules, imported only when used (the optional dependency eac
 imported by that module alone; none is imported here):
 
 - `files`: `JsonLinesSink`, `CsvSink` and their factories `JsonLinesSinkFactory`,
-  `CsvSinkFactory` (standard library only).
+  `CsvSinkFactory`; ``.gz`` / ``.zst`` paths are compressed (standard library, orjson when
+  the ``fast`` extra is installed, zstandard for ``.zst``: the ``zstd`` extra).
+- `encoding`: `json_line_encoder`, JSON lines through orjson with the standard library's
+  exact bytes.
+- `compression`: gzip/zstd by file suffix, `open_text` to read any of them back.
 - `kafka`: `KafkaSinkFactory`, `KafkaSink` (confluent-kafka, the ``kafka`` extra).
 - `kafka_avro`: `KafkaAvroSinkFactory` (confluent-kafka's Schema Registry and fastavro, the
   ``avro`` extra).

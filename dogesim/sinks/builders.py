@@ -170,6 +170,7 @@ def build_kafka(settings: Mapping[str, Any], context: BuildContext) -> Any:
         settings["bootstrap_servers"],
         client_id=settings.get("client_id"),
         conf=settings.get("conf"),
+        record_timestamp=settings.get("record_timestamp", "event"),
     )
     return factory.create(
         settings["topic"],
@@ -187,6 +188,7 @@ def build_kafka_avro(settings: Mapping[str, Any], context: BuildContext) -> Any:
         settings["schema_registry_url"],
         client_id=settings.get("client_id"),
         conf=settings.get("conf"),
+        record_timestamp=settings.get("record_timestamp", "event"),
     )
     return factory.create(
         settings["topic"],

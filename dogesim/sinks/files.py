@@ -5,15 +5,21 @@
 - `JsonLinesSinkFactory`, `CsvSinkFactory`: sinks for named streams in one directory
   (``<directory>/<name>.jsonl`` / ``.csv``).
 - `default_record`, `flat_record`: the default mappers (event -> dict) of the two sinks.
+- `FlushPoint`: one write of a sink's buffer (lines and bytes in the file), in
+  ``sink.flush_points``.
 
 Both sinks encode each line to UTF-8 when it is collected (a line that cannot be encoded, such
-as one holding a lone surrogate, fails alone as a `SinkError`) and write through a large
+as one holding a lone surrogate, fails alone as a `SinkError`), JSON through orjson where it
+gives the standard library's bytes (`dogesim.sinks.encoding`), and write through a 1 MiB
 buffer; ``close()`` flushes and fsyncs the file before it counts the lines as acknowledged.
 When the disk fills up the ledger counts exactly the complete lines in the file, and a torn
-last line is cut off. Standard output (``"-"``) gets every line at once. A sink used again
-after ``close()`` appends to its file (a CSV header is not repeated), with a new ledger.
-Output is deterministic: the same events give the same bytes (JSON with fixed separators, keys
-in mapper order, UTF-8 without escaping).
+last line is cut off. A path ending in ``.gz`` or ``.zst`` is compressed as it is written, one
+gzip member / zstd frame per buffer (`dogesim.sinks.compression`), so a block the disk cut
+short is cut off whole and the file holds complete lines only. Standard output (``"-"``) gets
+every line at once. A sink used again after ``close()`` appends to its file (a CSV header is
+not repeated), with a new ledger. Output is deterministic: the same events give the same
+bytes (JSON with fixed separators, keys in mapper order, UTF-8 without escaping, exactly as
+``json.dumps``), with or without orjson.
 """
 
 from __future__ import annotations
@@ -26,16 +32,19 @@ import datetime as _dt
 import enum
 import errno
 import io
-import json
+import operator
 import os
 import stat
 import sys
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
+from dogesim.sinks.compression import SUFFIXES, compression_of, member_compressor
+from dogesim.sinks.encoding import json_line_encoder
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CsvSink",
     "CsvSinkFactory",
+    "FlushPoint",
     "JsonLinesSink",
     "JsonLinesSinkFactory",
     "Mapper",
@@ -56,7 +66,8 @@ Mapper = Callable[[int, Any, "Transition"], Mapping[str, Any]]
 #: Write buffer of the file sinks, in bytes (fewer, larger writes).
 BUFFER_BYTES = 1 << 20
 
-_FIELDS_CACHE: dict[type, tuple[str, ...]] = {}
+#: Per dataclass: its field names and a getter of their values (one C call per subject).
+_FIELDS_CACHE: dict[type, tuple[tuple[str, ...], Callable[[Any], Any]]] = {}
 
 
 def subject_fields(subject: Any) -> Any:
@@ -67,11 +78,16 @@ def subject_fields(subject: Any) -> Any:
     strings, slotted classes) are written as ``str(subject)``.
     """
     cls = type(subject)
-    names = _FIELDS_CACHE.get(cls)
-    if names is None:
+    cached = _FIELDS_CACHE.get(cls)
+    if cached is None:
         if dataclasses.is_dataclass(subject) and not isinstance(subject, type):
             names = tuple(f.name for f in dataclasses.fields(subject))
-            _FIELDS_CACHE[cls] = names
+            if not names:
+                return {}
+            getter = operator.attrgetter(*names)
+            # attrgetter of one name gives the value, of several a tuple: always a tuple.
+            get = getter if len(names) > 1 else (lambda obj: (getter(obj),))
+            cached = _FIELDS_CACHE[cls] = (names, get)
         elif isinstance(subject, Mapping):
             return dict(subject)
         else:
@@ -79,7 +95,8 @@ def subject_fields(subject: Any) -> Any:
                 return dict(vars(subject))
             except TypeError:
                 return str(subject)
-    return {name: getattr(subject, name) for name in names}
+    names, get = cached
+    return dict(zip(names, get(subject), strict=True))
 
 
 def default_record(timestamp: int, subject: Any, transition: Transition) -> dict[str, Any]:
@@ -93,8 +110,14 @@ def default_record(timestamp: int, subject: Any, transition: Transition) -> dict
     }
 
 
+#: Types written as they are, checked before the (slower) abstract Mapping test.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping):
+    if type(value) in _SCALARS:
+        out[prefix] = value
+    elif isinstance(value, Mapping):
         for key, item in value.items():
             _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -124,7 +147,7 @@ def _json_default(value: Any) -> Any:
         return subject_fields(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
-    if isinstance(value, Path):
+    if isinstance(value, (Path, uuid.UUID)):
         return str(value)
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON serializable")
 
@@ -138,17 +161,35 @@ def _fsync(fd: int) -> None:
             raise
 
 
+class FlushPoint(NamedTuple):
+    """The file after one write of the sink's buffer (or the fsync of ``close()``).
+
+    Attributes:
+        lines: this run's complete lines in the file.
+        offset: the file's size in bytes (compressed bytes for ``.gz``/``.zst``).
+        synced: True for the fsync at ``close()``; from there on the lines are durable.
+    """
+
+    lines: int
+    offset: int
+    synced: bool = False
+
+
 class _FileSink(LedgeredSink):
-    """Shared plumbing: encoded lines buffered, written whole, counted line by line.
+    """Shared plumbing: encoded lines buffered, written in large blocks, counted exactly.
 
     Lines are encoded to UTF-8 as they are collected (a line that cannot be encoded fails
-    there, alone) and written to an unbuffered file in large chunks. The sink knows the byte
-    offset where each buffered line ends, so when a write stops short (disk full, file size
-    limit) it counts exactly the complete lines that reached the file and cuts the torn last
-    one off. Nothing is written after a failed write: later events are counted as lost.
+    there, alone; a mapper that reuses its dict is read before the next event) and appended
+    to one buffer, which is written to an unbuffered file whenever it holds `BUFFER_BYTES`.
+    The sink knows where each buffered line ends, so when a write stops short (disk full,
+    file size limit) it counts exactly the complete lines that reached the file and cuts the
+    torn last one off. For a compressed file (``.gz``, ``.zst``) each block is one complete
+    gzip member / zstd frame, and a block cut short is cut off whole. Nothing is written
+    after a failed write: later events are counted as lost. Each write is recorded in
+    `flush_points`.
 
     An interrupt (a second Ctrl-C) may land anywhere, even between a write and its count, so
-    the chunk being written is remembered until it is settled, and `_settle` (run again by
+    the block being written is remembered until it is settled, and `_settle` (run again by
     ``close()``) measures a regular file itself to count what it holds.
     """
 
@@ -158,15 +199,26 @@ class _FileSink(LedgeredSink):
         name = f"{kind}:{'<stdout>' if not self._owned else os.fspath(path)}"
         super().__init__(name)
         self._kind = kind
-        self._chunks: list[bytes] = []
-        self._ends: list[int] = []  # where each buffered line ends, from the buffer's start
-        self._size = 0
+        compression = compression_of(path)
+        where = f"{kind} sink {os.fspath(path)!r}"
+        self.compression = compression
+        self._compress = member_compressor(compression, where) if compression else None
+        self._buffer = bytearray()
+        # Where each buffered line ends, from the buffer's start: kept for CSV, whose quoted
+        # cells may hold newlines. A JSON line holds none, so there every b"\n" ends a line
+        # and the ends are found in the block only when a write stops short.
+        self._ends: list[int] = []
+        self._newline_ends = kind == "jsonl"
         self._written = 0  # complete lines of this run in the file
-        self._offset = 0  # the file's size at the last complete line
+        self._offset = 0  # the file's size at the last complete line (or block)
         self._broken: SinkError | None = None
         self._file: io.FileIO | None = None
-        # The chunk being written: (lines written, file offset) before it, its line ends.
-        self._inflight: tuple[int, int, list[int]] | None = None
+        #: The file after each write of this run: lines, bytes, whether fsynced.
+        self.flush_points: list[FlushPoint] = []
+        # The block being written: (lines written, file offset) before it, the block, where
+        # its units end (lines, the one compressed block, or None: at each b"\n") and the
+        # lines it holds.
+        self._inflight: tuple[int, int, bytes | bytearray, list[int] | None, int] | None = None
         self._open(append)
 
     def _open(self, append: bool) -> None:
@@ -180,37 +232,39 @@ class _FileSink(LedgeredSink):
                 f"{self._kind} sink: cannot open {os.fspath(self.path)!r}: {exc}"
             ) from exc
 
-    def _add(self, text: str, timestamp: int, *, event: bool = True) -> None:
-        """Buffer one line (`event`: it is an event's line, not a header)."""
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
+    def _add(self, data: bytes, *, event: bool = True) -> None:
+        """Buffer one encoded line (`event`: it is an event's line, not a header)."""
         if not self._owned:
-            self._write_stdout(text, event)
+            self._write_stdout(data, event)
             return
-        self._chunks.append(data)
-        self._size += len(data)
-        if event:
-            self._ends.append(self._size)
-        if self._size >= BUFFER_BYTES:
+        buffer = self._buffer
+        buffer += data
+        if event and not self._newline_ends:
+            self._ends.append(len(buffer))
+        if len(buffer) >= BUFFER_BYTES:
             self._flush_buffer()
 
     def _flush_buffer(self) -> None:
         """Write the buffered lines; on failure count what reached the file and raise."""
-        data = b"".join(self._chunks)
-        ends = self._ends
-        self._chunks, self._ends, self._size = [], [], 0
+        data, ends = self._buffer, self._ends
+        self._buffer, self._ends = bytearray(), []
         if self._broken is not None:
             raise self._broken
         if not data or self._file is None:
             return
+        block: bytes | bytearray = data
+        lines = data.count(b"\n") if self._newline_ends else len(ends)
+        units: list[int] | None = None if self._newline_ends else ends
+        if self._compress is not None:
+            # One self-contained member: on a short write it is cut off whole.
+            block = self._compress(bytes(data))
+            units = [len(block)]
         written, offset = self._written, self._offset
-        self._inflight = (written, offset, ends)
+        self._inflight = (written, offset, block, units, lines)
         done = 0
-        view = memoryview(data)
+        view = memoryview(block)
         try:
-            while done < len(data):
+            while done < len(block):
                 taken = self._file.write(view[done:])
                 if not taken:  # never for a blocking file; refuse to spin if it happens
                     raise OSError(errno.EIO, "the file took no bytes")
@@ -219,40 +273,51 @@ class _FileSink(LedgeredSink):
             self._settle(done)
             self._broken = self._write_failed(exc)
             raise self._broken from exc
+        finally:
+            view.release()
         # Absolute values: settling again after an interrupt here gives the same.
-        self._written, self._offset = written + len(ends), offset + len(data)
+        self._written = written + lines
+        self._offset = offset + len(block)
         self._inflight = None
+        self.flush_points.append(FlushPoint(self._written, self._offset))
 
     def _settle(self, counted: int = 0) -> None:
-        """Count the complete lines of the chunk in flight and cut a torn one off.
+        """Count the complete lines of the block in flight and cut a torn one off.
 
         Args:
-            counted: bytes of the chunk the writes reported; a regular file is measured
+            counted: bytes of the block the writes reported; a regular file is measured
                 instead (an interrupt may have struck before a write's count was added).
         """
         if self._inflight is None or self._file is None:
             return
-        written, offset, ends = self._inflight
+        written, offset, block, units, lines = self._inflight
         done = counted
         with contextlib.suppress(OSError):
             status = os.fstat(self._file.fileno())
             if stat.S_ISREG(status.st_mode):
-                done = status.st_size - offset
-        complete = bisect.bisect_right(ends, done)
-        keep = ends[complete - 1] if complete else 0
+                done = min(status.st_size - offset, len(block))
+        if units is None:  # JSON lines: each b"\n" ends one
+            keep = block.rfind(b"\n", 0, done) + 1
+            complete = block.count(b"\n", 0, keep)
+        else:
+            whole = bisect.bisect_right(units, done)
+            keep = units[whole - 1] if whole else 0
+            # A compressed block is one unit: all its lines or none.
+            complete = whole if self._compress is None else (lines if whole else 0)
         if keep < done:
             with contextlib.suppress(OSError):  # a device (/dev/full) cannot be truncated
                 os.ftruncate(self._file.fileno(), offset + keep)
         self._written, self._offset = written + complete, offset + keep
         self._inflight = None
+        self.flush_points.append(FlushPoint(self._written, self._offset))
         self._account()
 
-    def _write_stdout(self, text: str, event: bool) -> None:
+    def _write_stdout(self, data: bytes, event: bool) -> None:
         """Standard output gets each line at once (live runs are watched there)."""
         if self._broken is not None:
             raise self._broken
         try:
-            sys.stdout.write(text)
+            sys.stdout.write(data.decode("utf-8"))
         except (OSError, ValueError) as exc:
             self._broken = self._write_failed(exc)
             raise self._broken from exc
@@ -278,6 +343,7 @@ class _FileSink(LedgeredSink):
             self._flush_buffer()
             if self._file is not None:
                 _fsync(self._file.fileno())
+                self.flush_points.append(FlushPoint(self._written, self._offset, True))
             else:
                 sys.stdout.flush()
         except OSError as exc:
@@ -293,10 +359,11 @@ class _FileSink(LedgeredSink):
                 self._file = None
 
     def _reopen(self) -> None:
-        self._chunks, self._ends, self._size = [], [], 0
+        self._buffer, self._ends = bytearray(), []
         self._written = 0
         self._broken = None
         self._inflight = None
+        self.flush_points = []
         self._open(append=True)
 
 
@@ -324,13 +391,7 @@ class JsonLinesSink(_FileSink):
     ) -> None:
         super().__init__("jsonl", path, append=append)
         self.mapper: Mapper = mapper if mapper is not None else default_record
-        self._encode = json.JSONEncoder(
-            ensure_ascii=False,
-            separators=(",", ":"),
-            sort_keys=False,
-            allow_nan=False,
-            default=_json_default,
-        ).encode
+        self._encode = json_line_encoder(_json_default)
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event as one line."""
@@ -343,6 +404,8 @@ class JsonLinesSink(_FileSink):
             raise self.event_failed(exc, timestamp, "the mapper") from exc
         try:
             line = self._encode(record)
+        except UnicodeEncodeError as exc:
+            raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
         except (TypeError, ValueError) as exc:
             self.ledger.failed += 1
             raise SinkError(
@@ -350,7 +413,14 @@ class JsonLinesSink(_FileSink):
                 f"written as JSON: {exc}; record {record!r}",
                 [self.ledger],
             ) from exc
-        self._add(line + "\n", timestamp)
+        if self._file is None:
+            self._add(line)
+            return
+        # `_add`, inlined: this is the per-event path (line ends are the b"\n"s).
+        buffer = self._buffer
+        buffer += line
+        if len(buffer) >= BUFFER_BYTES:
+            self._flush_buffer()
 
 
 class CsvSink(_FileSink):
@@ -382,19 +452,29 @@ class CsvSink(_FileSink):
         self.mapper: Mapper = mapper if mapper is not None else flat_record
         self.fieldnames: list[str] | None = list(fieldnames) if fieldnames is not None else None
         self._row = _LastWrite()
-        self._writer: csv.DictWriter[str] | None = None
+        self._writer: Any = None
+        self._columns: frozenset[str] = frozenset()
+        self._order: tuple[str, ...] = ()
         if self.fieldnames is not None:
             self._start(self.fieldnames, 0)
 
-    def _start(self, fieldnames: list[str], timestamp: int) -> csv.DictWriter[str]:
+    def _start(self, fieldnames: list[str], timestamp: int) -> Any:
+        # csv.writer with DictWriter's dialect: the same bytes, without its per-row Python.
         self.fieldnames = fieldnames
-        writer = csv.DictWriter(
-            self._row, fieldnames, restval="", extrasaction="raise", lineterminator="\n"
-        )
-        writer.writeheader()
-        self._add(self._row.text, timestamp, event=False)
+        self._order = tuple(fieldnames)
+        self._columns = frozenset(fieldnames)
+        writer = csv.writer(self._row, lineterminator="\n")
+        writer.writerow(fieldnames)
+        self._add_text(self._row.text, timestamp, event=False)
         self._writer = writer
         return writer
+
+    def _add_text(self, text: str, timestamp: int, *, event: bool = True) -> None:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
+        self._add(data, event=event)
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event as one row."""
@@ -406,19 +486,31 @@ class CsvSink(_FileSink):
         except Exception as exc:
             raise self.event_failed(exc, timestamp, "the mapper") from exc
         writer = self._writer
-        try:
-            if writer is None:
-                writer = self._start(list(record), timestamp)
-            writer.writerow(record)
-        except ValueError as exc:
+        if writer is None:
+            writer = self._start(list(record), timestamp)
+        if not record.keys() <= self._columns:
             self.ledger.failed += 1
-            unknown = [key for key in record if key not in (self.fieldnames or ())]
+            unknown = [key for key in record if key not in self._columns]
             raise SinkError(
                 f"sink {self.ledger.sink}: event {transition.trigger!r} at {timestamp} has "
                 f"keys {unknown} that are not columns {self.fieldnames}; record {record!r}",
                 [self.ledger],
-            ) from exc
-        self._add(self._row.text, timestamp)
+            )
+        # A missing key is None, which csv writes as an empty cell (DictWriter's restval).
+        try:
+            writer.writerow(list(map(record.get, self._order)))
+        except Exception as exc:  # a value whose str() raises, a csv.Error
+            raise self.event_failed(exc, timestamp, "writing the CSV row") from exc
+        try:
+            data = self._row.text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
+        # `_add`, inlined: this is the per-event path (a CSV sink always writes a file).
+        buffer = self._buffer
+        buffer += data
+        self._ends.append(len(buffer))
+        if len(buffer) >= BUFFER_BYTES:
+            self._flush_buffer()
 
 
 class _LastWrite:
@@ -435,24 +527,45 @@ class _LastWrite:
         return len(text)
 
 
+def _stream_path(directory: Path, name: str, suffix: str, compression: str | None) -> Path:
+    """``<directory>/<name><suffix>[.gz|.zst]``; a name already ending so is kept."""
+    if compression is not None:
+        known = {kind: ext for ext, kind in reversed(SUFFIXES.items())}
+        if compression not in known:
+            raise SinkConfigError(
+                f"file sink factory: unknown compression {compression!r}; "
+                f"give one of {', '.join(sorted(known))} or None"
+            )
+        suffix += known[compression]
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / (name if name.endswith(suffix) else name + suffix)
+
+
 class JsonLinesSinkFactory:
     """Creates `JsonLinesSink` s for named streams in one directory.
 
     Args:
         directory: where the files go; created when missing.
         append: passed to every sink.
+        compression: ``"gzip"`` or ``"zstd"`` to write ``<name>.jsonl.gz`` / ``.jsonl.zst``.
     """
 
     suffix = ".jsonl"
 
-    def __init__(self, directory: str | os.PathLike[str], *, append: bool = False) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        append: bool = False,
+        compression: str | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.append = append
+        self.compression = compression
 
     def path_for(self, name: str) -> Path:
         """The file for stream `name`: ``<directory>/<name>.jsonl`` (suffix kept if given)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / (name if name.endswith(self.suffix) else name + self.suffix)
+        return _stream_path(self.directory, name, self.suffix, self.compression)
 
     def create(self, name: str, mapper: Mapper | None = None) -> JsonLinesSink:
         """A sink writing stream `name`; `mapper` as in `JsonLinesSink`."""
@@ -464,17 +577,20 @@ class CsvSinkFactory:
 
     Args:
         directory: where the files go; created when missing.
+        compression: ``"gzip"`` or ``"zstd"`` to write ``<name>.csv.gz`` / ``.csv.zst``.
     """
 
     suffix = ".csv"
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, compression: str | None = None
+    ) -> None:
         self.directory = Path(directory)
+        self.compression = compression
 
     def path_for(self, name: str) -> Path:
         """The file for stream `name`: ``<directory>/<name>.csv`` (suffix kept if given)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / (name if name.endswith(self.suffix) else name + self.suffix)
+        return _stream_path(self.directory, name, self.suffix, self.compression)
 
     def create(
         self,

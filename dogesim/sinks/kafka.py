@@ -49,7 +49,7 @@ from confluent_kafka.serialization import (
 )
 
 from dogesim.errors import SinkConfigError, SinkError
-from dogesim.sinks.base import DeliveryLedger, LedgeredSink
+from dogesim.sinks.base import LedgeredSink
 from dogesim.sinks.kafka_timestamps import RECORD_TIMESTAMPS, TimestampRule, TopicRules
 
 if TYPE_CHECKING:
@@ -603,7 +603,6 @@ class KafkaSink(LedgeredSink):
         self.errors: dict[str, int] = {}
         self._failure: str | None = None
         self._rejected = 0
-        self._close_error: SinkError | None = None
         # False until the first event (connection and topic checks), after a failure and
         # after close(): collect then takes the slow path, `_prepare`.
         self._ready = False
@@ -763,7 +762,7 @@ class KafkaSink(LedgeredSink):
         """The slow path of `collect`: reopen after close, stop after a failure, check the
         cluster and the topic's timestamp settings before the first event."""
         if self._closed:
-            self._reopen()
+            self.reopen()
         shared = self._shared
         if self._failure is not None or shared.fatal is not None:
             raise self._error("delivery failed, stopping")
@@ -777,17 +776,16 @@ class KafkaSink(LedgeredSink):
         self._ready = True
 
     def _reopen(self) -> None:
-        """A closed sink gets events again (a second run): new producer, new ledger."""
+        """A closed sink gets events again (a second run; `LedgeredSink.reopen` has given it
+        a new ledger): it joins the producer that replaces the closed one."""
+        self.errors = {}
+        self._failure = None
+        self._rejected = 0
+        self._ready = False
         shared = self._shared.current()
         shared.join(self)
         self._shared = shared
         self.producer = shared.producer
-        self.ledger = DeliveryLedger(self.ledger.sink)
-        self.errors = {}
-        self._failure = None
-        self._rejected = 0
-        self._close_error = None
-        self._closed = False
 
     def _produce_when_room(self, key: Any, value: Any, timestamp: int) -> None:
         """The local queue is full: serve delivery reports until there is room (never drop)."""
@@ -881,21 +879,10 @@ class KafkaSink(LedgeredSink):
 
     # -- closing ---------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Flush and check the ledger (see `LedgeredSink.close`); a second ``close()`` raises
-        the first one's error again instead of hiding it."""
-        if self._closed:
-            if self._close_error is not None:
-                raise self._close_error
-            return
-        self._ready = False
-        try:
-            super().close()
-        except SinkError as exc:
-            self._close_error = exc
-            raise
-
     def _close(self) -> None:
+        """Flush the producer, settle the ledger and leave the producer (see
+        `LedgeredSink.close`, which keeps the first failure for a second ``close()``)."""
+        self._ready = False  # the next event takes the slow path: it reopens the sink
         producer = self.producer
         shared = self._shared
         try:

@@ -85,6 +85,10 @@ SETTING_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "conf": ("a mapping of setting to string, number or boolean", _is_conf),
     "avro_schema": ("an Avro schema (JSON text)", lambda v: isinstance(v, str)),
     "template": ("a str.format template", lambda v: isinstance(v, str)),
+    "record_timestamp": (
+        "'event' (the record timestamp is the event's) or 'send' (the send time)",
+        lambda v: v in ("event", "send"),
+    ),
 }
 
 
@@ -247,6 +251,7 @@ _KAFKA = {
     "client_id": Setting("string"),
     "conf": Setting("conf", secret=True),
     "topic": _REQUIRED_STRING,
+    "record_timestamp": Setting("record_timestamp"),
 }
 _FILE = {"path": Setting("path", required=True), "mapper": _CALLABLE}
 
@@ -254,10 +259,14 @@ _FILE = {"path": Setting("path", required=True), "mapper": _CALLABLE}
 BUILTIN_TYPES: dict[str, SinkType] = {
     t.name: t
     for t in (
-        _type("jsonl", "one JSON object per line, to a file", {**_FILE, "append": Setting("bool")}),
+        _type(
+            "jsonl",
+            "one JSON object per line, to a file (.jsonl.gz / .jsonl.zst: compressed)",
+            {**_FILE, "append": Setting("bool")},
+        ),
         _type(
             "csv",
-            "one CSV row per event, after a header",
+            "one CSV row per event, after a header (.csv.gz / .csv.zst: compressed)",
             {**_FILE, "fieldnames": Setting("string_list")},
         ),
         _type("printing", "prints each event (a template or format function)", _PRINTING),

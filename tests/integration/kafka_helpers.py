@@ -2,7 +2,8 @@
 
 - `T0`, `SEED`, `SUBJECTS`, `TICKS`: the seeded banking run every test writes.
 - `key_function`, `value_function`: the README's key (user id) and JSON value.
-- `KEY_SCHEMA`, `EVENT_SCHEMA`: Avro schemas of that key and of `event_record`.
+- `KEY_SCHEMA`, `EVENT_SCHEMA`: Avro schemas of that key and of `event_record`
+  (from `tests.avro_schemas`).
 - `reference`: the events of the same run through a `MemorySink`, mapped.
 - `create_topic`: a one-partition topic, with topic settings if given.
 - `consume_all`: every record of partition 0, checked against the watermarks.
@@ -21,40 +22,27 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from dogesim.examples.banking import User, banking_simulation, event_record
 from dogesim.model import Transition
 from dogesim.sinks.memory import MemorySink
+from tests.avro_schemas import EVENT_SCHEMA, KEY_SCHEMA
 from tests.integration.services import kafka_bootstrap, unique_name
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "KEY_SCHEMA",
+    "SEED",
+    "SUBJECTS",
+    "T0",
+    "TICKS",
+    "consume_all",
+    "create_topic",
+    "key_function",
+    "reference",
+    "value_function",
+]
 
 T0 = 1_700_000_000_000  # librdkafka reads a record timestamp of 0 as "now"
 SEED = 2024
 SUBJECTS = 500
 TICKS = 1000
-
-KEY_SCHEMA = {
-    "type": "record",
-    "name": "Key",
-    "namespace": "com.getindata.doge",
-    "fields": [{"name": "key", "type": "string"}],
-}
-EVENT_SCHEMA = {
-    "type": "record",
-    "name": "Event",
-    "namespace": "com.getindata.doge",
-    "fields": [
-        {"name": "timestamp", "type": "long"},
-        {
-            "name": "user",
-            "type": {
-                "type": "record",
-                "name": "User",
-                "fields": [
-                    {"name": "user_id", "type": "long"},
-                    {"name": "balance", "type": "long"},
-                    {"name": "loan_balance", "type": "long"},
-                ],
-            },
-        },
-        {"name": "event", "type": "string"},
-    ],
-}
 
 
 def key_function(user: User, transition: Transition) -> str:

@@ -29,6 +29,10 @@ def unwritable(timestamp, subject, transition):
     return {"timestamp": timestamp, "oops": object()}
 
 
+def broken(subject, transition):
+    return subject.no_such_attribute
+
+
 def interrupt_later(subject, transition):
     CALLS["n"] += 1
     if CALLS["n"] > 40:
@@ -365,3 +369,129 @@ def test_console_script(tmp_path: Path) -> None:
         [str(script), "validate", str(BANKING)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and ": ok: banking:" in done.stdout
+
+
+# -- bad output paths and limits: refused before the run, one line, exit 2 -------------------
+
+
+def _refused_before_running(
+    argv: list[str], capsys: pytest.CaptureFixture[str], expected: str
+) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no summary: nothing ran
+    err = one_line(captured.err)
+    assert expected in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("flag", "name", "expected"),
+    [
+        ("--out", "plain/e.jsonl", "is a file, not a directory"),
+        ("--out", "x" * 300 + ".jsonl", "cannot be written: File name too long"),
+        ("--out", "/sys/dogesim-h7.jsonl", "cannot be written: Permission denied"),
+        ("--out", "outdir", "is a directory"),
+        ("--report", "plain/r.png", "is a file, not a directory"),
+        ("--report", "r.txt", "a plot file ends in one of .png"),
+        ("--report", "outdir", "a plot file ends in one of .png"),
+        ("--report", "outdir/" + "y" * 300 + ".png", "File name too long"),
+        ("--checkpoint", "plain/c.ckpt", "is a file, not a directory"),
+    ],
+)
+def test_unwritable_outputs_are_refused_before_the_run(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    name: str,
+    expected: str,
+) -> None:
+    """An output under a file, on a read-only place, with a too-long name, a directory, or a
+    plot extension matplotlib cannot write: exit 2 before any event is made."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain").write_text("a file, not a directory")
+    (tmp_path / "outdir").mkdir()
+    model = small_model(tmp_path)
+    argv = ["run", str(model), flag, name]
+    if flag != "--out":
+        argv += ["--out", "events.jsonl"]
+    _refused_before_running(argv, capsys, expected)
+    assert not (tmp_path / "small.jsonl").exists()
+    assert not (tmp_path / "events.jsonl").exists()
+    assert not (tmp_path / "outdir.png").exists()
+
+
+def test_report_to_a_directory_writes_no_sibling_png(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--report DIR is refused; it used to write DIR.png next to it after the run."""
+    target = tmp_path / "plots"
+    target.mkdir()
+    _refused_before_running(
+        ["run", str(small_model(tmp_path)), "--report", str(target)], capsys, ""
+    )
+    assert not tmp_path.joinpath("plots.png").exists()
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--out", "--report", "--checkpoint"])
+def test_empty_paths_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    """An empty path (`--resume ""` used to run afresh and truncate the output) is exit 2,
+    and the model's output file is left as it was."""
+    model = small_model(tmp_path)
+    (tmp_path / "small.jsonl").write_text("kept\n")
+    _refused_before_running(["run", str(model), flag, ""], capsys, "an empty path")
+    assert (tmp_path / "small.jsonl").read_text() == "kept\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "limit"),
+    [
+        ("--ticks", str(2**31), "2,147,483,647"),
+        ("--ticks", "9" * 5000, "is not a whole number"),
+        ("--subjects", str(10**9), "999,999,999"),
+    ],
+)
+def test_run_sizes_are_bounded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, limit: str
+) -> None:
+    """--ticks >= 2**31 and --subjects >= 10**9 are refused with the limit stated."""
+    _refused_before_running(["run", str(small_model(tmp_path)), flag, value], capsys, limit)
+
+
+def test_file_run_sizes_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same limits hold for the model file's own `ticks:` and `subjects.count`."""
+    model = small_model(tmp_path)
+    text = model.read_text()
+    model.write_text(text.replace("ticks: 200", f"ticks: {2**31}"))
+    _refused_before_running(["validate", str(model)], capsys, "ticks: 2147483648 is too large")
+    model.write_text(text.replace("count: 50", f"count: {10**9}"))
+    _refused_before_running(["run", str(model)], capsys, "at most 999,999,999")
+
+
+def test_callback_module_that_exits_at_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A callback module calling sys.exit(7) at import: exit 2 and one line naming the model
+    file and the module (it used to end the CLI with status 7 and no word)."""
+    (tmp_path / "h7_exits.py").write_text("import sys\nsys.exit(7)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = small_model(tmp_path, callback="h7_exits:cb")
+    err = _refused_before_running(["validate", str(model)], capsys, "SystemExit: 7")
+    assert f"{model}:" in err and "'h7_exits'" in err
+
+
+def test_callback_raising_mid_run_is_one_line_with_the_ledger(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model callback that raises mid-run: exit 1, one line naming the exception and where
+    it was raised, then the ledger; no traceback."""
+    model = small_model(tmp_path, callback="cli_helpers:broken")
+    assert main(["run", str(model), "--quiet"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[0].startswith("dogesim: the run failed: AttributeError: ")
+    assert lines[0].endswith("in broken)") and "cli_helpers.py:" in lines[0]
+    assert re.fullmatch(r"  sink jsonl:\S+small.jsonl: collected \d+, .*", lines[1])

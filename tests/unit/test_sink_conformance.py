@@ -1,7 +1,8 @@
 """The sink conformance suite (`dogesim.sinks.conformance`) for every built-in sink.
 
 One ``sink_under_test`` fixture, parametrised over the sink types: memory, counting,
-printing, jsonl, csv and a SQLite database. A new sink type joins with one more harness.
+printing, jsonl, csv (also gzip- and zstd-compressed) and a SQLite database. A new sink
+type joins with one more harness.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from dogesim.errors import SinkError
 from dogesim.sinks.base import CountingSink
+from dogesim.sinks.compression import log_format, open_text
 from dogesim.sinks.conformance import RecordMapper, SinkConformance, SinkHarness
 from dogesim.sinks.files import CsvSink, JsonLinesSink
 from dogesim.sinks.memory import MemorySink
@@ -102,6 +104,31 @@ def csv_harness(tmp_path: Path) -> SinkHarness:
     )
 
 
+def compressed_harness(suffix: str) -> Callable[[Path], SinkHarness]:
+    """JsonLinesSink / CsvSink to a compressed file (`suffix`); read back decompressed."""
+
+    def harness(tmp_path: Path) -> SinkHarness:
+        if suffix.endswith(".zst"):
+            pytest.importorskip("zstandard")
+        path = tmp_path / f"events{suffix}"
+        is_csv = log_format(path) == "csv"
+
+        def values() -> list[int]:
+            if not path.exists():
+                return []
+            with open_text(path) as stream:
+                if is_csv:
+                    return [int(row["n"]) for row in csv.DictReader(stream)]
+                return [json.loads(line)["n"] for line in stream]
+
+        def make(mapper: RecordMapper) -> Any:
+            return CsvSink(path, mapper) if is_csv else JsonLinesSink(path, mapper)
+
+        return SinkHarness(suffix.lstrip("."), make, lambda: len(values()), values)
+
+    return harness
+
+
 def sqlite_harness(tmp_path: Path) -> SinkHarness:
     """DbSink on a SQLite file; read back with ``SELECT``."""
     sa = pytest.importorskip("sqlalchemy")
@@ -131,6 +158,9 @@ HARNESSES: dict[str, Callable[[Path], SinkHarness]] = {
     "jsonl": jsonl_harness,
     "csv": csv_harness,
     "sqlite": sqlite_harness,
+    "jsonl.gz": compressed_harness(".jsonl.gz"),
+    "jsonl.zst": compressed_harness(".jsonl.zst"),
+    "csv.gz": compressed_harness(".csv.gz"),
 }
 
 

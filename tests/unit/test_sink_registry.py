@@ -200,3 +200,46 @@ def test_registry_and_model_files_stay_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind", ["kafka", "kafka_avro"])
+def test_record_timestamp_from_a_model_file(kind: str) -> None:
+    """record_timestamp: send in a model file reaches the built Kafka sink; a typo is named."""
+    pytest.importorskip("confluent_kafka")
+    avro = (
+        ", schema_registry_url: 'mock://rt', key: 'dogesim.sinks.builders:default_key', "
+        "key_schema: '\"string\"', value: 'dogesim.sinks.files:default_record', "
+        "value_schema: '\"string\"'"
+        if kind == "kafka_avro"
+        else ""
+    )
+    base = f"type: {kind}, bootstrap_servers: '127.0.0.1:1', topic: t{avro}"
+    spec = load_model_text(model_with(f"{{{base}, record_timestamp: send}}"))
+    assert spec.sinks["out"].settings["record_timestamp"] == "send"
+    sink = spec.sinks["out"].build()
+    assert sink.record_timestamp == "send"
+    sink.close()
+    default = load_model_text(model_with(f"{{{base}}}")).sinks["out"].build()
+    assert default.record_timestamp == "event"
+    default.close()
+    with pytest.raises(
+        ModelError, match=r":9: .*'record_timestamp'.* takes 'event' .* or 'send' .*'sent'"
+    ):
+        load_model_text(model_with(f"{{{base}, record_timestamp: sent}}"))
+
+
+def test_jsonl_and_csv_paths_ending_gz_are_compressed(tmp_path: Path) -> None:
+    """build_sink('jsonl'/'csv', path=*.gz) writes gzip holding the plain sink's lines."""
+    import gzip
+
+    from dogesim.model import Transition
+
+    step = Transition("go", "a", "b", 30)
+    for kind, name, expected in (
+        ("jsonl", "e.jsonl.gz", b'{"n":1}\n'),
+        ("csv", "e.csv.gz", b"n\n1\n"),
+    ):
+        sink = build_sink(kind, {"path": str(tmp_path / name), "mapper": lambda ts, s, t: {"n": s}})
+        sink.collect(1_700_000_000_000, 1, step)
+        sink.close()
+        assert gzip.decompress((tmp_path / name).read_bytes()) == expected

@@ -21,26 +21,12 @@ from dogesim.examples.banking import User
 from dogesim.model import Transition
 from dogesim.sinks.kafka import DEFAULT_MESSAGE_TIMEOUT_MS, KafkaSinkFactory
 from dogesim.sinks.kafka_avro import KafkaAvroSinkFactory, load_schema
+from tests.avro_schemas import KEY_SCHEMA, record_schema
 
 SPENDING = Transition("spending", "offline", "offline", 0.1)
 T0 = 1_700_000_000_000
 
-KEY_SCHEMA = {
-    "type": "record",
-    "name": "Key",
-    "namespace": "dogesim.test",
-    "fields": [{"name": "key", "type": "string"}],
-}
-TRX_SCHEMA = {
-    "type": "record",
-    "name": "Trx",
-    "namespace": "dogesim.test",
-    "fields": [
-        {"name": "user_id", "type": "string"},
-        {"name": "amount", "type": "long"},
-        {"name": "timestamp", "type": "long"},
-    ],
-}
+TRX_SCHEMA = record_schema("Trx", "dogesim.test", user_id="string", amount="long", timestamp="long")
 
 
 def closed_port() -> str:

@@ -1,0 +1,95 @@
+"""JSON lines encoded fast, with the bytes of the standard library's encoder.
+
+- `json_line_encoder`: a function ``record -> bytes`` giving one JSON line (with its newline).
+- `exact_encoder`: the same through the standard library alone (the reference bytes).
+- `FAST`: True when orjson (the ``fast`` extra) is installed and used.
+
+The bytes are defined by the standard library: ``json.dumps(record, ensure_ascii=False,
+separators=(",", ":"), allow_nan=False, default=...)`` encoded as UTF-8, plus ``"\\n"``. With
+orjson installed a line is encoded by orjson first, and the standard library encodes it again
+only where the two may differ, so the output is the same byte for byte with or without orjson,
+and whatever their versions (a test compares them on generated records):
+
+- orjson refuses the record (integers beyond 64 bits, non-string keys, subclasses of the
+  builtin types, lone surrogates, very deep nesting, ...): the standard library decides;
+- the line holds ``null`` (orjson writes NaN and infinities as null, which the standard
+  library refuses with ``allow_nan=False``), ``0.0000`` or an exponent ``e-5`` to ``e-9``
+  (orjson writes floats between 1e-9 and 1e-4 as ``0.00001`` / ``2.5e-7`` where Python
+  writes ``1e-05`` / ``2.5e-07``).
+
+A false alarm (a string holding ``null``, say) costs only the slower encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["FAST", "exact_encoder", "json_line_encoder"]
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the `fast` extra is not installed
+    orjson = None  # type: ignore[assignment]
+
+FAST = orjson is not None
+
+#: A float orjson writes differently from Python: an exponent -5 .. -9 after a digit.
+_SMALL_EXPONENT = re.compile(rb"[0-9]e-[5-9](?![0-9])")
+
+Encoder = Callable[[Any], bytes]
+
+
+def exact_encoder(default: Callable[[Any], Any]) -> Encoder:
+    """``record -> bytes`` through the standard library: the reference bytes.
+
+    Raises (from the returned function): `TypeError` / `ValueError` for a record JSON cannot
+    hold, `UnicodeEncodeError` (a `ValueError`) for text UTF-8 cannot encode.
+    """
+    encode = json.JSONEncoder(
+        ensure_ascii=False,
+        separators=(",", ":"),
+        sort_keys=False,
+        allow_nan=False,
+        default=default,
+    ).encode
+
+    def exact(record: Any) -> bytes:
+        return (encode(record) + "\n").encode("utf-8")
+
+    return exact
+
+
+def json_line_encoder(default: Callable[[Any], Any]) -> Encoder:
+    """``record -> bytes``: one JSON line, orjson where it gives the reference bytes.
+
+    Args:
+        default: converts a value JSON cannot hold by itself (datetimes, dataclasses, ...)
+            or raises `TypeError`; used by both encoders.
+    """
+    exact = exact_encoder(default)
+    if orjson is None:  # pragma: no cover - the `fast` extra is not installed
+        return exact
+    dumps = orjson.dumps
+    # Datetimes, dataclasses and subclasses of str/int/dict/list go to `default` (or, when it
+    # refuses them, to the standard library), as they do in the standard library.
+    options = (
+        orjson.OPT_APPEND_NEWLINE
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+    search = _SMALL_EXPONENT.search
+
+    def fast(record: Any) -> bytes:
+        try:
+            line: bytes = dumps(record, default, options)
+        except Exception:
+            return exact(record)
+        if b"null" in line or b"0.0000" in line or (b"e-" in line and search(line)):
+            return exact(record)
+        return line
+
+    return fast
