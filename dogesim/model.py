@@ -442,6 +442,8 @@ class Model:
         profile: Profile | None = None,
         resource: str | None = None,
         hold: int | HoldFunction = 1,
+        delay: Law | Mapping[str, Any] | None = None,
+        rate_attribute: str | None = None,
     ) -> Transition:
         """Add and return a transition; see `Transition` for the arguments.
 
@@ -452,7 +454,7 @@ class Model:
         busy, and holds for `hold` ticks: a whole number, or ``hold(subject, transition)``
         returning one, drawn at each grant (e.g. a random call length; draws from the
         global `random` module are seeded by the run). `event_sinks` is a list of sinks; a
-        single sink is taken as a list of one.
+        single sink is taken as a list of one. `delay` and `rate_attribute`: see `Transition`.
         """
         try:
             transition = Transition(
@@ -465,6 +467,8 @@ class Model:
                 profile=profile,
                 resource=resource,
                 hold=hold,
+                delay=delay,
+                rate_attribute=rate_attribute,
             )
         except ModelError as exc:
             raise ModelError(f"{self.name}: {exc}") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import os
 import pickle
 import secrets
@@ -19,7 +20,9 @@ import yaml
 from dogesim import redact
 from dogesim.engine import RunResult, Simulation
 from dogesim.errors import ModelError, RunError, SinkConfigError
+from dogesim.laws import Law
 from dogesim.model import Model, Transition
+from dogesim.modelfile.cohorts import read_args, read_dwell, read_initial, read_law
 from dogesim.modelfile.online import (
     _ON_LAG,
     LiveSpec,
@@ -71,6 +74,9 @@ class TransitionSpec:
         profile_name: the name of the profile under ``profiles:`` (None when inline).
         resource: the resource the move must acquire (queueing when all are busy), or None.
         hold: ticks the resource is held after the move (or a `RandomHold` drawn per grant).
+        delay: the law of the wait before the next attempt after this move, or None.
+        rate_attribute: the subject attribute that scales this transition's rate, or None.
+        callback_args: keyword arguments the callback is called with (``args:``).
     """
 
     trigger: str
@@ -86,6 +92,9 @@ class TransitionSpec:
     profile_name: str | None = None
     resource: str | None = None
     hold: int | RandomHold = 1
+    delay: Law | None = None
+    rate_attribute: str | None = None
+    callback_args: dict[str, Any] = field(default_factory=dict)
 
 
 _TOP_KEYS = (
@@ -94,6 +103,7 @@ _TOP_KEYS = (
     "seed",
     "states",
     "initial_state",
+    "dwell",
     "tick",
     "ticks",
     "start",
@@ -121,6 +131,9 @@ _TRANSITION_KEYS = (
     "profile",
     "resource",
     "hold",
+    "delay",
+    "rate_attribute",
+    "args",
 )
 
 
@@ -145,7 +158,9 @@ class ModelSpec:
         path: the file it came from (None for text).
         name: the model's name (the file's stem when the file gives none).
         description: free text.
-        states, initial_state: the state machine's states.
+        states, initial_state: the state machine's states; the initial state may be a mix
+            (weights per state).
+        dwell: per state, its dwell-time law (``dwell:``).
         transitions: the transitions, in file order.
         tick_ms: tick length in milliseconds.
         ticks: number of ticks.
@@ -171,7 +186,7 @@ class ModelSpec:
     name: str
     description: str | None
     states: tuple[str, ...]
-    initial_state: str
+    initial_state: str | dict[str, float]
     transitions: list[TransitionSpec]
     tick_ms: int
     ticks: int
@@ -189,6 +204,7 @@ class ModelSpec:
     churn_sinks: tuple[str, ...] = ()
     jitter: bool = False
     live: LiveSpec = field(default_factory=LiveSpec)
+    dwell: dict[str, Law] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # Sink settings may hold passwords (conf, URLs) and ${VAR} values: mask them.
@@ -275,6 +291,7 @@ class ModelSpec:
             name=self.name,
             tick_ms=self.probability_tick,
             resources=dict(self.resources),
+            dwell=self.dwell,
         )
         for spec in self.transitions:
             if isinstance(sinks, Mapping):
@@ -286,11 +303,13 @@ class ModelSpec:
                 spec.from_state,
                 spec.to_state,
                 spec.probability,
-                spec.callback if callbacks else None,
+                _with_args(spec.callback, spec.callback_args) if callbacks else None,
                 chosen,
                 profile=spec.profile,
                 resource=spec.resource,
                 hold=spec.hold,
+                delay=spec.delay,
+                rate_attribute=spec.rate_attribute,
             )
         return model.at_tick(self.tick_ms)
 
@@ -500,6 +519,15 @@ class ModelSpec:
         )
 
 
+def _with_args(
+    callback: Callable[..., Any] | None, args: Mapping[str, Any]
+) -> Callable[..., Any] | None:
+    """`callback` called with the model file's ``args:`` after (subject, transition)."""
+    if callback is None or not args:
+        return callback
+    return functools.partial(callback, **args)
+
+
 def _chance_text(value: float | Rate, unit: str) -> str:
     return str(value) if isinstance(value, Rate) else f"{value:g}{unit}"
 
@@ -557,9 +585,14 @@ def _read_transitions(
         probability = _read_chance(t, "probability")
         callback = None
         callback_path = None
+        args = read_args(t, "args") if t.has("args") else {}
+        if args and not t.has("callback"):
+            raise t.error("args", "args are keyword arguments for a callback; add callback:")
         if t.has("callback"):
             callback = _callable_at(t, "callback")
-            _check_call(t, "callback", callback, None, None, as_="callback(subject, transition)")
+            _check_call(
+                t, "callback", callback, None, None, as_="callback(subject, transition)", **args
+            )
             callback_path = t.string("callback")
         chosen = _sink_names(t, "sinks", sink_names, default_sinks)
         profile = None
@@ -599,6 +632,9 @@ def _read_transitions(
             profile_name,
             resource,
             hold,
+            read_law(t, "delay") if t.has("delay") else None,
+            t.string("rate_attribute") if t.has("rate_attribute") else None,
+            args,
         )
         try:
             check.add_transition(
@@ -609,6 +645,8 @@ def _read_transitions(
                 profile=profile,
                 resource=resource,
                 hold=hold,
+                delay=spec.delay,
+                rate_attribute=spec.rate_attribute,
             )
         except ModelError as exc:
             raise src.error(line, path, str(exc)) from None
@@ -696,11 +734,8 @@ def _parse(
         if state in seen_states:
             raise top.error("states", f"state {state!r} is listed twice")
         seen_states.add(state)
-    initial = top.string("initial_state")
-    if initial not in states:
-        raise top.error(
-            "initial_state", f"{initial!r} is not one of the states {', '.join(states)}"
-        )
+    initial = read_initial(top, states)
+    dwell = read_dwell(top, states)
     try:
         tick_ms = _duration_ms(top.raw("tick"))
     except ValueError as exc:
@@ -785,6 +820,7 @@ def _parse(
         description=top.optional_string("description"),
         states=tuple(states),
         initial_state=initial,
+        dwell=dwell,
         transitions=transitions,
         tick_ms=tick_ms,
         ticks=n_ticks,
