@@ -145,7 +145,8 @@ def test_callbacks_take_args_and_resolve_beside_the_model_file(tmp_path: Path) -
     Simulation(model, 5, ticks=10, tick_ms=1000, seed=1).run()
     import h16_helpers_beside  # type: ignore[import-not-found]
 
-    assert h16_helpers_beside.SEEN == [t * 1000 for t in range(4) for _ in range(5)]
+    seen = h16_helpers_beside.SEEN
+    assert seen == [t * 1000 for t in range(4) for _ in range(5)]
     assert [e.timestamp for e in sink.events] == [3000] * 5
 
 
