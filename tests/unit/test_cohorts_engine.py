@@ -495,3 +495,13 @@ def test_jitter_with_dwell_laws_keeps_ticks_and_order() -> None:
     assert stamps == sorted(stamps) == seen
     assert all(4000 <= ts < 5000 for ts in stamps)
     assert len(set(stamps)) > 100
+
+
+def test_mixed_occupancy_is_right_in_coarse_bins() -> None:
+    """With record_every, a mixed population's and its newcomers' occupancy is still exact."""
+    model = Model(["a", "b", "c"], {"a": 1, "b": 2, "c": 1}, [Transition("ab", "a", "b", 5)])
+    sim = Simulation(model, 300, ticks=100, tick_ms=1000, seed=2, arrivals=2, record_every=7)
+    result = sim.run()
+    counts = Counter(sim.subject_states())
+    assert result.occupancy[-1].tolist() == [counts["a"], counts["b"], counts["c"]]
+    assert result.occupancy.sum(axis=1)[0] > 300
