@@ -164,6 +164,8 @@ class SemiMarkov:
         """The tick of subject `i`'s next attempt in state `s` (after `tick`), or None."""
         law = self.dwell[s]
         if law is not None:
+            if walker.tables.n_out_list[s] == 0:
+                return None  # a final state: nothing to attempt after the stay
             return tick + self._ticks(law, walker)
         u = walker.rng.random()
         if self.scaled[s]:

@@ -527,3 +527,13 @@ def test_simulate_then_fit_recovers_the_dwell_law() -> None:
     assert abs(params["shape"] * params["scale"] - 12) < 5 * 0.089
     again = law_from_dict(fitted.spec())
     assert np.abs(again.pmf(80) - Gamma(3, 4).pmf(80)).max() < 0.01
+
+
+def test_a_final_state_with_a_dwell_law_is_never_filed() -> None:
+    """A dwell law on a final state costs nothing: its subjects are never filed again."""
+    model = Model(["a", "end"], "a", [Transition("go", "a", "end", 100)], dwell={"end": Fixed(1)})
+    handled: list[int] = []
+    sim = Simulation(model, 50, ticks=1000, tick_ms=1000, seed=1, progress=handled.append)
+    sim.run()
+    assert sim.subject_states() == ["end"] * 50
+    assert handled == [1, 1000]  # tick 0 handled, then nothing until the end
