@@ -25,9 +25,11 @@ __all__ = ["read_args", "read_dwell", "read_initial", "read_law"]
 def _state(reader: _Reader, key: str, state: object, states: Sequence[str]) -> str:
     if isinstance(state, str) and state in states:
         return state
-    hint = difflib.get_close_matches(str(state), list(states), n=1)
+    # a hint only for names of a plausible size (difflib is quadratic in their length)
+    short = [s for s in states if len(s) <= 200] if len(str(state)) <= 200 else []
+    hint = difflib.get_close_matches(str(state), short, n=1)
     maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
-    raise reader.error(key, f"{state!r} is not one of the states{maybe}: {', '.join(states)}")
+    raise reader.error(key, f"{state!r} is not one of the states {', '.join(states)}{maybe}")
 
 
 def read_initial(top: _Reader, states: Sequence[str]) -> str | dict[str, float]:

@@ -156,7 +156,8 @@ def test_callbacks_take_args_and_resolve_beside_the_model_file(tmp_path: Path) -
         (
             "initial_state: {school: 19, FE: 14, work: 7}",
             "initial_state: {school: 19, FEE: 14}",
-            r"cohort:4: initial_state\.FEE: 'FEE' is not one of the states \(did you mean 'FE'",
+            r"cohort:4: initial_state\.FEE: 'FEE' is not one of the states school, FE, work "
+            r"\(did you mean 'FE'",
         ),
         (
             "initial_state: {school: 19, FE: 14, work: 7}",
@@ -171,7 +172,8 @@ def test_callbacks_take_args_and_resolve_beside_the_model_file(tmp_path: Path) -
         (
             "  school: {law: fixed, value_ticks: 24}",
             "  skool: {law: fixed, value_ticks: 24}",
-            r"cohort:6: dwell\.skool: 'skool' is not one of the states \(did you mean 'school'",
+            r"cohort:6: dwell\.skool: 'skool' is not one of the states school, FE, work "
+            r"\(did you mean 'school'",
         ),
         (
             "  school: {law: fixed, value_ticks: 24}",
