@@ -1,6 +1,9 @@
 """The ``dogesim`` command: a thin shell over the library (parse, load, run, report).
 
-- ``dogesim run MODEL.yaml``: run a model file (progress bar on stderr, summary on stdout).
+- ``dogesim run MODEL.yaml``: run a model file (progress bar on stderr, summary on stdout);
+  a bare name (``dogesim run banking``) runs the shipped model when no such file exists.
+- ``dogesim models``: list the shipped example models with one-line descriptions.
+- ``dogesim init NAME``: write ``NAME.yaml``, a starter model file (never overwriting).
 - ``dogesim validate MODEL.yaml...``: check model files without running them.
 - ``dogesim graph MODEL.yaml``: the state machine as DOT, Mermaid or PNG.
 - ``dogesim report EVENTS --model MODEL.yaml -o plot.png``: observed vs analytic occupancy
@@ -148,6 +151,15 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _record_every(text: str) -> int | str:
+    """An argparse type: ticks per row of the result's tables (``60``) or a duration
+    (``1h``); whether a duration is whole ticks is checked against the model's tick."""
+    if text.isdigit():
+        return _positive(text)
+    _duration(text)
+    return text
+
+
 def _speed(text: str) -> float:
     try:
         value = float(text)
@@ -205,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     run = commands.add_parser("run", help="run a model file", description="Run a model file.")
-    run.add_argument("model", metavar="MODEL.yaml", help="the model file")
+    run.add_argument(
+        "model",
+        metavar="MODEL.yaml",
+        help="the model file, or the name of a shipped model (see `dogesim models`)",
+    )
     run.add_argument(
         "--subjects",
         type=_subject_count,
@@ -243,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--jitter",
         action="store_true",
         help="spread event timestamps within their tick (also `jitter: true` in the file)",
+    )
+    run.add_argument(
+        "--record-every",
+        type=_record_every,
+        metavar="LEN",
+        help="one row of the per-tick tables (and the plot) per LEN: ticks (60) or a duration "
+        "in whole ticks (1h); default: the file's record_every, else at most 10,000 rows",
     )
     live = run.add_argument_group(
         "live pacing",
@@ -290,6 +313,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=_path,
         metavar="FILE",
         help="continue the run saved in FILE (same model file; file sinks are appended to)",
+    )
+
+    commands.add_parser(
+        "models",
+        help="list the shipped example models",
+        description="List the example models that ship with dogesim; run one by name, e.g. "
+        "`dogesim run banking`.",
+    )
+    init = commands.add_parser(
+        "init",
+        help="write a starter model file",
+        description="Write NAME.yaml, a small commented model file to start from (an existing "
+        "file is never overwritten).",
+    )
+    init.add_argument("name", metavar="NAME", help="the model's name (NAME.yaml is written)")
+    init.add_argument(
+        "--directory", "-d", type=_path, default=".", metavar="DIR", help="where to write it"
     )
 
     validate = commands.add_parser(
@@ -425,28 +465,137 @@ def _named_sink(spec: Any, name: str, *, append: bool = False) -> Any:
     )
 
 
-def _progress_bar(
-    total: int | None, quiet: bool, stream: TextIO
-) -> tuple[Callable[[int], None], Any]:
-    from tqdm import tqdm
+#: Seconds between status lines on stderr when it is not a terminal (logs, CI, pipes).
+STATUS_EVERY_S = 10.0
 
-    bar = tqdm(
-        total=total,
-        unit="tick",
-        file=stream,
-        delay=1.0,
-        mininterval=0.25,
-        disable=quiet,
-        leave=False,
-        dynamic_ncols=True,
-    )
+#: Seconds between refreshes of the progress bar's events/s and ledger figures.
+_BAR_REFRESH_S = 0.5
 
-    def update(done: int) -> None:
-        step = done - bar.n
-        if step > 0:
-            bar.update(step)
 
-    return update, bar
+def _ledgers(simulation: Any) -> tuple[list[Any], int]:
+    """The ledgers of the run's distinct sinks, and how many of its sinks keep none."""
+    from dogesim.sinks.base import ledger_of
+
+    ledgers = []
+    plain = 0
+    for sink in simulation.model.sinks():
+        ledger = ledger_of(sink)
+        if ledger is None:
+            plain += 1
+        else:
+            ledgers.append(ledger)
+    return ledgers, plain
+
+
+def closing_line(simulation: Any) -> str:
+    """What became of the run's sinks, as the ledgers tell it: "every sink was closed and
+    flushed" only when every ledger shows nothing lost; else the sinks that lost events,
+    with their counts."""
+    ledgers, plain = _ledgers(simulation)
+    lost = [ledger for ledger in ledgers if not ledger.ok]
+    if lost:
+        named = "; ".join(
+            f"{ledger.sink} lost {ledger.lost:,} of {ledger.collected:,} events "
+            f"({ledger.failed:,} failed, {ledger.pending:,} pending)"
+            for ledger in lost
+        )
+        return f"the sinks were closed, but not everything was delivered: {named}"
+    if plain:
+        kept = f"the ledgers of {len(ledgers)} show nothing lost; " if ledgers else ""
+        return (
+            f"every sink was closed ({kept}{plain} keep no ledger, so their delivery is not "
+            "counted)"
+        )
+    return "every sink was closed and flushed"
+
+
+class _Feedback:
+    """Progress of a run on stderr: on a terminal a tqdm bar whose postfix shows events/s
+    and the ledgers; elsewhere (a log, CI, a pipe) one status line every `every` seconds;
+    nothing when quiet.
+
+    Events so far are what the ledgered sinks collected: with one ledgered sink that is
+    the run's events; with several, their deliveries are summed and called so.
+    """
+
+    def __init__(
+        self,
+        simulation: Any,
+        stream: TextIO,
+        *,
+        quiet: bool,
+        tty: bool | None = None,
+        every: float = STATUS_EVERY_S,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.total: int | None = simulation.ticks
+        self.stream = stream
+        self.ledgers = _ledgers(simulation)[0]
+        self.quiet = quiet
+        self.tty = _isatty(stream) if tty is None else tty
+        self.every = every if not self.tty else _BAR_REFRESH_S
+        self.started = time.monotonic()
+        self.next_status = self.started + self.every
+        self.bar = tqdm(
+            total=self.total,
+            unit="tick",
+            file=stream,
+            delay=1.0,
+            mininterval=0.25,
+            disable=quiet or not self.tty,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        self.done = 0
+
+    def update(self, done: int) -> None:
+        """Called by the engine with the ticks done (after every busy tick): cheap unless a
+        refresh is due."""
+        self.done = done
+        if self.quiet:
+            return
+        step = done - self.bar.n
+        if step > 0 and self.tty:
+            self.bar.update(step)
+        now = time.monotonic()
+        if now < self.next_status:
+            return
+        self.next_status = now + self.every
+        if self.tty:
+            self.bar.set_postfix_str(self.status(now), refresh=False)
+        else:
+            print(f"dogesim: {self.position()}, {self.status(now)}", file=self.stream, flush=True)
+
+    def position(self) -> str:
+        """``tick 500/1,440 (34%)``, or ``tick 500`` for a run without a tick count."""
+        if self.total:
+            return f"tick {self.done:,}/{self.total:,} ({100 * self.done // self.total}%)"
+        return f"tick {self.done:,}"
+
+    def status(self, now: float | None = None) -> str:
+        """Events so far and per second, and each ledger's counts."""
+        elapsed = max((time.monotonic() if now is None else now) - self.started, 1e-9)
+        if not self.ledgers:
+            return "no sink keeps a ledger"
+        collected = sum(ledger.collected for ledger in self.ledgers)
+        what = "events" if len(self.ledgers) == 1 else f"deliveries to {len(self.ledgers)} sinks"
+        counts = "; ".join(
+            f"{ledger.sink}: {ledger.acknowledged:,} acknowledged of {ledger.collected:,}"
+            + (f", {ledger.failed:,} failed" if ledger.failed else "")
+            for ledger in self.ledgers
+        )
+        return f"{collected:,} {what} ({collected / elapsed:,.0f}/s); {counts}"
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 @contextlib.contextmanager
@@ -509,12 +658,13 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
             ("--ticks", args.ticks is not None),
             ("--seed", args.seed is not None),
             ("--jitter", args.jitter),
+            ("--record-every", args.record_every is not None),
             ("--until-stopped", args.until_stopped),
         ):
             if given:
                 raise _UsageError(
                     f"dogesim run: {flag} cannot change a resumed run (the checkpoint "
-                    "fixes subjects, ticks, seed and jitter)"
+                    "fixes subjects, ticks, seed, jitter and record_every)"
                 )
 
 
@@ -562,11 +712,12 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             sinks=sinks,
             callbacks=not args.no_callbacks,
             jitter=True if args.jitter else None,
+            record_every=args.record_every,
             until_stopped=True if args.until_stopped else None,
             **live,
         )
-    update, bar = _progress_bar(simulation.ticks, args.quiet, err)
-    simulation.progress = update
+    bar = _Feedback(simulation, err, quiet=args.quiet)
+    simulation.progress = bar.update
     started = time.perf_counter()
     with _stop_on_signals(simulation) as received:
         try:
@@ -588,6 +739,12 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             print(f"dogesim: the run failed: {' '.join(str(exc).split())}", file=err)
             _print_ledgers(simulation, err)
             return EXIT_SINK
+        except KeyboardInterrupt:
+            # A second signal, or ^C raised by a callback: the engine closed every sink.
+            bar.close()
+            print(f"dogesim: interrupted; {closing_line(simulation)}", file=err)
+            _print_ledgers(simulation, err)
+            return EXIT_INTERRUPTED
         except Exception as exc:
             # A callback, factory or mapper of the model raised: the run stopped there and
             # the engine closed every sink; say where, and what was delivered.
@@ -601,7 +758,18 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.quiet:
         print(result.summary(), file=out)
         rate = result.events / wall if wall > 0 else float("inf")
-        print(f"wall time {wall:.3f} s ({rate:,.0f} events/s); events -> {destination}", file=out)
+        print(
+            f"wall time {wall:.3f} s: {result.events:,} events ({rate:,.0f} events/s), "
+            f"{result.moves:,} moves; events -> {destination}",
+            file=out,
+        )
+        rows = len(result.row_ticks())
+        every = result.record_every
+        print(
+            f"per-tick tables: {rows:,} rows of {every:,} tick{'s' if every != 1 else ''}",
+            file=out,
+        )
+        print(closing_line(simulation), file=out)
         if result.max_lag_ms is not None:
             print(
                 f"live: at most {result.max_lag_ms:,.0f} ms behind real time (allowed "
@@ -637,8 +805,7 @@ def _stopped(
     cause = received[0] if received else "a stop request"
     of = f" of {simulation.ticks}" if simulation.ticks is not None else ""
     print(
-        f"dogesim: stopped by {cause} after tick {result.ticks}{of}; every sink was closed "
-        "and flushed",
+        f"dogesim: stopped by {cause} after tick {result.ticks}{of}; {closing_line(simulation)}",
         file=err,
     )
     if not args.checkpoint:
@@ -793,7 +960,71 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_models(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile.shipped import model_description, shipped_models
+
+    models = shipped_models()
+    if not models:
+        raise DogesimError("no shipped models were found; reinstall dogesim")
+    width = max(len(name) for name in models)
+    for name, path in models.items():
+        print(f"{name:<{width}}  {model_description(path)}", file=out)
+    print(
+        f"\nrun one with `dogesim run NAME` (e.g. dogesim run {next(iter(models))}); "
+        f"copy one from {next(iter(models.values())).parent}",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def _cmd_init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dogesim.modelfile.shipped import starter_model
+
+    name = args.name[: -len(".yaml")] if args.name.endswith(".yaml") else args.name
+    try:
+        text = starter_model(name)
+    except ValueError as exc:
+        raise _UsageError(f"dogesim init: {exc}") from None
+    target = Path(args.directory) / f"{name}.yaml"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "x", encoding="utf-8") as handle:  # "x": never overwrite
+            handle.write(text)
+    except FileExistsError:
+        raise _UsageError(
+            f"dogesim init: {target} already exists; not overwritten (choose another NAME "
+            "or remove it)"
+        ) from None
+    except OSError as exc:
+        raise _UsageError(f"dogesim init: {target}: cannot be written: {exc.strerror}") from None
+    print(f"model file -> {target}; run it with: dogesim run {target}", file=out)
+    return EXIT_OK
+
+
+def _resolve_models(args: argparse.Namespace) -> None:
+    """Bare model names (``banking``) mean the shipped model when no such file exists."""
+    from dogesim.modelfile.shipped import resolve_model, shipped_models
+
+    def resolve(text: str) -> str:
+        path = resolve_model(text)
+        bare = os.sep not in text and not (os.altsep and os.altsep in text)
+        if bare and not Path(path).exists():
+            names = ", ".join(shipped_models()) or "none"
+            raise _UsageError(
+                f"dogesim: {text}: no such model file, and no shipped model of that name "
+                f"(shipped: {names}; see dogesim models)"
+            )
+        return path
+
+    if getattr(args, "model", None):
+        args.model = resolve(args.model)
+    if getattr(args, "models", None):
+        args.models = [resolve(text) for text in args.models]
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "models": _cmd_models,
+    "init": _cmd_init,
     "run": _cmd_run,
     "validate": _cmd_validate,
     "graph": _cmd_graph,
@@ -823,6 +1054,7 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             args = build_parser().parse_args(list(argv) if argv is not None else None)
         except SystemExit as exc:  # --help and --version
             return int(exc.code) if isinstance(exc.code, int) else EXIT_OK
+        _resolve_models(args)
         return _COMMANDS[args.command](args, out, err)
     except _UsageError as exc:
         print(str(exc), file=err)
@@ -839,7 +1071,8 @@ def _main(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
         print(f"dogesim: {' '.join(str(exc).split())}", file=err)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("dogesim: interrupted; every sink was closed and flushed", file=err)
+        # Outside a run (loading, validating, plotting): sinks built so far were closed.
+        print("dogesim: interrupted", file=err)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our output went away (e.g. `dogesim graph ... | head`): stop quietly,

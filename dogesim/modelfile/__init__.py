@@ -7,6 +7,9 @@
   subjects and sinks. ``spec.model`` is the bare `Model`; ``spec.simulation()`` builds a
   ready `Simulation` with fresh sinks; ``spec.run()`` runs it; ``spec.resume(checkpoint)``
   continues a stopped run into the file's sinks, opened for appending.
+  ``spec.options(**overrides)`` gives the run's settings as the frozen `RunOptions` and
+  `LiveOptions` the engine takes (the file's, with `RUN_OVERRIDES` such as ``seed=`` or
+  ``record_every=`` in their place; an unknown name is refused, named).
 - `TransitionSpec`, `SubjectsSpec`, `SinkSpec`, `LiveSpec`: the parts of a `ModelSpec`.
 - `SINK_TYPES`: the sink types a model file can name, with the settings each accepts.
 - `DISTRIBUTIONS`, `AttributeSubjectFactory`: subject attributes drawn with the run's seed.
@@ -70,6 +73,9 @@ Online and realistic runs (each key optional; ``models/support_center.yaml`` use
     arrivals: {rate: 30 per hour, profile: office_hours}  # or a number per tick, or rate text
     churn: {rate: 2% per day, sinks: [events]}     # or rate text / % per tick; -> `churned`
     jitter: true                    # spread timestamps within their tick
+    record_every: 1h                # one row of the result's per-tick tables per hour
+                                    # (ticks, or a duration in whole ticks; default: chosen
+                                    # so a table has at most 10,000 rows)
     live: {enabled: false, speed: 60, max_lag: 5s, on_lag: warn, timestamps: wall,
            until_stopped: false}    # real-time pacing (the CLI's --live turns it on)
     transitions:
@@ -103,13 +109,20 @@ from __future__ import annotations
 from dogesim.modelfile.online import LiveSpec
 from dogesim.modelfile.sinks import SINK_TYPES, SinkSpec, subject_key
 from dogesim.modelfile.source import parse_timestamp
-from dogesim.modelfile.spec import ModelSpec, TransitionSpec, load_model_file, load_model_text
+from dogesim.modelfile.spec import (
+    RUN_OVERRIDES,
+    ModelSpec,
+    TransitionSpec,
+    load_model_file,
+    load_model_text,
+)
 from dogesim.modelfile.subjects import DISTRIBUTIONS, AttributeSubjectFactory, SubjectsSpec
 from dogesim.modelfile.writer import dump_model
 from dogesim.rates import format_duration, parse_duration
 
 __all__ = [
     "DISTRIBUTIONS",
+    "RUN_OVERRIDES",
     "SINK_TYPES",
     "AttributeSubjectFactory",
     "LiveSpec",

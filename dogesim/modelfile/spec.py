@@ -1,5 +1,11 @@
 """`ModelSpec` and `TransitionSpec`: a whole model file parsed and checked, and the
-`Simulation` it builds; `load_model_file` and `load_model_text`."""
+`Simulation` it builds; `load_model_file` and `load_model_text`.
+
+- `RUN_OVERRIDES`: the run settings a caller (the CLI, a notebook) may override per run;
+  `ModelSpec.options` turns the file's settings plus those overrides into the frozen
+  `RunOptions` and `LiveOptions` that `Simulation(options=..., live=...)` takes, so a setting
+  travels as one object from the command line to the engine.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,6 @@ import difflib
 import functools
 import os
 import pickle
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +23,7 @@ from typing import Any
 import yaml
 
 from dogesim import redact
-from dogesim.engine import RunResult, Simulation
+from dogesim.engine import LiveOptions, RunOptions, RunResult, Simulation
 from dogesim.errors import ModelError, RunError, SinkConfigError
 from dogesim.laws import Law
 from dogesim.model import Model, Transition
@@ -117,6 +122,7 @@ _TOP_KEYS = (
     "arrivals",
     "churn",
     "jitter",
+    "record_every",
     "live",
 )
 _TOP_REQUIRED = ("states", "initial_state", "tick", "ticks", "subjects", "transitions")
@@ -137,9 +143,36 @@ _TRANSITION_KEYS = (
 )
 
 
+#: The run settings `ModelSpec.options` (and `simulation`, `run`) accept as overrides.
+RUN_OVERRIDES = (
+    "seed",
+    "jitter",
+    "record_every",
+    "progress",
+    "live",
+    "speed",
+    "max_lag_ms",
+    "on_lag",
+    "until_stopped",
+)
+
+
+def _check_overrides(where: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides that were given (not None), refusing a name that is no run setting."""
+    for name in overrides:
+        if name not in RUN_OVERRIDES:
+            hint = difflib.get_close_matches(name, RUN_OVERRIDES, n=1)
+            maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ModelError(
+                f"{where}: {name!r} is not a run setting{maybe}; the settings a run may "
+                f"override are {', '.join(RUN_OVERRIDES)}"
+            )
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 class _DeferredFactory:
-    """A subject factory chosen after the `Simulation` exists (a resumed run learns its seed
-    from the checkpoint)."""
+    """A subject factory chosen after the `Simulation` exists (its seed is the engine's
+    choice when the file gives none, and a resumed run learns it from the checkpoint)."""
 
     def __init__(self) -> None:
         self.target: Callable[[], Any] | None = None
@@ -179,6 +212,8 @@ class ModelSpec:
             state ``churned``, or None.
         churn_sinks: sink names that receive ``churn`` events.
         jitter: spread timestamps within their tick.
+        record_every: ticks per row of the result's per-tick tables (None: chosen so a
+            table stays under 10,000 rows).
         live: live pacing settings.
     """
 
@@ -203,6 +238,7 @@ class ModelSpec:
     churn: float | Rate | None = None
     churn_sinks: tuple[str, ...] = ()
     jitter: bool = False
+    record_every: int | None = None
     live: LiveSpec = field(default_factory=LiveSpec)
     dwell: dict[str, Law] = field(default_factory=dict)
 
@@ -356,64 +392,93 @@ class ModelSpec:
             return [sinks[name] for name in self.churn_sinks if name in sinks]
         return list(sinks)
 
+    def options(
+        self,
+        sinks: Mapping[str, Any] | Sequence[Any] | None = None,
+        **overrides: Any,
+    ) -> tuple[RunOptions, LiveOptions]:
+        """The run settings of this file with `overrides` in their place, as the frozen
+        `RunOptions` and `LiveOptions` a `Simulation` takes.
+
+        Args:
+            sinks: the built sinks (as in `build_model`) that churn events go to; None
+                leaves the churn transitions without sinks.
+            overrides: any of `RUN_OVERRIDES`; None means "as the file says". ``seed``
+                replaces the file's seed; when neither gives one the options carry
+                ``seed=None`` and the engine chooses (``DOGESIM_SEED``, else the global
+                `random`). ``live``, ``speed``, ``max_lag_ms``, ``on_lag`` and
+                ``until_stopped`` replace the file's ``live:`` settings, ``jitter`` and
+                ``record_every`` its keys of those names, ``progress`` is called with the
+                ticks done.
+
+        Raises:
+            ModelError: an override that is not a run setting (named, with the near
+                miss), or a combination that means nothing (``until_stopped`` off-line).
+        """
+        given = _check_overrides(self.path or self.name, overrides)
+        settings = self.live_settings(
+            live=given.get("live"),
+            speed=given.get("speed"),
+            max_lag_ms=given.get("max_lag_ms"),
+            on_lag=given.get("on_lag"),
+            until_stopped=given.get("until_stopped"),
+        )
+        wall_clock = settings.enabled and settings.timestamps == "wall"
+        run = RunOptions(
+            ticks=None if settings.enabled and settings.until_stopped else self.ticks,
+            tick_ms=self.tick_ms,
+            timestamp_start=None if wall_clock else self.timestamp_start,
+            seed=given.get("seed", self.seed),
+            jitter=given.get("jitter", self.jitter),
+            arrivals=self.arrivals,
+            arrivals_profile=self.arrivals_profile,
+            churn=self.churn,
+            churn_sinks=tuple(self._churn_sinks(sinks if sinks is not None else {})),
+            record_every=given.get("record_every", self.record_every),
+            progress=given.get("progress"),
+        )
+        live = LiveOptions(
+            enabled=settings.enabled,
+            speed=settings.speed,
+            max_lag_ms=settings.max_lag_ms,
+            on_lag=settings.on_lag,
+        )
+        return run, live
+
     def simulation(
         self,
         *,
         sinks: Mapping[str, Any] | Sequence[Any] | None = None,
-        seed: int | None = None,
-        progress: Callable[[int], None] | None = None,
         callbacks: bool = True,
-        jitter: bool | None = None,
-        live: bool | None = None,
-        speed: float | None = None,
-        max_lag_ms: int | None = None,
-        on_lag: str | None = None,
-        until_stopped: bool | None = None,
+        **overrides: Any,
     ) -> Simulation:
         """A ready `Simulation` of this model file.
 
         Args:
             sinks: as in `build_model` (None builds the file's sinks); churn events go to
                 the file's churn sinks, or to every sink of a list.
-            seed: overrides the file's seed; when both are None a seed is picked.
-            progress: called with the number of ticks done.
             callbacks: attach the callbacks.
-            jitter, live, speed, max_lag_ms, on_lag, until_stopped: override the file's
-                ``jitter:`` and ``live:`` settings when not None.
+            overrides: run settings that replace the file's (see `options`).
+
+        The subject factory is seeded with the run's seed, which the engine chooses when
+        neither the file nor `overrides` gives one.
         """
-        chosen = seed if seed is not None else self.seed
-        if chosen is None:
-            chosen = secrets.randbits(63)
+        # Refuse an unknown setting before any sink is opened.
+        _check_overrides(self.path or self.name, overrides)
         built = self.build_sinks() if sinks is None else sinks
         try:
             model = self.build_model(built, callbacks=callbacks)
-            settings = self.live_settings(
-                live=live,
-                speed=speed,
-                max_lag_ms=max_lag_ms,
-                on_lag=on_lag,
-                until_stopped=until_stopped,
-            )
-            wall_clock = settings.enabled and settings.timestamps == "wall"
-            return Simulation(
+            run, live = self.options(built, **overrides)
+            factory = _DeferredFactory()
+            simulation = Simulation(
                 model,
                 self.subjects.count,
-                subject_factory=self.subject_factory(chosen),
-                ticks=None if settings.enabled and settings.until_stopped else self.ticks,
-                tick_ms=self.tick_ms,
-                timestamp_start=None if wall_clock else self.timestamp_start,
-                seed=chosen,
-                progress=progress,
-                jitter=self.jitter if jitter is None else jitter,
-                live=settings.enabled,
-                speed=settings.speed,
-                max_lag_ms=settings.max_lag_ms,
-                on_lag=settings.on_lag,
-                arrivals=self.arrivals,
-                arrivals_profile=self.arrivals_profile,
-                churn=self.churn,
-                churn_sinks=self._churn_sinks(built),
+                subject_factory=factory,
+                options=run,
+                live=live,
             )
+            factory.target = self.subject_factory(simulation.seed)
+            return simulation
         except BaseException:
             _close_quietly(built.values() if isinstance(built, Mapping) else built)
             raise
@@ -837,10 +902,35 @@ def _parse(
         churn=churn,
         churn_sinks=churn_sinks,
         jitter=top.boolean("jitter", False),
+        record_every=_read_record_every(top, tick_ms) if top.has("record_every") else None,
         live=_read_live(top),
     )
     _check_run(spec, src, top)
     return _override(spec, subjects=subjects, ticks=ticks, seed=seed)
+
+
+def _read_record_every(top: _Reader, tick_ms: int) -> int:
+    """``record_every:``: a whole number of ticks, or a duration (``1h``) that is a whole
+    number of ticks."""
+    raw = top.raw("record_every")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return top.integer("record_every", minimum=1, maximum=MAX_TICKS)
+    if not isinstance(raw, str):
+        raise top.error(
+            "record_every",
+            f"{_describe(raw)}: give a number of ticks (60) or a duration (1h, 15m)",
+        )
+    try:
+        ms = _duration_ms(raw)
+    except ValueError as exc:
+        raise top.error("record_every", str(exc)) from None
+    if ms % tick_ms:
+        raise top.error(
+            "record_every",
+            f"{raw!r} is not a whole number of ticks of {format_duration(tick_ms)}; give a "
+            f"multiple of {format_duration(tick_ms)}",
+        )
+    return ms // tick_ms
 
 
 def _guard_sink(sink: SinkSpec) -> SinkSpec:

@@ -102,7 +102,7 @@ def test_run_banking_with_no_options_writes_jsonl_and_report(
     for trigger in ("income", "spending", "login", "logout", "take_loan"):
         assert re.search(rf"^  {trigger}: \d+$", out, re.M)
     assert f"sink jsonl:out/banking.jsonl: collected {total}, acknowledged {total}" in out
-    assert re.search(r"wall time [\d.]+ s \([\d,]+ events/s\)", out)
+    assert re.search(r"wall time [\d.]+ s: [\d,]+ events \([\d,]+ events/s\), [\d,]+ moves", out)
     assert (tmp_path / "plots" / "occupancy.png").read_bytes().startswith(PNG_MAGIC)
 
 
@@ -197,11 +197,16 @@ def test_lost_events_exit_1_with_the_ledger(
 def test_interrupt_exits_130_after_flushing(
     tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Ctrl-C (KeyboardInterrupt) mid-run: status 130, and the events so far are on disk."""
+    """Ctrl-C (KeyboardInterrupt) mid-run: status 130, the events so far are on disk, and
+    stderr says so with the ledger."""
     model = small_model(tmp_path, callback="cli_helpers:interrupt_later")
     assert main(["run", str(model)]) == 130
-    assert "interrupted" in one_line(capsys.readouterr().err)
+    err = capsys.readouterr().err.splitlines()
     lines = (tmp_path / "small.jsonl").read_text().splitlines()
+    assert err[0] == "dogesim: interrupted; every sink was closed and flushed"
+    assert err[1].endswith(
+        f": collected {len(lines)}, acknowledged {len(lines)}, failed 0, pending 0"
+    )
     # 40 `go` attempts succeeded before the 41st raised; `back` events come in between.
     assert sum(json.loads(line)["trigger"] == "go" for line in lines) == 40
 

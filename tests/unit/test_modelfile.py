@@ -1340,3 +1340,86 @@ def test_factory_that_exits_fails_the_run_naming_it(tmp_path: Path) -> None:
     spec = load_model_file(write(tmp_path, text))
     with pytest.raises(RunError, match=r"subjects.factory 'sys:exit' raised SystemExit"):
         spec.run(sinks=[MemorySink()])
+
+
+# -- run settings as one options object ---------------------------------------------------
+
+
+def test_options_carry_the_file_settings_and_the_overrides() -> None:
+    """`ModelSpec.options` is the file's settings with the given overrides in their place."""
+    spec = load_model_text(BASE + "jitter: true\nrecord_every: 5s\n")
+    run, live = spec.options()
+    assert (run.ticks, run.tick_ms, run.seed, run.jitter, run.record_every) == (
+        20,
+        1000,
+        5,
+        True,
+        5,
+    )
+    assert run.timestamp_start == 1704067200000 and not live.enabled
+    run, live = spec.options(seed=9, jitter=False, record_every="10s", live=True, speed=4.0)
+    assert (run.seed, run.jitter, run.record_every) == (9, False, "10s")
+    assert (live.enabled, live.speed) == (True, 4.0)
+    assert run.timestamp_start is None  # live runs start at the wall clock
+
+
+def test_options_without_a_seed_leave_the_choice_to_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No seed in the file or the call gives seed=None, so DOGESIM_SEED decides the run."""
+    spec = load_model_text(BASE.replace("seed: 5\n", ""))
+    assert spec.options()[0].seed is None
+    monkeypatch.setenv("DOGESIM_SEED", "123")
+    first = spec.run(sinks=[MemorySink()])
+    second = spec.run(sinks=[MemorySink()])
+    assert first.seed == second.seed == 123
+    assert first.events_by_trigger() == second.events_by_trigger()
+
+
+def test_seeded_spec_run_equals_the_python_api_with_its_options() -> None:
+    """A spec run and a Simulation built by hand from the spec's options give the same events."""
+    from dogesim import Simulation
+
+    spec = load_model_text(BASE)
+    via_spec = MemorySink()
+    spec.run(sinks=[via_spec], seed=77)
+    by_hand = MemorySink()
+    run, live = spec.options([by_hand], seed=77)
+    Simulation(
+        spec.build_model([by_hand]),
+        spec.subjects.count,
+        subject_factory=spec.subject_factory(77),
+        options=run,
+        live=live,
+    ).run()
+    assert len(via_spec.events) > 0
+    assert via_spec.events == by_hand.events  # timestamps, subjects (with attributes), moves
+
+
+def test_an_unknown_run_option_is_named() -> None:
+    """A misspelt override is refused, naming it and its near miss, before sinks open."""
+    spec = load_model_text(BASE)
+    with pytest.raises(ModelError, match=r"'recrd_every' is not a run setting \(did you mean "):
+        spec.simulation(recrd_every=5)
+
+
+def test_record_every_key_sets_the_result_resolution() -> None:
+    """`record_every: 5s` at 1 s ticks gives per-tick tables of one row per 5 ticks."""
+    result = load_model_text(BASE + "record_every: 5s\n").run(sinks=[MemorySink()])
+    assert list(result.row_ticks()) == [4, 9, 14, 19]
+    assert result.occupancy.sum(axis=1).tolist() == [30] * 4
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1500ms", "record_every: '1500ms' is not a whole number of ticks of 1s"),
+        ("0", "record_every"),
+        ("[1]", "record_every: [1]"),
+    ],
+)
+def test_bad_record_every_is_named(tmp_path: Path, value: str, expected: str) -> None:
+    """A record_every that is not a whole number of ticks is refused at its line."""
+    message = error_of(tmp_path, BASE + f"record_every: {value}\n")
+    assert message.startswith("m.yaml:"), message
+    assert expected in message, message
