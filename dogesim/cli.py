@@ -437,9 +437,10 @@ def _plot_module() -> Any:
 
 
 def _output_sink(path: str, *, append: bool = False) -> Any:
+    from dogesim.sinks.compression import log_format
     from dogesim.sinks.files import CsvSink, JsonLinesSink
 
-    if path.lower().endswith(".csv"):
+    if path != "-" and log_format(path) == "csv":
         if append:
             raise _UsageError(
                 f"dogesim run: --out {path}: a CSV file cannot be continued by --resume; "

@@ -18,9 +18,13 @@
   tick lengths and ISO-8601 or epoch-ms start times.
 - `dump_model(...)`: write a model file (used by ``dogesim fit``).
 
+- `shipped_models()`, `resolve_model(name)`, `starter_model(name)`: the example models that
+  ship in the package (``dogesim/models``), a bare name resolved to one of them, and the
+  starter file ``dogesim init`` writes.
+
 Modules: `source` (YAML with line numbers, errors naming file:line:key, ``${ENV}``, scalar
 readers), `subjects`, `sinks`, `online` (rates, profiles, resources, arrivals, churn, live),
-`spec` (`ModelSpec`, loading) and `writer` (`dump_model`).
+`spec` (`ModelSpec`, loading), `shipped` (the packaged models) and `writer` (`dump_model`).
 
 The format, by example (``models/`` has complete ones)::
 
@@ -107,6 +111,7 @@ Functions are ``module:name`` import paths, resolved when the file is loaded.
 from __future__ import annotations
 
 from dogesim.modelfile.online import LiveSpec
+from dogesim.modelfile.shipped import resolve_model, shipped_models, starter_model
 from dogesim.modelfile.sinks import SINK_TYPES, SinkSpec, subject_key
 from dogesim.modelfile.source import parse_timestamp
 from dogesim.modelfile.spec import (
@@ -136,5 +141,8 @@ __all__ = [
     "load_model_text",
     "parse_duration",
     "parse_timestamp",
+    "resolve_model",
+    "shipped_models",
+    "starter_model",
     "subject_key",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -125,6 +126,13 @@ def test_run_out_file_is_reproducible_and_complete(
     assert set(records[0]["subject"]) == {"user_id", "balance", "loan_balance", "last_payment"}
     assert main([*args, "--out", str(tmp_path / "c.csv"), "-q"]) == 0
     assert len((tmp_path / "c.csv").read_text().splitlines()) == len(records) + 1
+    # Compressed by suffix: the same CSV and JSON lines, gzip-compressed.
+    assert main([*args, "--out", str(tmp_path / "c.csv.gz"), "-q"]) == 0
+    assert (
+        gzip.decompress((tmp_path / "c.csv.gz").read_bytes()) == (tmp_path / "c.csv").read_bytes()
+    )
+    assert main([*args, "--out", str(tmp_path / "a.jsonl.gz"), "-q"]) == 0
+    assert gzip.decompress((tmp_path / "a.jsonl.gz").read_bytes()) == data
 
 
 def test_run_sink_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

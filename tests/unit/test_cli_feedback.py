@@ -146,3 +146,28 @@ def test_quiet_prints_no_status(tmp_path: Path) -> None:
     simulation.run()
     feedback.close()
     assert stream.getvalue() == ""
+
+
+def test_seedless_file_takes_dogesim_seed_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no seed in the file or flags, the CLI run uses DOGESIM_SEED (the engine's rule):
+    two runs write the same bytes and the summary names the seed."""
+    model = partly(tmp_path)
+    model.write_text(model.read_text().replace("seed: 1\n", ""), encoding="utf-8")
+    monkeypatch.setenv("DOGESIM_SEED", "31")
+    outputs = []
+    for run in range(2):
+        out = tmp_path / f"run{run}.jsonl"
+        assert main(["run", str(model), "--out", str(out)]) == 0
+        assert capsys.readouterr().out.startswith("seed 31: ")
+        outputs.append(out.read_bytes())
+    assert outputs[0] and outputs[0] == outputs[1]
+
+
+def test_spec_simulation_runs_on_the_options_object(tmp_path: Path) -> None:
+    """`spec.simulation(...)` hands the engine exactly the RunOptions `spec.options` builds."""
+    spec = load_model_file(partly(tmp_path))
+    run, _ = spec.options(record_every="10m", seed=4)
+    simulation = spec.simulation(record_every="10m", seed=4)
+    assert simulation.options == run.validated(live=False)
