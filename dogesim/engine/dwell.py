@@ -157,17 +157,38 @@ class SemiMarkov:
 
     # -- waits -----------------------------------------------------------------------------
 
-    def _ticks(self, law: Law, walker: Walker) -> int:
-        return int(law.ticks(walker.rng, 1)[0])
+    def due_ticks(
+        self, walker: Walker, entries: list[tuple[int, int, Law | None]], tick: int
+    ) -> list[int | None]:
+        """The tick of each entry's next attempt after `tick` (None: never).
 
-    def wait(self, walker: Walker, i: int, s: int, tick: int) -> int | None:
-        """The tick of subject `i`'s next attempt in state `s` (after `tick`), or None."""
-        law = self.dwell[s]
-        if law is not None:
-            if walker.tables.n_out_list[s] == 0:
-                return None  # a final state: nothing to attempt after the stay
-            return tick + self._ticks(law, walker)
-        u = walker.rng.random()
+        An entry is (subject, state it is in, the delay law of the move it just made or
+        None). The draws are made in bulk: one batch per law (in order of first use), then
+        the uniforms of the geometric waits, so a tick costs a few numpy calls per law."""
+        out: list[int | None] = [None] * len(entries)
+        batches: dict[int, tuple[Law, list[int]]] = {}
+        geometric: list[int] = []
+        n_out = walker.tables.n_out_list
+        for k, (_, s, delay) in enumerate(entries):
+            law = delay if delay is not None else self.dwell[s]
+            if law is None:
+                geometric.append(k)
+            elif delay is not None or n_out[s] > 0:  # a final state's stay ends nothing
+                batches.setdefault(id(law), (law, []))[1].append(k)
+        for law, positions in batches.values():
+            for k, ticks in zip(
+                positions, law.ticks(walker.rng, len(positions)).tolist(), strict=True
+            ):
+                out[k] = tick + ticks
+        if geometric:
+            uniforms = walker.rng.random(len(geometric)).tolist()
+            for k, u in zip(geometric, uniforms, strict=True):
+                i, s, _ = entries[k]
+                out[k] = self._geometric(walker, i, s, tick, u)
+        return out
+
+    def _geometric(self, walker: Walker, i: int, s: int, tick: int, u: float) -> int | None:
+        """The next attempt after `tick` under the geometric law of the subject's chance."""
         if self.scaled[s]:
             total = self._subject_hazard(walker, i, s)
             if total <= 0.0:
@@ -188,6 +209,15 @@ class SemiMarkov:
             total += self.hazard[j] * (attribute(subject, name, i) if name else 1.0)
         return total
 
+    def _file(self, walker: Walker, entries: list[tuple[int, int, Law | None]], tick: int) -> None:
+        filed: list[int] = []
+        ticks: list[int] = []
+        for (i, _, _), due in zip(entries, self.due_ticks(walker, entries, tick), strict=True):
+            if due is not None and due < walker.horizon:
+                filed.append(i)
+                ticks.append(due)
+        walker.calendar.file_lists(filed, ticks)
+
     def file(
         self,
         walker: Walker,
@@ -198,28 +228,26 @@ class SemiMarkov:
     ) -> None:
         """File `subjects` at their next attempts (`Walker.file` for this model)."""
         skipped = set(skip or ())
-        filed: list[int] = []
-        ticks: list[int] = []
-        for k, (i, s) in enumerate(zip(subjects.tolist(), states.tolist(), strict=True)):
-            if k in skipped:
-                continue
-            due = self.wait(walker, i, s, tick)
-            if due is not None and due < walker.horizon:
-                filed.append(i)
-                ticks.append(due)
-        walker.calendar.file_lists(filed, ticks)
+        entries: list[tuple[int, int, Law | None]] = [
+            (i, s, None)
+            for k, (i, s) in enumerate(zip(subjects.tolist(), states.tolist(), strict=True))
+            if k not in skipped
+        ]
+        self._file(walker, entries, tick)
 
     # -- attempts --------------------------------------------------------------------------
 
-    def _choose(self, walker: Walker, i: int, s: int, ts: int) -> int | None:
-        """The transition (ordered index) subject `i` in state `s` attempts now, or None."""
+    def _choose(
+        self, walker: Walker, i: int, s: int, ts: int, u: float, thresholds: list[list[float]]
+    ) -> int | None:
+        """The transition (ordered index) subject `i` in state `s` attempts now, or None;
+        `u` is its uniform, `thresholds` the tick's geometric choice thresholds."""
         tables = walker.tables
         begin, n = tables.first_list[s], tables.n_out_list[s]
         if n == 0:
             return None
-        u = walker.rng.random()
         if self.dwell[s] is None and not self.scaled[s]:
-            local = bisect_right(tables.choice(ts)[1][s], u)  # the geometric law's thinning
+            local = bisect_right(thresholds[s], u)  # the geometric law's thinning
             return begin + local if local < n else None
         weights = []
         subject = walker.population.subjects[i]
@@ -243,23 +271,25 @@ class SemiMarkov:
         return begin + max(k for k, w in enumerate(weights) if w > 0)
 
     def tick(self, walker: Walker, t: int, due: list[int]) -> None:
-        """The attempts of the subjects `due` at tick `t`, in creation order."""
+        """The attempts of the subjects `due` at tick `t`, in creation order (with jitter,
+        in timestamp order); then their next attempts are drawn and filed."""
         tables = walker.tables
         ts = walker.timestamp_start + t * walker.tick_ms
         clock.NOW[0] = ts
         stamps = _jittered(walker, due, ts) if walker.jitter else None
+        uniforms = walker.rng.random(len(due)).tolist()
+        thresholds = tables.choice(ts)[1]
         state, subjects = walker.population.states, walker.population.subjects
         events = walker.recorder.row(t)
         vetoes = [0] * len(tables.order)
-        filed: list[int] = []
-        ticks: list[int] = []
+        entries: list[tuple[int, int, Law | None]] = []
         for k, i in enumerate(due):
             if stamps is not None:
                 ts = clock.NOW[0] = stamps[k]
                 if walker.live.enabled:
                     attempts._pace(walker, ts)  # live and jittered: as the plain path
             s = state[i]
-            j = self._choose(walker, i, s, ts)
+            j = self._choose(walker, i, s, ts, uniforms[k], thresholds)
             delay = None
             if j is not None:
                 transition = tables.order[j]
@@ -275,10 +305,7 @@ class SemiMarkov:
                     events[j] += 1
                     s = state[i] = tables.to_list[j]
                     delay = self.delay[j]
-            due_at = t + self._ticks(delay, walker) if delay else self.wait(walker, i, s, t)
-            if due_at is not None and due_at < walker.horizon:
-                filed.append(i)
-                ticks.append(due_at)
+            entries.append((i, s, delay))
         if any(vetoes):
             walker.recorder.add_vetoes(vetoes)
-        walker.calendar.file_lists(filed, ticks)
+        self._file(walker, entries, t)

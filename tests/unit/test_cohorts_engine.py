@@ -537,3 +537,23 @@ def test_a_final_state_with_a_dwell_law_is_never_filed() -> None:
     sim.run()
     assert sim.subject_states() == ["end"] * 50
     assert handled == [1, 1000]  # tick 0 handled, then nothing until the end
+
+
+def test_resources_queue_subjects_of_a_dwell_state() -> None:
+    """A dwell state's move that needs a busy resource queues; one agent serves one at a time."""
+    sink = MemorySink()
+    model = Model(
+        ["wait", "call", "done"],
+        "wait",
+        [
+            Transition("ring", "wait", "call", 50, event_sinks=[sink], resource="agents", hold=3),
+            Transition("hang", "call", "done", 100, event_sinks=[sink]),
+        ],
+        resources={"agents": 1},
+        dwell={"wait": Fixed(2)},
+    )
+    Simulation(model, 4, ticks=30, tick_ms=1000, seed=1).run()
+    rings = [e.timestamp // 1000 for e in sink.events if e.trigger == "ring"]
+    hangs = [e.timestamp // 1000 for e in sink.events if e.trigger == "hang"]
+    assert rings == [1, 4, 7, 10]  # all due at tick 1; each grant waits for the last hold
+    assert hangs == [4, 7, 10, 13]
