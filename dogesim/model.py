@@ -20,6 +20,7 @@ from numbers import Real
 from typing import Any
 
 from dogesim.errors import ModelError, shown
+from dogesim.laws import Law, as_law
 from dogesim.rates import (
     Profile,
     Rate,
@@ -62,6 +63,12 @@ class Transition:
         resource: a resource of the model the move must acquire (queueing while all busy).
         hold: ticks the resource is held: a whole number, or ``hold(subject, transition)``.
         rate: the chance per unit of time this transition was given, if any.
+        delay: a `dogesim.laws.Law` (or its data form) of the wait before the subject's
+            next attempt after taking this move, instead of the law of the state it enters
+            (e.g. the next song after the song's length).
+        rate_attribute: the name of a subject attribute (``subject.activity``, or a key of
+            a mapping subject) that multiplies this transition's rate for that subject (see
+            `Model`).
 
     Raises:
         ModelError: a field has the wrong type or value; the message names the transition,
@@ -79,6 +86,8 @@ class Transition:
     resource: str | None = None
     hold: int | HoldFunction = 1
     rate: Rate | None = None
+    delay: Law | None = None
+    rate_attribute: str | None = None
 
     def __init__(
         self,
@@ -93,6 +102,8 @@ class Transition:
         resource: str | None = None,
         hold: int | HoldFunction = 1,
         rate: Rate | None = None,
+        delay: Law | Mapping[str, Any] | None = None,
+        rate_attribute: str | None = None,
     ) -> None:
         # A hand-written __init__ only to accept the looser input types above; every field
         # is still a dataclass field, so `dataclasses.replace` copies all of them.
@@ -107,6 +118,8 @@ class Transition:
             "resource": resource,
             "hold": hold,
             "rate": rate,
+            "delay": delay,
+            "rate_attribute": rate_attribute,
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -143,6 +156,14 @@ class Transition:
             raise ModelError(
                 f"{where}: resource {shown(self.resource)} is not declared; give the name "
                 "of a resource of the model (Model.add_resource)"
+            )
+        if self.delay is not None:
+            object.__setattr__(self, "delay", as_law(self.delay, f"{where}: delay"))
+        attribute = self.rate_attribute
+        if attribute is not None and (not isinstance(attribute, str) or not attribute):
+            raise ModelError(
+                f"{where}: rate_attribute must be the name of a subject attribute, got "
+                f"{shown(attribute)}"
             )
         hold = self.hold
         if not callable(hold) and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 1):
@@ -238,12 +259,33 @@ class Model:
     Args:
         states: every state name, unique, non-empty strings, in a list (or any ordered
             iterable; a set is refused, its order depends on ``PYTHONHASHSEED``).
-        initial_state: the state every subject starts in.
+        initial_state: the state every subject starts in, or a mix: weights per state,
+            ``{"school": 19, "FE": 14}`` (normalised; each subject, also each newcomer,
+            draws its state from it with the run's generator). `initial_mix` holds the
+            shares; `initial_state` is then the most likely state, `initial` what to pass to
+            build a copy.
         transitions: transitions to add now (more can be added with `add_transition`).
         name: a label used in error messages and reports.
         tick_ms: the tick the per-tick probabilities refer to; None (doge-datagen's meaning):
             whatever tick a run uses. With it, a run at another tick rescales them.
         resources: shared resources and their capacities, ``{"agents": 5}``.
+        dwell: per state, a `dogesim.laws.Law` (or its data form) of the time a subject
+            stays once it enters (semi-Markov). When the wait is over the subject attempts
+            a transition, chosen in proportion to the chances (calendar profiles weigh
+            them at that moment). A vetoed attempt (or one whose chances are all zero at
+            that moment) leaves the subject in the state for a new wait drawn from the
+            law. Without a law, the geometric per-tick law of the chances (the default).
+        attributes: subject attributes drawn for every subject when it is created (also
+            newcomers) with the run's generator, ``{"activity": LogNormal(0.7, 0.8)}``
+            (set with ``setattr``, or as a key of a mapping subject), unless the subject
+            factory already gave the subject that attribute.
+
+    Per-subject rates: a transition with ``rate_attribute="activity"`` has, for a subject
+    whose ``activity`` is ``a``, ``a`` times its hazard: a state's total per-tick chance
+    ``P`` is the hazard ``-ln(1 - P)`` split in proportion to the chances; each transition's
+    share is multiplied by its attribute and the subject attempts with the chance
+    ``1 - exp(-sum)``, choosing in proportion to the scaled shares (for small chances: ``a``
+    times the chance). A chance therefore never exceeds 100%.
 
     Raises:
         ModelError: on an empty or duplicate state list, an unknown initial state, or any
@@ -253,12 +295,14 @@ class Model:
     def __init__(
         self,
         states: Sequence[str],
-        initial_state: str,
+        initial_state: str | Mapping[str, float],
         transitions: Iterable[Transition] = (),
         *,
         name: str = "model",
         tick_ms: int | str | None = None,
         resources: Mapping[str, int] | None = None,
+        dwell: Mapping[str, Law | Mapping[str, Any]] | None = None,
+        attributes: Mapping[str, Law | Mapping[str, Any]] | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise ModelError(f"model name must be a string, got {shown(name)}")
@@ -275,17 +319,20 @@ class Model:
                 self.add_resource(resource, capacity)
         self.states: tuple[str, ...] = _state_names(states, name)
         self._index = {s: i for i, s in enumerate(self.states)}
-        if not isinstance(initial_state, str):
-            raise ModelError(
-                f"{name}: initial state {shown(initial_state)} is not a state name; give one "
-                f"of the states {_listing(self.states)}"
-            )
-        if initial_state not in self._index:
-            raise ModelError(
-                f"{name}: initial state {initial_state!r} is not one of the states "
-                f"{_listing(self.states)}"
-            )
-        self.initial_state = initial_state
+        self.initial_mix: dict[str, float] = self._mix(initial_state)
+        # with a mix, the most likely state (what code written for one initial state reads)
+        self.initial_state: str = max(self.initial_mix, key=self.initial_mix.__getitem__)
+        self.dwell: dict[str, Law] = {}
+        for state, law in _mapping(dwell, f"{name}: dwell").items():
+            self.set_dwell(state, law)
+        self.attributes: dict[str, Law] = {}
+        for attribute, law in _mapping(attributes, f"{name}: attributes").items():
+            if not isinstance(attribute, str) or not attribute.isidentifier():
+                raise ModelError(
+                    f"{name}: attributes: {shown(attribute)} is not an attribute name (a "
+                    "Python identifier)"
+                )
+            self.attributes[attribute] = as_law(law, f"{name}: attribute {attribute!r}")
         self._outgoing: dict[str, list[Transition]] = {s: [] for s in self.states}
         # per state: trigger -> transition (duplicate triggers in O(1))
         self._triggers: dict[str, dict[str, Transition]] = {s: {} for s in self.states}
@@ -304,6 +351,71 @@ class Model:
             self.add(transition)
 
     # -- building --------------------------------------------------------------------------
+
+    def _mix(self, initial: object) -> dict[str, float]:
+        """The initial shares per state (summing to 1) from a name or weights."""
+        name = self.name
+        if isinstance(initial, str):
+            if initial not in self._index:
+                raise ModelError(
+                    f"{name}: initial state {initial!r} is not one of the states "
+                    f"{_listing(self.states)}"
+                )
+            return {initial: 1.0}
+        if not isinstance(initial, Mapping):
+            raise ModelError(
+                f"{name}: initial state {shown(initial)} is not a state name; give one "
+                f"of the states {_listing(self.states)}, or weights like {{'a': 3, 'b': 1}}"
+            )
+        if not initial:
+            raise ModelError(f"{name}: the initial mix is empty; give a weight to some state")
+        weights: dict[str, float] = {}
+        for state, weight in initial.items():
+            if state not in self._index:
+                raise ModelError(
+                    f"{name}: initial mix: {shown(state)} is not one of the states "
+                    f"{_listing(self.states)}"
+                )
+            if isinstance(weight, bool) or not isinstance(weight, Real):
+                raise ModelError(
+                    f"{name}: initial mix: the weight of {state!r} must be a number, "
+                    f"got {shown(weight)}"
+                )
+            w = float(weight)
+            if not math.isfinite(w) or w < 0:
+                raise ModelError(
+                    f"{name}: initial mix: the weight of {state!r} must be a finite "
+                    f"number >= 0, got {shown(weight)}"
+                )
+            weights[state] = w
+        total = math.fsum(weights.values())
+        if total <= 0:
+            raise ModelError(
+                f"{name}: initial mix: the weights sum to 0; give a positive weight to some state"
+            )
+        return {state: w / total for state, w in weights.items()}
+
+    def set_dwell(self, state: str, law: Law | Mapping[str, Any] | None) -> None:
+        """Give `state` a dwell-time law (see `Model`); None: back to the geometric law."""
+        if state not in self._index:
+            raise ModelError(
+                f"{self.name}: dwell: {shown(state)} is not one of the states "
+                f"{_listing(self.states)}"
+            )
+        if law is None:
+            self.dwell.pop(state, None)
+            return
+        self.dwell[state] = as_law(law, f"{self.name}: dwell of state {state!r}")
+
+    @property
+    def initial(self) -> str | dict[str, float]:
+        """The initial state, or the mix's shares: what builds a copy of this model."""
+        return self.initial_state if len(self.initial_mix) == 1 else dict(self.initial_mix)
+
+    @property
+    def semi_markov(self) -> bool:
+        """True when some state has a dwell law or some transition a delay law."""
+        return bool(self.dwell) or any(t.delay is not None for t in self.transitions)
 
     def add_resource(self, name: str, capacity: int) -> None:
         """Declare a shared resource (e.g. 5 support agents) that transitions may hold."""
@@ -330,6 +442,8 @@ class Model:
         profile: Profile | None = None,
         resource: str | None = None,
         hold: int | HoldFunction = 1,
+        delay: Law | Mapping[str, Any] | None = None,
+        rate_attribute: str | None = None,
     ) -> Transition:
         """Add and return a transition; see `Transition` for the arguments.
 
@@ -340,7 +454,7 @@ class Model:
         busy, and holds for `hold` ticks: a whole number, or ``hold(subject, transition)``
         returning one, drawn at each grant (e.g. a random call length; draws from the
         global `random` module are seeded by the run). `event_sinks` is a list of sinks; a
-        single sink is taken as a list of one.
+        single sink is taken as a list of one. `delay` and `rate_attribute`: see `Transition`.
         """
         try:
             transition = Transition(
@@ -353,6 +467,8 @@ class Model:
                 profile=profile,
                 resource=resource,
                 hold=hold,
+                delay=delay,
+                rate_attribute=rate_attribute,
             )
         except ModelError as exc:
             raise ModelError(f"{self.name}: {exc}") from None
@@ -499,10 +615,11 @@ class Model:
             ModelError: a state's per-tick percentages sum to more than 100%.
         """
         check_tick(tick_ms, f"{self.name}: tick_ms")
-        if self.tick_ms == tick_ms and not self.needs_tick:
-            return self
-        if self.tick_ms is None and all(t.rate is None for t in self.transitions):
-            return self
+        if not self._has_durations():
+            if self.tick_ms == tick_ms and not self.needs_tick:
+                return self
+            if self.tick_ms is None and all(t.rate is None for t in self.transitions):
+                return self
         rescaled: dict[int, Transition] = {}
         for state in self.states:
             outgoing = self._outgoing[state]
@@ -510,15 +627,23 @@ class Model:
             chances = per_tick_chances(sources, tick_ms, f"{self.name}: state {state!r}")
             for t, chance, given in zip(outgoing, chances, sources, strict=True):
                 rate = given if isinstance(given, Rate) else None
-                rescaled[id(t)] = dataclasses.replace(t, probability=chance, rate=rate)
+                delay = t.delay.at_tick(tick_ms) if t.delay is not None else None
+                rescaled[id(t)] = dataclasses.replace(t, probability=chance, rate=rate, delay=delay)
         return Model(
             self.states,
-            self.initial_state,
+            self.initial,
             [rescaled[id(t)] for t in self.transitions],
             name=self.name,
             tick_ms=tick_ms,
             resources=self.resources,
+            dwell={s: law.at_tick(tick_ms) for s, law in self.dwell.items()},
+            attributes=self.attributes,
         )
+
+    def _has_durations(self) -> bool:
+        """True when a dwell or delay law has its times as durations (not yet in ticks)."""
+        laws = [*self.dwell.values(), *(t.delay for t in self.transitions if t.delay)]
+        return any(not law.in_ticks for law in laws)
 
     def _source(self, transition: Transition, tick_ms: int) -> float | Rate:
         """What `transition` was given, as `per_tick_chances` reads it at `tick_ms`."""
@@ -585,3 +710,12 @@ def _chance_text(transition: Transition) -> str:
     if transition.rate is not None and math.isnan(transition.probability):
         return str(transition.rate)
     return f"{transition.probability:g}%"
+
+
+def _mapping(value: object, where: str) -> Mapping[Any, Any]:
+    """`value` as a mapping (None: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ModelError(f"{where}: expected a mapping of name to law, got {shown(value)}")
+    return value

@@ -5,6 +5,7 @@
 - `RunResult`: what a run returns (`dogesim.result`).
 - `effective_model`: a model as a run sees it (chances at the run's tick, churn added).
 - `sink_name`: how a sink is named in ledgers and errors.
+- `current_time`: the timestamp of the attempt being handled (for callbacks).
 - `SEED_VARIABLE`: ``DOGESIM_SEED``, the seed of runs whose code gives none.
 
 The pieces, one job each: `options` (settings), `tables` (the model compiled), `population`
@@ -12,7 +13,8 @@ The pieces, one job each: `options` (settings), `tables` (the model compiled), `
 newcomers come), `walker` (the SimPy process that advances the clock), `attempts` (what due
 subjects do in a tick), `services` (SimPy resources: queues, grants, holds), `recorder`
 (per-tick counts at a resolution -> `RunResult`), `checkpoint` (save and resume), `closing`
-(every sink closed once).
+(every sink closed once), `dwell` (initial mixes, dwell and delay laws, per-subject rates),
+`clock` (the time callbacks read).
 
 How it stays cheap. In the per-tick definition (doge-datagen's loop) every subject draws once
 per tick and, with probability ``P_s = sum(p_i)/100``, attempts a transition of its state ``s``.
@@ -29,6 +31,7 @@ Within a tick subjects are handled in creation order; events are stamped
 
 from __future__ import annotations
 
+from dogesim.engine.clock import current_time
 from dogesim.engine.closing import sink_name
 from dogesim.engine.options import (
     SEED_VARIABLE,
@@ -49,6 +52,7 @@ __all__ = [
     "Simulation",
     "_positive_int",
     "_timestamp",
+    "current_time",
     "effective_model",
     "sink_name",
 ]

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dogesim.engine import clock
+
 if TYPE_CHECKING:
     from dogesim.engine.walker import Walker
 
@@ -25,6 +27,10 @@ __all__ = ["tick", "tick_scalar", "tick_vector"]
 
 def tick(walker: Walker, t: int, due: np.ndarray | list[int]) -> None:
     """Handle the subjects `due` at tick `t` (sorted: creation order)."""
+    clock.NOW[0] = walker.timestamp_start + t * walker.tick_ms
+    if walker.tables.semi is not None:
+        walker.tables.semi.tick(walker, t, [int(i) for i in due])
+        return
     if isinstance(due, list) and not walker.jitter:
         tick_scalar(walker, t, due)
     else:
@@ -157,7 +163,7 @@ def _dispatch(
     pace = stamps is not None and walker.live.enabled
     for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
         if stamps is not None:
-            ts = stamps[k]
+            ts = clock.NOW[0] = stamps[k]
             if pace:
                 _pace(walker, ts)
         callback = callbacks[j]

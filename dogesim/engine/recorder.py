@@ -32,6 +32,7 @@ class Recorder:
         self._arrays: dict[int, np.ndarray] = {}  # bin -> moves per transition (numpy path)
         self.vetoes = [0] * n_transitions
         self.arrivals: dict[int, int] = {}  # bin -> subjects arrived
+        self.entered: dict[int, np.ndarray] = {}  # tick -> newcomers per state (initial mix)
         self._handed_before = np.zeros(n_transitions, dtype=np.int64)
 
     def _bin(self, tick: int) -> int:
@@ -81,10 +82,25 @@ class Recorder:
         """Add vetoes per transition (a list or an array)."""
         self.vetoes = [a + int(b) for a, b in zip(self.vetoes, vetoes, strict=True)]
 
+    def enter_states(self, tick: int, counts: np.ndarray) -> None:
+        """Count newcomers drawn from an initial mix, per state, at `tick` (-1: the first
+        population); then they are not all in the initial state."""
+        entered = self.entered
+        entered[tick] = entered[tick] + counts if tick in entered else counts
+
     def arrive(self, tick: int, count: int) -> None:
         """Count `count` subjects arriving at `tick`."""
         b = self._bin(tick)
         self.arrivals[b] = self.arrivals.get(b, 0) + count
+
+    def _mixed(self, occupancy: np.ndarray, initial: int, ticks: int) -> None:
+        """Move the newcomers an initial mix drew from the initial state to theirs."""
+        for tick, counts in self.entered.items():
+            if tick >= ticks:
+                continue
+            shift = np.asarray(counts, dtype=np.int64).copy()
+            shift[initial] -= int(shift.sum())
+            occupancy[max(self._bin(tick), 0) :] += shift
 
     def table(self, ticks: int) -> np.ndarray:
         """Moves per bin and transition over ticks ``0 .. ticks-1``, shape (bins, n_tr)."""
@@ -138,6 +154,7 @@ class Recorder:
                 arrived += count
         occupancy = np.cumsum(change, axis=0)
         occupancy[:, initial] += initial_subjects
+        self._mixed(occupancy, initial, ticks)
         return RunResult(
             states=model.states,
             transitions=tuple(model.transitions),

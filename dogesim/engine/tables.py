@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from dogesim.engine.dwell import SemiMarkov, initial_mix, needs_semi_markov
 from dogesim.errors import ModelError
 from dogesim.model import Model, Transition
 from dogesim.rates import Profile, Rate, parse_rate
@@ -104,7 +105,8 @@ class Tables:
         ]
         self.to = np.asarray([model.index(t.to_state) for t in order], dtype=np.int64)
         self.to_list: list[int] = self.to.tolist()
-        self.initial = model.index(model.initial_state)
+        self.initial = model.index(next(iter(model.initial_mix)))
+        self.mix, self.semi = _cohorts(model, order)
         self.callbacks = [t.action_callback for t in order]
         self.collectors = [tuple(s.collect for s in t.event_sinks) for t in order]
         resources = {name: simpy.Resource(env, cap) for name, cap in model.resources.items()}
@@ -172,6 +174,14 @@ class Tables:
         return thresholds, _threshold_lists(thresholds, self.n_out)
 
 
+def _cohorts(
+    model: Model, order: list[Transition]
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, SemiMarkov | None]:
+    """The initial mix to draw from, and the semi-Markov laws (None: a plain chain)."""
+    semi = SemiMarkov(model, order) if needs_semi_markov(model) else None
+    return initial_mix(model), semi
+
+
 def effective_model(
     model: Model,
     tick_ms: int,
@@ -191,7 +201,13 @@ def effective_model(
     if "churned" not in states:
         states.append("churned")
     copy = Model(
-        states, model.initial_state, name=model.name, tick_ms=tick_ms, resources=model.resources
+        states,
+        model.initial,
+        name=model.name,
+        tick_ms=tick_ms,
+        resources=model.resources,
+        dwell=model.dwell,
+        attributes=model.attributes,
     )
     for t in model.transitions:
         copy.add(t._copy(t.probability))

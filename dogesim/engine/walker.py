@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from dogesim.engine import attempts
+from dogesim.engine import attempts, dwell
 from dogesim.engine.arrivals import Arrivals
 from dogesim.engine.options import MAX_TICKS, LiveOptions, RunOptions
 from dogesim.engine.population import Population
@@ -80,6 +80,7 @@ class Walker:
     def start(self) -> None:
         """File every subject at its first attempt and plan the first arrivals (a fresh run)."""
         n = len(self.population.subjects)
+        dwell.enter(self, 0, n, -1)
         self.file(np.arange(n, dtype=np.int64), self.population.view, -1)
         if self.arrivals is not None:
             self.arrivals.plan(-1, self.rng, self.horizon)
@@ -105,12 +106,19 @@ class Walker:
             self.wakeup.succeed()
 
     def file(
-        self, subjects: np.ndarray, states: np.ndarray, tick: int, skip: list[int] | None = None
+        self,
+        subjects: np.ndarray,
+        states: np.ndarray,
+        tick: int,
+        skip: list[int] | None = None,
     ) -> None:
         """File `subjects` (now in `states`, just handled at `tick`) at their next attempt.
 
         One wait is drawn per subject, also for the positions in `skip` (subjects now queueing
         for a resource, filed later), so that the draws do not depend on who is skipped."""
+        if self.tables.semi is not None:
+            self.tables.semi.file(self, subjects, states, tick, skip)
+            return
         waits = np.log1p(-self.rng.random(len(subjects))) * self.tables.invlog[states]
         if skip:
             waits[skip] = np.nan
@@ -246,8 +254,9 @@ class Walker:
         initial = self.tables.initial
         start = self.population.add(self.population.make(count), initial)
         self.recorder.arrive(t, count)
+        mixed = dwell.enter(self, start, count, t)
         self.file(
             np.arange(start, start + count, dtype=np.int64),
-            np.full(count, initial, dtype=np.int64),
+            np.full(count, initial, dtype=np.int64) if mixed is None else mixed.astype(np.int64),
             t - 1,
         )

@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -583,6 +584,22 @@ class _Reader:
         return _resolve(self.string(key), self.src, self.line(key), self.where(key))
 
 
+def _import_near(module_name: str, directory: Path) -> Any:
+    """Import `module_name`, looking first in the model file's folder (as Python looks first
+    in a script's folder), so that ``helpers:my_callback`` finds ``helpers.py`` beside it."""
+    top = module_name.split(".")[0]
+    local = directory / f"{top}.py"
+    if not (local.is_file() or (directory / top / "__init__.py").is_file()):
+        return importlib.import_module(module_name)
+    folder = str(directory.resolve())
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+
+
 def _resolve(target: str, src: _Source, line: int, path: str) -> Any:
     """Import ``module:attribute`` (attribute may be dotted) and return the object."""
     module_name, colon, attribute = target.partition(":")
@@ -594,7 +611,7 @@ def _resolve(target: str, src: _Source, line: int, path: str) -> Any:
             "dogesim.examples.banking:income_callback",
         )
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import_near(module_name, src.directory)
     except BaseException as exc:
         # A module may sys.exit(), raise KeyboardInterrupt or anything else at import: the
         # user must learn which module of which file did it, not see a bare exit.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import os
 import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,7 +25,9 @@ import yaml
 from dogesim import redact
 from dogesim.engine import LiveOptions, RunOptions, RunResult, Simulation
 from dogesim.errors import ModelError, RunError, SinkConfigError
+from dogesim.laws import Law
 from dogesim.model import Model, Transition
+from dogesim.modelfile.cohorts import read_args, read_dwell, read_initial, read_law
 from dogesim.modelfile.online import (
     _ON_LAG,
     LiveSpec,
@@ -76,6 +79,9 @@ class TransitionSpec:
         profile_name: the name of the profile under ``profiles:`` (None when inline).
         resource: the resource the move must acquire (queueing when all are busy), or None.
         hold: ticks the resource is held after the move (or a `RandomHold` drawn per grant).
+        delay: the law of the wait before the next attempt after this move, or None.
+        rate_attribute: the subject attribute that scales this transition's rate, or None.
+        callback_args: keyword arguments the callback is called with (``args:``).
     """
 
     trigger: str
@@ -91,6 +97,9 @@ class TransitionSpec:
     profile_name: str | None = None
     resource: str | None = None
     hold: int | RandomHold = 1
+    delay: Law | None = None
+    rate_attribute: str | None = None
+    callback_args: dict[str, Any] = field(default_factory=dict)
 
 
 _TOP_KEYS = (
@@ -99,6 +108,7 @@ _TOP_KEYS = (
     "seed",
     "states",
     "initial_state",
+    "dwell",
     "tick",
     "ticks",
     "start",
@@ -127,6 +137,9 @@ _TRANSITION_KEYS = (
     "profile",
     "resource",
     "hold",
+    "delay",
+    "rate_attribute",
+    "args",
 )
 
 
@@ -178,7 +191,9 @@ class ModelSpec:
         path: the file it came from (None for text).
         name: the model's name (the file's stem when the file gives none).
         description: free text.
-        states, initial_state: the state machine's states.
+        states, initial_state: the state machine's states; the initial state may be a mix
+            (weights per state).
+        dwell: per state, its dwell-time law (``dwell:``).
         transitions: the transitions, in file order.
         tick_ms: tick length in milliseconds.
         ticks: number of ticks.
@@ -206,7 +221,7 @@ class ModelSpec:
     name: str
     description: str | None
     states: tuple[str, ...]
-    initial_state: str
+    initial_state: str | dict[str, float]
     transitions: list[TransitionSpec]
     tick_ms: int
     ticks: int
@@ -225,6 +240,7 @@ class ModelSpec:
     jitter: bool = False
     record_every: int | None = None
     live: LiveSpec = field(default_factory=LiveSpec)
+    dwell: dict[str, Law] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # Sink settings may hold passwords (conf, URLs) and ${VAR} values: mask them.
@@ -311,6 +327,7 @@ class ModelSpec:
             name=self.name,
             tick_ms=self.probability_tick,
             resources=dict(self.resources),
+            dwell=self.dwell,
         )
         for spec in self.transitions:
             if isinstance(sinks, Mapping):
@@ -322,11 +339,13 @@ class ModelSpec:
                 spec.from_state,
                 spec.to_state,
                 spec.probability,
-                spec.callback if callbacks else None,
+                _with_args(spec.callback, spec.callback_args) if callbacks else None,
                 chosen,
                 profile=spec.profile,
                 resource=spec.resource,
                 hold=spec.hold,
+                delay=spec.delay,
+                rate_attribute=spec.rate_attribute,
             )
         return model.at_tick(self.tick_ms)
 
@@ -565,6 +584,15 @@ class ModelSpec:
         )
 
 
+def _with_args(
+    callback: Callable[..., Any] | None, args: Mapping[str, Any]
+) -> Callable[..., Any] | None:
+    """`callback` called with the model file's ``args:`` after (subject, transition)."""
+    if callback is None or not args:
+        return callback
+    return functools.partial(callback, **args)
+
+
 def _chance_text(value: float | Rate, unit: str) -> str:
     return str(value) if isinstance(value, Rate) else f"{value:g}{unit}"
 
@@ -622,9 +650,14 @@ def _read_transitions(
         probability = _read_chance(t, "probability")
         callback = None
         callback_path = None
+        args = read_args(t, "args") if t.has("args") else {}
+        if args and not t.has("callback"):
+            raise t.error("args", "args are keyword arguments for a callback; add callback:")
         if t.has("callback"):
             callback = _callable_at(t, "callback")
-            _check_call(t, "callback", callback, None, None, as_="callback(subject, transition)")
+            _check_call(
+                t, "callback", callback, None, None, as_="callback(subject, transition)", **args
+            )
             callback_path = t.string("callback")
         chosen = _sink_names(t, "sinks", sink_names, default_sinks)
         profile = None
@@ -664,6 +697,9 @@ def _read_transitions(
             profile_name,
             resource,
             hold,
+            read_law(t, "delay") if t.has("delay") else None,
+            t.string("rate_attribute") if t.has("rate_attribute") else None,
+            args,
         )
         try:
             check.add_transition(
@@ -674,6 +710,8 @@ def _read_transitions(
                 profile=profile,
                 resource=resource,
                 hold=hold,
+                delay=spec.delay,
+                rate_attribute=spec.rate_attribute,
             )
         except ModelError as exc:
             raise src.error(line, path, str(exc)) from None
@@ -761,11 +799,8 @@ def _parse(
         if state in seen_states:
             raise top.error("states", f"state {state!r} is listed twice")
         seen_states.add(state)
-    initial = top.string("initial_state")
-    if initial not in states:
-        raise top.error(
-            "initial_state", f"{initial!r} is not one of the states {', '.join(states)}"
-        )
+    initial = read_initial(top, states)
+    dwell = read_dwell(top, states)
     try:
         tick_ms = _duration_ms(top.raw("tick"))
     except ValueError as exc:
@@ -850,6 +885,7 @@ def _parse(
         description=top.optional_string("description"),
         states=tuple(states),
         initial_state=initial,
+        dwell=dwell,
         transitions=transitions,
         tick_ms=tick_ms,
         ticks=n_ticks,

@@ -28,7 +28,16 @@ from dogesim.modelfile.source import (
 )
 
 #: Distributions for subject attributes: name -> how many parameters (and their shape).
-DISTRIBUTIONS = ("uniform_int", "uniform", "normal", "choice", "constant", "sequence")
+DISTRIBUTIONS = (
+    "uniform_int",
+    "uniform",
+    "normal",
+    "lognormal",
+    "gamma",
+    "choice",
+    "constant",
+    "sequence",
+)
 _CHUNK = 1024
 
 
@@ -52,6 +61,10 @@ class _Distribution:
             return rng.uniform(params[0], params[1], size=n).tolist()
         if kind == "normal":
             return rng.normal(params[0], params[1], size=n).tolist()
+        if kind == "lognormal":  # [mu, sigma] of the log: median e^mu
+            return rng.lognormal(params[0], params[1], size=n).tolist()
+        if kind == "gamma":  # [shape, scale]: mean shape * scale
+            return rng.gamma(params[0], params[1], size=n).tolist()
         # choice
         picks = rng.choice(len(params), size=n, p=self.weights)
         return [params[i] for i in picks.tolist()]
@@ -127,7 +140,13 @@ def _read_distribution(src: _Source, holder: _Map, name: str, path: str) -> _Dis
         return _Distribution(kind, tuple(_plain(v) for v in arg), None)
     # two numbers
     if not isinstance(arg, _Seq) or len(arg) != 2:
-        shape = {"uniform_int": "[low, high]", "uniform": "[low, high]", "normal": "[mean, sd]"}
+        shape = {
+            "uniform_int": "[low, high]",
+            "uniform": "[low, high]",
+            "normal": "[mean, sd]",
+            "lognormal": "[mu, sigma] (of the log)",
+            "gamma": "[shape, scale]",
+        }
         raise src.error(line, where, f"{_describe(arg)}: give two numbers {shape[kind]}")
     numbers = []
     for i, item in enumerate(arg):
@@ -144,8 +163,10 @@ def _read_distribution(src: _Source, holder: _Map, name: str, path: str) -> _Dis
             raise src.error(line, where, f"[{a}, {b}]: low must not exceed high")
     elif kind == "uniform" and a > b:
         raise src.error(line, where, f"[{a}, {b}]: low must not exceed high")
-    elif kind == "normal" and b < 0:
+    elif kind in ("normal", "lognormal") and b < 0:
         raise src.error(line, where, f"standard deviation {b} must be >= 0")
+    elif kind == "gamma" and not (a > 0 and b > 0):
+        raise src.error(line, where, f"[{a}, {b}]: shape and scale must be > 0")
     return _Distribution(kind, (a, b))
 
 

@@ -113,7 +113,9 @@ def dump_model(
     if seed is not None:
         doc["seed"] = seed
     doc["states"] = list(bare.states)
-    doc["initial_state"] = bare.initial_state
+    doc["initial_state"] = bare.initial  # a name, or the mix's shares
+    if bare.dwell:
+        doc["dwell"] = {state: law.to_dict() for state, law in bare.dwell.items()}
     doc["tick"] = format_duration(tick_ms)
     doc["ticks"] = ticks
     doc["start"] = _format_timestamp(timestamp_start)
@@ -152,6 +154,10 @@ def dump_model(
                 notes.append(f"callback of {t.trigger!r} is not importable and was left out")
             else:
                 entry["callback"] = target
+        if t.delay is not None:
+            entry["delay"] = t.delay.to_dict()
+        if t.rate_attribute:
+            entry["rate_attribute"] = t.rate_attribute
         note = (descriptions or {}).get((t.from_state, t.trigger))
         if note:
             entry["description"] = note

@@ -9,6 +9,9 @@
 - `analytic_occupancy_frame(...)`: expected counts as a DataFrame with the run's time index.
 - `stationary_distribution(model)`: the long-run distribution reached from the initial state.
 - `describe(model)`: the matrix, the stationary distribution and mean ticks per state visit.
+- `initial_distribution(model)`: the initial mix as a vector.
+- `approximations(model)`: why the chain is only an approximation of a model (dwell and
+  delay laws, per-subject rates, calendar profiles), in words.
 
 An approximation, stated plainly: callbacks may veto attempts (the subject stays), and the
 matrix cannot know how often they will, so with vetoing callbacks the chain overstates the
@@ -30,6 +33,7 @@ from dogesim.report.tables import time_index
 
 __all__ = [
     "analytic_occupancy_frame",
+    "approximations",
     "describe",
     "expected_occupancy",
     "initial_distribution",
@@ -46,10 +50,38 @@ def transition_matrix(model: Model) -> np.ndarray:
 
 
 def initial_distribution(model: Model) -> np.ndarray:
-    """The distribution at the start: everyone in the initial state."""
+    """The distribution at the start: the initial mix (everyone in the initial state when
+    the model has one)."""
     pi0 = np.zeros(len(model.states))
-    pi0[model.index(model.initial_state)] = 1.0
+    for state, share in model.initial_mix.items():
+        pi0[model.index(state)] += share
     return pi0
+
+
+def approximations(model: Model) -> list[str]:
+    """Why the Markov line of `model` is only an approximation (empty: it is exact, up to
+    callback vetoes), one sentence per reason."""
+    notes = []
+    if model.dwell:
+        notes.append(
+            "states " + ", ".join(repr(s) for s in model.dwell) + " have dwell-time laws; the "
+            "chain stands for them with geometric stays of the same per-tick chances"
+        )
+    delayed = [t.trigger for t in model.transitions if t.delay is not None]
+    if delayed:
+        notes.append(
+            "transitions " + ", ".join(repr(t) for t in delayed) + " have delay laws, which "
+            "the chain ignores"
+        )
+    scaled = [t.trigger for t in model.transitions if t.rate_attribute]
+    if scaled:
+        notes.append(
+            "transitions " + ", ".join(repr(t) for t in scaled) + " scale with a subject "
+            "attribute; the chain uses their chances unscaled (attribute 1)"
+        )
+    if any(t.profile is not None for t in model.transitions):
+        notes.append("calendar profiles are ignored: the chain uses the chances as given")
+    return notes
 
 
 def occupancy_probabilities(
@@ -162,4 +194,5 @@ def describe(model: Model) -> dict[str, Any]:
         "matrix": matrix,
         "stationary": stationary_distribution(model),
         "mean_ticks_in_state": holding,
+        "approximations": approximations(model),
     }

@@ -1,0 +1,311 @@
+"""Cohorts in the engine: initial mixes, drawn attributes, dwell and delay laws, per-subject
+rates.
+
+- `enter(walker, first, count, tick)`: newcomers (the first population or arrivals) get their
+  initial state from the model's mix and their declared attributes, from the run's generator.
+- `SemiMarkov`: the compiled laws of a model with dwell laws, delay laws or per-subject rates
+  (`Tables.semi`; None for plain chains, whose streams stay exactly as before). It replaces
+  the geometric wait (`file`) and handles a tick's attempts (`tick`), one subject at a time.
+
+The rules (see `dogesim.model.Model` and `dogesim.laws` for the laws and the grid):
+- After a move at tick ``t`` into a state, the next attempt is at ``t + K``: ``K`` from the
+  transition's delay law when it has one, else from the state's dwell law, else the geometric
+  law of the subject's total chance (``K = 1 + G``, exactly the per-tick definition). A
+  newcomer counts as entering just before its first tick, as in the chain: present from
+  tick 0 it first attempts at ``K - 1``, arriving at tick ``t`` at ``t + K - 1``; so a stay
+  of ``K`` attempts is what `dogesim.report.spells` measures (its length convention).
+- At an attempt in a dwell-law state the transition is chosen in proportion to the chances
+  (calendar profiles weigh them at that tick; if they are all zero there is no attempt).
+  A vetoed attempt, or none, leaves the subject in the state for a new wait from the law.
+- Per-subject rates: the state's hazard ``-ln(1 - P)`` is split in proportion to the chances;
+  each transition's share is multiplied by its rate attribute for the subject.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dogesim.engine import attempts, clock
+from dogesim.errors import ModelError, RunError
+from dogesim.laws import Law
+from dogesim.model import Model, Transition
+
+if TYPE_CHECKING:
+    from dogesim.engine.walker import Walker
+
+__all__ = ["SemiMarkov", "enter", "needs_semi_markov"]
+
+
+def needs_semi_markov(model: Model) -> bool:
+    """True when `model` needs `SemiMarkov` (dwell or delay laws, or per-subject rates)."""
+    return model.semi_markov or any(t.rate_attribute for t in model.transitions)
+
+
+def attribute(subject: Any, name: str, i: int) -> float:
+    """Subject `i`'s rate attribute `name` (an attribute, or a key of a mapping), checked."""
+    try:
+        value = subject[name] if isinstance(subject, Mapping) else getattr(subject, name)
+    except (KeyError, AttributeError):
+        raise RunError(
+            f"subject {i} has no attribute {name!r}, which a transition's rate_attribute "
+            "reads; set it in the subject factory or declare its law in Model(attributes=...)"
+        ) from None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise RunError(
+            f"subject {i}: rate attribute {name!r} = {value!r}; it must be a finite number >= 0"
+        )
+    return number
+
+
+def enter(walker: Walker, first: int, count: int, tick: int) -> np.ndarray | None:
+    """Give subjects ``first .. first+count-1``, new at `tick` (-1: the first population),
+    their initial states (from the mix) and their declared attributes; return their states
+    when the mix drew them (else None)."""
+    tables = walker.tables
+    states = None
+    if tables.mix is not None:
+        index, shares = tables.mix
+        states = index[walker.rng.choice(len(index), size=count, p=shares)]
+        walker.population.view[first : first + count] = states
+        counts = np.bincount(states, minlength=len(tables.model.states))
+        walker.recorder.enter_states(tick, counts)
+    for name, law in tables.model.attributes.items():
+        # drawn for everyone (the stream does not depend on the factory), set where missing
+        values = law.draw(walker.rng, count).tolist()
+        for subject, value in zip(
+            walker.population.subjects[first : first + count], values, strict=True
+        ):
+            if isinstance(subject, dict):
+                subject.setdefault(name, value)
+            elif not hasattr(subject, name):
+                setattr(subject, name, value)
+    return states
+
+
+def initial_mix(model: Model) -> tuple[np.ndarray, np.ndarray] | None:
+    """(state indices, shares) of the initial mix when it has more than one state."""
+    if len(model.initial_mix) < 2:
+        return None
+    index = np.asarray([model.index(s) for s in model.initial_mix], dtype=np.intc)
+    shares = np.asarray(list(model.initial_mix.values()))
+    return index, shares / shares.sum()
+
+
+def _hazards(model: Model, name: str, outgoing: list[Transition]) -> list[float]:
+    """Each transition's share of the state's hazard ``-ln(1 - P)`` (per tick)."""
+    chances = [t.probability / 100.0 for t in outgoing]
+    total = math.fsum(chances)
+    if total <= 0:
+        return [0.0] * len(outgoing)
+    if total >= 1.0:
+        raise ModelError(
+            f"{model.name}: state {name!r} has per-subject rates (rate_attribute) and its "
+            f"chances sum to {100 * total:g}%: a certain move has no rate to scale; keep the "
+            "sum below 100%"
+        )
+    hazard = -math.log1p(-total)
+    return [hazard * c / total for c in chances]
+
+
+def _jittered(walker: Walker, due: list[int], ts: int) -> list[int]:
+    """Jitter: the subjects `due` put in the order of their timestamps within the tick (in
+    place), and those timestamps (as `dogesim.engine.attempts` draws them)."""
+    offsets = (walker.rng.random(len(due)) * walker.tick_ms).astype(np.int64)
+    run = np.argsort(offsets, kind="stable")
+    due[:] = [due[k] for k in run.tolist()]
+    stamps = (offsets[run] + ts).tolist()
+    if stamps:
+        walker.last_stamp = max(walker.last_stamp, stamps[-1])
+    return stamps
+
+
+class SemiMarkov:
+    """The laws of one run's model, compiled per state and per (ordered) transition."""
+
+    def __init__(self, model: Model, order: list[Transition]) -> None:
+        self.model = model
+        self.dwell: list[Law | None] = [model.dwell.get(s) for s in model.states]
+        for law in [*self.dwell, *(t.delay for t in order)]:
+            if law is not None and not law.in_ticks:
+                raise ModelError(
+                    f"{model.name}: a law in durations reached the engine; run the model "
+                    "rescaled to its tick (model.at_tick)"
+                )
+        self.delay: list[Law | None] = [t.delay for t in order]
+        self.attribute: list[str | None] = [t.rate_attribute for t in order]
+        self.hazard: list[float] = []
+        self.scaled: list[bool] = []
+        for name in model.states:
+            outgoing = list(model.outgoing(name))
+            scaled = any(t.rate_attribute for t in outgoing)
+            if scaled and any(t.profile is not None for t in outgoing):
+                raise ModelError(
+                    f"{model.name}: state {name!r} mixes per-subject rates (rate_attribute) "
+                    "and calendar profiles, which this engine does not combine yet"
+                )
+            self.scaled.append(scaled)
+            self.hazard.extend(_hazards(model, name, outgoing) if scaled else [0.0] * len(outgoing))
+
+    # -- waits -----------------------------------------------------------------------------
+
+    def due_ticks(
+        self, walker: Walker, entries: list[tuple[int, int, Law | None]], tick: int
+    ) -> list[int | None]:
+        """The tick of each entry's next attempt after `tick` (None: never).
+
+        An entry is (subject, state it is in, the delay law of the move it just made or
+        None). The draws are made in bulk: one batch per law (in order of first use), then
+        the uniforms of the geometric waits, so a tick costs a few numpy calls per law."""
+        out: list[int | None] = [None] * len(entries)
+        batches: dict[int, tuple[Law, list[int]]] = {}
+        geometric: list[int] = []
+        n_out = walker.tables.n_out_list
+        for k, (_, s, delay) in enumerate(entries):
+            law = delay if delay is not None else self.dwell[s]
+            if law is None:
+                geometric.append(k)
+            elif delay is not None or n_out[s] > 0:  # a final state's stay ends nothing
+                batches.setdefault(id(law), (law, []))[1].append(k)
+        for law, positions in batches.values():
+            for k, ticks in zip(
+                positions, law.ticks(walker.rng, len(positions)).tolist(), strict=True
+            ):
+                out[k] = tick + ticks
+        if geometric:
+            uniforms = walker.rng.random(len(geometric)).tolist()
+            for k, u in zip(geometric, uniforms, strict=True):
+                i, s, _ = entries[k]
+                out[k] = self._geometric(walker, i, s, tick, u)
+        return out
+
+    def _geometric(self, walker: Walker, i: int, s: int, tick: int, u: float) -> int | None:
+        """The next attempt after `tick` under the geometric law of the subject's chance."""
+        if self.scaled[s]:
+            total = self._subject_hazard(walker, i, s)
+            if total <= 0.0:
+                return None
+            return tick + 1 + int(-math.log1p(-u) / total)
+        inv = walker.tables.invlog_list[s]
+        if inv is None:
+            return None
+        return tick + 1 + (int(math.log1p(-u) * inv) if inv else 0)
+
+    def _subject_hazard(self, walker: Walker, i: int, s: int) -> float:
+        tables = walker.tables
+        begin = tables.first_list[s]
+        subject = walker.population.subjects[i]
+        total = 0.0
+        for j in range(begin, begin + tables.n_out_list[s]):
+            name = self.attribute[j]
+            total += self.hazard[j] * (attribute(subject, name, i) if name else 1.0)
+        return total
+
+    def _file(self, walker: Walker, entries: list[tuple[int, int, Law | None]], tick: int) -> None:
+        filed: list[int] = []
+        ticks: list[int] = []
+        for (i, _, _), due in zip(entries, self.due_ticks(walker, entries, tick), strict=True):
+            if due is not None and due < walker.horizon:
+                filed.append(i)
+                ticks.append(due)
+        walker.calendar.file_lists(filed, ticks)
+
+    def file(
+        self,
+        walker: Walker,
+        subjects: np.ndarray,
+        states: np.ndarray,
+        tick: int,
+        skip: list[int] | None,
+    ) -> None:
+        """File `subjects` at their next attempts (`Walker.file` for this model)."""
+        skipped = set(skip or ())
+        entries: list[tuple[int, int, Law | None]] = [
+            (i, s, None)
+            for k, (i, s) in enumerate(zip(subjects.tolist(), states.tolist(), strict=True))
+            if k not in skipped
+        ]
+        self._file(walker, entries, tick)
+
+    # -- attempts --------------------------------------------------------------------------
+
+    def _choose(
+        self, walker: Walker, i: int, s: int, ts: int, u: float, thresholds: list[list[float]]
+    ) -> int | None:
+        """The transition (ordered index) subject `i` in state `s` attempts now, or None;
+        `u` is its uniform, `thresholds` the tick's geometric choice thresholds."""
+        tables = walker.tables
+        begin, n = tables.first_list[s], tables.n_out_list[s]
+        if n == 0:
+            return None
+        if self.dwell[s] is None and not self.scaled[s]:
+            local = bisect_right(thresholds[s], u)  # the geometric law's thinning
+            return begin + local if local < n else None
+        weights = []
+        subject = walker.population.subjects[i]
+        for j in range(begin, begin + n):
+            transition = tables.order[j]
+            if self.scaled[s]:
+                name = self.attribute[j]
+                w = self.hazard[j] * (attribute(subject, name, i) if name else 1.0)
+            else:
+                factor = transition.profile.multiplier(ts) if transition.profile else 1.0
+                w = transition.probability * factor
+            weights.append(w)
+        total = math.fsum(weights)
+        if total <= 0:
+            return None
+        goal, cumulative = u * total, 0.0
+        for k, w in enumerate(weights):
+            cumulative += w
+            if goal < cumulative:
+                return begin + k
+        return begin + max(k for k, w in enumerate(weights) if w > 0)
+
+    def tick(self, walker: Walker, t: int, due: list[int]) -> None:
+        """The attempts of the subjects `due` at tick `t`, in creation order (with jitter,
+        in timestamp order); then their next attempts are drawn and filed."""
+        tables = walker.tables
+        ts = walker.timestamp_start + t * walker.tick_ms
+        clock.NOW[0] = ts
+        stamps = _jittered(walker, due, ts) if walker.jitter else None
+        uniforms = walker.rng.random(len(due)).tolist()
+        thresholds = tables.choice(ts)[1]
+        state, subjects = walker.population.states, walker.population.subjects
+        events = walker.recorder.row(t)
+        vetoes = [0] * len(tables.order)
+        entries: list[tuple[int, int, Law | None]] = []
+        for k, i in enumerate(due):
+            if stamps is not None:
+                ts = clock.NOW[0] = stamps[k]
+                if walker.live.enabled:
+                    attempts._pace(walker, ts)  # live and jittered: as the plain path
+            s = state[i]
+            j = self._choose(walker, i, s, ts, uniforms[k], thresholds)
+            delay = None
+            if j is not None:
+                transition = tables.order[j]
+                callback = tables.callbacks[j]
+                if callback is not None and not callback(subjects[i], transition):
+                    vetoes[j] += 1
+                elif tables.resource_of[j] is not None:
+                    walker.services.serve(i, j, t)
+                    continue  # filed again once the resource is granted
+                else:
+                    for collect in tables.collectors[j]:
+                        collect(ts, subjects[i], transition)
+                    events[j] += 1
+                    s = state[i] = tables.to_list[j]
+                    delay = self.delay[j]
+            entries.append((i, s, delay))
+        if any(vetoes):
+            walker.recorder.add_vetoes(vetoes)
+        self._file(walker, entries, t)

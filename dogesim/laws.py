@@ -1,0 +1,624 @@
+"""Laws of waiting times and of subject attributes: how long a state lasts, how long a move
+delays the next attempt, how active a subject is.
+
+- `Law`: the common interface (a frozen value object); the laws themselves:
+  `Fixed`, `Uniform`, `Exponential`, `LogNormal`, `Gamma`, `Empirical`.
+- `law_from_dict` / `Law.to_dict`: a law as plain data, the form model files and the fit
+  share, e.g. ``{"law": "gamma", "shape": 2.0, "scale_ticks": 12.0}``. The forms the fit
+  writes (`dogesim.report.spells`, ``DwellLaw.spec()``, lengths in ticks) are read too:
+  ``{law: geometric, p}``, ``{law: fixed, ticks}``, ``{law: uniform, low, high}`` (whole
+  ticks ``low .. high`` equally likely), ``{law: exponential, rate}``, ``{law: lognormal,
+  mu, sigma}``, ``{law: gamma, shape, scale}``, ``{law: empirical, histogram: {ticks: p}}``.
+- `as_law`: a `Law` or such a mapping, checked (a `ModelError` names the place and value).
+- `regularized_gamma`: the regularised lower incomplete gamma function ``P(a, x)`` (the gamma
+  and chi-square CDFs), which the discretised pmfs and the tests' critical values use.
+
+Units. A law's time parameters are in ticks (plain numbers, keys ending in ``_ticks`` in the
+data form) or durations (text such as ``"3 min"``, or milliseconds under keys ending in
+``_ms``); a law in durations is turned into ticks by `Law.at_tick` when a run's tick is known.
+Dimensionless parameters (``shape``, ``sigma``, weights) are plain numbers.
+
+Discretisation (the tick grid). A law describes a continuous time ``X`` in ticks; a wait on
+the grid is ``K = max(1, ceil(X))`` whole ticks: the spell covers every tick up to the first
+whole tick at or after ``X``, and at least one. So ``P(K = 1) = F(1)`` and
+``P(K = k) = F(k) - F(k - 1)`` for ``k >= 2``, ``F`` the law's CDF (`Law.pmf`). Sampling draws
+``X`` and rounds it the same way, so simulated waits follow `Law.pmf` exactly. An exponential
+law of mean ``m`` gives the geometric law with ``p = 1 - exp(-1/m)``.
+
+As the law of an attribute (a per-subject rate multiplier), `Law.draw` gives the continuous
+values themselves (no grid, no units): e.g. ``LogNormal(median=exp(-0.32), sigma=0.8)`` has
+mean 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dogesim.errors import ModelError, shown
+from dogesim.rates import parse_duration
+
+__all__ = [
+    "LAWS",
+    "Empirical",
+    "Exponential",
+    "Fixed",
+    "Gamma",
+    "Law",
+    "LogNormal",
+    "Uniform",
+    "as_law",
+    "law_from_dict",
+    "regularized_gamma",
+]
+
+
+def regularized_gamma(a: float, x: float) -> float:
+    """``P(a, x)``: the regularised lower incomplete gamma function (``a > 0``, ``x >= 0``).
+
+    The series for ``x < a + 1``, else the continued fraction of ``Q = 1 - P`` (modified
+    Lentz), each to double precision."""
+    if x <= 0.0:
+        return 0.0
+    if math.isinf(x):
+        return 1.0
+    log_front = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1.0:
+        term = total = 1.0 / a
+        n = a
+        for _ in range(10_000):
+            n += 1.0
+            term *= x / n
+            total += term
+            if abs(term) < abs(total) * 1e-16:
+                break
+        return min(1.0, total * math.exp(log_front))
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = 1.0 / tiny
+    d = 1.0 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1.0 / d
+        step = d * c
+        h *= step
+        if abs(step - 1.0) < 1e-16:
+            break
+    return max(0.0, 1.0 - math.exp(log_front) * h)
+
+
+def _number(value: object, where: str, name: str, *, positive: bool = True) -> float:
+    """`value` as a finite float (> 0 when `positive`, else >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ModelError(f"{where}: {name} must be a number, got {shown(value)}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        side = "> 0" if positive else ">= 0"
+        raise ModelError(f"{where}: {name} must be a finite number {side}, got {shown(value)}")
+    return number
+
+
+@dataclass(frozen=True)
+class Law:
+    """A law of a waiting time (or of an attribute); see the module docstring.
+
+    Attributes:
+        unit_ms: None when the time parameters are in ticks; else the milliseconds one unit
+            of them stands for (they were given as durations: `at_tick` rescales them).
+    """
+
+    #: The name of the law in the data form (``{"law": name, ...}``).
+    name: ClassVar[str] = ""
+    #: The fields that are times (rescaled by `at_tick`).
+    time_fields: ClassVar[tuple[str, ...]] = ()
+    #: The fields that are plain numbers.
+    number_fields: ClassVar[tuple[str, ...]] = ()
+
+    unit_ms: int | None = dataclasses.field(default=None, kw_only=True)
+
+    # -- building --------------------------------------------------------------------------
+
+    @classmethod
+    def _times(
+        cls, values: Mapping[str, object], where: str
+    ) -> tuple[dict[str, float], int | None]:
+        """The time parameters as numbers of one unit: ticks, or ms when any is a duration."""
+        durations = any(isinstance(v, str) for v in values.values())
+        out: dict[str, float] = {}
+        for field, value in values.items():
+            if durations:
+                if isinstance(value, str):
+                    out[field] = float(parse_duration(value, f"{where}: {field}"))
+                elif isinstance(value, Real) and not isinstance(value, bool) and value == 0:
+                    out[field] = 0.0  # zero needs no unit (e.g. a histogram's first edge)
+                else:
+                    raise ModelError(
+                        f"{where}: {field} = {shown(value)} is a number of ticks while other "
+                        "times of this law are durations; give every time the same way"
+                    )
+            else:
+                out[field] = _number(value, where, field, positive=False)
+        return out, (1 if durations else None)
+
+    def _where(self) -> str:
+        return f"{self.name} law"
+
+    @property
+    def in_ticks(self) -> bool:
+        """True when the time parameters are in ticks (a run can sample it as is)."""
+        return self.unit_ms is None
+
+    def at_tick(self, tick_ms: int) -> Law:
+        """This law with its time parameters in ticks of `tick_ms` (itself when already)."""
+        if self.unit_ms is None:
+            return self
+        factor = self.unit_ms / tick_ms
+        changes: dict[str, Any] = {f: getattr(self, f) * factor for f in self.time_fields}
+        return dataclasses.replace(self, unit_ms=None, **changes)
+
+    def _ticks_only(self) -> None:
+        if self.unit_ms is not None:
+            raise ModelError(
+                f"{self._where()}: its times are durations; rescale it to a tick first "
+                "(law.at_tick(tick_ms), done by every run)"
+            )
+
+    # -- the law ---------------------------------------------------------------------------
+
+    def cdf(self, x: float) -> float:
+        """``P(X <= x)``."""
+        raise NotImplementedError
+
+    def expectation(self) -> float:
+        """The mean of ``X`` (continuous, before the grid)."""
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """`n` continuous values of ``X`` (floats), e.g. attribute values."""
+        raise NotImplementedError
+
+    def ticks(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """`n` waits on the tick grid, ``max(1, ceil(X))`` (int64)."""
+        self._ticks_only()
+        return np.maximum(np.ceil(self.draw(rng, n)), 1.0).astype(np.int64)
+
+    def pmf(self, kmax: int) -> np.ndarray:
+        """``P(K = k)`` for ``k = 1 .. kmax`` (index ``k - 1``); the tail beyond is the rest."""
+        self._ticks_only()
+        cdf = np.asarray([self.cdf(float(k)) for k in range(1, kmax + 1)])
+        return np.diff(np.concatenate(([0.0], cdf)))
+
+    # -- data form -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The data form: ``{"law": name, <param>_ticks | <param>_ms: ..., <number>: ...}``."""
+        suffix = "_ticks" if self.unit_ms is None else "_ms"
+        scale = 1.0 if self.unit_ms is None else float(self.unit_ms)
+        out: dict[str, Any] = {"law": self.name}
+        for field in self.time_fields:
+            out[field + suffix] = getattr(self, field) * scale
+        for field in self.number_fields:
+            out[field] = getattr(self, field)
+        return out
+
+
+@dataclass(frozen=True)
+class Fixed(Law):
+    """Always `value` (ticks, or a duration): ``K = max(1, ceil(value))``."""
+
+    name: ClassVar[str] = "fixed"
+    time_fields: ClassVar[tuple[str, ...]] = ("value",)
+    value: float = 1.0
+
+    def __init__(self, value: float | str, *, unit_ms: int | None = None) -> None:
+        where = "fixed law"
+        if unit_ms is None:
+            times, unit = self._times({"value": value}, where)
+        else:
+            times, unit = {"value": _number(value, where, "value", positive=False)}, unit_ms
+        object.__setattr__(self, "value", times["value"])
+        object.__setattr__(self, "unit_ms", unit)
+
+    def cdf(self, x: float) -> float:
+        return 1.0 if x >= self.value else 0.0
+
+    def expectation(self) -> float:
+        return self.value
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return np.full(n, self.value)
+
+
+@dataclass(frozen=True)
+class Uniform(Law):
+    """Uniform between `low` and `high` (ticks or durations; ``low <= high``)."""
+
+    name: ClassVar[str] = "uniform"
+    time_fields: ClassVar[tuple[str, ...]] = ("low", "high")
+    low: float = 0.0
+    high: float = 1.0
+
+    def __init__(self, low: float | str, high: float | str, *, unit_ms: int | None = None) -> None:
+        where = "uniform law"
+        if unit_ms is None:
+            times, unit = self._times({"low": low, "high": high}, where)
+        else:
+            times = {
+                k: _number(v, where, k, positive=False) for k, v in (("low", low), ("high", high))
+            }
+            unit = unit_ms
+        if times["low"] > times["high"]:
+            raise ModelError(
+                f"{where}: low must be at most high, got low={shown(low)}, high={shown(high)}"
+            )
+        object.__setattr__(self, "low", times["low"])
+        object.__setattr__(self, "high", times["high"])
+        object.__setattr__(self, "unit_ms", unit)
+
+    def cdf(self, x: float) -> float:
+        if x >= self.high:
+            return 1.0
+        if x <= self.low:
+            return 0.0
+        return (x - self.low) / (self.high - self.low)
+
+    def expectation(self) -> float:
+        return (self.low + self.high) / 2
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.uniform(self.low, self.high, n)
+
+
+@dataclass(frozen=True)
+class Exponential(Law):
+    """Exponential with mean `mean` (ticks or a duration); on the grid, geometric."""
+
+    name: ClassVar[str] = "exponential"
+    time_fields: ClassVar[tuple[str, ...]] = ("mean",)
+    mean: float = 1.0
+
+    def __init__(self, mean: float | str, *, unit_ms: int | None = None) -> None:
+        where = "exponential law"
+        if unit_ms is None:
+            times, unit = self._times({"mean": mean}, where)
+        else:
+            times, unit = {"mean": _number(mean, where, "mean", positive=False)}, unit_ms
+        if times["mean"] <= 0:
+            raise ModelError(f"{where}: mean must be > 0, got {shown(mean)}")
+        object.__setattr__(self, "mean", times["mean"])
+        object.__setattr__(self, "unit_ms", unit)
+
+    def cdf(self, x: float) -> float:
+        return -math.expm1(-x / self.mean) if x > 0 else 0.0
+
+    def expectation(self) -> float:
+        return self.mean
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.exponential(self.mean, n)
+
+
+@dataclass(frozen=True)
+class LogNormal(Law):
+    """Log-normal: ``ln X`` is normal with median `median` (ticks or a duration) and
+    standard deviation `sigma` (dimensionless); mean ``median * exp(sigma**2 / 2)``."""
+
+    name: ClassVar[str] = "lognormal"
+    time_fields: ClassVar[tuple[str, ...]] = ("median",)
+    number_fields: ClassVar[tuple[str, ...]] = ("sigma",)
+    median: float = 1.0
+    sigma: float = 1.0
+
+    def __init__(self, median: float | str, sigma: float, *, unit_ms: int | None = None) -> None:
+        where = "lognormal law"
+        if unit_ms is None:
+            times, unit = self._times({"median": median}, where)
+        else:
+            times, unit = {"median": _number(median, where, "median")}, unit_ms
+        if times["median"] <= 0:
+            raise ModelError(f"{where}: median must be > 0, got {shown(median)}")
+        object.__setattr__(self, "median", times["median"])
+        object.__setattr__(self, "sigma", _number(sigma, where, "sigma"))
+        object.__setattr__(self, "unit_ms", unit)
+
+    def cdf(self, x: float) -> float:
+        if x <= 0:
+            return 0.0
+        z = (math.log(x) - math.log(self.median)) / (self.sigma * math.sqrt(2.0))
+        return 0.5 * math.erfc(-z)
+
+    def expectation(self) -> float:
+        return self.median * math.exp(self.sigma**2 / 2)
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.lognormal(math.log(self.median), self.sigma, n)
+
+
+@dataclass(frozen=True)
+class Gamma(Law):
+    """Gamma with `shape` k (dimensionless) and `scale` (ticks or a duration); mean k*scale."""
+
+    name: ClassVar[str] = "gamma"
+    time_fields: ClassVar[tuple[str, ...]] = ("scale",)
+    number_fields: ClassVar[tuple[str, ...]] = ("shape",)
+    shape: float = 1.0
+    scale: float = 1.0
+
+    def __init__(self, shape: float, scale: float | str, *, unit_ms: int | None = None) -> None:
+        where = "gamma law"
+        if unit_ms is None:
+            times, unit = self._times({"scale": scale}, where)
+        else:
+            times, unit = {"scale": _number(scale, where, "scale")}, unit_ms
+        if times["scale"] <= 0:
+            raise ModelError(f"{where}: scale must be > 0, got {shown(scale)}")
+        object.__setattr__(self, "shape", _number(shape, where, "shape"))
+        object.__setattr__(self, "scale", times["scale"])
+        object.__setattr__(self, "unit_ms", unit)
+
+    def cdf(self, x: float) -> float:
+        return regularized_gamma(self.shape, x / self.scale) if x > 0 else 0.0
+
+    def expectation(self) -> float:
+        return self.shape * self.scale
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return rng.gamma(self.shape, self.scale, n)
+
+
+@dataclass(frozen=True)
+class Empirical(Law):
+    """A histogram: ``X`` falls in bin ``[edges[i], edges[i+1])`` with chance proportional to
+    ``weights[i]``, uniformly within it. Bins ``[k-1, k)`` put a mass on exactly ``k`` ticks
+    (`Empirical.of_ticks` builds those from ``{ticks: weight}``)."""
+
+    name: ClassVar[str] = "empirical"
+    edges: tuple[float, ...] = (0.0, 1.0)
+    weights: tuple[float, ...] = (1.0,)
+
+    def __init__(
+        self,
+        edges: Sequence[float | str],
+        weights: Sequence[float],
+        *,
+        unit_ms: int | None = None,
+    ) -> None:
+        where = "empirical law"
+        if isinstance(edges, (str, bytes)) or not isinstance(edges, Sequence) or len(edges) < 2:
+            raise ModelError(
+                f"{where}: edges must be a list of at least 2 bin edges, got {shown(edges)}"
+            )
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+            raise ModelError(f"{where}: weights must be a list of numbers, got {shown(weights)}")
+        if len(weights) != len(edges) - 1:
+            raise ModelError(
+                f"{where}: {len(edges)} edges make {len(edges) - 1} bins, but "
+                f"{len(weights)} weights were given; give one weight per bin"
+            )
+        if unit_ms is None:
+            times, unit = self._times({f"edges[{i}]": e for i, e in enumerate(edges)}, where)
+        else:
+            times = {
+                f"edges[{i}]": _number(e, where, f"edges[{i}]", positive=False)
+                for i, e in enumerate(edges)
+            }
+            unit = unit_ms
+        cut = tuple(times.values())
+        if any(b <= a for a, b in itertools.pairwise(cut)):
+            raise ModelError(f"{where}: edges must increase strictly, got {shown(list(edges))}")
+        mass = tuple(
+            _number(w, where, f"weights[{i}]", positive=False) for i, w in enumerate(weights)
+        )
+        if sum(mass) <= 0:
+            raise ModelError(f"{where}: the weights sum to 0; give at least one positive weight")
+        object.__setattr__(self, "edges", cut)
+        object.__setattr__(self, "weights", mass)
+        object.__setattr__(self, "unit_ms", unit)
+
+    @classmethod
+    def of_ticks(cls, counts: Mapping[int, float]) -> Empirical:
+        """Masses on whole numbers of ticks, ``{24: 30, 36: 5}`` (weights, normalised)."""
+        if not isinstance(counts, Mapping) or not counts:
+            raise ModelError(f"empirical law: give {{ticks: weight}}, got {shown(counts)}")
+        keys = sorted(counts)
+        for k in keys:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ModelError(f"empirical law: ticks must be whole numbers >= 1, got {shown(k)}")
+        edges: list[float] = []
+        weights: list[float] = []
+        for k in keys:
+            if edges and edges[-1] != k - 1:
+                edges.append(float(k - 1))
+                weights.append(0.0)
+            elif not edges:
+                edges.append(float(k - 1))
+            edges.append(float(k))
+            weights.append(counts[k])
+        return cls(edges, weights)
+
+    def _shares(self) -> np.ndarray:
+        mass = np.asarray(self.weights)
+        return mass / mass.sum()
+
+    def cdf(self, x: float) -> float:
+        total = 0.0
+        for a, b, share in zip(self.edges, self.edges[1:], self._shares().tolist(), strict=False):
+            if x >= b:
+                total += share
+            elif x > a:
+                total += share * (x - a) / (b - a)
+        return min(total, 1.0)
+
+    def expectation(self) -> float:
+        mids = (np.asarray(self.edges[:-1]) + np.asarray(self.edges[1:])) / 2
+        return float(mids @ self._shares())
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        bins = rng.choice(len(self.weights), size=n, p=self._shares())
+        low = np.asarray(self.edges[:-1])[bins]
+        width = np.asarray(self.edges[1:])[bins] - low
+        return low + rng.random(n) * width
+
+    def to_dict(self) -> dict[str, Any]:
+        suffix = "_ticks" if self.unit_ms is None else "_ms"
+        scale = 1.0 if self.unit_ms is None else float(self.unit_ms)
+        return {
+            "law": self.name,
+            "edges" + suffix: [e * scale for e in self.edges],
+            "weights": list(self.weights),
+        }
+
+    def at_tick(self, tick_ms: int) -> Law:
+        if self.unit_ms is None:
+            return self
+        factor = self.unit_ms / tick_ms
+        return Empirical([e * factor for e in self.edges], list(self.weights), unit_ms=None)
+
+
+#: Every law by its data-form name.
+LAWS: dict[str, type[Law]] = {
+    law.name: law for law in (Fixed, Uniform, Exponential, LogNormal, Gamma, Empirical)
+}
+
+#: The parameters each law takes in the data form (times may end in _ticks or _ms, or be
+#: given bare as duration text).
+_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "fixed": ("value",),
+    "uniform": ("low", "high"),
+    "exponential": ("mean",),
+    "lognormal": ("median", "sigma"),
+    "gamma": ("shape", "scale"),
+    "empirical": ("edges", "weights"),
+}
+
+
+def law_from_dict(data: Mapping[str, Any], where: str = "law") -> Law:
+    """The `Law` a data form describes (see the module docstring).
+
+    Raises:
+        ModelError: an unknown law or key, a missing or bad parameter, mixed units.
+    """
+    if not isinstance(data, Mapping) or "law" not in data:
+        raise ModelError(
+            f"{where}: a law is a mapping like {{law: gamma, shape: 2, scale_ticks: 12}}, "
+            f"got {shown(data)}"
+        )
+    name = data["law"]
+    fitted = _fitted_form(data, where)
+    if fitted is not None:
+        return fitted
+    if name not in LAWS:
+        raise ModelError(f"{where}: unknown law {shown(name)}; laws are {sorted(LAWS)}")
+    wanted = _PARAMETERS[name]
+    given: dict[str, Any] = {}
+    unit: int | None = None
+    for key, value in data.items():
+        if key == "law":
+            continue
+        base, unit_of_key = key, None
+        if key.endswith("_ticks"):
+            base = key[: -len("_ticks")]
+        elif key.endswith("_ms"):
+            base, unit_of_key = key[: -len("_ms")], 1
+        if base not in wanted:
+            allowed = ", ".join(wanted)
+            raise ModelError(f"{where}: {name} law has no key {key!r}; its parameters: {allowed}")
+        if base in given:
+            raise ModelError(f"{where}: {name} law: {base} is given twice")
+        if unit_of_key is not None:
+            unit = 1
+        given[base] = value
+    missing = [p for p in wanted if p not in given]
+    if missing:
+        raise ModelError(f"{where}: {name} law needs {', '.join(missing)}")
+    try:
+        return LAWS[name](**given, unit_ms=unit)
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    except TypeError as exc:
+        raise ModelError(f"{where}: {name} law: {exc}") from None
+
+
+def _whole(value: object, where: str, key: str) -> int:
+    number = _number(value, where, key)
+    if not number.is_integer():
+        raise ModelError(f"{where}: {key} must be a whole number of ticks, got {shown(value)}")
+    return int(number)
+
+
+def _fitted_form(data: Mapping[str, Any], where: str) -> Law | None:
+    """The law of a data form as `dogesim.report.spells` writes it (`DwellLaw.spec()`:
+    lengths in ticks), or None when `data` is in this module's own form."""
+    name, keys = data["law"], set(data) - {"law"}
+    try:
+        if name == "geometric" and keys == {"p"}:
+            p = _number(data["p"], where, "p")
+            if p > 1:
+                raise ModelError(f"{where}: geometric law: p must be at most 1, got {p}")
+            return Fixed(1) if p == 1 else Exponential(-1.0 / math.log1p(-p))
+        if name == "fixed" and keys == {"ticks"}:
+            return Fixed(_number(data["ticks"], where, "ticks", positive=False))
+        if name == "exponential" and keys == {"rate"}:
+            return Exponential(1.0 / _number(data["rate"], where, "rate"))
+        if name == "lognormal" and keys == {"mu", "sigma"}:
+            mu = data["mu"]
+            if isinstance(mu, bool) or not isinstance(mu, Real) or not math.isfinite(mu):
+                raise ModelError(
+                    f"{where}: lognormal law: mu must be a finite number, got {shown(mu)}"
+                )
+            return LogNormal(math.exp(mu), data["sigma"])
+        if (
+            name == "uniform"
+            and keys == {"low", "high"}
+            and not any(isinstance(data[k], str) for k in keys)
+        ):
+            # whole ticks low .. high, equally likely (the fitted law's meaning)
+            low, high = _whole(data["low"], where, "low"), _whole(data["high"], where, "high")
+            if not 1 <= low <= high:
+                raise ModelError(
+                    f"{where}: uniform law: give whole ticks 1 <= low <= high, got low={low}, "
+                    f"high={high}"
+                )
+            return Empirical.of_ticks(dict.fromkeys(range(low, high + 1), 1.0))
+        if name == "empirical" and keys == {"histogram"}:
+            histogram = data["histogram"]
+            if not isinstance(histogram, Mapping):
+                raise ModelError(f"{where}: empirical law: histogram must map ticks to weights")
+            return Empirical.of_ticks(
+                {
+                    _whole(
+                        int(k) if isinstance(k, str) and k.isdigit() else k, where, "histogram key"
+                    ): w
+                    for k, w in histogram.items()
+                }
+            )
+    except ModelError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ModelError(f"{where}: {exc}") from None
+    return None
+
+
+def as_law(value: object, where: str) -> Law:
+    """`value` as a `Law`: a law itself, or its data form."""
+    if isinstance(value, Law):
+        return value
+    if isinstance(value, Mapping):
+        return law_from_dict(value, where)
+    raise ModelError(
+        f"{where}: expected a law (dogesim.laws.Gamma(...), or a mapping like "
+        f"{{law: gamma, shape: 2, scale_ticks: 12}}), got {shown(value)}"
+    )
