@@ -48,6 +48,9 @@ class RunResult:
         lag_warnings: live mode: ticks handled later than the allowed lag.
         arrivals: subjects that arrived during the run (beyond the initial population).
         record_every: ticks per row of `occupancy` and `events_per_tick`.
+        fed: per transition, whether it feeds at least one sink (what `events` counts); kept
+            as data so a result that travelled without its sinks (between processes) still
+            counts its events. Empty: read from `transitions`.
     """
 
     seed: int
@@ -69,6 +72,7 @@ class RunResult:
     lag_warnings: int = 0
     arrivals: int = 0
     record_every: int = 1
+    fed: tuple[bool, ...] = ()
 
     @property
     def moves(self) -> int:
@@ -78,7 +82,7 @@ class RunResult:
     @property
     def events(self) -> int:
         """Moves on transitions that feed at least one sink (once per move)."""
-        fed = [bool(t.event_sinks) for t in self.transitions]
+        fed = self.fed or tuple(bool(t.event_sinks) for t in self.transitions)
         return int(self.events_per_transition[np.asarray(fed, dtype=bool)].sum()) if fed else 0
 
     @property

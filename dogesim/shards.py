@@ -329,6 +329,8 @@ def _merged_result(
         ledgers=ledgers,
         wall_time=wall,
         arrivals=sum(p.arrivals for p in parts),
+        record_every=first.record_every,
+        fed=first.fed,
         shards=plan.shards,
         workers=workers,
         executor=executor,

@@ -269,4 +269,5 @@ def _bare(transition: Transition) -> Transition:
 def _portable(result: RunResult) -> RunResult:
     from dataclasses import replace
 
-    return replace(result, transitions=tuple(_bare(t) for t in result.transitions))
+    fed = result.fed or tuple(bool(t.event_sinks) for t in result.transitions)
+    return replace(result, fed=fed, transitions=tuple(_bare(t) for t in result.transitions))
