@@ -126,12 +126,13 @@ def occupancy_band(
 
     Each count is binomial (subjects move independently), so a simulated occupancy falls
     outside the band at a given tick and state with probability of about
-    ``2 * (1 - Phi(z))`` (for ``n pi_t`` not too small).
+    ``2 * (1 - Phi(z))`` (for ``n pi_t`` not too small). The band is clipped to the counts
+    that can happen, ``0 .. n``.
     """
     probs = occupancy_probabilities(model, ticks, every=every)
     mean = subjects * probs
     sd = np.sqrt(subjects * probs * (1.0 - probs))
-    return mean - z * sd, mean + z * sd
+    return np.clip(mean - z * sd, 0, subjects), np.clip(mean + z * sd, 0, subjects)
 
 
 def analytic_occupancy_frame(

@@ -224,3 +224,12 @@ def test_import_dogesim_stays_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_occupancy_band_stays_within_the_possible_counts() -> None:
+    """The +/- 3 sd band of a small population is clipped to 0 .. n (10 subjects reached
+    10.42 and went below 0 before)."""
+    model = banking.build_banking_model([])
+    low, high = analytic.occupancy_band(model, 100, 10)
+    assert low.min() >= 0 and high.max() <= 10
+    assert (high > low).any()  # still a band where the law spreads the counts
