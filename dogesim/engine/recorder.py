@@ -30,7 +30,7 @@ class Recorder:
         self.n_tr = n_transitions
         self._lists: dict[int, list[int]] = {}  # bin -> moves per transition (Python path)
         self._arrays: dict[int, np.ndarray] = {}  # bin -> moves per transition (numpy path)
-        self.vetoes = [0] * n_transitions
+        self.vetoes = [0] * n_transitions  # vetoes per transition, counted in place
         self.arrivals: dict[int, int] = {}  # bin -> subjects arrived
         self._handed_before = np.zeros(n_transitions, dtype=np.int64)
 
@@ -76,10 +76,6 @@ class Recorder:
             self._arrays[b] = moves.astype(np.int64, copy=True)
         else:
             counts += moves
-
-    def add_vetoes(self, vetoes: Any) -> None:
-        """Add vetoes per transition (a list or an array)."""
-        self.vetoes = [a + int(b) for a, b in zip(self.vetoes, vetoes, strict=True)]
 
     def arrive(self, tick: int, count: int) -> None:
         """Count `count` subjects arriving at `tick`."""

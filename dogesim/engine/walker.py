@@ -27,6 +27,7 @@ from dogesim.engine.recorder import Recorder
 from dogesim.engine.scheduler import Calendar
 from dogesim.engine.services import Services
 from dogesim.engine.tables import Tables
+from dogesim.engine.uniforms import Uniforms
 from dogesim.errors import RunError
 
 __all__ = ["Walker"]
@@ -61,7 +62,7 @@ class Walker:
         self.recorder = Recorder(len(tables.order), options.record_every)  # type: ignore[arg-type]
         self.calendar = Calendar()
         assert options.seed is not None
-        self.rng = np.random.default_rng(options.seed)
+        self.uniforms = Uniforms(np.random.default_rng(options.seed))
         self.services = Services(self)
         self.first_tick = self.next_tick = 0
         self.origin: float = env.now
@@ -76,6 +77,11 @@ class Walker:
         self.failure: BaseException | None = None
         self.halt = env.event()
         self.wakeup = env.event()
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The engine's generator, in step with the buffered uniforms quiet ticks take."""
+        return self.uniforms.sync()
 
     def start(self) -> None:
         """File every subject at its first attempt and plan the first arrivals (a fresh run)."""
@@ -105,15 +111,23 @@ class Walker:
             self.wakeup.succeed()
 
     def file(
-        self, subjects: np.ndarray, states: np.ndarray, tick: int, skip: list[int] | None = None
+        self,
+        subjects: np.ndarray,
+        states: np.ndarray,
+        tick: int,
+        skip: list[int] | None = None,
+        later: dict[int, int] | None = None,
     ) -> None:
         """File `subjects` (now in `states`, just handled at `tick`) at their next attempt.
 
         One wait is drawn per subject, also for the positions in `skip` (subjects now queueing
-        for a resource, filed later), so that the draws do not depend on who is skipped."""
+        for a resource, filed later), so that the draws do not depend on who is skipped.
+        `later` maps positions to extra ticks before the wait starts (a resource's hold)."""
         waits = np.log1p(-self.rng.random(len(subjects))) * self.tables.invlog[states]
         if skip:
             waits[skip] = np.nan
+        for k, extra in (later or {}).items():
+            waits[k] += extra
         keep = waits < self.horizon - tick - 1  # NaN (never moves) compares False
         if not keep.all():
             subjects, waits = subjects[keep], waits[keep]
