@@ -10,6 +10,7 @@ whenever a tick falls past `MAX_ROWS` bins.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,9 @@ from dogesim.model import Model
 from dogesim.result import RunResult
 
 __all__ = ["Recorder"]
+
+#: Bins turned into one array at a time when the table is built.
+_SLICE = 512
 
 
 class Recorder:
@@ -86,22 +90,27 @@ class Recorder:
         """Moves per bin and transition over ticks ``0 .. ticks-1``, shape (bins, n_tr)."""
         n_bins = -(-ticks // self.every)
         table = np.zeros((n_bins, self.n_tr), dtype=np.int64)
-        for b, counts in self._lists.items():
-            if b < n_bins:
-                table[b] += np.asarray(counts, dtype=np.int64)
-        for b, array in self._arrays.items():
-            if b < n_bins:
-                table[b] += array
+        for bins, rows in self._rows():
+            inside = bins < n_bins
+            table[bins[inside]] += rows[inside]  # a bin is once in `bins`: no lost adds
         return table
 
     def totals(self) -> np.ndarray:
         """Moves per transition recorded so far."""
         total = np.zeros(self.n_tr, dtype=np.int64)
-        for counts in self._lists.values():
-            total += np.asarray(counts, dtype=np.int64)
-        for array in self._arrays.values():
-            total += array
+        for _, rows in self._rows():
+            total += rows.sum(axis=0)
         return total
+
+    def _rows(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The bins and their rows of counts as arrays, a slice of bins at a time (one numpy
+        call per slice rather than per bin; slices keep the copies small)."""
+        for counts in (self._lists, self._arrays):
+            bins = list(counts)
+            for start in range(0, len(bins), _SLICE):
+                part = bins[start : start + _SLICE]
+                rows = np.array([counts[b] for b in part], dtype=np.int64)
+                yield np.asarray(part, dtype=np.int64), rows.reshape(len(part), self.n_tr)
 
     def mark(self) -> None:
         """Remember the totals so far (a resumed run hands its sinks only what follows)."""

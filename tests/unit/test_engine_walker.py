@@ -1,0 +1,44 @@
+"""The walker's clock: it may walk busy ticks without a SimPy timeout each, but never past
+another process's event, and it ends where the walk ended."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from dogesim import MemorySink, Model, Simulation
+
+
+def _every_tick(sink: MemorySink) -> Model:
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 100, event_sinks=[sink])
+    model.add_transition("back", "b", "a", 100, event_sinks=[sink])
+    return model
+
+
+def test_other_processes_see_the_events_of_the_ticks_before_them() -> None:
+    """A process in the run's environment, waking at 2.5 and 6.5, sees ticks 0-2 and 0-6 done."""
+    sink = MemorySink(lambda ts, subject, transition: ts)
+    env = simpy.Environment()
+    seen: list[tuple[float, int]] = []
+
+    def watcher() -> Generator[simpy.events.Event, Any, None]:
+        for wait in (2.5, 4.0):
+            yield env.timeout(wait)
+            seen.append((env.now, len(sink.events)))
+
+    env.process(watcher())
+    Simulation(_every_tick(sink), 1, ticks=10, tick_ms=1, seed=3, env=env).run()
+    assert seen == [(2.5, 3), (6.5, 7)]
+    assert sink.events == list(range(10))
+
+
+def test_clock_ends_at_the_last_busy_tick() -> None:
+    """With nothing else scheduled the walk runs ahead, then brings the clock to its last tick."""
+    sink = MemorySink(lambda ts, subject, transition: ts)
+    sim = Simulation(_every_tick(sink), 2, ticks=50, tick_ms=1, seed=3)
+    sim.run()
+    assert sim.env.now == 49
+    assert len(sink.events) == 100
