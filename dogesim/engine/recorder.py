@@ -130,11 +130,13 @@ class Recorder:
         to_model[order_to_model] = np.arange(n_tr)
         per_bin = self.table(ticks)[:, to_model]
         vetoes = np.asarray(self.vetoes, dtype=np.int64)[to_model]
-        flow = np.zeros((n_tr, len(model.states)), dtype=np.int64)
+        # Each move takes one subject from its state to another: column by column (an
+        # integer matrix product has no BLAS and costs bins x transitions x states).
+        change = np.zeros((len(per_bin), len(model.states)), dtype=np.int64)
         for j, transition in enumerate(model.transitions):
-            flow[j, model.index(transition.from_state)] -= 1
-            flow[j, model.index(transition.to_state)] += 1
-        change = per_bin @ flow
+            moves = per_bin[:, j]
+            change[:, model.index(transition.from_state)] -= moves
+            change[:, model.index(transition.to_state)] += moves
         initial = model.index(model.initial_state)
         arrived = 0
         for b, count in self.arrivals.items():

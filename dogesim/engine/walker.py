@@ -227,11 +227,17 @@ class Walker:
 
     def _handle(self, t: int) -> None:
         """Tick `t`: newcomers, then the subjects due, then the live lag check."""
-        if self.arrivals is not None and self.arrivals.next_tick == t:
+        calendar = self.calendar
+        arriving = self.arrivals is not None and self.arrivals.next_tick == t
+        if arriving:
             self._arrive(t)
+        # `_next_busy` just opened t's block, unless newcomers came (they may be due now) or
+        # the walk is live (it comes to every tick).
+        opened = not arriving and not self.live.enabled
+        due = calendar.has(t) if opened else calendar.next_tick() == t
         self.last_intended_ms = t * self.tick_ms
-        if self.calendar.next_tick() == t:
-            attempts.tick(self, t, self.calendar.take(t))
+        if due:
+            attempts.tick(self, t, calendar.take(t))
         if self.live.enabled:
             self._check_lag(t)
 

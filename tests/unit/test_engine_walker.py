@@ -13,8 +13,8 @@ from dogesim import MemorySink, Model, Simulation
 
 def _every_tick(sink: MemorySink) -> Model:
     model = Model(["a", "b"], "a")
-    model.add_transition("go", "a", "b", 100, event_sinks=[sink])
-    model.add_transition("back", "b", "a", 100, event_sinks=[sink])
+    for trigger, source, target in (("go", "a", "b"), ("back", "b", "a")):
+        model.add_transition(trigger, source, target, 100, event_sinks=[sink])
     return model
 
 
