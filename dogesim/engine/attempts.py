@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_right
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,13 @@ def tick_vector(walker: Walker, t: int, due: np.ndarray) -> None:
     attempting = local < tables.n_out[states]  # False: thinned away, no attempt
     chosen = tables.first[states] + np.where(attempting, local, 0)
     run, stamps = _attempt_order(walker, t, attempting, n_due)
+    # Only moves with a callback, a sink or a resource need Python, one subject at a time.
+    python = tables.python_array[chosen]
+    if run is None:
+        if not python.all():
+            run = np.flatnonzero(python)
+    else:
+        run = run[python[run]]
     if run is None:
         vetoed, deferred, held = _dispatch(walker, t, due.tolist(), chosen.tolist(), None)
     else:
@@ -164,6 +171,9 @@ def _dispatch(
     callbacks, collectors, order = tables.callbacks, tables.collectors, tables.order
     resource_of = tables.resource_of if tables.has_resources else None
     ts = walker.timestamp_start + t * walker.tick_ms
+    if stamps is None and resource_of is None:
+        vetoed = _run_plain(due, chosen, subjects, callbacks, collectors, order, ts)
+        return vetoed, deferred, held
     pace = stamps is not None and walker.live.enabled
     for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
         if stamps is not None:
@@ -185,6 +195,29 @@ def _dispatch(
         for collect in collectors[j]:
             collect(ts, subject, transition)
     return vetoed, deferred, held
+
+
+def _run_plain(
+    due: list[int],
+    chosen: list[int],
+    subjects: list[Any],
+    callbacks: list[Any],
+    collectors: list[tuple[Any, ...]],
+    order: list[Any],
+    ts: int,
+) -> list[int]:
+    """`_dispatch` for the common tick (one timestamp, no resources), in its tightest loop;
+    returns the positions vetoed."""
+    vetoed: list[int] = []
+    for k, i in enumerate(due):
+        j = chosen[k]
+        callback = callbacks[j]
+        if callback is None or callback(subjects[i], order[j]):
+            for collect in collectors[j]:
+                collect(ts, subjects[i], order[j])
+        else:
+            vetoed.append(k)
+    return vetoed
 
 
 def _pace(walker: Walker, ts: int) -> None:

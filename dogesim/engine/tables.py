@@ -117,6 +117,7 @@ class Tables:
             bool(self.callbacks[j] is not None or self.collectors[j] or self.resource_of[j])
             for j in range(len(order))
         ]
+        self.python_array = np.asarray(self.python, dtype=bool).reshape(len(order))
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, list[list[float]]]] = {}
         distinct = {id(t.profile): t.profile for t in order if t.profile is not None}
         self._profiles = list(distinct.values())

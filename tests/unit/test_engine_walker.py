@@ -42,3 +42,28 @@ def test_clock_ends_at_the_last_busy_tick() -> None:
     sim.run()
     assert sim.env.now == 49
     assert len(sink.events) == 100
+
+
+def test_busy_tick_runs_python_only_for_moves_that_need_it() -> None:
+    """In a busy (numpy) tick, moves with no sink or callback skip the per-subject loop while
+    vetoes and sink events still land on the right subjects."""
+    to_b = MemorySink(lambda ts, subject, transition: subject.id)
+    to_d = MemorySink(lambda ts, subject, transition: subject.id)
+    asked: list[int] = []
+
+    def even_only(subject: Any, transition: Any) -> bool:
+        asked.append(subject.id)
+        return subject.id % 2 == 0
+
+    model = Model(["a", "b", "c", "d"], "a")
+    model.add_transition("ab", "a", "b", 30, event_sinks=[to_b])
+    model.add_transition("ac", "a", "c", 30)
+    model.add_transition("ad", "a", "d", 30, action_callback=even_only, event_sinks=[to_d])
+    sim = Simulation(model, 400, ticks=1, tick_ms=1, seed=5)
+    result = sim.run()
+    states = sim.subject_states()
+    assert to_b.events == [i for i, s in enumerate(states) if s == "b"]
+    assert to_d.events == [i for i in asked if i % 2 == 0]
+    assert [i for i, s in enumerate(states) if s == "d"] == to_d.events
+    assert int(result.vetoes[2]) == len([i for i in asked if i % 2]) > 0
+    assert 0 < states.count("c") == int(result.events_per_tick[:, 1].sum())
