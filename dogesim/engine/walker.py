@@ -152,10 +152,11 @@ class Walker:
         # A live run must notice stop() and its lag on time even through quiet stretches:
         # it walks every tick.
         every_tick = self.live.enabled
-        # With no resources and no pacing only the walker uses the clock: while nothing
-        # else is scheduled in SimPy it walks from busy tick to busy tick without a timeout
-        # each, and moves the clock when something else is scheduled, or at the end.
+        # With no resources and no pacing, while nothing else is scheduled in SimPy, a
+        # timeout to the next busy tick would be the only event: the walker moves the clock
+        # itself, as that timeout would, rather than pay a SimPy step per busy tick.
         may_run_ahead = not every_tick and not self.tables.has_resources
+        may_run_ahead = may_run_ahead and isinstance(getattr(self.env, "_now", None), (int, float))
         peek, inf = self.env.peek, math.inf
         while t < self.horizon and self.failure is None:
             busy = t if every_tick else self._next_busy()
@@ -165,9 +166,9 @@ class Walker:
                 yield from self._wait_for_services()
                 t = max(t, self._tick_now())
                 continue
-            if not (may_run_ahead and peek() == inf) and not (
-                yield from self._reach(busy, every_tick)
-            ):
+            if may_run_ahead and peek() == inf:
+                self._move_clock(busy)
+            elif not (yield from self._reach(busy, every_tick)):
                 t = max(t, self._tick_now())
                 continue  # woken early (a grant filed someone sooner) or failed
             self._handle(busy)
@@ -181,10 +182,14 @@ class Walker:
             # Requests made during the last tick are granted at its time, after the walker:
             # let them happen before the run ends (or stops and is saved).
             yield from self._settle()
-        if self.next_tick > self.first_tick and self.origin + self.next_tick - 1 > self.env.now:
-            # Bring a clock left behind to the last busy tick, where the walk ended.
-            yield self.env.timeout(self.origin + self.next_tick - 1 - self.env.now)
         self._finish()
+
+    def _move_clock(self, busy: int) -> None:
+        """Set SimPy's clock to tick `busy`, as a timeout there would when no other event is
+        scheduled (`Environment.now` reads ``_now``; SimPy has no public setter)."""
+        target = self.origin + busy
+        if target > self.env.now:
+            self.env._now = target
 
     def _tick_now(self) -> int:
         return math.ceil(self.env.now - self.origin)

@@ -1,5 +1,6 @@
-"""The walker's clock: it may walk busy ticks without a SimPy timeout each, but never past
-another process's event, and it ends where the walk ended."""
+"""The walker's clock: it may walk busy ticks without a SimPy timeout each, but the clock
+reads the tick being handled, never passes another process's event, and ends where the walk
+ended."""
 
 from __future__ import annotations
 
@@ -35,8 +36,27 @@ def test_other_processes_see_the_events_of_the_ticks_before_them() -> None:
     assert sink.events == list(range(10))
 
 
+def test_callbacks_read_the_tick_being_handled_on_the_clock() -> None:
+    """A callback reading the SimPy clock sees the tick it is called in (doge's timestamp)."""
+    clock: list[float] = []
+    sim: Simulation
+
+    def note(subject: Any, transition: Any) -> bool:
+        clock.append(sim.env.now)
+        return True
+
+    stamps = MemorySink(lambda ts, subject, transition: ts)
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 40, action_callback=note, event_sinks=[stamps])
+    model.add_transition("back", "b", "a", 40, action_callback=note, event_sinks=[stamps])
+    sim = Simulation(model, 1, ticks=30, tick_ms=1, seed=2)
+    sim.run()
+    assert 5 < len(clock) < 30  # quiet ticks between the moves
+    assert clock == [float(ts) for ts in stamps.events]
+
+
 def test_clock_ends_at_the_last_busy_tick() -> None:
-    """With nothing else scheduled the walk runs ahead, then brings the clock to its last tick."""
+    """With nothing else scheduled the walker moves the clock itself and ends at its last tick."""
     sink = MemorySink(lambda ts, subject, transition: ts)
     sim = Simulation(_every_tick(sink), 2, ticks=50, tick_ms=1, seed=3)
     sim.run()
