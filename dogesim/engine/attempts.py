@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_right
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,10 +50,17 @@ def tick_vector(walker: Walker, t: int, due: np.ndarray) -> None:
     attempting = local < tables.n_out[states]  # False: thinned away, no attempt
     chosen = tables.first[states] + np.where(attempting, local, 0)
     run, stamps = _attempt_order(walker, t, attempting, n_due)
+    # Only moves with a callback, a sink or a resource need Python, one subject at a time.
+    python = tables.python_array[chosen]
     if run is None:
-        vetoed, deferred = _dispatch(walker, t, due.tolist(), chosen.tolist(), None)
+        if not python.all():
+            run = np.flatnonzero(python)
     else:
-        vetoed, deferred = _dispatch(
+        run = run[python[run]]
+    if run is None:
+        vetoed, deferred, held = _dispatch(walker, t, due.tolist(), chosen.tolist(), None)
+    else:
+        vetoed, deferred, held = _dispatch(
             walker,
             t,
             due[run].tolist(),
@@ -62,10 +69,13 @@ def tick_vector(walker: Walker, t: int, due: np.ndarray) -> None:
         )
         vetoed = run[vetoed].tolist() if vetoed else []
         deferred = run[deferred].tolist() if deferred else []
+        held = {int(run[k]): extra for k, extra in held.items()}
     moved = attempting.copy()
     if vetoed:
         moved[vetoed] = False
-        walker.recorder.add_vetoes(np.bincount(chosen[vetoed], minlength=len(tables.order)))
+        vetoes = walker.recorder.vetoes  # counted in place
+        for j in chosen[vetoed].tolist():
+            vetoes[j] += 1
     if deferred:
         moved[deferred] = False
     targets = np.where(moved, tables.to[chosen], states)
@@ -73,7 +83,7 @@ def tick_vector(walker: Walker, t: int, due: np.ndarray) -> None:
     walker.recorder.add(t, np.bincount(chosen[moved], minlength=len(tables.order)))
     for k in deferred:
         walker.services.serve(int(due[k]), int(chosen[k]), t)
-    walker.file(due, targets, t, deferred)
+    walker.file(due, targets, t, deferred, held)
 
 
 def _attempt_order(
@@ -96,10 +106,14 @@ def tick_scalar(walker: Walker, t: int, due: list[int]) -> None:
     """`tick` for a few subjects, in one plain-Python pass (numpy's fixed cost per call
     outweighs its speed on short arrays)."""
     tables = walker.tables
-    rng = walker.rng
-    draws = rng.random(len(due)).tolist() if tables.draw_choice else None
-    waits = rng.random(len(due)).tolist()
-    thresholds = tables.choice(walker.timestamp_start + t * walker.tick_ms)[1] if draws else None
+    n_due = len(due)
+    if tables.draw_choice:
+        uniforms = walker.uniforms.take(2 * n_due)  # the choices, then the waits
+        draws: list[float] | None = uniforms[:n_due]
+        waits = uniforms[n_due:]
+        thresholds = tables.choice(walker.timestamp_start + t * walker.tick_ms)[1]
+    else:
+        draws, waits, thresholds = None, walker.uniforms.take(n_due), []
     state, subjects = walker.population.states, walker.population.subjects
     first, n_out, to, invlog = (
         tables.first_list,
@@ -110,56 +124,62 @@ def tick_scalar(walker: Walker, t: int, due: list[int]) -> None:
     callbacks, collectors, order = tables.callbacks, tables.collectors, tables.order
     resource_of = tables.resource_of if tables.has_resources else None
     events = walker.recorder.row(t)
-    vetoes: list[int] | None = None
+    vetoes = walker.recorder.vetoes
     ts = walker.timestamp_start + t * walker.tick_ms
     after, horizon, log1p = t + 1, walker.horizon, math.log1p
     filed: list[int] = []
     ticks: list[int] = []
     for k, i in enumerate(due):
         s = state[i]
-        local = bisect_right(thresholds[s], draws[k]) if thresholds is not None else 0  # type: ignore[index]
+        local = bisect_right(thresholds[s], draws[k]) if draws is not None else 0
+        held = 0  # ticks a resource is held after the move: the next attempt comes after
         if local < n_out[s]:  # else thinned away by a calendar profile: no attempt
             j = first[s] + local
             transition = order[j]
             callback = callbacks[j]
             if callback is not None and not callback(subjects[i], transition):
-                vetoes = vetoes or [0] * len(order)
                 vetoes[j] += 1
-            elif resource_of is not None and resource_of[j] is not None:
-                walker.services.serve(i, j, t)
-                continue  # filed again once the resource is granted
             else:
+                if resource_of is not None and resource_of[j] is not None:
+                    hold = walker.services.grant_now(i, j, t)
+                    if hold is None:
+                        walker.services.serve(i, j, t)
+                        continue  # filed again once the resource is granted
+                    held = hold - 1
                 for collect in collectors[j]:
                     collect(ts, subjects[i], transition)
                 events[j] += 1
                 s = state[i] = to[j]
         inv = invlog[s]
         if inv is not None:
-            due_at = after + int(log1p(-waits[k]) * inv) if inv else after
+            due_at = after + held + (int(log1p(-waits[k]) * inv) if inv else 0)
             if due_at < horizon:
                 filed.append(i)
                 ticks.append(due_at)
-    if vetoes is not None:
-        walker.recorder.add_vetoes(vetoes)
     walker.calendar.file_lists(filed, ticks)
 
 
 def _dispatch(
     walker: Walker, t: int, due: list[int], chosen: list[int], stamps: list[int] | None
-) -> tuple[list[int], list[int]]:
+) -> tuple[list[int], list[int], dict[int, int]]:
     """Run callbacks and feed sinks, subject by subject.
 
-    Returns the positions vetoed by their callback and the positions deferred because
-    their transition must first acquire a resource."""
+    Returns the positions vetoed by their callback, the positions deferred because their
+    transition must first queue for a resource, and the positions granted one at once, with
+    the ticks their next attempt waits for the hold to end."""
     vetoed: list[int] = []
     deferred: list[int] = []
+    held: dict[int, int] = {}
     tables = walker.tables
     if not any(tables.python[j] for j in set(chosen)):
-        return vetoed, deferred
+        return vetoed, deferred, held
     subjects = walker.population.subjects
     callbacks, collectors, order = tables.callbacks, tables.collectors, tables.order
     resource_of = tables.resource_of if tables.has_resources else None
     ts = walker.timestamp_start + t * walker.tick_ms
+    if stamps is None and resource_of is None:
+        vetoed = _run_plain(due, chosen, subjects, callbacks, collectors, order, ts)
+        return vetoed, deferred, held
     pace = stamps is not None and walker.live.enabled
     for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
         if stamps is not None:
@@ -173,11 +193,37 @@ def _dispatch(
             vetoed.append(k)
             continue
         if resource_of is not None and resource_of[j] is not None:
-            deferred.append(k)
-            continue
+            hold = walker.services.grant_now(i, j, t)
+            if hold is None:
+                deferred.append(k)
+                continue
+            held[k] = hold - 1
         for collect in collectors[j]:
             collect(ts, subject, transition)
-    return vetoed, deferred
+    return vetoed, deferred, held
+
+
+def _run_plain(
+    due: list[int],
+    chosen: list[int],
+    subjects: list[Any],
+    callbacks: list[Any],
+    collectors: list[tuple[Any, ...]],
+    order: list[Any],
+    ts: int,
+) -> list[int]:
+    """`_dispatch` for the common tick (one timestamp, no resources), in its tightest loop;
+    returns the positions vetoed."""
+    vetoed: list[int] = []
+    for k, i in enumerate(due):
+        j = chosen[k]
+        callback = callbacks[j]
+        if callback is None or callback(subjects[i], order[j]):
+            for collect in collectors[j]:
+                collect(ts, subjects[i], order[j])
+        else:
+            vetoed.append(k)
+    return vetoed
 
 
 def _pace(walker: Walker, ts: int) -> None:

@@ -1,4 +1,8 @@
-"""The end of a run: every sink closed exactly once, whatever fails on the way.
+"""The two ends of a run: sinks made ready before the first event, and every sink closed
+exactly once, whatever fails on the way.
+
+- `open_all(sinks, first_ms, last_ms)`: reopen the `LedgeredSink` s a former run closed,
+  and let each sink that can refuse the run's timestamps (``check_timestamps``) do so.
 
 - `close_all(sinks)`: close each sink; return the close failures (wrapped as `SinkError`)
   and the first BaseException that is not an `Exception` (KeyboardInterrupt, SystemExit),
@@ -17,9 +21,9 @@ from typing import Any
 
 from dogesim.errors import SinkError
 from dogesim.model import Transition
-from dogesim.sinks.base import DeliveryLedger, ledger_of
+from dogesim.sinks.base import DeliveryLedger, LedgeredSink, ledger_of
 
-__all__ = ["add_note", "close_all", "ledgers_of", "raise_close_errors", "sink_name"]
+__all__ = ["add_note", "close_all", "ledgers_of", "open_all", "raise_close_errors", "sink_name"]
 
 LOGGER = logging.getLogger("dogesim")
 
@@ -45,6 +49,26 @@ def describe(error: BaseException) -> str:
     """``Type: message`` (a bare KeyboardInterrupt says nothing by itself)."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def open_all(sinks: Iterable[Any], first_ms: int | None, last_ms: int | None) -> None:
+    """Make `sinks` ready for a run whose events are stamped `first_ms` .. `last_ms`.
+
+    A `LedgeredSink` closed by an earlier run is reopened now, so that it reports a ledger of
+    this run even when the run hands it no event. With the timestamps known (a backfill run
+    of a finite tick count; None otherwise), each sink with ``check_timestamps(first_ms,
+    last_ms)`` checks them before any event, so a sink whose backend would reject them
+    (Kafka's timestamp limits) refuses the run at its start rather than in its middle."""
+    sinks = list(sinks)
+    for sink in sinks:
+        if isinstance(sink, LedgeredSink) and sink.closed:
+            sink.reopen()
+    if first_ms is None or last_ms is None:
+        return
+    for sink in sinks:
+        check = getattr(sink, "check_timestamps", None)
+        if callable(check):
+            check(first_ms, last_ms)
 
 
 def close_all(sinks: Iterable[Any]) -> tuple[list[BaseException], BaseException | None]:

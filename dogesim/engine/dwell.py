@@ -307,5 +307,7 @@ class SemiMarkov:
                     delay = self.delay[j]
             entries.append((i, s, delay))
         if any(vetoes):
-            walker.recorder.add_vetoes(vetoes)
+            counted = walker.recorder.vetoes
+            for j, count in enumerate(vetoes):
+                counted[j] += count
         self._file(walker, entries, t)

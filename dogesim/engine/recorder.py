@@ -10,6 +10,7 @@ whenever a tick falls past `MAX_ROWS` bins.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,9 @@ from dogesim.model import Model
 from dogesim.result import RunResult
 
 __all__ = ["Recorder"]
+
+#: Bins turned into one array at a time when the table is built.
+_SLICE = 512
 
 
 class Recorder:
@@ -30,7 +34,7 @@ class Recorder:
         self.n_tr = n_transitions
         self._lists: dict[int, list[int]] = {}  # bin -> moves per transition (Python path)
         self._arrays: dict[int, np.ndarray] = {}  # bin -> moves per transition (numpy path)
-        self.vetoes = [0] * n_transitions
+        self.vetoes = [0] * n_transitions  # vetoes per transition, counted in place
         self.arrivals: dict[int, int] = {}  # bin -> subjects arrived
         self.entered: dict[int, np.ndarray] = {}  # tick -> newcomers per state (initial mix)
         self._handed_before = np.zeros(n_transitions, dtype=np.int64)
@@ -78,10 +82,6 @@ class Recorder:
         else:
             counts += moves
 
-    def add_vetoes(self, vetoes: Any) -> None:
-        """Add vetoes per transition (a list or an array)."""
-        self.vetoes = [a + int(b) for a, b in zip(self.vetoes, vetoes, strict=True)]
-
     def enter_states(self, tick: int, counts: np.ndarray) -> None:
         """Count newcomers drawn from an initial mix, per state, at `tick` (-1: the first
         population); then they are not all in the initial state."""
@@ -106,22 +106,27 @@ class Recorder:
         """Moves per bin and transition over ticks ``0 .. ticks-1``, shape (bins, n_tr)."""
         n_bins = -(-ticks // self.every)
         table = np.zeros((n_bins, self.n_tr), dtype=np.int64)
-        for b, counts in self._lists.items():
-            if b < n_bins:
-                table[b] += np.asarray(counts, dtype=np.int64)
-        for b, array in self._arrays.items():
-            if b < n_bins:
-                table[b] += array
+        for bins, rows in self._rows():
+            inside = bins < n_bins
+            table[bins[inside]] += rows[inside]  # a bin is once in `bins`: no lost adds
         return table
 
     def totals(self) -> np.ndarray:
         """Moves per transition recorded so far."""
         total = np.zeros(self.n_tr, dtype=np.int64)
-        for counts in self._lists.values():
-            total += np.asarray(counts, dtype=np.int64)
-        for array in self._arrays.values():
-            total += array
+        for _, rows in self._rows():
+            total += rows.sum(axis=0)
         return total
+
+    def _rows(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The bins and their rows of counts as arrays, a slice of bins at a time (one numpy
+        call per slice rather than per bin; slices keep the copies small)."""
+        for counts in (self._lists, self._arrays):
+            bins = list(counts)
+            for start in range(0, len(bins), _SLICE):
+                part = bins[start : start + _SLICE]
+                rows = np.array([counts[b] for b in part], dtype=np.int64)
+                yield np.asarray(part, dtype=np.int64), rows.reshape(len(part), self.n_tr)
 
     def mark(self) -> None:
         """Remember the totals so far (a resumed run hands its sinks only what follows)."""
@@ -141,11 +146,13 @@ class Recorder:
         to_model[order_to_model] = np.arange(n_tr)
         per_bin = self.table(ticks)[:, to_model]
         vetoes = np.asarray(self.vetoes, dtype=np.int64)[to_model]
-        flow = np.zeros((n_tr, len(model.states)), dtype=np.int64)
+        # Each move takes one subject from its state to another: column by column (an
+        # integer matrix product has no BLAS and costs bins x transitions x states).
+        change = np.zeros((len(per_bin), len(model.states)), dtype=np.int64)
         for j, transition in enumerate(model.transitions):
-            flow[j, model.index(transition.from_state)] -= 1
-            flow[j, model.index(transition.to_state)] += 1
-        change = per_bin @ flow
+            moves = per_bin[:, j]
+            change[:, model.index(transition.from_state)] -= moves
+            change[:, model.index(transition.to_state)] += moves
         initial = model.index(model.initial_state)
         arrived = 0
         for b, count in self.arrivals.items():

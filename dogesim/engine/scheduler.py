@@ -139,6 +139,11 @@ class Calendar:
                 )
         return min(self._ticks)
 
+    def has(self, tick: int) -> bool:
+        """Whether subjects are due at `tick`, a tick of the block opened last (as the tick
+        `next_tick` just returned is)."""
+        return tick in self._ticks
+
     def take(self, tick: int) -> np.ndarray | list[int]:
         """Remove and return the subjects due at `tick`, sorted: in creation order.
 

@@ -40,10 +40,26 @@ class Services:
         self.seq += 1
         self._start([self.seq, subject, j, t, None, None])
 
-    def _start(self, entry: list[Any]) -> None:
+    def grant_now(self, subject: int, j: int, t: int) -> int | None:
+        """Grant transition `j`'s resource to `subject` at its attempt in tick `t` when a
+        unit is free and nobody queues: returns the ticks it holds it (the caller makes the
+        move there and then, in creation order), or None when it must queue (`serve`)."""
+        resource = self.walker.tables.resource_of[j]
+        assert resource is not None
+        if resource.count >= resource.capacity or resource.queue:
+            return None
+        hold = self._hold(subject, self.walker.tables.order[j])
+        request = resource.request()  # a unit is free: SimPy grants it at once
+        self.seq += 1
+        self._start([self.seq, subject, j, t, t, hold], request)
+        return hold
+
+    def _start(
+        self, entry: list[Any], request: simpy.resources.resource.Request | None = None
+    ) -> None:
         self.entries[entry[1]] = entry
         self.active += 1
-        self.walker.env.process(self._service(entry))
+        self.walker.env.process(self._service(entry, request))
 
     def saved(self) -> list[list[Any]]:
         """The entries in the order they were made (for a checkpoint)."""
@@ -58,17 +74,20 @@ class Services:
             self._start(list(entry))
         self.seq = max((s[0] for s in saved), default=0)
 
-    def _service(self, entry: list[Any]) -> Generator[simpy.events.Event, Any, None]:
+    def _service(
+        self, entry: list[Any], granted_request: simpy.resources.resource.Request | None = None
+    ) -> Generator[simpy.events.Event, Any, None]:
         """Queue for the resource, move when granted, hold it, file back.
 
-        When the entry's grant tick is already set (a resumed holder), the move has happened
-        and only the rest of the hold remains."""
+        When the entry's grant tick is already set (a resumed holder, or one granted at its
+        attempt with `granted_request`), the move has happened and only the rest of the hold
+        remains."""
         walker = self.walker
         _, i, j, _, granted, _ = entry
         resource = walker.tables.resource_of[j]
         assert resource is not None
         try:
-            with resource.request() as request:
+            with granted_request or resource.request() as request:
                 yield request
                 if walker.failure is not None:
                     return

@@ -32,6 +32,7 @@ from dogesim.engine.closing import (
     close_all,
     describe,
     ledgers_of,
+    open_all,
     raise_close_errors,
 )
 from dogesim.engine.options import MAX_SUBJECTS, UNSET, LiveOptions, RunOptions, merge_options
@@ -235,6 +236,7 @@ class Simulation:
         LOGGER.info("run start: %d subjects, seed %d", self.subjects_num, self.seed)
         try:
             walker = self._walker = self._build()
+            open_all(sinks, *self._stamp_range(walker))
             done = self.env.process(walker.process())
             self.env.run(until=done | walker.halt)
             if walker.failure is not None:
@@ -256,6 +258,18 @@ class Simulation:
         raise_close_errors(errors, interrupt, ledgers)
         LOGGER.info("run done: %d events in %.3f s", self.result.events, self.result.wall_time)
         return self.result
+
+    def _stamp_range(self, walker: Walker) -> tuple[int | None, int | None]:
+        """The first and last timestamps a backfill run of a tick count can stamp (None,
+        None for a live run or one without a tick count)."""
+        if self.live or self.ticks is None:
+            return None, None
+        first = self.timestamp_start + walker.first_tick * self.tick_ms
+        # With jitter an event can be stamped anywhere in its tick.
+        last = (
+            self.timestamp_start + self.ticks * self.tick_ms - (1 if self.jitter else self.tick_ms)
+        )
+        return first, max(first, last)
 
     def subject_states(self) -> list[str]:
         """The current state of every subject, in creation order."""

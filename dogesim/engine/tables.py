@@ -16,6 +16,7 @@ sinks' ``collect`` methods, resource, and whether Python work is needed at all.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -118,6 +119,7 @@ class Tables:
             bool(self.callbacks[j] is not None or self.collectors[j] or self.resource_of[j])
             for j in range(len(order))
         ]
+        self.python_array = np.asarray(self.python, dtype=bool).reshape(len(order))
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, list[list[float]]]] = {}
         distinct = {id(t.profile): t.profile for t in order if t.profile is not None}
         self._profiles = list(distinct.values())
@@ -188,29 +190,44 @@ def effective_model(
     churn: float | Rate | str | None,
     churn_sinks: Sequence[Any],
 ) -> Model:
-    """`model` as a run at `tick_ms` sees it: chances rescaled to the tick, plus a ``churn``
-    transition from every non-final state to the final state ``churned`` when `churn` is
-    given (the model `Simulation.model` holds, and reports need)."""
-    model = model.at_tick(tick_ms)
-    if churn is None:
-        return model
+    """`model` as a run at `tick_ms` sees it: a ``churn`` transition from every non-final
+    state to the final state ``churned`` when `churn` is given, then every chance rescaled to
+    the tick (the model `Simulation.model` holds, and reports need).
+
+    Churn is added before the one rescaling, so a churn rate is rescaled with the state's
+    other rates as one total (`dogesim.rates.per_tick_chances`); a plain number is a
+    percentage per tick of this run, whatever tick the model was written for."""
+    if churn is not None:
+        model = _with_churn(model, _churn_chance(churn, tick_ms), churn_sinks)
+    return model.at_tick(tick_ms)
+
+
+def _churn_chance(churn: float | Rate | str, tick_ms: int) -> float | Rate:
+    """Churn as a transition's chance: a `Rate`, or a per-tick percentage of this run."""
     if isinstance(churn, str):
-        churn = parse_rate(churn, "churn")
-    chance = churn.per_tick(tick_ms) if isinstance(churn, Rate) else churn
+        return parse_rate(churn, "churn")
+    if isinstance(churn, Rate):
+        return churn
+    # "X% per tick" of this run's tick: `at_tick` keeps it as given, also in a model
+    # written for another tick (where a plain number would be read per the model's tick).
+    return Rate("percent", churn, tick_ms)
+
+
+def _with_churn(model: Model, chance: float | Rate, churn_sinks: Sequence[Any]) -> Model:
+    """`model` plus a ``churn`` transition from every non-final state to ``churned``."""
     states = list(model.states)
     if "churned" not in states:
         states.append("churned")
     copy = Model(
         states,
         model.initial,
+        [dataclasses.replace(t) for t in model.transitions],
         name=model.name,
-        tick_ms=tick_ms,
+        tick_ms=model.tick_ms,
         resources=model.resources,
         dwell=model.dwell,
         attributes=model.attributes,
     )
-    for t in model.transitions:
-        copy.add(t._copy(t.probability))
     for state in model.states:
         if state != "churned" and not model.is_final(state):
             copy.add_transition("churn", state, "churned", chance, event_sinks=churn_sinks)

@@ -27,6 +27,7 @@ from dogesim.engine.recorder import Recorder
 from dogesim.engine.scheduler import Calendar
 from dogesim.engine.services import Services
 from dogesim.engine.tables import Tables
+from dogesim.engine.uniforms import Uniforms
 from dogesim.errors import RunError
 
 __all__ = ["Walker"]
@@ -61,7 +62,7 @@ class Walker:
         self.recorder = Recorder(len(tables.order), options.record_every)  # type: ignore[arg-type]
         self.calendar = Calendar()
         assert options.seed is not None
-        self.rng = np.random.default_rng(options.seed)
+        self.uniforms = Uniforms(np.random.default_rng(options.seed))
         self.services = Services(self)
         self.first_tick = self.next_tick = 0
         self.origin: float = env.now
@@ -76,6 +77,11 @@ class Walker:
         self.failure: BaseException | None = None
         self.halt = env.event()
         self.wakeup = env.event()
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The engine's generator, in step with the buffered uniforms quiet ticks take."""
+        return self.uniforms.sync()
 
     def start(self) -> None:
         """File every subject at its first attempt and plan the first arrivals (a fresh run)."""
@@ -111,17 +117,23 @@ class Walker:
         states: np.ndarray,
         tick: int,
         skip: list[int] | None = None,
+        later: dict[int, int] | None = None,
     ) -> None:
         """File `subjects` (now in `states`, just handled at `tick`) at their next attempt.
 
         One wait is drawn per subject, also for the positions in `skip` (subjects now queueing
-        for a resource, filed later), so that the draws do not depend on who is skipped."""
+        for a resource, filed later), so that the draws do not depend on who is skipped.
+        `later` maps positions to extra ticks before the wait starts (a resource's hold)."""
         if self.tables.semi is not None:
+            # Dwell and delay laws draw their own waits; their ticks queue for resources
+            # (no grant at the attempt), so no `later` reaches this path.
             self.tables.semi.file(self, subjects, states, tick, skip)
             return
         waits = np.log1p(-self.rng.random(len(subjects))) * self.tables.invlog[states]
         if skip:
             waits[skip] = np.nan
+        for k, extra in (later or {}).items():
+            waits[k] += extra
         keep = waits < self.horizon - tick - 1  # NaN (never moves) compares False
         if not keep.all():
             subjects, waits = subjects[keep], waits[keep]
@@ -146,6 +158,12 @@ class Walker:
         # A live run must notice stop() and its lag on time even through quiet stretches:
         # it walks every tick.
         every_tick = self.live.enabled
+        # With no resources and no pacing, while nothing else is scheduled in SimPy, a
+        # timeout to the next busy tick would be the only event: the walker moves the clock
+        # itself, as that timeout would, rather than pay a SimPy step per busy tick.
+        may_run_ahead = not every_tick and not self.tables.has_resources
+        may_run_ahead = may_run_ahead and isinstance(getattr(self.env, "_now", None), (int, float))
+        peek, inf = self.env.peek, math.inf
         while t < self.horizon and self.failure is None:
             busy = t if every_tick else self._next_busy()
             if busy is None or busy >= self.horizon:
@@ -154,7 +172,9 @@ class Walker:
                 yield from self._wait_for_services()
                 t = max(t, self._tick_now())
                 continue
-            if not (yield from self._reach(busy, every_tick)):
+            if may_run_ahead and peek() == inf:
+                self._move_clock(busy)
+            elif not (yield from self._reach(busy, every_tick)):
                 t = max(t, self._tick_now())
                 continue  # woken early (a grant filed someone sooner) or failed
             self._handle(busy)
@@ -169,6 +189,13 @@ class Walker:
             # let them happen before the run ends (or stops and is saved).
             yield from self._settle()
         self._finish()
+
+    def _move_clock(self, busy: int) -> None:
+        """Set SimPy's clock to tick `busy`, as a timeout there would when no other event is
+        scheduled (`Environment.now` reads ``_now``; SimPy has no public setter)."""
+        target = self.origin + busy
+        if target > self.env.now:
+            self.env._now = target
 
     def _tick_now(self) -> int:
         return math.ceil(self.env.now - self.origin)
@@ -211,11 +238,17 @@ class Walker:
 
     def _handle(self, t: int) -> None:
         """Tick `t`: newcomers, then the subjects due, then the live lag check."""
-        if self.arrivals is not None and self.arrivals.next_tick == t:
+        calendar = self.calendar
+        arriving = self.arrivals is not None and self.arrivals.next_tick == t
+        if arriving:
             self._arrive(t)
+        # `_next_busy` just opened t's block, unless newcomers came (they may be due now) or
+        # the walk is live (it comes to every tick).
+        opened = not arriving and not self.live.enabled
+        due = calendar.has(t) if opened else calendar.next_tick() == t
         self.last_intended_ms = t * self.tick_ms
-        if self.calendar.next_tick() == t:
-            attempts.tick(self, t, self.calendar.take(t))
+        if due:
+            attempts.tick(self, t, calendar.take(t))
         if self.live.enabled:
             self._check_lag(t)
 
