@@ -904,12 +904,6 @@ ONLINE_ERRORS = [
         "churn: online: state 'talking' already has a transition with trigger 'churn'",
         "churn: {rate",
     ),
-    (
-        "probability: 90, resource",
-        "probability: 100, resource",
-        "churn: online: state 'waiting': outgoing probabilities sum to 100.",
-        "churn: {rate",
-    ),
     ("on_lag: fail", "on_lag: panic", "live.on_lag: 'panic' is not one of warn, fail", None),
     (
         "speed: 60,",
