@@ -736,6 +736,8 @@ def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
         ("--record-every", args.record_every is not None),
         ("--sink", args.sink is not None),
         ("--out -", args.out == "-"),
+        # The file's own sinks are built by each shard from the file, callbacks included.
+        ("--no-callbacks without --out", args.no_callbacks and not args.out),
     ):
         if given:
             raise _UsageError(

@@ -105,6 +105,7 @@ def test_shards_change_the_stream_and_one_shard_is_one_process(tmp_path: Path) -
         (["--shards", "2", "--resume", "x.ckpt"], "--resume cannot be used with shards"),
         (["--shards", "2", "--live"], "--live cannot be used with shards"),
         (["--shards", "0"], "0 must be at least 1"),
+        (["--shards", "1", "--no-callbacks"], "--no-callbacks without --out cannot be used"),
     ],
 )
 def test_what_a_sharded_run_cannot_do_exits_2(

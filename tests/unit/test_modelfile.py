@@ -1448,11 +1448,11 @@ def test_checkpoint_block_and_shards_key_are_read(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("checkpoint: {every: 10s}", "checkpoint"),
+        ("checkpoint: {every: 10s}", "checkpoint: missing required key 'path'"),
         ("checkpoint: {path: c.ckpt, every: 1500ms}", "not a whole number of ticks of 1s"),
         ("checkpoint: {path: c.ckpt, evry: 10}", "evry"),
-        ("shards: 0", "shards"),
-        ("shards: two", "shards"),
+        ("shards: 0", "shards: 0 is too small; it must be at least 1"),
+        ("shards: two", "shards: 'two' is not a whole number"),
     ],
 )
 def test_checkpoint_and_shards_mistakes_are_named(tmp_path: Path, extra: str, message: str) -> None:
