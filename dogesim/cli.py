@@ -17,7 +17,16 @@
 SIGINT or SIGTERM stops the run after the tick in progress, closes and flushes every sink,
 prints the ledger and, with ``--checkpoint FILE``, saves where the run stopped so that
 ``--resume FILE`` continues it (no event lost or repeated). A second signal interrupts at
-once.
+once. ``--checkpoint-every LEN`` (ticks, or a duration of simulated time such as ``10m``)
+also writes that file during the run, so even a ``kill -9`` loses at most LEN of work; the
+model file's ``checkpoint: {path: ..., every: ...}`` is the default. ``--resume`` checks the
+file's settings (seed, ticks, subjects, ...) against the checkpoint and names a change;
+``--resume-allow-pickle`` loads subjects stored as a pickle (it runs code from the file).
+
+``--shards S`` (default: the file's ``shards:``) cuts the subjects into S shards, run one
+after the other here, in ``--workers N`` local processes, or on the Dask cluster at
+``--dask ADDRESS`` (`dogesim.shards.run_sharded`); file outputs are merged, and the bytes are
+a function of the model, the seed and S only. Models with shared resources refuse S > 1.
 
 Output paths (``--out``, ``--report``, ``--checkpoint``, ``-o``) are checked before anything
 runs: a directory that cannot be made or written, a name too long, or a plot extension
