@@ -588,6 +588,10 @@ class ModelSpec:
             extras.append("jitter")
         if self.live.enabled:
             extras.append(f"live x{self.live.speed:g}")
+        if self.shards is not None:
+            extras.append(f"{self.shards} shards")
+        if self.checkpoint_every is not None:
+            extras.append(f"checkpoint every {self.checkpoint_every:,} ticks")
         more = f"; {', '.join(extras)}" if extras else ""
         return redact.mask(
             f"{self.name}: {len(self.states)} states, {len(self.transitions)} transitions, "

@@ -1441,6 +1441,7 @@ def test_checkpoint_block_and_shards_key_are_read(tmp_path: Path) -> None:
     assert (run.checkpoint_path, run.checkpoint_every) == ("run.ckpt", 10)
     run, _ = spec.options(checkpoint_path="other.ckpt", checkpoint_every="1m")
     assert (run.checkpoint_path, run.checkpoint_every) == ("other.ckpt", "1m")
+    assert "3 shards, checkpoint every 10 ticks" in spec.summary()
     plain = load_model_file(write(tmp_path, BASE, "plain.yaml"))
     assert (plain.checkpoint_path, plain.checkpoint_every, plain.shards) == (None, None, None)
 
