@@ -542,3 +542,44 @@ def test_resume_with_a_changed_seed_names_it(
     assert main(["run", str(model), "--resume", str(checkpoint)]) == 2
     err = capsys.readouterr().err
     assert "seed: 3 -> 4" in err and "Traceback" not in err, err
+
+
+BOX_MODEL = """\
+name: boxes
+seed: 3
+states: [a, b]
+initial_state: a
+tick: 1s
+ticks: 40
+subjects: {count: 5, factory: 'cli_online_helpers:box'}
+sinks:
+  tally: {type: counting}
+default_sinks: [tally]
+transitions:
+  - {trigger: go, from: a, to: b, probability: 10}
+  - {trigger: back, from: b, to: a, probability: 10}
+"""
+
+
+def test_resume_allow_pickle_loads_pickled_subjects(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint whose subjects are a pickle: --resume exits 2 naming
+    --resume-allow-pickle; with that flag the run continues to its end (exit 0)."""
+    from dogesim.modelfile import load_model_file
+
+    with (helpers / "cli_online_helpers.py").open("a", encoding="utf-8") as handle:
+        handle.write("\n\nclass Box:\n    id = 0\n\n\ndef box():\n    return Box()\n")
+    sys.modules.pop("cli_online_helpers", None)
+    model = tmp_path / "boxes.yaml"
+    model.write_text(BOX_MODEL, encoding="utf-8")
+    spec = load_model_file(model)
+    sim = spec.simulation(progress=lambda done: sim.stop() if done >= 5 else None)
+    assert sim.run().stopped
+    checkpoint = tmp_path / "boxes.ckpt"
+    sim.checkpoint(checkpoint, allow_pickle=True)
+    assert main(["run", str(model), "--resume", str(checkpoint), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume-allow-pickle" in err and len(err.strip().splitlines()) == 1, err
+    assert main(["run", str(model), "--resume", str(checkpoint), "--resume-allow-pickle"]) == 0
+    assert "seed 3: 5 subjects x 40 ticks" in capsys.readouterr().out
