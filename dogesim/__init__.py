@@ -2,7 +2,8 @@
 
 The core (model, engine, in-memory and printing sinks, doge-datagen compatible names) is
 imported here; sinks with heavy optional dependencies (Kafka, Avro, SQL, files) and the
-reporting tools load on first use, so ``import dogesim`` stays light.
+reporting tools, and scale-out (`ShardedRun`, `run_sharded`, from `dogesim.shards`) load on
+first use, so ``import dogesim`` stays light.
 
 doge-datagen 1.0.4's module paths are here too, with ``doge_datagen`` replaced by
 ``dogesim``: `dogesim.doge`, `dogesim.db_sink_factory`, `dogesim.kafka_sink_factory`,
@@ -45,6 +46,8 @@ _LAZY = {
     "CsvSink": "dogesim.sinks.files",
     "CsvSinkFactory": "dogesim.sinks.files",
     "DataOnlineGeneratorGrapher": "dogesim.graph",
+    "ShardedRun": "dogesim.shards",
+    "run_sharded": "dogesim.shards",
 }
 
 #: doge-datagen's module paths, served as submodules on first use.
@@ -85,6 +88,7 @@ __all__ = [
     "RunError",
     "RunOptions",
     "RunResult",
+    "ShardedRun",
     "Simulation",
     "Sink",
     "SinkConfigError",
@@ -93,6 +97,7 @@ __all__ = [
     "SubjectFactory",
     "Transition",
     "__version__",
+    "run_sharded",
 ]
 
 

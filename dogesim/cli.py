@@ -17,7 +17,16 @@
 SIGINT or SIGTERM stops the run after the tick in progress, closes and flushes every sink,
 prints the ledger and, with ``--checkpoint FILE``, saves where the run stopped so that
 ``--resume FILE`` continues it (no event lost or repeated). A second signal interrupts at
-once.
+once. ``--checkpoint-every LEN`` (ticks, or a duration of simulated time such as ``10m``)
+also writes that file during the run, so even a ``kill -9`` loses at most LEN of work; the
+model file's ``checkpoint: {path: ..., every: ...}`` is the default. ``--resume`` checks the
+file's settings (seed, ticks, subjects, ...) against the checkpoint and names a change;
+``--resume-allow-pickle`` loads subjects stored as a pickle (it runs code from the file).
+
+``--shards S`` (default: the file's ``shards:``) cuts the subjects into S shards, run one
+after the other here, in ``--workers N`` local processes, or on the Dask cluster at
+``--dask ADDRESS`` (`dogesim.shards.run_sharded`); file outputs are merged, and the bytes are
+a function of the model, the seed and S only. Models with shared resources refuse S > 1.
 
 Output paths (``--out``, ``--report``, ``--checkpoint``, ``-o``) are checked before anything
 runs: a directory that cannot be made or written, a name too long, or a plot extension
@@ -48,7 +57,7 @@ from typing import Any, NoReturn, TextIO
 
 from dogesim import redact
 from dogesim.engine import effective_model
-from dogesim.errors import DogesimError, RunError, SinkConfigError, SinkError
+from dogesim.errors import DogesimError, ModelError, RunError, SinkConfigError, SinkError
 from dogesim.modelfile.source import MAX_SUBJECTS, MAX_TICKS
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "EXIT_SINK", "EXIT_USAGE", "build_parser", "main"]
@@ -306,13 +315,51 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         type=_path,
         metavar="FILE",
-        help="when stopped by a signal, save the run's state here for --resume",
+        help="when stopped by a signal, save the run's state here for --resume (default: the "
+        "file's checkpoint.path)",
+    )
+    stop.add_argument(
+        "--checkpoint-every",
+        type=_record_every,
+        metavar="LEN",
+        help="also save it to the --checkpoint FILE every LEN of simulated time: ticks (600) or "
+        "a duration in whole ticks (10m), so a kill -9 loses at most that much",
+    )
+    stop.add_argument(
+        "--resume-allow-pickle",
+        action="store_true",
+        help="with --resume: load subjects stored as a pickle, which runs code from the file; "
+        "only for checkpoints you trust",
     )
     stop.add_argument(
         "--resume",
         type=_path,
         metavar="FILE",
         help="continue the run saved in FILE (same model file; file sinks are appended to)",
+    )
+
+    scale = run.add_argument_group(
+        "scale out",
+        "cut the subjects into shards, each with its own random stream; the output is a "
+        "function of the model, the seed and the shards only, never of who runs them",
+    )
+    scale.add_argument(
+        "--shards",
+        type=_positive,
+        metavar="S",
+        help="run in S shards (default: the file's `shards:`; without either, one process)",
+    )
+    where = scale.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="run the shards in N local processes (default 1: one after the other here)",
+    )
+    where.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run the shards on the Dask cluster at ADDRESS (tcp://host:8786; needs dogesim[dask])",
     )
 
     commands.add_parser(
@@ -653,6 +700,14 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
                 f"dogesim run: {flag} applies to live runs; add --live (or `live: "
                 "{enabled: true}` in the model file)"
             )
+    _check_checkpoint_arguments(args)
+    if args.shards is not None or spec.shards is not None:
+        _check_shard_arguments(args, spec)
+    elif args.workers is not None or args.dask is not None:
+        flag = "--workers" if args.workers is not None else "--dask"
+        raise _UsageError(
+            f"dogesim run: {flag} runs shards; add --shards S (or `shards: S` in the model file)"
+        )
     if args.resume is not None:
         for flag, given in (
             ("--subjects", args.subjects is not None),
@@ -667,6 +722,44 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
                     f"dogesim run: {flag} cannot change a resumed run (the checkpoint "
                     "fixes subjects, ticks, seed, jitter and record_every)"
                 )
+
+
+def _check_checkpoint_arguments(args: argparse.Namespace) -> None:
+    """--checkpoint-every needs a file to write to, --resume-allow-pickle a --resume."""
+    if args.checkpoint_every is not None and not args.checkpoint:
+        raise _UsageError(
+            "dogesim run: --checkpoint-every needs --checkpoint FILE (or `checkpoint: {path: "
+            "FILE}` in the model file), the file the checkpoints are written to"
+        )
+    if args.resume_allow_pickle and args.resume is None:
+        raise _UsageError("dogesim run: --resume-allow-pickle applies to --resume FILE only")
+
+
+def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
+    """Refuse what a sharded run does not do (exit 2 with one line)."""
+    for flag, given in (
+        ("--resume", args.resume is not None),
+        ("--checkpoint", bool(args.checkpoint)),
+        ("--checkpoint-every", args.checkpoint_every is not None),
+        ("--live", args.live or spec.live.enabled),
+        ("--record-every", args.record_every is not None),
+        ("--sink", args.sink is not None),
+        ("--out -", args.out == "-"),
+        # The file's own sinks are built by each shard from the file, callbacks included.
+        ("--no-callbacks without --out", args.no_callbacks and not args.out),
+    ):
+        if given:
+            raise _UsageError(
+                f"dogesim run: {flag} cannot be used with shards (--shards or the file's "
+                "`shards:`); run it in one process"
+            )
+    shards = args.shards if args.shards is not None else spec.shards
+    if shards > 1 and spec.resources:
+        raise _UsageError(
+            f"dogesim run: {spec.path or spec.name}: its subjects share the resources "
+            f"{sorted(spec.resources)}, so they cannot be cut into {shards} shards (a queue "
+            "cannot span processes); run it with --shards 1"
+        )
 
 
 def _print_ledgers(simulation: Any, err: TextIO) -> None:
@@ -685,10 +778,14 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         spec = load_model_file(args.model)
     else:
         spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks, seed=args.seed)
+    if not args.checkpoint and spec.checkpoint_path is not None:
+        args.checkpoint = spec.checkpoint_path
     _check_run_arguments(args, spec)
     _check_outputs(args)
     if args.report:
         _plot_module()  # fail before running when plots cannot be made
+    if args.shards is not None or spec.shards is not None:
+        return _cmd_run_sharded(args, spec, out, err)
     append = args.resume is not None
     sinks: Any = None
     if args.out:
@@ -706,8 +803,16 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "max_lag_ms": args.max_lag,
         "on_lag": args.on_lag,
     }
+    checkpoints = {"checkpoint_path": args.checkpoint, "checkpoint_every": args.checkpoint_every}
     if args.resume is not None:
-        simulation = spec.resume(args.resume, sinks=sinks, callbacks=not args.no_callbacks, **live)
+        simulation = spec.resume(
+            args.resume,
+            sinks=sinks,
+            callbacks=not args.no_callbacks,
+            allow_pickle=args.resume_allow_pickle,
+            **checkpoints,
+            **live,
+        )
     else:
         simulation = spec.simulation(
             sinks=sinks,
@@ -715,6 +820,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             jitter=True if args.jitter else None,
             record_every=args.record_every,
             until_stopped=True if args.until_stopped else None,
+            **checkpoints,
             **live,
         )
     bar = _Feedback(simulation, err, quiet=args.quiet)
@@ -779,14 +885,123 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             )
     if result.stopped:
         return _stopped(args, simulation, result, received, err)
-    if args.report:
-        plots = _plot_module()
-        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        figure = plots.plot_occupancy(result, title=f"{spec.name}: occupancy per state")
-        figure.savefig(args.report, dpi=110)
-        if not args.quiet:
-            print(f"occupancy plot -> {args.report}", file=out)
+    _write_report(args, spec, result, out)
     return EXIT_OK
+
+
+class _OutModel:
+    """Builds one shard's model of a model file with every event going to that shard's
+    part of `--out` (picklable, so local processes and Dask workers can build it)."""
+
+    def __init__(self, path: str, out: str, ticks: int, *, callbacks: bool) -> None:
+        self.path = path
+        self.out = out
+        self.ticks = ticks
+        self.callbacks = callbacks
+
+    def __call__(self, shard: Any) -> Any:
+        from dogesim.modelfile import load_model_file
+        from dogesim.sinks.compression import log_format
+
+        spec = load_model_file(self.path, ticks=self.ticks)
+        sink = shard.csv(self.out) if log_format(self.out) == "csv" else shard.jsonl(self.out)
+        model = spec.build_model([sink], callbacks=self.callbacks)
+        return (model, [sink]) if spec.churn is not None else model
+
+
+class _FileSubjects:
+    """The model file's subjects for one shard: the file's factory, seeded from the global
+    `random` (which each shard seeds with its own seed before it makes subjects)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._create: Callable[[], Any] | None = None
+
+    def create(self) -> Any:
+        if self._create is None:
+            import random
+
+            from dogesim.modelfile import load_model_file
+
+            spec = load_model_file(self.path)
+            self._create = spec.subject_factory(random.getrandbits(63))
+        return self._create()
+
+
+def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
+    """The `ShardedRun` of this command line: the file's sinks, or every event to --out."""
+    from dogesim.shards import ShardedRun
+
+    path = os.path.abspath(spec.path)
+    shards = args.shards if args.shards is not None else spec.shards
+    jitter = True if args.jitter else None
+    if not args.out:
+        return ShardedRun(
+            path,
+            subjects=spec.subjects.count,
+            ticks=spec.ticks,
+            seed=spec.seed,
+            shards=shards,
+            jitter=jitter,
+        )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    return ShardedRun(
+        _OutModel(path, os.path.abspath(args.out), spec.ticks, callbacks=not args.no_callbacks),
+        subjects=spec.subjects.count,
+        subject_factory=_FileSubjects(path),
+        ticks=spec.ticks,
+        tick_ms=spec.tick_ms,
+        timestamp_start=spec.timestamp_start,
+        seed=spec.seed,
+        shards=shards,
+        arrivals=spec.arrivals,
+        arrivals_profile=spec.arrivals_profile,
+        churn=spec.churn,
+        jitter=spec.jitter or bool(args.jitter),
+    )
+
+
+def _cmd_run_sharded(args: argparse.Namespace, spec: Any, out: TextIO, err: TextIO) -> int:
+    """`dogesim run --shards S [--workers N | --dask ADDRESS]`: run, merge, summarise."""
+    from dogesim.shards import run_sharded
+
+    if spec.path is None:
+        raise _UsageError("dogesim run: a sharded run needs a model file on disk")
+    run = _sharded_run(args, spec)
+    destination = (
+        args.out or ", ".join(spec.sinks[n].describe() for n in spec.used_sinks()) or "no sinks"
+    )
+    started = time.perf_counter()
+    try:
+        result = run_sharded(run, workers=args.workers, dask=args.dask)
+    except ModelError as exc:
+        raise _UsageError(f"dogesim run: {' '.join(str(exc).split())}") from None
+    except (SinkError, RunError) as exc:
+        print(f"dogesim: the sharded run failed: {exc}", file=err)
+        return EXIT_SINK
+    wall = time.perf_counter() - started
+    if not args.quiet:
+        print(result.summary(), file=out)
+        rate = result.events / wall if wall > 0 else float("inf")
+        print(
+            f"wall time {wall:.3f} s: {result.events:,} events ({rate:,.0f} events/s), "
+            f"{result.moves:,} moves; events -> {destination}",
+            file=out,
+        )
+    _write_report(args, spec, result, out)
+    return EXIT_OK
+
+
+def _write_report(args: argparse.Namespace, spec: Any, result: Any, out: TextIO) -> None:
+    """The occupancy plot of --report, when asked for."""
+    if not args.report:
+        return
+    plots = _plot_module()
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    figure = plots.plot_occupancy(result, title=f"{spec.name}: occupancy per state")
+    figure.savefig(args.report, dpi=110)
+    if not args.quiet:
+        print(f"occupancy plot -> {args.report}", file=out)
 
 
 def _raised_where(exc: BaseException) -> str:

@@ -14,7 +14,6 @@ import dataclasses
 import difflib
 import functools
 import os
-import pickle
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +123,8 @@ _TOP_KEYS = (
     "jitter",
     "record_every",
     "live",
+    "checkpoint",
+    "shards",
 )
 _TOP_REQUIRED = ("states", "initial_state", "tick", "ticks", "subjects", "transitions")
 _TRANSITION_KEYS = (
@@ -154,6 +155,8 @@ RUN_OVERRIDES = (
     "max_lag_ms",
     "on_lag",
     "until_stopped",
+    "checkpoint_path",
+    "checkpoint_every",
 )
 
 
@@ -215,6 +218,10 @@ class ModelSpec:
         record_every: ticks per row of the result's per-tick tables (None: chosen so a
             table stays under 10,000 rows).
         live: live pacing settings.
+        checkpoint_path, checkpoint_every: periodic checkpoints (``checkpoint: {path: ...,
+            every: 10m}``): the file, and the ticks between two (None: no periodic ones).
+        shards: the number of shards a sharded run cuts the subjects into (``shards:``;
+            None: derived from the population). It fixes the stream of a seeded run.
     """
 
     path: str | None
@@ -241,6 +248,9 @@ class ModelSpec:
     record_every: int | None = None
     live: LiveSpec = field(default_factory=LiveSpec)
     dwell: dict[str, Law] = field(default_factory=dict)
+    checkpoint_path: str | None = None
+    checkpoint_every: int | None = None
+    shards: int | None = None
 
     def __repr__(self) -> str:
         # Sink settings may hold passwords (conf, URLs) and ${VAR} values: mask them.
@@ -408,8 +418,9 @@ class ModelSpec:
                 ``seed=None`` and the engine chooses (``DOGESIM_SEED``, else the global
                 `random`). ``live``, ``speed``, ``max_lag_ms``, ``on_lag`` and
                 ``until_stopped`` replace the file's ``live:`` settings, ``jitter`` and
-                ``record_every`` its keys of those names, ``progress`` is called with the
-                ticks done.
+                ``record_every`` its keys of those names, ``checkpoint_path`` and
+                ``checkpoint_every`` its ``checkpoint:`` block, ``progress`` is called with
+                the ticks done.
 
         Raises:
             ModelError: an override that is not a run setting (named, with the near
@@ -436,6 +447,8 @@ class ModelSpec:
             churn_sinks=tuple(self._churn_sinks(sinks if sinks is not None else {})),
             record_every=given.get("record_every", self.record_every),
             progress=given.get("progress"),
+            checkpoint_path=given.get("checkpoint_path", self.checkpoint_path),
+            checkpoint_every=given.get("checkpoint_every", self.checkpoint_every),
         )
         live = LiveOptions(
             enabled=settings.enabled,
@@ -494,20 +507,30 @@ class ModelSpec:
         speed: float | None = None,
         max_lag_ms: int | None = None,
         on_lag: str | None = None,
+        checkpoint_path: str | os.PathLike[str] | None = None,
+        checkpoint_every: int | str | None = None,
+        allow_pickle: bool = False,
     ) -> Simulation:
         """A `Simulation` that continues the run saved in `checkpoint` (`Simulation.checkpoint`).
 
-        The seed, tick count, clock, jitter and every subject come from the checkpoint; the
-        file's sinks are built again with file sinks opened for appending, so the output of
-        the two runs together equals that of an uninterrupted run. Live settings may change.
+        Every subject comes from the checkpoint, and the file's run settings must be the
+        checkpointed ones: its tick, start, seed (when it gives one), ticks, jitter,
+        record_every and subject count are checked, and a difference is named. The file's
+        sinks are built again with file sinks opened for appending, so the output of the
+        two runs together equals that of an uninterrupted run. Live settings may change.
 
         Args:
             checkpoint: the file `Simulation.checkpoint` wrote.
             sinks: as in `build_model`; None builds the file's sinks in append mode.
             progress, callbacks, live, speed, max_lag_ms, on_lag: as in `simulation`.
+            checkpoint_path, checkpoint_every: periodic checkpoints of the resumed run
+                (None: the file's ``checkpoint:`` block).
+            allow_pickle: load subjects the checkpoint stores as a pickle; that runs code
+                from the file, so only for a checkpoint you trust.
 
         Raises:
-            RunError: the checkpoint is missing, unreadable, or of another model.
+            RunError: the checkpoint is missing, unreadable, of another model or of other
+                run settings.
         """
         path = os.fspath(checkpoint)
         if not Path(path).is_file():
@@ -519,6 +542,11 @@ class ModelSpec:
                 live=live, speed=speed, max_lag_ms=max_lag_ms, on_lag=on_lag
             )
             factory = _DeferredFactory() if self.arrivals is not None else None
+            expected, _ = self.options(
+                built,
+                checkpoint_path=checkpoint_path,
+                checkpoint_every=checkpoint_every,
+            )
             try:
                 simulation = Simulation.resume(
                     path,
@@ -531,8 +559,13 @@ class ModelSpec:
                     churn=self.churn,
                     churn_sinks=self._churn_sinks(built),
                     subject_factory=factory,
+                    expected=expected,
+                    subjects=self.subjects.count,
+                    checkpoint_path=expected.checkpoint_path,
+                    checkpoint_every=expected.checkpoint_every,
+                    allow_pickle=allow_pickle,
                 )
-            except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as exc:
+            except OSError as exc:
                 raise RunError(f"{path} cannot be read as a dogesim checkpoint: {exc}") from exc
             except ModelError as exc:
                 raise RunError(f"{path}: cannot resume: {exc}") from None
@@ -574,6 +607,10 @@ class ModelSpec:
             extras.append("jitter")
         if self.live.enabled:
             extras.append(f"live x{self.live.speed:g}")
+        if self.shards is not None:
+            extras.append(f"{self.shards} shards")
+        if self.checkpoint_every is not None:
+            extras.append(f"checkpoint every {self.checkpoint_every:,} ticks")
         more = f"; {', '.join(extras)}" if extras else ""
         return redact.mask(
             f"{self.name}: {len(self.states)} states, {len(self.transitions)} transitions, "
@@ -904,7 +941,12 @@ def _parse(
         jitter=top.boolean("jitter", False),
         record_every=_read_record_every(top, tick_ms) if top.has("record_every") else None,
         live=_read_live(top),
+        shards=top.integer("shards", minimum=1, maximum=MAX_SUBJECTS)
+        if top.has("shards")
+        else None,
     )
+    if top.has("checkpoint"):
+        spec.checkpoint_path, spec.checkpoint_every = _read_checkpoint(top, tick_ms)
     _check_run(spec, src, top)
     return _override(spec, subjects=subjects, ticks=ticks, seed=seed)
 
@@ -912,21 +954,39 @@ def _parse(
 def _read_record_every(top: _Reader, tick_ms: int) -> int:
     """``record_every:``: a whole number of ticks, or a duration (``1h``) that is a whole
     number of ticks."""
-    raw = top.raw("record_every")
+    return _read_ticks(top, "record_every", tick_ms)
+
+
+def _read_checkpoint(top: _Reader, tick_ms: int) -> tuple[str, int | None]:
+    """``checkpoint: {path: FILE, every: 10m}``: where periodic checkpoints go and the
+    ticks between two (a whole number of ticks, or a duration of whole ticks)."""
+    section = top.mapping("checkpoint")
+    section.check_keys(("path", "every"), ("path",))
+    path = section.optional_string("path")
+    if not path:
+        raise section.error("path", "give the file periodic checkpoints are written to")
+    every = _read_ticks(section, "every", tick_ms) if section.has("every") else None
+    return path, every
+
+
+def _read_ticks(reader: _Reader, key: str, tick_ms: int) -> int:
+    """`key`: a whole number of ticks, or a duration (``1h``) that is a whole number of
+    ticks."""
+    raw = reader.raw(key)
     if isinstance(raw, int) and not isinstance(raw, bool):
-        return top.integer("record_every", minimum=1, maximum=MAX_TICKS)
+        return reader.integer(key, minimum=1, maximum=MAX_TICKS)
     if not isinstance(raw, str):
-        raise top.error(
-            "record_every",
+        raise reader.error(
+            key,
             f"{_describe(raw)}: give a number of ticks (60) or a duration (1h, 15m)",
         )
     try:
         ms = _duration_ms(raw)
     except ValueError as exc:
-        raise top.error("record_every", str(exc)) from None
+        raise reader.error(key, str(exc)) from None
     if ms % tick_ms:
-        raise top.error(
-            "record_every",
+        raise reader.error(
+            key,
             f"{raw!r} is not a whole number of ticks of {format_duration(tick_ms)}; give a "
             f"multiple of {format_duration(tick_ms)}",
         )

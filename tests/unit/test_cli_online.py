@@ -455,3 +455,131 @@ def test_report_refuses_arrival_models_with_a_reason(
     capsys.readouterr()
     assert main(["report", str(log), "--model", str(model), "-o", str(tmp_path / "r.png")]) == 2
     assert "has arrivals" in capsys.readouterr().err
+
+
+def test_sigkilled_run_resumes_from_its_periodic_checkpoint(tmp_path: Path, helpers: Path) -> None:
+    """SIGKILL a run that writes --checkpoint-every 100 ticks, --resume it: the JSONL equals,
+    byte for byte, an uninterrupted run's (nothing lost, nothing twice)."""
+    part = tmp_path / "part.jsonl"
+    model = stream_model(tmp_path, part)
+    full = tmp_path / "full.jsonl"
+    assert main(["run", str(model), "--out", str(full), "-q"]) == 0
+    checkpoint = tmp_path / "k.ckpt"
+    marker = tmp_path / "running"
+    args = ["--live", "--checkpoint", str(checkpoint), "--checkpoint-every", "100"]
+    process = start(str(model), *args, marker=marker)
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no periodic checkpoint was written"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert 0 < len(part.read_bytes()) < len(full.read_bytes())
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "dogesim.cli", "run", str(model), "--resume", str(checkpoint)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert part.read_bytes() == full.read_bytes()
+
+
+def test_checkpoint_every_duration_writes_during_the_run(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--checkpoint-every 10s (a duration of whole 1 s ticks) writes a checkpoint while the
+    run goes; resuming that finished run's last checkpoint adds nothing to the output."""
+    model = queue_model(tmp_path, ticks=40)
+    checkpoint = tmp_path / "p.ckpt"
+    args = ["run", str(model), "--checkpoint", str(checkpoint), "--checkpoint-every", "10s"]
+    assert main([*args, "-q"]) == 0
+    assert checkpoint.is_file()
+    part = tmp_path / "queue.jsonl"
+    full = part.read_bytes()
+    assert main(["run", str(model), "--resume", str(checkpoint), "-q"]) == 0
+    assert part.read_bytes() == full
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--checkpoint-every", "10"], "--checkpoint-every needs --checkpoint FILE"),
+        (["--resume-allow-pickle"], "--resume-allow-pickle applies to --resume FILE only"),
+        (["--checkpoint", "c.ckpt", "--checkpoint-every", "0"], "0 must be at least 1"),
+    ],
+)
+def test_bad_checkpoint_arguments_exit_2(
+    tmp_path: Path,
+    helpers: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    """Checkpoint flags that cannot mean anything exit 2 with one line naming them."""
+    model = queue_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(model), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_resume_with_a_changed_seed_names_it(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint resumed after the file's seed changed: exit 2, and the seed is named."""
+    model = queue_model(tmp_path, callback="sigterm_self_at_once")
+    checkpoint = tmp_path / "c.ckpt"
+    assert main(["run", str(model), "--checkpoint", str(checkpoint)]) == 130
+    model.write_text(model.read_text().replace("seed: 3", "seed: 4"))
+    capsys.readouterr()
+    assert main(["run", str(model), "--resume", str(checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert "seed: 3 -> 4" in err and "Traceback" not in err, err
+
+
+BOX_MODEL = """\
+name: boxes
+seed: 3
+states: [a, b]
+initial_state: a
+tick: 1s
+ticks: 40
+subjects: {count: 5, factory: 'cli_online_helpers:box'}
+sinks:
+  tally: {type: counting}
+default_sinks: [tally]
+transitions:
+  - {trigger: go, from: a, to: b, probability: 10}
+  - {trigger: back, from: b, to: a, probability: 10}
+"""
+
+
+def test_resume_allow_pickle_loads_pickled_subjects(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint whose subjects are a pickle: --resume exits 2 naming
+    --resume-allow-pickle; with that flag the run continues to its end (exit 0)."""
+    from dogesim.modelfile import load_model_file
+
+    with (helpers / "cli_online_helpers.py").open("a", encoding="utf-8") as handle:
+        handle.write("\n\nclass Box:\n    id = 0\n\n\ndef box():\n    return Box()\n")
+    sys.modules.pop("cli_online_helpers", None)
+    model = tmp_path / "boxes.yaml"
+    model.write_text(BOX_MODEL, encoding="utf-8")
+    spec = load_model_file(model)
+    sim = spec.simulation(progress=lambda done: sim.stop() if done >= 5 else None)
+    assert sim.run().stopped
+    checkpoint = tmp_path / "boxes.ckpt"
+    sim.checkpoint(checkpoint, allow_pickle=True)
+    assert main(["run", str(model), "--resume", str(checkpoint), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume-allow-pickle" in err and len(err.strip().splitlines()) == 1, err
+    assert main(["run", str(model), "--resume", str(checkpoint), "--resume-allow-pickle"]) == 0
+    assert "seed 3: 5 subjects x 40 ticks" in capsys.readouterr().out

@@ -1423,3 +1423,111 @@ def test_bad_record_every_is_named(tmp_path: Path, value: str, expected: str) ->
     message = error_of(tmp_path, BASE + f"record_every: {value}\n")
     assert message.startswith("m.yaml:"), message
     assert expected in message, message
+
+
+# -- periodic checkpoints, shards, resume checks ----------------------------------------
+
+
+def test_checkpoint_block_and_shards_key_are_read(tmp_path: Path) -> None:
+    """`checkpoint: {path, every: 10s}` becomes RunOptions(checkpoint_path, checkpoint_every
+    in ticks) through options(); `shards: 3` is ModelSpec.shards; overrides replace them."""
+    text = BASE + "checkpoint: {path: run.ckpt, every: 10s}\nshards: 3\n"
+    spec = load_model_file(write(tmp_path, text))
+    assert (spec.checkpoint_path, spec.checkpoint_every, spec.shards) == ("run.ckpt", 10, 3)
+    run, _ = spec.options()
+    assert (run.checkpoint_path, run.checkpoint_every) == ("run.ckpt", 10)
+    run, _ = spec.options(checkpoint_path="other.ckpt", checkpoint_every="1m")
+    assert (run.checkpoint_path, run.checkpoint_every) == ("other.ckpt", "1m")
+    assert "3 shards, checkpoint every 10 ticks" in spec.summary()
+    plain = load_model_file(write(tmp_path, BASE, "plain.yaml"))
+    assert (plain.checkpoint_path, plain.checkpoint_every, plain.shards) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("checkpoint: {every: 10s}", "checkpoint: missing required key 'path'"),
+        ("checkpoint: {path: c.ckpt, every: 1500ms}", "not a whole number of ticks of 1s"),
+        ("checkpoint: {path: c.ckpt, evry: 10}", "evry"),
+        ("shards: 0", "shards: 0 is too small; it must be at least 1"),
+        ("shards: two", "shards: 'two' is not a whole number"),
+    ],
+)
+def test_checkpoint_and_shards_mistakes_are_named(tmp_path: Path, extra: str, message: str) -> None:
+    """A checkpoint block without a path, with an `every` of part ticks or an unknown key,
+    and shards that are not a whole number >= 1 are refused at load, naming the key."""
+    assert message in error_of(tmp_path, BASE + extra + "\n")
+
+
+def test_periodic_checkpoint_of_a_model_file_resumes_to_the_same_bytes(tmp_path: Path) -> None:
+    """A run of a file with `checkpoint: {path, every: 30}` stopped at tick 100 leaves its
+    periodic checkpoint of tick 90; resuming that equals the uninterrupted run's bytes."""
+    whole_path = tmp_path / "whole.jsonl"
+    load_model_file(write(tmp_path, RESUMABLE.replace("OUT", str(whole_path)), "w.yaml")).run()
+    part_path = tmp_path / "part.jsonl"
+    ckpt = tmp_path / "every.ckpt"
+    text = RESUMABLE.replace("OUT", str(part_path)) + f"checkpoint: {{path: '{ckpt}', every: 30}}\n"
+    spec = load_model_file(write(tmp_path, text, "p.yaml"))
+
+    def stop_at(ticks_done: int) -> None:
+        if ticks_done >= 100:
+            sim.stop()
+
+    sim = spec.simulation(progress=stop_at)
+    assert sim.run().stopped
+    assert ckpt.is_file()
+    rest = spec.resume(ckpt).run()
+    assert rest.ticks == 300 and not rest.stopped
+    assert part_path.read_bytes() == whole_path.read_bytes()
+
+
+def test_resume_names_a_changed_seed_or_ticks(tmp_path: Path) -> None:
+    """spec.resume checks the file's seed, ticks and subjects against the checkpoint and
+    names the one that changed."""
+    out = str(tmp_path / "o.jsonl")
+    spec = load_model_file(write(tmp_path, RESUMABLE.replace("OUT", out)))
+    sim = spec.simulation(progress=lambda done: sim.stop() if done >= 50 else None)
+    sim.run()
+    sim.checkpoint(tmp_path / "c.ckpt")
+    for changes, named in (({"seed": 99}, "-> 99"), ({"ticks": 301}, "ticks: 300 -> 301")):
+        changed = load_model_file(write(tmp_path, RESUMABLE.replace("OUT", out)), **changes)
+        with pytest.raises(RunError, match=re.escape(named)):
+            changed.resume(tmp_path / "c.ckpt")
+
+
+BOXES = '''
+"""Subjects that are not data: a checkpoint can hold them only as a pickle."""
+
+
+class Box:
+    def __init__(self):
+        self.id = 0
+
+
+def box():
+    return Box()
+'''
+
+
+def test_resume_of_pickled_subjects_needs_allow_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Subjects of a factory class are checkpointed only as a pickle; spec.resume refuses
+    that file unless allow_pickle=True, and with it runs to the end."""
+    (tmp_path / "h19_boxes.py").write_text(BOXES, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = (
+        BASE.replace("  attributes:\n    size: {uniform_int: [1, 3]}", "  factory: 'h19_boxes:box'")
+        .replace("sinks: [mem, tally]", "sinks: [tally]")
+        .replace("default_sinks: [mem]", "default_sinks: [tally]")
+    )
+    spec = load_model_file(write(tmp_path, text))
+    sim = spec.simulation(progress=lambda done: sim.stop() if done >= 5 else None)
+    sim.run()
+    with pytest.raises(RunError):
+        sim.checkpoint(tmp_path / "c.ckpt")
+    sim.checkpoint(tmp_path / "c.ckpt", allow_pickle=True)
+    with pytest.raises(RunError, match="pickle"):
+        spec.resume(tmp_path / "c.ckpt")
+    rest = spec.resume(tmp_path / "c.ckpt", allow_pickle=True).run()
+    assert rest.ticks == 20 and not rest.stopped
