@@ -390,6 +390,10 @@ def _manifest(
             "every": recorder.every,
             "vetoes": [int(v) for v in recorder.vetoes],
             "arrivals": sorted([int(b), int(c)] for b, c in recorder.arrivals.items()),
+            # Newcomers an initial mix placed outside the initial state, per tick.
+            "entered": sorted(
+                [int(t), [int(c) for c in counts]] for t, counts in recorder.entered.items()
+            ),
         },
         "sinks": offsets.positions(walker.tables.model.sinks()),
         "subjects": subjects,
@@ -526,6 +530,9 @@ def restore(walker: Walker, saved: dict[str, Any]) -> None:
         recorder.add(b * recorder.every, counts)
     recorder.vetoes = list(saved["recorder"]["vetoes"])
     recorder.arrivals = {b: c for b, c in saved["recorder"]["arrivals"]}
+    recorder.entered = {
+        t: np.asarray(counts, dtype=np.int64) for t, counts in saved["recorder"].get("entered", [])
+    }
     walker.initial_subjects = saved["initial_subjects"]
     walker.calendar = Calendar()
     walker.calendar.file(arrays["calendar_subjects"], arrays["calendar_ticks"])
