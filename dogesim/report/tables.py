@@ -203,19 +203,10 @@ def _column(frame: pd.DataFrame, role: str, given: str | None, required: bool) -
 
 
 def _timestamps_ms(column: pd.Series) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(column):
-        if column.isna().any():
-            raise DogesimError("event log: some events have no timestamp")
-        return column.to_numpy(dtype=np.int64)
-    try:
-        parsed = pd.to_datetime(column, utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise DogesimError(
-            f"event log: timestamps are neither epoch milliseconds nor ISO-8601 times: {exc}"
-        ) from None
-    # Through an explicit unit: pandas 3 no longer stores every datetime in nanoseconds.
-    since_epoch = parsed - pd.Timestamp(0, tz="UTC")
-    return (since_epoch // pd.Timedelta(1, unit="ms")).to_numpy(dtype=np.int64)
+    """Epoch milliseconds from epoch numbers or ISO-8601 text (one reading for every report)."""
+    from dogesim.report.observed import timestamps_ms  # observed builds on this module
+
+    return timestamps_ms(column)
 
 
 def _states_from_triggers(frame: pd.DataFrame, model: Model) -> pd.DataFrame:
