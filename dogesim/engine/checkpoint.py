@@ -395,7 +395,7 @@ def _manifest(
                 [int(t), [int(c) for c in counts]] for t, counts in recorder.entered.items()
             ),
         },
-        "sinks": offsets.positions(walker.tables.model.sinks()),
+        "sinks": offsets.planned_positions(walker.tables.model.sinks()),
         "subjects": subjects,
     }
 
@@ -416,6 +416,11 @@ def _write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
         with _suppressed():
             os.unlink(tmp)
         raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in `directory` durable."""
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -460,7 +465,20 @@ def save(
         arrays["subjects_pickle"] = np.frombuffer(pickled, dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    _write_atomically(path, buffer.getvalue())
+    # Two steps, so that a crash at any moment leaves a checkpoint that matches the sinks:
+    # the new checkpoint is made durable as pending, the SQL sinks commit, then it replaces
+    # the old one. A crash after the commit and before the rename leaves the pending file,
+    # which a resume takes when the tables match it (`pending_path`).
+    pending = pending_path(path)
+    _write_atomically(pending, buffer.getvalue())
+    offsets.commit_positions(walker.tables.model.sinks())
+    os.replace(pending, path)
+    _fsync_directory(os.path.dirname(os.path.abspath(os.fspath(path))))
+
+
+def pending_path(path: str | os.PathLike[str]) -> str:
+    """Where the checkpoint being written to `path` waits while its sinks commit."""
+    return f"{os.fspath(path)}.pending"
 
 
 def load(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> dict[str, Any]:

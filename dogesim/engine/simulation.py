@@ -400,7 +400,30 @@ class Simulation:
         if self._restored is not None or self._options.checkpoint_every is not None:
             offsets.defer_commits(sinks)
         if self._restored is not None:
+            self._roll_forward(sinks)
             offsets.restore_positions(sinks, self._restored["sinks"], self._restored_from)
+
+    def _roll_forward(self, sinks: list[Any]) -> None:
+        """Take the pending checkpoint a crash left beside the resumed one when the sinks are
+        where it says and not where the resumed one says (its sinks had committed)."""
+        pending = checkpoints.pending_path(self._restored_from)
+        if not os.path.exists(pending) or self._restored is None:
+            return
+        if offsets.positions_hold(sinks, self._restored["sinks"]):
+            return
+        try:
+            later = checkpoints.load(pending, allow_pickle=self.allow_pickle)
+        except RunError:
+            return  # not a whole checkpoint: the crash came before it was written
+        same_run = all(
+            later.get(key) == self._restored.get(key) for key in ("settings", "fingerprint")
+        )
+        if same_run and offsets.positions_hold(sinks, later["sinks"]):
+            LOGGER.warning("%s: resuming from the checkpoint a crash left pending", pending)
+            self._restored = later
+            self.subjects = later["subjects"]
+            self.subjects_num = len(self.subjects)
+            os.replace(pending, self._restored_from)
 
     # -- the pieces ------------------------------------------------------------------------
 

@@ -615,6 +615,20 @@ class DbSink(LedgeredSink):
         self._commit_held()
         return {"table_rows": self._count_rows()}
 
+    def planned_position(self) -> dict[str, Any]:
+        """The rows the table will hold once `commit_position` has committed the rows
+        collected so far (written, not yet committed)."""
+        self.flush()
+        return {"table_rows": self._count_rows() + getattr(self, "_uncommitted", 0)}
+
+    def commit_position(self) -> None:
+        """Commit the rows written since the last checkpoint (see `planned_position`)."""
+        self._commit_held()
+
+    def holds_position(self, position: Mapping[str, Any]) -> bool:
+        """Whether the table holds exactly the rows of `position`."""
+        return bool(self._count_rows() == position.get("table_rows"))
+
     def restore_position(self, position: Mapping[str, Any]) -> None:
         """Check the table holds exactly the rows it held at the checkpoint (deleting
         nothing: rows cannot be told apart), else `RunError`."""

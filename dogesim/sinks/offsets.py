@@ -23,7 +23,15 @@ from typing import Any, Protocol, runtime_checkable
 
 from dogesim.errors import RunError
 
-__all__ = ["PositionedSink", "abandon", "defer_commits", "positions", "restore_positions"]
+__all__ = [
+    "PositionedSink",
+    "abandon",
+    "commit_positions",
+    "defer_commits",
+    "planned_positions",
+    "positions",
+    "restore_positions",
+]
 
 
 @runtime_checkable
@@ -47,6 +55,41 @@ def positions(sinks: Sequence[Any]) -> list[dict[str, Any]]:
         for i, sink in enumerate(sinks)
         if isinstance(sink, PositionedSink)
     ]
+
+
+def planned_positions(sinks: Sequence[Any]) -> list[dict[str, Any]]:
+    """`positions` as they will be once `commit_positions` has run, committing nothing yet.
+
+    A checkpoint is written in two steps so that a crash between them is recoverable: the
+    file with these positions is made durable as a pending checkpoint, then the sinks commit,
+    then the pending file replaces the checkpoint. A sink without ``planned_position`` makes
+    its events durable at once (files: flushed and fsynced)."""
+    out = []
+    for i, sink in enumerate(sinks):
+        if isinstance(sink, PositionedSink):
+            plan = getattr(sink, "planned_position", None)
+            where = plan() if callable(plan) else sink.position()
+            out.append({"index": i, "identity": sink.output_identity(), **where})
+    return out
+
+
+def commit_positions(sinks: Sequence[Any]) -> None:
+    """Call ``commit_position()`` on every sink that has one (after `planned_positions`)."""
+    for sink in sinks:
+        commit = getattr(sink, "commit_position", None)
+        if callable(commit):
+            commit()
+
+
+def positions_hold(sinks: Sequence[Any], saved: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether every sink that can tell (``holds_position``) is at its saved position."""
+    for position in saved:
+        index = int(position["index"])
+        sink = sinks[index] if index < len(sinks) else None
+        holds = getattr(sink, "holds_position", None)
+        if callable(holds) and not holds(position):
+            return False
+    return True
 
 
 def restore_positions(sinks: Sequence[Any], saved: Sequence[Mapping[str, Any]], where: str) -> None:

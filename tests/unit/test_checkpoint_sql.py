@@ -143,3 +143,44 @@ def test_two_deferred_sinks_share_one_sqlite_file(tmp_path: Path) -> None:
     first.close()
     second.close()
     assert (second.ledger.acknowledged, second.ledger.failed) == (5, 0)
+
+
+def test_crash_between_commit_and_rename_resumes_from_the_pending_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after a periodic checkpoint's rows were committed but before its file replaced
+    the previous one leaves the table ahead of that file: the resume takes the pending
+    checkpoint the crash left, whose rows the table holds, and ends with the whole run's rows.
+    (Before, the table was ahead of the only checkpoint and the resume was refused.)"""
+    whole_url = f"sqlite:///{tmp_path / 'whole.db'}"
+    Simulation(_model(whole_url), 200, options=_options()).run()
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    path = tmp_path / "run.ckpt"
+    from dogesim.engine import checkpoint as checkpoints
+
+    renames = {"n": 0}
+    real_replace = checkpoints.os.replace
+
+    def dies_at_the_third_rename(src: Any, dst: Any) -> None:
+        if str(src).endswith(".pending"):
+            renames["n"] += 1
+            if renames["n"] == 3:
+                raise KeyboardInterrupt("killed between the commit and the rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoints.os, "replace", dies_at_the_third_rename)
+    sim = Simulation(
+        _model(url), 200, options=_options(checkpoint_path=str(path), checkpoint_every=100)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        sim.run()
+    monkeypatch.undo()
+    pending = Path(checkpoints.pending_path(path))
+    assert pending.exists()
+    at_second = checkpoints.load(path)["sinks"][0]["table_rows"]
+    at_third = checkpoints.load(pending)["sinks"][0]["table_rows"]
+    assert _count(url) == at_third > at_second
+    resumed = Simulation.resume(path, _model(url))
+    resumed.run()
+    assert not pending.exists()
+    assert _rows(url) == _rows(whole_url)
