@@ -281,7 +281,7 @@ class SemiMarkov:
         thresholds = tables.choice(ts)[1]
         state, subjects = walker.population.states, walker.population.subjects
         events = walker.recorder.row(t)
-        vetoes = [0] * len(tables.order)
+        vetoes = walker.recorder.vetoes  # counted in place, as on the plain path
         entries: list[tuple[int, int, Law | None]] = []
         for k, i in enumerate(due):
             if stamps is not None:
@@ -306,8 +306,4 @@ class SemiMarkov:
                     s = state[i] = tables.to_list[j]
                     delay = self.delay[j]
             entries.append((i, s, delay))
-        if any(vetoes):
-            counted = walker.recorder.vetoes
-            for j, count in enumerate(vetoes):
-                counted[j] += count
         self._file(walker, entries, t)
