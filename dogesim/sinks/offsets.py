@@ -6,7 +6,9 @@
   ``restore_position(position)`` cuts the output back to that point before a resumed run
   writes; an optional ``defer_commits()`` asks a transactional sink to commit only at
   `position` and at ``close()``, so that a crash leaves nothing past the last checkpoint.
-- `positions`: the positions of a model's sinks, for a checkpoint.
+- `planned_positions`, `commit_positions`: the positions of a model's sinks for a checkpoint,
+  as they will be once committed, and the commit (a checkpoint is written in two steps).
+- `positions_hold`: whether the sinks are at saved positions (choosing a pending checkpoint).
 - `restore_positions`: hand each sink of a resumed run its saved position.
 - `defer_commits`: ask every sink that can to commit only at checkpoints.
 - `abandon`: a run failed: sinks that defer commits roll back what the last checkpoint did
@@ -29,7 +31,7 @@ __all__ = [
     "commit_positions",
     "defer_commits",
     "planned_positions",
-    "positions",
+    "positions_hold",
     "restore_positions",
 ]
 
@@ -48,17 +50,9 @@ class PositionedSink(Protocol):
         """Cut the output back to `position` (raise `RunError` when it cannot be)."""
 
 
-def positions(sinks: Sequence[Any]) -> list[dict[str, Any]]:
-    """``{"index": i, **position}`` for each sink at place ``i`` that has a position."""
-    return [
-        {"index": i, "identity": sink.output_identity(), **sink.position()}
-        for i, sink in enumerate(sinks)
-        if isinstance(sink, PositionedSink)
-    ]
-
-
 def planned_positions(sinks: Sequence[Any]) -> list[dict[str, Any]]:
-    """`positions` as they will be once `commit_positions` has run, committing nothing yet.
+    """``{"index": i, "identity": ..., **position}`` for each sink at place ``i`` that has a
+    position, as it will be once `commit_positions` has run; nothing is committed yet.
 
     A checkpoint is written in two steps so that a crash between them is recoverable: the
     file with these positions is made durable as a pending checkpoint, then the sinks commit,
