@@ -8,11 +8,14 @@
 - `LedgeredSink`: base class for sinks that keep a ledger and check it on ``close()``.
 - `CountingSink`: counts events and drops them (benchmarks, dry runs).
 - `ledger_of`: the ledger a sink keeps, or ``None`` for sinks that keep none.
+- `batch_collector`: a sink's ``collect_many`` (one call per tick with that tick's events), or
+  ``None`` for sinks that take events one by one.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -27,6 +30,7 @@ __all__ = [
     "EventSink",
     "LedgeredSink",
     "Sink",
+    "batch_collector",
     "ledger_of",
 ]
 
@@ -242,3 +246,17 @@ def ledger_of(sink: object) -> DeliveryLedger | None:
     """The ledger `sink` keeps, or None when it keeps none (plain doge-datagen sinks)."""
     ledger = getattr(sink, "ledger", None)
     return ledger if isinstance(ledger, DeliveryLedger) else None
+
+
+BatchCollect = Callable[[int, Sequence[Any], Sequence["Transition"]], None]
+
+
+def batch_collector(sink: object) -> BatchCollect | None:
+    """`sink.collect_many`, or None when the sink takes its events one by one.
+
+    ``collect_many(timestamp, subjects, transitions)`` means exactly
+    ``for s, t in zip(subjects, transitions): collect(timestamp, s, t)``: the same bytes, the
+    same ledger, the same errors. The engine uses it only for sinks that define it; every
+    other sink (doge-datagen's included) keeps the per-event ``collect`` path."""
+    collect_many = getattr(sink, "collect_many", None)
+    return collect_many if callable(collect_many) else None
