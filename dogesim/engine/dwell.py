@@ -32,8 +32,9 @@ import numpy as np
 
 from dogesim.engine import attempts, clock
 from dogesim.errors import ModelError, RunError
-from dogesim.laws import Law
+from dogesim.laws import Law, StayKernel
 from dogesim.model import Model, Transition
+from dogesim.varying import ByAge, month_of, state_peak
 
 if TYPE_CHECKING:
     from dogesim.engine.walker import Walker
@@ -42,8 +43,9 @@ __all__ = ["SemiMarkov", "enter", "needs_semi_markov"]
 
 
 def needs_semi_markov(model: Model) -> bool:
-    """True when `model` needs `SemiMarkov` (dwell or delay laws, or per-subject rates)."""
-    return model.semi_markov or any(t.rate_attribute for t in model.transitions)
+    """True when `model` needs `SemiMarkov` (dwell or delay laws, kernels, chance tables,
+    or per-subject rates)."""
+    return model.semi_markov or model.varying or any(t.rate_attribute for t in model.transitions)
 
 
 def attribute(subject: Any, name: str, i: int) -> float:
@@ -71,6 +73,8 @@ def enter(walker: Walker, first: int, count: int, tick: int) -> np.ndarray | Non
     their initial states (from the mix) and their declared attributes; return their states
     when the mix drew them (else None)."""
     tables = walker.tables
+    if tables.semi is not None:
+        tables.semi.newcomers(first, count, tick)
     states = None
     if tables.mix is not None:
         index, shares = tables.mix
@@ -128,6 +132,46 @@ def _jittered(walker: Walker, due: list[int], ts: int) -> list[int]:
     return stamps
 
 
+class _Kernel:
+    """A `StayKernel` compiled for a state: its destinations as transitions (ordered
+    indices) and, per length, their cumulative shares."""
+
+    def __init__(self, model: Model, name: str, kernel: StayKernel, begin: int) -> None:
+        outgoing = list(model.outgoing(name))
+        self.law = kernel
+        self.targets = [begin + _destination(model, name, outgoing, d) for d in kernel.destinations]
+        self.cumulative: dict[int, list[float]] = {}
+        for length in kernel.lengths:
+            total, cumulative = 0.0, []
+            for share in kernel.row(length):
+                total += share
+                cumulative.append(total)
+            self.cumulative[length] = cumulative
+
+    def choose(self, length: int, u: float) -> int:
+        """The transition (ordered index) a stay of `length` ticks ends with, for uniform `u`."""
+        cumulative = self.cumulative[length]
+        k = bisect_right(cumulative, u * cumulative[-1])
+        return self.targets[min(k, len(self.targets) - 1)]
+
+
+def _destination(model: Model, name: str, outgoing: list[Transition], destination: str) -> int:
+    """The position among `outgoing` of a kernel's destination (a trigger or a target)."""
+    for k, t in enumerate(outgoing):
+        if t.trigger == destination:
+            return k
+    leading = [k for k, t in enumerate(outgoing) if t.to_state == destination]
+    if len(leading) == 1:
+        return leading[0]
+    what = "several transitions lead" if leading else "no transition leads"
+    raise ModelError(
+        f"{model.name}: the dwell kernel of state {name!r} names destination "
+        f"{destination!r}, but {what} there from {name!r} (transitions: "
+        f"{', '.join(f'{t.trigger} -> {t.to_state}' for t in outgoing) or 'none'}); name a "
+        "trigger, or a state one transition leads to"
+    )
+
+
 class SemiMarkov:
     """The laws of one run's model, compiled per state and per (ordered) transition."""
 
@@ -144,18 +188,91 @@ class SemiMarkov:
         self.attribute: list[str | None] = [t.rate_attribute for t in order]
         self.hazard: list[float] = []
         self.scaled: list[bool] = []
+        # per state: its compiled kernels (later stays, first stays), None without one
+        self.kernels: list[tuple[_Kernel, _Kernel | None] | None] = []
+        # per state with chance tables: the thinning bound (a fraction) and its
+        # 1 / ln(1 - bound) (0: every tick, None: never)
+        self.varying: list[bool] = []
+        self.bound: list[float] = []
+        self.invlog: list[float | None] = []
+        begin = 0
         for name in model.states:
             outgoing = list(model.outgoing(name))
             scaled = any(t.rate_attribute for t in outgoing)
-            if scaled and any(t.profile is not None for t in outgoing):
+            if scaled and any(t.profile is not None or t.chances is not None for t in outgoing):
                 raise ModelError(
                     f"{model.name}: state {name!r} mixes per-subject rates (rate_attribute) "
-                    "and calendar profiles, which this engine does not combine yet"
+                    "and calendar profiles or chance tables, which this engine does not "
+                    "combine yet"
                 )
             self.scaled.append(scaled)
             self.hazard.extend(_hazards(model, name, outgoing) if scaled else [0.0] * len(outgoing))
+            self.kernels.append(self._compile_kernel(model, name, begin))
+            self._compile_varying(outgoing)
+            begin += len(outgoing)
+        self._check_delays(order)
+        # per subject: the kernel and length of its current stay in a kernel state
+        self.stay: dict[int, tuple[_Kernel, int]] = {}
+        # subjects not yet filed since they were created (their first stay is next)
+        self.fresh: set[int] = set()
+        # arrival tick of subjects that came after the start (the others: 0)
+        self.born: dict[int, int] = {}
+        self.aged = any(isinstance(t.chances, ByAge) for t in order)
+
+    def _compile_kernel(
+        self, model: Model, name: str, begin: int
+    ) -> tuple[_Kernel, _Kernel | None] | None:
+        law = model.dwell.get(name)
+        if not isinstance(law, StayKernel):
+            return None
+        later = _Kernel(model, name, law, begin)
+        first = _Kernel(model, name, law.first, begin) if law.first else None
+        return later, first
+
+    def _compile_varying(self, outgoing: list[Transition]) -> None:
+        tables = [t.chances for t in outgoing if t.chances is not None]
+        self.varying.append(bool(tables))
+        if not tables:
+            self.bound.append(0.0)
+            self.invlog.append(None)
+            return
+        constant = math.fsum(t.probability for t in outgoing if t.chances is None)
+        peak = min(state_peak(constant, tables) / 100.0, 1.0)
+        self.bound.append(peak)
+        if peak >= 1.0:
+            self.invlog.append(0.0)
+        elif peak <= 0.0:
+            self.invlog.append(None)
+        else:
+            self.invlog.append(1.0 / math.log1p(-peak))
+
+    def _check_delays(self, order: list[Transition]) -> None:
+        for t in order:
+            if t.delay is not None and self.kernels[self.model.index(t.to_state)] is not None:
+                raise ModelError(
+                    f"{self.model.name}: transition {t.trigger!r} ({t.from_state!r} -> "
+                    f"{t.to_state!r}) has a delay law, but {t.to_state!r} has a dwell kernel "
+                    "whose destinations depend on the stay's length; drop one of them"
+                )
+
+    def newcomers(self, first: int, count: int, tick: int) -> None:
+        """Subjects ``first .. first+count-1`` were created at `tick` (-1: the start)."""
+        self.fresh.update(range(first, first + count))
+        if self.aged and tick >= 0:
+            for i in range(first, first + count):
+                self.born[i] = tick
 
     # -- waits -----------------------------------------------------------------------------
+
+    def _law(self, i: int, s: int, delay: Law | None) -> Law | None:
+        """The law of subject `i`'s next wait in state `s` (None: geometric)."""
+        if delay is not None:
+            return delay
+        kernels = self.kernels[s]
+        if kernels is not None:
+            later, first = kernels
+            return (first or later).law if i in self.fresh else later.law
+        return self.dwell[s]
 
     def due_ticks(
         self, walker: Walker, entries: list[tuple[int, int, Law | None]], tick: int
@@ -169,8 +286,8 @@ class SemiMarkov:
         batches: dict[int, tuple[Law, list[int]]] = {}
         geometric: list[int] = []
         n_out = walker.tables.n_out_list
-        for k, (_, s, delay) in enumerate(entries):
-            law = delay if delay is not None else self.dwell[s]
+        for k, (i, s, delay) in enumerate(entries):
+            law = self._law(i, s, delay)
             if law is None:
                 geometric.append(k)
             elif delay is not None or n_out[s] > 0:  # a final state's stay ends nothing
@@ -185,16 +302,30 @@ class SemiMarkov:
             for k, u in zip(geometric, uniforms, strict=True):
                 i, s, _ = entries[k]
                 out[k] = self._geometric(walker, i, s, tick, u)
+        self._remember(entries, out, tick)
         return out
 
+    def _remember(
+        self, entries: list[tuple[int, int, Law | None]], due: list[int | None], tick: int
+    ) -> None:
+        """Note each kernel stay's kernel and length; the entries are no longer fresh."""
+        fresh, stay = self.fresh, self.stay
+        for (i, s, _), when in zip(entries, due, strict=True):
+            kernels = self.kernels[s]
+            if kernels is not None and when is not None:
+                later, first = kernels
+                stay[i] = ((first or later) if i in fresh else later, when - tick)
+            fresh.discard(i)
+
     def _geometric(self, walker: Walker, i: int, s: int, tick: int, u: float) -> int | None:
-        """The next attempt after `tick` under the geometric law of the subject's chance."""
+        """The next attempt after `tick` under the geometric law of the subject's chance
+        (with chance tables: of the state's bound, thinned at the attempt)."""
         if self.scaled[s]:
             total = self._subject_hazard(walker, i, s)
             if total <= 0.0:
                 return None
             return tick + 1 + int(-math.log1p(-u) / total)
-        inv = walker.tables.invlog_list[s]
+        inv = self.invlog[s] if self.varying[s] else walker.tables.invlog_list[s]
         if inv is None:
             return None
         return tick + 1 + (int(math.log1p(-u) * inv) if inv else 0)
@@ -237,29 +368,68 @@ class SemiMarkov:
 
     # -- attempts --------------------------------------------------------------------------
 
+    def _chances(self, walker: Walker, i: int, s: int, t: int, ts: int) -> list[float]:
+        """The chances (percent) of state `s`'s transitions for subject `i` at tick `t`
+        (time `ts`): tables at the tick's month and the subject's age, profiles at `ts`."""
+        tables = walker.tables
+        begin, n = tables.first_list[s], tables.n_out_list[s]
+        month = month_of(ts)
+        age = t - self.born.get(i, 0)
+        out = []
+        for j in range(begin, begin + n):
+            transition = tables.order[j]
+            table = transition.chances
+            if table is not None:
+                out.append(table.at(month, age))
+            else:
+                factor = transition.profile.multiplier(ts) if transition.profile else 1.0
+                out.append(transition.probability * factor)
+        return out
+
+    def _thinned(self, walker: Walker, i: int, s: int, t: int, ts: int, u: float) -> int | None:
+        """A candidate attempt in a state with chance tables (candidates come at the
+        state's bound): kept with the chance now over the bound, split in proportion."""
+        goal, cumulative = u * self.bound[s] * 100.0, 0.0
+        for k, c in enumerate(self._chances(walker, i, s, t, ts)):
+            cumulative += c
+            if goal < cumulative:
+                return walker.tables.first_list[s] + k
+        return None
+
     def _choose(
-        self, walker: Walker, i: int, s: int, ts: int, u: float, thresholds: list[list[float]]
+        self,
+        walker: Walker,
+        i: int,
+        s: int,
+        t: int,
+        ts: int,
+        u: float,
+        thresholds: list[list[float]],
     ) -> int | None:
-        """The transition (ordered index) subject `i` in state `s` attempts now, or None;
-        `u` is its uniform, `thresholds` the tick's geometric choice thresholds."""
+        """The transition (ordered index) subject `i` in state `s` attempts at tick `t`
+        (time `ts`), or None; `u` is its uniform, `thresholds` the tick's geometric choice
+        thresholds."""
         tables = walker.tables
         begin, n = tables.first_list[s], tables.n_out_list[s]
         if n == 0:
             return None
+        kernels = self.kernels[s]
+        if kernels is not None:
+            kernel, length = self.stay[i]
+            return kernel.choose(length, u)
         if self.dwell[s] is None and not self.scaled[s]:
+            if self.varying[s]:
+                return self._thinned(walker, i, s, t, ts, u)
             local = bisect_right(thresholds[s], u)  # the geometric law's thinning
             return begin + local if local < n else None
-        weights = []
-        subject = walker.population.subjects[i]
-        for j in range(begin, begin + n):
-            transition = tables.order[j]
-            if self.scaled[s]:
+        if self.scaled[s]:
+            subject = walker.population.subjects[i]
+            weights = []
+            for j in range(begin, begin + n):
                 name = self.attribute[j]
-                w = self.hazard[j] * (attribute(subject, name, i) if name else 1.0)
-            else:
-                factor = transition.profile.multiplier(ts) if transition.profile else 1.0
-                w = transition.probability * factor
-            weights.append(w)
+                weights.append(self.hazard[j] * (attribute(subject, name, i) if name else 1.0))
+        else:
+            weights = self._chances(walker, i, s, t, ts)
         total = math.fsum(weights)
         if total <= 0:
             return None
@@ -289,7 +459,7 @@ class SemiMarkov:
                 if walker.live.enabled:
                     attempts._pace(walker, ts)  # live and jittered: as the plain path
             s = state[i]
-            j = self._choose(walker, i, s, ts, uniforms[k], thresholds)
+            j = self._choose(walker, i, s, t, ts, uniforms[k], thresholds)
             delay = None
             if j is not None:
                 transition = tables.order[j]
