@@ -562,12 +562,12 @@ class Model:
             )
         period, amount = self._period(transition)
         sums = self._sums[source]
+        total = sums.get(period, 0.0) + (amount or 0.0)
+        if amount is not None and total > 100 + PROBABILITY_TOLERANCE:
+            raise ModelError(self._over_100(transition, period, total))
+        self._check_tables(source, transition, total if period == self.tick_ms else None)
         if amount is not None:
-            total = sums.get(period, 0.0) + amount
-            if total > 100 + PROBABILITY_TOLERANCE:
-                raise ModelError(self._over_100(transition, period, total))
             sums[period] = total
-        self._check_tables(source, transition)
         self._outgoing[source].append(transition)
         self._triggers[source][trigger] = transition
         self.transitions.append(transition)
@@ -588,7 +588,7 @@ class Model:
             return rate.period_ms, rate.value
         return None, None
 
-    def _check_tables(self, source: str, transition: Transition) -> None:
+    def _check_tables(self, source: str, transition: Transition, constant: float | None) -> None:
         """With chance tables, the state's total at every (month, age) is at most 100%.
 
         Only a tick whose total really exceeds 100% is refused: tables peaking in
@@ -596,7 +596,8 @@ class Model:
         tables = [t.chances for t in (*self._outgoing[source], transition) if t.chances]
         if not tables:
             return
-        constant = self._sums[source].get(self.tick_ms, 0.0)
+        if constant is None:
+            constant = self._sums[source].get(self.tick_ms, 0.0)
         peak = state_peak(constant, tables)
         if peak > 100 + PROBABILITY_TOLERANCE:
             raise ModelError(
