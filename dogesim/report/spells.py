@@ -217,6 +217,12 @@ def _collapse(
     return unique // 2, (unique % 2).astype(bool), np.bincount(inverse, weights=w)
 
 
+def _short(value: float) -> float:
+    """A probability to 8 significant digits (readable in model files; a positive one stays
+    positive)."""
+    return float(f"{float(value):.8g}")
+
+
 def _plain_number(value: float) -> int | float:
     """Whole numbers as ints (tick counts), others as floats."""
     return int(value) if float(value).is_integer() else float(value)
@@ -677,8 +683,9 @@ class Kernel:
         histogram = self.dwell[key].histogram()
         table = self.destinations[key]
         rows = table.loc[[min(k, int(table.index[-1])) for k in histogram]]
-        to = {str(d): [float(x) for x in rows[d].to_numpy()] for d in table.columns}
-        return StayKernel(list(histogram), list(histogram.values()), to, first=first)
+        to = {str(d): [_short(x) for x in rows[d].to_numpy()] for d in table.columns}
+        weights = [_short(w) for w in histogram.values()]
+        return StayKernel(list(histogram), weights, to, first=first)
 
     def dwell_laws(self) -> dict[str, StayKernel]:
         """Every state's `stay_kernel` (states never left have none): ``Model(dwell=...)``."""
