@@ -3,9 +3,14 @@ rates.
 
 - `enter(walker, first, count, tick)`: newcomers (the first population or arrivals) get their
   initial state from the model's mix and their declared attributes, from the run's generator.
-- `SemiMarkov`: the compiled laws of a model with dwell laws, delay laws or per-subject rates
-  (`Tables.semi`; None for plain chains, whose streams stay exactly as before). It replaces
-  the geometric wait (`file`) and handles a tick's attempts (`tick`), one subject at a time.
+- `SemiMarkov`: the compiled laws of a model with dwell laws (also destination-by-length
+  kernels, `dogesim.laws.StayKernel`), delay laws, chance tables (`dogesim.varying`) or
+  per-subject rates (`Tables.semi`; None for plain chains, whose streams stay exactly as
+  before). It replaces the geometric wait (`file`) and handles a tick's attempts (`tick`),
+  one subject at a time.
+- `use_calendar(tables, calendar)`: calendar ticks (``1mo``, ``1y``) go through
+  `SemiMarkov` too, each tick stamped from the calendar's table (the plain hot path keeps
+  ``start + t * tick_ms``).
 
 The rules (see `dogesim.model.Model` and `dogesim.laws` for the laws and the grid):
 - After a move at tick ``t`` into a state, the next attempt is at ``t + K``: ``K`` from the
@@ -19,6 +24,15 @@ The rules (see `dogesim.model.Model` and `dogesim.laws` for the laws and the gri
   A vetoed attempt, or none, leaves the subject in the state for a new wait from the law.
 - Per-subject rates: the state's hazard ``-ln(1 - P)`` is split in proportion to the chances;
   each transition's share is multiplied by its rate attribute for the subject.
+- Kernels: entering a kernel state, the stay's length ``L`` is drawn from the kernel (a
+  subject's first stay, from its creation, from the ``first`` kernel when there is one);
+  the attempt ``L`` ticks later takes the destination drawn from the kernel's shares at
+  ``L``. A vetoed attempt draws a new length from the state's (later-stay) kernel.
+- Chance tables: a state with a table (by month, by age) draws candidate attempts at its
+  bound ``B`` (its largest total chance at any tick) and keeps a candidate at tick ``t``
+  with chance ``P(t) / B``, choosing in proportion to the chances at ``t``: exactly the
+  per-tick law ``P(t)``. Age is ``t`` for subjects present from the start, ``t - a`` for
+  one arriving at tick ``a``.
 """
 
 from __future__ import annotations
@@ -37,9 +51,11 @@ from dogesim.model import Model, Transition
 from dogesim.varying import ByAge, month_of, state_peak
 
 if TYPE_CHECKING:
+    from dogesim.calendar_ticks import CalendarTicks
+    from dogesim.engine.tables import Tables
     from dogesim.engine.walker import Walker
 
-__all__ = ["SemiMarkov", "enter", "needs_semi_markov"]
+__all__ = ["SemiMarkov", "enter", "needs_semi_markov", "use_calendar"]
 
 
 def needs_semi_markov(model: Model) -> bool:
@@ -132,6 +148,20 @@ def _jittered(walker: Walker, due: list[int], ts: int) -> list[int]:
     return stamps
 
 
+def use_calendar(tables: Tables, calendar: CalendarTicks) -> None:
+    """Run `tables`' model on calendar ticks: through `SemiMarkov` (made for a plain chain
+    too, whose waits and choices it draws by the chain's law), stamping each tick from
+    `calendar`."""
+    if tables.has_resources:
+        raise ModelError(
+            f"{tables.model.name}: calendar ticks ({calendar.months} month(s)) do not run "
+            "models with resources yet; use a fixed tick (e.g. 1d)"
+        )
+    if tables.semi is None:
+        tables.semi = SemiMarkov(tables.model, tables.order)
+    tables.semi.calendar = calendar
+
+
 class _Kernel:
     """A `StayKernel` compiled for a state: its destinations as transitions (ordered
     indices) and, per length, their cumulative shares."""
@@ -218,6 +248,8 @@ class SemiMarkov:
         # arrival tick of subjects that came after the start (the others: 0)
         self.born: dict[int, int] = {}
         self.aged = any(isinstance(t.chances, ByAge) for t in order)
+        #: calendar ticks (``1mo``, ``1y``): each tick's timestamp from the table
+        self.calendar: CalendarTicks | None = None
 
     def _compile_kernel(
         self, model: Model, name: str, begin: int
@@ -444,7 +476,10 @@ class SemiMarkov:
         """The attempts of the subjects `due` at tick `t`, in creation order (with jitter,
         in timestamp order); then their next attempts are drawn and filed."""
         tables = walker.tables
-        ts = walker.timestamp_start + t * walker.tick_ms
+        if self.calendar is not None:
+            ts = self.calendar.stamp(t)
+        else:
+            ts = walker.timestamp_start + t * walker.tick_ms
         clock.NOW[0] = ts
         stamps = _jittered(walker, due, ts) if walker.jitter else None
         uniforms = walker.rng.random(len(due)).tolist()
