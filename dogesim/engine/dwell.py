@@ -242,7 +242,7 @@ class SemiMarkov:
             begin += len(outgoing)
         self._check_delays(order)
         # per subject: the kernel and length of its current stay in a kernel state
-        self.stay: dict[int, tuple[_Kernel, int]] = {}
+        self.stay: dict[int, tuple[_Kernel, int, bool]] = {}
         # subjects not yet filed since they were created (their first stay is next)
         self.fresh: set[int] = set()
         # arrival tick of subjects that came after the start (the others: 0)
@@ -286,6 +286,30 @@ class SemiMarkov:
                     f"{t.to_state!r}) has a delay law, but {t.to_state!r} has a dwell kernel "
                     "whose destinations depend on the stay's length; drop one of them"
                 )
+
+    def snapshot(self) -> dict[str, Any]:
+        """What a checkpoint must keep of this run's subjects (plain data): each kernel
+        stay's length and whether it follows the first-stay kernel, the arrival ticks (for
+        ages) and who is not filed yet."""
+        stays = sorted(self.stay.items())
+        return {
+            "stay": [[i, length, int(first)] for i, (_, length, first) in stays],
+            "born": sorted(self.born.items()),
+            "fresh": sorted(self.fresh),
+        }
+
+    def restore(self, data: Mapping[str, Any], states: Any) -> None:
+        """Take back a `snapshot` (`states`: each subject's state index, as restored)."""
+        self.born = {int(i): int(t) for i, t in data.get("born", [])}
+        self.fresh = {int(i) for i in data.get("fresh", [])}
+        self.stay = {}
+        for i, length, first in data.get("stay", []):
+            kernels = self.kernels[int(states[int(i)])]
+            if kernels is None:
+                raise RunError(f"checkpoint: subject {i} has a kernel stay in a kernel-less state")
+            later, first_kernel = kernels
+            kernel = first_kernel if first and first_kernel is not None else later
+            self.stay[int(i)] = (kernel, int(length), bool(first))
 
     def newcomers(self, first: int, count: int, tick: int) -> None:
         """Subjects ``first .. first+count-1`` were created at `tick` (-1: the start)."""
@@ -344,9 +368,14 @@ class SemiMarkov:
         fresh, stay = self.fresh, self.stay
         for (i, s, _), when in zip(entries, due, strict=True):
             kernels = self.kernels[s]
-            if kernels is not None and when is not None:
+            if kernels is None or when is None:
+                stay.pop(i, None)  # no kernel stay now (nor one to remember)
+            else:
                 later, first = kernels
-                stay[i] = ((first or later) if i in fresh else later, when - tick)
+                if i in fresh and first is not None:
+                    stay[i] = (first, when - tick, True)
+                else:
+                    stay[i] = (later, when - tick, False)
             fresh.discard(i)
 
     def _geometric(self, walker: Walker, i: int, s: int, tick: int, u: float) -> int | None:
@@ -447,7 +476,13 @@ class SemiMarkov:
             return None
         kernels = self.kernels[s]
         if kernels is not None:
-            kernel, length = self.stay[i]
+            if i not in self.stay:
+                raise RunError(
+                    f"subject {i}: its stay in {self.model.states[s]!r} follows a dwell "
+                    "kernel, but its length is unknown (a run resumed from a checkpoint "
+                    "written without the kernel's stays?); start the run again"
+                )
+            kernel, length, _ = self.stay[i]
             return kernel.choose(length, u)
         if self.dwell[s] is None and not self.scaled[s]:
             if self.varying[s]:

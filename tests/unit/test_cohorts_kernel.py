@@ -180,3 +180,29 @@ def test_delay_into_a_kernel_state_is_refused() -> None:
     model.add_transition("loop", "C", "A", 10, delay={"law": "fixed", "value_ticks": 2})
     with pytest.raises(ModelError, match="has a delay law, but 'A' has a dwell kernel"):
         Simulation(model, 1, ticks=2, tick_ms=1000).run()
+
+
+def test_kernel_stays_survive_a_snapshot() -> None:
+    """`SemiMarkov.snapshot` is plain data (JSON) that `restore` turns back into the same
+    kernel stays (kernel, length, first or not), for a checkpoint to keep."""
+    import json
+
+    from dogesim import Simulation
+    from dogesim.engine.dwell import SemiMarkov
+
+    sim = Simulation(_model(), 300, ticks=3, tick_ms=1000, seed=1)
+    sim.run()
+    walker = sim._walker
+    assert walker is not None and walker.tables.semi is not None
+    semi = walker.tables.semi
+    data = json.loads(json.dumps(semi.snapshot()))
+    again = SemiMarkov(walker.tables.model, walker.tables.order)
+    again.restore(data, walker.population.view)
+
+    def view(m: SemiMarkov) -> dict[int, tuple[StayKernel, int, bool]]:
+        return {i: (k.law, length, first) for i, (k, length, first) in m.stay.items()}
+
+    in_a = {i for i, s in enumerate(walker.population.view.tolist()) if s == 0}
+    assert view(again) == view(semi) and set(semi.stay) <= in_a and len(semi.stay) > 100
+    assert any(first for _, _, first in semi.stay.values())
+    assert not all(first for _, _, first in semi.stay.values())
