@@ -149,6 +149,21 @@ def engine_log(
     return log, roster
 
 
+def two_sample(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, int]:
+    """Pearson's homogeneity statistic of two event logs' counts per (timestamp, from, to)
+    cell (cells with a pooled count under 10 pooled together), and its degrees of freedom:
+    small when both logs come from one law."""
+    keys = ["timestamp", "from_state", "to_state"]
+    both = pd.concat(
+        [a[keys].value_counts().rename("a"), b[keys].value_counts().rename("b")], axis=1
+    ).fillna(0.0)
+    small = both.sum(axis=1) < 10
+    table = pd.concat([both[~small], both[small].sum().to_frame().T]).to_numpy()
+    table = table[table.sum(axis=1) > 0]
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    return float(((table - expected) ** 2 / expected).sum()), len(table) - 1
+
+
 def coverage_bounds(seeds: int, level: float, alpha: float = 1e-3) -> tuple[float, float]:
     """The range a Binomial(seeds, level) count falls outside of with probability `alpha`."""
     return (
@@ -183,5 +198,6 @@ __all__ = [
     "engine_log",
     "month_times",
     "simulate_kernel",
+    "two_sample",
     "wilson_coverage",
 ]

@@ -22,7 +22,7 @@ from dogesim.modelfile import load_model_file
 from dogesim.report.observed import observe
 from dogesim.report.spells import fit_kernel
 from tests.unit.cohorts_stats import chi_square_critical, fits_pmf
-from tests.unit.fit_helpers import engine_log, simulate_kernel
+from tests.unit.fit_helpers import engine_log, simulate_kernel, two_sample
 
 LATER = StayKernel([1, 3, 6], [2, 1, 1], {"B": [1, 0, 0.5], "C": [0, 1, 0.5]})
 FIRST = StayKernel([2, 4], [1, 3], {"B": [0.25, 1], "C": [0.75, 0]})
@@ -79,20 +79,6 @@ def test_without_a_first_kernel_every_stay_follows_the_kernel() -> None:
     assert fits_pmf(_cells(LATER, first["timestamp"] // 1000 + 1, first["to_state"]), _joint(LATER))
 
 
-def _two_sample(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, int]:
-    """Pearson's homogeneity statistic of two logs' counts per (tick, from, to) cell (cells
-    with a pooled count under 10 pooled together), and its degrees of freedom."""
-    keys = ["timestamp", "from_state", "to_state"]
-    both = pd.concat(
-        [a[keys].value_counts().rename("a"), b[keys].value_counts().rename("b")], axis=1
-    ).fillna(0.0)
-    small = both.sum(axis=1) < 10
-    table = pd.concat([both[~small], both[small].sum().to_frame().T]).to_numpy()
-    table = table[table.sum(axis=1) > 0]
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
-    return float(((table - expected) ** 2 / expected).sum()), len(table) - 1
-
-
 def test_engine_walks_a_fitted_kernel_as_the_reference_walker() -> None:
     """A kernel fitted from a log, as the model's dwell laws, walked by the engine and by
     `simulate_kernel` from the same initial states: the same law of events per tick and
@@ -109,7 +95,7 @@ def test_engine_walks_a_fitted_kernel_as_the_reference_walker() -> None:
     model.add_transition("B->A", "B", "A", 0)
     engine, _ = engine_log(model, 5000, 30, seed=9)
     reference, _ = simulate_kernel(kernel, ["A"] * 5000, 30, np.random.default_rng(10))
-    statistic, df = _two_sample(engine, reference)
+    statistic, df = two_sample(engine, reference)
     assert df > 20
     assert statistic <= chi_square_critical(df)
 

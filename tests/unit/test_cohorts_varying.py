@@ -145,3 +145,41 @@ def test_age_edges_in_durations_are_rescaled_to_the_tick() -> None:
     model.add_transition("go", "A", "B", by_age={"edges": [0, "1d"], "chances": [0, 50]})
     log, _ = engine_log(model, 200, 48, seed=2, tick_ms=3_600_000)
     assert (log["timestamp"] // 3_600_000).min() >= 24
+
+
+def test_engine_on_month_ticks_matches_the_per_tick_definition() -> None:
+    """A model with a by_month, a by_age and a constant transition, run by the engine on
+    1mo ticks and drawn tick by tick by `fit_helpers.draw_chain` (the definition, with the
+    same chances as functions of month and age): the same law of events per tick and
+    transition (two-sample chi-square)."""
+    from dogesim import MemorySink, Simulation
+    from tests.unit.cohorts_stats import chi_square_critical
+    from tests.unit.fit_helpers import draw_chain, month_times, two_sample
+
+    season = [2, 2, 2, 2, 2, 2, 25, 2, 30, 2, 2, 2]
+    ages = {"edges": [0, 6, 18], "chances": [1, 12, 4]}
+    sink = MemorySink(lambda ts, s, t: (s.id, ts, t.from_state, t.to_state))
+    model = Model(["school", "work", "idle"], "school")
+    model.add_transition("leave", "school", "work", by_month=season, event_sinks=[sink])
+    model.add_transition("drop", "school", "idle", 3, event_sinks=[sink])
+    model.add_transition("find", "idle", "work", by_age=ages, event_sinks=[sink])
+    model.add_transition("lose", "work", "idle", 5, event_sinks=[sink])
+    ticks, n = 30, 3000
+    Simulation(model, n, ticks=ticks, tick_ms="1mo", timestamp_start=MONTH_START, seed=6).run()
+    engine = pd.DataFrame(sink.events, columns=["subject", "timestamp", "from_state", "to_state"])
+    chances = {
+        "school": [
+            ("work", lambda _, month, __: np.array(season)[month - 1] / 100),
+            ("idle", 0.03),
+        ],
+        "idle": [
+            ("work", lambda _, __, age: np.where(age < 6, 0.01, np.where(age < 18, 0.12, 0.04)))
+        ],
+        "work": [("idle", 0.05)],
+    }
+    reference, _ = draw_chain(
+        chances, "school", n, ticks, np.random.default_rng(7), times=month_times(ticks)
+    )
+    statistic, df = two_sample(engine, reference)
+    assert df > 40
+    assert statistic <= chi_square_critical(df)
