@@ -502,7 +502,8 @@ class StayKernel(Law):
     destination names a transition leaving the state: its trigger, or its target state
     when one transition leads there. `first`, when given, is the kernel of a subject's
     first stay (the one it starts in, from the run's start or its arrival); later stays
-    follow this one.
+    follow this one. The kernel decides both when and where a stay ends: the chances of
+    the state's transitions (probabilities, tables, profiles) are not used.
 
     Data form: ``{kernel: {lengths: [...], weights: [...], to: {FE: [...], ...}},
     first: {kernel: {...}}}``.

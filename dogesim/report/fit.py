@@ -4,6 +4,8 @@
   log-likelihood from a log of (subject, timestamp, from_state, to_state[, trigger]), with
   an optional population roster, survey weights and calendar-month ticks.
 - `fit_observed(observed, ...)`: the same from an `observed.Observed` log.
+- `with_laws(result, observed, kernel=..., by=...)`: a fit with a kernel and chances by
+  month or age from the same log (what ``fit_event_log(kernel=True, by="month")`` does).
 - `fit_by(events, by=COLUMN, ...)`: one fit per group of subjects (`GroupFit`).
 - `FitResult`: the fit: a comparison table (fitted vs configured), the initial mix, the
   fitted `Model`, a model file (`write_model_file`) and a plot; `with_kernel` adds a
@@ -92,6 +94,7 @@ __all__ = [
     "fit_event_log",
     "fit_observed",
     "wilson_interval",
+    "with_laws",
 ]
 
 
@@ -455,6 +458,9 @@ def fit_event_log(
     fields: Mapping[str, str] | None = None,
     roster: Any = None,
     weight: str | None = None,
+    kernel: bool = False,
+    by: str | None = None,
+    age_bins: Sequence[int] | None = None,
 ) -> FitResult:
     """Fit per-tick transition probabilities by maximum likelihood.
 
@@ -483,6 +489,13 @@ def fit_event_log(
         roster: the population and each subject's state at the window start (see
             `observed.observe`); replaces `subjects`/`silent`.
         weight: the column (roster, else log) of survey weights.
+        kernel: also fit a semi-Markov kernel (`dogesim.report.spells.fit_kernel`, first
+            stays apart): the model gets destination-by-length dwell kernels.
+        by: ``"month"`` or ``"age"``: also fit each transition's chance by month of year or
+            by age bin (`dogesim.report.timevarying.fit_by_factor`), written as ``by_month``
+            / ``by_age`` tables with their intervals in the notes.
+        age_bins: the age bins' lower edges in ticks for ``by="age"`` (default: 6 equal
+            bins over the window).
 
     Raises:
         DogesimError: the log is inconsistent (a subject's event starts from a state other
@@ -512,9 +525,35 @@ def fit_event_log(
     )
     if initial_state is None and bare is not None:
         initial_state = bare.initial_state
-    return fit_observed(
+    result = fit_observed(
         obs, model=model, confidence=confidence, initial_state=initial_state, tick=tick_ms
     )
+    return with_laws(result, obs, kernel=kernel, by=by, age_bins=age_bins)
+
+
+def with_laws(
+    result: FitResult,
+    obs: Observed,
+    *,
+    kernel: bool = False,
+    by: str | None = None,
+    age_bins: Sequence[int] | None = None,
+) -> FitResult:
+    """`result` with a semi-Markov kernel (`kernel`) and chances by month or age (`by`)
+    fitted from the same log (see `fit_event_log`)."""
+    if kernel:
+        from dogesim.report.spells import fit_kernel
+
+        result = result.with_kernel(fit_kernel(obs))
+    if by is not None:
+        from dogesim.report.timevarying import fit_by_factor
+
+        if by not in ("month", "age"):
+            raise DogesimError(f"by={by!r}: fit chances by 'month' or by 'age'")
+        bins = age_bins if by == "age" else None
+        tables = fit_by_factor(obs, by, age_bins=bins, confidence=result.confidence)
+        result = result.with_tables(tables)
+    return result
 
 
 def fit_observed(

@@ -99,3 +99,22 @@ def test_fitted_kernel_goes_through_a_model_file(tmp_path: Path) -> None:
     again, _ = engine_log(spec.model, 500, 25, seed=4)
     assert len(again) > 0
     assert np.isin(again["to_state"], ["B", "C", "A"]).all()
+
+
+def test_fit_event_log_fits_kernel_and_tables_on_request() -> None:
+    """fit_event_log(kernel=True, by="month") is with_kernel(fit_kernel) and
+    with_tables(fit_by_factor) on the same log; an unknown factor is refused."""
+    import pytest
+
+    from dogesim import DogesimError
+
+    log, roster = engine_log(_monthly_truth(), 200, 90, seed=3, tick_ms=DAY)
+    log["timestamp"] += MONTH_START
+    options = {"tick_ms": DAY, "window_start": MONTH_START, "ticks": 90, "roster": roster}
+    fit = fit_event_log(log, kernel=True, by="month", **options)
+    assert fit.kernel is not None and fit.tables is not None and fit.tables.factor == "month"
+    model = fit.to_model()
+    assert set(model.dwell) == {"a", "b"}
+    assert all(isinstance(t.chances, ByMonth) for t in model.transitions)
+    with pytest.raises(DogesimError, match="by 'month' or by 'age'"):
+        fit_event_log(log, by="week", **options)
