@@ -52,14 +52,19 @@ def _path(text: str) -> str:
     return text
 
 
+def _converted(parse: Callable[[str], int], text: str) -> int:
+    """`parse(text)`, its `ValueError` turned into argparse's one-line error."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _duration(text: str) -> int:
     """An argparse type: a duration (``500ms``, ``2s``, ``1m``) in milliseconds."""
     from dogesim.modelfile import parse_duration
 
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _converted(parse_duration, text)
 
 
 def _record_every(text: str) -> int | str:
@@ -86,10 +91,7 @@ def _timestamp(text: str) -> int:
     """An argparse type: an ISO-8601 time or epoch milliseconds."""
     from dogesim.modelfile import parse_timestamp
 
-    try:
-        return parse_timestamp(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _converted(parse_timestamp, text)
 
 
 def _writable(flag: str, path: str, *, plot: bool = False) -> None:

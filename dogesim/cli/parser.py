@@ -34,6 +34,9 @@ from dogesim.modelfile.source import MAX_SUBJECTS, MAX_TICKS
 #: What `add_subparsers` returns (argparse keeps its class private).
 _Commands = Any
 
+#: A parser, an argument group or a mutually exclusive group: what options are added to.
+_Group = argparse.ArgumentParser | argparse._ArgumentGroup
+
 
 class _Parser(argparse.ArgumentParser):
     """An `ArgumentParser` whose errors are one line, without the usage block."""
@@ -84,6 +87,16 @@ def _add_field_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--to-field", metavar="FIELD", help="the state an event enters")
 
 
+def _value(group: _Group, *flags: str, kind: Any, metavar: str, help: str) -> None:
+    """An option that takes a value of `kind` (an argparse type)."""
+    group.add_argument(*flags, type=kind, metavar=metavar, help=help)
+
+
+def _switch(group: _Group, *flags: str, help: str) -> None:
+    """An option without a value: true when given."""
+    group.add_argument(*flags, action="store_true", help=help)
+
+
 def _add_run(commands: _Commands) -> None:
     """``dogesim run MODEL.yaml``: overrides, outputs, then the option groups."""
     run = commands.add_parser("run", help="run a model file", description="Run a model file.")
@@ -97,38 +110,42 @@ def _add_run(commands: _Commands) -> None:
         subjects=f"override subjects.count (at most {MAX_SUBJECTS:,})",
         ticks=f"override ticks (at most {MAX_TICKS:,})",
     )
-    run.add_argument("--seed", type=_non_negative, metavar="S", help="override the seed")
+    _value(run, "--seed", kind=_non_negative, metavar="S", help="override the seed")
     output = run.add_mutually_exclusive_group()
-    output.add_argument(
+    _value(
+        output,
         "--out",
-        type=_path,
+        kind=_path,
         metavar="FILE",
         help="send every event to this file instead of the model's "
         "sinks (.csv for CSV, else JSON Lines; '-' for stdout)",
     )
-    output.add_argument(
+    _value(
+        output,
         "--sink",
+        kind=None,
         metavar="NAME",
         help="send every event to one sink: a sink of the model "
         f"file, or one of {', '.join(_PLAIN_SINKS)}",
     )
-    run.add_argument(
-        "--report", type=_path, metavar="PNG", help="also write an occupancy plot (.png, .svg, ...)"
+    _value(
+        run,
+        "--report",
+        kind=_path,
+        metavar="PNG",
+        help="also write an occupancy plot (.png, .svg, ...)",
     )
-    run.add_argument(
-        "--no-callbacks",
-        action="store_true",
-        help="run the bare Markov chain (no action callbacks)",
-    )
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
-    run.add_argument(
+    _switch(run, "--no-callbacks", help="run the bare Markov chain (no action callbacks)")
+    _switch(run, "--quiet", "-q", help="no progress bar and no summary")
+    _switch(
+        run,
         "--jitter",
-        action="store_true",
         help="spread event timestamps within their tick (also `jitter: true` in the file)",
     )
-    run.add_argument(
+    _value(
+        run,
         "--record-every",
-        type=_record_every,
+        kind=_record_every,
         metavar="LEN",
         help="one row of the per-tick tables (and the plot) per LEN: ticks (60) or a duration "
         "in whole ticks (1h); default: the file's record_every, else at most 10,000 rows",
@@ -145,22 +162,23 @@ def _add_live_options(run: argparse.ArgumentParser) -> None:
         "stream in real time instead of backfilling as fast as possible (defaults from the "
         "model file's `live:` block)",
     )
-    live.add_argument(
-        "--live",
-        action="store_true",
-        help="pace the run in real time; timestamps start at the wall clock",
+    _switch(live, "--live", help="pace the run in real time; timestamps start at the wall clock")
+    _value(
+        live,
+        "--speed",
+        kind=_speed,
+        metavar="X",
+        help="live speed-up factor (60: an hour a minute)",
     )
-    live.add_argument(
-        "--speed", type=_speed, metavar="X", help="live speed-up factor (60: an hour a minute)"
-    )
-    live.add_argument(
+    _switch(
+        live,
         "--until-stopped",
-        action="store_true",
         help="run until SIGINT/SIGTERM instead of for the model's ticks (live only)",
     )
-    live.add_argument(
+    _value(
+        live,
         "--max-lag",
-        type=_duration,
+        kind=_duration,
         metavar="MS",
         help="how far behind real time the run may fall: 500ms, 2s, or milliseconds "
         "(default: one tick)",
@@ -179,29 +197,32 @@ def _add_stop_options(run: argparse.ArgumentParser) -> None:
         "the first SIGINT/SIGTERM stops after the tick in progress, flushes every sink and "
         "prints the ledger (exit 130); a second one interrupts at once",
     )
-    stop.add_argument(
+    _value(
+        stop,
         "--checkpoint",
-        type=_path,
+        kind=_path,
         metavar="FILE",
         help="when stopped by a signal, save the run's state here for --resume (default: the "
         "file's checkpoint.path)",
     )
-    stop.add_argument(
+    _value(
+        stop,
         "--checkpoint-every",
-        type=_record_every,
+        kind=_record_every,
         metavar="LEN",
         help="also save it to the --checkpoint FILE every LEN of simulated time: ticks (600) or "
         "a duration in whole ticks (10m), so a kill -9 loses at most that much",
     )
-    stop.add_argument(
+    _switch(
+        stop,
         "--resume-allow-pickle",
-        action="store_true",
         help="with --resume: load subjects stored as a pickle, which runs code from the file; "
         "only for checkpoints you trust",
     )
-    stop.add_argument(
+    _value(
+        stop,
         "--resume",
-        type=_path,
+        kind=_path,
         metavar="FILE",
         help="continue the run saved in FILE (same model file; file sinks are appended to)",
     )
@@ -214,21 +235,25 @@ def _add_scale_options(run: argparse.ArgumentParser) -> None:
         "cut the subjects into shards, each with its own random stream; the output is a "
         "function of the model, the seed and the shards only, never of who runs them",
     )
-    scale.add_argument(
+    _value(
+        scale,
         "--shards",
-        type=_positive,
+        kind=_positive,
         metavar="S",
         help="run in S shards (default: the file's `shards:`; without either, one process)",
     )
     where = scale.add_mutually_exclusive_group()
-    where.add_argument(
+    _value(
+        where,
         "--workers",
-        type=_positive,
+        kind=_positive,
         metavar="N",
         help="run the shards in N local processes (default 1: one after the other here)",
     )
-    where.add_argument(
+    _value(
+        where,
         "--dask",
+        kind=None,
         metavar="ADDRESS",
         help="run the shards on the Dask cluster at ADDRESS (tcp://host:8786; needs dogesim[dask])",
     )

@@ -7,11 +7,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from dogesim.modelfile.online import _profile_at, _read_arrival_rate, _read_chance, _sink_names
 from dogesim.modelfile.source import _Map, _Reader
 from dogesim.rates import Profile, Rate
+
+T = TypeVar("T")
 
 
 def _read_arrivals(
@@ -19,15 +22,11 @@ def _read_arrivals(
 ) -> tuple[float | Rate | None, Profile | None]:
     """``arrivals: 30 per hour`` or ``arrivals: {rate: ..., profile: ...}``; (None, None)
     without the key."""
-    if not top.has("arrivals"):
-        return None, None
-    if not isinstance(top.raw("arrivals"), _Map):
-        return _read_arrival_rate(top, "arrivals"), None
-    section = top.mapping("arrivals")
-    section.check_keys(("rate", "profile"), ("rate",))
-    arrivals = _read_arrival_rate(section, "rate")
-    profile = _profile_at(section, "profile", profiles) if section.has("profile") else None
-    return arrivals, profile
+
+    def profile(section: _Reader) -> Profile | None:
+        return _profile_at(section, "profile", profiles) if section.has("profile") else None
+
+    return _read_flow(top, "arrivals", "profile", _read_arrival_rate, profile, None)
 
 
 def _read_churn(
@@ -35,11 +34,28 @@ def _read_churn(
 ) -> tuple[float | Rate | None, tuple[str, ...]]:
     """``churn: 0.1%`` or ``churn: {rate: ..., sinks: [...]}``; the sinks default to
     `default_sinks`."""
-    if not top.has("churn"):
-        return None, default_sinks
-    if not isinstance(top.raw("churn"), _Map):
-        return _read_chance(top, "churn"), default_sinks
-    section = top.mapping("churn")
-    section.check_keys(("rate", "sinks"), ("rate",))
-    churn = _read_chance(section, "rate")
-    return churn, _sink_names(section, "sinks", list(sink_names), default_sinks)
+
+    def sinks(section: _Reader) -> tuple[str, ...]:
+        return _sink_names(section, "sinks", list(sink_names), default_sinks)
+
+    return _read_flow(top, "churn", "sinks", _read_chance, sinks, default_sinks)
+
+
+def _read_flow(
+    top: _Reader,
+    key: str,
+    other: str,
+    read_rate: Callable[[_Reader, str], float | Rate],
+    read_other: Callable[[_Reader], T],
+    absent: T,
+) -> tuple[float | Rate | None, T]:
+    """`key` as a rate, or as a mapping of ``rate:`` and an optional `other` (read by
+    `read_other`); `absent` stands for `other` when the mapping form is not used."""
+    if not top.has(key):
+        return None, absent
+    if not isinstance(top.raw(key), _Map):
+        return read_rate(top, key), absent
+    section = top.mapping(key)
+    section.check_keys(("rate", other), ("rate",))
+    rate = read_rate(section, "rate")
+    return rate, read_other(section)

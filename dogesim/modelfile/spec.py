@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from dogesim.engine import LiveOptions, RunOptions, RunResult, Simulation
 from dogesim.errors import ModelError
 from dogesim.laws import Law
 from dogesim.model import Model
-from dogesim.modelfile.build import build_model, build_sinks
+from dogesim.modelfile.build import Sinks, build_model, build_sinks
 from dogesim.modelfile.keys import RUN_OVERRIDES
 from dogesim.modelfile.online import LiveSpec
 from dogesim.modelfile.runkeys import _arrivals_per_tick
@@ -153,12 +153,7 @@ class ModelSpec:
         """
         return build_sinks(self, names, append=append)
 
-    def build_model(
-        self,
-        sinks: Mapping[str, Any] | Sequence[Any] | None = None,
-        *,
-        callbacks: bool = True,
-    ) -> Model:
+    def build_model(self, sinks: Sinks | None = None, *, callbacks: bool = True) -> Model:
         """The `Model` at this file's tick, its transitions feeding the given sinks.
 
         Args:
@@ -203,9 +198,7 @@ class ModelSpec:
         return live_settings(self, changes)
 
     def options(
-        self,
-        sinks: Mapping[str, Any] | Sequence[Any] | None = None,
-        **overrides: Any,
+        self, sinks: Sinks | None = None, **overrides: Any
     ) -> tuple[RunOptions, LiveOptions]:
         """The run settings of this file with `overrides` in their place, as the frozen
         `RunOptions` and `LiveOptions` a `Simulation` takes.
@@ -229,11 +222,7 @@ class ModelSpec:
         return run_options(self, sinks, overrides)
 
     def simulation(
-        self,
-        *,
-        sinks: Mapping[str, Any] | Sequence[Any] | None = None,
-        callbacks: bool = True,
-        **overrides: Any,
+        self, *, sinks: Sinks | None = None, callbacks: bool = True, **overrides: Any
     ) -> Simulation:
         """A ready `Simulation` of this model file.
 
@@ -252,7 +241,7 @@ class ModelSpec:
         self,
         checkpoint: str | os.PathLike[str],
         *,
-        sinks: Mapping[str, Any] | Sequence[Any] | None = None,
+        sinks: Sinks | None = None,
         progress: Callable[[int], None] | None = None,
         callbacks: bool = True,
         live: bool | None = None,
