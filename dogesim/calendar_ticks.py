@@ -7,7 +7,10 @@ starts (UTC), with the same meaning in runs, fits and reports.
   durations are rescaled with on calendar ticks.
 - `CalendarTicks`: a run's tick -> timestamp table: tick ``t`` begins on the first day of
   the ``t * months``-th month after the start, which must itself be a month start.
-- `calendar_ticks(tick, jitter, live)`: a run's `CalendarTicks`, or None for a fixed tick.
+- `month_floor(ms)`: the start of the month a timestamp falls in.
+- `calendar_ticks(tick, jitter, live)`: a run's `CalendarTicks`, or None for a fixed tick;
+  `stamp_by_calendar(simulation, months)` the same for a simulation built from options
+  (a model file's ``tick: 1mo``).
 
 A tick of ``"1M"`` is refused as ambiguous everywhere (``m`` is a minute; a month is
 ``mo``), see `dogesim.rates.parse_duration`.
@@ -18,10 +21,21 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dogesim.errors import ModelError, shown
 
-__all__ = ["MEAN_MONTH_MS", "CalendarTicks", "calendar_months", "calendar_ticks"]
+if TYPE_CHECKING:
+    from dogesim.engine.simulation import Simulation
+
+__all__ = [
+    "MEAN_MONTH_MS",
+    "CalendarTicks",
+    "calendar_months",
+    "calendar_ticks",
+    "month_floor",
+    "stamp_by_calendar",
+]
 
 #: The mean Gregorian month in ms (365.2425 days / 12).
 MEAN_MONTH_MS = 2_629_746_000
@@ -42,6 +56,13 @@ def calendar_months(tick: object) -> int | None:
     if count < 1:
         raise ModelError(f"tick {shown(tick)}: a calendar tick is at least one month")
     return count * (12 if match.group(2).startswith("y") else 1)
+
+
+def month_floor(ms: int) -> int:
+    """The start (epoch ms, UTC) of the month `ms` falls in."""
+    moment = _EPOCH + _dt.timedelta(milliseconds=ms)
+    first = _dt.datetime(moment.year, moment.month, 1, tzinfo=_dt.timezone.utc)
+    return (first - _EPOCH) // _dt.timedelta(milliseconds=1)
 
 
 def _month_start(ms: int) -> tuple[int, int] | None:
@@ -116,3 +137,16 @@ def calendar_ticks(
                 "tick (e.g. 1d) for that"
             )
     return CalendarTicks(months)
+
+
+def stamp_by_calendar(simulation: Simulation, months: int) -> None:
+    """Make `simulation` (built with ticks of the mean length, not yet run) stamp its
+    ticks at month starts, `months` per tick: what ``Simulation(tick_ms="1mo")`` does, for
+    a simulation built from `RunOptions` (a model file's ``tick: 1mo``)."""
+    calendar = calendar_ticks(f"{months}mo", simulation.jitter, simulation.live)
+    if calendar is None or simulation.tick_ms != calendar.mean_ms:
+        raise ModelError(
+            f"calendar ticks of {months} month(s) need the run's tick_ms at their mean "
+            f"length, {months * MEAN_MONTH_MS} ms, got {simulation.tick_ms}"
+        )
+    simulation._calendar = CalendarTicks(months, simulation.timestamp_start)

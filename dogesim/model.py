@@ -494,6 +494,7 @@ class Model:
         rate_attribute: str | None = None,
         by_month: Sequence[float] | None = None,
         by_age: Mapping[str, Any] | None = None,
+        chances: ChanceTable | Mapping[str, Any] | None = None,
     ) -> Transition:
         """Add and return a transition; see `Transition` for the arguments.
 
@@ -506,7 +507,8 @@ class Model:
         global `random` module are seeded by the run). `event_sinks` is a list of sinks; a
         single sink is taken as a list of one. `delay` and `rate_attribute`: see `Transition`.
         `by_month` (12 percentages, January first) or `by_age` (``{"edges": [0, 12],
-        "chances": [5, 1]}``) give the chance per tick as a table instead of `probability`.
+        "chances": [5, 1]}``) give the chance per tick as a table instead of `probability`
+        (or `chances`: a `dogesim.varying.ChanceTable`).
         """
         try:
             transition = Transition(
@@ -523,6 +525,7 @@ class Model:
                 rate_attribute=rate_attribute,
                 by_month=by_month,
                 by_age=by_age,
+                chances=chances,
             )
         except ModelError as exc:
             raise ModelError(f"{self.name}: {exc}") from None

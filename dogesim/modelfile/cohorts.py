@@ -113,4 +113,7 @@ def read_chances(reader: _Reader) -> ChanceTable | None:
     try:
         return chance_table({key: _plain(reader.raw(key))}, key)
     except ModelError as exc:
-        raise reader.error(key, str(exc).removeprefix(f"{key}: ")) from None
+        message = str(exc)
+        while message.startswith(f"{key}: "):
+            message = message.removeprefix(f"{key}: ")
+        raise reader.error(key, message) from None

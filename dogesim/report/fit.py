@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dogesim.calendar_ticks import MEAN_MONTH_MS, calendar_months, month_floor
 from dogesim.errors import DogesimError
 from dogesim.model import Model, Transition
 from dogesim.report.observed import Observed, kish_deff, observe
@@ -348,11 +349,9 @@ class FitResult:
             f"{self.ticks} ticks; log-likelihood {self.log_likelihood:.3f}.\n"
             "Probabilities are maximum-likelihood estimates (events / subject-ticks at risk)."
         )
-        if isinstance(self.tick, str):
-            header += (
-                f"\nFitted on calendar ticks ({self.tick}); `tick` is their mean length until "
-                "model files have calendar units."
-            )
+        months = calendar_months(self.tick)
+        if months is not None:
+            header += f"\nFitted on calendar ticks ({self.tick}), stamped at month starts."
         if self.kernel is not None:
             header += (
                 "\nDwell kernels: each state's stay length (Kaplan-Meier histogram) and its "
@@ -365,7 +364,8 @@ class FitResult:
             tick_ms=self.tick_ms,
             ticks=self.ticks,
             subjects=self.subjects,
-            timestamp_start=self.window_start,
+            timestamp_start=month_floor(self.window_start) if months else self.window_start,
+            calendar=months,
             seed=seed if seed is not None else (template.seed if template else None),
             name=name,
             description=(
@@ -670,8 +670,8 @@ def fit_observed(
 
 
 def _month_ms(obs: Observed) -> int:
-    """A calendar-month grid's mean tick length in ms (for model files without months)."""
-    return round(obs.grid.months * 30.436875 * 86_400_000)
+    """A calendar-month grid's mean tick length in ms (what rates are rescaled with)."""
+    return obs.grid.months * MEAN_MONTH_MS
 
 
 def _number(value: float) -> float:

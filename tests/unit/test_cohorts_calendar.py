@@ -3,7 +3,9 @@ fit and report, and ``1M`` refused as ambiguous."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -99,3 +101,38 @@ def test_calendar_runs_refuse_what_they_cannot_stamp() -> None:
     with pytest.raises(ModelError, match="resources"):
         Simulation(held, 1, ticks=2, tick_ms="1mo").run()
     assert Simulation(model, 1, ticks=2, tick_ms="1mo").tick_ms == MEAN_MONTH_MS
+
+
+FILE = """\
+name: monthly
+states: [a, b]
+initial_state: a
+tick: 1mo
+start: 1993-08-01
+ticks: 12
+seed: 2
+subjects: {count: 50}
+sinks:
+  out: {type: jsonl, path: OUT}
+transitions:
+  - {trigger: go, from: a, to: b, probability: 30, sinks: [out]}
+  - {trigger: back, from: b, to: a, probability: 30, sinks: [out]}
+"""
+
+
+def test_model_file_month_ticks_run_at_month_starts(tmp_path: Path) -> None:
+    """tick: 1mo in a model file: the loaded spec runs with every event at a month start
+    of its window, and a start inside a month, or tick: 1M, is refused with file:line."""
+    from dogesim.modelfile import load_model_text
+
+    out = tmp_path / "events.jsonl"
+    spec = load_model_text(FILE.replace("OUT", str(out)))
+    assert spec.calendar == 1 and spec.tick_ms == MEAN_MONTH_MS
+    spec.run()
+    stamps = {json.loads(line)["timestamp"] for line in out.read_text().splitlines()}
+    table = CalendarTicks(1, START)
+    assert stamps and stamps <= {table.stamp(t) for t in range(12)}
+    with pytest.raises(ModelError, match=r"<model>:5: start: .*first day of a month"):
+        load_model_text(FILE.replace("1993-08-01", "1993-08-02"))
+    with pytest.raises(ModelError, match=r"<model>:4: tick: .*ambiguous"):
+        load_model_text(FILE.replace("tick: 1mo", "tick: 1M"))

@@ -9,13 +9,14 @@ variance sum p (1 - p)).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dogesim import Model
+from dogesim import MemorySink, Model, Simulation
 from dogesim.errors import ModelError
 from dogesim.varying import ByAge, ByMonth, chance_table, month_of, state_peak
 from tests.unit.cohorts_stats import Z_ALPHA
@@ -183,3 +184,77 @@ def test_engine_on_month_ticks_matches_the_per_tick_definition() -> None:
     statistic, df = two_sample(engine, reference)
     assert df > 40
     assert statistic <= chi_square_critical(df)
+
+
+MONTHLY_FILE = """\
+name: seasons
+states: [school, work, idle]
+initial_state: school
+tick: 1mo
+start: 2001-01-01
+ticks: 24
+seed: 3
+subjects: {count: 200}
+transitions:
+  - trigger: leave
+    from: school
+    to: work
+    by_month: [0, 0, 0, 0, 0, 0, 40, 0, 50, 0, 0, 0]
+  - {trigger: drop, from: school, to: idle, probability: 2}
+  - trigger: find
+    from: idle
+    to: work
+    by_age: {edges: [0, 6], chances: [0, 20]}
+"""
+
+
+def test_model_file_tables_and_month_ticks_load_run_and_write_back() -> None:
+    """by_month / by_age replace probability in a transition, tick: 1mo stamps month
+    starts: the loaded model has the tables, its run moves school -> work only in July and
+    September, and dump_model writes the same tables and tick back."""
+    from dogesim.modelfile import dump_model, load_model_text
+
+    spec = load_model_text(MONTHLY_FILE)
+    assert spec.calendar == 1
+    leave, drop, find = spec.model.transitions
+    assert isinstance(leave.chances, ByMonth) and leave.chances.at(9, 0) == 50
+    assert isinstance(find.chances, ByAge) and drop.chances is None
+    sink = MemorySink(lambda ts, s, t: (ts, t.trigger))
+    model = Model(
+        spec.model.states,
+        "school",
+        [dataclasses.replace(t, event_sinks=[sink]) for t in spec.model.transitions],
+    )
+    Simulation(model, 200, ticks=24, tick_ms="1mo", timestamp_start=spec.timestamp_start).run()
+    months = {month_of(ts) for ts, trigger in sink.events if trigger == "leave"}
+    assert months == {7, 9}
+    again = load_model_text(dump_model(spec))
+    assert again.calendar == 1
+    assert [t.chances for t in again.model.transitions] == [leave.chances, None, find.chances]
+
+
+DROP = "{trigger: drop, from: school, to: idle, probability: 2}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            DROP,
+            DROP.replace("}", ", by_month: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]}"),
+            "by_month gives the chances; drop probability",
+        ),
+        (
+            "    by_month: [0,",
+            "    by_age: {edges: [0], chances: [1]}\n    by_month: [0,",
+            "give one chance table",
+        ),
+        (DROP, DROP.replace("probability: 2", "by_month: [1, 2]"), r"give 12 chances"),
+    ],
+)
+def test_model_file_table_mistakes_name_the_line(old: str, new: str, message: str) -> None:
+    """A table with a probability, two tables, or a short one is refused with file:line."""
+    from dogesim.modelfile import load_model_text
+
+    with pytest.raises(ModelError, match=r"<model>:1\d: transitions\[\d\]\.\w+: " + message):
+        load_model_text(MONTHLY_FILE.replace(old, new))
