@@ -5,6 +5,7 @@ recovers the engine's laws with intervals covering the truth."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -118,3 +119,42 @@ def test_fit_event_log_fits_kernel_and_tables_on_request() -> None:
     assert all(isinstance(t.chances, ByMonth) for t in model.transitions)
     with pytest.raises(DogesimError, match="by 'month' or by 'age'"):
         fit_event_log(log, by="week", **options)
+
+
+MONTHLY = """\
+name: monthly
+states: [a, b]
+initial_state: a
+tick: 1mo
+start: 2001-01-01
+ticks: 36
+seed: 4
+subjects: {count: 400}
+transitions:
+  - {trigger: go, from: a, to: b, by_month: [30, 2, 2, 2, 2, 2, 2, 2, 20, 2, 2, 2]}
+  - {trigger: back, from: b, to: a, probability: 10}
+"""
+
+
+def test_cli_runs_and_fits_month_ticks_with_kernel_and_tables(tmp_path: Path, capsys: Any) -> None:
+    """`dogesim run` of a tick: 1mo file, then `dogesim fit --kernel --by-month` on its log:
+    the fitted file keeps tick: 1mo, carries dwell kernels and by_month chances, and loads;
+    '--tick 1M' is refused as ambiguous (exit 2, one line)."""
+    from dogesim.cli import main
+
+    model = tmp_path / "monthly.yaml"
+    model.write_text(MONTHLY)
+    log = tmp_path / "log.jsonl"
+    assert main(["run", str(model), "-q", "--out", str(log)]) == 0
+    fitted = tmp_path / "fitted.yaml"
+    args = ["fit", str(log), "--model", str(model), "-o", str(fitted)]
+    assert main([*args, "--kernel", "--by-month"]) == 0
+    out = capsys.readouterr().out
+    assert "dwell kernels for 2 states" in out and "chances by month: LR" in out
+    spec = load_model_file(fitted)
+    assert spec.calendar == 1 and spec.ticks == 36
+    go = next(t for t in spec.model.transitions if t.trigger == "go")
+    assert isinstance(go.chances, ByMonth) and go.chances.at(1, 0) > go.chances.at(5, 0)
+    assert isinstance(spec.model.dwell["a"], StayKernel)
+    assert main([*args, "--tick", "1M"]) == 2
+    assert "ambiguous" in capsys.readouterr().err
