@@ -156,6 +156,8 @@ def resume_simulation(
             raise RunError(f"{path} cannot be read as a dogesim checkpoint: {exc}") from exc
         except ModelError as exc:
             raise RunError(f"{path}: cannot resume: {exc}") from None
+        if spec.calendar is not None:
+            stamp_by_calendar(simulation, spec.calendar)
         _continue_after_resume(spec, simulation, settings, factory)
         return simulation
     except BaseException:

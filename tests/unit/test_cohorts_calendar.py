@@ -136,3 +136,19 @@ def test_model_file_month_ticks_run_at_month_starts(tmp_path: Path) -> None:
         load_model_text(FILE.replace("1993-08-01", "1993-08-02"))
     with pytest.raises(ModelError, match=r"<model>:4: tick: .*ambiguous"):
         load_model_text(FILE.replace("tick: 1mo", "tick: 1M"))
+
+
+def test_a_resumed_month_run_goes_on_stamping_month_starts(tmp_path: Path) -> None:
+    """A tick: 1mo run checkpointed after 5 ticks and resumed from its model file stamps
+    the rest at month starts too: both halves together are the uninterrupted run's events."""
+    from dogesim.modelfile import load_model_text
+
+    whole, first = tmp_path / "whole.jsonl", tmp_path / "parts.jsonl"
+    load_model_text(FILE.replace("OUT", str(whole))).run()
+    spec = load_model_text(FILE.replace("OUT", str(first)))
+    sim = spec.simulation(progress=lambda done: sim.stop() if done >= 5 else None)
+    assert sim.run().stopped
+    sim.checkpoint(tmp_path / "ck.npz")
+    again = load_model_text(FILE.replace("OUT", str(first)))
+    again.resume(tmp_path / "ck.npz").run()
+    assert first.read_text() == whole.read_text()

@@ -10,7 +10,9 @@ variance sum p (1 - p)).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -258,3 +260,31 @@ def test_model_file_table_mistakes_name_the_line(old: str, new: str, message: st
 
     with pytest.raises(ModelError, match=r"<model>:1\d: transitions\[\d\]\.\w+: " + message):
         load_model_text(MONTHLY_FILE.replace(old, new))
+
+
+def test_newcomers_age_from_their_arrival() -> None:
+    """A chance of 0% before age 3 and 100% from it: everyone moves exactly 3 ticks after
+    its start: the first population at tick 3, each newcomer 3 ticks after it arrived."""
+    sink = MemorySink(lambda ts, s, t: (s.id, ts // 1000))
+    model = Model(["A", "B"], "A")
+    chances = {"edges": [0, 3], "chances": [0, 100]}
+    model.add_transition("go", "A", "B", by_age=chances, event_sinks=[sink])
+    ids = itertools.count()
+    sim = Simulation(
+        model,
+        5,
+        subject_factory=lambda: SimpleNamespace(id=next(ids)),
+        ticks=30,
+        tick_ms=1000,
+        seed=4,
+        arrivals=0.5,
+        record_every=1,
+    )
+    sim.run()
+    assert sim._walker is not None
+    # subjects are made in order: the first 5, then each tick's newcomers
+    born = [0] * 5
+    for tick, count in sorted(sim._walker.recorder.arrivals.items()):
+        born.extend([tick] * count)
+    assert len(born) > 15
+    assert sorted(sink.events) == [(i, b + 3) for i, b in enumerate(born) if b + 3 < 30]
