@@ -192,3 +192,22 @@ def test_kernel_stays_survive_a_snapshot() -> None:
     assert view(again) == view(semi) and set(semi.stay) <= in_a and len(semi.stay) > 100
     assert any(first for _, _, first in semi.stay.values())
     assert not all(first for _, _, first in semi.stay.values())
+
+
+def test_model_file_kernel_mistakes_name_the_line() -> None:
+    """A kernel whose shares do not match its lengths is refused with file:line and key."""
+    from dogesim.modelfile import load_model_text
+
+    text = """\
+states: [A, B]
+initial_state: A
+tick: 1s
+ticks: 5
+subjects: {count: 1}
+dwell:
+  A: {kernel: {lengths: [1, 2], weights: [1, 1], to: {B: [1]}}}
+transitions:
+  - {trigger: go, from: A, to: B, probability: 0}
+"""
+    with pytest.raises(ModelError, match=r"<model>:7: dwell\.A: .*1 shares for 2 lengths"):
+        load_model_text(text)
