@@ -211,3 +211,22 @@ transitions:
 """
     with pytest.raises(ModelError, match=r"<model>:7: dwell\.A: .*1 shares for 2 lengths"):
         load_model_text(text)
+
+
+def test_engine_matches_the_per_tick_hazard_definition_of_kernels() -> None:
+    """The engine (length drawn on entry, destination at its end) and
+    `reference.cohort_reference` (the kernel as per-tick hazards, walked literally) give
+    the same law of events per tick and transition, with an initial mix (two-sample
+    chi-square)."""
+    from tests.unit.reference import cohort_reference
+
+    model = _model()
+    model = Model(model.states, {"A": 3, "B": 1}, model.transitions, dwell=model.dwell)
+    engine, _ = engine_log(model, 4000, 25, seed=12)
+    reference = pd.DataFrame(
+        cohort_reference(model, 4000, 25, seed=13),
+        columns=["subject", "timestamp", "from_state", "to_state"],
+    )
+    statistic, df = two_sample(engine, reference)
+    assert df > 30
+    assert statistic <= chi_square_critical(df)

@@ -288,3 +288,29 @@ def test_newcomers_age_from_their_arrival() -> None:
         born.extend([tick] * count)
     assert len(born) > 15
     assert sorted(sink.events) == [(i, b + 3) for i, b in enumerate(born) if b + 3 < 30]
+
+
+def test_engine_matches_the_reference_walker_on_month_ticks() -> None:
+    """By-month and by-age chances on 1mo ticks: the engine and
+    `reference.cohort_reference` (stamped by the same calendar) agree in law."""
+    from dogesim.calendar_ticks import CalendarTicks
+    from tests.unit.cohorts_stats import chi_square_critical
+    from tests.unit.fit_helpers import two_sample
+    from tests.unit.reference import cohort_reference
+
+    sink = MemorySink(lambda ts, s, t: (s.id, ts, t.from_state, t.to_state))
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", by_month=TO_B, event_sinks=[sink])
+    model.add_transition(
+        "back", "b", "a", by_age={"edges": [0, 10], "chances": [5, 40]}, event_sinks=[sink]
+    )
+    Simulation(model, 3000, ticks=24, tick_ms="1mo", timestamp_start=MONTH_START, seed=8).run()
+    engine = pd.DataFrame(sink.events, columns=["subject", "timestamp", "from_state", "to_state"])
+    calendar = CalendarTicks(1, MONTH_START)
+    reference = pd.DataFrame(
+        cohort_reference(model, 3000, 24, seed=9, stamps=calendar.stamp),
+        columns=["subject", "timestamp", "from_state", "to_state"],
+    )
+    statistic, df = two_sample(engine, reference)
+    assert df > 20
+    assert statistic <= chi_square_critical(df)
