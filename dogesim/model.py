@@ -209,6 +209,8 @@ class Transition:
 
     def __repr__(self) -> str:
         chance = f"{self.probability}%" if self.rate is None else str(self.rate)
+        if self.chances is not None:
+            chance = f"{self.chances.key}, mean {self.probability:g}%"
         return f"Transition({self.trigger!r}, {self.from_state!r} -> {self.to_state!r}, {chance})"
 
 
