@@ -58,7 +58,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "tick_ms": spec.tick_ms,
         "timestamp_start": spec.timestamp_start,
     }
-    observed = tables.observed_occupancy(events, model, **window)
+    observed = tables.observed_occupancy(events, model, calendar=spec.calendar, **window)
     figure = plots.plot_occupancy(
         model=model,
         observed=observed,

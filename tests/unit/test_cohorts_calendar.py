@@ -152,3 +152,23 @@ def test_a_resumed_month_run_goes_on_stamping_month_starts(tmp_path: Path) -> No
     again = load_model_text(FILE.replace("OUT", str(first)))
     again.resume(tmp_path / "ck.npz").run()
     assert first.read_text() == whole.read_text()
+
+
+def test_report_reads_a_month_log_on_the_month_grid(tmp_path: Path) -> None:
+    """observed_occupancy with calendar=1 puts an event of 1 March in the March tick (a
+    multiple of the mean month would put it in February's, after a 28-day month)."""
+    from dogesim.report.tables import observed_occupancy, read_event_log
+
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 10)
+    start = _ms("2001-01-01")
+    log = read_event_log(
+        pd.DataFrame(
+            [{"subject": 0, "timestamp": _ms("2001-03-01"), "from_state": "a", "to_state": "b"}]
+        ),
+        model=model,
+    )
+    window = {"subjects": 1, "ticks": 4, "tick_ms": MEAN_MONTH_MS, "timestamp_start": start}
+    by_month = observed_occupancy(log, model, calendar=1, **window)
+    assert by_month["b"].tolist() == [0, 0, 1, 1]
+    assert observed_occupancy(log, model, **window)["b"].tolist() == [0, 1, 1, 1]
