@@ -320,6 +320,8 @@ class Model:
             them at that moment). A vetoed attempt (or one whose chances are all zero at
             that moment) leaves the subject in the state for a new wait drawn from the
             law. Without a law, the geometric per-tick law of the chances (the default).
+            A `dogesim.laws.StayKernel` gives both the stay's length and, given the
+            length, where it goes (a subject's first stay may have its own kernel).
         attributes: subject attributes drawn for every subject when it is created (also
             newcomers) with the run's generator, ``{"activity": LogNormal(0.7, 0.8)}``
             (set with ``setattr``, or as a key of a mapping subject), unless the subject
