@@ -299,6 +299,20 @@ BUILTIN_TYPES: dict[str, SinkType] = {
             extra="avro",
             needs="confluent_kafka",
         ),
+        _type(
+            "parquet",
+            "rows of a Parquet file, written in row groups (pyarrow)",
+            {
+                **_FILE,
+                "append": Setting("bool"),
+                "schema": Setting("conf"),
+                "row_group_size": Setting("positive_int"),
+                "compression": Setting("string"),
+            },
+            extra="parquet",
+            needs="pyarrow",
+            builder="dogesim.sinks.parquet:build_parquet",
+        ),
         _type("db", "rows in an SQL table (SQLAlchemy)", _DB, extra="db", needs="sqlalchemy"),
         _type(
             "sql",

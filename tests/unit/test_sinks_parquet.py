@@ -1,0 +1,248 @@
+"""The Parquet sink: the conformance suite, row groups, schemas, the torn-file rule, positions,
+the registry entry and the report reader."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from dogesim import Model, Simulation  # noqa: E402
+from dogesim.errors import RunError, SinkConfigError, SinkError  # noqa: E402
+from dogesim.sinks.conformance import (  # noqa: E402
+    STEP,
+    T0,
+    RecordMapper,
+    SinkConformance,
+    SinkHarness,
+    feed,
+    record,
+)
+from dogesim.sinks.parquet import ParquetSink, ParquetSinkFactory, parquet_schema  # noqa: E402
+from dogesim.sinks.registry import build_sink  # noqa: E402
+
+
+def parquet_harness(tmp_path: Path) -> SinkHarness:
+    """ParquetSink to a file, small row groups; read back with pyarrow."""
+    path = tmp_path / "events.parquet"
+
+    def values() -> list[int]:
+        return pq.read_table(path).column("n").to_pylist() if path.exists() else []
+
+    def make(mapper: RecordMapper) -> ParquetSink:
+        return ParquetSink(path, mapper, row_group_size=7)
+
+    return SinkHarness("parquet", make, lambda: len(values()), values)
+
+
+@pytest.fixture
+def sink_under_test(tmp_path: Path) -> SinkHarness:
+    """The Parquet sink with a fresh file in `tmp_path`."""
+    return parquet_harness(tmp_path)
+
+
+class TestParquetSink(SinkConformance):
+    """The Parquet sink keeps the sink contract."""
+
+
+def test_rows_go_in_row_groups_of_the_given_size(tmp_path: Path) -> None:
+    """23 rows with row_group_size=10 give row groups of 10, 10 and 3, in order."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path, record, row_group_size=10)
+    feed(sink, 0, 23)
+    assert sink.row_groups == [10, 10]
+    assert sink.ledger.acknowledged == 0  # no footer yet: nothing is readable
+    assert not path.exists() and Path(f"{path}.partial").exists()
+    sink.close()
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [10, 10, 3]
+    assert pq.read_table(path).column("n").to_pylist() == list(range(23))
+    assert not Path(f"{path}.partial").exists()
+
+
+def test_collect_many_gives_the_same_file_as_collect(tmp_path: Path) -> None:
+    """collect_many writes the same rows and ledger as collect, event by event."""
+    one, many = tmp_path / "one.parquet", tmp_path / "many.parquet"
+    a = ParquetSink(one, record, row_group_size=4)
+    b = ParquetSink(many, record, row_group_size=4)
+    for tick in range(3):
+        subjects = list(range(tick * 5, tick * 5 + 5))
+        for n in subjects:
+            a.collect(T0 + tick, n, STEP)
+        b.collect_many(T0 + tick, subjects, [STEP] * len(subjects))
+    a.close()
+    b.close()
+    assert pq.read_table(one).equals(pq.read_table(many))
+    assert (b.ledger.collected, b.ledger.acknowledged) == (15, 15)
+
+
+def test_default_columns_are_the_jsonl_record(tmp_path: Path) -> None:
+    """Without a mapper the columns are default_record's; the subject is a struct."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class User:
+        id: int
+        balance: float
+
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path)
+    sink.collect(T0, User(3, 9.5), STEP)
+    sink.close()
+    rows = pq.read_table(path).to_pylist()
+    assert rows == [
+        {
+            "timestamp": T0,
+            "trigger": "step",
+            "from_state": "a",
+            "to_state": "b",
+            "subject": {"id": 3, "balance": 9.5},
+        }
+    ]
+
+
+def test_a_row_of_another_type_fails_alone_naming_the_field(tmp_path: Path) -> None:
+    """A later row whose field has another type fails with the field, value and event; the
+    other rows of its group are written and the ledger counts exactly."""
+    path = tmp_path / "e.parquet"
+
+    def mapper(ts: int, n: Any, t: Any) -> dict[str, Any]:
+        out = record(ts, n, t)
+        if n == 6:
+            out["n"] = "six"
+        return out
+
+    sink = ParquetSink(path, mapper, row_group_size=4)
+    feed(sink, 0, 4)  # the first group fixes n as int64
+    with pytest.raises(SinkError, match=r"field 'n' = 'six' is not int64") as info:
+        feed(sink, 4, 4)
+    assert "event #7" in str(info.value)
+    with pytest.raises(SinkError):
+        sink.close()
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (8, 7, 1)
+    assert pq.read_table(path).column("n").to_pylist() == [0, 1, 2, 3, 4, 5, 7]
+
+
+def test_a_field_outside_the_schema_fails_naming_it(tmp_path: Path) -> None:
+    """A record with a key that is not a column is not written silently without it."""
+    path = tmp_path / "e.parquet"
+
+    def mapper(ts: int, n: Any, t: Any) -> dict[str, Any]:
+        out = record(ts, n, t)
+        if n == 2:
+            out["extra"] = 1
+        return out
+
+    sink = ParquetSink(path, mapper, row_group_size=100)
+    feed(sink, 0, 4)
+    with pytest.raises(SinkError, match=r"field 'extra' is not a column"):
+        sink.close()
+    assert sink.ledger.acknowledged == 3
+
+
+def test_declared_schema_with_dotted_struct_fields(tmp_path: Path) -> None:
+    """A declared {name: type} schema sets the column types; dotted names are struct fields."""
+    schema = parquet_schema({"timestamp": "int64", "trigger": "string", "s.n": "int32"})
+    assert schema.field("s").type == pa.struct([pa.field("n", pa.int32())])
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(
+        path, lambda ts, n, t: {"timestamp": ts, "trigger": t.trigger, "s": {"n": n}}, schema=schema
+    )
+    feed(sink, 0, 3)
+    sink.close()
+    assert pq.read_schema(path).field("s").type == schema.field("s").type
+    assert [r["s"]["n"] for r in pq.read_table(path).to_pylist()] == [0, 1, 2]
+
+
+def test_unknown_type_name_is_a_config_error() -> None:
+    """A type pyarrow does not know is refused when the sink is made, naming the field."""
+    with pytest.raises(SinkConfigError, match=r"field 'n' has type 'integer'"):
+        parquet_schema({"n": "integer"})
+
+
+def test_a_killed_run_leaves_the_previous_file_readable(tmp_path: Path) -> None:
+    """Until close() the rows go to .partial (no footer); the finished file is untouched."""
+    path = tmp_path / "e.parquet"
+    first = ParquetSink(path, record)
+    feed(first, 0, 5)
+    first.close()
+    second = ParquetSink(path, record, row_group_size=2)
+    feed(second, 100, 9)  # four row groups written to .partial, then the process "dies"
+    assert pq.read_table(path).column("n").to_pylist() == list(range(5))
+    with pytest.raises(pa.ArrowInvalid):
+        pq.read_table(f"{path}.partial")  # a torn Parquet file has no footer
+
+
+def test_position_finishes_the_file_and_restore_cuts_back(tmp_path: Path) -> None:
+    """position() makes the file hold every row so far; a resumed sink restored to it drops
+    the rows written after it and continues."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path, record, row_group_size=4)
+    feed(sink, 0, 6)
+    where = sink.position()
+    assert where == {"rows": 6, "row_groups": 2}
+    assert pq.read_table(path).column("n").to_pylist() == list(range(6))
+    assert sink.ledger.acknowledged == 6
+    feed(sink, 6, 5)
+    sink.position()  # a later checkpoint the resumed run does not use
+    assert pq.read_table(path).num_rows == 11
+    resumed = ParquetSink(path, record, row_group_size=4, append=True)
+    resumed.restore_position(where)
+    feed(resumed, 6, 3)
+    resumed.close()
+    assert pq.read_table(path).column("n").to_pylist() == list(range(9))
+    assert (resumed.ledger.collected, resumed.ledger.acknowledged) == (3, 3)
+
+
+def test_restore_refuses_a_file_that_was_cut(tmp_path: Path) -> None:
+    """A checkpoint counting more rows than the file's row groups give is a RunError."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path, record, row_group_size=4)
+    feed(sink, 0, 6)
+    sink.close()
+    resumed = ParquetSink(path, record, append=True)
+    with pytest.raises(RunError, match=r"row groups of \[4, 2\] rows, which do not end at the "):
+        resumed.restore_position({"rows": 5, "row_groups": 2})
+    with pytest.raises(RunError, match="do not end at the checkpoint's 7 rows"):
+        resumed.restore_position({"rows": 7, "row_groups": 3})
+
+
+def test_registry_builds_a_parquet_sink(tmp_path: Path) -> None:
+    """build_sink('parquet', ...) makes a ParquetSink with its settings."""
+    path = tmp_path / "sub" / "e.parquet"
+    sink = build_sink(
+        "parquet",
+        {"path": str(path), "row_group_size": 3, "schema": {"timestamp": "int64", "n": "int64"}},
+    )
+    assert isinstance(sink, ParquetSink) and sink.row_group_size == 3
+    assert sink.schema.names == ["timestamp", "n"]
+
+
+def test_factory_names_files_by_stream(tmp_path: Path) -> None:
+    """ParquetSinkFactory writes <directory>/<name>.parquet."""
+    sink = ParquetSinkFactory(tmp_path / "out").create("clicks", record)
+    assert sink.path == os.fspath(tmp_path / "out" / "clicks.parquet")
+
+
+def test_a_simulation_writes_a_parquet_log_the_report_reads(tmp_path: Path) -> None:
+    """A run into Parquet reads back through the report's event-log reader like its JSONL."""
+    from dogesim.report.tables import read_event_log
+    from dogesim.sinks.files import JsonLinesSink
+
+    def run(sink: Any) -> None:
+        model = Model(["off", "on"], "off")
+        model.add_transition("login", "off", "on", 30, event_sinks=[sink])
+        model.add_transition("logout", "on", "off", 40, event_sinks=[sink])
+        Simulation(model, 50, ticks=40, tick_ms=1000, seed=3).run()
+
+    parquet, jsonl = tmp_path / "e.parquet", tmp_path / "e.jsonl"
+    run(ParquetSink(parquet, row_group_size=64))
+    run(JsonLinesSink(jsonl))
+    from_parquet, from_jsonl = read_event_log(parquet), read_event_log(jsonl)
+    assert len(from_parquet) > 100
+    assert from_parquet.to_dict("records") == from_jsonl.to_dict("records")
