@@ -164,7 +164,7 @@ class ParquetSink(LedgeredSink):
         self.partial = self.path + ".partial"
         #: Rows per row group in the file so far (this run's and the ones continued).
         self.row_groups: list[int] = []
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[Mapping[str, Any]] = []
         self._first = 0  # this run's number of the first buffered row's event
         self._writer: pq.ParquetWriter | None = None
         self._base: int | None = None  # rows of earlier runs in the file (once opened)
@@ -222,7 +222,9 @@ class ParquetSink(LedgeredSink):
         if bad is not None:
             raise bad
 
-    def _table(self, rows: list[dict[str, Any]], first: int) -> tuple[pa.Table, SinkError | None]:
+    def _table(
+        self, rows: list[Mapping[str, Any]], first: int
+    ) -> tuple[pa.Table, SinkError | None]:
         """The rows as a table of the schema (the file's when continuing one, else inferred
         now when none was declared) and the error for the rows that do not fit it (counted
         as failed), if any."""
@@ -242,10 +244,12 @@ class ParquetSink(LedgeredSink):
                 pass
         return self._sift(rows, first)
 
-    def _sift(self, rows: list[dict[str, Any]], number: int) -> tuple[pa.Table, SinkError | None]:
+    def _sift(
+        self, rows: list[Mapping[str, Any]], number: int
+    ) -> tuple[pa.Table, SinkError | None]:
         """The slow path: check row by row, keep the rows that fit, explain the first misfit
         (`number`: this run's count of events before the first row)."""
-        good: list[dict[str, Any]] = []
+        good: list[Mapping[str, Any]] = []
         first: str | None = None
         failed = 0
         for index, row in enumerate(rows, start=number + 1):
