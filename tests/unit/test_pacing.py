@@ -52,7 +52,7 @@ def capped(rate: float, burst: int, **kw: Any) -> tuple[PacedSink, Recorder, Fak
 
 def test_a_burst_leaves_at_once_then_events_are_spaced_by_the_rate() -> None:
     """Cap 10/s, burst 5, 25 events handed at t=0: 5 leave at 0, event k at (k-4)/10 s."""
-    sink, inner, clock = capped(10, 5)
+    sink, inner, _clock = capped(10, 5)
     for n in range(25):
         sink.collect(T0, n, STEP)
     expected = [max(0.0, (k - 4) / 10) for k in range(25)]
@@ -97,7 +97,7 @@ def test_no_window_holds_more_than_burst_plus_rate_times_its_length(
 
 def test_short_waits_are_carried_not_slept_and_the_rate_still_holds() -> None:
     """10000/s for 1000 events: about a hundred 1 ms sleeps, ending near 0.1 s, never faster."""
-    sink, inner, clock = capped(10_000, 1)
+    sink, _inner, clock = capped(10_000, 1)
     for n in range(1000):
         sink.collect(T0, n, STEP)
     assert len(clock.sleeps) <= 100
