@@ -255,6 +255,26 @@ _KAFKA = {
 }
 _FILE = {"path": Setting("path", required=True), "mapper": _CALLABLE}
 
+
+def _schema_type(name: str, summary: str, schema: str, *, extra: str, needs: str) -> SinkType:
+    """A Kafka type whose values have a registered schema of setting kind `schema`; built
+    by ``dogesim.sinks.<name>:build_<name>``."""
+    settings = {
+        **_REGISTRY,
+        "value_schema": Setting(schema, required=True),
+        "key_schema": Setting(schema),
+    }
+    builder = f"dogesim.sinks.{name}:build_{name}"
+    return _type(name, summary, settings, extra=extra, needs=needs, builder=builder)
+
+
+_REGISTRY = {
+    **_KAFKA,
+    "schema_registry_url": Setting("string", required=True, secret=True),
+    "key": _CALLABLE,
+    "value": Setting("callable", required=True),
+}
+
 #: The built-in sink types, by model-file ``type`` name.
 BUILTIN_TYPES: dict[str, SinkType] = {
     t.name: t
@@ -298,6 +318,20 @@ BUILTIN_TYPES: dict[str, SinkType] = {
             },
             extra="avro",
             needs="confluent_kafka",
+        ),
+        _schema_type(
+            "kafka_jsonschema",
+            "Kafka records with JSON values checked by a registered JSON Schema",
+            "avro_schema",  # JSON text or a file, read as the Avro schemas are
+            extra="jsonschema",
+            needs="jsonschema",
+        ),
+        _schema_type(
+            "kafka_protobuf",
+            "Kafka records with Protobuf values (a message made from a field mapping)",
+            "conf",  # {field: type}, dotted names for nested messages
+            extra="protobuf",
+            needs="google.protobuf",
         ),
         _type(
             "parquet",
