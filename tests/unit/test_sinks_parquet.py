@@ -4,6 +4,7 @@ the registry entry and the report reader."""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,9 @@ def test_collect_many_gives_the_same_file_as_collect(tmp_path: Path) -> None:
 
 def test_default_columns_are_the_jsonl_record(tmp_path: Path) -> None:
     """Without a mapper the columns are default_record's; the subject is a struct."""
-    from dataclasses import dataclass
-
-    @dataclass
-    class User:
-        id: int
-        balance: float
-
     path = tmp_path / "e.parquet"
     sink = ParquetSink(path)
-    sink.collect(T0, User(3, 9.5), STEP)
+    sink.collect(T0, Account(3, 9.5), STEP)
     sink.close()
     rows = pq.read_table(path).to_pylist()
     assert rows == [
@@ -246,3 +240,77 @@ def test_a_simulation_writes_a_parquet_log_the_report_reads(tmp_path: Path) -> N
     from_parquet, from_jsonl = read_event_log(parquet), read_event_log(jsonl)
     assert len(from_parquet) > 100
     assert from_parquet.to_dict("records") == from_jsonl.to_dict("records")
+
+
+@dataclass
+class Account:
+    id: int
+    balance: float
+
+
+@dataclass
+class Tag:
+    label: str
+
+
+def test_column_buffer_writes_what_the_row_path_writes(tmp_path: Path) -> None:
+    """The default record of dataclass subjects (buffered by column) gives the same file as
+    default_record given as a mapper (the row path), snapshots taken at collect time."""
+    from dogesim.sinks.files import default_record
+
+    fast, rows = tmp_path / "fast.parquet", tmp_path / "rows.parquet"
+    a = ParquetSink(fast, row_group_size=3)
+    b = ParquetSink(rows, default_record, row_group_size=3)
+    account = Account(1, 0.0)
+    for n in range(8):
+        account.balance = n * 1.5  # the same object, changed after each event
+        a.collect(T0 + n, account, STEP)
+        b.collect(T0 + n, account, STEP)
+    a.close()
+    b.close()
+    table = pq.read_table(fast)
+    assert table.equals(pq.read_table(rows))
+    assert [r["subject"]["balance"] for r in table.to_pylist()] == [n * 1.5 for n in range(8)]
+
+
+def test_subjects_of_several_kinds_in_one_row_group(tmp_path: Path) -> None:
+    """Subjects of two dataclasses in one row group are all written (fields of the other
+    kind are null): the sink leaves the column buffer for rows."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path, row_group_size=10)
+    sink.collect(T0, Account(1, 2.0), STEP)
+    sink.collect(T0, Tag("x"), STEP)
+    sink.collect(T0, Account(2, 3.0), STEP)
+    sink.close()
+    subjects = [r["subject"] for r in pq.read_table(path).to_pylist()]
+    assert subjects == [
+        {"id": 1, "balance": 2.0, "label": None},
+        {"id": None, "balance": None, "label": "x"},
+        {"id": 2, "balance": 3.0, "label": None},
+    ]
+    assert sink.ledger.acknowledged == 3
+
+
+def test_a_single_field_dataclass_is_a_struct_of_one(tmp_path: Path) -> None:
+    """A subject with one field is a struct column of one field, as in the JSON Lines record."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path)
+    sink.collect(T0, Tag("only"), STEP)
+    sink.close()
+    assert pq.read_table(path).to_pylist()[0]["subject"] == {"label": "only"}
+
+
+def test_a_subject_value_of_another_type_fails_alone_in_the_column_path(tmp_path: Path) -> None:
+    """A later subject whose field has another type fails alone, naming the column and value;
+    its row group's other rows are written."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path, row_group_size=2)
+    sink.collect(T0, Account(1, 2.0), STEP)
+    sink.collect(T0, Account(2, 2.5), STEP)
+    sink.collect(T0, Account(3, 1.0), STEP)
+    with pytest.raises(SinkError, match=r"field 'subject' = \{'id': 'four'.* is not struct"):
+        sink.collect(T0, Account("four", 1.0), STEP)  # type: ignore[arg-type]
+    with pytest.raises(SinkError):
+        sink.close()
+    assert [r["subject"]["id"] for r in pq.read_table(path).to_pylist()] == [1, 2, 3]
+    assert (sink.ledger.acknowledged, sink.ledger.failed) == (3, 1)
