@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dogesim.errors import ModelError, SinkConfigError
+from dogesim.modelfile.pacing import capped, split_pacing
 from dogesim.modelfile.source import _callable_at, _describe, _Map, _Reader, _Seq, _Source
 from dogesim.sinks.builders import TEMPLATE_FIELDS, subject_key
 from dogesim.sinks.registry import (
@@ -50,6 +51,8 @@ class SinkSpec:
     settings: dict[str, Any] = field(repr=False)
     line: int = 0
     source: str = "<model>"
+    #: ``max_rate``/``burst``: the sink's throughput cap (`dogesim.sinks.pacing.RateCap`).
+    cap: Any = None
 
     def __repr__(self) -> str:
         shown = masked_settings(self._kind(), self.settings)
@@ -92,7 +95,8 @@ class SinkSpec:
             raise ModelError(f"{self.where}: {exc}") from exc
         if hint is not None:
             raise ModelError(f"{self.where}: {hint}")
-        return kind.build(self.settings, BuildContext(self.name, self.where, append))
+        built = kind.build(self.settings, BuildContext(self.name, self.where, append))
+        return capped(built, self.cap)
 
     def describe(self) -> str:
         """A short human description, e.g. ``jsonl out/banking.jsonl``."""
@@ -131,6 +135,7 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
     if not isinstance(value, _Map):
         raise src.error(line, where, f"{_describe(value)}: give the sink's settings as a mapping")
     sink = _Reader(src, value, where)
+    value, cap = split_pacing(sink, value)
     if "type" in value:
         name_of_type = sink.string("type")
     elif name in sink_types():
@@ -217,4 +222,4 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         kind.check(settings, where)
     except SinkConfigError as exc:
         raise src.error(line, where, str(exc).removeprefix(f"{where}: ")) from None
-    return SinkSpec(name, name_of_type, settings, line, src.name)
+    return SinkSpec(name, name_of_type, settings, line, src.name, cap)

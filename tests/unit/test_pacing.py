@@ -198,3 +198,57 @@ def test_paced_without_a_rate_is_the_sink_itself() -> None:
     assert isinstance(paced(sink, 5.0, 2), PacedSink)
     with pytest.raises(SinkConfigError, match="burst needs max_rate"):
         paced(sink, None, 3)
+
+
+# -- model files -----------------------------------------------------------------------------
+
+MODEL = """\
+name: capped
+seed: 5
+states: [a, b]
+initial_state: a
+tick: 1s
+ticks: 20
+subjects: {{count: 30}}
+sinks:
+  mem: {{type: memory{extra}}}
+default_sinks: [mem]
+transitions:
+  - {{trigger: go, from: a, to: b, probability: 30}}
+  - {{trigger: back, from: b, to: a, probability: 50}}
+"""
+
+
+def test_model_file_max_rate_and_burst_cap_the_sink() -> None:
+    """``max_rate``/``burst`` on a sink build it behind a PacedSink with that cap; the run
+    delivers the uncapped run's events."""
+    from dogesim.modelfile import load_model_text
+
+    spec = load_model_text(MODEL.format(extra=", max_rate: 1000000, burst: 20"))
+    sink = spec.sinks["mem"].build()
+    assert isinstance(sink, PacedSink)
+    assert (sink.cap.max_rate, sink.cap.burst) == (1_000_000, 20)
+    plain = load_model_text(MODEL.format(extra=""))
+    assert not isinstance(plain.sinks["mem"].build(), PacedSink)
+    capped_run, plain_run = spec.simulation(), plain.simulation()
+    capped_run.run()
+    plain_run.run()
+    assert capped_run.result.events == plain_run.result.events > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (", max_rate: 0", r"<model>:9: sinks\.mem\.max_rate: max_rate must be a finite number > 0"),
+        (", max_rate: 5, burst: 0", r"sinks\.mem\.burst: 0 is too small; it must be at least 1"),
+        (", burst: 3", r"sinks\.mem\.burst: burst needs max_rate"),
+        (", max_rate: fast", r"sinks\.mem\.max_rate"),
+    ],
+)
+def test_model_file_bad_caps_name_the_line(extra: str, message: str) -> None:
+    """A bad cap in a model file is a ModelError at the sink's key."""
+    from dogesim.errors import ModelError
+    from dogesim.modelfile import load_model_text
+
+    with pytest.raises(ModelError, match=message):
+        load_model_text(MODEL.format(extra=extra))
