@@ -344,3 +344,35 @@ def test_a_run_resumed_from_a_checkpoint_equals_the_whole_run(tmp_path: Path) ->
     assert pq.read_table(part).equals(pq.read_table(whole))
     Simulation.resume(tmp_path / "c", model(part)).run()  # again: cut back, then continued
     assert pq.read_table(part).equals(pq.read_table(whole))
+
+
+BANKING = Path(__file__).resolve().parents[2] / "models" / "banking.yaml"
+
+
+def test_cli_run_out_parquet_then_fit_reads_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dogesim run --out x.parquet`` writes every event there; ``dogesim fit`` reads it."""
+    from dogesim.cli import main
+
+    out = tmp_path / "o" / "banking.parquet"
+    assert main(["run", str(BANKING), "--out", str(out), "--subjects", "40"]) == 0
+    assert f"sink parquet:{out}: collected" in capsys.readouterr().out
+    rows = pq.read_table(out).num_rows
+    assert rows > 50
+    fitted = tmp_path / "fit.yaml"
+    code = main(["fit", str(out), "--model", str(BANKING), "-o", str(fitted), "--subjects", "40"])
+    assert code == 0 and fitted.exists()
+    assert f"{rows} events, 40 subjects" in capsys.readouterr().out
+
+
+def test_cli_refuses_parquet_out_with_shards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shard parts are merged as lines: --out x.parquet with --shards is a usage error."""
+    from dogesim.cli import main
+
+    out = tmp_path / "b.parquet"
+    assert main(["run", str(BANKING), "--out", str(out), "--shards", "2"]) == 2
+    assert "--out FILE.parquet cannot be used with shards" in capsys.readouterr().err
+    assert not out.exists()
