@@ -4,6 +4,7 @@ serialized through the in-process registry and read back, errors naming field an
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -184,3 +185,52 @@ def test_registry_types_build_kafka_sinks(kind: str, schema: Any, serializer: st
     )
     assert sink.value_serializer.name == serializer
     assert sink.topic == "trx"
+
+
+def test_model_file_sinks_of_both_formats(tmp_path: Path) -> None:
+    """A model file names a JSON Schema file (beside it) and a flat Protobuf field mapping;
+    both sinks build with their format's serializer."""
+    import json
+
+    from dogesim.modelfile import load_model_file
+
+    (tmp_path / "event.schema.json").write_text(json.dumps(EVENT_JSON_SCHEMA))
+    model = tmp_path / "m.yaml"
+    model.write_text(
+        f"""\
+name: formats
+states: [offline, online]
+initial_state: offline
+tick: 1m
+ticks: 10
+subjects: {{count: 3, factory: dogesim.examples.banking:UserFactory}}
+sinks:
+  as_json:
+    type: kafka_jsonschema
+    bootstrap_servers: {closed_port()}
+    schema_registry_url: mock://dogesim-modelfile
+    topic: trx
+    value: dogesim.examples.banking:event_record
+    value_schema: event.schema.json
+  as_proto:
+    type: kafka_protobuf
+    bootstrap_servers: {closed_port()}
+    schema_registry_url: mock://dogesim-modelfile
+    topic: trx
+    value: dogesim.examples.banking:event_record
+    value_schema:
+      timestamp: int64
+      user.user_id: int64
+      user.balance: int64
+      user.loan_balance: int64
+      event: string
+transitions:
+  - {{trigger: login, from: offline, to: online, probability: 10, sinks: [as_json, as_proto]}}
+"""
+    )
+    spec = load_model_file(model)
+    built = {name: spec.sinks[name].build() for name in ("as_json", "as_proto")}
+    assert built["as_json"].value_serializer.name == "JSONSerializer"
+    assert built["as_proto"].value_serializer.name == "ProtobufSerializer"
+    value = event_record(T0, User(1, 2, 3, 0), PAY)
+    assert built["as_proto"].value_serializer(value, VALUE)[:1] == b"\x00"

@@ -376,3 +376,53 @@ def test_cli_refuses_parquet_out_with_shards(
     assert main(["run", str(BANKING), "--out", str(out), "--shards", "2"]) == 2
     assert "--out FILE.parquet cannot be used with shards" in capsys.readouterr().err
     assert not out.exists()
+
+
+FSIZE_SCRIPT = """
+import hashlib, json, os, resource, signal, sys
+from dogesim.errors import SinkError
+from dogesim.sinks.conformance import STEP, T0
+from dogesim.sinks.parquet import ParquetSink
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+path = sys.argv[1]
+sink = ParquetSink(path, lambda ts, n, t: {"n": n, "h": hashlib.sha256(b"%d" % n).hexdigest()},
+                   row_group_size=1000)
+errors = []
+for n in range(20_000):
+    try:
+        sink.collect(T0, n, STEP)
+    except SinkError as exc:
+        errors.append(str(exc))
+try:
+    sink.close()
+except SinkError as exc:
+    errors.append(str(exc))
+book = sink.ledger
+print(json.dumps({"errors": errors, "collected": book.collected, "acknowledged": book.acknowledged,
+                  "failed": book.failed, "final": os.path.exists(path),
+                  "partial": os.path.exists(path + ".partial")}))
+"""
+
+
+def test_a_write_that_fails_acknowledges_nothing_and_leaves_no_file(tmp_path: Path) -> None:
+    """When the file cannot grow (a file-size limit, as a full disk), the sink fails loudly,
+    acknowledges no row (no footer was written), leaves no file and removes the .partial."""
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "e.parquet"
+    done = subprocess.run(
+        [sys.executable, "-c", FSIZE_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["errors"] and "File too large" in report["errors"][0]
+    assert (report["collected"], report["acknowledged"]) == (20_000, 0)
+    assert report["failed"] == 20_000
+    assert not report["final"] and not report["partial"]
