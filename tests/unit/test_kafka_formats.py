@@ -130,14 +130,17 @@ def test_json_schema_value_round_trips(registry: SchemaRegistryClient) -> None:
 
 
 def test_json_schema_rejects_a_value_naming_what_is_wrong(registry: SchemaRegistryClient) -> None:
-    """A value the schema rejects fails the event, saying what the schema wants."""
+    """A value the schema rejects fails the event, saying where and what the schema wants."""
     sink = offline(KafkaJsonSchemaSinkFactory, registry).create(
         "trx",
         lambda u, t: str(u.user_id),
-        lambda ts, u, t: {**event_record(ts, u, t), "event": 5},
+        lambda ts, u, t: {
+            **event_record(ts, u, t),
+            "user": {"user_id": 7, "balance": "x", "loan_balance": 0},
+        },
         EVENT_JSON_SCHEMA,
     )
-    with pytest.raises(SinkError, match=r"5 is not of type 'string'") as info:
+    with pytest.raises(SinkError, match=r"user\.balance: 'x' is not of type 'integer'") as info:
         sink.collect(T0, User(7, 100, 0, 0), PAY)
     assert "topic 'trx'" in str(info.value) and "JSONSerializer" in str(info.value)
     assert sink.ledger.failed == 1
@@ -234,3 +237,17 @@ transitions:
     assert built["as_proto"].value_serializer.name == "ProtobufSerializer"
     value = event_record(T0, User(1, 2, 3, 0), PAY)
     assert built["as_proto"].value_serializer(value, VALUE)[:1] == b"\x00"
+
+
+def test_json_schema_serializer_validation_on_request(registry: SchemaRegistryClient) -> None:
+    """serializer_conf={'validate': True} leaves the check to JSONSerializer: still refused."""
+    factory = KafkaJsonSchemaSinkFactory(
+        [closed_port()],
+        schema_registry_client=registry,
+        connect_timeout=None,
+        serializer_conf={"validate": True},
+    )
+    serializer = factory.serializer(EVENT_JSON_SCHEMA, "trx value")
+    assert serializer.prepare is None
+    with pytest.raises(Exception, match="is not of type 'string'"):
+        serializer({**event_record(T0, User(7, 1, 0, 0), PAY), "event": 5}, VALUE)
