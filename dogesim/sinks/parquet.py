@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import operator
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -99,6 +100,21 @@ def parquet_schema(fields: Mapping[str, str] | pa.Schema, where: str = "parquet 
             raise SinkConfigError(f"{where}: field {name!r} is a struct and a value at once")
         node[leaf] = kind
     return pa.schema(_fields(tree))
+
+
+def _outside(value: Any, kind: pa.DataType, path: str) -> tuple[str, Any] | None:
+    """The first nested key of `value` (and its value) that the struct `kind` has no field
+    for, as a dotted path; None when every key has one."""
+    if not isinstance(value, Mapping) or not pa.types.is_struct(kind):
+        return None
+    for key, item in value.items():
+        index = kind.get_field_index(key) if isinstance(key, str) else -1
+        if index < 0:
+            return f"{path}.{key}", item
+        found = _outside(item, kind.field(index).type, f"{path}.{key}")
+        if found is not None:
+            return found
+    return None
 
 
 def _fields(tree: Mapping[str, Any]) -> list[pa.Field]:
@@ -303,10 +319,32 @@ class ParquetSink(LedgeredSink):
     def collect_many(
         self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
     ) -> None:
-        """``collect`` for each (subject, transition) of one tick, in order."""
-        collect = self.collect
-        for subject, transition in zip(subjects, transitions, strict=True):
-            collect(timestamp, subject, transition)
+        """``collect`` for each (subject, transition) of one tick, in order: the default
+        columns of subjects of one dataclass are appended a row group's room at a time."""
+        columns = self._columns
+        if columns is None or self._closed or not self._one_kind(columns, subjects):
+            collect = self.collect
+            for subject, transition in zip(subjects, transitions, strict=True):
+                collect(timestamp, subject, transition)
+            return
+        start, count = 0, len(subjects)
+        while start < count:
+            end = min(count, start + self.row_group_size - len(columns.stamps))
+            self.ledger.collected += end - start
+            columns.stamps.extend(itertools.repeat(timestamp, end - start))
+            columns.transitions.extend(transitions[start:end])
+            columns.values.extend(map(columns.get, subjects[start:end]))
+            if len(columns.stamps) >= self.row_group_size:
+                self._write_group()
+            start = end
+
+    @staticmethod
+    def _one_kind(columns: _DefaultColumns, subjects: Sequence[Any]) -> bool:
+        """Whether every subject can join the column buffer (one dataclass, the buffer's)."""
+        if not subjects or not columns.accepts(subjects[0]):
+            return False
+        cls = columns.cls
+        return all(type(subject) is cls for subject in subjects)
 
     # -- row groups ------------------------------------------------------------------------
 
@@ -363,8 +401,14 @@ class ParquetSink(LedgeredSink):
         schema = self.schema
         if schema is not None:
             names = set(schema.names)
+            # pyarrow drops keys a struct has no field for: they are looked for first.
+            structs = [field for field in schema if pa.types.is_struct(field.type)]
             try:
-                if all(row.keys() <= names for row in rows):
+                if all(row.keys() <= names for row in rows) and not any(
+                    _outside(row.get(field.name), field.type, field.name)
+                    for field in structs
+                    for row in rows
+                ):
                     return pa.Table.from_pylist(rows, schema=schema), None
             except _CONVERSION_ERRORS:
                 pass
@@ -415,6 +459,9 @@ class ParquetSink(LedgeredSink):
             return f"field {extra[0]!r} is not a column (value {shown(row[extra[0]])})"
         for field in schema:
             value = row.get(field.name)
+            nested = _outside(value, field.type, field.name)
+            if nested is not None:
+                return f"field {nested[0]!r} is not a column (value {shown(nested[1])})"
             try:
                 pa.array([value], type=field.type)
             except _CONVERSION_ERRORS as exc:

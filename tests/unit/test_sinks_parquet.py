@@ -426,3 +426,60 @@ def test_a_write_that_fails_acknowledges_nothing_and_leaves_no_file(tmp_path: Pa
     assert (report["collected"], report["acknowledged"]) == (20_000, 0)
     assert report["failed"] == 20_000
     assert not report["final"] and not report["partial"]
+
+
+def test_collect_many_of_dataclass_subjects_equals_collect(tmp_path: Path) -> None:
+    """The column path of collect_many (batches cut at row-group room) gives collect's file
+    and ledger, also when a batch mixes subject kinds."""
+    one, many = tmp_path / "one.parquet", tmp_path / "many.parquet"
+    a, b = ParquetSink(one, row_group_size=7), ParquetSink(many, row_group_size=7)
+    batches = [[Account(n, n / 2) for n in range(k, k + 5)] for k in range(0, 30, 5)]
+    c, d = tmp_path / "c.parquet", tmp_path / "d.parquet"
+    mixed = [[Account(99, 1.0), Tag("t"), Account(98, 2.0)], *batches]
+    for path, feed_many in ((c, False), (d, True)):
+        sink = ParquetSink(path, row_group_size=7)
+        for tick, subjects in enumerate(mixed):
+            if feed_many:
+                sink.collect_many(T0 + tick, subjects, [STEP] * len(subjects))
+            else:
+                for subject in subjects:
+                    sink.collect(T0 + tick, subject, STEP)
+        sink.close()
+    assert pq.read_table(c).equals(pq.read_table(d))
+    assert pq.read_table(d).num_rows == 33
+    for tick, subjects in enumerate(batches):
+        for subject in subjects:
+            a.collect(T0 + tick, subject, STEP)
+        b.collect_many(T0 + tick, subjects, [STEP] * len(subjects))
+    assert b.row_groups == a.row_groups == [7, 7, 7, 7]
+    a.close()
+    b.close()
+    assert pq.read_table(one).equals(pq.read_table(many))
+    assert (b.ledger.collected, b.ledger.acknowledged) == (30, 30)
+
+
+def test_a_nested_field_outside_the_struct_fails_not_dropped(tmp_path: Path) -> None:
+    """A subject whose fields are not the struct column's (a later group of another kind) is
+    refused naming the nested field: pyarrow alone would drop its values silently."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path, row_group_size=2)
+    sink.collect(T0, Account(1, 1.0), STEP)
+    sink.collect(T0, Account(2, 2.0), STEP)  # the first group fixes subject = {id, balance}
+    sink.collect(T0, Tag("t"), STEP)
+    with pytest.raises(SinkError, match=r"field 'subject\.label' is not a column \(value 't'\)"):
+        sink.close()
+    assert pq.read_table(path).num_rows == sink.ledger.acknowledged == 2
+
+
+def test_a_mapper_with_an_unknown_nested_key_fails(tmp_path: Path) -> None:
+    """A mapper's nested key outside a declared struct is an error, not a lost value."""
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(
+        path,
+        lambda ts, n, t: {"n": n, "s": {"a": n, "b": n} if n == 1 else {"a": n}},
+        schema={"n": "int64", "s.a": "int64"},
+    )
+    feed(sink, 0, 3)
+    with pytest.raises(SinkError, match=r"field 's\.b' is not a column \(value 1\)"):
+        sink.close()
+    assert pq.read_table(path).column("n").to_pylist() == [0, 2]
