@@ -280,11 +280,11 @@ class ParquetSink(LedgeredSink):
         self._check_directory(where)
 
     def _check_directory(self, where: str) -> None:
+        if self.path == "-":
+            raise SinkConfigError(f"{where}: Parquet cannot go to standard output; give a file")
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
             raise SinkConfigError(f"{where}: cannot write to the directory {directory!r}")
-        if self.path == "-":
-            raise SinkConfigError(f"{where}: Parquet cannot go to standard output; give a file")
 
     # -- collecting ------------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ class ParquetSink(LedgeredSink):
         columns = self._columns
         if columns is not None:
             if type(subject) is columns.cls or columns.accepts(subject):
-                # `_DefaultColumns.take`, inlined: this is the per-event path.
+                # Appended here, not in a method: this is the per-event path.
                 stamps = columns.stamps
                 stamps.append(timestamp)
                 columns.transitions.append(transition)

@@ -483,3 +483,21 @@ def test_a_mapper_with_an_unknown_nested_key_fails(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match=r"field 's\.b' is not a column \(value 1\)"):
         sink.close()
     assert pq.read_table(path).column("n").to_pylist() == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "match"),
+    [
+        ("-", {}, "Parquet cannot go to standard output"),
+        ("missing/dir/e.parquet", {}, "cannot write to the directory"),
+        ("e.parquet", {"row_group_size": 0}, "row_group_size must be >= 1"),
+        ("e.parquet", {"row_group_size": 2.5}, "row_group_size must be an integer"),
+    ],
+)
+def test_bad_settings_are_refused_when_the_sink_is_made(
+    tmp_path: Path, path: str, kwargs: dict[str, Any], match: str
+) -> None:
+    """Standard output, a missing directory and a bad row-group size are SinkConfigErrors."""
+    where = path if path == "-" else str(tmp_path / path)
+    with pytest.raises(SinkConfigError, match=match):
+        ParquetSink(where, **kwargs)
