@@ -501,3 +501,45 @@ def test_bad_settings_are_refused_when_the_sink_is_made(
     where = path if path == "-" else str(tmp_path / path)
     with pytest.raises(SinkConfigError, match=match):
         ParquetSink(where, **kwargs)
+
+
+KILL_SCRIPT = """
+import sys
+from dogesim.sinks.conformance import STEP, T0, record
+from dogesim.sinks.parquet import ParquetSink
+
+path = sys.argv[1]
+first = ParquetSink(path, record)
+for n in range(5):
+    first.collect(T0, n, STEP)
+first.close()
+second = ParquetSink(path, record, row_group_size=100)
+for n in range(10_000_000):
+    second.collect(T0, n, STEP)
+    if n == 250:
+        print("groups written", flush=True)  # the parent kills the process now
+"""
+
+
+def test_kill_9_mid_run_leaves_the_finished_file_and_a_torn_partial(tmp_path: Path) -> None:
+    """A process killed with SIGKILL while writing leaves the last finished file intact and a
+    .partial without a footer, which Parquet readers refuse rather than misread."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "e.parquet"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "groups written"
+    child.kill()
+    child.wait()
+    assert pq.read_table(path).column("n").to_pylist() == list(range(5))
+    partial = Path(f"{path}.partial")
+    assert partial.stat().st_size > 0
+    with pytest.raises(pa.ArrowInvalid):
+        pq.read_table(partial)
