@@ -106,7 +106,7 @@ class SinkSpec:
             or self.settings.get("table")
             or ""
         )
-        return f"{self.type} {target}".strip()
+        return f"{self.type} {target}".strip() + (self.cap.describe() if self.cap else "")
 
 
 def _check_sink_keys(sink: _Reader, value: _Map, kind: SinkType) -> None:

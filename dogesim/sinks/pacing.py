@@ -67,6 +67,12 @@ class RateCap:
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise SinkConfigError(f"burst must be an integer >= 1 (events), got {shown(burst)}")
 
+    def describe(self) -> str:
+        """``, at most 500 events/s (bursts of 50)``: the cap for a sink's description."""
+        rate = float(self.max_rate)
+        shown = f"{rate:,.0f}" if rate.is_integer() else f"{rate:g}"
+        return f", at most {shown} events/s (bursts of {self.burst})"
+
     @property
     def interval(self) -> float:
         """Seconds between two events at the cap."""

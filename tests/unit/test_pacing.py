@@ -228,6 +228,7 @@ def test_model_file_max_rate_and_burst_cap_the_sink() -> None:
     sink = spec.sinks["mem"].build()
     assert isinstance(sink, PacedSink)
     assert (sink.cap.max_rate, sink.cap.burst) == (1_000_000, 20)
+    assert spec.sinks["mem"].describe() == "memory, at most 1,000,000 events/s (bursts of 20)"
     plain = load_model_text(MODEL.format(extra=""))
     assert not isinstance(plain.sinks["mem"].build(), PacedSink)
     capped_run, plain_run = spec.simulation(), plain.simulation()
