@@ -251,3 +251,23 @@ def test_json_schema_serializer_validation_on_request(registry: SchemaRegistryCl
     assert serializer.prepare is None
     with pytest.raises(Exception, match="is not of type 'string'"):
         serializer({**event_record(T0, User(7, 1, 0, 0), PAY), "event": 5}, VALUE)
+
+
+@pytest.mark.parametrize("kind", ["jsonschema", "protobuf"])
+def test_a_key_schema_registers_the_key_too(registry: SchemaRegistryClient, kind: str) -> None:
+    """With key_schema the key is serialized in the format and registered as <topic>-key;
+    without one it is UTF-8 text."""
+    key_schema: Any = {"id": "string"}
+    factory: Any = KafkaProtobufSinkFactory
+    if kind == "jsonschema":
+        key_schema = {"type": "object", "properties": {"id": {"type": "string"}}}
+        factory = KafkaJsonSchemaSinkFactory
+    schema = EVENT_PROTO if kind == "protobuf" else EVENT_JSON_SCHEMA
+    sink = offline(factory, registry).create(
+        "trx", lambda u, t: {"id": str(u.user_id)}, event_record, schema, key_schema=key_schema
+    )
+    key = sink.key_serializer({"id": "7"}, SerializationContext("trx", MessageField.KEY))
+    assert key[:1] == b"\x00"
+    assert "trx-key" in registry.get_subjects()
+    plain = offline(factory, registry).create("trx2", lambda u, t: "7", event_record, schema)
+    assert type(plain.key_serializer).__name__ == "StringSerializer"
