@@ -75,9 +75,11 @@ class KafkaJsonSchemaSinkFactory(ValueSchemaSinkFactory):
     def serializer(self, schema: Any, what: str, name: str = "") -> Serializer:
         """A `JSONSerializer` for `schema` (text, dict or file path), registered on first use.
 
-        Values are checked by a validator compiled once for the schema (3x faster than the
-        serializer's own check, and its message gives the path of the field at fault);
-        ``serializer_conf={'validate': True}`` asks for the serializer's check instead.
+        Values are checked by a jsonschema validator made once for the schema (as the
+        serializer's own check is, a little faster; its message also gives the path of the
+        field at fault); ``serializer_conf={'validate': True}`` asks for the serializer's
+        check instead. jsonschema costs some 50-150 us per value: JSON Schema values are
+        the slowest of the three formats (see ``benchmarks/bench_formats.py``).
         """
         text = load_json_schema(schema, what)
         conf = dict(self.serializer_conf or {})
