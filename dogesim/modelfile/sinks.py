@@ -109,6 +109,10 @@ class SinkSpec:
         return f"{self.type} {target}".strip() + (self.cap.describe() if self.cap else "")
 
 
+#: Setting kinds holding a schema as JSON text or the path of a file (beside the model).
+_SCHEMA_KINDS = {"avro_schema": "an Avro schema", "json_schema": "a JSON Schema"}
+
+
 def _check_sink_keys(sink: _Reader, value: _Map, kind: SinkType) -> None:
     """Every key is a setting of `kind` (all unknown ones listed); required ones are set."""
     allowed = ", ".join(("type", *kind.settings))
@@ -183,7 +187,7 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
                     )
                 plain[str(ckey)] = str(cvalue) if isinstance(cvalue, str) else cvalue
             settings[key] = plain
-        elif setting == "avro_schema":
+        elif setting in _SCHEMA_KINDS:
             text = sink.string(key)
             if not text.lstrip().startswith(("{", "[", '"')):
                 schema_path = Path(text)
@@ -192,8 +196,8 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
                 if not schema_path.is_file():
                     raise sink.error(
                         key,
-                        f"{text!r} is neither an Avro schema (JSON) nor a file; looked for "
-                        f"{schema_path}",
+                        f"{text!r} is neither {_SCHEMA_KINDS[setting]} (JSON) nor a file; "
+                        f"looked for {schema_path}",
                     )
                 text = schema_path.read_text(encoding="utf-8")
             settings[key] = text

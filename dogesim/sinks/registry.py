@@ -84,6 +84,7 @@ SETTING_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "servers": ("host:port or a list of them", _is_servers),
     "conf": ("a mapping of setting to string, number or boolean", _is_conf),
     "avro_schema": ("an Avro schema (JSON text)", lambda v: isinstance(v, str)),
+    "json_schema": ("a JSON Schema (JSON text)", lambda v: isinstance(v, str)),
     "template": ("a str.format template", lambda v: isinstance(v, str)),
     "record_timestamp": (
         "'event' (the record timestamp is the event's) or 'send' (the send time)",
@@ -322,7 +323,7 @@ BUILTIN_TYPES: dict[str, SinkType] = {
         _schema_type(
             "kafka_jsonschema",
             "Kafka records with JSON values checked by a registered JSON Schema",
-            "avro_schema",  # JSON text or a file, read as the Avro schemas are
+            "json_schema",
             extra="jsonschema",
             needs="jsonschema",
         ),

@@ -271,3 +271,34 @@ def test_a_key_schema_registers_the_key_too(registry: SchemaRegistryClient, kind
     assert "trx-key" in registry.get_subjects()
     plain = offline(factory, registry).create("trx2", lambda u, t: "7", event_record, schema)
     assert type(plain.key_serializer).__name__ == "StringSerializer"
+
+
+def test_model_file_json_schema_that_is_no_file_names_it(tmp_path: Path) -> None:
+    """A value_schema that is neither JSON nor a file beside the model is refused at its line."""
+    from dogesim.errors import ModelError
+    from dogesim.modelfile import load_model_text
+
+    text = f"""\
+name: formats
+states: [a, b]
+initial_state: a
+tick: 1m
+ticks: 10
+subjects: {{count: 2}}
+sinks:
+  as_json:
+    type: kafka_jsonschema
+    bootstrap_servers: {closed_port()}
+    schema_registry_url: mock://dogesim-modelfile
+    topic: trx
+    value: dogesim.examples.banking:event_record
+    value_schema: missing.schema.json
+transitions:
+  - {{trigger: go, from: a, to: b, probability: 10, sinks: [as_json]}}
+"""
+    with pytest.raises(
+        ModelError,
+        match=r":14: sinks\.as_json\.value_schema: 'missing\.schema\.json' "
+        r"is neither a JSON Schema \(JSON\) nor a file",
+    ):
+        load_model_text(text, source=str(tmp_path / "m.yaml"))
