@@ -190,17 +190,11 @@ def test_registry_types_build_kafka_sinks(kind: str, schema: Any, serializer: st
     assert sink.topic == "trx"
 
 
-def test_model_file_sinks_of_both_formats(tmp_path: Path) -> None:
-    """A model file names a JSON Schema file (beside it) and a flat Protobuf field mapping;
-    both sinks build with their format's serializer."""
-    import json
-
-    from dogesim.modelfile import load_model_file
-
-    (tmp_path / "event.schema.json").write_text(json.dumps(EVENT_JSON_SCHEMA))
-    model = tmp_path / "m.yaml"
-    model.write_text(
-        f"""\
+def formats_model(json_schema: str, proto: bool = True) -> str:
+    """A model file whose logins go to a kafka_jsonschema sink (value schema `json_schema`)
+    and, with `proto`, to a kafka_protobuf sink with a flat field mapping."""
+    sinks = ["as_json"]
+    text = f"""\
 name: formats
 states: [offline, online]
 initial_state: offline
@@ -214,7 +208,11 @@ sinks:
     schema_registry_url: mock://dogesim-modelfile
     topic: trx
     value: dogesim.examples.banking:event_record
-    value_schema: event.schema.json
+    value_schema: {json_schema}
+"""
+    if proto:
+        sinks.append("as_proto")
+        text += f"""\
   as_proto:
     type: kafka_protobuf
     bootstrap_servers: {closed_port()}
@@ -227,10 +225,21 @@ sinks:
       user.balance: int64
       user.loan_balance: int64
       event: string
-transitions:
-  - {{trigger: login, from: offline, to: online, probability: 10, sinks: [as_json, as_proto]}}
 """
-    )
+    transition = "{trigger: login, from: offline, to: online, probability: 10, sinks: [%s]}"
+    return text + f"transitions:\n  - {transition % ', '.join(sinks)}\n"
+
+
+def test_model_file_sinks_of_both_formats(tmp_path: Path) -> None:
+    """A model file names a JSON Schema file (beside it) and a flat Protobuf field mapping;
+    both sinks build with their format's serializer."""
+    import json
+
+    from dogesim.modelfile import load_model_file
+
+    (tmp_path / "event.schema.json").write_text(json.dumps(EVENT_JSON_SCHEMA))
+    model = tmp_path / "m.yaml"
+    model.write_text(formats_model("event.schema.json"))
     spec = load_model_file(model)
     built = {name: spec.sinks[name].build() for name in ("as_json", "as_proto")}
     assert built["as_json"].value_serializer.name == "JSONSerializer"
@@ -278,24 +287,7 @@ def test_model_file_json_schema_that_is_no_file_names_it(tmp_path: Path) -> None
     from dogesim.errors import ModelError
     from dogesim.modelfile import load_model_text
 
-    text = f"""\
-name: formats
-states: [a, b]
-initial_state: a
-tick: 1m
-ticks: 10
-subjects: {{count: 2}}
-sinks:
-  as_json:
-    type: kafka_jsonschema
-    bootstrap_servers: {closed_port()}
-    schema_registry_url: mock://dogesim-modelfile
-    topic: trx
-    value: dogesim.examples.banking:event_record
-    value_schema: missing.schema.json
-transitions:
-  - {{trigger: go, from: a, to: b, probability: 10, sinks: [as_json]}}
-"""
+    text = formats_model("missing.schema.json", proto=False)
     with pytest.raises(
         ModelError,
         match=r":14: sinks\.as_json\.value_schema: 'missing\.schema\.json' "
