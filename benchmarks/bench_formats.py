@@ -10,7 +10,8 @@ against Avro, in one run each.
   until every message is acknowledged (``close()``); msgs/s and the mean value size.
 
 Run: ``python benchmarks/bench_formats.py [--events N] [--kafka] [--kafka-events N]
-[--repeat R]``. Kafka from ``DOGESIM_KAFKA_BOOTSTRAP`` (default 127.0.0.1:19092).
+[--repeat R]``. Kafka from ``DOGESIM_KAFKA_BOOTSTRAP`` (default 127.0.0.1:19092); the
+transitions and the start time are `bench_sinks.py`'s.
 """
 
 from __future__ import annotations
@@ -27,19 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_sinks import KAFKA, T0, TRANSITIONS
 from dogesim.examples.banking import User, event_record
 from dogesim.model import Transition
 from dogesim.sinks.files import JsonLinesSink
-
-KAFKA = os.environ.get("DOGESIM_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-T0 = 1_700_000_000_000
-
-TRANSITIONS = [
-    Transition("login", "offline", "online", 0.1),
-    Transition("logout", "online", "offline", 70),
-    Transition("spending", "offline", "offline", 0.1),
-    Transition("open_loan_screen", "online", "loan_screen", 30),
-]
 
 #: A pool of users the events cycle through (10M distinct objects would measure the heap).
 USERS = [User(i, (i * 7919) % 5000, (i % 3) * 10_000, i % 90) for i in range(10_000)]

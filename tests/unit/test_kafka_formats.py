@@ -190,44 +190,38 @@ def test_registry_types_build_kafka_sinks(kind: str, schema: Any, serializer: st
     assert sink.topic == "trx"
 
 
+def sink_yaml(name: str, kind: str, schema: str) -> str:
+    """One Kafka sink of a model file, of type `kind`, whose value schema is `schema`."""
+    settings = {
+        "type": kind,
+        "bootstrap_servers": closed_port(),
+        "schema_registry_url": "mock://dogesim-modelfile",
+        "topic": "trx",
+        "value": "dogesim.examples.banking:event_record",
+    }
+    lines = "".join(f"    {key}: {value}\n" for key, value in settings.items())
+    return f"  {name}:\n{lines}    value_schema:{schema}\n"
+
+
+#: The banking value as a flat Protobuf field mapping, indented under ``value_schema:``.
+PROTO_YAML = "".join(f"\n      {name}: {kind}" for name, kind in EVENT_PROTO_FLAT.items())
+
+
 def formats_model(json_schema: str, proto: bool = True) -> str:
     """A model file whose logins go to a kafka_jsonschema sink (value schema `json_schema`)
     and, with `proto`, to a kafka_protobuf sink with a flat field mapping."""
-    sinks = ["as_json"]
-    text = f"""\
-name: formats
-states: [offline, online]
-initial_state: offline
-tick: 1m
-ticks: 10
-subjects: {{count: 3, factory: dogesim.examples.banking:UserFactory}}
-sinks:
-  as_json:
-    type: kafka_jsonschema
-    bootstrap_servers: {closed_port()}
-    schema_registry_url: mock://dogesim-modelfile
-    topic: trx
-    value: dogesim.examples.banking:event_record
-    value_schema: {json_schema}
-"""
+    sinks = {"as_json": sink_yaml("as_json", "kafka_jsonschema", f" {json_schema}")}
     if proto:
-        sinks.append("as_proto")
-        text += f"""\
-  as_proto:
-    type: kafka_protobuf
-    bootstrap_servers: {closed_port()}
-    schema_registry_url: mock://dogesim-modelfile
-    topic: trx
-    value: dogesim.examples.banking:event_record
-    value_schema:
-      timestamp: int64
-      user.user_id: int64
-      user.balance: int64
-      user.loan_balance: int64
-      event: string
-"""
+        sinks["as_proto"] = sink_yaml("as_proto", "kafka_protobuf", PROTO_YAML)
+    head = (
+        "name: formats\nstates: [offline, online]\ninitial_state: offline\ntick: 1m\n"
+        "ticks: 10\nsubjects: {count: 3, factory: dogesim.examples.banking:UserFactory}\n"
+    )
     transition = "{trigger: login, from: offline, to: online, probability: 10, sinks: [%s]}"
-    return text + f"transitions:\n  - {transition % ', '.join(sinks)}\n"
+    return (
+        f"{head}sinks:\n{''.join(sinks.values())}"
+        f"transitions:\n  - {transition % ', '.join(sinks)}\n"
+    )
 
 
 def test_model_file_sinks_of_both_formats(tmp_path: Path) -> None:

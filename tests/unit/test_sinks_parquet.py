@@ -390,15 +390,14 @@ path = sys.argv[1]
 sink = ParquetSink(path, lambda ts, n, t: {"n": n, "h": hashlib.sha256(b"%d" % n).hexdigest()},
                    row_group_size=1000)
 errors = []
-for n in range(20_000):
+def attempt(call, *args):
     try:
-        sink.collect(T0, n, STEP)
+        call(*args)
     except SinkError as exc:
         errors.append(str(exc))
-try:
-    sink.close()
-except SinkError as exc:
-    errors.append(str(exc))
+for n in range(20_000):
+    attempt(sink.collect, T0, n, STEP)
+attempt(sink.close)
 book = sink.ledger
 print(json.dumps({"errors": errors, "collected": book.collected, "acknowledged": book.acknowledged,
                   "failed": book.failed, "final": os.path.exists(path),
