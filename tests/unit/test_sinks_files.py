@@ -204,7 +204,8 @@ def test_factories_name_files_in_directory(tmp_path: Path) -> None:
 
 
 #: A child process that writes 64-byte JSONL lines under a file size limit (a disk that
-#: fills up: writes past the limit fail with EFBIG once SIGXFSZ is ignored).
+#: fills up: writes past the limit fail with EFBIG once SIGXFSZ is ignored); one by one, or
+#: through collect_many with a fourth argument ``batch``.
 _FULL_DISK_CHILD = r"""
 import json, resource, signal, sys
 from dogesim.errors import SinkError
@@ -218,8 +219,13 @@ sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
 step = Transition("step", "a", "b", 50)
 errors = []
 try:
-    for n in range(count):
-        sink.collect(n, n, step)
+    if sys.argv[4:] == ["batch"]:  # collect_many, 1000 events a tick
+        for first in range(0, count, 1000):
+            subjects = list(range(first, min(first + 1000, count)))
+            sink.collect_many(first, subjects, [step] * len(subjects))
+    else:
+        for n in range(count):
+            sink.collect(n, n, step)
 except SinkError as exc:
     errors.append(str(exc))
 try:
@@ -230,10 +236,10 @@ print(json.dumps({"ledger": vars(sink.ledger), "errors": errors}))
 """
 
 
-def run_child(script: str, path: Path, limit: int, count: int) -> Any:
+def run_child(script: str, path: Path, limit: int, count: int, *extra: str) -> Any:
     """Run a child `script` writing `count` lines to `path` under a `limit`; its JSON report."""
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(path), str(limit), str(count)],
+        [sys.executable, "-c", script, str(path), str(limit), str(count), *extra],
         capture_output=True,
         text=True,
         timeout=120,
