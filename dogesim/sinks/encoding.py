@@ -2,7 +2,7 @@
 
 - `json_line_encoder`: a function ``record -> bytes`` giving one JSON line (with its newline).
 - `json_lines_encoder`: a function ``(records, out)`` appending the JSON line of each record
-  to the list `out`, one record after the other (the batch path of the file sinks).
+  to the bytearray `out`, one record after the other (the batch path of the file sinks).
 - `Unwritable`: what that function raises for a record JSON cannot hold.
 - `exact_encoder`: the same through the standard library alone (the reference bytes).
 - `FAST`: True when orjson (the ``fast`` extra) is installed and used.
@@ -43,7 +43,7 @@ FAST = orjson is not None
 _SMALL_EXPONENT = re.compile(rb"[0-9]e-[5-9](?![0-9])")
 
 Encoder = Callable[[Any], bytes]
-LinesEncoder = Callable[[Iterable[Any], list[bytes]], None]
+LinesEncoder = Callable[[Iterable[Any], bytearray], None]
 
 
 class Unwritable(Exception):
@@ -124,9 +124,10 @@ def json_lines_encoder(default: Callable[[Any], Any]) -> LinesEncoder:
 
     The records are taken from the iterable one at a time and each is encoded before the next
     is taken, so a mapper behind it (``map(mapper, ...)``) that reuses its dict is read in
-    time. It stops at the first failure, with the lines before it in `out`: a record JSON
-    cannot hold raises `Unwritable`; an exception of the iterable (a mapper's) propagates
-    as it is.
+    time. Each line goes straight into the bytearray `out` (orjson's output is freed at once:
+    holding thousands of them costs more than encoding them). It stops at the first failure,
+    with the lines before it in `out`: a record JSON cannot hold raises `Unwritable`; an
+    exception of the iterable (a mapper's) propagates as it is.
     """
     exact = exact_encoder(default)
 
@@ -138,10 +139,9 @@ def json_lines_encoder(default: Callable[[Any], Any]) -> LinesEncoder:
 
     if orjson is None:  # pragma: no cover - the `fast` extra is not installed
 
-        def plain(records: Iterable[Any], out: list[bytes]) -> None:
-            append = out.append
+        def plain(records: Iterable[Any], out: bytearray) -> None:
             for record in records:
-                append(checked(record))
+                out += checked(record)
 
         return plain
     dumps = orjson.dumps
@@ -149,8 +149,7 @@ def json_lines_encoder(default: Callable[[Any], Any]) -> LinesEncoder:
     search = _SMALL_EXPONENT.search
 
     # The loop of `json_line_encoder`'s function, inlined: no Python call per record.
-    def fast(records: Iterable[Any], out: list[bytes]) -> None:
-        append = out.append
+    def fast(records: Iterable[Any], out: bytearray) -> None:
         for record in records:
             try:
                 line: bytes = dumps(record, default, options)
@@ -159,6 +158,6 @@ def json_lines_encoder(default: Callable[[Any], Any]) -> LinesEncoder:
             else:
                 if b"null" in line or b"0.0000" in line or (b"e-" in line and search(line)):
                     line = checked(record)
-            append(line)
+            out += line
 
     return fast

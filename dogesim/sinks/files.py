@@ -267,6 +267,25 @@ class _FileSink(LedgeredSink):
         self.ledger.collected += len(lines)
         buffer += b"".join(lines)
 
+    def _take_lines(self, block: bytearray) -> None:
+        """Buffer a block of JSON lines (each b"\n" ends one), collected now, writing the
+        buffer after the line where `_add` one line at a time would."""
+        if len(self._buffer) + len(block) < BUFFER_BYTES:
+            self.ledger.collected += block.count(b"\n")
+            self._buffer += block
+            return
+        start = 0
+        while start < len(block):
+            # One by one, the write follows the line that fills the buffer to BUFFER_BYTES.
+            need = max(BUFFER_BYTES - len(self._buffer), 1)
+            end = block.find(b"\n", start + need - 1) + 1 or len(block)
+            chunk = block[start:end]
+            self.ledger.collected += chunk.count(b"\n")
+            self._buffer += chunk
+            start = end
+            if len(self._buffer) >= BUFFER_BYTES:
+                self._flush_buffer()
+
     def _flush_buffer(self) -> None:
         """Write the buffered lines; on failure count what reached the file and raise."""
         data, ends = self._buffer, self._ends
@@ -530,20 +549,20 @@ class JsonLinesSink(_FileSink):
             return
         if self._closed:
             self.reopen()
-        lines: list[bytes] = []
+        block = bytearray()
         records = map(self.mapper, itertools.repeat(timestamp), subjects, transitions)
         try:
-            self._encode_many(records, lines)
+            self._encode_many(records, block)
         except Unwritable as exc:
-            self._take(lines)
+            self._take_lines(block)
             self.ledger.collected += 1
-            transition = transitions[len(lines)]
+            transition = transitions[block.count(b"\n")]
             raise self._unwritable(exc.cause, timestamp, transition, exc.record) from exc.cause
         except Exception as exc:
-            self._take(lines)
+            self._take_lines(block)
             self.ledger.collected += 1
             raise self.event_failed(exc, timestamp, "the mapper") from exc
-        self._take(lines)
+        self._take_lines(block)
 
 
 class CsvSink(_FileSink):

@@ -272,14 +272,15 @@ def test_full_disk_in_a_batch_counts_exactly_the_lines_on_disk(tmp_path: Path) -
 
 
 def test_jsonl_batch_encoder_matches_the_line_encoder() -> None:
-    """The batch encoder gives, record for record, the single-line encoder's bytes."""
+    """The batch encoder gives, record for record, the single-line encoder's bytes, and stops
+    at a record JSON refuses with the lines before it written."""
     from dogesim.sinks.encoding import Unwritable, json_line_encoder, json_lines_encoder
 
     records = [{"x": 1e-05}, {"y": None}, {"z": 2**64}, {"w": "null"}, {"v": [1.5, "é"]}]
-    out: list[bytes] = []
+    out = bytearray()
     json_lines_encoder(_json_default)(iter(records), out)
-    assert out == [json_line_encoder(_json_default)(r) for r in records]
+    assert out == b"".join(json_line_encoder(_json_default)(r) for r in records)
     out.clear()
     with pytest.raises(Unwritable) as caught:
         json_lines_encoder(_json_default)(iter([{"a": 1}, {"b": math.inf}, {"c": 3}]), out)
-    assert out == [b'{"a":1}\n'] and isinstance(caught.value.cause, ValueError)
+    assert out == b'{"a":1}\n' and isinstance(caught.value.cause, ValueError)
