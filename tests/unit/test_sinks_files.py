@@ -205,17 +205,20 @@ def test_factories_name_files_in_directory(tmp_path: Path) -> None:
 
 #: A child process that writes 64-byte JSONL lines under a file size limit (a disk that
 #: fills up: writes past the limit fail with EFBIG once SIGXFSZ is ignored); one by one, or
-#: through collect_many with a fourth argument ``batch``.
+#: through collect_many with a fourth argument ``batch``; 64-byte CSV rows for a ``.csv``.
 _FULL_DISK_CHILD = r"""
 import json, resource, signal, sys
 from dogesim.errors import SinkError
 from dogesim.model import Transition
-from dogesim.sinks.files import JsonLinesSink
+from dogesim.sinks.files import CsvSink, JsonLinesSink
 
 path, limit, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
+if path.endswith(".csv"):  # 64-byte rows after the 6-byte header "n,pad"
+    sink = CsvSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 56})
+else:
+    sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
 step = Transition("step", "a", "b", 50)
 errors = []
 try:
@@ -262,6 +265,23 @@ def test_full_disk_counts_exactly_the_complete_lines_on_disk(tmp_path: Path) -> 
     assert report["errors"] and "File too large" in report["errors"][0]
     assert "46875 complete lines are in the file" in report["errors"][0]
     assert report["errors"][-1] == report["errors"][0]  # close() repeats the write failure
+
+
+@pytest.mark.parametrize("way", [(), ("batch",)], ids=["collect", "collect_many"])
+def test_csv_full_disk_counts_exactly_the_complete_rows_on_disk(
+    tmp_path: Path, way: tuple[str, ...]
+) -> None:
+    """CSV, disk full mid-row: the torn row is cut off, the ledger counts the rows on disk."""
+    path = tmp_path / "full.csv"
+    limit = 6 + 40_000 * 64 + 10  # the header, 40,000 whole rows, 10 bytes of a torn one
+    report = run_child(_FULL_DISK_CHILD, path, limit, 60_000, *way)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert lines[0] == b"n,pad\n" and len(lines) == 40_001
+    assert [int(row.split(b",")[0]) for row in lines[1:]] == list(range(40_000))
+    assert all(len(row) == 64 for row in lines[1:])
+    ledger = report["ledger"]
+    assert (ledger["acknowledged"], ledger["failed"]) == (40_000, ledger["collected"] - 40_000)
+    assert "40000 complete lines are in the file" in report["errors"][0]
 
 
 def test_lone_surrogate_fails_alone(tmp_path: Path) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,3 +287,48 @@ def test_jsonl_batch_encoder_matches_the_line_encoder() -> None:
     with pytest.raises(Unwritable) as caught:
         json_lines_encoder(_json_default)(iter([{"a": 1}, {"b": math.inf}, {"c": 3}]), out)
     assert out == b'{"a":1}\n' and isinstance(caught.value.cause, ValueError)
+
+
+#: A child writing JSON lines through collect_many forever (4 KiB buffer); after each tick it
+#: prints how many lines its flush points say are in the file.
+_KILLED_CHILD = r"""
+import sys
+from dogesim.model import Transition
+from dogesim.sinks import files
+from dogesim.sinks.files import JsonLinesSink
+
+files.BUFFER_BYTES = 4096
+sink = JsonLinesSink(sys.argv[1], lambda ts, s, t: {"n": s, "pad": "z" * (s % 50)})
+step = Transition("step", "a", "b", 50)
+first = 0
+while True:
+    sink.collect_many(first, list(range(first, first + 100)), [step] * 100)
+    first += 100
+    print(sink.flush_points[-1].lines if sink.flush_points else 0, flush=True)
+"""
+
+
+def test_kill_9_leaves_the_counted_lines_whole_and_at_most_one_torn_tail(tmp_path: Path) -> None:
+    """A JSONL writer killed with SIGKILL: the file holds lines 0..k-1 whole, k at least the
+    count its last flush point reported, and nothing after them but part of line k."""
+    path = tmp_path / "killed.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    reported = 0
+    try:
+        for line in child.stdout:  # bounded by what the child reports, not by the clock
+            reported = int(line)
+            if reported > 5_000:
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    data = path.read_bytes()
+    whole, _, tail = data.rpartition(b"\n")
+    numbers = [json.loads(line)["n"] for line in whole.splitlines()]
+    assert numbers == list(range(len(numbers))) and len(numbers) >= reported > 5_000
+    k = len(numbers)
+    expected_next = json.dumps({"n": k, "pad": "z" * (k % 50)}, separators=(",", ":"))
+    assert expected_next.encode().startswith(tail)
