@@ -386,3 +386,37 @@ def test_interrupt_in_close_keeps_every_complete_line(tmp_path: Path) -> None:
         17_000,
         3_000,
     )
+
+
+def test_subject_fields_of_dataclasses_are_every_field_in_order() -> None:
+    """Every dataclass field (underscored, init=False, slotted; no ClassVar) in field order,
+    read when called: the dict `dataclasses.fields` and getattr give."""
+    import dataclasses
+    from typing import ClassVar
+
+    from dogesim.sinks.files import subject_fields
+
+    @dataclasses.dataclass
+    class Account:
+        owner: str
+        _pin: int = 1234
+        tags: list[str] = dataclasses.field(default_factory=list)
+        kind: ClassVar[str] = "bank"
+        opened: int = dataclasses.field(default=0, init=False)
+
+    @dataclasses.dataclass(slots=True)
+    class Slotted:
+        a: int
+        b: Any = None
+
+    @dataclasses.dataclass
+    class Empty:
+        pass
+
+    account = Account("kabosu", tags=["x"])
+    for subject in (account, Slotted(1, {"n": 2}), Empty()):
+        expected = {f.name: getattr(subject, f.name) for f in dataclasses.fields(subject)}
+        assert subject_fields(subject) == expected
+        assert list(subject_fields(subject)) == list(expected)
+    account.opened = 9
+    assert subject_fields(account)["opened"] == 9  # values are read at each call
