@@ -273,11 +273,11 @@ class _FileSink(LedgeredSink):
         self.ledger.collected += len(lines)
         buffer += b"".join(lines)
 
-    def _take_lines(self, block: bytearray) -> None:
-        """Buffer a block of JSON lines (each b"\n" ends one), collected now, writing the
-        buffer after the line where `_add` one line at a time would."""
+    def _take_lines(self, block: bytearray, lines: int | None = None) -> None:
+        """Buffer a block of JSON lines (each b"\n" ends one; `lines` of them when known),
+        collected now, writing the buffer after the line where `_add` one at a time would."""
         if len(self._buffer) + len(block) < BUFFER_BYTES:
-            self.ledger.collected += block.count(b"\n")
+            self.ledger.collected += block.count(b"\n") if lines is None else lines
             self._buffer += block
             return
         start = 0
@@ -568,7 +568,8 @@ class JsonLinesSink(_FileSink):
             self._take_lines(block)
             self.ledger.collected += 1
             raise self.event_failed(exc, timestamp, "the mapper") from exc
-        self._take_lines(block)
+        # Every pair was encoded (zip's rule: as many as the shorter sequence).
+        self._take_lines(block, min(len(subjects), len(transitions)))
 
 
 class CsvSink(_FileSink):
