@@ -112,7 +112,13 @@ def json_line_encoder(default: Callable[[Any], Any]) -> Encoder:
             line: bytes = dumps(record, default, options)
         except Exception:
             return exact(record)
-        if b"null" in line or b"0.0000" in line or (b"e-" in line and search(line)):
+        # A one-byte search (memchr) first: "." and "-" are rare in event lines, and searching
+        # for several bytes costs ~30x more per byte.
+        if (
+            b"null" in line
+            or (b"." in line and b"0.0000" in line)
+            or (b"-" in line and b"e-" in line and search(line))
+        ):
             return exact(record)
         return line
 
@@ -156,7 +162,11 @@ def json_lines_encoder(default: Callable[[Any], Any]) -> LinesEncoder:
             except Exception:
                 line = checked(record)
             else:
-                if b"null" in line or b"0.0000" in line or (b"e-" in line and search(line)):
+                if (
+                    b"null" in line
+                    or (b"." in line and b"0.0000" in line)
+                    or (b"-" in line and b"e-" in line and search(line))
+                ):
                     line = checked(record)
             out += line
 
