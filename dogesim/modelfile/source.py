@@ -1,7 +1,8 @@
 """Reading model files: YAML with line numbers, errors that name file, line and key,
 ``${ENV}`` interpolation, and typed readers of scalars, import paths and timestamps.
 
-The loader bounds what a file can cost before any of it is interpreted: nesting deeper than
+The loader bounds what a file can cost before any of it is interpreted: files larger than
+`MAX_MODEL_BYTES` are refused before parsing (`read_model_text`), nesting deeper than
 `MAX_DEPTH`, aliases that expand to more than `MAX_ALIAS_EXPANSION` extra values, and
 integers longer than `MAX_INT_DIGITS` digits are refused at their line; an invalid
 unquoted date (``2024-02-30``) stays text, for the key that reads it to refuse.
@@ -39,6 +40,9 @@ MAX_TIMESTAMP = 253_402_300_799_999
 #: The most ticks and subjects a run may have (beyond them a run would not end).
 MAX_TICKS = 2**31 - 1
 MAX_SUBJECTS = 10**9 - 1
+#: The largest model file read (real ones are a few KB; a fitted cohort model with kernels
+#: about 50 KB). Parsing costs about 12 s per MiB, so the limit bounds time and memory too.
+MAX_MODEL_BYTES = 1024 * 1024
 #: How much of a long value a message quotes.
 _SHOWN_CHARS = 120
 
@@ -667,3 +671,28 @@ def _import_name(obj: object) -> str | None:
     except Exception:
         return None
     return f"{module}:{qualname}" if found is obj else None
+
+
+def read_model_text(source: str) -> str:
+    """The text of the model file at `source`, read in at most `MAX_MODEL_BYTES` + 1 bytes
+    (so an endless device or a huge file is refused at once, not read into memory).
+
+    Raises:
+        ModelError: missing, unreadable, larger than the limit, or not UTF-8.
+    """
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read(MAX_MODEL_BYTES + 1)
+    except FileNotFoundError:
+        raise ModelError(f"{source}: no such model file") from None
+    except OSError as exc:
+        raise ModelError(f"{source}: cannot read the model file: {exc}") from None
+    if len(data) > MAX_MODEL_BYTES:
+        raise ModelError(
+            f"{source}: the file is larger than {MAX_MODEL_BYTES // (1024 * 1024)} MiB, the "
+            "most a model file may be (real ones are a few KB); is it the right file?"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{source}: cannot read the model file: {exc}") from None

@@ -31,7 +31,6 @@ from typing import Any
 
 from dogesim import redact
 from dogesim.engine import LiveOptions, RunOptions, RunResult, Simulation
-from dogesim.errors import ModelError
 from dogesim.laws import Law
 from dogesim.model import Model
 from dogesim.modelfile.build import Sinks, build_model, build_sinks
@@ -40,7 +39,7 @@ from dogesim.modelfile.online import LiveSpec
 from dogesim.modelfile.runkeys import _arrivals_per_tick
 from dogesim.modelfile.runs import live_settings, new_simulation, resume_simulation, run_options
 from dogesim.modelfile.sinks import SinkSpec
-from dogesim.modelfile.source import _format_timestamp
+from dogesim.modelfile.source import _format_timestamp, read_model_text
 from dogesim.modelfile.subjects import SubjectsSpec
 from dogesim.modelfile.transitions import TransitionSpec
 from dogesim.rates import Profile, Rate, format_duration
@@ -348,12 +347,7 @@ def load_model_file(
             ``file:line: key:`` and says what would be right.
     """
     source = os.fspath(path)
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelError(f"{source}: no such model file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{source}: cannot read the model file: {exc}") from None
+    text = read_model_text(source)
     from dogesim.modelfile.parse import _parse  # parse builds ModelSpec: imported late
 
     return _parse(
