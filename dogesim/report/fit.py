@@ -502,7 +502,7 @@ def fit_event_log(
             than where its previous event ended, two events of a subject in one tick, an
             unknown state), disagrees with the roster, or the window is empty.
     """
-    bare = model if isinstance(model, Model) or model is None else model.model
+    bare = model if isinstance(model, Model) or model is None else _as_run(model)
     if window_start is None and model is not None and not isinstance(model, Model):
         window_start = model.timestamp_start
     if not 0 < confidence < 1:
@@ -529,6 +529,16 @@ def fit_event_log(
         obs, model=model, confidence=confidence, initial_state=initial_state, tick=tick_ms
     )
     return with_laws(result, obs, kernel=kernel, by=by, age_bins=age_bins)
+
+
+def _as_run(spec: ModelSpec) -> Model:
+    """The model a run of `spec` walks: with churn, the final state ``churned`` and a
+    ``churn`` move from every other state, as in the run's log."""
+    if spec.churn is None:
+        return spec.model
+    from dogesim.engine import effective_model
+
+    return effective_model(spec.model, spec.tick_ms, spec.churn, ())
 
 
 def with_laws(
