@@ -58,11 +58,14 @@ def model_description(path: str | os.PathLike[str]) -> str:
 
 
 def resolve_model(text: str) -> str:
-    """`text` when it names an existing file (or is not a bare name), else the path of the
-    shipped model it names (``banking`` or ``banking.yaml``), else `text` unchanged (loading
-    it then reports the missing file)."""
+    """`text` when it names an existing file (or is not a bare name), else ``text.yaml`` when
+    that file exists here (``dogesim init NAME`` then ``dogesim run NAME``), else the path of
+    the shipped model it names (``banking`` or ``banking.yaml``), else `text` unchanged
+    (loading it then reports the missing file). A file of the name here always wins."""
     if Path(text).is_file() or os.sep in text or (os.altsep and os.altsep in text):
         return text
+    if not text.endswith(".yaml") and Path(text + ".yaml").is_file():
+        return text + ".yaml"
     stem = text[: -len(".yaml")] if text.endswith(".yaml") else text
     shipped = shipped_models().get(stem)
     return str(shipped) if shipped is not None else text

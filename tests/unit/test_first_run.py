@@ -78,12 +78,25 @@ def test_a_bare_name_runs_the_shipped_model_from_any_folder(
 def test_a_file_of_that_name_wins_over_the_shipped_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file `banking.yaml` in the working directory is used, not the shipped model."""
+    """A file `banking.yaml` in the working directory is used, not the shipped model, whether
+    it is named `banking.yaml` or `banking`; other names still find the shipped models."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "banking.yaml").write_text(starter_model("banking"), encoding="utf-8")
     assert resolve_model("banking.yaml") == "banking.yaml"
-    assert resolve_model("banking") == str(MODELS_DIR / "banking.yaml")
+    assert resolve_model("banking") == "banking.yaml"
     assert resolve_model("ecommerce.yaml") == str(MODELS_DIR / "ecommerce.yaml")
+    assert resolve_model("ecommerce") == str(MODELS_DIR / "ecommerce.yaml")
+
+
+def test_init_then_run_by_the_bare_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dogesim init mymodel` then `dogesim run mymodel` runs the file init wrote."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DOGESIM_OUT_DIR", raising=False)
+    assert main(["init", "mymodel"]) == 0
+    assert main(["run", "mymodel", "--ticks", "30"]) == 0
+    assert "events" in capsys.readouterr().out
 
 
 def test_an_unknown_bare_name_exits_2_listing_the_shipped_models(
