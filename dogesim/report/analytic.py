@@ -10,8 +10,22 @@
 - `stationary_distribution(model)`: the long-run distribution reached from the initial state.
 - `describe(model)`: the matrix, the stationary distribution and mean ticks per state visit.
 - `initial_distribution(model)`: the initial mix as a vector.
-- `approximations(model)`: why the chain is only an approximation of a model (dwell and
-  delay laws, per-subject rates, calendar profiles), in words.
+- `approximations(model, semi_markov=False)`: why the analytic line is only an
+  approximation of a model (dwell and delay laws unless the line is semi-Markov, per-subject
+  rates, calendar profiles), in words.
+- `semi_markov_occupancy(model, ticks, start)`: expected subjects per state when states
+  have dwell laws and moves delay laws, exactly (ages expanded into phases), or None when
+  the expansion would be too much work.
+- `expected_counts(model, ticks, start)`: expected subjects per state from the counts
+  `start` per state (e.g. a run's `RunResult.started()`): semi-Markov when the model has
+  laws, else the chain; and `expected_band(...)`, its binomial band.
+
+The semi-Markov line follows the engine's rules (`dogesim.engine.dwell`): after a move the
+next attempt comes after the move's delay law, else the state's dwell law (at an attempt the
+move is chosen in proportion to the chances), else the geometric law of the chances. A
+state's time since entry is expanded into one phase per tick of its law (up to where the
+law's tail is below 1e-12), so the chain of phases is Markov and ``start @ M**(t+1)`` is
+exact, up to vetoes and profiles.
 
 An approximation, stated plainly: callbacks may veto attempts (the subject stays), and the
 matrix cannot know how often they will, so with vetoing callbacks the chain overstates the
@@ -23,24 +37,32 @@ in state ``s`` after tick ``t`` is binomial: ``n * pi_t[s]`` on average with var
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dogesim.model import Model
+from dogesim.laws import Law
+from dogesim.model import Model, Transition
 from dogesim.report.tables import time_index
 
 __all__ = [
+    "MAX_WORK",
     "analytic_occupancy_frame",
     "approximations",
     "describe",
+    "expected_band",
+    "expected_counts",
     "expected_occupancy",
     "initial_distribution",
     "occupancy_band",
     "occupancy_probabilities",
+    "semi_markov_occupancy",
     "stationary_distribution",
     "transition_matrix",
+    "uses_semi_markov",
 ]
 
 
@@ -58,17 +80,20 @@ def initial_distribution(model: Model) -> np.ndarray:
     return pi0
 
 
-def approximations(model: Model) -> list[str]:
-    """Why the Markov line of `model` is only an approximation (empty: it is exact, up to
-    callback vetoes), one sentence per reason."""
+def approximations(model: Model, *, semi_markov: bool = False) -> list[str]:
+    """Why the analytic line of `model` is only an approximation (empty: it is exact, up to
+    callback vetoes), one sentence per reason; `semi_markov`: the line is
+    `semi_markov_occupancy`'s, exact for dwell and delay laws."""
     notes = []
-    if model.dwell:
+    if semi_markov:
+        pass  # the phases follow dwell and delay laws exactly
+    elif model.dwell:
         notes.append(
             "states " + ", ".join(repr(s) for s in model.dwell) + " have dwell-time laws; the "
             "chain stands for them with geometric stays of the same per-tick chances"
         )
     delayed = [t.trigger for t in model.transitions if t.delay is not None]
-    if delayed:
+    if delayed and not semi_markov:
         notes.append(
             "transitions " + ", ".join(repr(t) for t in delayed) + " have delay laws, which "
             "the chain ignores"
@@ -197,3 +222,232 @@ def describe(model: Model) -> dict[str, Any]:
         "mean_ticks_in_state": holding,
         "approximations": approximations(model),
     }
+
+
+# -- the semi-Markov line: dwell and delay laws, exactly -----------------------------------
+
+#: The most (matrix entries x ticks) the semi-Markov line steps through; beyond it the
+#: functions fall back to the chain (and `approximations` says so).
+MAX_WORK = 2e8
+#: A law's tail beyond this is folded into its last phase.
+_TAIL = 1e-12
+#: The longest law (in ticks) expanded into phases.
+_MAX_PHASES = 1 << 20
+
+
+def _end_hazards(law: Law) -> np.ndarray | None:
+    """Per age ``a = 0 .. A-1`` (ticks since entry), the chance that the wait ends at the
+    next tick given it has not ended yet; the last is 1. None: the law is too long."""
+    kmax = 16
+    while 1.0 - law.cdf(float(kmax)) > _TAIL:
+        kmax *= 2
+        if kmax > _MAX_PHASES:
+            return None
+    pmf = law.pmf(kmax)
+    positive = np.flatnonzero(pmf > 0)
+    pmf = pmf[: int(positive[-1]) + 1] if len(positive) else pmf[:1]
+    survival = 1.0 - np.concatenate(([0.0], np.cumsum(pmf)[:-1]))
+    hazard = np.divide(pmf, survival, out=np.ones_like(pmf), where=survival > _TAIL)
+    hazard[-1] = 1.0
+    return np.clip(hazard, 0.0, 1.0)
+
+
+class _Phases:
+    """The chain of phases of a model with laws: each state, or each age of a state with a
+    dwell law or of a move with a delay law, is one phase; `step` moves a vector one tick."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.owner: list[int] = []  # the state each phase belongs to
+        self.rows: list[int] = []
+        self.cols: list[int] = []
+        self.vals: list[float] = []
+        self.too_long = False
+        self.entry: dict[str, int] = {}  # state -> the phase a plain move enters
+        self.after_delay: dict[int, int] = {}  # transition position -> its first delay phase
+        self.dwell_hazards: dict[str, np.ndarray] = {}
+        self.delay_hazards: dict[int, np.ndarray] = {}
+        self._allocate()
+        if not self.too_long:
+            self._connect()
+
+    def _new(self, state: str, count: int) -> int:
+        first = len(self.owner)
+        self.owner.extend([self.model.index(state)] * count)
+        return first
+
+    def _allocate(self) -> None:
+        model = self.model
+        for state in model.states:
+            law = model.dwell.get(state)
+            hazards = _end_hazards(law) if law is not None and model.outgoing(state) else None
+            if law is not None and model.outgoing(state) and hazards is None:
+                self.too_long = True
+                return
+            if hazards is not None:
+                self.dwell_hazards[state] = hazards
+            self.entry[state] = self._new(state, 1 if hazards is None else len(hazards))
+        for j, t in enumerate(model.transitions):
+            if t.delay is None:
+                continue
+            hazards = _end_hazards(t.delay)
+            if hazards is None:
+                self.too_long = True
+                return
+            self.delay_hazards[j] = hazards
+            self.after_delay[j] = self._new(t.to_state, len(hazards))
+
+    def _edge(self, source: int, target: int, chance: float) -> None:
+        if chance > 0:
+            self.rows.append(source)
+            self.cols.append(target)
+            self.vals.append(chance)
+
+    def _target(self, j: int) -> int:
+        """The phase the move `j` leads to."""
+        delayed = self.after_delay.get(j)
+        return delayed if delayed is not None else self.entry[self.model.transitions[j].to_state]
+
+    def _proportional(self, state: str) -> list[tuple[int, float]]:
+        """An attempt that moves in proportion to the chances (or waits anew when they are
+        all zero), as at the end of a dwell or a delay."""
+        moves = [(j, t.probability) for j, t in self._outgoing(state)]
+        total = math.fsum(p for _, p in moves)
+        if total <= 0:
+            return [(self.entry[state], 1.0)]
+        return [(self._target(j), p / total) for j, p in moves]
+
+    def _outgoing(self, state: str) -> list[tuple[int, Transition]]:
+        return [(j, t) for j, t in enumerate(self.model.transitions) if t.from_state == state]
+
+    def _ages(self, first: int, hazards: np.ndarray, ending: list[tuple[int, float]]) -> None:
+        for a, h in enumerate(hazards.tolist()):
+            for target, w in ending:
+                self._edge(first + a, target, h * w)
+            if a + 1 < len(hazards):
+                self._edge(first + a, first + a + 1, 1.0 - h)
+
+    def _connect(self) -> None:
+        for state in self.model.states:
+            phase = self.entry[state]
+            hazards = self.dwell_hazards.get(state)
+            if hazards is not None:
+                self._ages(phase, hazards, self._proportional(state))
+                continue
+            stay = 1.0
+            for j, t in self._outgoing(state):
+                self._edge(phase, self._target(j), t.probability / 100.0)
+                stay -= t.probability / 100.0
+            self._edge(phase, phase, max(stay, 0.0))
+        for j, hazards in self.delay_hazards.items():
+            ending = self._proportional(self.model.transitions[j].to_state)
+            self._ages(self.after_delay[j], hazards, ending)
+        self._r = np.asarray(self.rows, dtype=np.int64)
+        self._c = np.asarray(self.cols, dtype=np.int64)
+        self._v = np.asarray(self.vals, dtype=float)
+        self._owner = np.asarray(self.owner, dtype=np.int64)
+
+    @property
+    def size(self) -> int:
+        """Matrix entries (the work of one tick)."""
+        return len(self.vals)
+
+    def start(self, counts: np.ndarray) -> np.ndarray:
+        """The phase vector of subjects `counts` per state, just entered (as newcomers)."""
+        vector = np.zeros(len(self.owner))
+        for state, n in zip(
+            self.model.states, np.asarray(counts, dtype=float).tolist(), strict=True
+        ):
+            vector[self.entry[state]] += n
+        return vector
+
+    def step(self, vector: np.ndarray) -> np.ndarray:
+        """The phase vector one tick later."""
+        return np.bincount(self._c, weights=vector[self._r] * self._v, minlength=len(vector))
+
+    def per_state(self, vector: np.ndarray) -> np.ndarray:
+        """Subjects per state of a phase vector."""
+        return np.bincount(self._owner, weights=vector, minlength=len(self.model.states))
+
+
+def _rows(ticks: int, every: int) -> int:
+    return -(-ticks // every)
+
+
+def semi_markov_occupancy(
+    model: Model, ticks: int, start: np.ndarray, *, every: int = 1
+) -> np.ndarray | None:
+    """Expected subjects per state after each tick's (or row of `every` ticks') moves, from
+    `start` subjects per state, following dwell and delay laws exactly (see the module
+    docstring); shape ``(ceil(ticks / every), states)``. None when a law is too long to
+    expand or the work would exceed `MAX_WORK` (use the chain then).
+
+    The model's laws must be in ticks (`Model.at_tick`)."""
+    phases = _Phases(model)
+    if phases.too_long or phases.size * ticks > MAX_WORK:
+        return None
+    vector = phases.start(start)
+    out = np.empty((_rows(ticks, every), len(model.states)))
+    for t in range(ticks):
+        vector = phases.step(vector)
+        if (t + 1) % every == 0 or t == ticks - 1:
+            out[t // every] = phases.per_state(vector)
+    return out
+
+
+def uses_semi_markov(model: Model, ticks: int) -> bool:
+    """True when `expected_counts` draws `model` with its laws (not as the plain chain)."""
+    if not model.semi_markov:
+        return False
+    phases = _Phases(model)
+    return not phases.too_long and phases.size * ticks <= MAX_WORK
+
+
+def _per_start(model: Model, ticks: int, start: np.ndarray, every: int) -> np.ndarray:
+    """Per occupied start state, the distribution after each row: ``(k, rows, states)``."""
+    occupied = [k for k, n in enumerate(np.asarray(start).tolist()) if n > 0]
+    out = np.zeros((len(occupied), _rows(ticks, every), len(model.states)))
+    semi = uses_semi_markov(model, ticks)
+    for row, k in enumerate(occupied):
+        one = np.zeros(len(model.states))
+        one[k] = 1.0
+        probs = semi_markov_occupancy(model, ticks, one, every=every) if semi else None
+        out[row] = (
+            probs if probs is not None else occupancy_probabilities(model, ticks, one, every=every)
+        )
+    return out
+
+
+def expected_counts(
+    model: Model, ticks: int, start: np.ndarray | Sequence[float], *, every: int = 1
+) -> np.ndarray:
+    """Expected subjects per state after each tick's (or row's) moves, from `start` subjects
+    per state (e.g. `RunResult.started()`): semi-Markov when the model has dwell or delay
+    laws (`uses_semi_markov`), else ``start @ P**(t+1)``."""
+    counts = np.asarray(start, dtype=float)
+    if uses_semi_markov(model, ticks):
+        exact = semi_markov_occupancy(model, ticks, counts, every=every)
+        if exact is not None:
+            return exact
+    return occupancy_probabilities(model, ticks, counts, every=every)
+
+
+def expected_band(
+    model: Model,
+    ticks: int,
+    start: np.ndarray | Sequence[float],
+    z: float = 3.0,
+    *,
+    every: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)``: the expectation of `expected_counts` -/+ `z` standard deviations.
+
+    Subjects move independently, so a state's count is a sum of binomials, one per start
+    state ``s``: variance ``sum_s n_s p_s (1 - p_s)``; clipped to ``0 .. sum(start)``."""
+    counts = np.asarray(start, dtype=float)
+    probs = _per_start(model, ticks, counts, every)
+    weights = counts[counts > 0][:, None, None]
+    mean = (weights * probs).sum(axis=0)
+    sd = np.sqrt((weights * probs * (1.0 - probs)).sum(axis=0))
+    total = float(counts.sum())
+    return np.clip(mean - z * sd, 0, total), np.clip(mean + z * sd, 0, total)

@@ -70,10 +70,13 @@ def _figure(figsize: tuple[float, float]) -> Figure:
 
 
 def model_of_result(result: RunResult) -> Model:
-    """The chain a run walked: its states and transition probabilities, nothing else."""
-    model = Model(result.states, result.initial_state, name="run")
+    """The chain a run walked: its states, the initial mix it drew, its transitions'
+    probabilities and delay laws, nothing else (no callbacks, sinks or profiles; a result
+    does not carry dwell laws: pass the model itself where it has some)."""
+    mix = result.initial_mix() or result.initial_state
+    model = Model(result.states, mix, name="run")
     for t in result.transitions:
-        model.add_transition(t.trigger, t.from_state, t.to_state, t.probability)
+        model.add_transition(t.trigger, t.from_state, t.to_state, t.probability, delay=t.delay)
     return model
 
 
@@ -138,11 +141,16 @@ def plot_occupancy(
     every = result.record_every if result is not None and ticks is None else 1
     index = tables.time_index(start, step, n_ticks, every=every)
     frame = tables.occupancy_frame(result) if result is not None else None
+    # The run's own start (a mix draws it) unless a window without the run is asked for.
+    if result is not None and subjects is None:
+        started = result.started()
+    else:
+        started = n * analytic.initial_distribution(chain)
     expected = (
-        analytic.expected_occupancy(chain, n_ticks, n, every=every) if analytic_line else None
+        analytic.expected_counts(chain, n_ticks, started, every=every) if analytic_line else None
     )
     bounds = (
-        analytic.occupancy_band(chain, n_ticks, n, band, every=every)
+        analytic.expected_band(chain, n_ticks, started, band, every=every)
         if analytic_line and band
         else None
     )

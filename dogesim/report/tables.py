@@ -9,7 +9,8 @@
   records) as a DataFrame with the columns ``subject``, ``timestamp``, ``trigger``,
   ``from_state``, ``to_state``; field names are found or given, states may come from the
   model when the log only names triggers.
-- `observed_occupancy(events, model, ...)`: the occupancy an event log implies.
+- `observed_occupancy(events, model, ...)`: the occupancy an event log implies, and
+  `observed_start(events, model, subjects)`: where its subjects started.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "FIELD_CANDIDATES",
     "events_frame",
     "observed_occupancy",
+    "observed_start",
     "occupancy_frame",
     "read_event_log",
     "time_index",
@@ -118,7 +120,7 @@ def transition_table(result: RunResult) -> pd.DataFrame:
     # after ticks 0..t-1. In a long run (rows of several ticks) the state at a row's start
     # stands for its every tick: the exposure is then an approximation.
     before = np.zeros_like(result.occupancy)
-    before[0, index[result.initial_state]] = result.subjects
+    before[0] = result.started()
     before[1:] = result.occupancy[:-1]
     lengths = np.diff(result.row_ticks(), prepend=-1)
     at_risk = (before * lengths[:, None]).sum(axis=0)
@@ -326,14 +328,16 @@ def observed_occupancy(
 ) -> pd.DataFrame:
     """The occupancy an event log implies: subjects per state after each tick's moves.
 
-    Every subject starts in the model's initial state at `timestamp_start` (the log must
-    start when the subjects were created); each event moves one subject. Events outside the
-    window are left out with a warning.
+    A subject with events starts in the state its first event leaves; the subjects without
+    events (`subjects` minus those seen) start as the model's initial mix says (all in its
+    initial state when it has one; a mix is split in proportion, largest remainders first),
+    so a model with an initial mix never shows negative counts. Each event moves one
+    subject. Events outside the window are left out with a warning.
 
     Args:
         events: a normalised log (`read_event_log`).
-        model: gives the states and the initial state.
-        subjects: the population size (subjects without events stay in the initial state).
+        model: gives the states and the initial state or mix.
+        subjects: the population size (at least the subjects the log names).
         ticks, tick_ms, timestamp_start: the window and the tick length.
     """
     index = {state: k for k, state in enumerate(model.states)}
@@ -350,16 +354,43 @@ def observed_occupancy(
             f"{timestamp_start}; they are left out",
             stacklevel=2,
         )
+    kept = events[inside]
     tick = tick[inside]
-    source = events["from_state"].map(index).to_numpy()[inside].astype(np.int64)
-    target = events["to_state"].map(index).to_numpy()[inside].astype(np.int64)
+    source = kept["from_state"].map(index).to_numpy().astype(np.int64)
+    target = kept["to_state"].map(index).to_numpy().astype(np.int64)
     flow = np.zeros((ticks, len(model.states)), dtype=np.int64)
     np.add.at(flow, (tick, source), -1)
     np.add.at(flow, (tick, target), 1)
     occupancy = np.cumsum(flow, axis=0)
-    occupancy[:, index[model.initial_state]] += subjects
+    occupancy += observed_start(kept, model, subjects)
     return pd.DataFrame(
         occupancy,
         index=time_index(timestamp_start, tick_ms, ticks),
         columns=pd.Index(list(model.states), name="state"),
     )
+
+
+def observed_start(events: pd.DataFrame, model: Model, subjects: int) -> np.ndarray:
+    """Subjects per state at the start of a log: where each seen subject's first event
+    leaves from, and the unseen rest split by the model's initial mix (see
+    `observed_occupancy`)."""
+    index = {state: k for k, state in enumerate(model.states)}
+    ordered = events.sort_values("timestamp", kind="stable")
+    first = ordered.drop_duplicates("subject")["from_state"].map(index).to_numpy(dtype=np.int64)
+    counts = np.bincount(first, minlength=len(model.states)).astype(np.int64)
+    silent = subjects - len(first)
+    if silent < 0:
+        raise DogesimError(
+            f"event log names {len(first)} subjects but the population is {subjects}; "
+            f"give at least {len(first)} subjects"
+        )
+    states = list(model.initial_mix)
+    shares = np.asarray([model.initial_mix[s] for s in states], dtype=float)
+    exact = silent * shares / shares.sum()
+    split = np.floor(exact).astype(np.int64)
+    # largest remainders first, so the split adds up to the silent subjects
+    for k in np.argsort(-(exact - split), kind="stable")[: silent - int(split.sum())]:
+        split[k] += 1
+    for state, n in zip(states, split.tolist(), strict=True):
+        counts[index[state]] += n
+    return counts

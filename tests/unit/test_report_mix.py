@@ -1,0 +1,179 @@
+"""Reports of runs that start from an initial mix, and the semi-Markov analytic line: the
+run result counts where subjects started (arrivals too), observed occupancy from a log is
+never negative, the analytic expectation starts from the mix and follows dwell and delay
+laws exactly (statistical bounds from the binomial law, fixed seeds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dogesim import MemorySink, Model, Simulation, Transition
+from dogesim.laws import Fixed, LogNormal
+from dogesim.report import analytic, plots, tables
+from dogesim.report.compare import memory_log
+
+Z = 5.0
+
+
+def mixed(sinks: list[object] | None = None) -> Model:
+    """Three states, starting 3:1 in a and b; a lasts 3 ticks exactly, b and c are
+    geometric; b's move to a waits 2 ticks before the next attempt."""
+    chosen = sinks or []
+    return Model(
+        ["a", "b", "c"],
+        {"a": 3, "b": 1},
+        [
+            Transition("ab", "a", "b", 60, event_sinks=chosen),
+            Transition("ac", "a", "c", 40, event_sinks=chosen),
+            Transition("ba", "b", "a", 30, event_sinks=chosen, delay=Fixed(2)),
+            Transition("ca", "c", "a", 10, event_sinks=chosen),
+        ],
+        dwell={"a": Fixed(3)},
+    )
+
+
+def test_result_counts_the_initial_mix_and_the_arrivals_mix() -> None:
+    """initial_counts and arrival_counts hold the states the mix drew (3:1 within Z sd);
+    occupancy row 0 is the start plus tick 0's moves; a plain model counts its one state."""
+    result = Simulation(mixed(), 4000, ticks=30, tick_ms=1000, seed=5, arrivals=40).run()
+    started = result.initial_counts
+    assert started.tolist() == result.started().tolist()
+    assert int(started.sum()) == 4000 and started[2] == 0
+    assert abs(started[0] - 3000) < Z * np.sqrt(4000 * 0.75 * 0.25)
+    assert result.initial_mix() == {"a": int(started[0]), "b": int(started[1])}
+    came = result.arrival_counts
+    assert int(came.sum()) == result.arrivals > 800 and came[2] == 0
+    assert abs(came[0] - 0.75 * came.sum()) < Z * np.sqrt(came.sum() * 0.75 * 0.25)
+    plain = Simulation(Model(["x", "y"], "y"), 7, ticks=3, tick_ms=1000, seed=1).run()
+    assert plain.initial_counts.tolist() == [0, 7]
+    assert plain.arrival_counts.tolist() == [0, 0]
+
+
+def test_first_rows_of_a_mixed_run_are_the_mix() -> None:
+    """Both starting states last 3 ticks (first attempts at tick 2), so rows 0 and 1 of the
+    run, of the occupancy its log implies and of the analytic line all equal the drawn mix;
+    the log's occupancy is the run's exactly and never negative."""
+    sink = MemorySink()
+    model = Model(
+        ["a", "b", "c"],
+        {"a": 3, "b": 1},
+        [
+            Transition("ac", "a", "c", 50, event_sinks=[sink]),
+            Transition("bc", "b", "c", 50, event_sinks=[sink]),
+        ],
+        dwell={"a": Fixed(3), "b": Fixed(3)},
+    )
+    result = Simulation(model, 2000, ticks=20, tick_ms=1000, seed=2).run()
+    started = result.started()
+    events = pd.DataFrame(memory_log(sink.events))
+    observed = tables.observed_occupancy(
+        events, model, subjects=2000, ticks=20, tick_ms=1000, timestamp_start=0
+    ).to_numpy()
+    expected = analytic.expected_counts(model, 20, started)
+    assert started[2] == 0 and started[1] > 0
+    for rows in (result.occupancy, observed, expected):
+        np.testing.assert_allclose(rows[:2], [started, started])
+    np.testing.assert_array_equal(observed, result.occupancy)
+    assert observed.min() >= 0
+    assert result.occupancy[2].tolist() == [0, 0, 2000]
+
+
+def test_observed_occupancy_of_a_mixed_model_is_never_negative() -> None:
+    """Subjects start where their first event leaves from; silent ones follow the mix (split
+    by largest remainders), so no count is negative and each row sums to the population."""
+    model = Model(["a", "b", "c"], {"a": 1, "b": 1, "c": 1}, [Transition("ab", "a", "b", 1)])
+    log = pd.DataFrame(
+        {
+            "subject": [1, 2, 3],
+            "timestamp": [0, 1000, 1000],
+            "trigger": ["ab"] * 3,
+            "from_state": ["a"] * 3,
+            "to_state": ["b"] * 3,
+        }
+    )
+    observed = tables.observed_occupancy(
+        log, model, subjects=10, ticks=3, tick_ms=1000, timestamp_start=0
+    )
+    # 3 seen start in a; 7 silent split 3/2/2 (a first: the remainders tie, in mix order)
+    assert tables.observed_start(log, model, 10).tolist() == [6, 2, 2]
+    assert observed.to_numpy().tolist() == [[5, 3, 2], [3, 5, 2], [3, 5, 2]]
+    assert observed.to_numpy().min() >= 0
+
+
+def test_semi_markov_line_follows_dwell_and_delay_laws() -> None:
+    """A run of 20000 subjects stays within Z sd of the semi-Markov expectation at every
+    tick and state, while the plain chain's line is far off (so the laws are in the line)."""
+    model = Model(
+        ["a", "b", "c"],
+        {"a": 2, "b": 1},
+        [
+            Transition("ab", "a", "b", 60),
+            Transition("ac", "a", "c", 40),
+            Transition("ba", "b", "a", 20, delay=Fixed(3)),
+            Transition("bc", "b", "c", 5, delay=Fixed(2)),
+            Transition("ca", "c", "a", 10),
+        ],
+        dwell={"a": LogNormal(4, 0.5)},
+    )
+    result = Simulation(model, 20_000, ticks=60, tick_ms=1000, seed=3).run()
+    started = result.started()
+    assert analytic.uses_semi_markov(model, 60)
+    low, high = analytic.expected_band(model, 60, started, Z)
+    occupancy = result.occupancy
+    assert ((occupancy >= low) & (occupancy <= high)).all()
+    chain = analytic.occupancy_probabilities(model, 60, started)
+    sd = np.sqrt(np.maximum(chain * (1 - chain / 20_000), 1.0))
+    assert float(np.max(np.abs(occupancy - chain) / sd)) > 10 * Z
+    assert analytic.approximations(model, semi_markov=True) == []
+
+
+def test_semi_markov_line_keeps_rows_of_every_ticks_and_falls_back_when_too_long() -> None:
+    """With every=k the line has one row per k ticks (the last tick of each); a law too long
+    to expand gives None and the chain is used."""
+    model = mixed()
+    started = np.asarray([30.0, 10.0, 0.0])
+    per_tick = analytic.expected_counts(model, 25, started)
+    rows = analytic.expected_counts(model, 25, started, every=10)
+    np.testing.assert_allclose(rows, per_tick[[9, 19, 24]])
+    long = Model(["a", "b"], "a", [Transition("go", "a", "b", 10)], dwell={"a": Fixed(2e6)})
+    assert analytic.semi_markov_occupancy(long, 5, np.asarray([1.0, 0.0])) is None
+    assert not analytic.uses_semi_markov(long, 5)
+    np.testing.assert_allclose(
+        analytic.expected_counts(long, 5, [1.0, 0.0]),
+        analytic.occupancy_probabilities(long, 5),
+    )
+
+
+def test_plot_occupancy_of_a_mixed_run_starts_from_its_mix() -> None:
+    """The figure's analytic line (read from the figure) is the expectation from the run's
+    start, and the band never goes negative."""
+    model = mixed()
+    result = Simulation(model, 500, ticks=15, tick_ms=1000, seed=4).run()
+    fig = plots.plot_occupancy(result, model=model)
+    axis = fig.axes[0]
+    dashed = next(line for line in axis.get_lines() if line.get_label() == "analytic")
+    expected = analytic.expected_counts(model, 15, result.started())
+    np.testing.assert_allclose(np.asarray(dashed.get_ydata(), dtype=float), expected[:, 0])
+    low, _ = analytic.expected_band(model, 15, result.started(), 3.0)
+    assert low.min() >= 0
+
+
+def test_model_of_result_keeps_the_mix_and_delays() -> None:
+    """The chain rebuilt from a result starts from the drawn mix and keeps delay laws."""
+    result = Simulation(mixed(), 100, ticks=3, tick_ms=1000, seed=1).run()
+    chain = plots.model_of_result(result)
+    total = sum(result.initial_mix().values())
+    assert chain.initial_mix == pytest.approx(
+        {s: n / total for s, n in result.initial_mix().items()}
+    )
+    assert [t.delay for t in chain.transitions] == [None, None, Fixed(2), None]
+
+
+def test_transition_table_exposure_starts_from_the_mix() -> None:
+    """subject_ticks at tick 0 count the subjects where they started, not all in one state."""
+    model = Model(["a", "b"], {"a": 1, "b": 1}, [Transition("stay_b", "b", "b", 0)])
+    result = Simulation(model, 10, ticks=1, tick_ms=1000, seed=1).run()
+    table = tables.transition_table(result)
+    assert int(table.loc[0, "subject_ticks"]) == int(result.started()[1])
