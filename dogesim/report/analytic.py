@@ -10,6 +10,7 @@
 - `stationary_distribution(model)`: the long-run distribution reached from the initial state.
 - `describe(model)`: the matrix, the stationary distribution and mean ticks per state visit.
 - `initial_distribution(model)`: the initial mix as a vector.
+- `chain_of_result(result)`: the chain a run walked (its mix, chances and delay laws).
 - `approximations(model, semi_markov=False)`: why the analytic line is only an
   approximation of a model (dwell and delay laws unless the line is semi-Markov, per-subject
   rates, calendar profiles), in words.
@@ -47,11 +48,13 @@ import pandas as pd
 from dogesim.laws import Law
 from dogesim.model import Model, Transition
 from dogesim.report.tables import time_index
+from dogesim.result import RunResult
 
 __all__ = [
     "MAX_WORK",
     "analytic_occupancy_frame",
     "approximations",
+    "chain_of_result",
     "describe",
     "expected_band",
     "expected_counts",
@@ -69,6 +72,17 @@ __all__ = [
 def transition_matrix(model: Model) -> np.ndarray:
     """The per-tick matrix ``P[i, j]``: probability to be in state j after one tick in i."""
     return np.asarray(model.transition_matrix(), dtype=float)
+
+
+def chain_of_result(result: RunResult) -> Model:
+    """The chain a run walked: its states, the initial mix it drew, its transitions'
+    probabilities and delay laws, nothing else (no callbacks, sinks or profiles; a result
+    does not carry dwell laws: pass the model itself where it has some)."""
+    mix = result.initial_mix() or result.initial_state
+    model = Model(result.states, mix, name="run")
+    for t in result.transitions:
+        model.add_transition(t.trigger, t.from_state, t.to_state, t.probability, delay=t.delay)
+    return model
 
 
 def initial_distribution(model: Model) -> np.ndarray:
