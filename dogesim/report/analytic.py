@@ -14,9 +14,10 @@
 - `approximations(model, semi_markov=False)`: why the analytic line is only an
   approximation of a model (dwell and delay laws unless the line is semi-Markov, per-subject
   rates, calendar profiles), in words.
-- `semi_markov_occupancy(model, ticks, start)`: expected subjects per state when states
-  have dwell laws and moves delay laws, exactly (ages expanded into phases), or None when
-  the expansion would be too much work.
+- `semi_markov_occupancy(model, ticks, start, clock=None)`: expected subjects per state
+  when states have dwell laws and moves delay laws, exactly (ages expanded into phases),
+  with calendar profiles weighed in when the run's clock is given; None when the expansion
+  would be too much work (`MAX_WORK`).
 - `expected_counts(model, ticks, start)`: expected subjects per state from the counts
   `start` per state (e.g. a run's `RunResult.started()`): semi-Markov when the model has
   laws, else the chain; and `expected_band(...)`, its binomial band.
@@ -25,8 +26,9 @@ The semi-Markov line follows the engine's rules (`dogesim.engine.dwell`): after 
 next attempt comes after the move's delay law, else the state's dwell law (at an attempt the
 move is chosen in proportion to the chances), else the geometric law of the chances. A
 state's time since entry is expanded into one phase per tick of its law (up to where the
-law's tail is below 1e-12), so the chain of phases is Markov and ``start @ M**(t+1)`` is
-exact, up to vetoes and profiles.
+law's tail is below 1e-12), so the chain of phases is Markov and ``start @ M_0 ... M_t`` is
+exact, up to vetoes and per-subject rates (the matrices ``M_t`` change with the profiles'
+multipliers at tick ``t``).
 
 An approximation, stated plainly: callbacks may veto attempts (the subject stays), and the
 matrix cannot know how often they will, so with vetoing callbacks the chain overstates the
@@ -46,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from dogesim.laws import Law
-from dogesim.model import Model, Transition
+from dogesim.model import Model
 from dogesim.report.tables import time_index
 from dogesim.result import RunResult
 
@@ -94,10 +96,11 @@ def initial_distribution(model: Model) -> np.ndarray:
     return pi0
 
 
-def approximations(model: Model, *, semi_markov: bool = False) -> list[str]:
+def approximations(model: Model, *, semi_markov: bool = False, profiles: bool = False) -> list[str]:
     """Why the analytic line of `model` is only an approximation (empty: it is exact, up to
     callback vetoes), one sentence per reason; `semi_markov`: the line is
-    `semi_markov_occupancy`'s, exact for dwell and delay laws."""
+    `semi_markov_occupancy`'s, exact for dwell and delay laws; `profiles`: it weighs the
+    calendar profiles in (it was given the run's clock)."""
     notes = []
     if semi_markov:
         pass  # the phases follow dwell and delay laws exactly
@@ -118,7 +121,7 @@ def approximations(model: Model, *, semi_markov: bool = False) -> list[str]:
             "transitions " + ", ".join(repr(t) for t in scaled) + " scale with a subject "
             "attribute; the chain uses their chances unscaled (attribute 1)"
         )
-    if any(t.profile is not None for t in model.transitions):
+    if any(t.profile is not None for t in model.transitions) and not (semi_markov and profiles):
         notes.append("calendar profiles are ignored: the chain uses the chances as given")
     return notes
 
@@ -266,24 +269,41 @@ def _end_hazards(law: Law) -> np.ndarray | None:
     return np.clip(hazard, 0.0, 1.0)
 
 
-class _Phases:
-    """The chain of phases of a model with laws: each state, or each age of a state with a
-    dwell law or of a move with a delay law, is one phase; `step` moves a vector one tick."""
+#: The clock of a line under calendar profiles: (timestamp of tick 0, tick length in ms).
+Clock = tuple[int, int]
 
-    def __init__(self, model: Model) -> None:
+
+class _Phases:
+    """The chain of phases of a model: each state, or each age of a state with a dwell law
+    or of a move with a delay law, is one phase; `step` moves a vector one tick.
+
+    Under calendar profiles (with a `clock`) the chances of a tick are weighed by their
+    profiles' multipliers at its timestamp, as the engine does: a geometric state moves by
+    ``p m(t)`` per tick; a dwell or delay that ends picks a move in proportion to ``p m(t)``
+    (none of them possible: a new wait); a delay ending in a geometric state moves with
+    ``p m(t) / peak`` (the thinning of the state's peak chance) and else waits geometrically.
+    """
+
+    def __init__(self, model: Model, clock: Clock | None = None) -> None:
         self.model = model
+        self.clock = clock if any(t.profile is not None for t in model.transitions) else None
         self.owner: list[int] = []  # the state each phase belongs to
-        self.rows: list[int] = []
-        self.cols: list[int] = []
-        self.vals: list[float] = []
         self.too_long = False
         self.entry: dict[str, int] = {}  # state -> the phase a plain move enters
         self.after_delay: dict[int, int] = {}  # transition position -> its first delay phase
         self.dwell_hazards: dict[str, np.ndarray] = {}
         self.delay_hazards: dict[int, np.ndarray] = {}
+        self.outgoing: dict[str, list[int]] = {s: [] for s in model.states}
+        for j, t in enumerate(model.transitions):
+            self.outgoing[t.from_state].append(j)
+        self._profiles = list(
+            {id(t.profile): t.profile for t in model.transitions if t.profile}.values()
+        )
+        self._edges: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._allocate()
         if not self.too_long:
-            self._connect()
+            self._owner = np.asarray(self.owner, dtype=np.int64)
+            self.size = len(self._connect(None)[0])
 
     def _new(self, state: str, count: int) -> int:
         first = len(self.owner)
@@ -293,9 +313,9 @@ class _Phases:
     def _allocate(self) -> None:
         model = self.model
         for state in model.states:
-            law = model.dwell.get(state)
-            hazards = _end_hazards(law) if law is not None and model.outgoing(state) else None
-            if law is not None and model.outgoing(state) and hazards is None:
+            law = model.dwell.get(state) if self.outgoing[state] else None
+            hazards = _end_hazards(law) if law is not None else None
+            if law is not None and hazards is None:
                 self.too_long = True
                 return
             if hazards is not None:
@@ -311,60 +331,92 @@ class _Phases:
             self.delay_hazards[j] = hazards
             self.after_delay[j] = self._new(t.to_state, len(hazards))
 
-    def _edge(self, source: int, target: int, chance: float) -> None:
-        if chance > 0:
-            self.rows.append(source)
-            self.cols.append(target)
-            self.vals.append(chance)
-
     def _target(self, j: int) -> int:
         """The phase the move `j` leads to."""
         delayed = self.after_delay.get(j)
         return delayed if delayed is not None else self.entry[self.model.transitions[j].to_state]
 
-    def _proportional(self, state: str) -> list[tuple[int, float]]:
-        """An attempt that moves in proportion to the chances (or waits anew when they are
-        all zero), as at the end of a dwell or a delay."""
-        moves = [(j, t.probability) for j, t in self._outgoing(state)]
-        total = math.fsum(p for _, p in moves)
+    def _chances(self, state: str, ts: int | None) -> list[tuple[int, float]]:
+        """The per-tick chance of each move from `state` at `ts` (profiles weighed in)."""
+        out = []
+        for j in self.outgoing[state]:
+            t = self.model.transitions[j]
+            factor = t.profile.multiplier(ts) if t.profile is not None and ts is not None else 1.0
+            out.append((j, t.probability / 100.0 * factor))
+        return out
+
+    def _ending(self, state: str, ts: int | None, *, thinned: bool) -> list[tuple[int, float]]:
+        """Where an attempt that ends a wait in `state` leads: in proportion to the chances
+        (all zero: a new wait), or, `thinned`, each move by its chance over the state's
+        peak and the rest to the state's geometric phase."""
+        chances = self._chances(state, ts)
+        total = math.fsum(c for _, c in chances)
+        if thinned and ts is not None:
+            peak = math.fsum(
+                t.probability / 100.0 * (t.profile.peak if t.profile is not None else 1.0)
+                for t in (self.model.transitions[j] for j in self.outgoing[state])
+            )
+            if peak > 0:
+                moves = [(self._target(j), c / peak) for j, c in chances]
+                return [*moves, (self.entry[state], max(1.0 - total / peak, 0.0))]
         if total <= 0:
             return [(self.entry[state], 1.0)]
-        return [(self._target(j), p / total) for j, p in moves]
+        return [(self._target(j), c / total) for j, c in chances]
 
-    def _outgoing(self, state: str) -> list[tuple[int, Transition]]:
-        return [(j, t) for j, t in enumerate(self.model.transitions) if t.from_state == state]
+    def _connect(self, ts: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The matrix of one tick at `ts` as (rows, columns, values)."""
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
 
-    def _ages(self, first: int, hazards: np.ndarray, ending: list[tuple[int, float]]) -> None:
-        for a, h in enumerate(hazards.tolist()):
-            for target, w in ending:
-                self._edge(first + a, target, h * w)
-            if a + 1 < len(hazards):
-                self._edge(first + a, first + a + 1, 1.0 - h)
+        def edge(source: int, target: int, chance: float) -> None:
+            if chance > 0:
+                rows.append(source)
+                cols.append(target)
+                vals.append(chance)
 
-    def _connect(self) -> None:
+        def ages(first: int, hazards: np.ndarray, ending: list[tuple[int, float]]) -> None:
+            for a, h in enumerate(hazards.tolist()):
+                for target, w in ending:
+                    edge(first + a, target, h * w)
+                if a + 1 < len(hazards):
+                    edge(first + a, first + a + 1, 1.0 - h)
+
         for state in self.model.states:
             phase = self.entry[state]
             hazards = self.dwell_hazards.get(state)
             if hazards is not None:
-                self._ages(phase, hazards, self._proportional(state))
+                ages(phase, hazards, self._ending(state, ts, thinned=False))
                 continue
             stay = 1.0
-            for j, t in self._outgoing(state):
-                self._edge(phase, self._target(j), t.probability / 100.0)
-                stay -= t.probability / 100.0
-            self._edge(phase, phase, max(stay, 0.0))
+            for j, chance in self._chances(state, ts):
+                edge(phase, self._target(j), chance)
+                stay -= chance
+            edge(phase, phase, max(stay, 0.0))
         for j, hazards in self.delay_hazards.items():
-            ending = self._proportional(self.model.transitions[j].to_state)
-            self._ages(self.after_delay[j], hazards, ending)
-        self._r = np.asarray(self.rows, dtype=np.int64)
-        self._c = np.asarray(self.cols, dtype=np.int64)
-        self._v = np.asarray(self.vals, dtype=float)
-        self._owner = np.asarray(self.owner, dtype=np.int64)
+            state = self.model.transitions[j].to_state
+            plain = state not in self.dwell_hazards and not any(
+                self.model.transitions[k].rate_attribute for k in self.outgoing[state]
+            )
+            ages(self.after_delay[j], hazards, self._ending(state, ts, thinned=plain))
+        return (
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(cols, dtype=np.int64),
+            np.asarray(vals, dtype=float),
+        )
 
-    @property
-    def size(self) -> int:
-        """Matrix entries (the work of one tick)."""
-        return len(self.vals)
+    def _matrix(self, tick: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The matrix of `tick` (one per distinct profile moment, kept)."""
+        if self.clock is None:
+            key: tuple[Any, ...] = ()
+            ts = None
+        else:
+            ts = self.clock[0] + tick * self.clock[1]
+            key = tuple(p.key(ts) for p in self._profiles)
+        cached = self._edges.get(key)
+        if cached is None:
+            cached = self._edges[key] = self._connect(ts)
+        return cached
 
     def start(self, counts: np.ndarray) -> np.ndarray:
         """The phase vector of subjects `counts` per state, just entered (as newcomers)."""
@@ -375,9 +427,10 @@ class _Phases:
             vector[self.entry[state]] += n
         return vector
 
-    def step(self, vector: np.ndarray) -> np.ndarray:
-        """The phase vector one tick later."""
-        return np.bincount(self._c, weights=vector[self._r] * self._v, minlength=len(vector))
+    def step(self, vector: np.ndarray, tick: int) -> np.ndarray:
+        """The phase vector after `tick`'s moves."""
+        rows, cols, vals = self._matrix(tick)
+        return np.bincount(cols, weights=vector[rows] * vals, minlength=len(vector))
 
     def per_state(self, vector: np.ndarray) -> np.ndarray:
         """Subjects per state of a phase vector."""
@@ -388,59 +441,77 @@ def _rows(ticks: int, every: int) -> int:
     return -(-ticks // every)
 
 
+def _phases(model: Model, ticks: int, clock: Clock | None) -> _Phases | None:
+    """The phases of `model`, or None when a law is too long or the work too much."""
+    phases = _Phases(model, clock)
+    if phases.too_long or phases.size * ticks > MAX_WORK:
+        return None
+    return phases
+
+
 def semi_markov_occupancy(
-    model: Model, ticks: int, start: np.ndarray, *, every: int = 1
+    model: Model,
+    ticks: int,
+    start: np.ndarray,
+    *,
+    every: int = 1,
+    clock: Clock | None = None,
 ) -> np.ndarray | None:
     """Expected subjects per state after each tick's (or row of `every` ticks') moves, from
     `start` subjects per state, following dwell and delay laws exactly (see the module
-    docstring); shape ``(ceil(ticks / every), states)``. None when a law is too long to
+    docstring) and, given the `clock` (timestamp of tick 0, tick length in ms), calendar
+    profiles too; shape ``(ceil(ticks / every), states)``. None when a law is too long to
     expand or the work would exceed `MAX_WORK` (use the chain then).
 
     The model's laws must be in ticks (`Model.at_tick`)."""
-    phases = _Phases(model)
-    if phases.too_long or phases.size * ticks > MAX_WORK:
+    phases = _phases(model, ticks, clock)
+    if phases is None:
         return None
     vector = phases.start(start)
     out = np.empty((_rows(ticks, every), len(model.states)))
     for t in range(ticks):
-        vector = phases.step(vector)
+        vector = phases.step(vector, t)
         if (t + 1) % every == 0 or t == ticks - 1:
             out[t // every] = phases.per_state(vector)
     return out
 
 
-def uses_semi_markov(model: Model, ticks: int) -> bool:
-    """True when `expected_counts` draws `model` with its laws (not as the plain chain)."""
-    if not model.semi_markov:
+def uses_semi_markov(model: Model, ticks: int, clock: Clock | None = None) -> bool:
+    """True when `expected_counts` steps through `model`'s phases (dwell or delay laws, or
+    calendar profiles with a `clock`) rather than taking powers of the plain chain."""
+    profiled = clock is not None and any(t.profile is not None for t in model.transitions)
+    if not (model.semi_markov or profiled):
         return False
-    phases = _Phases(model)
-    return not phases.too_long and phases.size * ticks <= MAX_WORK
+    return _phases(model, ticks, clock) is not None
 
 
-def _per_start(model: Model, ticks: int, start: np.ndarray, every: int) -> np.ndarray:
+def _per_start(
+    model: Model, ticks: int, start: np.ndarray, every: int, clock: Clock | None
+) -> np.ndarray:
     """Per occupied start state, the distribution after each row: ``(k, rows, states)``."""
     occupied = [k for k, n in enumerate(np.asarray(start).tolist()) if n > 0]
     out = np.zeros((len(occupied), _rows(ticks, every), len(model.states)))
-    semi = uses_semi_markov(model, ticks)
     for row, k in enumerate(occupied):
         one = np.zeros(len(model.states))
         one[k] = 1.0
-        probs = semi_markov_occupancy(model, ticks, one, every=every) if semi else None
-        out[row] = (
-            probs if probs is not None else occupancy_probabilities(model, ticks, one, every=every)
-        )
+        out[row] = expected_counts(model, ticks, one, every=every, clock=clock)
     return out
 
 
 def expected_counts(
-    model: Model, ticks: int, start: np.ndarray | Sequence[float], *, every: int = 1
+    model: Model,
+    ticks: int,
+    start: np.ndarray | Sequence[float],
+    *,
+    every: int = 1,
+    clock: Clock | None = None,
 ) -> np.ndarray:
     """Expected subjects per state after each tick's (or row's) moves, from `start` subjects
-    per state (e.g. `RunResult.started()`): semi-Markov when the model has dwell or delay
-    laws (`uses_semi_markov`), else ``start @ P**(t+1)``."""
+    per state (e.g. `RunResult.started()`): through the phases when the model has dwell or
+    delay laws, or profiles and a `clock` (`uses_semi_markov`), else ``start @ P**(t+1)``."""
     counts = np.asarray(start, dtype=float)
-    if uses_semi_markov(model, ticks):
-        exact = semi_markov_occupancy(model, ticks, counts, every=every)
+    if uses_semi_markov(model, ticks, clock):
+        exact = semi_markov_occupancy(model, ticks, counts, every=every, clock=clock)
         if exact is not None:
             return exact
     return occupancy_probabilities(model, ticks, counts, every=every)
@@ -453,13 +524,14 @@ def expected_band(
     z: float = 3.0,
     *,
     every: int = 1,
+    clock: Clock | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(low, high)``: the expectation of `expected_counts` -/+ `z` standard deviations.
 
     Subjects move independently, so a state's count is a sum of binomials, one per start
     state ``s``: variance ``sum_s n_s p_s (1 - p_s)``; clipped to ``0 .. sum(start)``."""
     counts = np.asarray(start, dtype=float)
-    probs = _per_start(model, ticks, counts, every)
+    probs = _per_start(model, ticks, counts, every, clock)
     weights = counts[counts > 0][:, None, None]
     mean = (weights * probs).sum(axis=0)
     sd = np.sqrt((weights * probs * (1.0 - probs)).sum(axis=0))

@@ -241,7 +241,8 @@ class ShareReport:
         tvd: per other table, the total variation distance to the reference per row.
         approximations: why the analytic line is not exact, one sentence each (empty: it
             is, up to sampling).
-        semi_markov: the analytic line follows dwell and delay laws (else the plain chain).
+        semi_markov: the analytic line steps through the model's phases (dwell and delay
+            laws, profiles on the run's clock), else it is the plain chain.
     """
 
     shares: dict[str, pd.DataFrame]
@@ -267,7 +268,7 @@ class ShareReport:
             for name, series in self.tvd.items()
         ]
         if "analytic" in self.shares:
-            kind = "semi-Markov, with dwell and delay laws" if self.semi_markov else "Markov chain"
+            kind = "semi-Markov, tick by tick" if self.semi_markov else "Markov chain"
             if self.approximations:
                 out.append(f"analytic line ({kind}) is an approximation:")
                 out.extend(f"  - {note}" for note in self.approximations)
@@ -315,6 +316,7 @@ def share_report(
     result: RunResult | None = None,
     model: Model | None = None,
     start: np.ndarray | Sequence[float] | None = None,
+    clock: tuple[int, int] | None = None,
     analytic_line: bool = True,
 ) -> ShareReport:
     """Observed vs simulated vs analytic occupancy shares, and their TVD per tick.
@@ -328,6 +330,9 @@ def share_report(
             `analytic.chain_of_result`; pass the model when it has dwell laws).
         start: subjects per state at the start (default: the run's `RunResult.started()`,
             else the observed population split by the model's initial mix).
+        clock: (timestamp of tick 0, tick length in ms), so the analytic line weighs in
+            calendar profiles (default: the run's; without a run or a clock profiles are
+            ignored, and the report says so).
         analytic_line: compute the analytic line.
     """
     if observed is None and result is None:
@@ -367,12 +372,15 @@ def share_report(
     semi = False
     if analytic_line and chain is not None:
         begin = _start(start, result, chain, obs)
-        expected = analytic.expected_counts(chain, ticks, begin, every=every)
+        if clock is None and result is not None:
+            clock = (result.timestamp_start, result.tick_ms)
+        expected = analytic.expected_counts(chain, ticks, begin, every=every, clock=clock)
         shares["analytic"] = pd.DataFrame(
             _as_shares(expected, list(chain.states)), index=index, columns=list(chain.states)
         ).reindex(columns=states, fill_value=0.0)
-        semi = analytic.uses_semi_markov(chain, ticks)
-        notes = analytic.approximations(chain, semi_markov=semi) + _run_notes(result)
+        semi = analytic.uses_semi_markov(chain, ticks, clock)
+        notes = analytic.approximations(chain, semi_markov=semi, profiles=clock is not None)
+        notes += _run_notes(result)
     reference = "observed" if "observed" in shares else "simulated"
     distances = {
         name: tvd(shares[reference], table) for name, table in shares.items() if name != reference
