@@ -145,11 +145,14 @@ def plot_occupancy(
         started = result.started()
     else:
         started = n * analytic.initial_distribution(chain)
+    clock = (start, step)  # so calendar profiles are weighed in
     expected = (
-        analytic.expected_counts(chain, n_ticks, started, every=every) if analytic_line else None
+        analytic.expected_counts(chain, n_ticks, started, every=every, clock=clock)
+        if analytic_line
+        else None
     )
     bounds = (
-        analytic.expected_band(chain, n_ticks, started, band, every=every)
+        analytic.expected_band(chain, n_ticks, started, band, every=every, clock=clock)
         if analytic_line and band
         else None
     )

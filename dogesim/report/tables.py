@@ -330,8 +330,9 @@ def observed_occupancy(
 
     A subject with events starts in the state its first event leaves; the subjects without
     events (`subjects` minus those seen) start as the model's initial mix says (all in its
-    initial state when it has one; a mix is split in proportion, largest remainders first),
-    so a model with an initial mix never shows negative counts. Each event moves one
+    initial state when it has one; a mix is split in proportion to its shares times each
+    state's chance of no move in the window, largest remainders first), so a model with an
+    initial mix never shows negative counts. Each event moves one
     subject. Events outside the window are left out with a warning.
 
     Args:
@@ -362,7 +363,7 @@ def observed_occupancy(
     np.add.at(flow, (tick, source), -1)
     np.add.at(flow, (tick, target), 1)
     occupancy = np.cumsum(flow, axis=0)
-    occupancy += observed_start(kept, model, subjects)
+    occupancy += observed_start(kept, model, subjects, ticks)
     return pd.DataFrame(
         occupancy,
         index=time_index(timestamp_start, tick_ms, ticks),
@@ -370,10 +371,14 @@ def observed_occupancy(
     )
 
 
-def observed_start(events: pd.DataFrame, model: Model, subjects: int) -> np.ndarray:
+def observed_start(
+    events: pd.DataFrame, model: Model, subjects: int, ticks: int | None = None
+) -> np.ndarray:
     """Subjects per state at the start of a log: where each seen subject's first event
     leaves from, and the unseen rest split by the model's initial mix (see
-    `observed_occupancy`)."""
+    `observed_occupancy`); given the window's `ticks`, the mix is weighed by each state's
+    chance of no move in the whole window (a subject that never moved more likely started
+    where one stays long), as the model's chances say (calendar profiles and vetoes aside)."""
     index = {state: k for k, state in enumerate(model.states)}
     ordered = events.sort_values("timestamp", kind="stable")
     first = ordered.drop_duplicates("subject")["from_state"].map(index).to_numpy(dtype=np.int64)
@@ -385,7 +390,11 @@ def observed_start(events: pd.DataFrame, model: Model, subjects: int) -> np.ndar
             f"give at least {len(first)} subjects"
         )
     states = list(model.initial_mix)
-    shares = np.asarray([model.initial_mix[s] for s in states], dtype=float)
+    shares = np.asarray(
+        [model.initial_mix[s] * (_still(model, s, ticks) if ticks else 1.0) for s in states]
+    )
+    if shares.sum() <= 0:  # no state can hold a subject still that long: the plain mix
+        shares = np.asarray([model.initial_mix[s] for s in states])
     exact = silent * shares / shares.sum()
     split = np.floor(exact).astype(np.int64)
     # largest remainders first, so the split adds up to the silent subjects
@@ -394,3 +403,14 @@ def observed_start(events: pd.DataFrame, model: Model, subjects: int) -> np.ndar
     for state, n in zip(states, split.tolist(), strict=True):
         counts[index[state]] += n
     return counts
+
+
+def _still(model: Model, state: str, ticks: int) -> float:
+    """The chance that a subject starting in `state` makes no move in `ticks` ticks."""
+    if not model.outgoing(state):
+        return 1.0
+    law = model.dwell.get(state)
+    if law is not None:
+        return 1.0 - law.cdf(float(ticks))  # its first attempt (which moves) comes later
+    chance = min(model.leave_probability(state) / 100.0, 1.0)
+    return (1.0 - chance) ** ticks

@@ -96,10 +96,34 @@ def test_observed_occupancy_of_a_mixed_model_is_never_negative() -> None:
     observed = tables.observed_occupancy(
         log, model, subjects=10, ticks=3, tick_ms=1000, timestamp_start=0
     )
-    # 3 seen start in a; 7 silent split 3/2/2 (a first: the remainders tie, in mix order)
+    # 3 seen start in a; 7 silent split 3/2/2 by the mix (a first: the remainders tie)
     assert tables.observed_start(log, model, 10).tolist() == [6, 2, 2]
-    assert observed.to_numpy().tolist() == [[5, 3, 2], [3, 5, 2], [3, 5, 2]]
+    # over the 3 ticks a silent subject is a bit less likely in a (it could have left):
+    # shares 0.99**3 : 1 : 1 give 2.30 / 2.35 / 2.35, so b gets the odd one
+    assert tables.observed_start(log, model, 10, 3).tolist() == [5, 3, 2]
+    assert observed.to_numpy().tolist() == [[4, 4, 2], [2, 6, 2], [2, 6, 2]]
     assert observed.to_numpy().min() >= 0
+
+
+def test_silent_subjects_start_where_one_can_stay_still() -> None:
+    """A state every subject leaves within the window (a dwell law shorter than it) gets
+    none of the subjects without events; the others share them by mix x chance to stay."""
+    model = Model(
+        ["school", "work"],
+        {"school": 3, "work": 1},
+        [Transition("leave", "school", "work", 100), Transition("quit", "work", "work", 10)],
+        dwell={"school": Fixed(4)},
+    )
+    log = pd.DataFrame(
+        {
+            "subject": [1],
+            "timestamp": [3000],
+            "trigger": ["leave"],
+            "from_state": ["school"],
+            "to_state": ["work"],
+        }
+    )
+    assert tables.observed_start(log, model, 9, 10).tolist() == [1, 8]
 
 
 def test_semi_markov_line_follows_dwell_and_delay_laws() -> None:
