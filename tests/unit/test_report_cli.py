@@ -16,17 +16,16 @@ pytest.importorskip("matplotlib")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 COHORT = """\
+# school lasts 6 minutes exactly, then FE or work; a 19:14:7 mix at the start
 name: cohort
-seed: 5
-states: [school, FE, work]
-initial_state: {school: 19, FE: 14, work: 7}
-dwell:
-  school: {law: fixed, value_ticks: 6}
 tick: 1 min
 ticks: 60
+seed: 5
 subjects: {count: 1500}
-sinks:
-  events: {type: jsonl, path: "{out}"}
+states: [school, FE, work]
+initial_state: {school: 19, FE: 14, work: 7}
+dwell: {school: {law: fixed, value_ticks: 6}}
+sinks: {events: {type: jsonl, path: "{out}"}}
 default_sinks: [events]
 transitions:
   - {trigger: leave, from: school, to: FE, probability: 70}
