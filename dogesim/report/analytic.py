@@ -102,28 +102,31 @@ def approximations(model: Model, *, semi_markov: bool = False, profiles: bool = 
     `semi_markov_occupancy`'s, exact for dwell and delay laws; `profiles`: it weighs the
     calendar profiles in (it was given the run's clock)."""
     notes = []
-    if semi_markov:
-        pass  # the phases follow dwell and delay laws exactly
-    elif model.dwell:
+    if not semi_markov and model.dwell:
         notes.append(
-            "states " + ", ".join(repr(s) for s in model.dwell) + " have dwell-time laws; the "
-            "chain stands for them with geometric stays of the same per-tick chances"
+            f"states {_some(list(model.dwell))} have dwell-time laws; the chain stands for "
+            "them with geometric stays of the same per-tick chances"
         )
     delayed = [t.trigger for t in model.transitions if t.delay is not None]
     if delayed and not semi_markov:
-        notes.append(
-            "transitions " + ", ".join(repr(t) for t in delayed) + " have delay laws, which "
-            "the chain ignores"
-        )
+        notes.append(f"transitions {_some(delayed)} have delay laws, which the chain ignores")
     scaled = [t.trigger for t in model.transitions if t.rate_attribute]
     if scaled:
         notes.append(
-            "transitions " + ", ".join(repr(t) for t in scaled) + " scale with a subject "
-            "attribute; the chain uses their chances unscaled (attribute 1)"
+            f"transitions {_some(scaled)} scale with a subject attribute; the chain uses their "
+            "chances unscaled (attribute 1)"
         )
     if any(t.profile is not None for t in model.transitions) and not (semi_markov and profiles):
         notes.append("calendar profiles are ignored: the chain uses the chances as given")
     return notes
+
+
+def _some(names: list[str], limit: int = 6) -> str:
+    """Distinct names, quoted, the first `limit` of them and how many more."""
+    distinct = list(dict.fromkeys(names))
+    shown = ", ".join(repr(n) for n in distinct[:limit])
+    more = len(distinct) - limit
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def occupancy_probabilities(

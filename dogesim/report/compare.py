@@ -380,6 +380,12 @@ def share_report(
         ).reindex(columns=states, fill_value=0.0)
         semi = analytic.uses_semi_markov(chain, ticks, clock)
         notes = analytic.approximations(chain, semi_markov=semi, profiles=clock is not None)
+        if chain.semi_markov and not semi:
+            notes.insert(
+                0,
+                "the semi-Markov line is too long to step through here "
+                f"(over {analytic.MAX_WORK:.0e} matrix entries x ticks): the plain chain is drawn",
+            )
         notes += _run_notes(result)
     reference = "observed" if "observed" in shares else "simulated"
     distances = {

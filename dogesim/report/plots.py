@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from dogesim.report.fit import FitResult
 
 __all__ = [
+    "MAX_SHARE_PANELS",
     "model_of_result",
     "plot_event_rates",
     "plot_fit",
@@ -195,6 +196,9 @@ def plot_occupancy(
     return fig
 
 
+#: The most states `plot_shares` draws unless told which (the largest by mean share).
+MAX_SHARE_PANELS = 11
+
 #: How each table of a share report is drawn: colour (None: the state's), style, width.
 _SHARE_STYLE: dict[str, tuple[str | None, str, float]] = {
     "observed": ("black", "-", 1.4),
@@ -216,17 +220,28 @@ def plot_shares(
 
     Args:
         report: what `dogesim.report.compare.share_report` returned.
-        states: the states to draw (default: all).
+        states: the states to draw (default: all, or the `MAX_SHARE_PANELS` largest by mean
+            share in the reference, in model order, saying how many are left out).
         title: the figure title.
         figsize: the figure size in inches (default: from the number of states).
     """
     reference = report.shares[report.reference]
-    names = list(states) if states is not None else [str(c) for c in reference.columns]
+    notes = report.lines()
+    if states is not None:
+        names = list(states)
+    else:
+        # the largest states (by mean share) when there are many: one panel each is legible
+        ranked = reference.mean().sort_values(ascending=False, kind="stable")
+        names = [str(c) for c in ranked.index[:MAX_SHARE_PANELS]]
+        names.sort(key=[str(c) for c in reference.columns].index)
+        if len(ranked) > len(names):
+            notes.append(
+                f"{len(ranked) - len(names)} smaller states not drawn (give states= to choose)"
+            )
     colours = _colours([str(c) for c in reference.columns])
     panels = len(names) + 1
     columns = 1 if panels <= 3 else 2
     rows = -(-panels // columns)
-    notes = report.lines()
     size = figsize if figsize is not None else (10.0 if columns == 1 else 12.0, 2.3 * rows + 1.2)
     fig = _figure(size)
     axes = fig.subplots(rows, columns, sharex=True, squeeze=False).ravel()

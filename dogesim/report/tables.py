@@ -357,8 +357,8 @@ def observed_occupancy(
         )
     kept = events[inside]
     tick = tick[inside]
-    source = kept["from_state"].map(index).to_numpy().astype(np.int64)
     target = kept["to_state"].map(index).to_numpy().astype(np.int64)
+    source = _left_from(kept, index, target)
     flow = np.zeros((ticks, len(model.states)), dtype=np.int64)
     np.add.at(flow, (tick, source), -1)
     np.add.at(flow, (tick, target), 1)
@@ -369,6 +369,30 @@ def observed_occupancy(
         index=time_index(timestamp_start, tick_ms, ticks),
         columns=pd.Index(list(model.states), name="state"),
     )
+
+
+def _left_from(events: pd.DataFrame, index: Mapping[str, int], target: np.ndarray) -> np.ndarray:
+    """The state each event takes its subject out of: where the subject's previous event
+    left it (its first event: the state it names). They differ when the log misses moves
+    (transitions that feed no sink): the subject then counts as moving at the next event it
+    has, so no count goes negative; a warning says how often."""
+    named = events["from_state"].map(index).to_numpy().astype(np.int64)
+    subjects = events["subject"].to_numpy()
+    order = np.argsort(pd.factorize(subjects)[0], kind="stable")  # by subject, time kept
+    source = named.copy()
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = subjects[order][1:] == subjects[order][:-1]
+    follows = order[1:][same[1:]]
+    source[follows] = target[order[:-1][same[1:]]]
+    missed = int((source != named).sum())
+    if missed:
+        warnings.warn(
+            f"{missed} events leave a state other than the one the subject's previous event "
+            "entered (the log misses moves, e.g. transitions without sinks); those subjects "
+            "count as moving at their next event",
+            stacklevel=3,
+        )
+    return source
 
 
 def observed_start(

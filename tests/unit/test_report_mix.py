@@ -11,7 +11,7 @@ import pytest
 
 from dogesim import MemorySink, Model, Profile, Simulation, Transition
 from dogesim.laws import Fixed, LogNormal
-from dogesim.report import analytic, plots, tables
+from dogesim.report import analytic, compare, plots, tables
 from dogesim.report.compare import memory_log
 
 Z = 5.0
@@ -230,3 +230,23 @@ def test_analytic_line_weighs_calendar_profiles_given_the_clock() -> None:
     assert float(np.max(np.abs(result.occupancy - unclocked) / sd)) > 10 * Z
     assert analytic.approximations(model, semi_markov=True, profiles=True) == []
     assert "profiles are ignored" in " ".join(analytic.approximations(model, semi_markov=True))
+
+
+def test_a_log_missing_moves_gives_no_negative_counts() -> None:
+    """A move without a sink is missing from the log: the subject counts as moving at its
+    next event (a warning says how many), so the occupancy stays within 0 .. n."""
+    sink = MemorySink()
+    model = Model(
+        ["a", "b"],
+        "a",
+        [Transition("go", "a", "b", 30, event_sinks=[sink]), Transition("back", "b", "a", 30)],
+    )
+    Simulation(model, 200, ticks=40, tick_ms=1000, seed=9).run()
+    log = pd.DataFrame(compare.memory_log(sink.events))
+    with pytest.warns(UserWarning, match="events leave a state other than"):
+        observed = tables.observed_occupancy(
+            log, model, subjects=200, ticks=40, tick_ms=1000, timestamp_start=0
+        ).to_numpy()
+    assert observed.min() >= 0 and (observed.sum(axis=1) == 200).all()
+    # a subject is in b from its go (seen) until its next go: the unseen back is placed there
+    assert observed[-1, 1] == log.drop_duplicates("subject", keep="last").shape[0]

@@ -171,3 +171,25 @@ def test_share_report_without_a_run_uses_the_log_and_the_models_mix() -> None:
     result = Simulation(model, 10, ticks=30, tick_ms=TICK_MS, seed=1).run()
     with pytest.raises(DogesimError, match="observed table has 5 ticks, the run 30"):
         compare.share_report(observed=observed.iloc[:5], result=result, model=model)
+
+
+def test_share_figure_of_many_states_draws_the_largest() -> None:
+    """With more states than panels the largest (by mean share) are drawn, in model order,
+    and the figure says how many were left out."""
+    states = [f"s{k}" for k in range(15)]
+    model = Model(
+        states,
+        {s: k + 1 for k, s in enumerate(states)},
+        [Transition(f"t{k}", s, states[(k + 1) % 15], 5) for k, s in enumerate(states)],
+    )
+    result = Simulation(model, 3000, ticks=5, tick_ms=TICK_MS, seed=2).run()
+    report = compare.share_report(result=result, model=model)
+    fig = plots.plot_shares(report)
+    titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_visible()]
+    drawn = titles[:-1]
+    assert len(drawn) == plots.MAX_SHARE_PANELS
+    assert drawn == sorted(drawn, key=states.index)
+    means = report.shares["simulated"].mean()
+    assert min(means[drawn]) >= max(means.drop(drawn))
+    texts = "\n".join(t.get_text() for t in fig.findobj(Text))
+    assert "4 smaller states not drawn" in texts
