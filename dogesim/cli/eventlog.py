@@ -40,7 +40,10 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     _writable("--output", args.output, plot=True)
     plots = _plot_module()
+    import pandas as pd
+
     from dogesim.report import compare, tables
+    from dogesim.sinks.memory import MemorySink
 
     spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks)
     if spec.arrivals is not None:
@@ -60,14 +63,23 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "timestamp_start": spec.timestamp_start,
     }
     observed = tables.observed_occupancy(events, model, **window)
-    # a run of the model over the same window (its own seed, no sinks), unless not wanted
-    result = None if args.no_simulation else spec.run(sinks=[])
+    grid = {"tick_ms": spec.tick_ms, "timestamp_start": spec.timestamp_start, "ticks": spec.ticks}
+    # a run of the model over the same window (its own seed, into memory), unless not wanted
+    result, spells = None, None
+    if not args.no_simulation:
+        simulated = MemorySink(compare.move_record)
+        result = spec.run(sinks=[simulated])
+        try:
+            spells = compare.log_spell_ks(events, pd.DataFrame(simulated.events), model, **grid)
+        except DogesimError as exc:
+            print(f"spell lengths not compared: {exc}", file=out)
     report = compare.share_report(
         observed=observed,
         result=result,
         model=model,
         start=tables.observed_start(events, model, spec.subjects.count, spec.ticks),
         clock=(spec.timestamp_start, spec.tick_ms),
+        spell_distances=spells,
     )
     figure = plots.plot_shares(
         report, title=f"{spec.name}: {os.path.basename(args.events)} vs {', '.join(report.tvd)}"

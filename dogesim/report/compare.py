@@ -4,7 +4,8 @@
   every tick's moves, from an `Observed` log (a file, a DataFrame or `MemorySink` events
   through `observed.observe`).
 - `memory_log(events, subject="id")`: `MemorySink` events (`Event` tuples holding live
-  subjects) as plain records with the subject's id.
+  subjects) as plain records with the subject's id; `move_record`: a `MemorySink` mapper
+  giving such records directly, the subject by identity.
 - `tvd(a, b)`: the total variation distance ``½ sum_s |a_s - b_s|`` per tick.
 - `spell_ks(a, b)`: per state, the largest gap between two Kaplan–Meier curves.
 - `compare(observed, simulated, analytic=None)`: all of it (`Comparison`): TVD per tick with
@@ -13,7 +14,8 @@
   `Observed` log) vs a run's result vs the analytic line from the run's start, in shares on
   the run's tick grid (`ShareReport`): TVD per tick, its mean and max, in words
   (`lines()`), and the figure (`figure()`, `plots.plot_shares`); the analytic line says when
-  it is only an approximation.
+  it is only an approximation; `log_spell_ks(observed_log, simulated_log, model, ...)`: the
+  spell-length KS distances it can carry.
 
 The TVD is the largest difference, over all sets of states, between the shares of the
 population the two put in the set: 0 when they agree, 1 when disjoint. With ``n`` subjects
@@ -25,7 +27,7 @@ floor any comparison of a finite panel sits on.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ import pandas as pd
 from dogesim.errors import DogesimError
 from dogesim.model import Model
 from dogesim.report import analytic, tables
-from dogesim.report.observed import Observed
+from dogesim.report.observed import Observed, observe
 from dogesim.report.spells import kaplan_meier, spells
 from dogesim.result import RunResult
 
@@ -42,7 +44,9 @@ __all__ = [
     "Comparison",
     "ShareReport",
     "compare",
+    "log_spell_ks",
     "memory_log",
+    "move_record",
     "occupancy_shares",
     "share_report",
     "spell_ks",
@@ -66,6 +70,18 @@ def memory_log(events: Iterable[Any], subject: str = "id") -> list[dict[str, Any
             }
         )
     return records
+
+
+def move_record(timestamp: int, subject: Any, transition: Any) -> dict[str, Any]:
+    """A `MemorySink` mapper keeping one move as a log record, the subject by identity (for
+    subjects without an id, e.g. unhashable ones): ``MemorySink(move_record)``."""
+    return {
+        "subject": id(subject),
+        "timestamp": int(timestamp),
+        "trigger": transition.trigger,
+        "from_state": transition.from_state,
+        "to_state": transition.to_state,
+    }
 
 
 def occupancy_shares(observed: Observed) -> pd.DataFrame:
@@ -250,13 +266,17 @@ class ShareReport:
     tvd: dict[str, pd.Series]
     approximations: list[str]
     semi_markov: bool = False
+    spell_ks: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
-        """Per compared table, the mean and max TVD: ``tvd_simulated_mean``, ...max, ..."""
+        """Per compared table, the mean and max TVD: ``tvd_simulated_mean``, ...max, ...;
+        and ``spell_ks_max`` when spell lengths were compared."""
         out: dict[str, float] = {}
         for name, series in self.tvd.items():
             out[f"tvd_{name}_mean"] = float(series.mean())
             out[f"tvd_{name}_max"] = float(series.max())
+        if self.spell_ks:
+            out["spell_ks_max"] = max(self.spell_ks.values())
         return out
 
     def lines(self) -> list[str]:
@@ -267,6 +287,14 @@ class ShareReport:
             f"max {series.max():.4f} ({rows} rows)"
             for name, series in self.tvd.items()
         ]
+        if self.spell_ks:
+            worst = sorted(self.spell_ks.items(), key=lambda kv: -kv[1])
+            each = ", ".join(f"{state} {ks:.3f}" for state, ks in worst[:6])
+            more = f" and {len(worst) - 6} more" if len(worst) > 6 else ""
+            out.append(
+                f"spell-length KS per state, simulated vs observed: max {worst[0][1]:.3f} "
+                f"({each}{more})"
+            )
         if "analytic" in self.shares:
             kind = "semi-Markov, tick by tick" if self.semi_markov else "Markov chain"
             if self.approximations:
@@ -317,6 +345,7 @@ def share_report(
     model: Model | None = None,
     start: np.ndarray | Sequence[float] | None = None,
     clock: tuple[int, int] | None = None,
+    spell_distances: Mapping[str, float] | None = None,
     analytic_line: bool = True,
 ) -> ShareReport:
     """Observed vs simulated vs analytic occupancy shares, and their TVD per tick.
@@ -333,6 +362,8 @@ def share_report(
         clock: (timestamp of tick 0, tick length in ms), so the analytic line weighs in
             calendar profiles (default: the run's; without a run or a clock profiles are
             ignored, and the report says so).
+        spell_distances: per state, the KS distance between observed and simulated spell
+            lengths (`log_spell_ks`), kept in the report and its lines.
         analytic_line: compute the analytic line.
     """
     if observed is None and result is None:
@@ -391,7 +422,33 @@ def share_report(
     distances = {
         name: tvd(shares[reference], table) for name, table in shares.items() if name != reference
     }
-    return ShareReport(shares, reference, distances, notes, semi)
+    return ShareReport(shares, reference, distances, notes, semi, dict(spell_distances or {}))
+
+
+def log_spell_ks(
+    observed_log: pd.DataFrame,
+    simulated_log: pd.DataFrame,
+    model: Model,
+    *,
+    tick_ms: int,
+    timestamp_start: int,
+    ticks: int,
+) -> dict[str, float]:
+    """Per state, the KS distance between the spell lengths of two normalised event logs
+    (`tables.read_event_log`, `memory_log`) on one tick grid, over the subjects with events
+    in each (see `spell_ks`).
+
+    Raises:
+        DogesimError: a log is not a chain of moves per subject (e.g. it misses moves that
+            feed no sink), so its spells cannot be read.
+    """
+    grid: dict[str, Any] = {
+        "tick": tick_ms,
+        "model": model,
+        "window_start": timestamp_start,
+        "ticks": ticks,
+    }
+    return spell_ks(observe(observed_log, **grid), observe(simulated_log, **grid))
 
 
 def _start(

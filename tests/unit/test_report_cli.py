@@ -62,6 +62,8 @@ def test_report_prints_tvd_against_a_run_and_the_analytic_line(
     assert 0 < found["analytic"][0] <= found["analytic"][1] and found["analytic"][0] < 2 * level
     assert 0 < found["simulated"][0] < 2 * math.sqrt(2) * level
     assert "analytic line (semi-Markov, tick by tick): exact up to sampling" in out
+    spells = re.search(r"spell-length KS per state, simulated vs observed: max ([0-9.]+) \(", out)
+    assert spells is not None and 0 <= float(spells.group(1)) < 0.15
     assert "occupancy plot -> " in out
 
 
@@ -71,3 +73,4 @@ def test_report_without_simulation_compares_with_the_analytic_line_only(
     """--no-simulation leaves the run out: one TVD line, against the analytic line."""
     out = _report(tmp_path, capsys, "--no-simulation")
     assert [m.group(1) for m in TVD_LINE.finditer(out)] == ["analytic"]
+    assert "spell-length" not in out

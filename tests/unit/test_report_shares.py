@@ -193,3 +193,30 @@ def test_share_figure_of_many_states_draws_the_largest() -> None:
     assert min(means[drawn]) >= max(means.drop(drawn))
     texts = "\n".join(t.get_text() for t in fig.findobj(Text))
     assert "4 smaller states not drawn" in texts
+
+
+def _log_of(model: Model, sink: MemorySink, seed: int) -> pd.DataFrame:
+    Simulation(model, 1500, ticks=60, tick_ms=TICK_MS, seed=seed).run()
+    return pd.DataFrame(compare.memory_log(sink.events))
+
+
+def test_spell_ks_of_two_logs_is_small_for_one_law_and_large_for_another() -> None:
+    """Two runs of one model give spell-length KS distances under the two-sample bound
+    (c(alpha=1e-6) sqrt((n+m)/(n m)), n and m the spells per state); b lasting 8 ticks
+    instead of 4 puts b's distance near 1. The report keeps and prints them."""
+    first, second, other = MemorySink(), MemorySink(), MemorySink()
+    slow = mixed(other)
+    slow.set_dwell("b", Fixed(8))
+    logs = [_log_of(mixed(first), first, 1), _log_of(mixed(second), second, 2)]
+    grid = {"tick_ms": TICK_MS, "timestamp_start": 0, "ticks": 60}
+    same = compare.log_spell_ks(logs[0], logs[1], mixed(MemorySink()), **grid)
+    counts = [log["from_state"].value_counts() for log in logs]
+    for state, ks in same.items():
+        n, m = (int(c.get(state, 0)) for c in counts)
+        assert ks < np.sqrt(-0.5 * np.log(1e-6 / 2)) * np.sqrt((n + m) / (n * m))
+    apart = compare.log_spell_ks(logs[0], _log_of(slow, other, 3), mixed(MemorySink()), **grid)
+    assert apart["b"] > 0.9
+    result = Simulation(mixed(MemorySink()), 100, ticks=60, tick_ms=TICK_MS, seed=1).run()
+    report = compare.share_report(result=result, spell_distances=apart)
+    assert report.summary()["spell_ks_max"] == max(apart.values())
+    assert any(line.startswith("spell-length KS per state") for line in report.lines())
