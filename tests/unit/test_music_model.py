@@ -7,6 +7,7 @@ from per-listener variances (listeners are i.i.d.; Z = 5, fixed seeds).
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import itertools
 import math
@@ -453,3 +454,18 @@ def test_music_file_callbacks_read_the_clock_and_take_args(music_run: MusicRun) 
         if subject.songs:
             assert 0 <= subject.song_id < 20_000
             assert subject.song_start % 1000 == 0
+
+
+def test_the_wheel_ships_the_callbacks_beside_the_music_file() -> None:
+    """setup.cfg ships dogesim/models/*.py as package data, where music_callbacks.py sits
+    next to music.yaml (callback paths resolve against the model file's folder)."""
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    assert "models/*.py" in config["options.package_data"]["dogesim"].split()
+    assert (MUSIC_YAML.resolve().parent / "music_callbacks.py").is_file()
+    spec = load_model_file(MUSIC_YAML, subjects=5, ticks=10)
+    assert {t.callback_path for t in spec.transitions if t.callback_path} == {
+        "music_callbacks:start_session",
+        "music_callbacks:play",
+        "music_callbacks:change_level",
+    }
