@@ -202,6 +202,16 @@ ALPHA = 1e-6
 #: a redirect 1 s, and no session opens within 30 minutes of the last one's end.
 SONG = LogNormal("3.3 min", 0.35).at_tick(1000)
 AD_MS, REDIRECT_MS, GAP_MS = 30_000, 1_000, 1_800_000
+#: Sessions open by hour of day (UTC) and weekday (Monday first): the intended profile.
+SESSIONS = Profile(
+    hourly=(
+        0.25, 0.15, 0.1, 0.1, 0.15, 0.3, 0.7, 1.3, 1.5, 1.1, 0.9, 0.9,
+        1.1, 1.0, 0.9, 1.0, 1.2, 1.5, 1.7, 1.8, 1.7, 1.4, 1.0, 0.5,
+    ),
+    weekly=(1, 1, 1, 1, 1, 0.7, 0.6),
+)  # fmt: skip
+#: A listener's pace: log-normal with mean 1 (median e^-0.18, sigma 0.6).
+PACE = LogNormal(math.exp(-0.18), 0.6)
 REDIRECTS = ("submit_registration", "login", "logout", "save_settings", "submit_upgrade",
              "submit_downgrade")  # fmt: skip
 
@@ -360,8 +370,9 @@ def test_sessions_open_by_the_hour_and_weekday_profile(music_run: MusicRun) -> N
         for t in run.model.transitions
         if t.from_state.startswith("offline:")
     }
-    profile = next(t.profile for t in run.model.transitions if t.profile is not None)
-    assert profile is not None
+    profiles = [t.profile for t in run.model.transitions if t.profile is not None]
+    assert len(profiles) == 4 and all(p == SESSIONS for p in profiles)
+    profile = SESSIONS
     free = {state: np.zeros(ticks + 1) for state in chance}  # +1/-1 where a spell opens/ends
     opened = np.zeros(ticks // 3600)
     for user, first in run.first_state.items():
@@ -407,7 +418,8 @@ def _pooled_chi2(observed: np.ndarray, expected: np.ndarray) -> tuple[float, int
 
 
 def test_page_waits_follow_each_listeners_pace(music_run: MusicRun) -> None:
-    """On a page the wait for the next move is geometric with the page's hazard times the
+    """Paces follow LogNormal(e^-0.18, 0.6) across listeners (KS within the DKW bound); on a
+    page the wait for the next move is geometric with the page's hazard times the
     listener's pace: the total of the waits is within Z standard deviations of its mean
     (per visit 1/q, variance (1-q)/q^2); with pace ignored it would not be."""
     run = music_run
@@ -424,6 +436,12 @@ def test_page_waits_follow_each_listeners_pace(music_run: MusicRun) -> None:
             q.append(-math.expm1(-hazard[a.target] * a.pace))
             q_flat.append(-math.expm1(-hazard[a.target]))
     assert len(waits) > 5000
+    paces = np.sort([moves[0].pace for moves in run.by_user.values()])
+    ranks = np.arange(1, len(paces) + 1) / len(paces)
+    law = np.asarray([PACE.cdf(float(x)) for x in paces])
+    assert float(np.max(np.maximum(ranks - law, law - (ranks - 1 / len(paces))))) < _ks_bound(
+        len(paces)
+    )
     total, p, p_flat = float(sum(waits)), np.asarray(q), np.asarray(q_flat)
     z = (total - float((1 / p).sum())) / math.sqrt(float(((1 - p) / p**2).sum()))
     z_flat = (total - float((1 / p_flat).sum())) / math.sqrt(
