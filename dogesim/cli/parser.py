@@ -17,6 +17,7 @@ import argparse
 from typing import Any, NoReturn
 
 from dogesim.cli.arguments import (
+    _age_bins,
     _duration,
     _non_negative,
     _path,
@@ -24,6 +25,7 @@ from dogesim.cli.arguments import (
     _record_every,
     _speed,
     _subject_count,
+    _tick,
     _tick_count,
     _timestamp,
 )
@@ -344,9 +346,9 @@ def _add_fit(commands: _Commands) -> None:
     fit.add_argument("--initial", metavar="STATE", help="the initial state")
     fit.add_argument(
         "--tick",
-        type=_duration,
+        type=_tick,
         metavar="LEN",
-        help="tick length: 500ms, 1s, 1m, ... (default: the model's)",
+        help="tick length: 500ms, 1s, 1m, ..., or calendar months 1mo, 1y (default: the model's)",
     )
     fit.add_argument(
         "--model",
@@ -382,4 +384,20 @@ def _add_fit(commands: _Commands) -> None:
         "--output", "-o", required=True, metavar="MODEL.yaml", help="the fitted model file to write"
     )
     fit.add_argument("--plot", metavar="PNG", help="also plot fitted vs configured")
+    fit.add_argument(
+        "--kernel",
+        action="store_true",
+        help="also fit each state's stay length and its destination given the length "
+        "(dwell kernels, first stays apart)",
+    )
+    varying = fit.add_mutually_exclusive_group()
+    varying.add_argument(
+        "--by-month", action="store_true", help="fit chances by month of year (by_month:)"
+    )
+    varying.add_argument(
+        "--by-age",
+        type=_age_bins,
+        metavar="EDGES",
+        help="fit chances by age, bins' lower edges in ticks (0,12,24; by_age:)",
+    )
     _add_field_options(fit)

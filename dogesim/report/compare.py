@@ -430,20 +430,20 @@ def log_spell_ks(
     simulated_log: pd.DataFrame,
     model: Model,
     *,
-    tick_ms: int,
+    tick: int | str,
     timestamp_start: int,
     ticks: int,
 ) -> dict[str, float]:
     """Per state, the KS distance between the spell lengths of two normalised event logs
     (`tables.read_event_log`, `memory_log`) on one tick grid, over the subjects with events
-    in each (see `spell_ks`).
+    in each (see `spell_ks`); `tick` in ms, or calendar months (``"1mo"``).
 
     Raises:
         DogesimError: a log is not a chain of moves per subject (e.g. it misses moves that
             feed no sink), so its spells cannot be read.
     """
     grid: dict[str, Any] = {
-        "tick": tick_ms,
+        "tick": tick,
         "model": model,
         "window_start": timestamp_start,
         "ticks": ticks,

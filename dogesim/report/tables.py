@@ -325,6 +325,7 @@ def observed_occupancy(
     ticks: int,
     tick_ms: int,
     timestamp_start: int,
+    calendar: int | None = None,
 ) -> pd.DataFrame:
     """The occupancy an event log implies: subjects per state after each tick's moves.
 
@@ -332,14 +333,16 @@ def observed_occupancy(
     events (`subjects` minus those seen) start as the model's initial mix says (all in its
     initial state when it has one; a mix is split in proportion to its shares times each
     state's chance of no move in the window, largest remainders first), so a model with an
-    initial mix never shows negative counts. Each event moves one
-    subject. Events outside the window are left out with a warning.
+    initial mix never shows negative counts. Each event moves one subject. Events outside
+    the window are left out with a warning.
 
     Args:
         events: a normalised log (`read_event_log`).
         model: gives the states and the initial state or mix.
         subjects: the population size (at least the subjects the log names).
         ticks, tick_ms, timestamp_start: the window and the tick length.
+        calendar: months per tick of calendar ticks (a model file's ``tick: 1mo``): an
+            event's tick is then the month it falls in, not a multiple of `tick_ms`.
     """
     index = {state: k for k, state in enumerate(model.states)}
     unknown = sorted((set(events["from_state"]) | set(events["to_state"])) - set(index), key=str)
@@ -347,7 +350,13 @@ def observed_occupancy(
         raise DogesimError(
             f"event log: states {unknown} are not in model {model.name!r} ({', '.join(index)})"
         )
-    tick = (events["timestamp"].to_numpy(dtype=np.int64) - timestamp_start) // tick_ms
+    stamps = events["timestamp"].to_numpy(dtype=np.int64)
+    if calendar:
+        from dogesim.report.observed import TickGrid
+
+        tick = TickGrid(timestamp_start, months=calendar).index(stamps)
+    else:
+        tick = (stamps - timestamp_start) // tick_ms
     inside = (tick >= 0) & (tick < ticks)
     if not inside.all():
         warnings.warn(

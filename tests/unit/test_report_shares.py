@@ -208,7 +208,7 @@ def test_spell_ks_of_two_logs_is_small_for_one_law_and_large_for_another() -> No
     slow = mixed(other)
     slow.set_dwell("b", Fixed(8))
     logs = [_log_of(mixed(first), first, 1), _log_of(mixed(second), second, 2)]
-    grid = {"tick_ms": TICK_MS, "timestamp_start": 0, "ticks": 60}
+    grid = {"tick": TICK_MS, "timestamp_start": 0, "ticks": 60}
     same = compare.log_spell_ks(logs[0], logs[1], mixed(MemorySink()), **grid)
     counts = [log["from_state"].value_counts() for log in logs]
     for state, ks in same.items():
