@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dogesim.laws import Law
+from dogesim.laws import Law, StayKernel
 from dogesim.model import Model
 from dogesim.report.tables import time_index
 from dogesim.result import RunResult
@@ -66,6 +66,7 @@ __all__ = [
     "occupancy_probabilities",
     "semi_markov_occupancy",
     "stationary_distribution",
+    "too_long",
     "transition_matrix",
     "uses_semi_markov",
 ]
@@ -102,13 +103,25 @@ def approximations(model: Model, *, semi_markov: bool = False, profiles: bool = 
     `semi_markov_occupancy`'s, exact for dwell and delay laws; `profiles`: it weighs the
     calendar profiles in (it was given the run's clock)."""
     notes = []
-    if not semi_markov and model.dwell:
+    kernels, tables = _beyond_phases(model)
+    if kernels:
         notes.append(
-            f"states {_some(list(model.dwell))} have dwell-time laws; the chain stands for "
+            f"states {_some(kernels)} have stay kernels (length and destination); the line "
+            "stands for them with geometric stays of the same per-tick chances"
+        )
+    if tables:
+        notes.append(
+            f"transitions {_some(tables)} have chance tables by month or age; the line uses "
+            "each table's mean chance"
+        )
+    plain_dwell = [s for s in model.dwell if s not in kernels]
+    if (not semi_markov or kernels or tables) and plain_dwell:
+        notes.append(
+            f"states {_some(plain_dwell)} have dwell-time laws; the chain stands for "
             "them with geometric stays of the same per-tick chances"
         )
     delayed = [t.trigger for t in model.transitions if t.delay is not None]
-    if delayed and not semi_markov:
+    if delayed and (not semi_markov or kernels or tables):
         notes.append(f"transitions {_some(delayed)} have delay laws, which the chain ignores")
     scaled = [t.trigger for t in model.transitions if t.rate_attribute]
     if scaled:
@@ -119,6 +132,14 @@ def approximations(model: Model, *, semi_markov: bool = False, profiles: bool = 
     if any(t.profile is not None for t in model.transitions) and not (semi_markov and profiles):
         notes.append("calendar profiles are ignored: the chain uses the chances as given")
     return notes
+
+
+def _beyond_phases(model: Model) -> tuple[list[str], list[str]]:
+    """The states with stay kernels and the transitions with chance tables: what the
+    phase line does not follow (it then falls back to the chain)."""
+    kernels = [s for s, law in model.dwell.items() if isinstance(law, StayKernel)]
+    tables = [t.trigger for t in model.transitions if getattr(t, "chances", None) is not None]
+    return kernels, tables
 
 
 def _some(names: list[str], limit: int = 6) -> str:
@@ -445,7 +466,10 @@ def _rows(ticks: int, every: int) -> int:
 
 
 def _phases(model: Model, ticks: int, clock: Clock | None) -> _Phases | None:
-    """The phases of `model`, or None when a law is too long or the work too much."""
+    """The phases of `model`, or None when a law is too long, the work too much, or the
+    model has what phases do not follow (stay kernels, chance tables)."""
+    if any(_beyond_phases(model)):
+        return None
     phases = _Phases(model, clock)
     if phases.too_long or phases.size * ticks > MAX_WORK:
         return None
@@ -479,11 +503,19 @@ def semi_markov_occupancy(
     return out
 
 
+def too_long(model: Model, ticks: int, clock: Clock | None = None) -> bool:
+    """True when `model`'s phase line would exceed `MAX_WORK` (or a law is too long)."""
+    if any(_beyond_phases(model)):
+        return False
+    phases = _Phases(model, clock)
+    return phases.too_long or phases.size * ticks > MAX_WORK
+
+
 def uses_semi_markov(model: Model, ticks: int, clock: Clock | None = None) -> bool:
     """True when `expected_counts` steps through `model`'s phases (dwell or delay laws, or
     calendar profiles with a `clock`) rather than taking powers of the plain chain."""
     profiled = clock is not None and any(t.profile is not None for t in model.transitions)
-    if not (model.semi_markov or profiled):
+    if not (model.semi_markov or profiled) or any(_beyond_phases(model)):
         return False
     return _phases(model, ticks, clock) is not None
 

@@ -411,7 +411,7 @@ def share_report(
         ).reindex(columns=states, fill_value=0.0)
         semi = analytic.uses_semi_markov(chain, ticks, clock)
         notes = analytic.approximations(chain, semi_markov=semi, profiles=clock is not None)
-        if chain.semi_markov and not semi:
+        if chain.semi_markov and not semi and analytic.too_long(chain, ticks, clock):
             notes.insert(
                 0,
                 "the semi-Markov line is too long to step through here "

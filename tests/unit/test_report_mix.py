@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dogesim import MemorySink, Model, Profile, Simulation, Transition
-from dogesim.laws import Fixed, LogNormal
+from dogesim.laws import Fixed, LogNormal, StayKernel
 from dogesim.report import analytic, compare, plots, tables
 from dogesim.report.compare import memory_log
 
@@ -250,3 +250,24 @@ def test_a_log_missing_moves_gives_no_negative_counts() -> None:
     assert observed.min() >= 0 and (observed.sum(axis=1) == 200).all()
     # a subject is in b from its go (seen) until its next go: the unseen back is placed there
     assert observed[-1, 1] == log.drop_duplicates("subject", keep="last").shape[0]
+
+
+def test_stay_kernels_and_chance_tables_fall_back_to_the_chain_and_say_so() -> None:
+    """The phase line does not follow stay kernels or chance tables: it is not used for
+    them, and the notes name the states and transitions."""
+    kernel = StayKernel([2, 5], [1, 1], {"b": [1, 0], "c": [0, 1]})
+    model = Model(
+        ["a", "b", "c"],
+        "a",
+        [
+            Transition("ab", "a", "b", 50),
+            Transition("ac", "a", "c", 50),
+            Transition("ba", "b", "a", by_month=[5] * 6 + [20] * 6),
+        ],
+        dwell={"a": kernel},
+    )
+    assert not analytic.uses_semi_markov(model, 30)
+    assert analytic.semi_markov_occupancy(model, 30, np.asarray([1.0, 0, 0])) is None
+    assert not analytic.too_long(model, 30)
+    notes = " ".join(analytic.approximations(model, semi_markov=True, profiles=True))
+    assert "'a' have stay kernels" in notes and "'ba' have chance tables" in notes
