@@ -24,7 +24,10 @@
 
 The semi-Markov line follows the engine's rules (`dogesim.engine.dwell`): after a move the
 next attempt comes after the move's delay law, else the state's dwell law (at an attempt the
-move is chosen in proportion to the chances), else the geometric law of the chances. A
+move is chosen in proportion to the chances), else the geometric law of the chances; a stay
+kernel gives both the stay's length and, given the length, its destination (a first stay
+its own kernel when there is one). Chance tables by month or age are not followed (the
+chain is drawn then, and `approximations` says so). A
 state's time since entry is expanded into one phase per tick of its law (up to where the
 law's tail is below 1e-12), so the chain of phases is Markov and ``start @ M_0 ... M_t`` is
 exact, up to vetoes and per-subject rates (the matrices ``M_t`` change with the profiles'
@@ -41,14 +44,14 @@ in state ``s`` after tick ``t`` is binomial: ``n * pi_t[s]`` on average with var
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dogesim.laws import Law, StayKernel
-from dogesim.model import Model
+from dogesim.model import Model, Transition
 from dogesim.report.tables import time_index
 from dogesim.result import RunResult
 
@@ -104,7 +107,7 @@ def approximations(model: Model, *, semi_markov: bool = False, profiles: bool = 
     calendar profiles in (it was given the run's clock)."""
     notes = []
     kernels, tables = _beyond_phases(model)
-    if kernels:
+    if kernels and (not semi_markov or tables):
         notes.append(
             f"states {_some(kernels)} have stay kernels (length and destination); the line "
             "stands for them with geometric stays of the same per-tick chances"
@@ -135,8 +138,9 @@ def approximations(model: Model, *, semi_markov: bool = False, profiles: bool = 
 
 
 def _beyond_phases(model: Model) -> tuple[list[str], list[str]]:
-    """The states with stay kernels and the transitions with chance tables: what the
-    phase line does not follow (it then falls back to the chain)."""
+    """The states with stay kernels and the transitions with chance tables; the phase line
+    follows kernels (`kernels` is for the chain's notes) but not tables (it then falls back
+    to the chain)."""
     kernels = [s for s, law in model.dwell.items() if isinstance(law, StayKernel)]
     tables = [t.trigger for t in model.transitions if getattr(t, "chances", None) is not None]
     return kernels, tables
@@ -295,6 +299,17 @@ def _end_hazards(law: Law) -> np.ndarray | None:
 
 #: The clock of a line under calendar profiles: (timestamp of tick 0, tick length in ms).
 Clock = tuple[int, int]
+#: Where the end of a wait leads: (phase, chance) pairs, or a function of the age giving them.
+Ending = list[tuple[int, float]] | Callable[[int], list[tuple[int, float]]]
+
+
+def _destination(outgoing: list[Transition], destination: str) -> int:
+    """The position among `outgoing` of a kernel's destination: a trigger, else the one
+    transition leading to that state (the model checked it when it was built)."""
+    for k, t in enumerate(outgoing):
+        if t.trigger == destination:
+            return k
+    return next(k for k, t in enumerate(outgoing) if t.to_state == destination)
 
 
 class _Phases:
@@ -317,6 +332,9 @@ class _Phases:
         self.after_delay: dict[int, int] = {}  # transition position -> its first delay phase
         self.dwell_hazards: dict[str, np.ndarray] = {}
         self.delay_hazards: dict[int, np.ndarray] = {}
+        # stay kernels: the first-stay block of a state whose kernel has one
+        self.first_entry: dict[str, int] = {}
+        self.first_hazards: dict[str, np.ndarray] = {}
         self.outgoing: dict[str, list[int]] = {s: [] for s in model.states}
         for j, t in enumerate(model.transitions):
             self.outgoing[t.from_state].append(j)
@@ -345,6 +363,14 @@ class _Phases:
             if hazards is not None:
                 self.dwell_hazards[state] = hazards
             self.entry[state] = self._new(state, 1 if hazards is None else len(hazards))
+            first = law.first if isinstance(law, StayKernel) else None
+            if first is not None:
+                first_hazards = _end_hazards(first)
+                if first_hazards is None:
+                    self.too_long = True
+                    return
+                self.first_hazards[state] = first_hazards
+                self.first_entry[state] = self._new(state, len(first_hazards))
         for j, t in enumerate(model.transitions):
             if t.delay is None:
                 continue
@@ -387,6 +413,25 @@ class _Phases:
             return [(self.entry[state], 1.0)]
         return [(self._target(j), c / total) for j, c in chances]
 
+    def _kernel_ending(
+        self, state: str, kernel: StayKernel
+    ) -> Callable[[int], list[tuple[int, float]]]:
+        """Where a kernel stay ending at age `a` (a stay of ``a + 1`` ticks) leads: its
+        destinations' shares at that length (none when the length has no weight)."""
+        outgoing = [self.model.transitions[j] for j in self.outgoing[state]]
+        targets = [
+            self._target(self.outgoing[state][_destination(outgoing, d)])
+            for d in kernel.destinations
+        ]
+        lengths = set(kernel.lengths)
+
+        def ending(age: int) -> list[tuple[int, float]]:
+            if age + 1 not in lengths:
+                return []
+            return list(zip(targets, kernel.row(age + 1), strict=True))
+
+        return ending
+
     def _connect(self, ts: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The matrix of one tick at `ts` as (rows, columns, values)."""
         rows: list[int] = []
@@ -399,9 +444,9 @@ class _Phases:
                 cols.append(target)
                 vals.append(chance)
 
-        def ages(first: int, hazards: np.ndarray, ending: list[tuple[int, float]]) -> None:
+        def ages(first: int, hazards: np.ndarray, ending: Ending) -> None:
             for a, h in enumerate(hazards.tolist()):
-                for target, w in ending:
+                for target, w in ending(a) if callable(ending) else ending:
                     edge(first + a, target, h * w)
                 if a + 1 < len(hazards):
                     edge(first + a, first + a + 1, 1.0 - h)
@@ -409,6 +454,13 @@ class _Phases:
         for state in self.model.states:
             phase = self.entry[state]
             hazards = self.dwell_hazards.get(state)
+            law = self.model.dwell.get(state)
+            if hazards is not None and isinstance(law, StayKernel):
+                ages(phase, hazards, self._kernel_ending(state, law))
+                if law.first is not None:
+                    first = self._kernel_ending(state, law.first)
+                    ages(self.first_entry[state], self.first_hazards[state], first)
+                continue
             if hazards is not None:
                 ages(phase, hazards, self._ending(state, ts, thinned=False))
                 continue
@@ -448,7 +500,8 @@ class _Phases:
         for state, n in zip(
             self.model.states, np.asarray(counts, dtype=float).tolist(), strict=True
         ):
-            vector[self.entry[state]] += n
+            # a first stay follows the kernel's first-stay law when it has one
+            vector[self.first_entry.get(state, self.entry[state])] += n
         return vector
 
     def step(self, vector: np.ndarray, tick: int) -> np.ndarray:
@@ -468,7 +521,7 @@ def _rows(ticks: int, every: int) -> int:
 def _phases(model: Model, ticks: int, clock: Clock | None) -> _Phases | None:
     """The phases of `model`, or None when a law is too long, the work too much, or the
     model has what phases do not follow (stay kernels, chance tables)."""
-    if any(_beyond_phases(model)):
+    if _beyond_phases(model)[1]:
         return None
     phases = _Phases(model, clock)
     if phases.too_long or phases.size * ticks > MAX_WORK:
@@ -505,7 +558,7 @@ def semi_markov_occupancy(
 
 def too_long(model: Model, ticks: int, clock: Clock | None = None) -> bool:
     """True when `model`'s phase line would exceed `MAX_WORK` (or a law is too long)."""
-    if any(_beyond_phases(model)):
+    if _beyond_phases(model)[1]:
         return False
     phases = _Phases(model, clock)
     return phases.too_long or phases.size * ticks > MAX_WORK
@@ -515,7 +568,7 @@ def uses_semi_markov(model: Model, ticks: int, clock: Clock | None = None) -> bo
     """True when `expected_counts` steps through `model`'s phases (dwell or delay laws, or
     calendar profiles with a `clock`) rather than taking powers of the plain chain."""
     profiled = clock is not None and any(t.profile is not None for t in model.transitions)
-    if not (model.semi_markov or profiled) or any(_beyond_phases(model)):
+    if not (model.semi_markov or profiled) or _beyond_phases(model)[1]:
         return False
     return _phases(model, ticks, clock) is not None
 
