@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dogesim.display import run_result_html
 from dogesim.model import Transition
 from dogesim.sinks.base import DeliveryLedger
 
@@ -80,6 +81,8 @@ class RunResult:
     fed: tuple[bool, ...] = ()
     initial_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     arrival_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    _repr_html_ = run_result_html  # Jupyter shows a result as tables of counts and ledgers
 
     def started(self) -> np.ndarray:
         """Subjects per state at the start: `initial_counts`, or (when unknown) everyone not

@@ -120,7 +120,7 @@ def _add_run(commands: _Commands) -> None:
         kind=_path,
         metavar="FILE",
         help="send every event to this file instead of the model's "
-        "sinks (.csv for CSV, else JSON Lines; '-' for stdout)",
+        "sinks (.csv for CSV, .parquet for Parquet, else JSON Lines; '-' for stdout)",
     )
     _value(
         output,
@@ -317,7 +317,7 @@ def _add_report(commands: _Commands) -> None:
         "total variation distance per tick (mean, max). The log must start when the "
         "subjects were created.",
     )
-    report.add_argument("events", metavar="EVENTS", help="event log (.jsonl or .csv)")
+    report.add_argument("events", metavar="EVENTS", help="event log (.jsonl, .csv or .parquet)")
     report.add_argument("--model", "-m", required=True, metavar="MODEL.yaml")
     report.add_argument("--output", "-o", type=_path, required=True, metavar="PNG")
     report.add_argument(
@@ -339,7 +339,7 @@ def _add_fit(commands: _Commands) -> None:
         description="Fit each transition's per-tick probability by maximum likelihood (events "
         "/ subject-ticks in the source state) with Wilson intervals, and write a model file.",
     )
-    fit.add_argument("events", metavar="EVENTS", help="event log (.jsonl or .csv)")
+    fit.add_argument("events", metavar="EVENTS", help="event log (.jsonl, .csv or .parquet)")
     fit.add_argument(
         "--states", metavar="A,B,C", help="the states (default: the model's, else those in the log)"
     )

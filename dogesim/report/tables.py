@@ -27,6 +27,7 @@ import pandas as pd
 
 from dogesim.errors import DogesimError
 from dogesim.model import Model
+from dogesim.report.parquet_reader import is_parquet, read_parquet_log
 from dogesim.result import RunResult
 from dogesim.sinks.compression import log_format, open_text
 
@@ -155,6 +156,8 @@ def _records(source: Any) -> pd.DataFrame:
         path = Path(source)
         if not path.is_file():
             raise DogesimError(f"{os.fspath(path)}: no such event log")
+        if is_parquet(path):
+            return read_parquet_log(path)
         if log_format(path) == "csv":
             try:
                 return pd.read_csv(path)

@@ -271,11 +271,14 @@ def test_notebooks_named_by_the_readme_exist() -> None:
 
 
 def test_scripts_exist_and_run_the_banking_model() -> None:
-    """scripts/run, test, bootstrap, services are executable; run calls the README's command."""
+    """scripts/run, test, bootstrap, services are executable; run calls the script the README
+    names, and that script runs the banking model at the README's size."""
     for name in ("run", "test", "bootstrap", "services"):
         assert os.access(REPO_ROOT / "scripts" / name, os.X_OK), name
     run = (REPO_ROOT / "scripts" / "run").read_text()
-    assert "dogesim run models/banking.yaml --report out/banking-occupancy.png" in run
+    assert "scripts/first_run.py" in run and "scripts/first_run.py" in README_TEXT
+    first_run = (REPO_ROOT / "scripts" / "first_run.py").read_text()
+    assert "banking" in first_run and "10_000" in first_run and "1440" in first_run
 
 
 def _layout_paths() -> list[str]:
