@@ -52,6 +52,11 @@ class RunResult:
         fed: per transition, whether it feeds at least one sink (what `events` counts); kept
             as data so a result that travelled without its sinks (between processes) still
             counts its events. Empty: read from `transitions`.
+        initial_counts: per state, the subjects present at the start (before tick 0's
+            moves), as the initial mix drew them. Empty: unknown (everyone in
+            `initial_state`); `started()` reads it either way.
+        arrival_counts: per state, the subjects that arrived during the run, by the state
+            they arrived in (the mix draws it for arrivals too). Empty: unknown.
     """
 
     seed: int
@@ -74,7 +79,23 @@ class RunResult:
     arrivals: int = 0
     record_every: int = 1
     fed: tuple[bool, ...] = ()
+    initial_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    arrival_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
     _repr_html_ = run_result_html  # Jupyter shows a result as tables of counts and ledgers
+
+    def started(self) -> np.ndarray:
+        """Subjects per state at the start: `initial_counts`, or (when unknown) everyone not
+        counted as an arrival in `initial_state`."""
+        if len(self.initial_counts) == len(self.states):
+            return np.asarray(self.initial_counts, dtype=np.int64)
+        counts = np.zeros(len(self.states), dtype=np.int64)
+        counts[self.states.index(self.initial_state)] = self.subjects - self.arrivals
+        return counts
+
+    def initial_mix(self) -> dict[str, int]:
+        """The states subjects started in and how many started in each (arrivals aside)."""
+        return {s: int(n) for s, n in zip(self.states, self.started(), strict=True) if n}
 
     @property
     def moves(self) -> int:

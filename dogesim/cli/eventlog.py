@@ -1,7 +1,8 @@
 """The commands that read an event log: ``dogesim report`` and ``dogesim fit``.
 
-- `_cmd_report(args, out, err)`: observed occupancy of a log against the model's analytic
-  expectation, as a plot.
+- `_cmd_report(args, out, err)`: the occupancy shares of a log against a run of the model
+  and its analytic expectation (`dogesim.report.compare.share_report`): a plot, and the TVD
+  per tick printed.
 - `_cmd_fit(args, out, err)`: per-tick probabilities fitted from a log, written as a model
   file (`_fit_window` gathers its defaults from the flags and the model).
 - `_fields(args)`: the ``--*-field`` names given, for `dogesim.report.tables`.
@@ -39,7 +40,10 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     _writable("--output", args.output, plot=True)
     plots = _plot_module()
-    from dogesim.report import tables
+    import pandas as pd
+
+    from dogesim.report import compare, tables
+    from dogesim.sinks.memory import MemorySink
 
     spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks)
     if spec.arrivals is not None:
@@ -59,11 +63,33 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "timestamp_start": spec.timestamp_start,
     }
     observed = tables.observed_occupancy(events, model, calendar=spec.calendar, **window)
-    figure = plots.plot_occupancy(
-        model=model,
+    tick: int | str = f"{spec.calendar}mo" if spec.calendar else spec.tick_ms
+    # a run of the model over the same window (its own seed, into memory), unless not wanted
+    result, spells = None, None
+    if not args.no_simulation:
+        simulated = MemorySink(compare.move_record)
+        result = spec.run(sinks=[simulated])
+        try:
+            spells = compare.log_spell_ks(
+                events,
+                pd.DataFrame(simulated.events),
+                model,
+                tick=tick,
+                timestamp_start=spec.timestamp_start,
+                ticks=spec.ticks,
+            )
+        except DogesimError as exc:
+            print(f"spell lengths not compared: {exc}", file=out)
+    report = compare.share_report(
         observed=observed,
-        title=f"{spec.name}: observed ({os.path.basename(args.events)}) vs analytic",
-        **window,
+        result=result,
+        model=model,
+        start=tables.observed_start(events, model, spec.subjects.count, spec.ticks),
+        clock=(spec.timestamp_start, spec.tick_ms),
+        spell_distances=spells,
+    )
+    figure = plots.plot_shares(
+        report, title=f"{spec.name}: {os.path.basename(args.events)} vs {', '.join(report.tvd)}"
     )
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.output, dpi=110)
@@ -73,6 +99,8 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     for trigger, count in dict(counts).items():
         print(f"  {trigger}: {count}", file=out)
+    for line in report.lines():
+        print(line, file=out)
     print(f"occupancy plot -> {args.output}", file=out)
     return EXIT_OK
 

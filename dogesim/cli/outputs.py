@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dogesim.cli.status import _UsageError
+from dogesim.engine import effective_model
 from dogesim.errors import DogesimError
 
 #: Sink types `--sink` can name without settings in the model file.
@@ -74,7 +75,9 @@ def _write_report(args: argparse.Namespace, spec: Any, result: Any, out: TextIO)
         return
     plots = _plot_module()
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    figure = plots.plot_occupancy(result, title=f"{spec.name}: occupancy per state")
+    # the file's own model, so the analytic line knows its dwell laws (a result does not)
+    model = effective_model(spec.model, spec.tick_ms, spec.churn, ())
+    figure = plots.plot_occupancy(result, model=model, title=f"{spec.name}: occupancy per state")
     figure.savefig(args.report, dpi=110)
     if not args.quiet:
         print(f"occupancy plot -> {args.report}", file=out)

@@ -312,12 +312,17 @@ def _add_report(commands: _Commands) -> None:
     report = commands.add_parser(
         "report",
         help="plot occupancy from an event log",
-        description="Plot the occupancy an event log implies against the model's analytic "
-        "expectation. The log must start when the subjects were created.",
+        description="Plot the occupancy shares an event log implies against a run of the "
+        "model over the same window and the model's analytic expectation, and print the "
+        "total variation distance per tick (mean, max). The log must start when the "
+        "subjects were created.",
     )
     report.add_argument("events", metavar="EVENTS", help="event log (.jsonl, .csv or .parquet)")
     report.add_argument("--model", "-m", required=True, metavar="MODEL.yaml")
     report.add_argument("--output", "-o", type=_path, required=True, metavar="PNG")
+    report.add_argument(
+        "--no-simulation", action="store_true", help="compare with the analytic line only"
+    )
     _add_population(
         report,
         subjects="population size (default: the model's)",

@@ -162,6 +162,7 @@ class Recorder:
         occupancy = np.cumsum(change, axis=0)
         occupancy[:, initial] += initial_subjects
         self._mixed(occupancy, initial, ticks)
+        started, came = self._started(len(model.states), initial, initial_subjects, arrived, ticks)
         return RunResult(
             states=model.states,
             transitions=tuple(model.transitions),
@@ -172,5 +173,24 @@ class Recorder:
             vetoes=vetoes,
             arrivals=arrived,
             record_every=self.every,
+            initial_counts=started,
+            arrival_counts=came,
             **fields,
         )
+
+    def _started(
+        self, n_states: int, initial: int, initial_subjects: int, arrived: int, ticks: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Subjects per state at the start, and arrivals per state they arrived in (drawn
+        from the initial mix when there is one, else all in the initial state)."""
+        started = np.zeros(n_states, dtype=np.int64)
+        came = np.zeros(n_states, dtype=np.int64)
+        later = [counts for t, counts in self.entered.items() if 0 <= t < ticks]
+        if -1 in self.entered or later:  # the mix drew them
+            started += self.entered.get(-1, 0)
+            for counts in later:
+                came += counts
+        else:
+            started[initial] = initial_subjects
+            came[initial] = arrived
+        return started, came

@@ -2,6 +2,9 @@
 
 - `plot_occupancy(...)`: subjects per state over time: simulated (solid), analytic (dashed,
   with a binomial band) and observed from an event log (dotted), on one figure.
+- `plot_shares(report)`: a `compare.ShareReport`: observed, simulated and analytic shares
+  per state on one figure, the TVD per tick below them, its mean and max and the analytic
+  line's approximations written on the figure.
 - `plot_event_rates(result)`: events per tick per trigger (rolling mean).
 - `plot_transition_heatmap(result)`: event counts from-state x to-state.
 - `plot_fit(fit)`: fitted per-tick probabilities with their intervals vs the configured ones.
@@ -26,13 +29,16 @@ from dogesim.report import analytic, tables
 from dogesim.result import RunResult
 
 if TYPE_CHECKING:
+    from dogesim.report.compare import ShareReport
     from dogesim.report.fit import FitResult
 
 __all__ = [
+    "MAX_SHARE_PANELS",
     "model_of_result",
     "plot_event_rates",
     "plot_fit",
     "plot_occupancy",
+    "plot_shares",
     "plot_transition_heatmap",
 ]
 
@@ -70,11 +76,8 @@ def _figure(figsize: tuple[float, float]) -> Figure:
 
 
 def model_of_result(result: RunResult) -> Model:
-    """The chain a run walked: its states and transition probabilities, nothing else."""
-    model = Model(result.states, result.initial_state, name="run")
-    for t in result.transitions:
-        model.add_transition(t.trigger, t.from_state, t.to_state, t.probability)
-    return model
+    """The chain a run walked (`dogesim.report.analytic.chain_of_result`)."""
+    return analytic.chain_of_result(result)
 
 
 def _colours(states: list[str]) -> dict[str, Any]:
@@ -138,11 +141,19 @@ def plot_occupancy(
     every = result.record_every if result is not None and ticks is None else 1
     index = tables.time_index(start, step, n_ticks, every=every)
     frame = tables.occupancy_frame(result) if result is not None else None
+    # The run's own start (a mix draws it) unless a window without the run is asked for.
+    if result is not None and subjects is None:
+        started = result.started()
+    else:
+        started = n * analytic.initial_distribution(chain)
+    clock = (start, step)  # so calendar profiles are weighed in
     expected = (
-        analytic.expected_occupancy(chain, n_ticks, n, every=every) if analytic_line else None
+        analytic.expected_counts(chain, n_ticks, started, every=every, clock=clock)
+        if analytic_line
+        else None
     )
     bounds = (
-        analytic.occupancy_band(chain, n_ticks, n, band, every=every)
+        analytic.expected_band(chain, n_ticks, started, band, every=every, clock=clock)
         if analytic_line and band
         else None
     )
@@ -182,6 +193,89 @@ def plot_occupancy(
         ax.set_xlabel("time (UTC)")
     fig.suptitle(title or f"Occupancy per state: {n} subjects, {n_ticks} ticks")
     fig.autofmt_xdate()
+    return fig
+
+
+#: The most states `plot_shares` draws unless told which (the largest by mean share).
+MAX_SHARE_PANELS = 11
+
+#: How each table of a share report is drawn: colour (None: the state's), style, width.
+_SHARE_STYLE: dict[str, tuple[str | None, str, float]] = {
+    "observed": ("black", "-", 1.4),
+    "simulated": (None, "-", 1.2),
+    "analytic": ("black", "--", 1.0),
+}
+
+
+def plot_shares(
+    report: ShareReport,
+    *,
+    states: list[str] | None = None,
+    title: str | None = None,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Observed, simulated and analytic shares per state on one figure (one panel per
+    state), the TVD per tick against the reference in the last panel, and the report's
+    summary (mean and max TVD, the analytic line's approximations) written under it.
+
+    Args:
+        report: what `dogesim.report.compare.share_report` returned.
+        states: the states to draw (default: all, or the `MAX_SHARE_PANELS` largest by mean
+            share in the reference, in model order, saying how many are left out).
+        title: the figure title.
+        figsize: the figure size in inches (default: from the number of states).
+    """
+    reference = report.shares[report.reference]
+    notes = report.lines()
+    if states is not None:
+        names = list(states)
+    else:
+        # the largest states (by mean share) when there are many: one panel each is legible
+        ranked = reference.mean().sort_values(ascending=False, kind="stable")
+        names = [str(c) for c in ranked.index[:MAX_SHARE_PANELS]]
+        names.sort(key=[str(c) for c in reference.columns].index)
+        if len(ranked) > len(names):
+            notes.append(
+                f"{len(ranked) - len(names)} smaller states not drawn (give states= to choose)"
+            )
+    colours = _colours([str(c) for c in reference.columns])
+    panels = len(names) + 1
+    columns = 1 if panels <= 3 else 2
+    rows = -(-panels // columns)
+    size = figsize if figsize is not None else (10.0 if columns == 1 else 12.0, 2.3 * rows + 1.2)
+    fig = _figure(size)
+    axes = fig.subplots(rows, columns, sharex=True, squeeze=False).ravel()
+    for ax, state in zip(axes, names, strict=False):
+        for name, table in report.shares.items():
+            colour, style, width = _SHARE_STYLE[name]
+            ax.plot(
+                table.index,
+                table[state],
+                color=colour or colours.get(state, "C0"),
+                ls=style,
+                lw=width,
+                label=name,
+            )
+        ax.set_title(state, loc="left", fontsize="medium")
+        ax.set_ylabel("share")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    tvd_axis = axes[len(names)]
+    for name, series in report.tvd.items():
+        tvd_axis.plot(
+            series.index, series.to_numpy(), lw=1.0, label=f"{name} vs {report.reference}"
+        )
+    tvd_axis.set_title("total variation distance per tick", loc="left", fontsize="medium")
+    tvd_axis.set_ylabel("TVD")
+    tvd_axis.grid(alpha=0.3)
+    if report.tvd:
+        tvd_axis.legend(loc="best", fontsize="small")
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    axes[0].legend(loc="best", fontsize="small")
+    fig.suptitle(title or f"Occupancy shares: {', '.join(report.shares)}")
+    # under the panels, inside the constrained layout (fig.text would overlap them)
+    fig.supxlabel("\n".join(notes), fontsize="small", ha="left", x=0.01)
     return fig
 
 

@@ -9,7 +9,8 @@
   records) as a DataFrame with the columns ``subject``, ``timestamp``, ``trigger``,
   ``from_state``, ``to_state``; field names are found or given, states may come from the
   model when the log only names triggers.
-- `observed_occupancy(events, model, ...)`: the occupancy an event log implies.
+- `observed_occupancy(events, model, ...)`: the occupancy an event log implies, and
+  `observed_start(events, model, subjects)`: where its subjects started.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "FIELD_CANDIDATES",
     "events_frame",
     "observed_occupancy",
+    "observed_start",
     "occupancy_frame",
     "read_event_log",
     "time_index",
@@ -119,7 +121,7 @@ def transition_table(result: RunResult) -> pd.DataFrame:
     # after ticks 0..t-1. In a long run (rows of several ticks) the state at a row's start
     # stands for its every tick: the exposure is then an approximation.
     before = np.zeros_like(result.occupancy)
-    before[0, index[result.initial_state]] = result.subjects
+    before[0] = result.started()
     before[1:] = result.occupancy[:-1]
     lengths = np.diff(result.row_ticks(), prepend=-1)
     at_risk = (before * lengths[:, None]).sum(axis=0)
@@ -330,14 +332,17 @@ def observed_occupancy(
 ) -> pd.DataFrame:
     """The occupancy an event log implies: subjects per state after each tick's moves.
 
-    Every subject starts in the model's initial state at `timestamp_start` (the log must
-    start when the subjects were created); each event moves one subject. Events outside the
-    window are left out with a warning.
+    A subject with events starts in the state its first event leaves; the subjects without
+    events (`subjects` minus those seen) start as the model's initial mix says (all in its
+    initial state when it has one; a mix is split in proportion to its shares times each
+    state's chance of no move in the window, largest remainders first), so a model with an
+    initial mix never shows negative counts. Each event moves one subject. Events outside
+    the window are left out with a warning.
 
     Args:
         events: a normalised log (`read_event_log`).
-        model: gives the states and the initial state.
-        subjects: the population size (subjects without events stay in the initial state).
+        model: gives the states and the initial state or mix.
+        subjects: the population size (at least the subjects the log names).
         ticks, tick_ms, timestamp_start: the window and the tick length.
         calendar: months per tick of calendar ticks (a model file's ``tick: 1mo``): an
             event's tick is then the month it falls in, not a multiple of `tick_ms`.
@@ -362,16 +367,86 @@ def observed_occupancy(
             f"{timestamp_start}; they are left out",
             stacklevel=2,
         )
+    kept = events[inside]
     tick = tick[inside]
-    source = events["from_state"].map(index).to_numpy()[inside].astype(np.int64)
-    target = events["to_state"].map(index).to_numpy()[inside].astype(np.int64)
+    target = kept["to_state"].map(index).to_numpy().astype(np.int64)
+    source = _left_from(kept, index, target)
     flow = np.zeros((ticks, len(model.states)), dtype=np.int64)
     np.add.at(flow, (tick, source), -1)
     np.add.at(flow, (tick, target), 1)
     occupancy = np.cumsum(flow, axis=0)
-    occupancy[:, index[model.initial_state]] += subjects
+    occupancy += observed_start(kept, model, subjects, ticks)
     return pd.DataFrame(
         occupancy,
         index=time_index(timestamp_start, tick_ms, ticks),
         columns=pd.Index(list(model.states), name="state"),
     )
+
+
+def _left_from(events: pd.DataFrame, index: Mapping[str, int], target: np.ndarray) -> np.ndarray:
+    """The state each event takes its subject out of: where the subject's previous event
+    left it (its first event: the state it names). They differ when the log misses moves
+    (transitions that feed no sink): the subject then counts as moving at the next event it
+    has, so no count goes negative; a warning says how often."""
+    named = events["from_state"].map(index).to_numpy().astype(np.int64)
+    subjects = events["subject"].to_numpy()
+    order = np.argsort(pd.factorize(subjects)[0], kind="stable")  # by subject, time kept
+    source = named.copy()
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = subjects[order][1:] == subjects[order][:-1]
+    follows = order[1:][same[1:]]
+    source[follows] = target[order[:-1][same[1:]]]
+    missed = int((source != named).sum())
+    if missed:
+        warnings.warn(
+            f"{missed} events leave a state other than the one the subject's previous event "
+            "entered (the log misses moves, e.g. transitions without sinks); those subjects "
+            "count as moving at their next event",
+            stacklevel=3,
+        )
+    return source
+
+
+def observed_start(
+    events: pd.DataFrame, model: Model, subjects: int, ticks: int | None = None
+) -> np.ndarray:
+    """Subjects per state at the start of a log: where each seen subject's first event
+    leaves from, and the unseen rest split by the model's initial mix (see
+    `observed_occupancy`); given the window's `ticks`, the mix is weighed by each state's
+    chance of no move in the whole window (a subject that never moved more likely started
+    where one stays long), as the model's chances say (calendar profiles and vetoes aside)."""
+    index = {state: k for k, state in enumerate(model.states)}
+    ordered = events.sort_values("timestamp", kind="stable")
+    first = ordered.drop_duplicates("subject")["from_state"].map(index).to_numpy(dtype=np.int64)
+    counts = np.bincount(first, minlength=len(model.states)).astype(np.int64)
+    silent = subjects - len(first)
+    if silent < 0:
+        raise DogesimError(
+            f"event log names {len(first)} subjects but the population is {subjects}; "
+            f"give at least {len(first)} subjects"
+        )
+    states = list(model.initial_mix)
+    shares = np.asarray(
+        [model.initial_mix[s] * (_still(model, s, ticks) if ticks else 1.0) for s in states]
+    )
+    if shares.sum() <= 0:  # no state can hold a subject still that long: the plain mix
+        shares = np.asarray([model.initial_mix[s] for s in states])
+    exact = silent * shares / shares.sum()
+    split = np.floor(exact).astype(np.int64)
+    # largest remainders first, so the split adds up to the silent subjects
+    for k in np.argsort(-(exact - split), kind="stable")[: silent - int(split.sum())]:
+        split[k] += 1
+    for state, n in zip(states, split.tolist(), strict=True):
+        counts[index[state]] += n
+    return counts
+
+
+def _still(model: Model, state: str, ticks: int) -> float:
+    """The chance that a subject starting in `state` makes no move in `ticks` ticks."""
+    if not model.outgoing(state):
+        return 1.0
+    law = model.dwell.get(state)
+    if law is not None:
+        return 1.0 - law.cdf(float(ticks))  # its first attempt (which moves) comes later
+    chance = min(model.leave_probability(state) / 100.0, 1.0)
+    return (1.0 - chance) ** ticks
