@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from dogesim.compat import DataOnlineGenerator, Subject, SubjectFactory
-from dogesim.engine import LiveOptions, RunOptions, RunResult, Simulation
+from dogesim.engine import LiveOptions, RunOptions, RunResult, Simulation, current_time
 from dogesim.errors import DogesimError, ModelError, RunError, SinkConfigError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.rates import Profile, Rate
@@ -103,6 +103,7 @@ __all__ = [
     "SubjectFactory",
     "Transition",
     "__version__",
+    "current_time",
     "run_sharded",
 ]
 
