@@ -4,7 +4,8 @@
 - `register_secret(value)`: remember a value (an environment value a model file
   interpolated, a password setting) so that `mask` hides it wherever it appears later.
 - `mask(text)`: `text` with every registered secret and every URL password masked.
-- `mask_url(url)`: one URL with its password masked, also when the password holds ``@``.
+- `mask_url(url)`: one URL with its password masked, also when the password holds ``@``,
+  and the values of secret query parameters (``?password=...``).
 - `is_secret_key(key)`: whether a setting's name says it holds a secret (``sasl.password``,
   ``ssl.key.password``, ``sasl.oauthbearer.client.secret``, ``token``, ...).
 - `secret_values(settings)`: the values of secret keys in a settings dict (nested too).
@@ -49,6 +50,14 @@ _URL_PASSWORD = re.compile(
     r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<password>[^\s'\"/]+)(?=@)"
 )
 
+# ?password=...&  — a secret given as a URL query parameter (libpq, JDBC and ODBC accept
+# one): its value runs to the next '&', ';', '#', whitespace or quote.
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:[A-Za-z0-9_.\-]*(?:pass(?:word|wd)?|pwd|secret|token|api[._-]?key))=)"
+    r"(?P<value>[^&;#\s'\"]+)",
+    re.IGNORECASE,
+)
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
@@ -75,8 +84,10 @@ def is_secret_key(key: object) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """`url` with the password between ``user:`` and the last ``@`` replaced by `MASK`."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, url)
+    """`url` with the password between ``user:`` and the last ``@`` replaced by `MASK`, and
+    the value of a ``password``/``token``/``secret`` query parameter too."""
+    url = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, url)
+    return _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, url)
 
 
 def mask(text: str) -> str:

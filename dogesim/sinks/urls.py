@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from dogesim import redact
+
 __all__ = ["masked_url"]
 
 
@@ -20,6 +22,6 @@ def masked_url(text: str) -> str:
         return "(not shown: it is not of the form dialect://...)"
     userinfo, at, hostpart = rest.rpartition("@")
     # Masking too much (a path holding '@') is harmless; showing a password is not.
-    if not at or ":" not in userinfo:
-        return text
-    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
+    if at and ":" in userinfo:
+        text = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
+    return redact.mask_url(text)  # and any ?password=... in the query
