@@ -305,6 +305,16 @@ class FaultySink(LedgeredSink):
 
         return faulty_mapper
 
+    def reseed(self, seed: int) -> None:
+        """Start the fault stream again for a run with `seed` (before its first event)."""
+        if self._late or self.ledger.collected:
+            raise SinkConfigError(
+                f"sink {self.ledger.sink}: reseed() after events were collected; reseed "
+                "before the run starts"
+            )
+        self.seed = seed
+        self._start_run()
+
     def _start_run(self) -> None:
         self._rng = seeded_random(self.seed, f"faults:{self.ledger.sink}")
         self._late: list[tuple[int, int, int, Any, Any, tuple[str, float] | None, int]] = []

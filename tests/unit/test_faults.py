@@ -406,3 +406,16 @@ def test_a_failed_delivery_is_counted_once_and_uninjected_copies_are_not_counted
 
 def _feed_plain_named(sink: FaultySink, i: int) -> None:
     sink.collect(i, SimpleNamespace(id=i, name="x"), MOVE)
+
+
+def test_reseed_restarts_the_fault_stream_of_a_seed_and_refuses_mid_run() -> None:
+    """reseed(s) before a run gives the faults a sink built with seed s injects."""
+    faults = Faults(duplicate=0.3, drop=0.2)
+    built_late = _faulty(faults, seed=1)
+    built_late.reseed(9)
+    _feed(built_late, 200)
+    reference = _faulty(faults, seed=9)
+    _feed(reference, 200)
+    assert built_late.inner.events == reference.inner.events
+    with pytest.raises(SinkConfigError, match="reseed"):
+        built_late.reseed(3)
