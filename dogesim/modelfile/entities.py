@@ -1,0 +1,335 @@
+"""Several entity types in one model file: ``entities:`` (or ``populations:``).
+
+- `ENTITY_KEYS`, `ENTITIES_TOP_KEYS`: the keys of one entity and of the top level of a file
+  with entities.
+- `has_entities(data)`: the file declares entity types.
+- `read_entities(src, data, read_spec, ...)`: each entity read as a model of its own (its
+  states, subjects, transitions, arrivals), sharing the file's clock, seed, Faker and
+  sinks, into an `EntitiesSpec`.
+- `EntitiesSpec`: the loaded file: ``run()`` runs every entity type, one after another in
+  file order, and returns their `RunResult` s by name; ``simulations()`` gives each type's
+  `Simulation` to run in turn.
+- `entity_seed(seed, name)`: the seed of one entity type's run.
+
+How references resolve. Each entity type has a pool of the ids of its entities that exist
+(added when made, removed when they enter a final state). A ``ref`` field of a later entity
+type (``customer_id: {ref: customers, law: zipf, s: 1.1}``) picks from the pool as it was at
+the time of the tick being handled: the earlier type's run recorded its pool's history and
+the later run plays it back by its clock. So every reference names an entity that existed
+at that time, and a type may refer to itself (its own pool, live) and to the types above it,
+never to one below. Churn (``churn:``) does not remove from a pool; a move into a final
+state does.
+
+Each entity type's sinks are its own: a sink fed by two types is refused. The seed of type
+``orders`` in a run with seed ``S`` is `entity_seed(S, "orders")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dogesim.errors import ModelError
+from dogesim.modelfile.payloads import PayloadContext, payload_context
+from dogesim.modelfile.source import _describe, _key_line, _Map, _Reader, _Seq, _Source
+
+if TYPE_CHECKING:
+    from dogesim.engine import RunResult, Simulation
+    from dogesim.model import Transition
+    from dogesim.modelfile.spec import ModelSpec
+    from dogesim.relations import EntityPool
+
+__all__ = [
+    "ENTITIES_TOP_KEYS",
+    "ENTITY_KEYS",
+    "EntitiesSpec",
+    "entity_seed",
+    "has_entities",
+    "read_entities",
+]
+
+#: The keys of one entity type.
+ENTITY_KEYS = (
+    "description",
+    "states",
+    "initial_state",
+    "dwell",
+    "subjects",
+    "default_sinks",
+    "transitions",
+    "resources",
+    "arrivals",
+    "churn",
+    "weight",
+)
+_ENTITY_REQUIRED = ("states", "initial_state", "subjects", "transitions")
+#: The top-level keys of a file with entity types.
+ENTITIES_TOP_KEYS = (
+    "name",
+    "description",
+    "seed",
+    "tick",
+    "ticks",
+    "start",
+    "faker",
+    "sinks",
+    "probability_tick",
+    "profiles",
+    "jitter",
+    "record_every",
+    "live",
+    "entities",
+    "populations",
+)
+_TOP_REQUIRED = ("tick", "ticks")
+#: Top-level keys every entity type reads as its own.
+_SHARED = (
+    "seed",
+    "tick",
+    "ticks",
+    "start",
+    "faker",
+    "probability_tick",
+    "profiles",
+    "jitter",
+    "record_every",
+    "live",
+)
+
+
+def has_entities(data: Mapping[str, Any]) -> bool:
+    """The file declares entity types (``entities:`` or ``populations:``)."""
+    return "entities" in data or "populations" in data
+
+
+def entity_seed(seed: int, name: str) -> int:
+    """The seed of entity type `name` in a run with `seed`: from
+    ``SeedSequence([seed, *name])``, so each type's stream is its own."""
+    words = np.random.SeedSequence([int(seed), *name.encode("utf-8")]).generate_state(2)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+@dataclass
+class EntitiesSpec:
+    """A model file with several entity types.
+
+    Attributes:
+        path: the file (None for text).
+        name: the model's name.
+        description: free text.
+        seed: the file's seed, or None (chosen per run, as for one model).
+        entities: each entity type's model, in file order (each a `ModelSpec`).
+    """
+
+    path: str | None
+    name: str
+    description: str | None
+    seed: int | None
+    entities: dict[str, ModelSpec] = field(default_factory=dict)
+
+    def used_sinks(self) -> list[str]:
+        """The sinks some entity type feeds, in order."""
+        return [name for spec in self.entities.values() for name in spec.used_sinks()]
+
+    def run(self, **overrides: Any) -> dict[str, RunResult]:
+        """Run every entity type in file order; their results by name.
+
+        Args:
+            overrides: run settings as for `ModelSpec.run` (``seed`` is the whole run's;
+                each type runs with `entity_seed`).
+
+        Raises:
+            SinkError, RunError, ModelError: as `ModelSpec.run`; the types after a failed
+                one do not run.
+        """
+        return {name: simulation.run() for name, simulation in self.simulations(**overrides)}
+
+    def simulations(self, **overrides: Any) -> Iterator[tuple[str, Simulation]]:
+        """Each entity type's ready `Simulation`, in file order, built when the one before
+        has run (its pool history is what the next one refers to): run each before taking
+        the next.
+
+        Args:
+            overrides: as for `run`.
+        """
+        from dogesim.engine import clock
+        from dogesim.engine.options import choose_seed
+
+        given = overrides.pop("seed", None)
+        seed = choose_seed(given if given is not None else self.seed)
+        for name, spec in self.entities.items():
+            # The clock of the last run must not date the first subjects of this one.
+            clock.NOW[0] = None
+            yield name, spec.simulation(seed=entity_seed(seed, name), **overrides)
+
+    def summary(self) -> str:
+        """One line per entity type (its states, transitions, subjects and sinks)."""
+        lines = [f"{self.name}: {len(self.entities)} entity types, seed {self.seed or 'random'}"]
+        for name, spec in self.entities.items():
+            sinks = ", ".join(spec.used_sinks()) or "none"
+            lines.append(
+                f"  {name}: {len(spec.states)} states, {len(spec.transitions)} transitions, "
+                f"{spec.subjects.count} subjects; sinks: {sinks}"
+            )
+        return "\n".join(lines)
+
+
+def _node(entries: Mapping[str, Any], lines: Mapping[str, int], line: int) -> _Map:
+    node = _Map(entries)
+    node.line = line
+    node.key_lines = dict(lines)
+    return node
+
+
+def _sink_names(entity: _Map) -> list[str]:
+    """The sink names an entity section mentions (default_sinks, transitions, churn)."""
+    names: list[str] = []
+
+    def add(value: Any) -> None:
+        if isinstance(value, str):
+            names.append(value)
+        elif isinstance(value, _Seq):
+            names.extend(str(v) for v in value if isinstance(v, str))
+
+    add(entity.get("default_sinks"))
+    for item in entity.get("transitions") or ():
+        if isinstance(item, _Map):
+            add(item.get("sinks"))
+    churn = entity.get("churn")
+    if isinstance(churn, _Map):
+        add(churn.get("sinks"))
+    return list(dict.fromkeys(names))
+
+
+def _entity_document(data: _Map, entity: _Map, name: str, sinks: list[str]) -> _Map:
+    """The model file one entity type reads: the shared keys, its own, and its sinks."""
+    entries: dict[str, Any] = {"name": name}
+    lines: dict[str, int] = {"name": entity.line}
+    for key in _SHARED:
+        if key in data:
+            entries[key] = data[key]
+            lines[key] = _key_line(data, key, data.line)
+    for key, value in entity.items():
+        if key == "weight":  # the pool's, not the model's
+            continue
+        entries[key] = value
+        lines[key] = _key_line(entity, key, entity.line)
+    every = data.get("sinks")
+    if isinstance(every, _Map):
+        mine = {k: v for k, v in every.items() if k in sinks}
+        entries["sinks"] = _node(
+            mine, {k: every.key_lines[k] for k in mine}, getattr(every, "line", data.line)
+        )
+        lines["sinks"] = _key_line(data, "sinks", data.line)
+    return _node(entries, lines, entity.line)
+
+
+def _final_states(spec: ModelSpec) -> set[str]:
+    outgoing = {t.from_state for t in spec.transitions}
+    return {s for s in spec.states if s not in outgoing}
+
+
+def _removing(pool: EntityPool, callback: Callable[..., Any] | None) -> Callable[..., Any]:
+    """A callback removing the subject from `pool` when its move into a final state happens
+    (after `callback`, whose veto keeps it)."""
+
+    def leave(subject: Any, transition: Transition) -> Any:
+        allowed = callback(subject, transition) if callback is not None else True
+        if allowed:
+            pool.remove(subject.id)
+        return allowed
+
+    return leave
+
+
+def read_entities(
+    src: _Source,
+    data: _Map,
+    read_spec: Callable[[_Source, _Reader], ModelSpec],
+    *,
+    subjects: int | None = None,
+    seed: int | None = None,
+) -> EntitiesSpec:
+    """Read a file with entity types (its keys are checked and interpolated already).
+
+    Args:
+        src: the file.
+        data: its document.
+        read_spec: reads one model from a document (the reader of a one-model file).
+        subjects: refused (a count override means nothing across types).
+        seed: overrides the file's seed.
+
+    Raises:
+        ModelError: naming the file, line and key.
+    """
+    from dogesim.relations import EntityPool
+
+    top = _Reader(src, data, "")
+    if "entities" in data and "populations" in data:
+        raise top.error("populations", "give either entities: or populations:, not both")
+    key = "entities" if "entities" in data else "populations"
+    if subjects is not None:
+        raise ModelError(
+            f"{src.name}: a subject count override does not apply to a file with several "
+            "entity types; change each type's subjects.count"
+        )
+    section = top.mapping(key)
+    if not section.node:
+        raise top.error(key, "no entity types; give at least one (e.g. customers: {...})")
+    owner: dict[str, str] = {}
+    shared = payload_context(src)
+    pools: dict[str, EntityPool] = {}
+    histories: dict[str, EntityPool] = {}
+    out = EntitiesSpec(
+        path=src.name,
+        name=top.string("name") if top.has("name") else src.name.rsplit("/", 1)[-1],
+        description=top.optional_string("description"),
+        seed=top.integer("seed", minimum=0) if top.has("seed") else None,
+    )
+    for name, entity in section.node.items():
+        where = section.where(str(name))
+        line = section.line(str(name))
+        if not isinstance(name, str) or not name.isidentifier():
+            raise src.error(line, where, f"entity name {_describe(name)} is not an identifier")
+        if not isinstance(entity, _Map):
+            raise src.error(line, where, f"{_describe(entity)}: give the entity as a mapping")
+        reader = _Reader(src, entity, where)
+        reader.check_keys(ENTITY_KEYS, _ENTITY_REQUIRED)
+        names = _sink_names(entity)
+        for sink in names:
+            if sink in owner:
+                raise src.error(
+                    line,
+                    where,
+                    f"sink {sink!r} is fed by entity types {owner[sink]!r} and {name!r}; give "
+                    "each type its own sinks",
+                )
+            owner[sink] = name
+        weight = entity.get("weight")
+        if weight is not None and not isinstance(weight, str):
+            raise reader.error("weight", f"{_describe(weight)} is not an attribute name")
+        own = EntityPool(name)
+        context = PayloadContext(
+            shared.locale,
+            {**pools, name: own},
+            own=(own, weight),
+            follows=[(pools[k], histories[k]) for k in pools],
+        )
+        entity_src = _Source(src.name, src.directory, src.environ)
+        entity_src.payloads = context  # type: ignore[attr-defined]
+        document = _entity_document(data, entity, name, names)
+        spec = read_spec(entity_src, _Reader(entity_src, document, ""))
+        finals = _final_states(spec)
+        for transition in spec.transitions:
+            if transition.to_state in finals:
+                transition.callback = _removing(own, transition.callback)
+        out.entities[name] = spec
+        # Later types see this one through a replay of its history.
+        histories[name] = own
+        pools[name] = EntityPool(name)
+    if seed is not None:
+        out.seed = seed
+    return out
