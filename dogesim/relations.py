@@ -9,10 +9,10 @@
 - `PoolTracker`: a sink that removes a subject's id from a pool when it reaches a final state.
 
 A pool can also keep its history (`EntityPool.record`): each addition and removal with its
-time. `EntityPool.replay` gives a new pool that plays that history back as a later run's
-clock (`dogesim.engine.current_time`) advances, so a population simulated after another one
-refers only to the entities that existed at the time of the tick being handled (a model
-file with several entity types runs them one after another).
+time. `EntityPool.replay` (or `EntityPool.follow`) gives a pool that plays that history
+back as a later run's clock advances, so a population simulated after another one refers
+only to the entities that existed at the time of the tick being handled (a model file with
+several entity types runs them one after another).
 
 A pick only ever returns an id that is in the pool at that moment, so a reference written
 with an event resolves against the entities alive when it was written. Picks cost
@@ -191,12 +191,17 @@ class EntityPool:
         Before each pick, every addition and removal timed at or before ``clock()`` is
         applied; the replay starts empty (call `clear` to play it from the start again).
         """
-        if self.history is None:
-            raise ModelError(f"population {self.name!r}: no history recorded to replay")
         played = EntityPool(self.name)
-        played._script = sorted(self.history, key=lambda entry: entry[0])  # stable
-        played._clock = clock
+        played.follow(self, clock)
         return played
+
+    def follow(self, recorded: EntityPool, clock: Callable[[], int]) -> None:
+        """Empty this pool and play `recorded`'s history back into it as `clock` advances."""
+        if recorded.history is None:
+            raise ModelError(f"population {recorded.name!r}: no history recorded to replay")
+        self.clear()
+        self._script = sorted(recorded.history, key=lambda entry: entry[0])  # stable
+        self._clock = clock
 
     def catch_up(self) -> None:
         """Apply the replayed history up to the clock's time (a no-op for other pools)."""

@@ -155,14 +155,11 @@ class EntitiesSpec:
         Args:
             overrides: as for `run`.
         """
-        from dogesim.engine import clock
         from dogesim.engine.options import choose_seed
 
         given = overrides.pop("seed", None)
         seed = choose_seed(given if given is not None else self.seed)
         for name, spec in self.entities.items():
-            # The clock of the last run must not date the first subjects of this one.
-            clock.NOW[0] = None
             yield name, spec.simulation(seed=entity_seed(seed, name), **overrides)
 
     def summary(self) -> str:

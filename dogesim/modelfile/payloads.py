@@ -350,20 +350,31 @@ def build_faulty(
 def start_run(
     context: PayloadContext | None,
     sinks: Iterable[Any],
-    seed: int,
+    simulation: Any,
     factory: Callable[[], Any],
     *,
-    start: int,
     initial: int,
 ) -> Callable[[], Any]:
-    """Start a run with `seed`: restart the file's templates (with one ``{seq: run}``
-    counter), reseed fault streams, and make state tables insert each subject `factory`
-    makes (the first `initial` at the run's `start`). Returns the factory to use."""
+    """Start `simulation`'s run: restart the file's templates with its seed (with one
+    ``{seq: run}`` counter), reseed fault streams, play entity pools back by its clock, and
+    make state tables insert each subject `factory` makes (the first `initial` at the
+    run's start). Returns the factory to use."""
     from dogesim.faults import FaultySink
     from dogesim.templates import new_run_counter
 
+    seed, start, tick_ms, env = (
+        simulation.seed,
+        simulation.timestamp_start,
+        simulation.tick_ms,
+        simulation.env,
+    )
+
+    def now() -> int:
+        """The time of the tick being handled: SimPy's clock counts ticks."""
+        return int(start + round(env.now) * tick_ms)
+
     if context is not None:
-        factory = _start_pools(context, factory, start)
+        factory = _start_pools(context, factory, now)
         counter = new_run_counter()
         for mapper in context.mappers:
             mapper.rebind(seed, counter)
@@ -380,7 +391,7 @@ def start_run(
 
     def create() -> Any:
         subject = factory()
-        at = start if made[0] < initial else None
+        at = start if made[0] < initial else now()
         made[0] += 1
         for table in tables:
             table.created(subject, at)
@@ -390,16 +401,10 @@ def start_run(
 
 
 def _start_pools(
-    context: PayloadContext, factory: Callable[[], Any], start: int
+    context: PayloadContext, factory: Callable[[], Any], now: Callable[[], int]
 ) -> Callable[[], Any]:
-    """Play the recorded pools back by this run's clock; record the own pool's history and
-    make each new subject join it."""
-    from dogesim.engine import clock
-
-    def now() -> int:
-        time = clock.current_time()
-        return start if time is None else time
-
+    """Play the recorded pools back by this run's clock `now`; record the own pool's
+    history and make each new subject join it."""
     for pool, recorded in context.follows:
         pool.follow(recorded, now)
     if context.own is None:
