@@ -6,9 +6,11 @@
 - `read_entities(src, data, read_spec, ...)`: each entity read as a model of its own (its
   states, subjects, transitions, arrivals), sharing the file's clock, seed, Faker and
   sinks, into an `EntitiesSpec`.
-- `EntitiesSpec`: the loaded file: ``run()`` runs every entity type, one after another in
-  file order, and returns their `RunResult` s by name; ``simulations()`` gives each type's
+- `EntitiesSpec`: the loaded file (a `ModelSpec` whose own fields are the first type's):
+  ``run()`` runs every entity type, one after another in file order, into an
+  `EntitiesResult` (their `RunResult` s by name); ``simulations()`` gives each type's
   `Simulation` to run in turn.
+- `EntitiesResult`: those results, with their totals.
 - `entity_seed(seed, name)`: the seed of one entity type's run.
 
 How references resolve. Each entity type has a pool of the ids of its entities that exist
@@ -26,8 +28,9 @@ Each entity type's sinks are its own: a sink fed by two types is refused. The se
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,16 +38,19 @@ import numpy as np
 from dogesim.errors import ModelError
 from dogesim.modelfile.payloads import PayloadContext, payload_context
 from dogesim.modelfile.source import _describe, _key_line, _Map, _Reader, _Seq, _Source
+from dogesim.modelfile.spec import ModelSpec
 
 if TYPE_CHECKING:
     from dogesim.engine import RunResult, Simulation
     from dogesim.model import Transition
-    from dogesim.modelfile.spec import ModelSpec
     from dogesim.relations import EntityPool
+    from dogesim.sinks.base import DeliveryLedger
 
 __all__ = [
+    "ENTITIES_REQUIRED",
     "ENTITIES_TOP_KEYS",
     "ENTITY_KEYS",
+    "EntitiesResult",
     "EntitiesSpec",
     "entity_seed",
     "has_entities",
@@ -84,7 +90,8 @@ ENTITIES_TOP_KEYS = (
     "entities",
     "populations",
 )
-_TOP_REQUIRED = ("tick", "ticks")
+#: The top-level keys a file with entity types must have.
+ENTITIES_REQUIRED = ("tick", "ticks")
 #: Top-level keys every entity type reads as its own.
 _SHARED = (
     "seed",
@@ -112,29 +119,71 @@ def entity_seed(seed: int, name: str) -> int:
     return (int(words[0]) << 31) ^ int(words[1])
 
 
-@dataclass
-class EntitiesSpec:
-    """A model file with several entity types.
+class EntitiesResult(dict[str, "RunResult"]):
+    """The results of a run of several entity types: each type's `RunResult` by name, and
+    what they add up to (``events``, ``ledgers``, ``ticks``, ``stopped``, ``summary()``)."""
+
+    @property
+    def events(self) -> int:
+        """Events of every type."""
+        return sum(result.events for result in self.values())
+
+    @property
+    def ledgers(self) -> list[DeliveryLedger]:
+        """The ledgers of every type's sinks, type by type."""
+        return [ledger for result in self.values() for ledger in result.ledgers]
+
+    @property
+    def ticks(self) -> int:
+        """The ticks simulated (each type runs the file's ticks)."""
+        return max((result.ticks for result in self.values()), default=0)
+
+    @property
+    def stopped(self) -> bool:
+        """True when a type's run stopped before its end."""
+        return any(result.stopped for result in self.values())
+
+    def summary(self) -> str:
+        """One paragraph per entity type: its name, then its result's summary."""
+        return "\n".join(f"{name}: {result.summary()}" for name, result in self.items())
+
+
+class EntitiesSpec(ModelSpec):
+    """A model file with several entity types: a `ModelSpec` whose run is theirs.
+
+    Its own `ModelSpec` fields are those of the first type (the file's clock, seed and
+    tick are shared); `entities` holds each type's model, in file order. `run` runs them
+    all; `simulation` is refused (there is one `Simulation` per type: `simulations`).
 
     Attributes:
-        path: the file (None for text).
-        name: the model's name.
-        description: free text.
-        seed: the file's seed, or None (chosen per run, as for one model).
-        entities: each entity type's model, in file order (each a `ModelSpec`).
+        entities: each entity type's model, in file order.
     """
 
-    path: str | None
-    name: str
-    description: str | None
-    seed: int | None
-    entities: dict[str, ModelSpec] = field(default_factory=dict)
+    entities: dict[str, ModelSpec]
+
+    def __init__(
+        self,
+        first: ModelSpec,
+        entities: dict[str, ModelSpec],
+        *,
+        name: str,
+        description: str | None,
+        seed: int | None,
+    ) -> None:
+        for item in dataclasses.fields(ModelSpec):
+            setattr(self, item.name, getattr(first, item.name))
+        self.name, self.description, self.seed = name, description, seed
+        self.sinks = {k: v for spec in entities.values() for k, v in spec.sinks.items()}
+        self.entities = entities
+
+    def __repr__(self) -> str:
+        return f"EntitiesSpec(name={self.name!r}, entities={list(self.entities)!r})"
 
     def used_sinks(self) -> list[str]:
         """The sinks some entity type feeds, in order."""
         return [name for spec in self.entities.values() for name in spec.used_sinks()]
 
-    def run(self, **overrides: Any) -> dict[str, RunResult]:
+    def run(self, **overrides: Any) -> EntitiesResult:  # type: ignore[override]
         """Run every entity type in file order; their results by name.
 
         Args:
@@ -145,7 +194,10 @@ class EntitiesSpec:
             SinkError, RunError, ModelError: as `ModelSpec.run`; the types after a failed
                 one do not run.
         """
-        return {name: simulation.run() for name, simulation in self.simulations(**overrides)}
+        results = EntitiesResult()
+        for name, simulation in self.simulations(**overrides):
+            results[name] = simulation.run()
+        return results
 
     def simulations(self, **overrides: Any) -> Iterator[tuple[str, Simulation]]:
         """Each entity type's ready `Simulation`, in file order, built when the one before
@@ -162,16 +214,28 @@ class EntitiesSpec:
         for name, spec in self.entities.items():
             yield name, spec.simulation(seed=entity_seed(seed, name), **overrides)
 
+    def simulation(self, **kwargs: Any) -> Simulation:
+        """Refused: each entity type has its own `Simulation` (`simulations`, `run`)."""
+        raise ModelError(
+            f"{self.path or self.name}: a file with several entity types runs one Simulation "
+            "per type: use run() or simulations()"
+        )
+
+    def resume(self, *args: Any, **kwargs: Any) -> Simulation:
+        """Refused: a run of several entity types cannot be resumed yet."""
+        raise ModelError(
+            f"{self.path or self.name}: a run of several entity types cannot be resumed"
+        )
+
     def summary(self) -> str:
-        """One line per entity type (its states, transitions, subjects and sinks)."""
-        lines = [f"{self.name}: {len(self.entities)} entity types, seed {self.seed or 'random'}"]
-        for name, spec in self.entities.items():
-            sinks = ", ".join(spec.used_sinks()) or "none"
-            lines.append(
-                f"  {name}: {len(spec.states)} states, {len(spec.transitions)} transitions, "
-                f"{spec.subjects.count} subjects; sinks: {sinks}"
-            )
-        return "\n".join(lines)
+        """One line: each entity type's states, transitions, subjects and sinks."""
+        seed = self.seed if self.seed is not None else "random"
+        parts = [
+            f"{name} ({len(spec.states)} states, {len(spec.transitions)} transitions, "
+            f"{spec.subjects.count} subjects; sinks: {', '.join(spec.used_sinks()) or 'none'})"
+            for name, spec in self.entities.items()
+        ]
+        return f"{self.name}: {len(self.entities)} entity types, seed {seed}: " + "; ".join(parts)
 
 
 def _node(entries: Mapping[str, Any], lines: Mapping[str, int], line: int) -> _Map:
@@ -280,12 +344,7 @@ def read_entities(
     shared = payload_context(src)
     pools: dict[str, EntityPool] = {}
     histories: dict[str, EntityPool] = {}
-    out = EntitiesSpec(
-        path=src.name,
-        name=top.string("name") if top.has("name") else src.name.rsplit("/", 1)[-1],
-        description=top.optional_string("description"),
-        seed=top.integer("seed", minimum=0) if top.has("seed") else None,
-    )
+    entities: dict[str, ModelSpec] = {}
     for name, entity in section.node.items():
         where = section.where(str(name))
         line = section.line(str(name))
@@ -323,10 +382,15 @@ def read_entities(
         for transition in spec.transitions:
             if transition.to_state in finals:
                 transition.callback = _removing(own, transition.callback)
-        out.entities[name] = spec
+        entities[name] = spec
         # Later types see this one through a replay of its history.
         histories[name] = own
         pools[name] = EntityPool(name)
-    if seed is not None:
-        out.seed = seed
-    return out
+    file_seed = top.integer("seed", minimum=0) if top.has("seed") else None
+    return EntitiesSpec(
+        next(iter(entities.values())),
+        entities,
+        name=top.string("name") if top.has("name") else Path(src.name).stem,
+        description=top.optional_string("description"),
+        seed=seed if seed is not None else file_seed,
+    )

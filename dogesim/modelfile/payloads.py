@@ -286,9 +286,11 @@ def split_faults(sink: _Reader, value: _Map) -> tuple[_Map, Faults | None]:
     try:
         faults = Faults(**given)
     except ModelError as exc:
-        at = next((k for k in FAULT_KEYS if f"faults.{k}" in str(exc) or k in str(exc)), None)
-        message = str(exc).split(": ", 1)[-1] if str(exc).startswith("faults.") else str(exc)
-        raise section.error(at, message) from None
+        text = str(exc)
+        head, _, detail = text.partition(": ")
+        if head.startswith("faults.") and head[len("faults.") :] in FAULT_KEYS:
+            raise section.error(head[len("faults.") :], detail) from None
+        raise section.error("delay" if text.startswith("delay") else None, text) from None
     return rest, faults
 
 

@@ -6,7 +6,9 @@
 - `SINK_TYPES`: the built-in sink types and the settings each accepts (the registry is the
   source; third-party types from the ``dogesim.sinks`` entry points are read there too).
 - `subject_key`: the default Kafka key (the subject's id).
-- `_read_sink`: reads one entry of ``sinks:``, each setting by the kind its schema gives it.
+- `_read_sink`: reads one entry of ``sinks:``, each setting by the kind its schema gives it
+  (a function setting written as a mapping is a payload template, ``faults:`` wraps the
+  sink; `dogesim.modelfile.payloads`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dogesim.errors import ModelError, SinkConfigError
+from dogesim.modelfile.payloads import build_faulty, is_template, split_faults, template_setting
 from dogesim.modelfile.source import _callable_at, _describe, _Map, _Reader, _Seq, _Source
 from dogesim.sinks.builders import TEMPLATE_FIELDS, subject_key
 from dogesim.sinks.registry import (
@@ -28,6 +31,9 @@ from dogesim.sinks.registry import (
     sink_type,
     sink_types,
 )
+
+if TYPE_CHECKING:
+    from dogesim.faults import Faults
 
 __all__ = ["SINK_TYPES", "SinkSpec", "subject_key"]
 
@@ -50,6 +56,7 @@ class SinkSpec:
     settings: dict[str, Any] = field(repr=False)
     line: int = 0
     source: str = "<model>"
+    faults: Faults | None = None
 
     def __repr__(self) -> str:
         shown = masked_settings(self._kind(), self.settings)
@@ -92,7 +99,16 @@ class SinkSpec:
             raise ModelError(f"{self.where}: {exc}") from exc
         if hint is not None:
             raise ModelError(f"{self.where}: {hint}")
-        return kind.build(self.settings, BuildContext(self.name, self.where, append))
+        context = BuildContext(self.name, self.where, append)
+        if self.faults is not None:
+            return build_faulty(
+                lambda settings: kind.build(settings, context),
+                self.settings,
+                self.faults,
+                self.name,
+                self.where,
+            )
+        return kind.build(self.settings, context)
 
     def describe(self) -> str:
         """A short human description, e.g. ``jsonl out/banking.jsonl``."""
@@ -146,6 +162,7 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         kind = sink_type(name_of_type)
     except SinkConfigError as exc:
         raise sink.error("type", str(exc)) from None
+    value, faults = split_faults(sink, value)
     _check_sink_keys(sink, value, kind)
     needs = kind.missing_dependency()
     if needs is not None:
@@ -155,7 +172,9 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         if key == "type" or value[key] is None:
             continue
         setting = kind.settings[key].kind
-        if setting == "callable":
+        if setting == "callable" and is_template(value[key]):
+            settings[key] = template_setting(src, sink, key, name_of_type)
+        elif setting == "callable":
             settings[key] = _callable_at(sink, key)
         elif setting == "bool":
             settings[key] = sink.boolean(key, False)
@@ -217,4 +236,4 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         kind.check(settings, where)
     except SinkConfigError as exc:
         raise src.error(line, where, str(exc).removeprefix(f"{where}: ")) from None
-    return SinkSpec(name, name_of_type, settings, line, src.name)
+    return SinkSpec(name, name_of_type, settings, line, src.name, faults)

@@ -1,0 +1,72 @@
+"""A ``state_table`` sink in a model file: the table equals the run's final states (SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+sa = pytest.importorskip("sqlalchemy")
+
+from dogesim.errors import ModelError  # noqa: E402
+from dogesim.modelfile import load_model_text  # noqa: E402
+
+MODEL = """\
+name: plans
+seed: 21
+states: [free, paid, gone]
+initial_state: free
+tick: 1h
+ticks: 200
+subjects:
+  count: 30
+  attributes: {{id: {{sequence: 1}}, plan: {{choice: [a, b]}}}}
+arrivals: 0.3
+sinks:
+  table:
+    type: state_table
+    url: sqlite:///{db}
+    table: accounts
+    create_table: true
+    batch_size: 16
+default_sinks: [table]
+transitions:
+  - {{trigger: upgrade, from: free, to: paid, probability: 10}}
+  - {{trigger: downgrade, from: paid, to: free, probability: 5}}
+  - {{trigger: leave, from: paid, to: gone, probability: 3}}
+"""
+
+
+def test_the_table_holds_each_living_subject_in_its_final_state(tmp_path: Path) -> None:
+    """Insert on creation (arrivals too), update per move, delete in the final state."""
+    db = tmp_path / "state.db"
+    spec = load_model_text(MODEL.format(db=db))
+    simulation = spec.simulation()
+    result = simulation.run()
+    expected = sorted(
+        (s.id, state, s.plan)
+        for s, state in zip(simulation.subjects, simulation.subject_states(), strict=True)
+        if state != "gone"
+    )
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        got = [
+            tuple(r)
+            for r in conn.exec_driver_sql("SELECT id, state, plan FROM accounts ORDER BY id")
+        ]
+    engine.dispose()
+    assert got == expected
+    (book,) = result.ledgers
+    assert book.inserts == len(simulation.subjects) > 30
+    assert book.updates + book.deletes == result.events
+    assert book.collected == book.acknowledged
+
+
+def test_a_state_table_that_misses_a_move_is_refused_at_that_transition(tmp_path: Path) -> None:
+    """Every transition must feed the table; the error names the transition's line."""
+    text = MODEL.format(db=tmp_path / "x.db")
+    text = text.replace("probability: 3}", "probability: 3, sinks: []}")
+    with pytest.raises(ModelError) as caught:
+        load_model_text(text, source="p.yaml")
+    assert str(caught.value).startswith("p.yaml:22: transitions[2]"), str(caught.value)
+    assert "state table 'table'" in str(caught.value)
