@@ -36,8 +36,8 @@ def _cmd_run_entities(args: argparse.Namespace, spec: Any, out: TextIO, err: Tex
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
         raise _UsageError(
-            f"{spec.path}: {flags} do not apply to a file with several entity types (each "
-            "type runs on its own into its sinks)"
+            f"{spec.path}: {flags} cannot be used with a file of several entity types (each "
+            "type runs on its own, into its own sinks)"
         )
     overrides = {
         "callbacks": not args.no_callbacks,

@@ -311,7 +311,6 @@ def read_entities(
     data: _Map,
     read_spec: Callable[[_Source, _Reader], ModelSpec],
     *,
-    subjects: int | None = None,
     seed: int | None = None,
 ) -> EntitiesSpec:
     """Read a file with entity types (its keys are checked and interpolated already).
@@ -319,8 +318,8 @@ def read_entities(
     Args:
         src: the file.
         data: its document.
-        read_spec: reads one model from a document (the reader of a one-model file).
-        subjects: refused (a count override means nothing across types).
+        read_spec: reads one model from a document (the reader of a one-model file, with
+            the caller's overrides: a ``subjects`` override sets every type's count).
         seed: overrides the file's seed.
 
     Raises:
@@ -332,11 +331,6 @@ def read_entities(
     if "entities" in data and "populations" in data:
         raise top.error("populations", "give either entities: or populations:, not both")
     key = "entities" if "entities" in data else "populations"
-    if subjects is not None:
-        raise ModelError(
-            f"{src.name}: a subject count override does not apply to a file with several "
-            "entity types; change each type's subjects.count"
-        )
     section = top.mapping(key)
     if not section.node:
         raise top.error(key, "no entity types; give at least one (e.g. customers: {...})")

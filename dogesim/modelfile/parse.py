@@ -70,9 +70,8 @@ def _parse(
             src,
             data,
             lambda one, reader: _override(
-                _read_spec(one, reader), subjects=None, ticks=ticks, seed=None
+                _read_spec(one, reader), subjects=subjects, ticks=ticks, seed=None
             ),
-            subjects=subjects,
             seed=seed,
         )
     return _override(_read_spec(src, top), subjects=subjects, ticks=ticks, seed=seed)
