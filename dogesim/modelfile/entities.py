@@ -372,6 +372,14 @@ def read_entities(
         entity_src.payloads = context  # type: ignore[attr-defined]
         document = _entity_document(data, entity, name, names)
         spec = read_spec(entity_src, _Reader(entity_src, document, ""))
+        if weight is not None and spec.subjects.factory is None:
+            templated = spec.subjects.templates.specs if spec.subjects.templates else {}
+            if weight not in spec.subjects.attributes and weight not in templated:
+                raise reader.error(
+                    "weight",
+                    f"{weight!r} is not one of the subjects' attributes "
+                    f"({', '.join([*spec.subjects.attributes, *templated]) or 'none'})",
+                )
         finals = _final_states(spec)
         for transition in spec.transitions:
             if transition.to_state in finals:

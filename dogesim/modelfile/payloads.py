@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from dogesim.errors import ModelError
+from dogesim.errors import ModelError, RunError
 from dogesim.modelfile.source import _describe, _key_line, _Map, _plain, _Reader, _Seq, _Source
 
 if TYPE_CHECKING:
@@ -417,7 +417,13 @@ def _start_pools(
 
     def joining() -> Any:
         subject = factory()
-        pool.add(subject.id, getattr(subject, weight) if weight is not None else 1.0)
+        try:
+            pool.add(subject.id, getattr(subject, weight) if weight is not None else 1.0)
+        except AttributeError as exc:
+            raise RunError(
+                f"entity type {pool.name!r}: a new subject has no {exc.name!r} attribute, "
+                "which its pool needs (the id, and the weight: attribute)"
+            ) from None
         return subject
 
     return joining

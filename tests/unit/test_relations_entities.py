@@ -118,3 +118,12 @@ def test_entity_mistakes_name_the_file_and_line(
         load_model_text(text.replace(old, new), source="duo.yaml")
     assert str(caught.value).startswith("duo.yaml:"), str(caught.value)
     assert message in str(caught.value)
+
+
+def test_a_weight_that_is_no_attribute_is_refused_at_its_line(tmp_path: Path) -> None:
+    """``weight:`` names one of the type's attributes (found by the fuzz test)."""
+    text = MODEL.format(out=tmp_path, law="weighted").replace(
+        "  people:\n    subjects:", "  people:\n    weight: size\n    subjects:"
+    )
+    with pytest.raises(ModelError, match=r"^duo\.yaml:21: entities\.people\.weight: 'size' is not"):
+        load_model_text(text, source="duo.yaml")

@@ -70,3 +70,24 @@ def test_a_state_table_that_misses_a_move_is_refused_at_that_transition(tmp_path
         load_model_text(text, source="p.yaml")
     assert str(caught.value).startswith("p.yaml:22: transitions[2]"), str(caught.value)
     assert "state table 'table'" in str(caught.value)
+
+
+def test_a_db_sink_row_can_be_a_template(tmp_path: Path) -> None:
+    """A ``db`` sink's ``mapper:`` template gives the row of each event (SQLite)."""
+    db = tmp_path / "rows.db"
+    text = MODEL.format(db=tmp_path / "state.db").replace(
+        "default_sinks: [table]",
+        f"  rows:\n    type: db\n    url: sqlite:///{db}\n    table: events\n"
+        "    create_table: true\n"
+        "    mapper: {who: {subject: id}, move: {transition: trigger}, at: {time: epoch_ms},\n"
+        "             plan: {subject: plan}}\n"
+        "default_sinks: [table, rows]",
+    )
+    result = load_model_text(text).run()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT who, move, at, plan FROM events").all()
+    engine.dispose()
+    assert len(rows) == result.events > 0
+    assert {r[1] for r in rows} <= {"upgrade", "downgrade", "leave"}
+    assert all(r[3] in ("a", "b") for r in rows)
