@@ -1,0 +1,37 @@
+"""Products in template expressions: numbers multiply inline, repetitions stay guarded."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from dogesim.errors import ModelError
+from dogesim.model import Transition
+from dogesim.templates import compile_template
+
+MOVE = Transition("buy", "a", "b", 10)
+
+
+@pytest.mark.parametrize(
+    ("expr", "subject", "expected"),
+    [
+        ("subject.a * subject.b * subject.c", {"a": 2, "b": 3.5, "c": 4}, 28.0),
+        ("round(subject.a * subject.b, 2)", {"a": 3, "b": 0.1}, 0.3),
+        ("subject.s * subject.a", {"s": "ab", "a": 3}, "ababab"),
+        ("subject.a * subject.s", {"s": "x", "a": 2}, "xx"),
+        ("(subject.a * subject.b) * (subject.b * subject.a)", {"a": 2, "b": 5}, 100),
+        ("subject.t * subject.a", {"t": True, "a": 7}, 7),
+    ],
+)
+def test_products_give_what_python_gives(expr: str, subject: dict, expected: object) -> None:
+    """Each product equals Python's, whatever the operand types (bool, str, nesting)."""
+    mapper = compile_template({"v": {"expr": expr}})
+    assert mapper(0, SimpleNamespace(**subject), MOVE) == {"v": expected}
+
+
+def test_a_huge_repetition_is_still_refused_at_the_event() -> None:
+    """A string repeated past the limit fails with a ModelError naming the field."""
+    mapper = compile_template({"pad": {"expr": "subject.s * subject.n"}})
+    with pytest.raises(ModelError, match=r"^value\.pad: .*exceeds"):
+        mapper(0, SimpleNamespace(s="xy", n=10**6), MOVE)
