@@ -256,7 +256,9 @@ def _sink_names(entity: _Map) -> list[str]:
             names.extend(str(v) for v in value if isinstance(v, str))
 
     add(entity.get("default_sinks"))
-    for item in entity.get("transitions") or ():
+    transitions = entity.get("transitions")
+    # The sections are read (and a wrong shape refused) later; here only what is usable.
+    for item in transitions if isinstance(transitions, _Seq) else ():
         if isinstance(item, _Map):
             add(item.get("sinks"))
     churn = entity.get("churn")

@@ -127,3 +127,11 @@ def test_a_weight_that_is_no_attribute_is_refused_at_its_line(tmp_path: Path) ->
     )
     with pytest.raises(ModelError, match=r"^duo\.yaml:21: entities\.people\.weight: 'size' is not"):
         load_model_text(text, source="duo.yaml")
+
+
+def test_a_section_of_the_wrong_shape_is_a_clean_error(tmp_path: Path) -> None:
+    """``transitions: 1`` in an entity type is refused with its line (found by the fuzz test)."""
+    text = MODEL.format(out=tmp_path, law="uniform")
+    head, _, _ = text.partition("    transitions:\n      - {trigger: place")
+    with pytest.raises(ModelError, match=r"^duo\.yaml:\d+: .*transitions"):
+        load_model_text(head + "    transitions: 0.0000001\n", source="duo.yaml")
