@@ -150,7 +150,8 @@ def _compile(src: _Source, node: Any, line: int, path: str, build: Callable[[Any
         message = str(exc)
         field_path = message.split(": ", 1)[0]
         rest = field_path[len(path) :] if field_path.startswith(path) else ""
-        raise ModelError(f"{src.name}:{_line_of(node, rest, line)}: {message}") from None
+        # Through the file's error: ${VAR} secrets masked, long values shortened.
+        raise src.error(_line_of(node, rest, line), "", message) from None
 
 
 def _encoding(key: str, sink_type: str) -> tuple[str, str | None]:

@@ -136,3 +136,12 @@ def test_kafka_key_and_value_templates_are_text_and_compact_json() -> None:
     subject, move = SimpleNamespace(id=12), Transition("go", "a", "b", 30)
     assert settings["key"](subject, move) == "12"
     assert settings["value"](0, subject, move) == '{"id":12,"to":"b"}'
+
+
+def test_a_secret_from_the_environment_is_masked_in_template_errors(tmp_path: Path) -> None:
+    """A ${VAR} value that lands in a bad field is shown as *** (found by the fuzz test)."""
+    text = MODEL.format(seed=1, faker="", path=tmp_path / "x.jsonl")
+    text = text.replace("who: {subject: id}", "who: {subject: '${TOKEN}'}")
+    with pytest.raises(ModelError) as caught:
+        load_model_text(text, source="m.yaml", environ={"TOKEN": "s3cr3t-Value-9"})
+    assert "s3cr3t-Value-9" not in str(caught.value) and "***" in str(caught.value)
