@@ -428,6 +428,11 @@ def _read_ref(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) -> str
     from dogesim.relations import Relation
 
     population = spec["ref"]
+    if not isinstance(population, str):
+        raise ModelError(
+            f"{path}: population {shown(population)} is not a name; give one of "
+            f"{', '.join(map(repr, unit.pools)) or 'the populations (none given)'}"
+        )
     if population not in unit.pools:
         known = ", ".join(map(repr, unit.pools)) or "none given"
         hint = difflib.get_close_matches(str(population), list(unit.pools), n=1)

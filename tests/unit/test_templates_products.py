@@ -35,3 +35,11 @@ def test_a_huge_repetition_is_still_refused_at_the_event() -> None:
     mapper = compile_template({"pad": {"expr": "subject.s * subject.n"}})
     with pytest.raises(ModelError, match=r"^value\.pad: .*exceeds"):
         mapper(0, SimpleNamespace(s="xy", n=10**6), MOVE)
+
+
+def test_a_reference_to_a_list_is_a_model_error() -> None:
+    """``ref: [customers]`` names no population: a ModelError (found by the fuzz test)."""
+    from dogesim.relations import EntityPool
+
+    with pytest.raises(ModelError, match=r"^value\.c: population \['customers'\] is not a name"):
+        compile_template({"c": {"ref": ["customers"]}}, pools={"customers": EntityPool("c")})
