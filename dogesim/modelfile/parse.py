@@ -32,6 +32,7 @@ from dogesim.modelfile.payloads import check_state_tables, payload_context, read
 from dogesim.modelfile.runkeys import (
     _check_run,
     _override,
+    _read_calendar,
     _read_checkpoint,
     _read_clock,
     _read_record_every,
@@ -125,6 +126,7 @@ def _read_spec(src: _Source, top: _Reader) -> ModelSpec:
         dwell=dwell,
         transitions=transitions,
         tick_ms=tick_ms,
+        calendar=_read_calendar(top, start),
         ticks=n_ticks,
         timestamp_start=start,
         seed=file_seed,

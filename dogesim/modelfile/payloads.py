@@ -382,12 +382,15 @@ def start_run(
         for mapper in context.mappers:
             mapper.rebind(seed, counter)
     tables = []
-    for sink in sinks:
-        if isinstance(sink, FaultySink):
-            sink.reseed(seed)
-            sink = sink.inner
-        if type(sink).__name__ == "StateTableSink":
-            tables.append(sink)
+    for outer in sinks:
+        # Through the wrappers a model file puts around a sink (faults, pacing caps).
+        sink, seen = outer, 0
+        while sink is not None and seen < 8:
+            if isinstance(sink, FaultySink):
+                sink.reseed(seed)
+            if type(sink).__name__ == "StateTableSink":
+                tables.append(sink)
+            sink, seen = getattr(sink, "inner", None), seen + 1
     if not tables:
         return factory
     made = [0]

@@ -97,3 +97,18 @@ def test_bad_faults_name_the_file_line_and_key(tmp_path: Path, faults: str, mess
         load_model_text(text, source="f.yaml")
     assert str(caught.value).startswith("f.yaml:13: sinks.events.faults"), str(caught.value)
     assert message in str(caught.value)
+
+
+def test_faults_behind_a_pacing_cap_follow_the_run_seed(tmp_path: Path) -> None:
+    """With ``max_rate`` too, the FaultySink inside the pacing wrapper is reseeded with the
+    run's seed when the run is built."""
+    text = MODEL.format(path=tmp_path / "e.jsonl", faults="{duplicate: 0.2}").replace(
+        "    faults:", "    max_rate: 1000000\n    faults:"
+    )
+    simulation = load_model_text(text).simulation(seed=5)
+    try:
+        (outer,) = simulation.model.sinks()
+        assert not isinstance(outer, FaultySink)  # the pacing wrapper is outside
+        assert isinstance(outer.inner, FaultySink) and outer.inner.seed == 5
+    finally:
+        outer.close()
