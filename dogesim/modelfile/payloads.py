@@ -372,9 +372,12 @@ def start_run(
         simulation.env,
     )
 
+    calendar = getattr(simulation, "_calendar", None)  # month ticks (``tick: 1mo``)
+
     def now() -> int:
         """The time of the tick being handled: SimPy's clock counts ticks."""
-        return int(start + round(env.now) * tick_ms)
+        tick = round(env.now)
+        return int(calendar.stamp(tick) if calendar is not None else start + tick * tick_ms)
 
     if context is not None:
         factory = _start_pools(context, factory, now)

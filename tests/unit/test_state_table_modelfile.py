@@ -91,3 +91,25 @@ def test_a_db_sink_row_can_be_a_template(tmp_path: Path) -> None:
     assert len(rows) == result.events > 0
     assert {r[1] for r in rows} <= {"upgrade", "downgrade", "leave"}
     assert all(r[3] in ("a", "b") for r in rows)
+
+
+def test_newcomers_of_a_calendar_run_are_dated_at_their_month_start(tmp_path: Path) -> None:
+    """With ``tick: 1mo`` a newcomer's row is dated at the start of its month."""
+    import datetime as dt
+
+    db = tmp_path / "months.db"
+    text = (
+        MODEL.format(db=db)
+        .replace("tick: 1h\nticks: 200", "tick: 1mo\nticks: 8\nstart: 2024-01-01T00:00:00Z")
+        .replace("arrivals: 0.3", "arrivals: 2")
+        .replace("probability: 10}", "probability: 0}")
+    )
+    load_model_text(text).run()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        stamps = [r[0] for r in conn.exec_driver_sql("SELECT updated_at FROM accounts")]
+    engine.dispose()
+    days = {
+        dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%d %H:%M") for ms in stamps
+    }
+    assert len(stamps) > 30 and days == {"01 00:00"}
