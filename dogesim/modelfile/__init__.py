@@ -131,7 +131,7 @@ them all, with no Python)::
       customers: {subjects: ..., states: ..., initial_state: ..., transitions: ...}
       orders:                       # runs after customers; refers to those that exist
         subjects:
-          attributes: {customer_id: {ref: customers, law: zipf, s: 1.1}}
+          attributes: {customer_id: {pick: customers, by: zipf, s: 1.1}}
 """
 
 from __future__ import annotations

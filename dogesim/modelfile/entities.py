@@ -15,7 +15,7 @@
 
 How references resolve. Each entity type has a pool of the ids of its entities that exist
 (added when made, removed when they enter a final state). A ``ref`` field of a later entity
-type (``customer_id: {ref: customers, law: zipf, s: 1.1}``) picks from the pool as it was at
+type (``customer_id: {pick: customers, by: zipf, s: 1.1}``) picks from the pool as it was at
 the time of the tick being handled: the earlier type's run recorded its pool's history and
 the later run plays it back by its clock. So every reference names an entity that existed
 at that time, and a type may refer to itself (its own pool, live) and to the types above it,

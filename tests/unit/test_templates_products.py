@@ -43,3 +43,26 @@ def test_a_reference_to_a_list_is_a_model_error() -> None:
 
     with pytest.raises(ModelError, match=r"^value\.c: population \['customers'\] is not a name"):
         compile_template({"c": {"ref": ["customers"]}}, pools={"customers": EntityPool("c")})
+
+
+def test_pick_by_is_ref_with_law() -> None:
+    """``{pick: customers, by: zipf, s: 1.1}`` picks as ``{ref: customers, law: zipf, s: 1.1}``."""
+    from dogesim.relations import EntityPool
+
+    pool = EntityPool("customers")
+    for i in range(50):
+        pool.add(i)
+    picked = compile_template(
+        {"c": {"pick": "customers", "by": "zipf", "s": 1.1}}, pools={"customers": pool}, seed=3
+    )
+    referred = compile_template(
+        {"c": {"ref": "customers", "law": "zipf", "s": 1.1}}, pools={"customers": pool}, seed=3
+    )
+    subject = SimpleNamespace(id=0)
+    assert [picked(0, subject, MOVE) for _ in range(30)] == [
+        referred(0, subject, MOVE) for _ in range(30)
+    ]
+    with pytest.raises(ModelError, match="give either law or by"):
+        compile_template(
+            {"c": {"pick": "customers", "by": "zipf", "law": "uniform"}}, pools={"customers": pool}
+        )
