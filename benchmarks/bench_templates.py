@@ -6,6 +6,8 @@ Three payloads, each as a template and as the function a user would write by han
   one expression (``round(subject.balance * 0.01, 2)``).
 - ``iso``: the same plus the event time as ISO 8601 UTC text.
 - ``faker``: the same plus a Faker name (the hand-written one calls a seeded Faker itself).
+- ``shop``: the orders payload of ``models/shop.yaml`` as the model file compiles it (a
+  rebindable mapper, restarted per run), against the same record written by hand.
 
 For each, the mapper alone (events/s over the same events) and through a `JsonLinesSink`
 (into temporary files). Target: the template is not slower (ratio >= 1.0). Times are the
@@ -81,6 +83,42 @@ def make_hand_faker() -> Callable[[int, Any, Transition], dict[str, Any]]:
     return hand_faker
 
 
+def shop_template() -> Callable[..., Any]:
+    """The orders mapper ``models/shop.yaml`` compiles (what a run of the file writes)."""
+    from dogesim.modelfile import load_model_file
+    from dogesim.modelfile.shipped import MODELS_DIR
+
+    spec = load_model_file(MODELS_DIR / "shop.yaml")
+    mapper: Callable[..., Any] = spec.entities["orders"].sinks["orders"].settings["mapper"]  # type: ignore[attr-defined]
+    return mapper
+
+
+def hand_order(ts: int, order: Any, tr: Transition) -> dict[str, Any]:
+    return {
+        "order_id": order.id,
+        "event": tr.trigger,
+        "status": tr.to_state,
+        "customer_id": order.customer_id,
+        "product_id": order.product_id,
+        "quantity": order.quantity,
+        "total": round(order.quantity * order.unit_price, 2),
+        "at": ts,
+    }
+
+
+def order_events(n: int, per_tick: int = 200) -> list[tuple[int, Any, Transition]]:
+    """n order events (the subjects an orders run makes), `per_tick` per tick."""
+    moves = [Transition("place", "new", "placed", 100), Transition("pay", "placed", "paid", 30)]
+    orders = [
+        SimpleNamespace(
+            id=500_000 + i, customer_id=1000 + i % 300, product_id=1 + i % 60,
+            quantity=1 + i % 4, unit_price=2.0 + (i * 7919 % 24_800) / 100,
+        )
+        for i in range(1000)
+    ]  # fmt: skip
+    return [(T0 + (i // per_tick) * TICK, orders[i % 1000], moves[i % 2]) for i in range(n)]
+
+
 def events(n: int, per_tick: int = 200) -> list[tuple[int, Any, Transition]]:
     """n events, `per_tick` per tick (timestamps repeat within a tick, as in a run)."""
     moves = [
@@ -126,11 +164,13 @@ def main() -> None:
             make_hand_faker,
         ),
     ]
+    cases.append(("shop", shop_template, lambda: hand_order))
+    orders = order_events(options.events)
     print(f"{options.events} events, best of {options.repeat}; events/s")
     print(f"{'payload':8} {'where':7} {'template':>10} {'by hand':>10} {'ratio':>6}")
     for name, make_template, make_hand in cases:
         size = len(batch) if name != "faker" else len(batch) // 10
-        part = batch[:size]
+        part = orders if name == "shop" else batch[:size]
         for where, timer in (("mapper", time_mapper), ("jsonl", time_sink)):
             # Alternate the two, so a change in the machine's load hits both alike.
             templated = by_hand = 0.0

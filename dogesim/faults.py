@@ -13,9 +13,11 @@
 
 Per event the wrapper draws, in a fixed order, whether it is dropped, duplicated, delayed
 and malformed (independent Bernoulli draws with the configured rates; a dropped event gets
-none of the others). A duplicate is delivered twice in a row; a late event is held back by
-a delay drawn from the law and released, in order of its new time (its timestamp plus the
-delay), before the first later event whose timestamp reaches that time, or at ``close()``.
+none of the others). A duplicate is delivered twice in a row (through a wrapped mapper the
+second copy is the first one's record, so counters and Faker fields match); a late event is
+held back by a delay drawn from the law and released, in order of its new time (its
+timestamp plus the delay), before the first later event whose timestamp reaches that time,
+or at ``close()``.
 It keeps its own timestamp, so it arrives out of order. A late event's subject is read
 when it is delivered (the wrapper does not copy subjects).
 
@@ -269,6 +271,8 @@ class FaultySink(LedgeredSink):
         self.ledger: FaultLedger = FaultLedger(label)
         self._wrapped = False
         self._pending: tuple[str, float] | None = None
+        self._repeat = False
+        self._last: Any = None
         self._start_run()
 
     @classmethod
@@ -297,13 +301,26 @@ class FaultySink(LedgeredSink):
         self._wrapped = True
 
         def faulty_mapper(*event: Any) -> Any:
+            if self._repeat:
+                return self._last  # a duplicate: the same record, not a second mapping
             record = mapper(*event)
             pending = self._pending
-            if pending is None:
-                return record
-            return malform(record, pending[0], pending[1])
+            if pending is not None:
+                record = malform(record, pending[0], pending[1])
+            self._last = record
+            return record
 
         return faulty_mapper
+
+    def reseed(self, seed: int) -> None:
+        """Start the fault stream again for a run with `seed` (before its first event)."""
+        if self._late or self.ledger.collected:
+            raise SinkConfigError(
+                f"sink {self.ledger.sink}: reseed() after events were collected; reseed "
+                "before the run starts"
+            )
+        self.seed = seed
+        self._start_run()
 
     def _start_run(self) -> None:
         self._rng = seeded_random(self.seed, f"faults:{self.ledger.sink}")
@@ -358,6 +375,7 @@ class FaultySink(LedgeredSink):
         book = self.ledger
         for copy in range(copies):
             self._pending = how
+            self._repeat = copy > 0
             try:
                 self.inner.collect(timestamp, subject, transition)
             except SinkError as exc:
@@ -371,6 +389,7 @@ class FaultySink(LedgeredSink):
                 ) from exc
             finally:
                 self._pending = None
+                self._repeat = False
             book.delivered += 1
 
     def _close(self) -> None:

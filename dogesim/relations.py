@@ -8,6 +8,12 @@
 - `seeded_random`: a `random.Random` from ``SeedSequence([seed, *path])`` (relations, faults).
 - `PoolTracker`: a sink that removes a subject's id from a pool when it reaches a final state.
 
+A pool can also keep its history (`EntityPool.record`): each addition and removal with its
+time. `EntityPool.replay` (or `EntityPool.follow`) gives a pool that plays that history
+back as a later run's clock advances, so a population simulated after another one refers
+only to the entities that existed at the time of the tick being handled (a model file with
+several entity types runs them one after another).
+
 A pick only ever returns an id that is in the pool at that moment, so a reference written
 with an event resolves against the entities alive when it was written. Picks cost
 O(log n): every law keeps its weights in a Fenwick (binary indexed) tree over creation
@@ -97,6 +103,10 @@ class _Fenwick:
         return min(position, len(self._values) - 1)
 
 
+def _no_clock() -> int:
+    return 0
+
+
 class EntityPool:
     """The entities of one population that exist now, by id.
 
@@ -113,6 +123,11 @@ class EntityPool:
         self._ids: list[Hashable] = []
         self._weights: list[float] = []
         self._trees: dict[tuple[str, float], _Fenwick] = {}
+        #: (time, entity id, weight or None for a removal), when recording.
+        self.history: list[tuple[int, Hashable, float | None]] | None = None
+        self._clock: Callable[[], int] = _no_clock
+        self._script: list[tuple[int, Hashable, float | None]] = []
+        self._played = 0
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -135,6 +150,8 @@ class EntityPool:
             )
         if weight == float("inf"):
             raise ModelError(f"population {self.name!r}: weight of {shown(entity_id)} is infinite")
+        if self.history is not None:
+            self.history.append((self._clock(), entity_id, float(weight)))
         slot = len(self._ids)
         self._slot[entity_id] = slot
         self._ids.append(entity_id)
@@ -147,6 +164,8 @@ class EntityPool:
         slot = self._slot.pop(entity_id, None)
         if slot is None:
             return
+        if self.history is not None:
+            self.history.append((self._clock(), entity_id, None))
         for tree in self._trees.values():
             tree.set(slot, 0.0)
 
@@ -157,6 +176,46 @@ class EntityPool:
         self._weights.clear()
         for tree in self._trees.values():
             tree.reset()  # in place: relations keep their tree
+        self._played = 0
+        if self.history is not None:
+            self.history = []
+
+    def record(self, clock: Callable[[], int]) -> None:
+        """Keep the history of additions and removals from now on, timed by `clock`."""
+        self.history = []
+        self._clock = clock
+
+    def replay(self, clock: Callable[[], int]) -> EntityPool:
+        """A new pool that plays this pool's history back as `clock` advances.
+
+        Before each pick, every addition and removal timed at or before ``clock()`` is
+        applied; the replay starts empty (call `clear` to play it from the start again).
+        """
+        played = EntityPool(self.name)
+        played.follow(self, clock)
+        return played
+
+    def follow(self, recorded: EntityPool, clock: Callable[[], int]) -> None:
+        """Empty this pool and play `recorded`'s history back into it as `clock` advances."""
+        if recorded.history is None:
+            raise ModelError(f"population {recorded.name!r}: no history recorded to replay")
+        self.clear()
+        self._script = sorted(recorded.history, key=lambda entry: entry[0])  # stable
+        self._clock = clock
+
+    def catch_up(self) -> None:
+        """Apply the replayed history up to the clock's time (a no-op for other pools)."""
+        script = self._script
+        if self._played >= len(script):
+            return
+        now = self._clock()
+        while self._played < len(script) and script[self._played][0] <= now:
+            _, entity_id, weight = script[self._played]
+            self._played += 1
+            if weight is None:
+                self.remove(entity_id)
+            else:
+                self.add(entity_id, weight)
 
     def _law_weight(self, law: str, s: float, slot: int) -> float:
         if law == "uniform":
@@ -237,6 +296,8 @@ class Relation:
         """The id of an entity that exists now, drawn by the law."""
         tree = self._tree
         pool = self.pool
+        if pool._script:
+            pool.catch_up()
         while True:
             total = tree.total
             if len(pool) == 0 or total <= 1e-300:

@@ -37,6 +37,10 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         spec = load_model_file(args.model)
     else:
         spec = load_model_file(args.model, subjects=args.subjects, ticks=args.ticks, seed=args.seed)
+    if hasattr(spec, "entities"):
+        from dogesim.cli.entities import _cmd_run_entities
+
+        return _cmd_run_entities(args, spec, out, err)
     if not args.checkpoint and spec.checkpoint_path is not None:
         args.checkpoint = spec.checkpoint_path
     _check_run_arguments(args, spec)

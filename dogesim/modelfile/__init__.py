@@ -24,7 +24,8 @@
 
 Modules: `source` (YAML with line numbers, errors naming file:line:key, ``${ENV}``, scalar
 readers), `subjects`, `sinks`, `online` (rates, profiles, resources, arrivals, churn, live),
-`spec` (`ModelSpec`, loading), `shipped` (the packaged models) and `writer` (`dump_model`).
+`spec` (`ModelSpec`, loading), `shipped` (the packaged models) and `writer` (`dump_model`);
+`payloads` (templates, Faker, faults, state tables) and `entities` (several entity types).
 
 The format, by example (``models/`` has complete ones)::
 
@@ -105,7 +106,32 @@ Sinks (``type:`` may be left out when the sink is named after its type): ``jsonl
 ``conf`` with librdkafka's dotted keys passed through untouched, ``key``/``value``
 functions), ``kafka_avro`` (also ``schema_registry_url``, ``key_schema``, ``value_schema``),
 ``db`` (``url``, ``table``, ``mapper``, ``batch_size``, ``create_table``, ``schema``).
-Functions are ``module:name`` import paths, resolved when the file is loaded.
+Functions are ``module:name`` import paths, resolved when the file is loaded. A ``state_table``
+sink (``url``, ``table``, ``columns``, ``create_table``) keeps one row per subject: it must
+feed every transition, and learns the initial and final states from the model.
+
+Templates, Faker, faults and entity types (`payloads`, `entities`; ``models/shop.yaml`` uses
+them all, with no Python)::
+
+    faker: {locale: de_DE}          # the Faker locale of every template (or a list)
+    sinks:
+      orders:
+        type: kafka                 # key/value/mapper/format given as a mapping: a template
+        key: {subject: id}          # (fields: subject, transition, time, seq, const, expr,
+        value:                      #  faker, ref, object; see dogesim.templates)
+          id: {subject: id}
+          at: {time: iso}
+          total: {expr: "round(subject.quantity * subject.unit_price, 2)"}
+        faults: {duplicate: 1%, late: 2%, delay: {exponential: 300000}, drop: 0,
+                 malformed: 0}      # reproducible, each counted in the sink's ledger
+    subjects:
+      attributes:
+        name: {faker: name}         # a directive mapping is a template; others distributions
+    entities:                       # or populations:, instead of states/subjects/transitions
+      customers: {subjects: ..., states: ..., initial_state: ..., transitions: ...}
+      orders:                       # runs after customers; refers to those that exist
+        subjects:
+          attributes: {customer_id: {pick: customers, by: zipf, s: 1.1}}
 """
 
 from __future__ import annotations

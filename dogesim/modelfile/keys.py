@@ -42,6 +42,7 @@ _TOP_KEYS = (
     "live",
     "checkpoint",
     "shards",
+    "faker",
 )
 _TOP_REQUIRED = ("states", "initial_state", "tick", "ticks", "subjects", "transitions")
 _TRANSITION_KEYS = (

@@ -2,7 +2,9 @@
 
 - `_parse(text, source, directory, ...)`: the model file in `text`, every section read by
   its module (`runkeys`, `sinkkeys`, `transitions`, `flows`, `subjects`, `online`,
-  `cohorts`), then the whole run checked and the caller's overrides applied.
+  `cohorts`, `payloads`), then the whole run checked and the caller's overrides applied; a
+  file with several entity types is read by `entities`, each type by `_read_spec`.
+- `_read_spec(src, top)`: one model from a checked, interpolated document.
 - `_load_yaml(text, source)`: the YAML document, each node knowing its line.
 - `_read_states(top)`: ``states:``, non-empty and without repeats.
 """
@@ -17,9 +19,16 @@ import yaml
 
 from dogesim.errors import ModelError
 from dogesim.modelfile.cohorts import read_dwell, read_initial
+from dogesim.modelfile.entities import (
+    ENTITIES_REQUIRED,
+    ENTITIES_TOP_KEYS,
+    has_entities,
+    read_entities,
+)
 from dogesim.modelfile.flows import _read_arrivals, _read_churn
 from dogesim.modelfile.keys import _TOP_KEYS, _TOP_REQUIRED
 from dogesim.modelfile.online import _read_live, _read_profiles, _read_resources
+from dogesim.modelfile.payloads import check_state_tables, payload_context, read_faker
 from dogesim.modelfile.runkeys import (
     _check_run,
     _override,
@@ -49,11 +58,29 @@ def _parse(
     src = _Source(source, directory, os.environ if environ is None else environ)
     data = _load_yaml(text, source)
     top = _Reader(src, data, "")
+    entities = has_entities(data)
     # Unknown keys first: nothing under a key that is refused anyway is interpolated.
-    top.check_keys(_TOP_KEYS, _TOP_REQUIRED)
+    if entities:
+        top.check_keys(ENTITIES_TOP_KEYS, ENTITIES_REQUIRED)
+    else:
+        top.check_keys(_TOP_KEYS, _TOP_REQUIRED)
     _interpolate(data, src, data.line, "")
+    read_faker(src, top)
+    if entities:
+        return read_entities(
+            src,
+            data,
+            lambda one, reader: _override(
+                _read_spec(one, reader), subjects=subjects, ticks=ticks, seed=None
+            ),
+            seed=seed,
+        )
+    return _override(_read_spec(src, top), subjects=subjects, ticks=ticks, seed=seed)
 
-    name = top.string("name") if top.has("name") else Path(source).stem
+
+def _read_spec(src: _Source, top: _Reader) -> ModelSpec:
+    """The one model of the checked, interpolated document `top` reads."""
+    name = top.string("name") if top.has("name") else Path(src.name).stem
     states = _read_states(top)
     initial = read_initial(top, states)
     dwell = read_dwell(top, states)
@@ -82,8 +109,16 @@ def _parse(
         )
     churn, churn_sinks = _read_churn(top, list(sink_specs), default_sinks)
 
+    check_state_tables(
+        sink_specs,
+        transitions,
+        initial_state=initial,
+        states=states,
+        churn_sinks=churn_sinks if churn is not None else (),
+    )
+
     spec = ModelSpec(
-        path=source,
+        path=src.name,
         name=name,
         description=top.optional_string("description"),
         states=tuple(states),
@@ -114,8 +149,9 @@ def _parse(
     )
     if top.has("checkpoint"):
         spec.checkpoint_path, spec.checkpoint_every = _read_checkpoint(top, tick_ms)
+    spec.payloads = payload_context(src)
     _check_run(spec, src, top)
-    return _override(spec, subjects=subjects, ticks=ticks, seed=seed)
+    return spec
 
 
 def _load_yaml(text: str, source: str) -> _Map:

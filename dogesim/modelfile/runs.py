@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from dogesim.errors import ModelError, RunError
 from dogesim.modelfile.build import Sinks, _close_built, churn_sinks
 from dogesim.modelfile.keys import _check_overrides
 from dogesim.modelfile.online import _ON_LAG, LiveSpec
+from dogesim.modelfile.payloads import start_run
 
 if TYPE_CHECKING:
     from dogesim.modelfile.spec import ModelSpec
@@ -106,7 +107,13 @@ def new_simulation(
         )
         if spec.calendar is not None:
             stamp_by_calendar(simulation, spec.calendar)
-        factory.target = spec.subject_factory(simulation.seed)
+        factory.target = start_run(
+            spec.payloads,
+            built.values() if isinstance(built, Mapping) else built,
+            simulation,
+            spec.subject_factory(simulation.seed),
+            initial=spec.subjects.count,
+        )
         return simulation
     except BaseException:
         _close_built(built)

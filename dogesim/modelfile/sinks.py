@@ -6,7 +6,9 @@
 - `SINK_TYPES`: the built-in sink types and the settings each accepts (the registry is the
   source; third-party types from the ``dogesim.sinks`` entry points are read there too).
 - `subject_key`: the default Kafka key (the subject's id).
-- `_read_sink`: reads one entry of ``sinks:``, each setting by the kind its schema gives it.
+- `_read_sink`: reads one entry of ``sinks:``, each setting by the kind its schema gives it
+  (a function setting written as a mapping is a payload template, ``faults:`` wraps the
+  sink; `dogesim.modelfile.payloads`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dogesim.errors import ModelError, SinkConfigError
 from dogesim.modelfile.pacing import capped, split_pacing
+from dogesim.modelfile.payloads import build_faulty, is_template, split_faults, template_setting
 from dogesim.modelfile.source import _callable_at, _describe, _Map, _Reader, _Seq, _Source
 from dogesim.sinks.builders import TEMPLATE_FIELDS, subject_key
 from dogesim.sinks.registry import (
@@ -29,6 +32,9 @@ from dogesim.sinks.registry import (
     sink_type,
     sink_types,
 )
+
+if TYPE_CHECKING:
+    from dogesim.faults import Faults
 
 __all__ = ["SINK_TYPES", "SinkSpec", "subject_key"]
 
@@ -53,6 +59,8 @@ class SinkSpec:
     source: str = "<model>"
     #: ``max_rate``/``burst``: the sink's throughput cap (`dogesim.sinks.pacing.RateCap`).
     cap: Any = None
+    #: ``faults:``: the faults injected into what the sink receives (`dogesim.faults`).
+    faults: Faults | None = None
 
     def __repr__(self) -> str:
         shown = masked_settings(self._kind(), self.settings)
@@ -95,7 +103,17 @@ class SinkSpec:
             raise ModelError(f"{self.where}: {exc}") from exc
         if hint is not None:
             raise ModelError(f"{self.where}: {hint}")
-        built = kind.build(self.settings, BuildContext(self.name, self.where, append))
+        context = BuildContext(self.name, self.where, append)
+        if self.faults is not None:
+            built = build_faulty(
+                lambda settings: kind.build(settings, context),
+                self.settings,
+                self.faults,
+                self.name,
+                self.where,
+            )
+        else:
+            built = kind.build(self.settings, context)
         return capped(built, self.cap)
 
     def describe(self) -> str:
@@ -155,6 +173,7 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         kind = sink_type(name_of_type)
     except SinkConfigError as exc:
         raise sink.error("type", str(exc)) from None
+    value, faults = split_faults(sink, value)
     _check_sink_keys(sink, value, kind)
     needs = kind.missing_dependency()
     if needs is not None:
@@ -164,7 +183,9 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         if key == "type" or value[key] is None:
             continue
         setting = kind.settings[key].kind
-        if setting == "callable":
+        if setting == "callable" and is_template(value[key]):
+            settings[key] = template_setting(src, sink, key, name_of_type)
+        elif setting == "callable":
             settings[key] = _callable_at(sink, key)
         elif setting == "bool":
             settings[key] = sink.boolean(key, False)
@@ -226,4 +247,4 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         kind.check(settings, where)
     except SinkConfigError as exc:
         raise src.error(line, where, str(exc).removeprefix(f"{where}: ")) from None
-    return SinkSpec(name, name_of_type, settings, line, src.name, cap)
+    return SinkSpec(name, name_of_type, settings, line, src.name, cap=cap, faults=faults)

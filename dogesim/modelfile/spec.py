@@ -92,6 +92,8 @@ class ModelSpec:
             every: 10m}``): the file, and the ticks between two (None: no periodic ones).
         shards: the number of shards a sharded run cuts the subjects into (``shards:``;
             None: derived from the population). It fixes the stream of a seeded run.
+        payloads: the templates, entity pools and Faker locale of the file, started again
+            by each run (`dogesim.modelfile.payloads.start_run`).
     """
 
     path: str | None
@@ -122,6 +124,8 @@ class ModelSpec:
     checkpoint_every: int | None = None
     shards: int | None = None
     calendar: int | None = None
+    #: The file's templates, pools and Faker locale (`dogesim.modelfile.payloads`).
+    payloads: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         # Sink settings may hold passwords (conf, URLs) and ${VAR} values: mask them.

@@ -1,5 +1,6 @@
 """The ``subjects:`` section: a count and either a factory import path or attributes drawn
-from simple distributions with the run's seed (`AttributeSubjectFactory`)."""
+from simple distributions with the run's seed (`AttributeSubjectFactory`) or made by
+templates (Faker, sequences, references to other entity types)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from dogesim.errors import ModelError, RunError
+from dogesim.modelfile.payloads import is_template_attribute, template_attributes
 from dogesim.modelfile.source import (
     MAX_SUBJECTS,
     _check_call,
@@ -237,6 +239,8 @@ class SubjectsSpec:
             instances have ``create()`` or are callable) or a callable made once per subject.
         factory_path: the import path the factory came from.
         factory_args: keyword arguments for a factory class.
+        templates: the attributes written as templates (Faker, ``seq``, ``ref``, ``expr``
+            over ``index``; `dogesim.modelfile.payloads.TemplateAttributes`), or None.
     """
 
     count: int
@@ -244,6 +248,7 @@ class SubjectsSpec:
     factory: Any = None
     factory_path: str | None = None
     factory_args: dict[str, Any] = field(default_factory=dict)
+    templates: Any = None
 
     def make_factory(self, seed: int) -> Callable[[], Any]:
         """A fresh subject factory for one run with `seed`.
@@ -252,7 +257,8 @@ class SubjectsSpec:
         the run fails with a `RunError` naming it, not with a bare exit.
         """
         if self.factory is None:
-            return AttributeSubjectFactory(self.attributes, seed).create
+            made = AttributeSubjectFactory(self.attributes, seed).create
+            return made if self.templates is None else self.templates.wrap(made, seed)
         return _GuardedFactory(self._imported_factory(), self.factory_path)
 
     def _imported_factory(self) -> Callable[[], Any]:
@@ -306,6 +312,8 @@ def _read_subjects(src: _Source, reader: _Reader) -> SubjectsSpec:
     if subjects.has("factory_args"):
         raise subjects.error("factory_args", "factory_args needs a factory")
     attributes: dict[str, _Distribution] = {}
+    templated: list[str] = []
+    templates = None
     if subjects.has("attributes"):
         attrs = subjects.mapping("attributes")
         for name in attrs.node:
@@ -313,5 +321,10 @@ def _read_subjects(src: _Source, reader: _Reader) -> SubjectsSpec:
                 raise attrs.error(
                     str(name), f"attribute name {_describe(name)} is not a Python identifier"
                 )
+            if is_template_attribute(attrs.node[name]):
+                templated.append(name)
+                continue
             attributes[name] = _read_distribution(src, attrs.node, name, attrs.where(name))
-    return SubjectsSpec(count, attributes=attributes)
+        if templated:
+            templates = template_attributes(src, attrs, templated)
+    return SubjectsSpec(count, attributes=attributes, templates=templates)

@@ -20,6 +20,8 @@ imported by that module alone; none is imported here):
   ``avro`` extra).
 - `db`: `DbSinkFactory`, `DbSink` (SQLAlchemy 2, the ``db`` extra; PostgreSQL through
   psycopg 3 with COPY, the ``postgres`` extra).
+- `state_table`: `StateTableSink`, one SQL row per subject kept up to date (insert on
+  creation, update per move, delete on churn; the ``db`` extra).
 - `builders`: the builder of each built-in type and the default records and keys.
 - `urls`: `masked_url`, a URL with its password hidden, for messages.
 - `conformance`: the tests every sink passes (`SinkConformance`, `SinkHarness`); imports

@@ -350,6 +350,21 @@ BUILTIN_TYPES: dict[str, SinkType] = {
         ),
         _type("db", "rows in an SQL table (SQLAlchemy)", _DB, extra="db", needs="sqlalchemy"),
         _type(
+            "state_table",
+            "one row per subject, inserted, updated on each move, deleted on churn",
+            {
+                **{k: v for k, v in _DB.items() if k != "mapper"},
+                "initial_state": Setting("string"),
+                "final_states": Setting("string_list"),
+                "key": Setting("string"),
+                "key_column": Setting("string"),
+                "columns": Setting("string_list"),
+            },
+            extra="db",
+            needs="sqlalchemy",
+            builder="dogesim.sinks.state_table:build_state_table",
+        ),
+        _type(
             "sql",
             "the same as db",
             _DB,

@@ -1,7 +1,8 @@
 """Compiling a payload template into a mapper function.
 
 - `Template`: a checked template (all errors are raised here, at build time); `mapper(seed)`
-  gives a fresh ``(timestamp, subject, transition) -> payload`` function for one run.
+  gives a fresh ``(timestamp, subject, transition) -> payload`` function for one run, and
+  `rebindable(seed)` one that ``rebind(seed)`` starts again for another run.
 - `compile_template`: ``Template(spec, ...).mapper(seed)`` in one call.
 - `TemplateSubjectFactory`: makes subjects whose attributes come from a subject template
   (Faker names, sequence ids, references to other populations).
@@ -162,6 +163,29 @@ class Template:
         mapper, found = namespace["_make"](*(values[name] for name in self._closure))
         leaves.extend(found)
         mapper.template = self
+        return mapper
+
+    def rebindable(
+        self,
+        seed: int = 0,
+        run_counter: Callable[[], int] | None = None,
+        *,
+        encode: str | None = None,
+    ) -> Any:
+        """`mapper`, plus ``rebind(seed, run_counter=None)`` to start it on another run.
+
+        ``rebind`` gives the same function object the fresh counters, Faker and relation
+        streams `mapper` would (by replacing its closure's values), so a sink built around
+        it before the run's seed is known needs no wrapper call per event.
+        """
+        mapper = self.mapper(seed, run_counter, encode=encode)
+
+        def rebind(seed: int, run_counter: Callable[[], int] | None = None) -> None:
+            fresh = self.mapper(seed, run_counter, encode=encode)
+            for old, new in zip(mapper.__closure__ or (), fresh.__closure__ or (), strict=True):
+                old.cell_contents = new.cell_contents
+
+        mapper.rebind = rebind
         return mapper
 
     def _explain(

@@ -15,8 +15,9 @@ starting with ``_``), indexing by a constant, and calls of the whitelisted funct
 positional arguments. Anything else (other names, lambdas, comprehensions, keyword
 arguments, ``**`` with a non-constant or large exponent) is refused with a `ModelError` at
 compile time, so nothing but arithmetic on the event's values ever runs. A product of two
-non-constant operands is computed by `_times`, which refuses to repeat a string or list
-into more than `MAX_REPEAT` items (``'x' * subject.n`` cannot exhaust memory).
+non-constant operands is computed inline when both are numbers, else by `_times`, which
+refuses to repeat a string or list into more than `MAX_REPEAT` items (``'x' * subject.n``
+cannot exhaust memory).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def _times(left: Any, right: Any) -> Any:
         raise ValueError(f"repetition of {result_size} items exceeds {MAX_REPEAT}")
     return left * right
 
+
+#: The types whose products need no repetition guard.
+_NUMBERS = frozenset({int, float})
 
 #: Functions callable from expressions, by name.
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -198,11 +202,26 @@ class _Checker:
         node.func.id = f"_fn_{node.func.id}"
 
 
+def _load(name: str) -> ast.Name:
+    return ast.Name(id=name, ctx=ast.Load())
+
+
+def _is_numeric(name: str, value: ast.expr) -> ast.Compare:
+    """``_type(name := value) in _numbers``."""
+    bound = ast.NamedExpr(target=ast.Name(id=name, ctx=ast.Store()), value=value)
+    return ast.Compare(
+        left=ast.Call(func=_load("_type"), args=[bound], keywords=[]),
+        ops=[ast.In()],
+        comparators=[_load("_numbers")],
+    )
+
+
 class _Renamer(ast.NodeTransformer):
-    """Maps expression names to the mapper's locals; wraps risky products in `_times`."""
+    """Maps expression names to the mapper's locals; guards risky products with `_times`."""
 
     def __init__(self, names: Mapping[str, str]) -> None:
         self.names = names
+        self.count = 0
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id.startswith("_fn_"):
@@ -212,10 +231,18 @@ class _Renamer(ast.NodeTransformer):
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.op, ast.Mult) and not (_is_number(node.left) or _is_number(node.right)):
-            return ast.Call(
-                func=ast.Name(id="_times", ctx=ast.Load()),
-                args=[node.left, node.right],
-                keywords=[],
+            # Two numbers multiply inline (no call per event); anything else goes through
+            # `_times`. `&` evaluates both tests, so both operands are bound, left first.
+            self.count += 1
+            a, b = f"_m{self.count}a", f"_m{self.count}b"
+            return ast.IfExp(
+                test=ast.BinOp(
+                    left=_is_numeric(a, node.left),
+                    op=ast.BitAnd(),
+                    right=_is_numeric(b, node.right),
+                ),
+                body=ast.BinOp(left=_load(a), op=ast.Mult(), right=_load(b)),
+                orelse=ast.Call(func=_load("_times"), args=[_load(a), _load(b)], keywords=[]),
             )
         return node
 
@@ -271,4 +298,6 @@ def compile_expression(
     source = ast.unparse(tree)
     helpers: dict[str, Any] = {f"_fn_{name}": fn for name, fn in FUNCTIONS.items()}
     helpers["_times"] = _times
+    helpers["_type"] = type
+    helpers["_numbers"] = _NUMBERS
     return f"({source})", helpers, frozenset(checker.uses)

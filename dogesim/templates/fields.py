@@ -20,7 +20,8 @@ Directives: ``subject: a.b`` (attribute path, with ``default``), ``transition: t
 from_state | to_state``, ``time: epoch_ms | epoch_s | iso | date | format`` (with ``format``
 for strftime), ``seq: event | subject | run`` (with ``start``), ``const: value``,
 ``expr: "..."``, ``faker: provider`` (with ``args`` and ``locale``), ``ref: population``
-(with ``law``, ``s``, ``on_empty``), ``object: {...}``.
+(with ``law``, ``s``, ``on_empty``; also written ``pick: population`` with ``by: law``),
+``object: {...}``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ DIRECTIVES: dict[str, tuple[str, ...]] = {
     "expr": (),
     "faker": ("args", "locale"),
     "ref": ("law", "s", "on_empty"),
+    "pick": ("by", "law", "s", "on_empty"),
     "object": (),
 }
 #: The formats ``{time: ...}`` accepts.
@@ -428,6 +430,11 @@ def _read_ref(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) -> str
     from dogesim.relations import Relation
 
     population = spec["ref"]
+    if not isinstance(population, str):
+        raise ModelError(
+            f"{path}: population {shown(population)} is not a name; give one of "
+            f"{', '.join(map(repr, unit.pools)) or 'the populations (none given)'}"
+        )
     if population not in unit.pools:
         known = ", ".join(map(repr, unit.pools)) or "none given"
         hint = difflib.get_close_matches(str(population), list(unit.pools), n=1)
@@ -448,6 +455,17 @@ def _read_ref(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) -> str
     return f"{name}()"
 
 
+def _read_pick(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) -> str:
+    """``{pick: customers, by: zipf, s: 1.1}``: `_read_ref` under other names."""
+    if "by" in spec and "law" in spec:
+        raise ModelError(f"{path}: give either law or by (the same setting), not both")
+    options = {k: v for k, v in spec.items() if k not in ("pick", "by", "cast")}
+    options["ref"] = spec["pick"]
+    if "by" in spec:
+        options["law"] = spec["by"]
+    return _read_ref(unit, options, path, depth)
+
+
 _DIRECTIVE_READERS: dict[str, Callable[[Unit, Mapping[str, Any], str, int], str]] = {
     "subject": _read_subject,
     "transition": _read_transition,
@@ -457,6 +475,7 @@ _DIRECTIVE_READERS: dict[str, Callable[[Unit, Mapping[str, Any], str, int], str]
     "expr": _read_expr,
     "faker": _read_faker,
     "ref": _read_ref,
+    "pick": _read_pick,
     "object": _read_object,
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import random
@@ -398,7 +399,7 @@ def test_a_failed_delivery_is_counted_once_and_uninjected_copies_are_not_counted
     book = sink.ledger
     assert caught.value.ledgers[0] is book
     assert (book.collected, book.failed, book.injected_duplicates, book.delivered) == (2, 1, 1, 2)
-    assert calls == [0, 0, 1]
+    assert calls == [0, 1]  # the duplicate repeats the record: one mapper call per event
     with pytest.raises(SinkError):
         sink.close()
     assert (book.acknowledged, book.failed, book.lost) == (1, 1, 1)
@@ -406,3 +407,36 @@ def test_a_failed_delivery_is_counted_once_and_uninjected_copies_are_not_counted
 
 def _feed_plain_named(sink: FaultySink, i: int) -> None:
     sink.collect(i, SimpleNamespace(id=i, name="x"), MOVE)
+
+
+def test_reseed_restarts_the_fault_stream_of_a_seed_and_refuses_mid_run() -> None:
+    """reseed(s) before a run gives the faults a sink built with seed s injects."""
+    faults = Faults(duplicate=0.3, drop=0.2)
+    built_late = _faulty(faults, seed=1)
+    built_late.reseed(9)
+    _feed(built_late, 200)
+    reference = _faulty(faults, seed=9)
+    _feed(reference, 200)
+    assert built_late.inner.events == reference.inner.events
+    with pytest.raises(SinkConfigError, match="reseed"):
+        built_late.reseed(3)
+
+
+def test_a_duplicate_is_the_same_record_even_when_the_mapper_counts() -> None:
+    """A duplicate repeats the record the mapper made, not a second call of it (counters
+    and Faker fields would differ between the copies)."""
+    calls = iter(range(10**6))
+
+    def counting(timestamp: int, subject: Any, transition: Transition) -> dict[str, Any]:
+        return {"id": subject.id, "n": next(calls)}
+
+    sink = _faulty(Faults(duplicate=0.5), seed=4, mapper=counting)
+    _feed(sink, 100)
+    sink.close()
+    events = sink.inner.events
+    assert len(events) == 100 + sink.ledger.injected_duplicates
+    assert sink.ledger.injected_duplicates > 20
+    numbers = [e["n"] for e in events]
+    assert sorted(set(numbers)) == list(range(100))  # one mapper call per event
+    repeats = sum(1 for a, b in itertools.pairwise(events) if a == b)
+    assert repeats == sink.ledger.injected_duplicates

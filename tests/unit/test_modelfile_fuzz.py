@@ -149,6 +149,21 @@ TARGETS = frozenset(
         "trigger",
         "sinks",
         "default_sinks",
+        # payload templates, faults and entity types (models/shop.yaml)
+        "faker",
+        "locale",
+        "subject",
+        "expr",
+        "ref",
+        "law",
+        "args",
+        "object",
+        "duplicate",
+        "late",
+        "delay",
+        "faults",
+        "entities",
+        "weight",
     }
 )
 
@@ -280,7 +295,11 @@ def check_case(text: str) -> str:
             if _arrivals_per_tick(small) * small.ticks > TINY_RUN_ARRIVALS:
                 # Valid, and within the limits, but millions of newcomers are no tiny run.
                 return "big"
-            small.simulation(sinks=[MemorySink()], live=False).run()
+            if hasattr(small, "entities"):  # several entity types: one run each
+                for _, simulation in small.simulations(sinks=[MemorySink()], live=False):
+                    simulation.run()
+            else:
+                small.simulation(sinks=[MemorySink()], live=False).run()
         except DogesimError as exc:
             _check_message(exc)
             return "model"

@@ -1,0 +1,139 @@
+"""StateTableSink on SQLite: insert on creation, update per move, delete on churn, exact ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+sa = pytest.importorskip("sqlalchemy")
+
+from dogesim import Model, Simulation  # noqa: E402
+from dogesim.errors import SinkConfigError, SinkError  # noqa: E402
+from dogesim.model import Transition  # noqa: E402
+from dogesim.sinks.registry import build_sink  # noqa: E402
+from dogesim.sinks.state_table import StateTableSink  # noqa: E402
+
+T0 = 1_700_000_000_000
+UP = Transition("upgrade", "free", "paid", 5)
+LEAVE = Transition("leave", "paid", "gone", 5)
+
+
+def rows(url: str, table: str = "state") -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [
+                tuple(r)
+                for r in conn.exec_driver_sql(
+                    f"SELECT id, state, updated_at FROM {table} ORDER BY id"
+                )
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_insert_update_delete_in_order_with_a_ledger_per_statement(tmp_path: Path) -> None:
+    """Creation inserts, a move updates, a final state deletes; each statement is counted."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    sink = StateTableSink(
+        url, "state", initial_state="free", final_states=["gone"], create_table=True, batch_size=2
+    )
+    a, b = SimpleNamespace(id=1, plan="x"), SimpleNamespace(id=2, plan="y")
+    sink.created(a, T0)
+    sink.created(b, T0)
+    sink.collect(T0 + 5, a, UP)
+    sink.collect(T0 + 9, a, LEAVE)
+    sink.collect(T0 + 9, b, UP)
+    sink.close()
+    assert rows(url) == [(2, "paid", T0 + 9)]
+    book = sink.ledger
+    assert (book.inserts, book.updates, book.deletes) == (2, 2, 1)
+    assert (book.collected, book.acknowledged, book.failed) == (5, 5, 0)
+
+
+def test_final_table_equals_the_runs_final_states(tmp_path: Path) -> None:
+    """After a run with arrivals and churn the table holds each living subject's last state."""
+    url = f"sqlite:///{tmp_path / 'run.db'}"
+    model = Model(["free", "paid", "gone"], "free")
+    sink = StateTableSink(
+        url, "state", initial_state="free", final_states=["gone"], create_table=True, batch_size=7
+    )
+    model.add_transition("upgrade", "free", "paid", 20, event_sinks=[sink])
+    model.add_transition("downgrade", "paid", "free", 10, event_sinks=[sink])
+    model.add_transition("leave", "paid", "gone", 5, event_sinks=[sink])
+    counter = iter(range(10**6))
+    factory = sink.track(lambda: SimpleNamespace(id=next(counter)))
+    sim = Simulation(
+        model,
+        40,
+        subject_factory=factory,
+        ticks=60,
+        tick_ms=1000,
+        seed=3,
+        arrivals=0.5,
+        timestamp_start=T0,
+    )
+    result = sim.run()
+    expected = sorted(
+        (s.id, state)
+        for s, state in zip(sim.subjects, sim.subject_states(), strict=True)
+        if state != "gone"
+    )
+    assert [(i, st) for i, st, _ in rows(url)] == expected
+    assert len(sim.subjects) > 40  # arrivals were inserted too
+    book = sink.ledger
+    assert book.inserts == len(sim.subjects)
+    assert book.updates + book.deletes == result.events
+    assert book.deletes == len(sim.subjects) - len(expected)
+    assert book.collected == book.acknowledged
+
+
+def test_registry_entry_builds_it_and_picks_columns(tmp_path: Path) -> None:
+    """``state_table`` in the registry builds the sink; ``columns`` names the kept attributes."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    sink = build_sink(
+        "state_table",
+        {
+            "url": url,
+            "table": "people",
+            "initial_state": "free",
+            "columns": ["name"],
+            "create_table": True,
+        },
+    )
+    sink.created(SimpleNamespace(id=7, name="Ann", secret="no"), T0)
+    sink.close()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        names = [c["name"] for c in sa.inspect(engine).get_columns("people")]
+        assert conn.exec_driver_sql("SELECT id, state, name FROM people").one() == (
+            7,
+            "free",
+            "Ann",
+        )
+    engine.dispose()
+    assert names == ["id", "state", "updated_at", "name"]
+
+
+def test_missing_initial_state_and_missing_table_are_config_errors(tmp_path: Path) -> None:
+    """The builder needs initial_state; a missing table without create_table is refused."""
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with pytest.raises(SinkConfigError, match="needs initial_state"):
+        build_sink("state_table", {"url": url, "table": "t"})
+    with pytest.raises(SinkConfigError, match="does not exist"):
+        StateTableSink(url, "absent", initial_state="a")
+
+
+def test_a_refused_statement_fails_close_with_counts(tmp_path: Path) -> None:
+    """A duplicate key is refused by the database: close() raises with the failed count."""
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    sink = StateTableSink(url, "state", initial_state="free", create_table=True)
+    subject = SimpleNamespace(id=1)
+    sink.created(subject, T0)
+    sink.created(subject, T0)
+    with pytest.raises(SinkError, match=r"2 failed|failed 2"):
+        sink.close()
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (2, 0, 2)

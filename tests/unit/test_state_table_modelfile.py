@@ -1,0 +1,115 @@
+"""A ``state_table`` sink in a model file: the table equals the run's final states (SQLite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+sa = pytest.importorskip("sqlalchemy")
+
+from dogesim.errors import ModelError  # noqa: E402
+from dogesim.modelfile import load_model_text  # noqa: E402
+
+MODEL = """\
+name: plans
+seed: 21
+states: [free, paid, gone]
+initial_state: free
+tick: 1h
+ticks: 200
+subjects:
+  count: 30
+  attributes: {{id: {{sequence: 1}}, plan: {{choice: [a, b]}}}}
+arrivals: 0.3
+sinks:
+  table:
+    type: state_table
+    url: sqlite:///{db}
+    table: accounts
+    create_table: true
+    batch_size: 16
+default_sinks: [table]
+transitions:
+  - {{trigger: upgrade, from: free, to: paid, probability: 10}}
+  - {{trigger: downgrade, from: paid, to: free, probability: 5}}
+  - {{trigger: leave, from: paid, to: gone, probability: 3}}
+"""
+
+
+def test_the_table_holds_each_living_subject_in_its_final_state(tmp_path: Path) -> None:
+    """Insert on creation (arrivals too), update per move, delete in the final state."""
+    db = tmp_path / "state.db"
+    spec = load_model_text(MODEL.format(db=db))
+    simulation = spec.simulation()
+    result = simulation.run()
+    expected = sorted(
+        (s.id, state, s.plan)
+        for s, state in zip(simulation.subjects, simulation.subject_states(), strict=True)
+        if state != "gone"
+    )
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        got = [
+            tuple(r)
+            for r in conn.exec_driver_sql("SELECT id, state, plan FROM accounts ORDER BY id")
+        ]
+    engine.dispose()
+    assert got == expected
+    (book,) = result.ledgers
+    assert book.inserts == len(simulation.subjects) > 30
+    assert book.updates + book.deletes == result.events
+    assert book.collected == book.acknowledged
+
+
+def test_a_state_table_that_misses_a_move_is_refused_at_that_transition(tmp_path: Path) -> None:
+    """Every transition must feed the table; the error names the transition's line."""
+    text = MODEL.format(db=tmp_path / "x.db")
+    text = text.replace("probability: 3}", "probability: 3, sinks: []}")
+    with pytest.raises(ModelError) as caught:
+        load_model_text(text, source="p.yaml")
+    assert str(caught.value).startswith("p.yaml:22: transitions[2]"), str(caught.value)
+    assert "state table 'table'" in str(caught.value)
+
+
+def test_a_db_sink_row_can_be_a_template(tmp_path: Path) -> None:
+    """A ``db`` sink's ``mapper:`` template gives the row of each event (SQLite)."""
+    db = tmp_path / "rows.db"
+    text = MODEL.format(db=tmp_path / "state.db").replace(
+        "default_sinks: [table]",
+        f"  rows:\n    type: db\n    url: sqlite:///{db}\n    table: events\n"
+        "    create_table: true\n"
+        "    mapper: {who: {subject: id}, move: {transition: trigger}, at: {time: epoch_ms},\n"
+        "             plan: {subject: plan}}\n"
+        "default_sinks: [table, rows]",
+    )
+    result = load_model_text(text).run()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT who, move, at, plan FROM events").all()
+    engine.dispose()
+    assert len(rows) == result.events > 0
+    assert {r[1] for r in rows} <= {"upgrade", "downgrade", "leave"}
+    assert all(r[3] in ("a", "b") for r in rows)
+
+
+def test_newcomers_of_a_calendar_run_are_dated_at_their_month_start(tmp_path: Path) -> None:
+    """With ``tick: 1mo`` a newcomer's row is dated at the start of its month."""
+    import datetime as dt
+
+    db = tmp_path / "months.db"
+    text = (
+        MODEL.format(db=db)
+        .replace("tick: 1h\nticks: 200", "tick: 1mo\nticks: 8\nstart: 2024-01-01T00:00:00Z")
+        .replace("arrivals: 0.3", "arrivals: 2")
+        .replace("probability: 10}", "probability: 0}")
+    )
+    load_model_text(text).run()
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        stamps = [r[0] for r in conn.exec_driver_sql("SELECT updated_at FROM accounts")]
+    engine.dispose()
+    days = {
+        dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%d %H:%M") for ms in stamps
+    }
+    assert len(stamps) > 30 and days == {"01 00:00"}
