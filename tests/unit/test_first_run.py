@@ -29,7 +29,7 @@ from dogesim.modelfile.shipped import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("banking", "ecommerce", "iot_fleet", "music", "support_center")
+SHIPPED = ("banking", "ecommerce", "iot_fleet", "music", "shop", "support_center")
 
 
 def test_setup_cfg_ships_the_models_as_package_data() -> None:
