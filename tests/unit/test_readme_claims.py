@@ -2,7 +2,8 @@
 
 Holds one test per claim (the docstring quotes or names the README's words): the default
 seed, the Kafka producer defaults, the error hierarchy, sub-millisecond ticks, the file
-sinks' 1 MiB buffer, model-file integer and message limits, secret-named settings, and the
+sinks' 1 MiB buffer, the Parquet sink's row groups and codec, calendar ticks without live
+pacing, model-file integer and message limits, secret-named settings, and the
 files and folders the README names (models, notebooks, scripts, the project layout).
 """
 
@@ -150,6 +151,32 @@ def test_file_sink_writes_through_a_one_mib_buffer(tmp_path: Path) -> None:
         assert 1 << 20 <= after - before < (1 << 20) + line_bytes
     assert points[-1].synced and points[-1].lines == result.events
     assert sink.ledger.acknowledged == result.events
+
+
+def test_parquet_sink_writes_zstd_row_groups_of_100_000_rows(tmp_path: Path) -> None:
+    """'one zstd-compressed row group per `row_group_size` rows (100,000)': the defaults."""
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from dogesim.sinks.parquet import ParquetSink
+
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path)
+    model = _two_state_model(event_sinks=[sink])
+    result = Simulation(model, 1_000, ticks=150, tick_ms=1, seed=1).run()
+    assert result.events == 150_000
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(k).num_rows for k in range(meta.num_row_groups)] == [100_000, 50_000]
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+# --- calendar ticks --------------------------------------------------------------------
+
+
+def test_calendar_ticks_refuse_live_pacing() -> None:
+    """'such runs refuse jitter, live pacing and resources': live pacing, naming the tick."""
+    with pytest.raises(ModelError, match=r"'1mo'.*live pacing"):
+        Simulation(_two_state_model(), 1, ticks=2, tick_ms="1mo", live=True)
 
 
 # --- model files -----------------------------------------------------------------------
@@ -308,3 +335,5 @@ def test_readme_tables_and_claims_are_found() -> None:
     """The README text these tests read is there (a renamed section cannot pass silently)."""
     assert "e.g.\n`models/banking.yaml:" in README_TEXT
     assert "at most 40 digits" in README_TEXT and "1 MiB buffer" in README_TEXT
+    assert "`row_group_size` rows (100,000)" in " ".join(README_TEXT.split())
+    assert "refuse jitter, live pacing and resources" in " ".join(README_TEXT.split())
