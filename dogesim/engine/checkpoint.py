@@ -318,8 +318,8 @@ def _calendar_arrays(calendar: Calendar) -> tuple[np.ndarray, np.ndarray]:
     if callable(contents):
         subjects, ticks = contents()
         return np.asarray(subjects, dtype=np.int64), np.asarray(ticks, dtype=np.int64)
-    ticks_map = getattr(calendar, "_ticks", None)
-    pending = getattr(calendar, "_pending", None)
+    ticks_map = getattr(calendar, "tick_map", None)
+    pending = getattr(calendar, "pending_map", None)
     if isinstance(ticks_map, dict) and isinstance(pending, dict):
         return _calendar_parts(ticks_map, pending)
     return _calendar_drained(calendar)
