@@ -22,6 +22,7 @@ from dogesim.engine import clock, scheduler
 from dogesim.engine.scheduler import BLOCK_BITS
 
 if TYPE_CHECKING:
+    from dogesim.engine.batching import Routes
     from dogesim.engine.walker import Walker
 
 __all__ = ["Scalar", "tick", "tick_vector"]
@@ -161,6 +162,7 @@ class Scalar:
         calendar, uniforms, recorder = walker.calendar, walker.uniforms, walker.recorder
         tick_map, pending_map, heap = calendar.tick_map, calendar.pending_map, calendar.heap
         routes, env = walker.routes, walker.env
+        single = routes.single
         draw_choice, profiled = tables.draw_choice, tables.profiled
         thresholds = tables.threshold_lists
         resource_of = tables.resource_of if tables.has_resources else None
@@ -213,11 +215,15 @@ class Scalar:
                                 walker.services.serve(i, j, t)
                                 continue  # filed again once the resource is granted
                             held = hold - 1
-                        for collect in collectors[j]:
-                            collect(ts, subjects[i], transition)
-                        for batch in batches[j]:
-                            batch.subjects.append(subjects[i])
-                            batch.transitions.append(transition)
+                        one = single[j]
+                        if one is not None:
+                            one(ts, subjects[i], transition)
+                        else:
+                            for collect in collectors[j]:
+                                collect(ts, subjects[i], transition)
+                            for batch in batches[j]:
+                                batch.subjects.append(subjects[i])
+                                batch.transitions.append(transition)
                         events[j] += 1
                         s = state[i] = to[j]
                 inv = invlog[s]
@@ -289,14 +295,14 @@ def _dispatch(
     deferred: list[int] = []
     held: dict[int, int] = {}
     tables, routes = walker.tables, walker.routes
-    if not any(routes.python[j] for j in set(chosen)):
+    if not due:
         return vetoed, deferred, held
     subjects = walker.population.subjects
     callbacks, collectors, order = tables.callbacks, routes.collectors, tables.order
     resource_of = tables.resource_of if tables.has_resources else None
     ts = walker.timestamp_start + t * walker.tick_ms
     if stamps is None and resource_of is None:
-        vetoed = _run_plain(due, chosen, subjects, callbacks, collectors, order, ts)
+        vetoed = _run_plain(due, chosen, subjects, callbacks, routes, order, ts)
         return vetoed, deferred, held
     pace = stamps is not None and walker.live.enabled
     for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
@@ -326,19 +332,24 @@ def _run_plain(
     chosen: list[int],
     subjects: list[Any],
     callbacks: list[Any],
-    collectors: list[tuple[Any, ...]],
+    routes: Routes,
     order: list[Any],
     ts: int,
 ) -> list[int]:
     """`_dispatch` for the common tick (one timestamp, no resources), in its tightest loop;
     returns the positions vetoed."""
     vetoed: list[int] = []
-    for k, i in enumerate(due):
-        j = chosen[k]
+    single, collectors = routes.single, routes.collectors
+    for k, (subject, j) in enumerate(zip(map(subjects.__getitem__, due), chosen, strict=True)):
         callback = callbacks[j]
-        if callback is None or callback(subjects[i], order[j]):
-            for collect in collectors[j]:
-                collect(ts, subjects[i], order[j])
+        transition = order[j]
+        if callback is None or callback(subject, transition):
+            one = single[j]
+            if one is not None:
+                one(ts, subject, transition)
+            else:
+                for collect in collectors[j]:
+                    collect(ts, subject, transition)
         else:
             vetoed.append(k)
     return vetoed

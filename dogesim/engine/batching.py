@@ -53,6 +53,8 @@ class Routes:
     Attributes:
         collectors: per transition, the ``collect`` methods called event by event.
         batches: per transition, the `Batch` es its events join, in the sinks' order.
+        single: per transition, its only sink's ``collect`` when it has one sink, taken
+            event by event (the common case, called without a loop); else None.
         all: every `Batch` of the run, flushed at the end of each tick.
         python: per transition, whether an attempt needs the per-event Python loop
             (a callback, a resource or a per-event sink), as a list and as an array.
@@ -78,6 +80,10 @@ class Routes:
             self.collectors.append(tuple(one_by_one))
             self.batches.append(tuple(batched))
         self.all: list[Batch] = list(by_sink.values())
+        self.single: list[Any] = [
+            c[0] if len(c) == 1 and not b else None
+            for c, b in zip(self.collectors, self.batches, strict=True)
+        ]
         n = len(tables.order)
         self.python: list[bool] = [
             bool(tables.callbacks[j] is not None or self.collectors[j] or tables.resource_of[j])
