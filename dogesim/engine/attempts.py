@@ -181,6 +181,7 @@ class Scalar:
             math.inf,
             walker.origin,
         )
+        bits, list_type = BLOCK_BITS, list
         row_end = -1
         events: list[int] = []
         while True:
@@ -191,16 +192,16 @@ class Scalar:
             n_due = len(due)
             if draw_choice:
                 draws = uniforms.take(2 * n_due)  # the choices, then the waits
-                offset = n_due
+                waits = draws[n_due:]
                 if profiled:
                     thresholds = tables.choice(ts)[1]
             else:
-                draws, offset = uniforms.take(n_due), 0
+                draws = waits = uniforms.take(n_due)  # no choice to draw: `u` goes unused
             current = calendar.block
             after = t + 1
-            for k, i in enumerate(due):
+            for i, u, w in zip(due, draws, waits):  # noqa: B905 - `draws` may be longer
                 s = state[i]
-                local = bisect_right(thresholds[s], draws[k]) if offset else 0
+                local = bisect_right(thresholds[s], u) if draw_choice else 0
                 held = 0  # ticks a resource is held after the move: the next attempt comes after
                 if local < n_out[s]:  # else thinned away by a calendar profile: no attempt
                     j = first[s] + local
@@ -229,16 +230,16 @@ class Scalar:
                 inv = invlog[s]
                 if inv is None:
                     continue  # never moves again
-                due_at = after + held + (int(log1p(-draws[offset + k]) * inv) if inv else 0)
+                due_at = after + held + (int(log1p(-w) * inv) if inv else 0)
                 if due_at >= horizon:
                     continue
                 # File the subject at `due_at` (`Calendar.file` of one subject, inlined).
-                block = due_at >> BLOCK_BITS
+                block = due_at >> bits
                 if block <= current:
                     chunks = tick_map.get(due_at)
                     if chunks is None:
                         tick_map[due_at] = [[i]]
-                    elif chunks[-1].__class__ is list:
+                    elif chunks[-1].__class__ is list_type:
                         chunks[-1].append(i)
                     else:
                         chunks.append([i])
