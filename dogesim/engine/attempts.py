@@ -1,7 +1,12 @@
 """What the subjects due at one tick do: choose, run callbacks, move, feed sinks, file again.
 
 - `tick(walker, t, due)`: the entry point; a list of few subjects (and no jitter) takes the
-  plain-Python path `tick_scalar`, a busier tick the vectorised `tick_vector`.
+  plain-Python path `Scalar.run` (which may go on through the quiet ticks after it), a
+  busier tick the vectorised `tick_vector`.
+- `Scalar`: the plain-Python path, its tables bound once per run.
+
+Sinks with ``collect_many`` get a tick's events in one call at its end
+(`dogesim.engine.batching`); the others get ``collect`` per event, in the loop.
 
 Both paths draw the same uniforms in the same order — the choices for every due subject, then
 their waits — and make the same choices (a transition is the count of thresholds <= u, by
