@@ -150,12 +150,10 @@ class Scalar:
         self.tables = (
             tables.first_list,
             tables.n_out_list,
-            tables.to_list,
             tables.invlog_list,
-            tables.callbacks,
+            walker.routes.plan,
             walker.routes.collectors,
             walker.routes.batches,
-            tables.order,
         )
 
     def run(self, t: int, due: list[int]) -> tuple[int, bool]:
@@ -163,11 +161,10 @@ class Scalar:
         that `Walker.stretch` allows; returns the last tick handled and whether the run
         stopped there (then the walker's duties after it are done)."""
         walker, tables = self.walker, self.walker.tables
-        first, n_out, to, invlog, callbacks, collectors, batches, order = self.tables
+        first, n_out, invlog, plan, collectors, batches = self.tables
         calendar, uniforms, recorder = walker.calendar, walker.uniforms, walker.recorder
         tick_map, pending_map, heap = calendar.tick_map, calendar.pending_map, calendar.heap
         routes, env = walker.routes, walker.env
-        single = routes.single
         draw_choice, profiled = tables.draw_choice, tables.profiled
         thresholds = tables.threshold_lists
         resource_of = tables.resource_of if tables.has_resources else None
@@ -210,8 +207,7 @@ class Scalar:
                 held = 0  # ticks a resource is held after the move: the next attempt comes after
                 if local < n_out[s]:  # else thinned away by a calendar profile: no attempt
                     j = first[s] + local
-                    transition = order[j]
-                    callback = callbacks[j]
+                    transition, callback, one, target = plan[j]
                     if callback is not None and not callback(subjects[i], transition):
                         vetoes[j] += 1
                     else:
@@ -221,7 +217,6 @@ class Scalar:
                                 walker.services.serve(i, j, t)
                                 continue  # filed again once the resource is granted
                             held = hold - 1
-                        one = single[j]
                         if one is not None:
                             one(ts, subjects[i], transition)
                         else:
@@ -231,7 +226,7 @@ class Scalar:
                                 batch.subjects.append(subjects[i])
                                 batch.transitions.append(transition)
                         events[j] += 1
-                        s = state[i] = to[j]
+                        s = state[i] = target
                 inv = invlog[s]
                 if inv is None:
                     continue  # never moves again
@@ -308,7 +303,7 @@ def _dispatch(
     resource_of = tables.resource_of if tables.has_resources else None
     ts = walker.timestamp_start + t * walker.tick_ms
     if stamps is None and resource_of is None:
-        vetoed = _run_plain(due, chosen, subjects, callbacks, routes, order, ts)
+        vetoed = _run_plain(due, chosen, subjects, routes.plan, routes, ts)
         return vetoed, deferred, held
     pace = stamps is not None and walker.live.enabled
     for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
@@ -337,20 +332,17 @@ def _run_plain(
     due: list[int],
     chosen: list[int],
     subjects: list[Any],
-    callbacks: list[Any],
+    plan: list[tuple[Any, Any, Any, int]],
     routes: Routes,
-    order: list[Any],
     ts: int,
 ) -> list[int]:
     """`_dispatch` for the common tick (one timestamp, no resources), in its tightest loop;
     returns the positions vetoed."""
     vetoed: list[int] = []
-    single, collectors = routes.single, routes.collectors
-    for k, (subject, j) in enumerate(zip(map(subjects.__getitem__, due), chosen, strict=True)):
-        callback = callbacks[j]
-        transition = order[j]
+    collectors = routes.collectors
+    pairs = zip(map(subjects.__getitem__, due), chosen, map(plan.__getitem__, chosen), strict=True)
+    for k, (subject, j, (transition, callback, one, _)) in enumerate(pairs):
         if callback is None or callback(subject, transition):
-            one = single[j]
             if one is not None:
                 one(ts, subject, transition)
             else:

@@ -58,6 +58,8 @@ class Routes:
         all: every `Batch` of the run, flushed at the end of each tick.
         python: per transition, whether an attempt needs the per-event Python loop
             (a callback, a resource or a per-event sink), as a list and as an array.
+        plan: per transition, what an attempt along it reads, in one tuple (one lookup in
+            the hot loops): the transition, its callback, its `single` collect, its target.
         masks: per `Batch` in `all`, an array over transitions: how often each feeds it.
     """
 
@@ -89,6 +91,9 @@ class Routes:
             bool(tables.callbacks[j] is not None or self.collectors[j] or tables.resource_of[j])
             for j in range(n)
         ]
+        self.plan: list[tuple[Any, Any, Any, int]] = list(
+            zip(tables.order, tables.callbacks, self.single, tables.to_list, strict=True)
+        )
         self.python_array = np.asarray(self.python, dtype=bool).reshape(n)
         self.masks = [
             np.asarray([self.batches[j].count(b) for j in range(n)], dtype=np.int64).reshape(n)
