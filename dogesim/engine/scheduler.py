@@ -12,7 +12,8 @@ Large filings are grouped with numpy (a few calls per tick, whatever the number 
 subjects), small ones with a plain loop (no fixed numpy cost), and an empty stretch of ticks
 costs nothing. A subject is in the calendar at most once.
 
-`tick_map`, `pending_map`, `heap` and `block` are read and filed into directly by
+`tick_map`, `pending_map` (later blocks, filed one by one; `pending_arrays` holds the large
+filings), `heap` and `block` are read and filed into directly by
 `dogesim.engine.attempts.Scalar`, the quiet ticks' loop, which inlines `file` for one subject.
 """
 
@@ -40,11 +41,14 @@ class Calendar:
         self.block = -1  # the block whose ticks are in `tick_map`
         self.tick_map: dict[int, list[Any]] = {}  # tick -> chunks (arrays or lists of ints)
         self.pending_map: dict[int, tuple[list[int], list[int]]] = {}
-        self.heap: list[int] = []
+        # block -> (subject arrays, tick arrays), from filings of `_SMALL` or more
+        self.pending_arrays: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self.heap: list[int] = []  # blocks pending (a block may be in it twice)
 
     def __len__(self) -> int:
         """Number of subjects filed and not yet taken."""
         n = sum(len(c) for chunks in self.tick_map.values() for c in chunks)
+        n += sum(len(a) for arrays, _ in self.pending_arrays.values() for a in arrays)
         return n + sum(len(s) for s, _ in self.pending_map.values())
 
     def file(self, subjects: np.ndarray, ticks: np.ndarray) -> None:
@@ -80,12 +84,13 @@ class Calendar:
             if block <= self.block:
                 self._file_current(subjects[start:end], ticks[start:end])
             else:
-                pending = self.pending_map.get(block)
-                if pending is None:
-                    pending = self.pending_map[block] = ([], [])
-                    heapq.heappush(self.heap, block)
-                pending[0].extend(subjects[start:end].tolist())
-                pending[1].extend(ticks[start:end].tolist())
+                # Kept as array slices: no round trip through Python ints for big filings.
+                parts = self.pending_arrays.get(block)
+                if parts is None:
+                    parts = self.pending_arrays[block] = ([], [])
+                    heapq.heappush(self.heap, block)  # maybe twice: `next_tick` skips
+                parts[0].append(subjects[start:end])
+                parts[1].append(ticks[start:end])
 
     def _file_small(self, subjects: list[int], ticks: list[int]) -> None:
         current = self.block
@@ -132,14 +137,22 @@ class Calendar:
             if not self.heap:
                 return None
             block = heapq.heappop(self.heap)
-            subjects, ticks = self.pending_map.pop(block)
+            listed = self.pending_map.pop(block, None)
+            parts = self.pending_arrays.pop(block, None)
+            if listed is None and parts is None:
+                continue  # a block pushed twice (as lists and as arrays), opened already
             self.block = block
-            if len(subjects) < _SMALL:
-                self._file_small(subjects, ticks)
-            else:
-                self._file_current(
-                    np.asarray(subjects, dtype=np.int64), np.asarray(ticks, dtype=np.int64)
-                )
+            if parts is None:
+                assert listed is not None
+                subjects, ticks = listed
+                if len(subjects) < _SMALL:
+                    self._file_small(subjects, ticks)
+                    continue
+                parts = ([], [])
+            if listed is not None:
+                parts[0].append(np.asarray(listed[0], dtype=np.int64))
+                parts[1].append(np.asarray(listed[1], dtype=np.int64))
+            self._file_current(np.concatenate(parts[0]), np.concatenate(parts[1]))
         return min(self.tick_map)
 
     def has(self, tick: int) -> bool:
