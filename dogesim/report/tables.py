@@ -323,6 +323,7 @@ def observed_occupancy(
     ticks: int,
     tick_ms: int,
     timestamp_start: int,
+    calendar: int | None = None,
 ) -> pd.DataFrame:
     """The occupancy an event log implies: subjects per state after each tick's moves.
 
@@ -335,6 +336,8 @@ def observed_occupancy(
         model: gives the states and the initial state.
         subjects: the population size (subjects without events stay in the initial state).
         ticks, tick_ms, timestamp_start: the window and the tick length.
+        calendar: months per tick of calendar ticks (a model file's ``tick: 1mo``): an
+            event's tick is then the month it falls in, not a multiple of `tick_ms`.
     """
     index = {state: k for k, state in enumerate(model.states)}
     unknown = sorted((set(events["from_state"]) | set(events["to_state"])) - set(index), key=str)
@@ -342,7 +345,13 @@ def observed_occupancy(
         raise DogesimError(
             f"event log: states {unknown} are not in model {model.name!r} ({', '.join(index)})"
         )
-    tick = (events["timestamp"].to_numpy(dtype=np.int64) - timestamp_start) // tick_ms
+    stamps = events["timestamp"].to_numpy(dtype=np.int64)
+    if calendar:
+        from dogesim.report.observed import TickGrid
+
+        tick = TickGrid(timestamp_start, months=calendar).index(stamps)
+    else:
+        tick = (stamps - timestamp_start) // tick_ms
     inside = (tick >= 0) & (tick < ticks)
     if not inside.all():
         warnings.warn(
