@@ -199,7 +199,7 @@ class Scalar:
                     thresholds = tables.choice(ts)[1]
             else:
                 draws = waits = uniforms.take(n_due)  # no choice to draw: `u` goes unused
-            current = calendar.block
+            beyond = (calendar.block + 1) << bits  # the first tick past the open block
             after = t + 1
             for i, u, w in zip(due, draws, waits):  # noqa: B905 - `draws` may be longer
                 s = state[i]
@@ -234,8 +234,7 @@ class Scalar:
                 if due_at >= horizon:
                     continue
                 # File the subject at `due_at` (`Calendar.file` of one subject, inlined).
-                block = due_at >> bits
-                if block <= current:
+                if due_at < beyond:
                     chunks = tick_map.get(due_at)
                     if chunks is None:
                         tick_map[due_at] = [[i]]
@@ -244,6 +243,7 @@ class Scalar:
                     else:
                         chunks.append([i])
                 else:
+                    block = due_at >> bits
                     waiting = pending_map.get(block)
                     if waiting is None:
                         pending_map[block] = ([i], [due_at])
