@@ -83,19 +83,24 @@ def _run(model: Model, subjects: int = 300, ticks: int = 200, **options: Any) ->
 
 
 @pytest.mark.parametrize("small", [None, 0, 10**9])
-@pytest.mark.parametrize("resources", [True, False])
+@pytest.mark.parametrize(("resources", "newcomers"), [(True, True), (False, True), (False, False)])
 def test_batch_sink_gets_the_per_event_sequence(
-    small: int | None, resources: bool, monkeypatch: pytest.MonkeyPatch
+    small: int | None, resources: bool, newcomers: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Across vetoes, profiles, resources, arrivals and churn, on both tick paths, a
-    collect_many sink gets the per-event sink's exact sequence, one call per tick."""
+    """Across vetoes, profiles, resources, arrivals and churn, on every tick path (numpy,
+    plain Python, and its loop through quiet ticks when nothing else runs), a collect_many
+    sink gets the per-event sink's exact sequence, one call per tick."""
     if small is not None:
         monkeypatch.setattr(dogesim.engine.scheduler, "SMALL_TICK", small)
     plain, batched = PerEvent(), Batched()
     model = _every_feature([plain, batched], resources)
-    _run(model, seed=4, arrivals=2.5, churn=1.0, churn_sinks=[batched, plain])
+    extra: dict[str, Any] = {}
+    if newcomers:
+        extra = {"arrivals": 2.5, "churn": 1.0, "churn_sinks": [batched, plain]}
+    _run(model, seed=4, **extra)
     assert len(plain.events) > 1000
-    assert {e[2] for e in plain.events} == {"ab", "aa", "bc", "ca", "quit", "churn"}
+    triggers = {"ab", "aa", "bc", "ca", "quit"} | ({"churn"} if newcomers else set())
+    assert {e[2] for e in plain.events} == triggers
     assert batched.events == plain.events
     stamps = [ts for ts, _ in batched.calls]
     assert stamps == sorted(set(stamps))  # one call per tick, in tick order
