@@ -147,13 +147,17 @@ class Scalar:
         self.walker = walker
         tables = walker.tables
         self.small = scheduler.SMALL_TICK  # read per run: tests force either path with it
-        self.tables = (
-            tables.first_list,
-            tables.n_out_list,
-            tables.invlog_list,
-            walker.routes.plan,
-            walker.routes.collectors,
-            walker.routes.batches,
+        invlog = tables.invlog_list
+        # Per transition, `Routes.plan` and the wait factor of its target state.
+        self.plan = [(*entry, invlog[entry[3]]) for entry in walker.routes.plan]
+
+    def rows(self, thresholds: list[list[float]]) -> list[tuple[list[float], int, int, Any]]:
+        """Per state, what an attempt from it reads first, in one tuple: its choice
+        thresholds (`thresholds`, the tick's), first transition, number of transitions and
+        wait factor (`Tables.invlog_list`)."""
+        tables = self.walker.tables
+        return list(
+            zip(thresholds, tables.first_list, tables.n_out_list, tables.invlog_list, strict=True)
         )
 
     def run(self, t: int, due: list[int]) -> tuple[int, bool]:
@@ -161,12 +165,13 @@ class Scalar:
         that `Walker.stretch` allows; returns the last tick handled and whether the run
         stopped there (then the walker's duties after it are done)."""
         walker, tables = self.walker, self.walker.tables
-        first, n_out, invlog, plan, collectors, batches = self.tables
+        plan, collectors, batches = self.plan, walker.routes.collectors, walker.routes.batches
         calendar, uniforms, recorder = walker.calendar, walker.uniforms, walker.recorder
         tick_map, pending_map, heap = calendar.tick_map, calendar.pending_map, calendar.heap
         routes, env = walker.routes, walker.env
         draw_choice, profiled = tables.draw_choice, tables.profiled
         thresholds = tables.threshold_lists
+        rows = self.rows(thresholds)
         resource_of = tables.resource_of if tables.has_resources else None
         vetoes, every = recorder.vetoes, recorder.every
         state, subjects = walker.population.states, walker.population.subjects
@@ -195,19 +200,20 @@ class Scalar:
             if draw_choice:
                 draws = uniforms.take(2 * n_due)  # the choices, then the waits
                 waits = draws[n_due:]
-                if profiled:
-                    thresholds = tables.choice(ts)[1]
+                if profiled and tables.choice(ts)[1] is not thresholds:
+                    thresholds = tables.choice(ts)[1]  # a new hour of the profiles
+                    rows = self.rows(thresholds)
             else:
                 draws = waits = uniforms.take(n_due)  # no choice to draw: `u` goes unused
             beyond = (calendar.block + 1) << bits  # the first tick past the open block
             after = t + 1
             for i, u, w in zip(due, draws, waits):  # noqa: B905 - `draws` may be longer
-                s = state[i]
-                local = bisect_right(thresholds[s], u) if draw_choice else 0
+                row, base, n_out, inv = rows[state[i]]
+                local = bisect_right(row, u) if draw_choice else 0
                 held = 0  # ticks a resource is held after the move: the next attempt comes after
-                if local < n_out[s]:  # else thinned away by a calendar profile: no attempt
-                    j = first[s] + local
-                    transition, callback, one, target = plan[j]
+                if local < n_out:  # else thinned away by a calendar profile: no attempt
+                    j = base + local
+                    transition, callback, one, target, target_inv = plan[j]
                     if callback is not None and not callback(subjects[i], transition):
                         vetoes[j] += 1
                     else:
@@ -226,8 +232,8 @@ class Scalar:
                                 batch.subjects.append(subjects[i])
                                 batch.transitions.append(transition)
                         events[j] += 1
-                        s = state[i] = target
-                inv = invlog[s]
+                        state[i] = target
+                        inv = target_inv
                 if inv is None:
                     continue  # never moves again
                 due_at = after + held + (int(log1p(-w) * inv) if inv else 0)
