@@ -181,3 +181,20 @@ def test_batch_sink_sees_subjects_after_the_ticks_callbacks() -> None:
     people = [SimpleNamespace(id=i, box=shared) for i in range(3)]
     Simulation(model, people, ticks=2, tick_ms=1, seed=0).run()
     assert seen == {"plain": [1, 2, 3, 4, 5, 6], "batch": [3, 3, 3, 6, 6, 6]}
+
+
+def test_counting_sink_counts_batches_as_events() -> None:
+    """A CountingSink takes the batch path and counts exactly the per-event run's events,
+    also when reused after close (its ledger then counts the second run only)."""
+    from dogesim.sinks.base import CountingSink, batch_collector
+
+    sink = CountingSink()
+    assert batch_collector(sink) is not None
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 30, event_sinks=[sink])
+    model.add_transition("back", "b", "a", 30, event_sinks=[sink])
+    first = Simulation(model, 500, ticks=200, tick_ms=1000, seed=4).run()
+    assert sink.count == first.events > 0 and sink.ledger.collected == first.events
+    second = Simulation(model, 500, ticks=200, tick_ms=1000, seed=5).run()
+    assert sink.count == first.events + second.events
+    assert sink.ledger.collected == sink.ledger.acknowledged == second.events
