@@ -71,7 +71,8 @@ def load_for_shard(plan: ShardPlan, shard: Shard) -> Any:
     """Shard `shard`'s `ModelSpec`: its population, subject factory and share of arrivals."""
     spec = load_run(plan.run)
     spec.subjects.count = shard.subjects
-    spec = replace(spec, arrivals=share_arrivals(spec.arrivals, plan.shards))
+    # The shard's seed is its run's seed (a resumed shard's checkpoint is checked against it).
+    spec = replace(spec, arrivals=share_arrivals(spec.arrivals, plan.shards), seed=shard.seed)
     make = spec.subject_factory
     renumber = plan.run.renumber
 

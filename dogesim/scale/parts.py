@@ -3,7 +3,9 @@
 - `PartFile`: one shard's part of one output (its path, its index, the target it merges into).
 - `PartSink`: wraps the file sink writing a part; passes every event on and keeps the part's
   index: the run-length encoding ``(timestamp, lines)`` of the timestamps of its lines,
-  written next to it (``<part>.idx``, a ``.npy`` array) on close.
+  written next to it (``<part>.idx``, a ``.npy`` array) on close. It is a positioned sink
+  (`dogesim.sinks.offsets`): a checkpoint holds the inner file's position and the index up
+  to it, so a resumed shard cuts its part back and continues the index exactly.
 - `part_path(target, shard, shards)`: where shard `shard` writes its part of `target`.
 - `merge_parts(target, parts)`: the k-way merge (`heapq.merge`) of the parts, in shard order,
   into `target`: lines ordered by (timestamp, shard, order within the shard), so the merged
@@ -20,8 +22,8 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any
 
@@ -80,14 +82,41 @@ class PartSink:
         self._collect = inner.collect
         self._stamps: list[int] = []
         self._counts: list[int] = []
+        #: Lines the part held at the checkpoint a resumed shard continues from.
+        self.restored_lines = 0
         ledger = ledger_of(inner)
         if ledger is not None:
             ledger.sink = part.name
 
     @property
     def ledger(self) -> DeliveryLedger | None:
-        """The inner sink's ledger."""
-        return ledger_of(self.inner)
+        """The inner sink's ledger; in a resumed shard, the lines its part held at the
+        checkpoint count as collected and acknowledged too (as in an uninterrupted run)."""
+        ledger = ledger_of(self.inner)
+        if ledger is None or not self.restored_lines:
+            return ledger
+        return replace(
+            ledger,
+            collected=ledger.collected + self.restored_lines,
+            acknowledged=ledger.acknowledged + self.restored_lines,
+        )
+
+    # -- checkpoint positions (dogesim.sinks.offsets), the inner file's plus the index --------
+
+    def output_identity(self) -> str:
+        """The part file's identity (the inner sink's)."""
+        return str(self.inner.output_identity())
+
+    def position(self) -> dict[str, Any]:
+        """The inner file's position, and the index runs up to it."""
+        return {**self.inner.position(), "runs": [self._stamps[:], self._counts[:]]}
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """Cut the part back to `position` and take its index runs."""
+        self.inner.restore_position(position)
+        stamps, counts = position.get("runs") or ([], [])
+        self._stamps, self._counts = [int(v) for v in stamps], [int(v) for v in counts]
+        self.restored_lines = sum(self._counts)
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event through the inner sink, then count its line in the index."""
