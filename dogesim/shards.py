@@ -420,7 +420,8 @@ def _remove_checkpoints(plan: ShardPlan) -> None:
     """After the merge the part files are gone, so the checkpoints can continue nothing."""
     base = plan.run.checkpoint
     assert base is not None
-    for path in [base, *(shard_checkpoint(base, k) for k in range(plan.shards))]:
+    shards = [shard_checkpoint(base, k) for k in range(plan.shards)]
+    for path in [base, *shards, *(f"{path}.lock" for path in shards)]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
 

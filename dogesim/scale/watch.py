@@ -91,14 +91,18 @@ class Watch:
             self._relayed = True
 
     def poll(self, finished: Mapping[int, ShardResult]) -> None:
-        """Relay a pending stop, then report progress if it changed."""
+        """Report progress if it changed, then relay a pending stop (one the progress
+        callback asked for included)."""
+        if self.on_progress is not None:
+            self._report(finished)
         if self.stop is not None and self.stop.is_set():
             self.stop_requested = True
         if self.stop_requested and not self._relayed:
             self.control.stop()
             self._relayed = True
-        if self.on_progress is None:
-            return
+
+    def _report(self, finished: Mapping[int, ShardResult]) -> None:
+        assert self.on_progress is not None
         figures = dict(self.control.progress())
         for k, result in finished.items():
             if result.result is not None:

@@ -21,14 +21,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dogesim.engine import RunOptions, Simulation
-from dogesim.errors import ModelError, SinkError
+from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.result import RunResult
 from dogesim.scale.parts import PartFile
@@ -90,9 +91,48 @@ def run_shard(plan: ShardPlan, k: int) -> ShardResult:
     """Run shard `k` of `plan` and report; the one shard function of every executor."""
     with _ONE_AT_A_TIME:
         started = time.process_time()
-        result = _run_shard(plan, k)
+        checkpoint = plan.checkpoint_of(k)
+        try:
+            with _checkpoint_lock(checkpoint, k):
+                result = _run_shard(plan, k)
+        except RunError as exc:
+            result = ShardResult(k, "failed", error=str(exc), error_kind="other", where=_where())
         result.cpu_seconds = time.process_time() - started
         return result
+
+
+#: Seconds a shard waits for the lock of its checkpoint (held by an orphaned earlier run).
+LOCK_WAIT_S = 120.0
+
+
+@contextlib.contextmanager
+def _checkpoint_lock(checkpoint: str | None, k: int) -> Iterator[None]:
+    """Hold ``<checkpoint>.lock`` while the shard runs, so that a resume never runs a shard
+    beside an earlier run's process that still writes it (a worker whose driver was
+    killed stops after its tick, writes its checkpoint and exits: the resume waits for it)."""
+    if checkpoint is None:
+        yield
+        return
+    import fcntl
+
+    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{checkpoint}.lock", "a+b") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RunError(
+                        f"shard {k}: {checkpoint}.lock is held by another process for over "
+                        f"{LOCK_WAIT_S:.0f} s (an earlier run of this shard still running?)"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _where() -> str:
