@@ -12,7 +12,9 @@ Executors, at the same number of shards S (so every one produces the same stream
 
 Run: ``python benchmarks/bench_scale.py [--subjects 1000000] [--ticks 1440] [--shards S]
 [--cases counting,jsonl] [--skip-dask]``. Prints wall times, events/s and each executor's
-speed-up over 1 worker, and the machine's load (the box may be shared).
+speed-up over 1 worker, the shards' CPU (in all, on the busiest worker), when the first
+shard started, the CPU of this process and its ended local workers (Dask workers are not
+counted there), and the machine's load (the box may be shared).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import functools
 import hashlib
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -80,15 +83,27 @@ def _executors(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun
     return executors
 
 
-def _cpu(result: Any) -> str:
-    """The shards' CPU seconds in all and on the busiest worker: on idle cores the run cannot
-    beat the busiest worker's share (the load of a shared box shows in wall time only)."""
+def _cpu(result: Any, began: float) -> str:
+    """The shards' CPU seconds in all and on the busiest worker (on idle cores the run cannot
+    beat the busiest worker's share; the load of a shared box shows in wall time only), and
+    how long after the call the first shard started (worker start-up and planning)."""
     per_worker: dict[str, float] = {}
     for shard in result.shard_results:
         worker = shard.where.split("(worker ")[-1]
         per_worker[worker] = per_worker.get(worker, 0.0) + shard.cpu_seconds
     total = sum(per_worker.values())
-    return f"shard CPU {total:6.2f} s, busiest worker {max(per_worker.values()):6.2f} s"
+    first = min(shard.started for shard in result.shard_results) - began
+    return (
+        f"shard CPU {total:6.2f} s, busiest worker {max(per_worker.values()):6.2f} s, "
+        f"first shard after {first:5.2f} s"
+    )
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _digest(path: Path) -> str:
@@ -116,9 +131,12 @@ def main() -> None:
             reference: float | None = None
             digests = set()
             for label, execute in executors:
+                cpu_before = _own_cpu()
+                began = time.time()
                 started = time.perf_counter()
                 result = execute(run)
                 wall = time.perf_counter() - started
+                cpu = _own_cpu() - cpu_before
                 reference = reference or wall
                 note = ""
                 if case == "jsonl":
@@ -129,7 +147,8 @@ def main() -> None:
                 print(
                     f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
                     f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
-                    f"x{reference / wall:.2f}  {_cpu(result)}{note}"
+                    f"x{reference / wall:.2f}  {_cpu(result, began)}, driver+local CPU "
+                    f"{cpu:6.2f} s{note}"
                 )
             if case == "jsonl" and len(digests) != 1:
                 raise SystemExit(f"the merged JSONL differs between executors: {digests}")

@@ -20,7 +20,8 @@ SQL sinks open one connection per shard. Models whose subjects share resources a
 for S > 1 (a queue cannot span processes).
 
 Executors: ``workers=None`` or 1 runs the shards one after the other in this process (the
-reference); ``workers=N`` runs them in N spawned local processes; ``dask="tcp://host:8786"``
+reference); ``workers=N`` runs them in N local processes (forked on Linux when the driver
+runs no other thread, else spawned); ``dask="tcp://host:8786"``
 (or a `distributed.Client`; ``pip install 'dogesim[dask]'``) runs them as Dask tasks, each
 worker running its shards one at a time in a child process of its own (a worker's event loop
 draws from the global `random`, which doge-datagen callbacks use); start workers with one

@@ -1,7 +1,8 @@
 """Executors: who runs the shards of a plan. Every one runs `run_shard`, nothing else.
 
 - `run_inline(plan)`: the shards one after the other in this process (the reference).
-- `run_processes(plan, workers)`: a `ProcessPoolExecutor` of `workers` spawned processes.
+- `run_processes(plan, workers)`: a `ProcessPoolExecutor` of `workers` processes (forked on
+  Linux when the driver has no other thread, else spawned: `start_method`).
 - `run_dask(plan, client)`: tasks on a Dask distributed cluster (each shard in a child
   process of its worker, see `dogesim.scale.isolated`).
 - `dask_client(dask)`: a `distributed.Client` for an address (or the client given).
@@ -18,6 +19,8 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
@@ -37,6 +40,7 @@ __all__ = [
     "run_inline",
     "run_pickled_shard",
     "run_processes",
+    "start_method",
 ]
 
 
@@ -121,17 +125,30 @@ def run_pickled_shard(payload: bytes, k: int) -> ShardResult:
 
 def _worker_started() -> None:
     """A worker process ignores SIGINT: a Ctrl-C at the terminal reaches the whole process
-    group, and only the driver decides (it stops every shard through the run's control)."""
+    group, and only the driver decides (it stops every shard through the run's control).
+    SIGTERM takes its default again (a forked worker inherits the driver's handlers)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_method() -> str:
+    """How worker processes start: ``fork`` on Linux while this process runs no other
+    thread (a worker is then up in milliseconds, with the driver's imports: a spawned one
+    pays its interpreter and imports, a tenth of a second or more on the critical path of
+    every run); ``spawn`` elsewhere (a fork beside running threads can deadlock the child).
+
+    Either way each shard seeds the global generators itself, so its stream is the same."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 def run_processes(plan: ShardPlan, workers: int, watch: Watch | None = None) -> list[ShardResult]:
-    """Run the shards in `workers` fresh processes (the spawn start method: nothing of this
-    process's state is inherited, so every worker starts alike on any platform).
+    """Run the shards in `workers` fresh processes (started as `start_method` says).
 
     The workers' control also stops their shards when this process dies (SIGKILL): a
     checkpointed run then keeps what its shards wrote, for a resume."""
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(start_method())
     control = plan.control
     if isinstance(control, FileControl):
         plan = replace(plan, control=ChildControl(control.directory, os.getpid()))

@@ -62,6 +62,7 @@ class ShardResult:
         result: its `RunResult` without sinks and callbacks (None unless it ran).
         cpu_seconds: CPU time the shard's process spent on it (build, run, close).
         checkpoint: the checkpoint it wrote (empty when the run keeps none).
+        started: when it started (seconds since the epoch; 0 when it did not run).
     """
 
     index: int
@@ -75,6 +76,7 @@ class ShardResult:
     result: RunResult | None = None
     cpu_seconds: float = 0.0
     checkpoint: str = ""
+    started: float = 0.0
 
     def describe(self) -> str:
         """One line: the status, the error and the shard's ledgers."""
@@ -90,6 +92,7 @@ class ShardResult:
 def run_shard(plan: ShardPlan, k: int) -> ShardResult:
     """Run shard `k` of `plan` and report; the one shard function of every executor."""
     with _ONE_AT_A_TIME:
+        began = time.time()
         started = time.process_time()
         checkpoint = plan.checkpoint_of(k)
         try:
@@ -98,6 +101,7 @@ def run_shard(plan: ShardPlan, k: int) -> ShardResult:
         except RunError as exc:
             result = ShardResult(k, "failed", error=str(exc), error_kind="other", where=_where())
         result.cpu_seconds = time.process_time() - started
+        result.started = began
         return result
 
 

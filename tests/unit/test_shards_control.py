@@ -22,6 +22,7 @@ import pytest
 
 from dogesim import LiveOptions
 from dogesim.errors import ModelError
+from dogesim.scale.executors import start_method
 from dogesim.scale.parts import part_path
 from dogesim.scale.plan import shard_checkpoint
 from dogesim.shards import Progress, ShardedRun, read_manifest, run_sharded
@@ -232,6 +233,29 @@ def test_csv_parts_cannot_be_resumed(tmp_path: Path) -> None:
     run_sharded(run, progress=stopper, stop=stopper.stop)
     with pytest.raises(ModelError, match="cannot be continued from a checkpoint"):
         run_sharded(dataclasses.replace(run, resume=True))
+
+
+# -- worker start ----------------------------------------------------------------------------
+
+
+def test_forked_and_spawned_workers_write_the_same_bytes(tmp_path: Path) -> None:
+    """Workers are forked while the driver runs one thread and spawned beside another
+    thread (a fork there could deadlock); both merge the in-process run's bytes."""
+    expected, _ = reference(tmp_path)
+    assert start_method() == "fork"
+    forked = tmp_path / "forked.jsonl"
+    run_sharded(jsonl_run(forked), workers=2)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert start_method() == "spawn"
+        spawned = tmp_path / "spawned.jsonl"
+        run_sharded(jsonl_run(spawned), workers=2)
+    finally:
+        release.set()
+        other.join()
+    assert forked.read_bytes() == expected == spawned.read_bytes()
 
 
 # -- live -------------------------------------------------------------------------------------
