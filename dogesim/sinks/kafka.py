@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -104,8 +105,18 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 _KEEP_ERRORS = 5
 
 
+#: librdkafka's retry timing inside an error text ("(after 3ms in state CONNECT)"): the same
+#: failure is reported with another timing on every retry, so it is left out when counting.
+_RETRY_TIMING = re.compile(r" \(after \d+ms in state [A-Z_]+\)")
+
+#: What librdkafka reports when the peer answered, but not in Kafka's protocol (a web server,
+#: a database on the port given as the broker's): a framing size no broker sends.
+_NOT_KAFKA = ("Invalid response size", "Unsupported protocol")
+
+
 def _remember(errors: dict[str, int], text: str) -> None:
     """Count `text` in `errors`, keeping at most `_KEEP_ERRORS` distinct messages."""
+    text = _RETRY_TIMING.sub("", text)
     if text in errors:
         errors[text] += 1
     elif len(errors) < _KEEP_ERRORS:
@@ -816,6 +827,14 @@ class KafkaSink(LedgeredSink):
             self._count_rejected()
             self.producer.poll(0)  # serve error_cb: it says why (refused, unresolvable, ...)
             recent = _describe(self._shared.errors) or (exc.args[0].str() if exc.args else str(exc))
+            if any(sign in recent for sign in _NOT_KAFKA):
+                raise self._error(
+                    f"something answers at {self._shared.bootstrap}, but it does not speak the "
+                    f"Kafka protocol ({recent})",
+                    details=False,
+                    advice="; check that bootstrap_servers names the brokers' port",
+                    kind=SinkConfigError,
+                ) from exc
             raise self._error(
                 f"the cluster at {self._shared.bootstrap} did not answer within "
                 f"{waited:.1f} s ({recent})",
