@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from dogesim.engine import SEED_VARIABLE
+from dogesim.engine import SEED_VARIABLE, LiveOptions
 from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.result import RunResult
 from dogesim.scale.control import Control, DaskControl, FileControl
@@ -160,7 +160,23 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
 
 
-def _resumed(run: ShardedRun, start: int | None) -> ShardedRun:
+def _file_live(run: ShardedRun, spec: Any) -> ShardedRun:
+    """`run` with the model file's live pacing when it gives none, and, when live, one clock
+    start for every shard: the file's ``start:`` with ``timestamps: start``, else now."""
+    live = run.live
+    if live is None and spec.live.enabled:
+        settings = spec.live_settings()
+        live = LiveOptions(True, settings.speed, settings.max_lag_ms, settings.on_lag)
+    if live is None or not live.enabled:
+        return run
+    start = run.timestamp_start
+    if start is None:
+        wall = spec.live.timestamps == "wall" or spec.timestamp_start is None
+        start = _now_ms() if wall else spec.timestamp_start
+    return replace(run, live=live, timestamp_start=start)
+
+
+def _resumed(run: ShardedRun) -> ShardedRun:
     """`run` with the seed, shards and clock start of the checkpointed run it resumes;
     a difference the caller gave is refused, naming both values."""
     if not run.resume:
@@ -181,7 +197,7 @@ def _resumed(run: ShardedRun, start: int | None) -> ShardedRun:
                 f"{key}={value}; resume with the same {key}"
             )
     changes: dict[str, Any] = {"seed": manifest["seed"], "shards": manifest["shards"]}
-    if start is None and manifest.get("timestamp_start") is not None:
+    if run.timestamp_start is None and manifest.get("timestamp_start") is not None:
         changes["timestamp_start"] = manifest["timestamp_start"]
     return replace(run, **changes)
 
@@ -229,12 +245,10 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         spec = load_run(run)
         if run.checkpoint is None and getattr(spec, "checkpoint_path", None):
             run = replace(run, checkpoint=os.path.abspath(spec.checkpoint_path))
-        run = _resumed(run, spec.timestamp_start)
+        run = _file_live(_resumed(run), spec)
         seed = _run_seed(run.seed if run.seed is not None else spec.seed)
         subjects = _count(spec.subjects.count, "subjects", 0)
         arrivals = spec.arrivals
-        if run.live is not None and run.live.enabled and spec.timestamp_start is None:
-            run = replace(run, timestamp_start=run.timestamp_start or _now_ms())
     else:
         if not callable(run.model):
             raise ModelError(
@@ -242,7 +256,7 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
             )
         if run.ticks is None or run.tick_ms is None:
             raise ModelError("a sharded run of a model-building callable needs ticks and tick_ms")
-        run = _resumed(run, run.timestamp_start)
+        run = _resumed(run)
         seed = _run_seed(run.seed)
         subjects = _count(run.subjects, "subjects", 0)
         arrivals = run.arrivals
