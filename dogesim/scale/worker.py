@@ -213,6 +213,12 @@ def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
         _close_quietly(shard.sinks)
         return _failed(shard, exc, shard.sinks)
     reporter.simulation = simulation
+    if checkpoint:
+        try:
+            _refuse_shared_positions(simulation.model.sinks(), k)
+        except ModelError as exc:
+            _close_quietly(simulation.model.sinks())
+            return _failed(shard, exc, simulation.model.sinks())
     try:
         result = simulation.run()
         if checkpoint:
@@ -263,6 +269,23 @@ def _close_quietly(sinks: Iterable[Any]) -> None:
         # The build error is what the shard reports, not a close error after it.
         with contextlib.suppress(Exception):
             getattr(sink, "close", lambda: None)()
+
+
+def _refuse_shared_positions(sinks: Iterable[Any], k: int) -> None:
+    """A checkpointed shard refuses sinks whose checkpoint position is their whole table's
+    row count (the SQL sinks, which commit at checkpoints): the other shards write the same
+    table, so no shard's count can be checked or continued. Files (part files), Kafka and
+    sinks without positions are fine."""
+    for sink in sinks:
+        if callable(getattr(sink, "defer_commits", None)) and callable(
+            getattr(sink, "holds_position", None)
+        ):
+            name = getattr(ledger_of(sink), "sink", None) or type(sink).__name__
+            raise ModelError(
+                f"shard {k}: sink {name} cannot be checkpointed per shard: its position is "
+                "its table's row count, which every shard changes; run it without "
+                "--checkpoint, with shards=1, or into JSONL parts"
+            )
 
 
 def _refuse_resources(resources: Iterable[str], shards: int, where: str) -> None:

@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
-from dogesim import LiveOptions
+from dogesim import LiveOptions, Model
 from dogesim.errors import ModelError
+from dogesim.examples.banking import build_banking_model, event_row
 from dogesim.scale.executors import start_method
 from dogesim.scale.parts import part_path
 from dogesim.scale.plan import shard_checkpoint
-from dogesim.shards import Progress, ShardedRun, read_manifest, run_sharded
+from dogesim.shards import Progress, Shard, ShardedRun, read_manifest, run_sharded
 from tests.unit.shard_models import banking_run, banking_to_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,7 +177,8 @@ def test_a_resume_with_other_shards_or_seed_is_refused(tmp_path: Path) -> None:
 
 DRIVER = """
 import functools, sys
-from dogesim import LiveOptions
+from dogesim import LiveOptions, Model
+from dogesim.examples.banking import build_banking_model, event_row
 from dogesim.shards import run_sharded
 from tests.unit.test_shards_control import jsonl_run
 
@@ -281,3 +283,29 @@ def test_live_shards_share_one_clock_start(tmp_path: Path) -> None:
     assert len(starts) == 1 and starts.pop() > 1_700_000_000_000
     stamps = [json.loads(line)["timestamp"] for line in out.read_text().splitlines()]
     assert all((stamp - result.timestamp_start) % 60_000 == 0 for stamp in stamps)
+
+
+def banking_to_sqlite(url: str, shard: Shard) -> Model:
+    """The banking model into one SQLite table shared by every shard."""
+    from dogesim.sinks.db import DbSinkFactory
+
+    sink = DbSinkFactory(url).create("events", event_row, 100, create_table=True)
+    return build_banking_model([sink])
+
+
+def test_a_checkpointed_sharded_run_into_sql_is_refused(tmp_path: Path) -> None:
+    """A checkpointed 2-shard run into one SQLite table fails before any event, saying its
+    position is the table's row count, which every shard changes; no row is written."""
+    pytest.importorskip("sqlalchemy")
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    build = functools.partial(banking_to_sqlite, url)
+    run = banking_run(build, 2, checkpoint=str(tmp_path / "ck"))
+    with pytest.raises(ModelError, match="its position is its table's row count"):
+        run_sharded(run)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        rows = conn.execute(sa.text("select count(*) from events")).scalar() if tables else 0
+    assert rows == 0
