@@ -83,20 +83,24 @@ def _executors(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun
     return executors
 
 
-def _cpu(result: Any, began: float) -> str:
-    """The shards' CPU seconds in all and on the busiest worker (on idle cores the run cannot
-    beat the busiest worker's share; the load of a shared box shows in wall time only), and
-    how long after the call the first shard started (worker start-up and planning)."""
+def _cpu(result: Any, began: float, wall: float) -> tuple[str, float]:
+    """The shards' CPU seconds in all and on the busiest worker, how long after the call the
+    first shard started (worker start-up, planning) and how long the run took after the last
+    shard ended (results, merge); and the critical path on idle cores: start-up + busiest
+    worker's CPU + the tail (the load of a shared box shows in wall time only)."""
     per_worker: dict[str, float] = {}
     for shard in result.shard_results:
         worker = shard.where.split("(worker ")[-1]
         per_worker[worker] = per_worker.get(worker, 0.0) + shard.cpu_seconds
     total = sum(per_worker.values())
+    busiest = max(per_worker.values())
     first = min(shard.started for shard in result.shard_results) - began
-    return (
-        f"shard CPU {total:6.2f} s, busiest worker {max(per_worker.values()):6.2f} s, "
-        f"first shard after {first:5.2f} s"
+    tail = began + wall - max(shard.finished for shard in result.shard_results)
+    text = (
+        f"shard CPU {total:6.2f} s, busiest worker {busiest:6.2f} s, first shard after "
+        f"{first:5.2f} s, tail {tail:5.2f} s"
     )
+    return text, first + busiest + max(tail, 0.0)
 
 
 def _own_cpu() -> float:
@@ -129,6 +133,7 @@ def main() -> None:
         executors = _executors(args)
         for case, run in _runs(args, directory).items():
             reference: float | None = None
+            reference_path: float | None = None
             digests = set()
             for label, execute in executors:
                 cpu_before = _own_cpu()
@@ -138,6 +143,8 @@ def main() -> None:
                 wall = time.perf_counter() - started
                 cpu = _own_cpu() - cpu_before
                 reference = reference or wall
+                shards_cpu, path = _cpu(result, began, wall)
+                reference_path = reference_path or path
                 note = ""
                 if case == "jsonl":
                     output = directory / "banking.jsonl"
@@ -147,8 +154,9 @@ def main() -> None:
                 print(
                     f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
                     f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
-                    f"x{reference / wall:.2f}  {_cpu(result, began)}, driver+local CPU "
-                    f"{cpu:6.2f} s{note}"
+                    f"x{reference / wall:.2f}  {shards_cpu}, driver+local CPU {cpu:6.2f} s; "
+                    f"critical path {path:6.2f} s: x{reference_path / path:.2f} on idle cores"
+                    f"{note}"
                 )
             if case == "jsonl" and len(digests) != 1:
                 raise SystemExit(f"the merged JSONL differs between executors: {digests}")

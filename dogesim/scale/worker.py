@@ -62,7 +62,7 @@ class ShardResult:
         result: its `RunResult` without sinks and callbacks (None unless it ran).
         cpu_seconds: CPU time the shard's process spent on it (build, run, close).
         checkpoint: the checkpoint it wrote (empty when the run keeps none).
-        started: when it started (seconds since the epoch; 0 when it did not run).
+        started, finished: when it started and ended (seconds since the epoch).
     """
 
     index: int
@@ -77,6 +77,7 @@ class ShardResult:
     cpu_seconds: float = 0.0
     checkpoint: str = ""
     started: float = 0.0
+    finished: float = 0.0
 
     def describe(self) -> str:
         """One line: the status, the error and the shard's ledgers."""
@@ -101,7 +102,7 @@ def run_shard(plan: ShardPlan, k: int) -> ShardResult:
         except RunError as exc:
             result = ShardResult(k, "failed", error=str(exc), error_kind="other", where=_where())
         result.cpu_seconds = time.process_time() - started
-        result.started = began
+        result.started, result.finished = began, time.time()
         return result
 
 
