@@ -1,7 +1,9 @@
 """Scale out: one run cut into shards of subjects, on all cores or a Dask cluster.
 
-- `run_sharded(run, workers=..., dask=...)`: run a `ShardedRun` and merge what its shards
-  report into one `ShardedRunResult`.
+- `run_sharded(run, workers=..., dask=..., progress=..., stop=...)`: run a `ShardedRun` and
+  merge what its shards report into one `ShardedRunResult`.
+- `Progress`: the run's progress summed over its shards, given to the ``progress`` callback.
+- `read_manifest(path)`: the manifest a checkpointed sharded run keeps at its checkpoint path.
 - `ShardedRun`, `Shard`: what to run, and what a model-building callable gets per shard.
 - `ShardedRunResult`: a `RunResult` (tables summed over shards, ledgers merged per sink) that
   also records the number of shards, the executor and every shard's report.
@@ -28,6 +30,22 @@ draws from the global `random`, which doge-datagen callbacks use); start workers
 thread each (``dask worker ADDRESS --nthreads 1``), one per core. Builders and factories must
 be picklable (module-level functions and classes, `functools.partial` for arguments); part
 files of merged outputs must be on a file system the driver reads.
+
+Control of a running sharded run. ``progress`` is called a few times a second with ticks and
+events summed over the shards (each shard reports through the run's `Control`; the last call
+holds the run's exact events). Setting ``stop`` (a `threading.Event`; the CLI sets it on the
+first SIGINT/SIGTERM) stops every shard after its tick: its sinks are closed and its ledger
+reported, and the result says ``stopped``; a run without checkpoints then merges what its
+shards wrote (each up to its own tick). With ``checkpoint=PATH`` every shard writes
+``PATH.shard-K`` when it stops or ends (and every ``checkpoint_every``; PATH holds the run's
+manifest: seed, shards, clock start), a stopped run keeps its part files, and
+``resume=True`` continues each shard from its own checkpoint, its part cut back to it: the
+merged bytes equal the uninterrupted run's, also after a SIGKILL of the driver (its workers
+see it, stop after their tick and checkpoint; a lock per shard checkpoint makes the resume
+wait for them). SQL sinks cannot be checkpointed per shard (their position is their shared
+table's row count) and CSV parts cannot be continued. ``live=LiveOptions(...)`` paces every
+shard in real time from one clock start the driver chooses; Kafka sinks stream as they go,
+merged files are written when the run ends or is stopped.
 """
 
 from __future__ import annotations
