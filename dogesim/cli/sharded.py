@@ -244,6 +244,9 @@ def _cmd_run_sharded(args: argparse.Namespace, spec: Any, out: TextIO, err: Text
             raise _UsageError(f"dogesim run: {' '.join(str(exc).split())}") from None
         except (SinkError, RunError) as exc:
             feedback.close()
+            if received and not isinstance(exc, SinkError):
+                print(f"dogesim: stopped by {received[0]}: {exc}", file=err)
+                return EXIT_INTERRUPTED  # e.g. stopped before any shard started
             print(f"dogesim: the sharded run failed: {exc}", file=err)
             return EXIT_SINK
         except KeyboardInterrupt:
