@@ -8,7 +8,9 @@ Cases (the doge-datagen README banking model, callbacks on):
 Executors, at the same number of shards S (so every one produces the same stream):
 - 1 worker: the S shards one after the other in this process (the reference);
 - 2 local processes (``workers=2``);
-- Dask: a `distributed.LocalCluster` of 2 one-thread worker processes on localhost.
+- Dask: a `distributed.LocalCluster` of 2 one-thread worker processes on localhost, started
+  after the local runs (its client's threads in this process would make local workers
+  spawn instead of fork).
 
 Run: ``python benchmarks/bench_scale.py [--subjects 1000000] [--ticks 1440] [--shards S]
 [--cases counting,jsonl] [--skip-dask]``. Prints wall times, events/s and each executor's
@@ -67,20 +69,24 @@ def _runs(args: argparse.Namespace, directory: Path) -> dict[str, ShardedRun]:
     return {name: runs[name] for name in args.cases.split(",")}
 
 
-def _executors(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun], Any]]]:
-    executors: list[tuple[str, Callable[[ShardedRun], Any]]] = [
-        ("1 worker", run_sharded),
-        ("2 processes", functools.partial(run_sharded, workers=2)),
-    ]
-    if not args.skip_dask:
-        from distributed import Client, LocalCluster
+def _dask(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun], Any]]]:
+    """The Dask executor, on a fresh `LocalCluster` of 2 one-thread worker processes (made
+    after the local runs: its client's threads would make local workers spawn, not fork)."""
+    if args.skip_dask:
+        return []
+    from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster, set_as_default=False)
-        executors.append(("dask 2 workers", functools.partial(run_sharded, dask=client)))
-    return executors
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster, set_as_default=False)
+    return [("dask 2 workers", functools.partial(run_sharded, dask=client))]
+
+
+LOCAL: list[tuple[str, Callable[[ShardedRun], Any]]] = [
+    ("1 worker", run_sharded),
+    ("2 processes", functools.partial(run_sharded, workers=2)),
+]
 
 
 def _cpu(result: Any, began: float, wall: float) -> tuple[str, float]:
@@ -118,6 +124,39 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _measure(
+    case: str,
+    label: str,
+    execute: Callable[[ShardedRun], Any],
+    run: ShardedRun,
+    directory: Path,
+    first: dict[str, tuple[float, float]],
+    digests: set[str],
+) -> str:
+    """Run `case` on one executor; its line of the table (ratios against `first[case]`,
+    the 1-worker wall time and critical path, set by the first executor)."""
+    cpu_before = _own_cpu()
+    began = time.time()
+    started = time.perf_counter()
+    result = execute(run)
+    wall = time.perf_counter() - started
+    cpu = _own_cpu() - cpu_before
+    shards_cpu, path = _cpu(result, began, wall)
+    reference, reference_path = first.setdefault(case, (wall, path))
+    note = ""
+    if case == "jsonl":
+        output = directory / "banking.jsonl"
+        digests.add(_digest(output))
+        note = f"  sha256 {_digest(output)}"
+        output.unlink()
+    return (
+        f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
+        f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
+        f"x{reference / wall:.2f}  {shards_cpu}, driver+local CPU {cpu:6.2f} s; "
+        f"critical path {path:6.2f} s: x{reference_path / path:.2f} on idle cores{note}"
+    )
+
+
 def main() -> None:
     """Run every case on every executor once and print the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,36 +169,20 @@ def main() -> None:
     print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         directory = Path(tmp)
-        executors = _executors(args)
-        for case, run in _runs(args, directory).items():
-            reference: float | None = None
-            reference_path: float | None = None
-            digests = set()
-            for label, execute in executors:
-                cpu_before = _own_cpu()
-                began = time.time()
-                started = time.perf_counter()
-                result = execute(run)
-                wall = time.perf_counter() - started
-                cpu = _own_cpu() - cpu_before
-                reference = reference or wall
-                shards_cpu, path = _cpu(result, began, wall)
-                reference_path = reference_path or path
-                note = ""
-                if case == "jsonl":
-                    output = directory / "banking.jsonl"
-                    digests.add(_digest(output))
-                    note = f"  sha256 {_digest(output)}"
-                    output.unlink()
-                print(
-                    f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
-                    f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
-                    f"x{reference / wall:.2f}  {shards_cpu}, driver+local CPU {cpu:6.2f} s; "
-                    f"critical path {path:6.2f} s: x{reference_path / path:.2f} on idle cores"
-                    f"{note}"
-                )
-            if case == "jsonl" and len(digests) != 1:
-                raise SystemExit(f"the merged JSONL differs between executors: {digests}")
+        runs = _runs(args, directory)
+        lines: dict[str, list[str]] = {case: [] for case in runs}
+        first: dict[str, tuple[float, float]] = {}
+        digests: dict[str, set[str]] = {case: set() for case in runs}
+        for executors in (LOCAL, None):
+            for label, execute in executors if executors is not None else _dask(args):
+                for case, run in runs.items():
+                    lines[case].append(
+                        _measure(case, label, execute, run, directory, first, digests[case])
+                    )
+        for case, printed in lines.items():
+            print("\n".join(printed))
+            if case == "jsonl" and len(digests[case]) != 1:
+                raise SystemExit(f"the merged JSONL differs between executors: {digests[case]}")
     print("load after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 

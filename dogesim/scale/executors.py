@@ -22,7 +22,8 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
@@ -72,18 +73,39 @@ def _lost(k: int, exc: BaseException) -> ShardResult:
 POLL_SECONDS = 0.2
 
 
-def _gather(plan: ShardPlan, futures: dict[Any, int], watch: Watch | None) -> list[ShardResult]:
+def _wait_local(pending: set[Any]) -> set[Any]:
+    """The local futures done within `POLL_SECONDS` (at once when one completes)."""
+    done, _ = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+    return set(done)
+
+
+def _wait_dask(pending: set[Any]) -> set[Any]:
+    """The Dask futures done within `POLL_SECONDS`, looked at every 20 ms (a Dask future
+    has no wait of its own without the process's default client)."""
+    deadline = time.monotonic() + POLL_SECONDS
+    while True:
+        done = {future for future in pending if future.done()}
+        if done or time.monotonic() >= deadline:
+            return done
+        time.sleep(0.02)
+
+
+def _gather(
+    plan: ShardPlan,
+    futures: dict[Any, int],
+    watch: Watch | None,
+    wait_some: Callable[[set[Any]], set[Any]] = _wait_local,
+) -> list[ShardResult]:
     """Results of `futures` as they complete, polling `watch` meanwhile; the first failure
     cancels the rest."""
     results: dict[int, ShardResult] = {}
     pending = set(futures)
     try:
         while pending:
-            done = {future for future in pending if future.done()}
+            done = wait_some(pending)
             if not done:
                 if watch is not None:
                     watch.poll(results)
-                time.sleep(POLL_SECONDS)
                 continue
             pending -= done
             for future in sorted(done, key=futures.__getitem__):
@@ -209,6 +231,6 @@ def run_dask(plan: ShardPlan, client: Any, watch: Watch | None = None) -> list[S
         for k in range(plan.shards)
     }
     try:
-        return _gather(plan, futures, watch)
+        return _gather(plan, futures, watch, _wait_dask)
     finally:
         client.cancel(list(futures))
