@@ -214,6 +214,7 @@ class Shard:
         parts: the merged outputs registered so far (`merged`, `jsonl`, `csv`).
         sinks: their sinks (closed by the shard if building the model fails).
         resuming: the shard continues from its checkpoint (`jsonl` parts are appended to).
+        checkpointed: the run keeps checkpoints (`csv` parts are then refused).
     """
 
     def __init__(
@@ -233,6 +234,8 @@ class Shard:
         self._on_part = on_part
         #: The shard continues from its checkpoint: its part files are appended to.
         self.resuming = False
+        #: The run keeps checkpoints (CSV parts, which cannot be continued, are refused).
+        self.checkpointed = False
 
     def global_index(self, local: int) -> int:
         """The run-wide index of this shard's `local`-th subject: ``index + shards * local``."""
@@ -280,7 +283,7 @@ class Shard:
         """A `CsvSink` of this shard's part of `target` (`mapper`, `fieldnames` as in it)."""
         from dogesim.sinks.files import CsvSink
 
-        if self.resuming:
+        if self.checkpointed:
             raise ModelError(
                 f"shard {self.index}: the CSV part of {os.fspath(target)!r} cannot be continued "
                 "from a checkpoint (its header is written once); checkpoint runs into JSONL"

@@ -208,6 +208,7 @@ def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
     shard = Shard(k, plan.shards, plan.seeds[k], plan.share(k), control.note_part)
     checkpoint = plan.checkpoint_of(k)
     shard.resuming = bool(plan.run.resume and checkpoint and os.path.exists(checkpoint))
+    shard.checkpointed = checkpoint is not None
     if plan.run.seed_globals and not shard.resuming:
         _seed_globals(shard.seed)
     reporter = _Reporter(control, k)
@@ -399,7 +400,7 @@ def _build_from_file(
                 built[name] = sink_spec.build()
                 shard.sinks.append(built[name])
             else:
-                if shard.resuming and sink_spec.type == "csv":
+                if shard.checkpointed and sink_spec.type == "csv":
                     shard.csv(target)  # refuses, saying why
                 built[name] = shard.merged(
                     target,

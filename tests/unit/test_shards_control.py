@@ -221,9 +221,9 @@ def test_a_sigkilled_driver_is_resumed_to_the_uninterrupted_bytes(tmp_path: Path
     assert [r.status for r in result.shard_results] == ["done", "done"]
 
 
-def test_csv_parts_cannot_be_resumed(tmp_path: Path) -> None:
-    """A stopped, checkpointed run into CSV parts: the resume fails saying CSV parts cannot
-    be continued (checkpoint into JSONL)."""
+def test_a_checkpointed_run_into_csv_parts_is_refused(tmp_path: Path) -> None:
+    """A checkpointed run into CSV parts fails before any event, saying CSV parts cannot be
+    continued from a checkpoint (checkpoint into JSONL); the merged CSV is not written."""
     from tests.unit.test_shards import banking_to_csv
 
     run = banking_run(
@@ -231,10 +231,9 @@ def test_csv_parts_cannot_be_resumed(tmp_path: Path) -> None:
         2,
         checkpoint=str(tmp_path / "ck"),
     )
-    stopper = StopAtFirstReport()
-    run_sharded(run, progress=stopper, stop=stopper.stop)
     with pytest.raises(ModelError, match="cannot be continued from a checkpoint"):
-        run_sharded(dataclasses.replace(run, resume=True))
+        run_sharded(run)
+    assert not (tmp_path / "o.csv").exists()
 
 
 # -- worker start ----------------------------------------------------------------------------
