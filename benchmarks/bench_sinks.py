@@ -2,9 +2,13 @@
 
 - Files (always run): `JsonLinesSink` and `CsvSink` events/s with the README record (the
   Kafka value's fields) and with their default records, ``.jsonl.gz`` / ``.jsonl.zst``, and
-  a plain ``f.write(json.dumps(record) + "\n")`` loop. Targets: the README-record sinks
-  >= 3x the plain loop and >= 1.5x the Kafka sink making the README key and value from the
-  same events (with ``--kafka``).
+  a plain ``f.write(json.dumps(record) + "\n")`` loop; each sink event by event
+  (``collect``) and tick by tick (``collect_many``, the engine's batch path, `--per-tick`
+  events a tick). Targets: the README-record sinks >= 3x the plain loop and >= 1.5x the
+  Kafka sink making the README key and value from the same events (with ``--kafka``).
+- Engine run (``--engine-run``): the banking model, 1M users x 1440 one-minute ticks
+  (``--engine-subjects``), into a `CountingSink` and into a `JsonLinesSink` (its default
+  record); target: the JSONL run's wall within 2x of the counting run's.
 - Kafka (``--kafka``): `KafkaSink` against a raw confluent-kafka ``produce()`` loop with the
   same producer settings, keys, values and timestamps; both timed until every message is
   acknowledged. Target ratio >= 0.7.
@@ -12,7 +16,9 @@
   binary COPY of the same rows (the raw peer) and SQLAlchemy's executemany ``INSERT``.
   Target >= 300k rows/s for COPY.
 
-Run: ``python benchmarks/bench_sinks.py [--kafka] [--postgres] [--events N] [--repeat R]``.
+Run: ``python benchmarks/bench_sinks.py [--kafka] [--postgres] [--engine-run] [--cpu]
+[--events N] [--repeat R]`` (``--cpu``: the file and engine figures by this process's CPU
+time, steadier on a shared machine).
 Services: ``scripts/services up``; addresses from ``DOGESIM_KAFKA_BOOTSTRAP`` /
 ``DOGESIM_DB_URL`` (defaults 127.0.0.1:19092 and the dogesim database on 127.0.0.1:5432).
 """
@@ -63,13 +69,13 @@ class Payloads:
     rows: list[dict[str, Any]]
 
 
-def make_payloads(n: int) -> Payloads:
-    """`n` banking-like events, each with a distinct user snapshot."""
+def make_payloads(n: int, per_tick: int = 1000) -> Payloads:
+    """`n` banking-like events, each with a distinct user snapshot, `per_tick` a timestamp."""
     events = []
     keys = []
     values = []
     for i in range(n):
-        ts = T0 + (i // 10) * 60_000
+        ts = T0 + (i // per_tick) * 60_000
         user = User(i % 10_000, (i * 7919) % 5000, (i % 3) * 10_000, i % 90)
         transition = TRANSITIONS[i % len(TRANSITIONS)]
         events.append((ts, user, transition))
@@ -93,11 +99,16 @@ def value_function(ts: int, user: User, transition: Transition) -> str:
 row_mapper = event_row
 
 
+#: The clock of the file and engine figures: wall time, or this process's CPU time with
+#: ``--cpu`` (steadier on a shared machine; the disk's waits are then left out).
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def timed(fn: Callable[[], int]) -> float:
     """Items per second of `fn`, which returns how many items it handled."""
-    start = time.perf_counter()
+    start = CLOCK()
     count = fn()
-    return count / (time.perf_counter() - start)
+    return count / (CLOCK() - start)
 
 
 # -- files -----------------------------------------------------------------------------------
@@ -119,27 +130,53 @@ def _median_rate(run_once: Callable[[Path], int], suffix: str, repeat: int) -> f
     return statistics.median(rates)
 
 
+#: One tick's events for ``collect_many``: the timestamp, the subjects, the transitions.
+Tick = tuple[int, list[Any], list[Transition]]
+
+
+def ticks_of(payloads: Payloads, made: list[dict[str, Any]] | None = None) -> list[Tick]:
+    """The events grouped by timestamp, as the engine hands a sink one tick's events;
+    `made`: the records made beforehand stand for the subjects."""
+    subjects = made if made is not None else [user for _, user, _ in payloads.events]
+    ticks: list[Tick] = []
+    for (ts, _, transition), subject in zip(payloads.events, subjects, strict=True):
+        if not ticks or ticks[-1][0] != ts:
+            ticks.append((ts, [], []))
+        ticks[-1][1].append(subject)
+        ticks[-1][2].append(transition)
+    return ticks
+
+
 def _file_rates(
     make: Callable[[Path], Any],
     suffix: str,
     payloads: Payloads,
     repeat: int,
     made: list[dict[str, Any]] | None = None,
+    *,
+    many: bool = False,
 ) -> float:
     """Median events/s of the sink `make(path)` over `repeat` runs, each ending with close()
     (flush and fsync) and checked: every event acknowledged. `made`: records made beforehand,
-    given to the sink as the events' subjects (its mapper must be `_given`)."""
+    given to the sink as the events' subjects (its mapper must be `_given`); `many`: one
+    ``collect_many`` call per tick instead of ``collect`` per event."""
     n = len(payloads.events)
+    ticks = ticks_of(payloads, made) if many else []
 
     def run(path: Path) -> int:
         sink = make(path)
-        collect = sink.collect
-        if made is not None:
-            for (ts, _, transition), record in zip(payloads.events, made, strict=True):
-                collect(ts, record, transition)
+        if many:
+            collect_many = sink.collect_many
+            for ts, subjects, transitions in ticks:
+                collect_many(ts, subjects, transitions)
         else:
-            for ts, user, transition in payloads.events:
-                collect(ts, user, transition)
+            collect = sink.collect
+            if made is not None:
+                for (ts, _, transition), record in zip(payloads.events, made, strict=True):
+                    collect(ts, record, transition)
+            else:
+                for ts, user, transition in payloads.events:
+                    collect(ts, user, transition)
         sink.close()
         assert sink.ledger.acknowledged == n, sink.ledger
         return n
@@ -174,36 +211,37 @@ def bench_files(payloads: Payloads, repeat: int) -> dict[str, float]:
     with their default records, compressed JSONL, and the plain json.dumps loop."""
     from dogesim.sinks.compression import member_compressor
 
+    jsonl_given = lambda p: JsonLinesSink(p, _given)  # noqa: E731
+    csv_given = lambda p: CsvSink(p, _given)  # noqa: E731
+    jsonl_readme = lambda p: JsonLinesSink(p, event_record)  # noqa: E731
+    csv_readme = lambda p: CsvSink(p, event_row)  # noqa: E731
     rates = {
         "plain json.dumps loop (records made beforehand)": _plain_loop_rate(
             payloads, repeat, made=True
         ),
-        "JsonLinesSink (records made beforehand)": _file_rates(
-            lambda p: JsonLinesSink(p, _given), ".jsonl", payloads, repeat, payloads.records
-        ),
-        "CsvSink (rows made beforehand)": _file_rates(
-            lambda p: CsvSink(p, _given), ".csv", payloads, repeat, payloads.rows
-        ),
         "plain json.dumps loop (README record)": _plain_loop_rate(payloads, repeat),
-        "JsonLinesSink (README record)": _file_rates(
-            lambda p: JsonLinesSink(p, event_record), ".jsonl", payloads, repeat
-        ),
-        "CsvSink (README row)": _file_rates(
-            lambda p: CsvSink(p, event_row), ".csv", payloads, repeat
-        ),
-        "JsonLinesSink (default record)": _file_rates(JsonLinesSink, ".jsonl", payloads, repeat),
-        "CsvSink (default record)": _file_rates(CsvSink, ".csv", payloads, repeat),
-        "JsonLinesSink .jsonl.gz (default record)": _file_rates(
-            JsonLinesSink, ".jsonl.gz", payloads, repeat
-        ),
     }
+    cases: list[tuple[str, Callable[[Path], Any], str, list[dict[str, Any]] | None]] = [
+        ("JsonLinesSink (records made beforehand)", jsonl_given, ".jsonl", payloads.records),
+        ("CsvSink (rows made beforehand)", csv_given, ".csv", payloads.rows),
+        ("JsonLinesSink (README record)", jsonl_readme, ".jsonl", None),
+        ("CsvSink (README row)", csv_readme, ".csv", None),
+        ("JsonLinesSink (default record)", JsonLinesSink, ".jsonl", None),
+        ("CsvSink (default record)", CsvSink, ".csv", None),
+        ("JsonLinesSink .jsonl.gz (default record)", JsonLinesSink, ".jsonl.gz", None),
+    ]
     try:
         member_compressor("zstd")
     except SinkConfigError:
         print("(zstandard not installed: no .jsonl.zst figure)", file=sys.stderr)
     else:
-        rates["JsonLinesSink .jsonl.zst (default record)"] = _file_rates(
-            JsonLinesSink, ".jsonl.zst", payloads, repeat
+        cases.append(
+            ("JsonLinesSink .jsonl.zst (default record)", JsonLinesSink, ".jsonl.zst", None)
+        )
+    for name, make, suffix, made in cases:
+        rates[name] = _file_rates(make, suffix, payloads, repeat, made)
+        rates[f"{name}, collect_many"] = _file_rates(
+            make, suffix, payloads, repeat, made, many=True
         )
     return rates
 
@@ -213,14 +251,53 @@ def file_rows(rates: dict[str, float], kafka: float | None) -> list[tuple[str, f
     sink on the same payloads (target >= 1.5)."""
     rows = [(name, rate, "events/s") for name, rate in rates.items()]
     made = rates["plain json.dumps loop (records made beforehand)"]
-    for name in ("JsonLinesSink (records made beforehand)", "CsvSink (rows made beforehand)"):
-        rows.append((f"{name} / plain loop (target >= 3)", rates[name] / made, "ratio"))
     plain = rates["plain json.dumps loop (README record)"]
-    for name in ("JsonLinesSink (README record)", "CsvSink (README row)"):
-        rows.append((f"{name} / plain loop", rates[name] / plain, "ratio"))
-        if kafka is not None:
-            rows.append((f"{name} / KafkaSink (target >= 1.5)", rates[name] / kafka, "ratio"))
+    for way in ("", ", collect_many"):
+        for name in ("JsonLinesSink (records made beforehand)", "CsvSink (rows made beforehand)"):
+            ratio = rates[name + way] / made
+            rows.append((f"{name}{way} / plain loop (target >= 3)", ratio, "ratio"))
+        for name in ("JsonLinesSink (README record)", "CsvSink (README row)"):
+            rows.append((f"{name}{way} / plain loop", rates[name + way] / plain, "ratio"))
+            if kafka is not None:
+                ratio = rates[name + way] / kafka
+                rows.append((f"{name}{way} / KafkaSink (target >= 1.5)", ratio, "ratio"))
     return rows
+
+
+# -- an engine run into a file ---------------------------------------------------------------
+
+
+def bench_engine_run(subjects: int, ticks: int, repeat: int) -> list[tuple[str, float, str]]:
+    """The banking model (its callbacks on) into a CountingSink and into a JsonLinesSink with
+    the default record, the same seed; best wall of `repeat` runs each, taking turns."""
+    from dogesim.examples.banking import banking_simulation
+    from dogesim.sinks.base import CountingSink
+
+    def once(jsonl: Path | None) -> tuple[float, int]:
+        sink = JsonLinesSink(jsonl) if jsonl is not None else CountingSink()
+        simulation = banking_simulation([sink], subjects=subjects, ticks=ticks, seed=7)
+        start = CLOCK()
+        result = simulation.run()
+        wall = CLOCK() - start
+        assert result.ledgers[0].ok, result.ledgers[0]
+        return wall, result.events
+
+    counting, jsonl = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "banking.jsonl"
+        for _ in range(repeat):
+            counting.append(once(None))
+            jsonl.append(once(path))
+            path.unlink()
+    (count_wall, events), (file_wall, file_events) = min(counting), min(jsonl)
+    assert events == file_events, (events, file_events)
+    size = f"{subjects:,} x {ticks} banking, {events:,} events"
+    return [
+        (f"{size} into CountingSink", count_wall, "s"),
+        (f"{size} into JsonLinesSink", file_wall, "s"),
+        ("JsonLinesSink run / CountingSink run (target <= 2)", file_wall / count_wall, "ratio"),
+        ("JsonLinesSink run", events / file_wall, "events/s"),
+    ]
 
 
 # -- Kafka -----------------------------------------------------------------------------------
@@ -430,22 +507,48 @@ def main(argv: list[str] | None = None) -> int:
         "--postgres", action="store_true", help="DbSink COPY vs raw COPY and executemany"
     )
     parser.add_argument("--events", type=int, default=500_000, help="events per run")
+    parser.add_argument(
+        "--per-tick", type=int, default=1000, help="events per tick (collect_many batches)"
+    )
+    parser.add_argument(
+        "--engine-run", action="store_true", help="banking 1M x 1440: JSONL vs counting sink"
+    )
+    parser.add_argument(
+        "--engine-subjects", type=int, default=1_000_000, help="subjects of --engine-run"
+    )
+    parser.add_argument("--files", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--cpu", action="store_true", help="file and engine figures by process CPU time"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     args = parser.parse_args(argv)
-    payloads = make_payloads(args.events)
+    global CLOCK
+    CLOCK = time.process_time if args.cpu else time.perf_counter
+    payloads = make_payloads(args.events, args.per_tick)
     rows: list[tuple[str, float, str]] = []
-    files = bench_files(payloads, args.repeat)
     kafka_rate = None
     if args.kafka:
         kafka_rows, kafka_rate = bench_kafka(payloads, args.repeat)
         rows += kafka_rows
-    rows = file_rows(files, kafka_rate) + rows
+    if args.files:
+        # CPU-time file figures are not set against the wall-time Kafka ones.
+        kafka_peer = None if args.cpu else kafka_rate
+        rows = file_rows(bench_files(payloads, args.repeat), kafka_peer) + rows
     if args.postgres:
         rows += bench_postgres(payloads, args.repeat)
+    if args.engine_run:
+        rows += bench_engine_run(args.engine_subjects, 1440, args.repeat)
+    if not rows:
+        parser.error("nothing to measure: give --files, --kafka, --postgres or --engine-run")
     width = max(len(name) for name, _, _ in rows)
-    print(f"{args.events:,} events per run, median of {args.repeat}")
+    load = os.getloadavg()
+    print(
+        f"{args.events:,} events per run ({args.per_tick:,} a tick), median of {args.repeat}"
+        f"{', CPU time' if args.cpu else ''}; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     for name, value, unit in rows:
-        shown = f"{value:.2f}" if unit == "ratio" else f"{value:,.0f}"
+        shown = f"{value:.2f}" if unit in ("ratio", "s") else f"{value:,.0f}"
         print(f"  {name:<{width}}  {shown:>12} {unit}")
     return 0
 

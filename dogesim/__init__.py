@@ -48,6 +48,9 @@ _LAZY = {
     "DataOnlineGeneratorGrapher": "dogesim.graph",
     "ShardedRun": "dogesim.shards",
     "run_sharded": "dogesim.shards",
+    "StayKernel": "dogesim.laws",
+    "ByMonth": "dogesim.varying",
+    "ByAge": "dogesim.varying",
 }
 
 #: doge-datagen's module paths, served as submodules on first use.
@@ -61,6 +64,8 @@ _DOGE_MODULES = (
 )
 
 __all__ = [
+    "ByAge",
+    "ByMonth",
     "CountingSink",
     "CsvSink",
     "CsvSinkFactory",
@@ -93,6 +98,7 @@ __all__ = [
     "Sink",
     "SinkConfigError",
     "SinkError",
+    "StayKernel",
     "Subject",
     "SubjectFactory",
     "Transition",

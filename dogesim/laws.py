@@ -9,6 +9,8 @@ delays the next attempt, how active a subject is.
   ``{law: geometric, p}``, ``{law: fixed, ticks}``, ``{law: uniform, low, high}`` (whole
   ticks ``low .. high`` equally likely), ``{law: exponential, rate}``, ``{law: lognormal,
   mu, sigma}``, ``{law: gamma, shape, scale}``, ``{law: empirical, histogram: {ticks: p}}``.
+- `StayKernel`: a semi-Markov kernel of one state (a stay's length and its destination
+  given the length, the first stay apart), ``{kernel: {lengths, weights, to}, first: ...}``.
 - `as_law`: a `Law` or such a mapping, checked (a `ModelError` names the place and value).
 - `regularized_gamma`: the regularised lower incomplete gamma function ``P(a, x)`` (the gamma
   and chi-square CDFs), which the discretised pmfs and the tests' critical values use.
@@ -53,6 +55,7 @@ __all__ = [
     "Gamma",
     "Law",
     "LogNormal",
+    "StayKernel",
     "Uniform",
     "as_law",
     "law_from_dict",
@@ -488,6 +491,153 @@ class Empirical(Law):
         return Empirical([e * factor for e in self.edges], list(self.weights), unit_ms=None)
 
 
+@dataclass(frozen=True)
+class StayKernel(Law):
+    """A semi-Markov kernel for one state: how long a stay lasts and where it goes, given
+    its length (``Q_j(L)``).
+
+    A stay lasts ``lengths[k]`` ticks with chance proportional to ``weights[k]``; a stay of
+    that length ends with the move to destination ``d`` with chance ``to[d][k]`` (each
+    length's shares are normalised; a length of positive weight needs a positive share). A
+    destination names a transition leaving the state: its trigger, or its target state
+    when one transition leads there. `first`, when given, is the kernel of a subject's
+    first stay (the one it starts in, from the run's start or its arrival); later stays
+    follow this one. The kernel decides both when and where a stay ends: the chances of
+    the state's transitions (probabilities, tables, profiles) are not used.
+
+    Data form: ``{kernel: {lengths: [...], weights: [...], to: {FE: [...], ...}},
+    first: {kernel: {...}}}``.
+    """
+
+    name: ClassVar[str] = "kernel"
+    lengths: tuple[int, ...] = (1,)
+    weights: tuple[float, ...] = (1.0,)
+    to: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    first: StayKernel | None = None
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        weights: Sequence[float],
+        to: Mapping[str, Sequence[float]],
+        *,
+        first: StayKernel | Mapping[str, Any] | None = None,
+        where: str = "kernel",
+    ) -> None:
+        for key, value in (("lengths", lengths), ("weights", weights)):
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+                raise ModelError(f"{where}: {key} must be a non-empty list, got {shown(value)}")
+        if len(weights) != len(lengths):
+            raise ModelError(
+                f"{where}: {len(lengths)} lengths and {len(weights)} weights; give one "
+                "weight per length"
+            )
+        ticks = tuple(_whole(v, where, f"lengths[{k}]") for k, v in enumerate(lengths))
+        if any(b <= a for a, b in itertools.pairwise(ticks)) or ticks[0] < 1:
+            raise ModelError(
+                f"{where}: lengths must be whole ticks >= 1, increasing, got {shown(list(lengths))}"
+            )
+        mass = tuple(
+            _number(w, where, f"weights[{k}]", positive=False) for k, w in enumerate(weights)
+        )
+        if sum(mass) <= 0:
+            raise ModelError(f"{where}: the weights sum to 0; give a positive weight")
+        if not isinstance(to, Mapping) or not to:
+            raise ModelError(
+                f"{where}: to must map destinations to shares per length, got {shown(to)}"
+            )
+        rows: list[tuple[str, tuple[float, ...]]] = []
+        for destination, shares in to.items():
+            if not isinstance(destination, str) or not destination:
+                raise ModelError(f"{where}: destination {shown(destination)} is not a name")
+            spot = f"to.{destination}"
+            if isinstance(shares, (str, bytes)) or not isinstance(shares, Sequence):
+                raise ModelError(f"{where}: {spot} must be a list of shares, got {shown(shares)}")
+            if len(shares) != len(ticks):
+                raise ModelError(
+                    f"{where}: {spot} has {len(shares)} shares for {len(ticks)} lengths; "
+                    "give one share per length"
+                )
+            rows.append(
+                (
+                    destination,
+                    tuple(
+                        _number(v, where, f"{spot}[{k}]", positive=False)
+                        for k, v in enumerate(shares)
+                    ),
+                )
+            )
+        for k, w in enumerate(mass):
+            if w > 0 and not any(shares[k] > 0 for _, shares in rows):
+                raise ModelError(
+                    f"{where}: a stay of {ticks[k]} ticks has weight {w:g} but no destination "
+                    "has a positive share at that length"
+                )
+        if first is not None and not isinstance(first, StayKernel):
+            read = law_from_dict(first, f"{where}: first")
+            if not isinstance(read, StayKernel):
+                raise ModelError(f"{where}: first must be a kernel too ({{kernel: {{...}}}})")
+            first = read
+        object.__setattr__(self, "lengths", ticks)
+        object.__setattr__(self, "weights", mass)
+        object.__setattr__(self, "to", tuple(rows))
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "unit_ms", None)
+
+    @property
+    def destinations(self) -> list[str]:
+        """The destinations, in the order given."""
+        return [d for d, _ in self.to]
+
+    def _shares(self) -> np.ndarray:
+        mass = np.asarray(self.weights)
+        return mass / mass.sum()
+
+    def cdf(self, x: float) -> float:
+        shares = self._shares().tolist()
+        return float(sum(s for k, s in zip(self.lengths, shares, strict=True) if k <= x))
+
+    def expectation(self) -> float:
+        return float(np.asarray(self.lengths) @ self._shares())
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.ticks(rng, n).astype(float)
+
+    def ticks(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """`n` stay lengths drawn from the support itself (whole ticks)."""
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        return lengths[rng.choice(len(lengths), size=n, p=self._shares())]
+
+    def pmf(self, kmax: int) -> np.ndarray:
+        out = np.zeros(kmax)
+        for k, share in zip(self.lengths, self._shares().tolist(), strict=True):
+            if k <= kmax:
+                out[k - 1] += share
+        return out
+
+    def row(self, length: int) -> list[float]:
+        """The destinations' shares (normalised) for a stay of `length` ticks."""
+        k = self.lengths.index(length)
+        shares = [s[k] for _, s in self.to]
+        total = math.fsum(shares)
+        return [s / total for s in shares]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kernel": {
+                "lengths": list(self.lengths),
+                "weights": list(self.weights),
+                "to": {d: list(s) for d, s in self.to},
+            }
+        }
+        if self.first is not None:
+            out["first"] = self.first.to_dict()
+        return out
+
+    def at_tick(self, tick_ms: int) -> Law:
+        return self
+
+
 #: Every law by its data-form name.
 LAWS: dict[str, type[Law]] = {
     law.name: law for law in (Fixed, Uniform, Exponential, LogNormal, Gamma, Empirical)
@@ -511,6 +661,8 @@ def law_from_dict(data: Mapping[str, Any], where: str = "law") -> Law:
     Raises:
         ModelError: an unknown law or key, a missing or bad parameter, mixed units.
     """
+    if isinstance(data, Mapping) and "kernel" in data:
+        return _kernel_from_dict(data, where)
     if not isinstance(data, Mapping) or "law" not in data:
         raise ModelError(
             f"{where}: a law is a mapping like {{law: gamma, shape: 2, scale_ticks: 12}}, "
@@ -550,6 +702,23 @@ def law_from_dict(data: Mapping[str, Any], where: str = "law") -> Law:
         raise ModelError(f"{where}: {exc}") from None
     except TypeError as exc:
         raise ModelError(f"{where}: {name} law: {exc}") from None
+
+
+def _kernel_from_dict(data: Mapping[str, Any], where: str) -> StayKernel:
+    """``{kernel: {lengths, weights, to}, first: {kernel: ...}}`` as a `StayKernel`."""
+    extra = sorted(set(data) - {"kernel", "first"})
+    if extra:
+        raise ModelError(f"{where}: a kernel has no key {extra[0]!r}; its keys: kernel, first")
+    body = data["kernel"]
+    if not isinstance(body, Mapping) or set(body) != {"lengths", "weights", "to"}:
+        raise ModelError(
+            f"{where}: kernel is a mapping {{lengths: [...], weights: [...], to: {{state: "
+            f"[...]}}}}, got {shown(body)}"
+        )
+    first = data.get("first")
+    if first is not None:
+        first = _kernel_from_dict(first, f"{where}: first") if isinstance(first, Mapping) else first
+    return StayKernel(body["lengths"], body["weights"], body["to"], first=first, where=where)
 
 
 def _whole(value: object, where: str, key: str) -> int:

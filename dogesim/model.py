@@ -30,6 +30,7 @@ from dogesim.rates import (
     parse_rate,
     per_tick_chances,
 )
+from dogesim.varying import ByMonth, ChanceTable, chance_table, state_peak
 
 __all__ = ["PROBABILITY_TOLERANCE", "ActionCallback", "HoldFunction", "Model", "Transition"]
 
@@ -69,6 +70,10 @@ class Transition:
         rate_attribute: the name of a subject attribute (``subject.activity``, or a key of
             a mapping subject) that multiplies this transition's rate for that subject (see
             `Model`).
+        chances: a `dogesim.varying.ChanceTable`: the chance per tick by calendar month
+            (``by_month=[12 percentages]``) or by the subject's age (``by_age={"edges":
+            [0, 12], "chances": [5, 1]}``), instead of one `probability` (which then holds
+            the table's mean, what the analytic per-tick matrix reads).
 
     Raises:
         ModelError: a field has the wrong type or value; the message names the transition,
@@ -88,13 +93,14 @@ class Transition:
     rate: Rate | None = None
     delay: Law | None = None
     rate_attribute: str | None = None
+    chances: ChanceTable | None = None
 
     def __init__(
         self,
         trigger: str,
         from_state: str,
         to_state: str,
-        probability: float | Rate | str,
+        probability: float | Rate | str | None = None,
         action_callback: ActionCallback | None = None,
         event_sinks: Iterable[Any] | Any | None = None,
         *,
@@ -104,9 +110,15 @@ class Transition:
         rate: Rate | None = None,
         delay: Law | Mapping[str, Any] | None = None,
         rate_attribute: str | None = None,
+        chances: ChanceTable | Mapping[str, Any] | None = None,
+        by_month: Sequence[float] | None = None,
+        by_age: Mapping[str, Any] | None = None,
     ) -> None:
         # A hand-written __init__ only to accept the looser input types above; every field
         # is still a dataclass field, so `dataclasses.replace` copies all of them.
+        chances = _table(trigger, chances, by_month, by_age)
+        if chances is not None and (probability is None or isinstance(probability, Real)):
+            probability = chances.mean()
         fields = {
             "trigger": trigger,
             "from_state": from_state,
@@ -120,6 +132,7 @@ class Transition:
             "rate": rate,
             "delay": delay,
             "rate_attribute": rate_attribute,
+            "chances": chances,
         }
         for name, value in fields.items():
             object.__setattr__(self, name, value)
@@ -165,6 +178,19 @@ class Transition:
                 f"{where}: rate_attribute must be the name of a subject attribute, got "
                 f"{shown(attribute)}"
             )
+        if self.chances is not None:
+            if self.rate is not None:
+                raise ModelError(
+                    f"{where}: a chance table gives percentages per tick; it cannot be a "
+                    f"rate ({self.rate}) too"
+                )
+            if self.profile is not None:
+                raise ModelError(
+                    f"{where}: give a calendar profile or a chance table (by_month, "
+                    "by_age), not both"
+                )
+            object.__setattr__(self, "chances", chance_table(self.chances, where))
+            object.__setattr__(self, "probability", self.chances.mean())
         hold = self.hold
         if not callable(hold) and (isinstance(hold, bool) or not isinstance(hold, int) or hold < 1):
             raise ModelError(
@@ -183,7 +209,26 @@ class Transition:
 
     def __repr__(self) -> str:
         chance = f"{self.probability}%" if self.rate is None else str(self.rate)
+        if self.chances is not None:
+            chance = f"{self.chances.key}, mean {self.probability:g}%"
         return f"Transition({self.trigger!r}, {self.from_state!r} -> {self.to_state!r}, {chance})"
+
+
+def _table(
+    trigger: object, chances: object, by_month: object, by_age: object
+) -> ChanceTable | None:
+    """The chance table given as `chances`, `by_month` or `by_age` (at most one)."""
+    given = [x for x in (chances, by_month, by_age) if x is not None]
+    if len(given) > 1:
+        raise ModelError(
+            f"transition {shown(trigger)}: give one chance table (by_month or by_age), not several"
+        )
+    where = f"transition {shown(trigger)}"
+    if by_month is not None:
+        return ByMonth(by_month, f"{where}: by_month")  # type: ignore[arg-type]
+    if by_age is not None:
+        return chance_table({"by_age": by_age}, where)
+    return None if chances is None else chance_table(chances, where)
 
 
 def _chance(probability: object, rate: object, where: str) -> tuple[float, Rate | None]:
@@ -275,6 +320,8 @@ class Model:
             them at that moment). A vetoed attempt (or one whose chances are all zero at
             that moment) leaves the subject in the state for a new wait drawn from the
             law. Without a law, the geometric per-tick law of the chances (the default).
+            A `dogesim.laws.StayKernel` gives both the stay's length and, given the
+            length, where it goes (a subject's first stay may have its own kernel).
         attributes: subject attributes drawn for every subject when it is created (also
             newcomers) with the run's generator, ``{"activity": LogNormal(0.7, 0.8)}``
             (set with ``setattr``, or as a key of a mapping subject), unless the subject
@@ -417,6 +464,11 @@ class Model:
         """True when some state has a dwell law or some transition a delay law."""
         return bool(self.dwell) or any(t.delay is not None for t in self.transitions)
 
+    @property
+    def varying(self) -> bool:
+        """True when some transition's chance is a table (by month or by age)."""
+        return any(t.chances is not None for t in self.transitions)
+
     def add_resource(self, name: str, capacity: int) -> None:
         """Declare a shared resource (e.g. 5 support agents) that transitions may hold."""
         if not isinstance(name, str) or not name:
@@ -435,7 +487,7 @@ class Model:
         trigger: str,
         from_state: str,
         to_state: str,
-        probability: float | Rate | str,
+        probability: float | Rate | str | None = None,
         action_callback: ActionCallback | None = None,
         event_sinks: Iterable[Any] | Any | None = None,
         *,
@@ -444,6 +496,9 @@ class Model:
         hold: int | HoldFunction = 1,
         delay: Law | Mapping[str, Any] | None = None,
         rate_attribute: str | None = None,
+        by_month: Sequence[float] | None = None,
+        by_age: Mapping[str, Any] | None = None,
+        chances: ChanceTable | Mapping[str, Any] | None = None,
     ) -> Transition:
         """Add and return a transition; see `Transition` for the arguments.
 
@@ -455,6 +510,9 @@ class Model:
         returning one, drawn at each grant (e.g. a random call length; draws from the
         global `random` module are seeded by the run). `event_sinks` is a list of sinks; a
         single sink is taken as a list of one. `delay` and `rate_attribute`: see `Transition`.
+        `by_month` (12 percentages, January first) or `by_age` (``{"edges": [0, 12],
+        "chances": [5, 1]}``) give the chance per tick as a table instead of `probability`
+        (or `chances`: a `dogesim.varying.ChanceTable`).
         """
         try:
             transition = Transition(
@@ -469,6 +527,9 @@ class Model:
                 hold=hold,
                 delay=delay,
                 rate_attribute=rate_attribute,
+                by_month=by_month,
+                by_age=by_age,
+                chances=chances,
             )
         except ModelError as exc:
             raise ModelError(f"{self.name}: {exc}") from None
@@ -508,10 +569,11 @@ class Model:
             )
         period, amount = self._period(transition)
         sums = self._sums[source]
+        total = sums.get(period, 0.0) + (amount or 0.0)
+        if amount is not None and total > 100 + PROBABILITY_TOLERANCE:
+            raise ModelError(self._over_100(transition, period, total))
+        self._check_tables(source, transition, total if period == self.tick_ms else None)
         if amount is not None:
-            total = sums.get(period, 0.0) + amount
-            if total > 100 + PROBABILITY_TOLERANCE:
-                raise ModelError(self._over_100(transition, period, total))
             sums[period] = total
         self._outgoing[source].append(transition)
         self._triggers[source][trigger] = transition
@@ -525,11 +587,31 @@ class Model:
         run's), rates per their own period. Counts (``N per P``) have no upper bound.
         """
         rate = transition.rate
+        if transition.chances is not None:
+            return self.tick_ms, None  # summed tick by tick (`_check_tables`)
         if rate is None or not math.isnan(transition.probability):
             return self.tick_ms, transition.probability
         if rate.kind == "percent":
             return rate.period_ms, rate.value
         return None, None
+
+    def _check_tables(self, source: str, transition: Transition, constant: float | None) -> None:
+        """With chance tables, the state's total at every (month, age) is at most 100%.
+
+        Only a tick whose total really exceeds 100% is refused: tables peaking in
+        different months may have peaks that sum over 100%."""
+        tables = [t.chances for t in (*self._outgoing[source], transition) if t.chances]
+        if not tables:
+            return
+        if constant is None:
+            constant = self._sums[source].get(self.tick_ms, 0.0)
+        peak = state_peak(constant, tables)
+        if peak > 100 + PROBABILITY_TOLERANCE:
+            raise ModelError(
+                f"{self.name}: state {source!r}: with the chance tables (by_month, by_age) "
+                f"of its transitions, the outgoing probabilities reach {peak:g}% in some "
+                f"tick (adding {transition.trigger!r}), at most 100%"
+            )
 
     def _over_100(self, transition: Transition, period: int | None, total: float) -> str:
         same = [t for t in self._outgoing[transition.from_state] if self._period(t)[0] == period]
@@ -615,6 +697,12 @@ class Model:
             ModelError: a state's per-tick percentages sum to more than 100%.
         """
         check_tick(tick_ms, f"{self.name}: tick_ms")
+        if self.varying and self.tick_ms not in (None, tick_ms):
+            raise ModelError(
+                f"{self.name}: its chance tables (by_month, by_age) are percentages per tick "
+                f"of {format_duration(self.tick_ms)}; run it at that tick (not "
+                f"{format_duration(tick_ms)})"
+            )
         if not self._has_durations():
             if self.tick_ms == tick_ms and not self.needs_tick:
                 return self
@@ -628,7 +716,10 @@ class Model:
             for t, chance, given in zip(outgoing, chances, sources, strict=True):
                 rate = given if isinstance(given, Rate) else None
                 delay = t.delay.at_tick(tick_ms) if t.delay is not None else None
-                rescaled[id(t)] = dataclasses.replace(t, probability=chance, rate=rate, delay=delay)
+                table = t.chances.at_tick(tick_ms) if t.chances is not None else None
+                rescaled[id(t)] = dataclasses.replace(
+                    t, probability=chance, rate=rate, delay=delay, chances=table
+                )
         return Model(
             self.states,
             self.initial,
@@ -643,7 +734,8 @@ class Model:
     def _has_durations(self) -> bool:
         """True when a dwell or delay law has its times as durations (not yet in ticks)."""
         laws = [*self.dwell.values(), *(t.delay for t in self.transitions if t.delay)]
-        return any(not law.in_ticks for law in laws)
+        tables = [t.chances for t in self.transitions if t.chances is not None]
+        return any(not law.in_ticks for law in laws) or any(not t.in_ticks for t in tables)
 
     def _source(self, transition: Transition, tick_ms: int) -> float | Rate:
         """What `transition` was given, as `per_tick_chances` reads it at `tick_ms`."""

@@ -85,6 +85,25 @@ _UNITS_MS = {
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)?\s*([a-zA-Z]+)\s*$")
 
 
+#: Units of calendar lengths: no fixed number of milliseconds.
+_CALENDAR_UNITS = ("mo", "month", "months", "y", "yr", "year", "years")
+
+
+def _check_unit(value: str, unit: str, prefix: str) -> None:
+    """Refuse ``M`` (a minute or a month?) and calendar units (months, years vary)."""
+    if unit == "M":
+        raise ModelError(
+            f"{prefix}{value!r} is ambiguous: 'm' is a minute and a calendar month is 'mo'; "
+            "write 1m for a minute, or 1mo for a calendar-month tick"
+        )
+    if unit.lower() in _CALENDAR_UNITS:
+        raise ModelError(
+            f"{prefix}{value!r} is a calendar length, not a fixed duration: months and "
+            "years vary in length; calendar ticks (1mo, 1y) are accepted as a run's tick, "
+            "elsewhere give days (e.g. 30d)"
+        )
+
+
 def parse_duration(value: object, where: str | None = None) -> int:
     """Milliseconds in `value`: an int of ms, a number string (ms), or text with a unit such
     as ``"500ms"``, ``"1s"``, ``"1m"``, ``"2h"``, ``"1d"``, ``"1w"``, ``"90 seconds"``.
@@ -99,6 +118,8 @@ def parse_duration(value: object, where: str | None = None) -> int:
     if isinstance(value, str):
         text = value.strip()
         match = _DURATION.match(text)
+        if match is not None:
+            _check_unit(value, match.group(2), prefix)
         if match is not None and match.group(2).lower() in _UNITS_MS:
             count = float(match.group(1)) if match.group(1) else 1.0
             ms = count * _UNITS_MS[match.group(2).lower()]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dogesim.display import run_result_html
 from dogesim.model import Transition
 from dogesim.sinks.base import DeliveryLedger
 
@@ -73,6 +74,7 @@ class RunResult:
     arrivals: int = 0
     record_every: int = 1
     fed: tuple[bool, ...] = ()
+    _repr_html_ = run_result_html  # Jupyter shows a result as tables of counts and ledgers
 
     @property
     def moves(self) -> int:

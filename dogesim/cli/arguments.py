@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,6 +66,30 @@ def _duration(text: str) -> int:
     from dogesim.modelfile import parse_duration
 
     return _converted(parse_duration, text)
+
+
+def _tick(text: str) -> int | str:
+    """An argparse type: a tick length in ms (``1m``), or calendar months (``1mo``, ``1y``)."""
+    from dogesim.calendar_ticks import calendar_months
+
+    try:
+        months = calendar_months(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"{months}mo" if months else _duration(text)
+
+
+def _age_bins(text: str) -> list[int]:
+    """An argparse type: age bins' lower edges in ticks, ``0,12,24``."""
+    try:
+        edges = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give lower edges in ticks, e.g. 0,12,24"
+        ) from None
+    if not edges or edges[0] != 0 or any(b <= a for a, b in itertools.pairwise(edges)):
+        raise argparse.ArgumentTypeError(f"{text!r}: edges increase from 0, e.g. 0,12,24")
+    return edges
 
 
 def _record_every(text: str) -> int | str:

@@ -58,7 +58,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "tick_ms": spec.tick_ms,
         "timestamp_start": spec.timestamp_start,
     }
-    observed = tables.observed_occupancy(events, model, **window)
+    observed = tables.observed_occupancy(events, model, calendar=spec.calendar, **window)
     figure = plots.plot_occupancy(
         model=model,
         observed=observed,
@@ -83,6 +83,8 @@ def _fit_window(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
     if states is None and spec is None:
         raise _UsageError("dogesim fit: give --states A,B,C or --model MODEL.yaml")
     tick_ms = args.tick if args.tick is not None else (spec.tick_ms if spec else None)
+    if args.tick is None and spec is not None and spec.calendar:
+        tick_ms = f"{spec.calendar}mo"
     if tick_ms is None:
         raise _UsageError("dogesim fit: give --tick (e.g. 1m) or --model MODEL.yaml")
     ticks = args.window_ticks
@@ -114,6 +116,9 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         model=spec,
         confidence=args.confidence,
         fields=_fields(args),
+        kernel=args.kernel,
+        by="month" if args.by_month else ("age" if args.by_age else None),
+        age_bins=args.by_age,
         **_fit_window(args, spec),
     )
     name = Path(args.output).stem
@@ -134,6 +139,16 @@ def _print_fit(result: Any, args: argparse.Namespace, out: TextIO) -> None:
         f"log-likelihood {result.log_likelihood:.3f}",
         file=out,
     )
+    if result.kernel is not None:
+        print(f"dwell kernels for {len(result.kernel.dwell_laws())} states", file=out)
+    if result.tables is not None:
+        tables = result.tables
+        print(
+            f"chances by {tables.factor}: LR {tables.lr_statistic:.1f} on {tables.df} df "
+            f"against constant chances, p = {tables.p_value:.3g}; per-level intervals in "
+            "the model file's descriptions",
+            file=out,
+        )
     print(f"fitted model -> {args.output}", file=out)
     if args.plot:
         figure = result.plot()

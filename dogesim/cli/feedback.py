@@ -159,18 +159,12 @@ class _Feedback:
         return f"tick {self.done:,}"
 
     def status(self, now: float | None = None) -> str:
-        """Events so far and per second, and each ledger's counts."""
-        elapsed = max((time.monotonic() if now is None else now) - self.started, 1e-9)
-        if not self.ledgers:
-            return "no sink keeps a ledger"
-        collected = sum(ledger.collected for ledger in self.ledgers)
-        what = "events" if len(self.ledgers) == 1 else f"deliveries to {len(self.ledgers)} sinks"
-        counts = "; ".join(
-            f"{ledger.sink}: {ledger.acknowledged:,} acknowledged of {ledger.collected:,}"
-            + (f", {ledger.failed:,} failed" if ledger.failed else "")
-            for ledger in self.ledgers
+        """Events so far and per second, and each ledger's counts (the notebooks' line too)."""
+        from dogesim.progress import ledger_status
+
+        return ledger_status(
+            self.ledgers, (time.monotonic() if now is None else now) - self.started
         )
-        return f"{collected:,} {what} ({collected / elapsed:,.0f}/s); {counts}"
 
     def close(self) -> None:
         self.bar.close()

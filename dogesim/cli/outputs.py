@@ -1,7 +1,7 @@
 """Where a run's events and plots go: ``--out``, ``--sink`` and ``--report``.
 
 - `_PLAIN_SINKS`: the sink types ``--sink`` can name without settings in the model file.
-- `_output_sink(path, append=...)`: the file sink of ``--out`` (CSV or JSON Lines).
+- `_output_sink(path, append=...)`: the file sink of ``--out`` (CSV, Parquet or JSON Lines).
 - `_named_sink(spec, name, append=...)`: the sink of ``--sink NAME``.
 - `_plot_module()`: `dogesim.report.plots`, or a `DogesimError` naming the missing extra.
 - `_write_report(args, spec, result, out)`: the occupancy plot of ``--report``.
@@ -32,10 +32,15 @@ def _plot_module() -> Any:
 
 
 def _output_sink(path: str, *, append: bool = False) -> Any:
-    """The sink of ``--out PATH``: CSV for .csv files, else JSON Lines ('-': stdout)."""
+    """The sink of ``--out PATH``: CSV for .csv files, Parquet for .parquet, else JSON Lines
+    ('-': stdout)."""
     from dogesim.sinks.compression import log_format
     from dogesim.sinks.files import CsvSink, JsonLinesSink
 
+    if path.lower().endswith(".parquet"):
+        from dogesim.sinks.registry import BuildContext, sink_type
+
+        return sink_type("parquet").build({"path": path}, BuildContext("out", "--out", append))
     if path != "-" and log_format(path) == "csv":
         if append:
             raise _UsageError(

@@ -17,6 +17,7 @@ import argparse
 from typing import Any, NoReturn
 
 from dogesim.cli.arguments import (
+    _age_bins,
     _duration,
     _non_negative,
     _path,
@@ -24,6 +25,7 @@ from dogesim.cli.arguments import (
     _record_every,
     _speed,
     _subject_count,
+    _tick,
     _tick_count,
     _timestamp,
 )
@@ -118,7 +120,7 @@ def _add_run(commands: _Commands) -> None:
         kind=_path,
         metavar="FILE",
         help="send every event to this file instead of the model's "
-        "sinks (.csv for CSV, else JSON Lines; '-' for stdout)",
+        "sinks (.csv for CSV, .parquet for Parquet, else JSON Lines; '-' for stdout)",
     )
     _value(
         output,
@@ -313,7 +315,7 @@ def _add_report(commands: _Commands) -> None:
         description="Plot the occupancy an event log implies against the model's analytic "
         "expectation. The log must start when the subjects were created.",
     )
-    report.add_argument("events", metavar="EVENTS", help="event log (.jsonl or .csv)")
+    report.add_argument("events", metavar="EVENTS", help="event log (.jsonl, .csv or .parquet)")
     report.add_argument("--model", "-m", required=True, metavar="MODEL.yaml")
     report.add_argument("--output", "-o", type=_path, required=True, metavar="PNG")
     _add_population(
@@ -332,16 +334,16 @@ def _add_fit(commands: _Commands) -> None:
         description="Fit each transition's per-tick probability by maximum likelihood (events "
         "/ subject-ticks in the source state) with Wilson intervals, and write a model file.",
     )
-    fit.add_argument("events", metavar="EVENTS", help="event log (.jsonl or .csv)")
+    fit.add_argument("events", metavar="EVENTS", help="event log (.jsonl, .csv or .parquet)")
     fit.add_argument(
         "--states", metavar="A,B,C", help="the states (default: the model's, else those in the log)"
     )
     fit.add_argument("--initial", metavar="STATE", help="the initial state")
     fit.add_argument(
         "--tick",
-        type=_duration,
+        type=_tick,
         metavar="LEN",
-        help="tick length: 500ms, 1s, 1m, ... (default: the model's)",
+        help="tick length: 500ms, 1s, 1m, ..., or calendar months 1mo, 1y (default: the model's)",
     )
     fit.add_argument(
         "--model",
@@ -377,4 +379,20 @@ def _add_fit(commands: _Commands) -> None:
         "--output", "-o", required=True, metavar="MODEL.yaml", help="the fitted model file to write"
     )
     fit.add_argument("--plot", metavar="PNG", help="also plot fitted vs configured")
+    fit.add_argument(
+        "--kernel",
+        action="store_true",
+        help="also fit each state's stay length and its destination given the length "
+        "(dwell kernels, first stays apart)",
+    )
+    varying = fit.add_mutually_exclusive_group()
+    varying.add_argument(
+        "--by-month", action="store_true", help="fit chances by month of year (by_month:)"
+    )
+    varying.add_argument(
+        "--by-age",
+        type=_age_bins,
+        metavar="EDGES",
+        help="fit chances by age, bins' lower edges in ticks (0,12,24; by_age:)",
+    )
     _add_field_options(fit)

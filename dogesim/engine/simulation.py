@@ -26,6 +26,7 @@ import numpy as np
 import simpy
 import simpy.rt
 
+from dogesim.calendar_ticks import CalendarTicks, calendar_ticks
 from dogesim.engine import checkpoint as checkpoints
 from dogesim.engine.closing import (
     add_note,
@@ -35,6 +36,7 @@ from dogesim.engine.closing import (
     open_all,
     raise_close_errors,
 )
+from dogesim.engine.dwell import use_calendar
 from dogesim.engine.options import MAX_SUBJECTS, UNSET, LiveOptions, RunOptions, merge_options
 from dogesim.engine.population import Population, default_subject
 from dogesim.engine.tables import Tables, effective_model
@@ -95,7 +97,7 @@ class Simulation:
         *,
         subject_factory: Callable[[], Any] | Any | None = None,
         ticks: int | None = UNSET,
-        tick_ms: int = UNSET,
+        tick_ms: int | str = UNSET,
         timestamp_start: int | None = None,
         seed: int | None = None,
         seed_globals: bool = True,
@@ -115,6 +117,9 @@ class Simulation:
     ) -> None:
         if not isinstance(model, Model):
             raise ModelError(f"model must be a dogesim.Model, got {type(model).__name__}")
+        # calendar ticks (1mo, 1y) run at their mean length, stamped by `use_calendar`
+        self._calendar = calendar_ticks(tick_ms, jitter, live)
+        tick_ms = self._calendar.mean_ms if self._calendar else tick_ms
         loose = dict(
             ticks=ticks, tick_ms=tick_ms, timestamp_start=timestamp_start, seed=seed,
             seed_globals=seed_globals, jitter=jitter, arrivals=arrivals,
@@ -127,6 +132,8 @@ class Simulation:
         self._options = merge_options(options, loose).validated(live=live_options.enabled)
         self._live = live_options.validated(self._options.tick_ms)
         self._apply_options()
+        if self._calendar is not None:
+            self._calendar = CalendarTicks(self._calendar.months, self.timestamp_start)
         self.model: Model = effective_model(
             model, self.tick_ms, self._options.churn, self._options.churn_sinks
         )
@@ -433,6 +440,8 @@ class Simulation:
         live = self.live_options.validated(self.tick_ms)
         self._prepare_sinks()
         tables = Tables(self.model, self.env)
+        if self._calendar is not None:
+            use_calendar(tables, self._calendar)
         population = Population(self._factory)
         saved = self._restored
         if saved is not None:

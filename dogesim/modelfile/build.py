@@ -101,6 +101,7 @@ def _add_transition(
         hold=transition.hold,
         delay=transition.delay,
         rate_attribute=transition.rate_attribute,
+        chances=transition.chances,
     )
 
 

@@ -5,6 +5,9 @@
 - `read_law(reader, key)`: one law in its data form (see `dogesim.laws`), e.g. a
   transition's ``delay: {law: lognormal, median: 3 min, sigma: 0.4}``.
 - `read_args(reader, key)`: a transition's ``args:``, keyword arguments for its callback.
+- `read_chances(reader)`: a transition's chance table, ``by_month: [12 percentages]`` or
+  ``by_age: {edges: [0, 12, 24], chances: [...]}`` (instead of ``probability``).
+- `CHANCE_KEYS`: those two keys, for the transitions section's key list.
 
 Each error names the file, the line and the key, and says what would be right.
 """
@@ -18,8 +21,12 @@ from typing import Any
 from dogesim.errors import ModelError
 from dogesim.laws import Law, as_law
 from dogesim.modelfile.source import _describe, _Map, _plain, _Reader
+from dogesim.varying import ChanceTable, chance_table
 
-__all__ = ["read_args", "read_dwell", "read_initial", "read_law"]
+__all__ = ["CHANCE_KEYS", "read_args", "read_chances", "read_dwell", "read_initial", "read_law"]
+
+#: The transition keys of chance tables (each replaces ``probability``).
+CHANCE_KEYS = ("by_month", "by_age")
 
 
 def _state(reader: _Reader, key: str, state: object, states: Sequence[str]) -> str:
@@ -89,3 +96,24 @@ def read_args(reader: _Reader, key: str) -> dict[str, Any]:
         if not isinstance(name, str) or not name.isidentifier():
             raise reader.error(key, f"{name!r} is not a keyword argument name")
     return dict(args)
+
+
+def read_chances(reader: _Reader) -> ChanceTable | None:
+    """A transition's ``by_month`` / ``by_age`` table (None without one)."""
+    given = [key for key in CHANCE_KEYS if reader.has(key)]
+    if not given:
+        return None
+    key = given[0]
+    if len(given) > 1:
+        raise reader.error(given[1], f"give one chance table: {key} or {given[1]}, not both")
+    if reader.has("probability"):
+        raise reader.error(
+            "probability", f"{key} gives the chances; drop probability (it would be ignored)"
+        )
+    try:
+        return chance_table({key: _plain(reader.raw(key))}, key)
+    except ModelError as exc:
+        message = str(exc)
+        while message.startswith(f"{key}: "):
+            message = message.removeprefix(f"{key}: ")
+        raise reader.error(key, message) from None

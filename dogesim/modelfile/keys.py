@@ -58,6 +58,8 @@ _TRANSITION_KEYS = (
     "delay",
     "rate_attribute",
     "args",
+    "by_month",
+    "by_age",
 )
 _TRANSITION_REQUIRED = ("trigger", "from", "to", "probability")
 

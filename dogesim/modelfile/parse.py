@@ -23,6 +23,7 @@ from dogesim.modelfile.online import _read_live, _read_profiles, _read_resources
 from dogesim.modelfile.runkeys import (
     _check_run,
     _override,
+    _read_calendar,
     _read_checkpoint,
     _read_clock,
     _read_record_every,
@@ -90,6 +91,7 @@ def _parse(
         dwell=dwell,
         transitions=transitions,
         tick_ms=tick_ms,
+        calendar=_read_calendar(top, start),
         ticks=n_ticks,
         timestamp_start=start,
         seed=file_seed,

@@ -1,7 +1,8 @@
 """The run keys of a model file (clock, record_every, checkpoint), the checks only the whole
 run shows, and the per-load overrides.
 
-- `_read_clock(top)`: ``tick``, ``probability_tick``, ``ticks``, ``start`` and ``seed``.
+- `_read_clock(top)`: ``tick``, ``probability_tick``, ``ticks``, ``start`` and ``seed``;
+  `_read_calendar(top, start)`: the months of a calendar ``tick`` (``1mo``, ``1y``).
 - `_read_record_every`, `_read_checkpoint`, `_read_ticks`: lengths in whole ticks (a
   number, or a duration such as ``10m``).
 - `_check_run(spec, src, top)`: chances rescaled to the run's tick, churn added to every
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dogesim.calendar_ticks import MEAN_MONTH_MS, CalendarTicks, calendar_months
 from dogesim.engine import Simulation
 from dogesim.errors import ModelError
 from dogesim.modelfile.source import (
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 
 def _read_clock(top: _Reader) -> tuple[int, int | None, int, int, int | None]:
     """``tick``, ``probability_tick``, ``ticks``, ``start`` and ``seed``, read in that order."""
-    tick_ms = _read_duration(top, "tick")
+    months = calendar_months(top.raw("tick"))
+    tick_ms = months * MEAN_MONTH_MS if months else _read_duration(top, "tick")
     probability_tick = (
         _read_duration(top, "probability_tick") if top.has("probability_tick") else None
     )
@@ -47,6 +50,18 @@ def _read_clock(top: _Reader) -> tuple[int, int | None, int, int, int | None]:
             raise top.error("start", str(exc)) from None
     seed = top.integer("seed", minimum=0) if top.has("seed") else None
     return tick_ms, probability_tick, ticks, start, seed
+
+
+def _read_calendar(top: _Reader, start: int) -> int | None:
+    """The months per tick of a calendar ``tick: 1mo`` / ``1y`` (None: a fixed tick);
+    `start` must then be a month start."""
+    months = calendar_months(top.raw("tick"))
+    if months is not None:
+        try:
+            CalendarTicks(months, start)
+        except ModelError as exc:
+            raise top.error("start" if top.has("start") else "tick", str(exc)) from None
+    return months
 
 
 def _read_duration(top: _Reader, key: str) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dogesim.calendar_ticks import stamp_by_calendar
 from dogesim.engine import LiveOptions, RunOptions, Simulation
 from dogesim.errors import ModelError, RunError
 from dogesim.modelfile.build import Sinks, _close_built, churn_sinks
@@ -103,6 +104,8 @@ def new_simulation(
         simulation = Simulation(
             model, spec.subjects.count, subject_factory=factory, options=run, live=live
         )
+        if spec.calendar is not None:
+            stamp_by_calendar(simulation, spec.calendar)
         factory.target = spec.subject_factory(simulation.seed)
         return simulation
     except BaseException:
@@ -153,6 +156,8 @@ def resume_simulation(
             raise RunError(f"{path} cannot be read as a dogesim checkpoint: {exc}") from exc
         except ModelError as exc:
             raise RunError(f"{path}: cannot resume: {exc}") from None
+        if spec.calendar is not None:
+            stamp_by_calendar(simulation, spec.calendar)
         _continue_after_resume(spec, simulation, settings, factory)
         return simulation
     except BaseException:

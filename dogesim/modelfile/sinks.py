@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dogesim.errors import ModelError, SinkConfigError
+from dogesim.modelfile.pacing import capped, split_pacing
 from dogesim.modelfile.source import _callable_at, _describe, _Map, _Reader, _Seq, _Source
 from dogesim.sinks.builders import TEMPLATE_FIELDS, subject_key
 from dogesim.sinks.registry import (
@@ -50,6 +51,8 @@ class SinkSpec:
     settings: dict[str, Any] = field(repr=False)
     line: int = 0
     source: str = "<model>"
+    #: ``max_rate``/``burst``: the sink's throughput cap (`dogesim.sinks.pacing.RateCap`).
+    cap: Any = None
 
     def __repr__(self) -> str:
         shown = masked_settings(self._kind(), self.settings)
@@ -92,7 +95,8 @@ class SinkSpec:
             raise ModelError(f"{self.where}: {exc}") from exc
         if hint is not None:
             raise ModelError(f"{self.where}: {hint}")
-        return kind.build(self.settings, BuildContext(self.name, self.where, append))
+        built = kind.build(self.settings, BuildContext(self.name, self.where, append))
+        return capped(built, self.cap)
 
     def describe(self) -> str:
         """A short human description, e.g. ``jsonl out/banking.jsonl``."""
@@ -102,7 +106,11 @@ class SinkSpec:
             or self.settings.get("table")
             or ""
         )
-        return f"{self.type} {target}".strip()
+        return f"{self.type} {target}".strip() + (self.cap.describe() if self.cap else "")
+
+
+#: Setting kinds holding a schema as JSON text or the path of a file (beside the model).
+_SCHEMA_KINDS = {"avro_schema": "an Avro schema", "json_schema": "a JSON Schema"}
 
 
 def _check_sink_keys(sink: _Reader, value: _Map, kind: SinkType) -> None:
@@ -131,6 +139,7 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
     if not isinstance(value, _Map):
         raise src.error(line, where, f"{_describe(value)}: give the sink's settings as a mapping")
     sink = _Reader(src, value, where)
+    value, cap = split_pacing(sink, value)
     if "type" in value:
         name_of_type = sink.string("type")
     elif name in sink_types():
@@ -178,7 +187,7 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
                     )
                 plain[str(ckey)] = str(cvalue) if isinstance(cvalue, str) else cvalue
             settings[key] = plain
-        elif setting == "avro_schema":
+        elif setting in _SCHEMA_KINDS:
             text = sink.string(key)
             if not text.lstrip().startswith(("{", "[", '"')):
                 schema_path = Path(text)
@@ -187,8 +196,8 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
                 if not schema_path.is_file():
                     raise sink.error(
                         key,
-                        f"{text!r} is neither an Avro schema (JSON) nor a file; looked for "
-                        f"{schema_path}",
+                        f"{text!r} is neither {_SCHEMA_KINDS[setting]} (JSON) nor a file; "
+                        f"looked for {schema_path}",
                     )
                 text = schema_path.read_text(encoding="utf-8")
             settings[key] = text
@@ -217,4 +226,4 @@ def _read_sink(src: _Source, reader: _Reader, name: str) -> SinkSpec:
         kind.check(settings, where)
     except SinkConfigError as exc:
         raise src.error(line, where, str(exc).removeprefix(f"{where}: ")) from None
-    return SinkSpec(name, name_of_type, settings, line, src.name)
+    return SinkSpec(name, name_of_type, settings, line, src.name, cap)

@@ -67,7 +67,9 @@ class ModelSpec:
             (weights per state).
         dwell: per state, its dwell-time law (``dwell:``).
         transitions: the transitions, in file order.
-        tick_ms: tick length in milliseconds.
+        tick_ms: tick length in milliseconds (calendar ticks: their mean length).
+        calendar: months per tick for calendar ticks (``tick: 1mo`` / ``1y``), stamped at
+            month starts; None for a fixed tick.
         ticks: number of ticks.
         timestamp_start: timestamp of tick 0, epoch ms.
         seed: the seed, or None (a seed is then picked per run and reported).
@@ -120,6 +122,7 @@ class ModelSpec:
     checkpoint_path: str | None = None
     checkpoint_every: int | None = None
     shards: int | None = None
+    calendar: int | None = None
 
     def __repr__(self) -> str:
         # Sink settings may hold passwords (conf, URLs) and ${VAR} values: mask them.

@@ -16,7 +16,7 @@ from dogesim.errors import ModelError
 from dogesim.laws import Law
 from dogesim.model import Model, Transition
 from dogesim.modelfile.build import _add_transition
-from dogesim.modelfile.cohorts import read_args, read_law
+from dogesim.modelfile.cohorts import CHANCE_KEYS, read_args, read_chances, read_law
 from dogesim.modelfile.keys import _TRANSITION_KEYS, _TRANSITION_REQUIRED, _did_you_mean
 from dogesim.modelfile.online import (
     RandomHold,
@@ -27,6 +27,7 @@ from dogesim.modelfile.online import (
 )
 from dogesim.modelfile.source import _callable_at, _check_call, _describe, _Map, _Reader, _Source
 from dogesim.rates import Profile, Rate
+from dogesim.varying import ChanceTable
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TransitionSpec:
         delay: the law of the wait before the next attempt after this move, or None.
         rate_attribute: the subject attribute that scales this transition's rate, or None.
         callback_args: keyword arguments the callback is called with (``args:``).
+        chances: the chance table (``by_month:`` / ``by_age:``) given instead of a
+            probability, or None (`probability` then holds the table's mean).
     """
 
     trigger: str
@@ -67,6 +70,7 @@ class TransitionSpec:
     delay: Law | None = None
     rate_attribute: str | None = None
     callback_args: dict[str, Any] = field(default_factory=dict)
+    chances: ChanceTable | None = None
 
 
 def _read_transitions(
@@ -103,7 +107,8 @@ def _read_transitions(
                 line, path, f"{_describe(item)}: give a mapping with {', '.join(_TRANSITION_KEYS)}"
             )
         t = _Reader(src, item, path)
-        t.check_keys(_TRANSITION_KEYS, _TRANSITION_REQUIRED)
+        tabled = any(t.has(key) for key in CHANCE_KEYS)  # a table replaces probability
+        t.check_keys(_TRANSITION_KEYS, _TRANSITION_REQUIRED[:3] if tabled else _TRANSITION_REQUIRED)
         spec = _read_transition(t, line, context)
         try:
             _add_transition(check, spec)
@@ -131,7 +136,8 @@ def _read_transition(t: _Reader, line: int, context: _Context) -> TransitionSpec
     trigger = t.string("trigger")
     from_state = _read_state(t, "from", context)
     to_state = _read_state(t, "to", context)
-    probability = _read_chance(t, "probability")
+    chances = read_chances(t)
+    probability = chances.mean() if chances else _read_chance(t, "probability")
     args = read_args(t, "args") if t.has("args") else {}
     callback, callback_path = _read_callback(t, args)
     chosen = _sink_names(t, "sinks", context.sink_names, context.default_sinks)
@@ -159,6 +165,7 @@ def _read_transition(t: _Reader, line: int, context: _Context) -> TransitionSpec
         read_law(t, "delay") if t.has("delay") else None,
         t.string("rate_attribute") if t.has("rate_attribute") else None,
         args,
+        chances,
     )
 
 

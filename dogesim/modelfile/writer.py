@@ -74,6 +74,7 @@ def dump_model(
     default_sinks: Sequence[str] | None = None,
     header: str | None = None,
     subjects_section: Mapping[str, Any] | None = None,
+    calendar: int | None = None,
 ) -> str:
     """Write a model file for `model` and return its text (written to `path` when given).
 
@@ -89,6 +90,8 @@ def dump_model(
         subjects_section: how subjects are made (``factory``/``factory_args`` or
             ``attributes``, as plain settings); default: the `ModelSpec`'s, else plain
             subjects with an ``id``.
+        calendar: months per tick of calendar ticks (written ``tick: 1mo``; `tick_ms` is
+            then their mean length); default: the `ModelSpec`'s.
 
     Callbacks are written as import paths when they can be imported back; others are left
     out (with a comment in the header). The text is loaded back before it is written, so a
@@ -116,7 +119,8 @@ def dump_model(
     doc["initial_state"] = bare.initial  # a name, or the mix's shares
     if bare.dwell:
         doc["dwell"] = {state: law.to_dict() for state, law in bare.dwell.items()}
-    doc["tick"] = format_duration(tick_ms)
+    calendar = calendar if calendar is not None else (spec.calendar if spec else None)
+    doc["tick"] = f"{calendar}mo" if calendar else format_duration(tick_ms)
     doc["ticks"] = ticks
     doc["start"] = _format_timestamp(timestamp_start)
     subjects_doc: dict[str, Any] = {"count": subjects}
@@ -148,6 +152,9 @@ def dump_model(
             "to": t.to_state,
             "probability": _percent(float(t.probability)),
         }
+        if t.chances is not None:  # a table by month or age, instead of the probability
+            del entry["probability"]
+            entry.update(t.chances.to_dict())
         if t.action_callback is not None:
             target = _import_name(t.action_callback)
             if target is None:

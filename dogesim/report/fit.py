@@ -4,9 +4,13 @@
   log-likelihood from a log of (subject, timestamp, from_state, to_state[, trigger]), with
   an optional population roster, survey weights and calendar-month ticks.
 - `fit_observed(observed, ...)`: the same from an `observed.Observed` log.
+- `with_laws(result, observed, kernel=..., by=...)`: a fit with a kernel and chances by
+  month or age from the same log (what ``fit_event_log(kernel=True, by="month")`` does).
 - `fit_by(events, by=COLUMN, ...)`: one fit per group of subjects (`GroupFit`).
 - `FitResult`: the fit: a comparison table (fitted vs configured), the initial mix, the
-  fitted `Model`, a model file (`write_model_file`) and a plot.
+  fitted `Model`, a model file (`write_model_file`) and a plot; `with_kernel` adds a
+  semi-Markov kernel (dwell kernels, first stays apart), `with_tables` chances by month of
+  year or by age, both written to the model and its file.
 - `FittedTransition`, `InitialShare`: rows of it.
 - `wilson_interval(k, n, confidence)`: the score interval for a binomial proportion.
 
@@ -57,6 +61,7 @@ effective probability ``p_i x P(accepted)``, lower than the configured one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -68,14 +73,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dogesim.calendar_ticks import MEAN_MONTH_MS, calendar_months, month_floor
 from dogesim.errors import DogesimError
 from dogesim.model import Model, Transition
 from dogesim.report.observed import Observed, kish_deff, observe
+from dogesim.varying import ByAge, ByMonth, ChanceTable
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from dogesim.modelfile import ModelSpec
+    from dogesim.report.spells import Kernel
+    from dogesim.report.timevarying import FactorFit
 
 __all__ = [
     "FitResult",
@@ -86,6 +95,7 @@ __all__ = [
     "fit_event_log",
     "fit_observed",
     "wilson_interval",
+    "with_laws",
 ]
 
 
@@ -183,6 +193,8 @@ class FitResult:
     initial_source: str = "first events"
     weighted: bool = False
     tick: int | str | None = None
+    kernel: Kernel | None = None
+    tables: FactorFit | None = None
 
     def initial_counts(self, total: int | None = None) -> dict[str, int]:
         """The initial mix as whole subjects per occupied state, summing to `total` (default:
@@ -233,11 +245,24 @@ class FitResult:
             )
         return pd.DataFrame(rows)
 
-    def to_model(self, name: str = "fitted") -> Model:
-        """The fitted chain as a `Model` (probabilities in %, no callbacks, no sinks)."""
-        model = Model(self.states, self.initial_state, name=name)
+    def to_model(self, name: str = "fitted", *, mix: bool = False) -> Model:
+        """The fitted chain as a `Model` (probabilities in %, no callbacks, no sinks).
+
+        With a fitted `kernel` (`with_kernel`) its states get their dwell kernels; with
+        fitted `tables` (`with_tables`) the transitions seen in them get their chances by
+        month or age. `mix`: start from the fitted initial mix (else `initial_state`)."""
+        counts = self.initial_counts()
+        initial: str | dict[str, float] = self.initial_state
+        if mix and len(counts) > 1:
+            initial = {state: float(count) for state, count in counts.items()}
+        dwell = self.kernel.dwell_laws() if self.kernel is not None else None
+        model = Model(self.states, initial, name=name, dwell=dwell)
         totals: dict[str, float] = {}
         for t in self.transitions:
+            table = self._table(t)
+            if table is not None:
+                model.add(Transition(t.trigger, t.from_state, t.to_state, chances=table))
+                continue
             percent = 100 * t.probability
             # Keep each state's sum at most 100% despite floating-point rounding.
             room = 100.0 - totals.get(t.from_state, 0.0)
@@ -245,6 +270,50 @@ class FitResult:
             totals[t.from_state] = totals.get(t.from_state, 0.0) + percent
             model.add(Transition(t.trigger, t.from_state, t.to_state, percent))
         return model
+
+    def with_kernel(self, kernel: Kernel) -> FitResult:
+        """This fit with a semi-Markov kernel (`dogesim.report.spells.fit_kernel`): the
+        model's states get destination-by-length dwell kernels (first stays apart when
+        the kernel has them)."""
+        return dataclasses.replace(self, kernel=kernel)
+
+    def with_tables(self, tables: FactorFit) -> FitResult:
+        """This fit with chances by month of year or by age
+        (`dogesim.report.timevarying.fit_by_factor`): every transition it saw gets its
+        table (``by_month`` / ``by_age``) in the model, its intervals in the file's notes."""
+        if tables.factor not in ("month", "age"):
+            raise DogesimError(f"with_tables: a fit by month or by age, not {tables.factor!r}")
+        return dataclasses.replace(self, tables=tables)
+
+    def _table(self, t: FittedTransition) -> ChanceTable | None:
+        """The fitted table of transition `t` (None without tables, or if it is not in
+        them)."""
+        if self.tables is None:
+            return None
+        try:
+            chances = [min(c, 100.0) for c in self.tables.chances(t.from_state, t.trigger)]
+        except DogesimError:
+            return None
+        if self.tables.factor == "month":
+            return ByMonth(chances)
+        return ByAge(self.tables.edges, chances)
+
+    def _table_notes(self) -> dict[tuple[str, str], str]:
+        """Per transition with a table: its chances per level with their intervals."""
+        if self.tables is None:
+            return {}
+        notes: dict[tuple[str, str], str] = {}
+        label = "month" if self.tables.factor == "month" else "age from"
+        for (state, trigger), rows in self.tables.table.groupby(["from_state", "trigger"]):
+            parts = [
+                f"{label} {int(r.level)}: {100 * r.probability:.4g}% "
+                f"[{100 * r.ci_low:.4g}, {100 * r.ci_high:.4g}]"
+                for r in rows.itertuples()
+            ]
+            notes[(str(state), str(trigger))] = (
+                f"by {self.tables.factor} ({self.confidence:.0%} CI): " + "; ".join(parts)
+            )
+        return notes
 
     def write_model_file(
         self,
@@ -273,15 +342,21 @@ class FitResult:
             )
             for t in self.transitions
         }
+        for key, note in self._table_notes().items():
+            notes[key] = notes.get(key, "") + "; " + note
         header = (
             f"Fitted by dogesim fit from {self.events} events of {self.subjects} subjects over "
             f"{self.ticks} ticks; log-likelihood {self.log_likelihood:.3f}.\n"
             "Probabilities are maximum-likelihood estimates (events / subject-ticks at risk)."
         )
-        if isinstance(self.tick, str):
+        months = calendar_months(self.tick)
+        if months is not None:
+            header += f"\nFitted on calendar ticks ({self.tick}), stamped at month starts."
+        if self.kernel is not None:
             header += (
-                f"\nFitted on calendar ticks ({self.tick}); `tick` is their mean length until "
-                "model files have calendar units."
+                "\nDwell kernels: each state's stay length (Kaplan-Meier histogram) and its "
+                "destination given the length"
+                + (", first stays apart." if self.kernel.separate_first else ".")
             )
         text = dump_model(
             self.to_model(name),
@@ -289,7 +364,8 @@ class FitResult:
             tick_ms=self.tick_ms,
             ticks=self.ticks,
             subjects=self.subjects,
-            timestamp_start=self.window_start,
+            timestamp_start=month_floor(self.window_start) if months else self.window_start,
+            calendar=months,
             seed=seed if seed is not None else (template.seed if template else None),
             name=name,
             description=(
@@ -382,6 +458,9 @@ def fit_event_log(
     fields: Mapping[str, str] | None = None,
     roster: Any = None,
     weight: str | None = None,
+    kernel: bool = False,
+    by: str | None = None,
+    age_bins: Sequence[int] | None = None,
 ) -> FitResult:
     """Fit per-tick transition probabilities by maximum likelihood.
 
@@ -410,6 +489,13 @@ def fit_event_log(
         roster: the population and each subject's state at the window start (see
             `observed.observe`); replaces `subjects`/`silent`.
         weight: the column (roster, else log) of survey weights.
+        kernel: also fit a semi-Markov kernel (`dogesim.report.spells.fit_kernel`, first
+            stays apart): the model gets destination-by-length dwell kernels.
+        by: ``"month"`` or ``"age"``: also fit each transition's chance by month of year or
+            by age bin (`dogesim.report.timevarying.fit_by_factor`), written as ``by_month``
+            / ``by_age`` tables with their intervals in the notes.
+        age_bins: the age bins' lower edges in ticks for ``by="age"`` (default: 6 equal
+            bins over the window).
 
     Raises:
         DogesimError: the log is inconsistent (a subject's event starts from a state other
@@ -439,9 +525,35 @@ def fit_event_log(
     )
     if initial_state is None and bare is not None:
         initial_state = bare.initial_state
-    return fit_observed(
+    result = fit_observed(
         obs, model=model, confidence=confidence, initial_state=initial_state, tick=tick_ms
     )
+    return with_laws(result, obs, kernel=kernel, by=by, age_bins=age_bins)
+
+
+def with_laws(
+    result: FitResult,
+    obs: Observed,
+    *,
+    kernel: bool = False,
+    by: str | None = None,
+    age_bins: Sequence[int] | None = None,
+) -> FitResult:
+    """`result` with a semi-Markov kernel (`kernel`) and chances by month or age (`by`)
+    fitted from the same log (see `fit_event_log`)."""
+    if kernel:
+        from dogesim.report.spells import fit_kernel
+
+        result = result.with_kernel(fit_kernel(obs))
+    if by is not None:
+        from dogesim.report.timevarying import fit_by_factor
+
+        if by not in ("month", "age"):
+            raise DogesimError(f"by={by!r}: fit chances by 'month' or by 'age'")
+        bins = age_bins if by == "age" else None
+        tables = fit_by_factor(obs, by, age_bins=bins, confidence=result.confidence)
+        result = result.with_tables(tables)
+    return result
 
 
 def fit_observed(
@@ -558,8 +670,8 @@ def fit_observed(
 
 
 def _month_ms(obs: Observed) -> int:
-    """A calendar-month grid's mean tick length in ms (for model files without months)."""
-    return round(obs.grid.months * 30.436875 * 86_400_000)
+    """A calendar-month grid's mean tick length in ms (what rates are rescaled with)."""
+    return obs.grid.months * MEAN_MONTH_MS
 
 
 def _number(value: float) -> float:

@@ -12,8 +12,9 @@
 - `dwell_report(observed, ...)`: `fit_dwell` for every state (`dwell_table` as a DataFrame).
 - `DwellLaw.spec()`: a fitted law as plain settings for a model file's dwell section.
 - `fit_kernel(observed)`: a semi-Markov kernel (`Kernel`): per state (and separately for
-  subjects' first stays) the dwell law and the destination's shares given the length —
-  what transition-specific delay laws need.
+  subjects' first stays) the dwell law and the destination's shares given the length;
+  `Kernel.dwell_laws()` gives them as a model's dwell laws (`dogesim.laws.StayKernel`),
+  which the engine simulates and model files hold (``dwell: {school: {kernel: ...}}``).
 - `ks_distance(curve, law)`: ``max_k |S_KM(k) - S_law(k)|`` over the observed range.
 
 Lengths count attempts, as the engine does: a subject that enters a state at tick ``t``
@@ -57,6 +58,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from dogesim.errors import DogesimError
+from dogesim.laws import StayKernel
 from dogesim.report.observed import kish_deff
 
 if TYPE_CHECKING:
@@ -213,6 +215,12 @@ def _collapse(
     key = length * 2 + censored.astype(np.int64)
     unique, inverse = np.unique(key, return_inverse=True)
     return unique // 2, (unique % 2).astype(bool), np.bincount(inverse, weights=w)
+
+
+def _short(value: float) -> float:
+    """A probability to 8 significant digits (readable in model files; a positive one stays
+    positive)."""
+    return float(f"{float(value):.8g}")
 
 
 def _plain_number(value: float) -> int | float:
@@ -660,6 +668,34 @@ class Kernel:
     dwell: dict[tuple[str, bool], Empirical]
     destinations: dict[tuple[str, bool], pd.DataFrame]
     separate_first: bool
+
+    def stay_kernel(self, state: str) -> StayKernel | None:
+        """`state`'s kernel as a model's dwell law (`dogesim.laws.StayKernel`, lengths in
+        ticks, destinations by target state), first stays apart when fitted apart; None
+        for a state no stay was seen to leave."""
+        later_key, first_key = self.key(state, False), self.key(state, True)
+        if later_key is None or first_key is None:
+            return None
+        first = self._stay_kernel(first_key) if first_key != later_key else None
+        return self._stay_kernel(later_key, first)
+
+    def _stay_kernel(self, key: tuple[str, bool], first: StayKernel | None = None) -> StayKernel:
+        histogram = self.dwell[key].histogram()
+        table = self.destinations[key]
+        rows = table.loc[[min(k, int(table.index[-1])) for k in histogram]]
+        to = {str(d): [_short(x) for x in rows[d].to_numpy()] for d in table.columns}
+        weights = [_short(w) for w in histogram.values()]
+        return StayKernel(list(histogram), weights, to, first=first)
+
+    def dwell_laws(self) -> dict[str, StayKernel]:
+        """Every state's `stay_kernel` (states never left have none): ``Model(dwell=...)``."""
+        states = dict.fromkeys(state for state, _ in self.dwell)
+        out = {}
+        for state in states:
+            law = self.stay_kernel(state)
+            if law is not None:
+                out[state] = law
+        return out
 
     def key(self, state: str, first: bool) -> tuple[str, bool] | None:
         """The key holding `state`'s laws for a first (or later) stay, None if final."""

@@ -26,6 +26,7 @@ import pandas as pd
 
 from dogesim.errors import DogesimError
 from dogesim.model import Model
+from dogesim.report.parquet_reader import is_parquet, read_parquet_log
 from dogesim.result import RunResult
 from dogesim.sinks.compression import log_format, open_text
 
@@ -153,6 +154,8 @@ def _records(source: Any) -> pd.DataFrame:
         path = Path(source)
         if not path.is_file():
             raise DogesimError(f"{os.fspath(path)}: no such event log")
+        if is_parquet(path):
+            return read_parquet_log(path)
         if log_format(path) == "csv":
             try:
                 return pd.read_csv(path)
@@ -323,6 +326,7 @@ def observed_occupancy(
     ticks: int,
     tick_ms: int,
     timestamp_start: int,
+    calendar: int | None = None,
 ) -> pd.DataFrame:
     """The occupancy an event log implies: subjects per state after each tick's moves.
 
@@ -335,6 +339,8 @@ def observed_occupancy(
         model: gives the states and the initial state.
         subjects: the population size (subjects without events stay in the initial state).
         ticks, tick_ms, timestamp_start: the window and the tick length.
+        calendar: months per tick of calendar ticks (a model file's ``tick: 1mo``): an
+            event's tick is then the month it falls in, not a multiple of `tick_ms`.
     """
     index = {state: k for k, state in enumerate(model.states)}
     unknown = sorted((set(events["from_state"]) | set(events["to_state"])) - set(index), key=str)
@@ -342,7 +348,13 @@ def observed_occupancy(
         raise DogesimError(
             f"event log: states {unknown} are not in model {model.name!r} ({', '.join(index)})"
         )
-    tick = (events["timestamp"].to_numpy(dtype=np.int64) - timestamp_start) // tick_ms
+    stamps = events["timestamp"].to_numpy(dtype=np.int64)
+    if calendar:
+        from dogesim.report.observed import TickGrid
+
+        tick = TickGrid(timestamp_start, months=calendar).index(stamps)
+    else:
+        tick = (stamps - timestamp_start) // tick_ms
     inside = (tick >= 0) & (tick < ticks)
     if not inside.all():
         warnings.warn(

@@ -128,6 +128,32 @@ class FactorFit:
             np.array(rows), columns=states, index=pd.RangeIndex(len(rows), name="tick")
         )
 
+    @property
+    def edges(self) -> list[int]:
+        """The levels: months 1-12, the age bins' lower edges (ticks), or [0]."""
+        if self.factor == "month":
+            return list(range(1, 13))
+        if self.factor == "age":
+            return [int(e) for e in self._edges]
+        return [0]
+
+    def chances(self, from_state: str, trigger: str) -> list[float]:
+        """One transition's chance (%) at every level of `edges`; a level the state was
+        never seen at gets the transition's pooled chance (as `matrix` does)."""
+        rows = self.table[
+            (self.table["from_state"] == from_state) & (self.table["trigger"] == trigger)
+        ]
+        if not len(rows):
+            raise DogesimError(f"no transition {trigger!r} from {from_state!r} in the fit")
+        exposure = float(rows["exposure"].sum())
+        pooled = 100 * float(rows["events"].sum()) / exposure if exposure else 0.0
+        at = {
+            int(k): 100 * float(p)
+            for k, p, e in zip(rows["level"], rows["probability"], rows["exposure"], strict=True)
+            if e > 0
+        }
+        return [at.get(level, pooled) for level in self.edges]
+
     def profile(self, from_state: str, trigger: str) -> dict[int, float]:
         """One transition's chance (%) per level."""
         rows = self.table[

@@ -8,6 +8,11 @@
 - `FlushPoint`: one write of a sink's buffer (lines and bytes in the file), in
   ``sink.flush_points``.
 
+Both sinks also take the events of one tick in one call, ``collect_many(timestamp, subjects,
+transitions)`` (the engine's batch path, `dogesim.sinks.base.batch_collector`): the same
+bytes, ledger, flush points and errors as ``collect`` called for each event in turn, with
+the tick's lines encoded in one pass and added to the buffer at once.
+
 Both sinks encode each line to UTF-8 when it is collected (a line that cannot be encoded, such
 as one holding a lone surrogate, fails alone as a `SinkError`), JSON through orjson where it
 gives the standard library's bytes (`dogesim.sinks.encoding`), and write through a 1 MiB
@@ -32,7 +37,7 @@ import datetime as _dt
 import enum
 import errno
 import io
-import operator
+import itertools
 import os
 import stat
 import sys
@@ -44,7 +49,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from dogesim.errors import RunError, SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
 from dogesim.sinks.compression import SUFFIXES, compression_of, member_compressor
-from dogesim.sinks.encoding import json_line_encoder
+from dogesim.sinks.encoding import Unwritable, json_line_encoder, json_lines_encoder
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -66,8 +71,21 @@ Mapper = Callable[[int, Any, "Transition"], Mapping[str, Any]]
 #: Write buffer of the file sinks, in bytes (fewer, larger writes).
 BUFFER_BYTES = 1 << 20
 
-#: Per dataclass: its field names and a getter of their values (one C call per subject).
-_FIELDS_CACHE: dict[type, tuple[tuple[str, ...], Callable[[Any], Any]]] = {}
+#: Per dataclass: a function giving an instance's fields as a dict (compiled once per class).
+_FIELDS_CACHE: dict[type, Callable[[Any], dict[str, Any]]] = {}
+
+
+def _fields_reader(names: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    """``obj -> {name: obj.name, ...}`` for these field names, in their order.
+
+    Generated as one dict display, the way `dataclasses` generates ``__init__``: ten times
+    faster than zipping names with an attrgetter's tuple, which matters once per event.
+    """
+    body = ", ".join(f"{name!r}: obj.{name}" for name in names)
+    namespace: dict[str, Any] = {}
+    exec(f"def fields_of(obj):\n    return {{{body}}}\n", namespace)
+    reader: Callable[[Any], dict[str, Any]] = namespace["fields_of"]
+    return reader
 
 
 def subject_fields(subject: Any) -> Any:
@@ -77,26 +95,20 @@ def subject_fields(subject: Any) -> Any:
     mappings their items, other objects their ``vars()``; objects without attributes (ints,
     strings, slotted classes) are written as ``str(subject)``.
     """
-    cls = type(subject)
-    cached = _FIELDS_CACHE.get(cls)
-    if cached is None:
-        if dataclasses.is_dataclass(subject) and not isinstance(subject, type):
-            names = tuple(f.name for f in dataclasses.fields(subject))
-            if not names:
-                return {}
-            getter = operator.attrgetter(*names)
-            # attrgetter of one name gives the value, of several a tuple: always a tuple.
-            get = getter if len(names) > 1 else (lambda obj: (getter(obj),))
-            cached = _FIELDS_CACHE[cls] = (names, get)
-        elif isinstance(subject, Mapping):
-            return dict(subject)
-        else:
-            try:
-                return dict(vars(subject))
-            except TypeError:
-                return str(subject)
-    names, get = cached
-    return dict(zip(names, get(subject), strict=True))
+    reader = _FIELDS_CACHE.get(type(subject))
+    if reader is not None:
+        return reader(subject)
+    if dataclasses.is_dataclass(subject) and not isinstance(subject, type):
+        names = tuple(f.name for f in dataclasses.fields(subject))
+        # Field names are identifiers (a class body cannot declare others).
+        reader = _FIELDS_CACHE[type(subject)] = _fields_reader(names)
+        return reader(subject)
+    if isinstance(subject, Mapping):
+        return dict(subject)
+    try:
+        return dict(vars(subject))
+    except TypeError:
+        return str(subject)
 
 
 def default_record(timestamp: int, subject: Any, transition: Transition) -> dict[str, Any]:
@@ -243,6 +255,42 @@ class _FileSink(LedgeredSink):
             self._ends.append(len(buffer))
         if len(buffer) >= BUFFER_BYTES:
             self._flush_buffer()
+
+    def _take(self, lines: list[bytes]) -> None:
+        """Buffer the lines of as many events, collected now, writing the buffer where
+        `_add` one line at a time would (a write is rare: at most once per `BUFFER_BYTES`)."""
+        buffer = self._buffer
+        size = sum(map(len, lines))
+        if len(buffer) + size >= BUFFER_BYTES or not self._owned:
+            for line in lines:
+                self.ledger.collected += 1
+                self._add(line)
+            return
+        if not self._newline_ends:
+            ends = itertools.accumulate(map(len, lines), initial=len(buffer))
+            next(ends)
+            self._ends.extend(ends)
+        self.ledger.collected += len(lines)
+        buffer += b"".join(lines)
+
+    def _take_lines(self, block: bytearray, lines: int | None = None) -> None:
+        """Buffer a block of JSON lines (each b"\n" ends one; `lines` of them when known),
+        collected now, writing the buffer after the line where `_add` one at a time would."""
+        if len(self._buffer) + len(block) < BUFFER_BYTES:
+            self.ledger.collected += block.count(b"\n") if lines is None else lines
+            self._buffer += block
+            return
+        start = 0
+        while start < len(block):
+            # One by one, the write follows the line that fills the buffer to BUFFER_BYTES.
+            need = max(BUFFER_BYTES - len(self._buffer), 1)
+            end = block.find(b"\n", start + need - 1) + 1 or len(block)
+            chunk = block[start:end]
+            self.ledger.collected += chunk.count(b"\n")
+            self._buffer += chunk
+            start = end
+            if len(self._buffer) >= BUFFER_BYTES:
+                self._flush_buffer()
 
     def _flush_buffer(self) -> None:
         """Write the buffered lines; on failure count what reached the file and raise."""
@@ -454,6 +502,20 @@ class JsonLinesSink(_FileSink):
         super().__init__("jsonl", path, append=append)
         self.mapper: Mapper = mapper if mapper is not None else default_record
         self._encode = json_line_encoder(_json_default)
+        self._encode_many = json_lines_encoder(_json_default)
+
+    def _unwritable(
+        self, exc: Exception, timestamp: int, transition: Transition, record: Any
+    ) -> SinkError:
+        """Count the current event as failed: its record cannot be a JSON line."""
+        if isinstance(exc, UnicodeEncodeError):
+            return self.event_failed(exc, timestamp, "encoding the line as UTF-8")
+        self.ledger.failed += 1
+        return SinkError(
+            f"sink {self.ledger.sink}: event {transition.trigger!r} at {timestamp} cannot be "
+            f"written as JSON: {exc}; record {record!r}",
+            [self.ledger],
+        )
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event as one line."""
@@ -466,15 +528,8 @@ class JsonLinesSink(_FileSink):
             raise self.event_failed(exc, timestamp, "the mapper") from exc
         try:
             line = self._encode(record)
-        except UnicodeEncodeError as exc:
-            raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
         except (TypeError, ValueError) as exc:
-            self.ledger.failed += 1
-            raise SinkError(
-                f"sink {self.ledger.sink}: event {transition.trigger!r} at {timestamp} cannot be "
-                f"written as JSON: {exc}; record {record!r}",
-                [self.ledger],
-            ) from exc
+            raise self._unwritable(exc, timestamp, transition, record) from exc
         if self._file is None:
             self._add(line)
             return
@@ -483,6 +538,38 @@ class JsonLinesSink(_FileSink):
         buffer += line
         if len(buffer) >= BUFFER_BYTES:
             self._flush_buffer()
+
+    def collect_many(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> None:
+        """Write the events of one tick, as `collect` would one after the other.
+
+        The lines are encoded in one pass and buffered at once. A failing event stops the
+        batch as it would stop the loop: the events before it are collected, it is counted
+        as failed, the ones after it are not collected (their mapper may have run).
+        """
+        if self._file is None:  # standard output: every line at once, as it comes
+            collect = self.collect
+            for subject, transition in zip(subjects, transitions, strict=False):
+                collect(timestamp, subject, transition)
+            return
+        if self._closed:
+            self.reopen()
+        block = bytearray()
+        records = map(self.mapper, itertools.repeat(timestamp), subjects, transitions)
+        try:
+            self._encode_many(records, block)
+        except Unwritable as exc:
+            self._take_lines(block)
+            self.ledger.collected += 1
+            transition = transitions[block.count(b"\n")]
+            raise self._unwritable(exc.cause, timestamp, transition, exc.record) from exc.cause
+        except Exception as exc:
+            self._take_lines(block)
+            self.ledger.collected += 1
+            raise self.event_failed(exc, timestamp, "the mapper") from exc
+        # Every pair was encoded (zip's rule: as many as the shorter sequence).
+        self._take_lines(block, min(len(subjects), len(transitions)))
 
 
 class CsvSink(_FileSink):
@@ -538,6 +625,18 @@ class CsvSink(_FileSink):
             raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
         self._add(data, event=event)
 
+    def _not_columns(
+        self, record: Mapping[str, Any], timestamp: int, transition: Transition
+    ) -> SinkError:
+        """Count the current event as failed: its record has keys that are not columns."""
+        self.ledger.failed += 1
+        unknown = [key for key in record if key not in self._columns]
+        return SinkError(
+            f"sink {self.ledger.sink}: event {transition.trigger!r} at {timestamp} has "
+            f"keys {unknown} that are not columns {self.fieldnames}; record {record!r}",
+            [self.ledger],
+        )
+
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event as one row."""
         if self._closed:
@@ -550,14 +649,12 @@ class CsvSink(_FileSink):
         writer = self._writer
         if writer is None:
             writer = self._start(list(record), timestamp)
-        if not record.keys() <= self._columns:
-            self.ledger.failed += 1
-            unknown = [key for key in record if key not in self._columns]
-            raise SinkError(
-                f"sink {self.ledger.sink}: event {transition.trigger!r} at {timestamp} has "
-                f"keys {unknown} that are not columns {self.fieldnames}; record {record!r}",
-                [self.ledger],
-            )
+        try:
+            fits = record.keys() <= self._columns
+        except Exception as exc:  # not a mapping
+            raise self.event_failed(exc, timestamp, "reading the mapper's record") from exc
+        if not fits:
+            raise self._not_columns(record, timestamp, transition)
         # A missing key is None, which csv writes as an empty cell (DictWriter's restval).
         try:
             writer.writerow(list(map(record.get, self._order)))
@@ -573,6 +670,110 @@ class CsvSink(_FileSink):
         self._ends.append(len(buffer))
         if len(buffer) >= BUFFER_BYTES:
             self._flush_buffer()
+
+    def collect_many(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> None:
+        """Write the events of one tick, as `collect` would one after the other.
+
+        The rows go through one `csv.writer` whose ``write`` appends to a list (no Python call
+        per row) and are buffered at once. A failing event stops the batch as it would stop
+        the loop: the events before it are collected, it is counted as failed, the ones after
+        it are not collected (their mapper may have run).
+        """
+        if self._closed:
+            self.reopen()
+        start = 0
+        if self._writer is None and subjects:  # the first record names the columns
+            self.collect(timestamp, subjects[0], transitions[0])
+            start = 1
+        texts: list[str] = []
+        rows = self._batch_rows(texts)
+        pairs = (
+            itertools.islice(subjects, start, None),
+            itertools.islice(transitions, start, None),
+        )
+        records = map(self.mapper, itertools.repeat(timestamp), *pairs)
+        failure: tuple[Exception, str] | None = None
+        try:
+            rows(records)
+        except _BadRow as bad:
+            failure = bad.cause, bad.what
+        except Exception as exc:
+            failure = exc, "the mapper"
+        lines, encode_error = _utf8(texts)
+        self._take(lines)
+        if encode_error is not None:
+            self.ledger.collected += 1
+            what = "encoding the line as UTF-8"
+            raise self.event_failed(encode_error, timestamp, what) from encode_error
+        if failure is not None:
+            self.ledger.collected += 1
+            cause, what = failure
+            if isinstance(cause, _NotColumns):
+                transition = transitions[start + len(lines)]
+                raise self._not_columns(cause.record, timestamp, transition)
+            raise self.event_failed(cause, timestamp, what) from cause
+
+    def _batch_rows(self, texts: list[str]) -> Callable[[Any], None]:
+        """``rows(records)``: each record's CSV row appended to `texts`, one record after
+        the other; raises `_BadRow` for a row that fails, a mapper's error as it is."""
+        writerow = csv.writer(_Appender(texts.append), lineterminator="\n").writerow
+        columns, order = self._columns, self._order
+
+        def rows(records: Any) -> None:
+            for record in records:
+                try:
+                    fits = record.keys() <= columns
+                except Exception as exc:  # not a mapping
+                    raise _BadRow(exc, "reading the mapper's record") from exc
+                if not fits:
+                    raise _BadRow(_NotColumns(record), "")
+                try:
+                    # A missing key is None, an empty cell (DictWriter's restval).
+                    writerow(map(record.get, order))
+                except Exception as exc:  # a value whose str() raises, a csv.Error
+                    raise _BadRow(exc, "writing the CSV row") from exc
+
+        return rows
+
+
+class _BadRow(Exception):
+    """A row of a batch failed (`cause`, in the step `what`); the rows before it are written."""
+
+    def __init__(self, cause: Exception, what: str) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
+        self.what = what
+
+
+class _NotColumns(Exception):
+    """A record of a batch has keys that are not columns."""
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        super().__init__("keys that are not columns")
+        self.record = record
+
+
+class _Appender:
+    """A write target for `csv.writer` that appends each row's text to a list."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+
+
+def _utf8(texts: list[str]) -> tuple[list[bytes], UnicodeEncodeError | None]:
+    """The rows encoded to UTF-8, up to the first that cannot be, and its error."""
+    try:
+        return list(map(str.encode, texts)), None
+    except UnicodeEncodeError:
+        lines: list[bytes] = []
+        for text in texts:
+            try:
+                lines.append(text.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                return lines, exc
+        raise  # pragma: no cover - the whole failed, so one row fails
 
 
 class _LastWrite:

@@ -84,6 +84,7 @@ SETTING_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "servers": ("host:port or a list of them", _is_servers),
     "conf": ("a mapping of setting to string, number or boolean", _is_conf),
     "avro_schema": ("an Avro schema (JSON text)", lambda v: isinstance(v, str)),
+    "json_schema": ("a JSON Schema (JSON text)", lambda v: isinstance(v, str)),
     "template": ("a str.format template", lambda v: isinstance(v, str)),
     "record_timestamp": (
         "'event' (the record timestamp is the event's) or 'send' (the send time)",
@@ -255,6 +256,26 @@ _KAFKA = {
 }
 _FILE = {"path": Setting("path", required=True), "mapper": _CALLABLE}
 
+
+def _schema_type(name: str, summary: str, schema: str, *, extra: str, needs: str) -> SinkType:
+    """A Kafka type whose values have a registered schema of setting kind `schema`; built
+    by ``dogesim.sinks.<name>:build_<name>``."""
+    settings = {
+        **_REGISTRY,
+        "value_schema": Setting(schema, required=True),
+        "key_schema": Setting(schema),
+    }
+    builder = f"dogesim.sinks.{name}:build_{name}"
+    return _type(name, summary, settings, extra=extra, needs=needs, builder=builder)
+
+
+_REGISTRY = {
+    **_KAFKA,
+    "schema_registry_url": Setting("string", required=True, secret=True),
+    "key": _CALLABLE,
+    "value": Setting("callable", required=True),
+}
+
 #: The built-in sink types, by model-file ``type`` name.
 BUILTIN_TYPES: dict[str, SinkType] = {
     t.name: t
@@ -298,6 +319,34 @@ BUILTIN_TYPES: dict[str, SinkType] = {
             },
             extra="avro",
             needs="confluent_kafka",
+        ),
+        _schema_type(
+            "kafka_jsonschema",
+            "Kafka records with JSON values checked by a registered JSON Schema",
+            "json_schema",
+            extra="jsonschema",
+            needs="jsonschema",
+        ),
+        _schema_type(
+            "kafka_protobuf",
+            "Kafka records with Protobuf values (a message made from a field mapping)",
+            "conf",  # {field: type}, dotted names for nested messages
+            extra="protobuf",
+            needs="google.protobuf",
+        ),
+        _type(
+            "parquet",
+            "rows of a Parquet file, written in row groups (pyarrow)",
+            {
+                **_FILE,
+                "append": Setting("bool"),
+                "schema": Setting("conf"),
+                "row_group_size": Setting("positive_int"),
+                "compression": Setting("string"),
+            },
+            extra="parquet",
+            needs="pyarrow",
+            builder="dogesim.sinks.parquet:build_parquet",
         ),
         _type("db", "rows in an SQL table (SQLAlchemy)", _DB, extra="db", needs="sqlalchemy"),
         _type(

@@ -128,6 +128,42 @@ def simulate_kernel(
     return log, roster
 
 
+def engine_log(
+    model: Any, subjects: int, ticks: int, seed: int, *, tick_ms: int = 1000
+) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Run `model` in the engine (`dogesim.Simulation`) and return (event log, roster):
+    every event of every transition, and each subject's state before tick 0 (its first
+    event's from-state, else where it stayed)."""
+    from dogesim import Simulation
+    from dogesim.sinks.memory import MemorySink
+
+    sink = MemorySink(lambda ts, s, t: (s.id, ts, t.from_state, t.to_state))
+    for transition in model.transitions:
+        object.__setattr__(transition, "event_sinks", (sink,))
+    sim = Simulation(model, subjects, ticks=ticks, tick_ms=tick_ms, seed=seed)
+    sim.run()
+    log = pd.DataFrame(sink.events, columns=["subject", "timestamp", "from_state", "to_state"])
+    roster = dict(enumerate(sim.subject_states()))
+    first = log.drop_duplicates("subject")
+    roster.update(zip(first["subject"].tolist(), first["from_state"].tolist(), strict=True))
+    return log, roster
+
+
+def two_sample(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, int]:
+    """Pearson's homogeneity statistic of two event logs' counts per (timestamp, from, to)
+    cell (cells with a pooled count under 10 pooled together), and its degrees of freedom:
+    small when both logs come from one law."""
+    keys = ["timestamp", "from_state", "to_state"]
+    both = pd.concat(
+        [a[keys].value_counts().rename("a"), b[keys].value_counts().rename("b")], axis=1
+    ).fillna(0.0)
+    small = both.sum(axis=1) < 10
+    table = pd.concat([both[~small], both[small].sum().to_frame().T]).to_numpy()
+    table = table[table.sum(axis=1) > 0]
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    return float(((table - expected) ** 2 / expected).sum()), len(table) - 1
+
+
 def coverage_bounds(seeds: int, level: float, alpha: float = 1e-3) -> tuple[float, float]:
     """The range a Binomial(seeds, level) count falls outside of with probability `alpha`."""
     return (
@@ -159,7 +195,9 @@ __all__ = [
     "count_covered",
     "coverage_bounds",
     "draw_chain",
+    "engine_log",
     "month_times",
     "simulate_kernel",
+    "two_sample",
     "wilson_coverage",
 ]

@@ -42,7 +42,7 @@ import numpy as np
 from dogesim import Model, Profile, Rate, Transition
 from dogesim.rates import parse_rate
 
-__all__ = ["CHURNED", "ExactLaw", "Reference", "churn_chance", "state_chances"]
+__all__ = ["CHURNED", "ExactLaw", "Reference", "churn_chance", "cohort_reference", "state_chances"]
 
 #: The final state churn leads to (the engine's name).
 CHURNED = "churned"
@@ -424,3 +424,85 @@ class ExactLaw:
             step[self._source, columns] += q
             later = step
         return mean, second - mean**2
+
+
+# -- cohort features: kernels, chance tables, calendar ticks -------------------------------
+
+
+def cohort_reference(
+    model: Model,
+    subjects: int,
+    ticks: int,
+    seed: int,
+    *,
+    stamps: Callable[[int], int] | None = None,
+) -> list[tuple[int, int, str, str]]:
+    """The per-tick definition of kernels and chance tables, walked literally: (subject,
+    timestamp, from, to) of every move, tick by tick, subjects in creation order.
+
+    Written as hazards, independently of the engine's "draw the length first": a subject
+    whose stay in a kernel state has lasted ``l - 1`` attempts leaves at attempt ``l`` with
+    chance ``w(l) / sum_{k >= l} w(k)``, to a destination drawn from the kernel's shares at
+    ``l`` (its first stay, from tick 0, by the ``first`` kernel); elsewhere it takes
+    transition ``i`` with chance ``p_i(t)`` per tick: the table's value at the tick's month
+    and the subject's age ``t``, else the probability. Initial states are drawn from the
+    mix. `stamps(t)` is tick ``t``'s timestamp (default ``1000 t``); no callbacks, sinks,
+    resources, delays or arrivals.
+    """
+    from dogesim.laws import StayKernel
+    from dogesim.varying import month_of
+
+    rng = random.Random(seed)
+    stamp = stamps or (lambda t: 1000 * t)
+    names = list(model.initial_mix)
+    weights = [model.initial_mix[n] for n in names]
+    state = [rng.choices(names, weights)[0] for _ in range(subjects)]
+    attempts = [0] * subjects  # attempts made in the current stay
+    first = [True] * subjects
+    out: list[tuple[int, int, str, str]] = []
+    for t in range(ticks):
+        ts = stamp(t)
+        for i in range(subjects):
+            here = state[i]
+            law = model.dwell.get(here)
+            attempts[i] += 1
+            if isinstance(law, StayKernel):
+                kernel = law.first if first[i] and law.first is not None else law
+                to = _kernel_step(kernel, model, here, attempts[i], rng)
+            else:
+                to = _table_step(model, here, month_of(ts), t, rng)
+            if to is not None:
+                out.append((i, ts, here, to.to_state))
+                state[i], attempts[i], first[i] = to.to_state, 0, False
+    return out
+
+
+def _kernel_step(
+    kernel: Any, model: Model, state: str, length: int, rng: random.Random
+) -> Transition | None:
+    """Attempt `length` of a kernel stay: the transition it ends with, or None."""
+    shares = dict(zip(kernel.lengths, kernel.weights, strict=True))
+    rest = sum(w for k, w in shares.items() if k >= length)
+    if length not in shares or rng.random() * rest >= shares[length]:
+        return None
+    row = kernel.row(length)
+    pick = rng.choices(range(len(row)), row)[0]
+    destination = kernel.destinations[pick]
+    outgoing = model.outgoing(state)
+    for t in outgoing:
+        if t.trigger == destination:
+            return t
+    return next(t for t in outgoing if t.to_state == destination)
+
+
+def _table_step(
+    model: Model, state: str, month: int, age: int, rng: random.Random
+) -> Transition | None:
+    """One tick's attempt by the chances at this month and age: a transition or None."""
+    u, edge = rng.random(), 0.0
+    for t in model.outgoing(state):
+        p = (t.chances.at(month, age) if t.chances is not None else t.probability) / 100.0
+        if edge <= u < edge + p:
+            return t
+        edge += p
+    return None

@@ -149,3 +149,28 @@ def test_mvad_semi_markov_kernel_meets_the_goal() -> None:
     distance = tvd(occupancy_shares(obs), occupancy_shares(sim))
     assert distance.mean() <= 0.05, distance.mean()
     assert max(spell_ks(obs, sim).values()) <= 0.15
+
+
+@pytest.mark.skipif(
+    not _has_sequenzo(), reason="the MVAD data come with sequenzo (dogesim[datasets])"
+)
+def test_mvad_kernel_model_file_meets_the_goal_in_the_engine(tmp_path: Path) -> None:
+    """The kernel fitted on MVAD (first stays apart) and the initial mix, written to a model
+    file, loaded and run by the engine for 10x the panel: monthly shares within a mean TVD
+    of 0.05 and every state's spell lengths within KS 0.15 of the panel's."""
+    from dogesim.modelfile import load_model_file
+    from dogesim.report.compare import occupancy_shares, spell_ks, tvd
+    from dogesim.report.observed import observe
+    from dogesim.report.spells import fit_kernel
+    from tests.unit.fit_helpers import engine_log
+
+    panel = mvad()
+    obs = panel.observe()
+    fit = fit_event_log(panel.events, **panel.fit_options()).with_kernel(fit_kernel(obs))
+    fit.write_model_file(tmp_path / "mvad.yaml", name="mvad", seed=5)
+    model = load_model_file(tmp_path / "mvad.yaml").model
+    log, roster = engine_log(model, 10 * len(panel.roster), obs.ticks, seed=5)
+    sim = observe(log, tick=1000, states=obs.states, window_start=0, ticks=obs.ticks, roster=roster)
+    distance = tvd(occupancy_shares(obs), occupancy_shares(sim))
+    assert distance.mean() <= 0.05, distance.mean()
+    assert max(spell_ks(obs, sim).values()) <= 0.15

@@ -204,22 +204,31 @@ def test_factories_name_files_in_directory(tmp_path: Path) -> None:
 
 
 #: A child process that writes 64-byte JSONL lines under a file size limit (a disk that
-#: fills up: writes past the limit fail with EFBIG once SIGXFSZ is ignored).
+#: fills up: writes past the limit fail with EFBIG once SIGXFSZ is ignored); one by one, or
+#: through collect_many with a fourth argument ``batch``; 64-byte CSV rows for a ``.csv``.
 _FULL_DISK_CHILD = r"""
 import json, resource, signal, sys
 from dogesim.errors import SinkError
 from dogesim.model import Transition
-from dogesim.sinks.files import JsonLinesSink
+from dogesim.sinks.files import CsvSink, JsonLinesSink
 
 path, limit, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
+if path.endswith(".csv"):  # 64-byte rows after the 6-byte header "n,pad"
+    sink = CsvSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 56})
+else:
+    sink = JsonLinesSink(path, lambda ts, s, t: {"n": "%06d" % s, "pad": "x" * 40})
 step = Transition("step", "a", "b", 50)
 errors = []
 try:
-    for n in range(count):
-        sink.collect(n, n, step)
+    if sys.argv[4:] == ["batch"]:  # collect_many, 1000 events a tick
+        for first in range(0, count, 1000):
+            subjects = list(range(first, min(first + 1000, count)))
+            sink.collect_many(first, subjects, [step] * len(subjects))
+    else:
+        for n in range(count):
+            sink.collect(n, n, step)
 except SinkError as exc:
     errors.append(str(exc))
 try:
@@ -230,10 +239,10 @@ print(json.dumps({"ledger": vars(sink.ledger), "errors": errors}))
 """
 
 
-def run_child(script: str, path: Path, limit: int, count: int) -> Any:
+def run_child(script: str, path: Path, limit: int, count: int, *extra: str) -> Any:
     """Run a child `script` writing `count` lines to `path` under a `limit`; its JSON report."""
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(path), str(limit), str(count)],
+        [sys.executable, "-c", script, str(path), str(limit), str(count), *extra],
         capture_output=True,
         text=True,
         timeout=120,
@@ -256,6 +265,23 @@ def test_full_disk_counts_exactly_the_complete_lines_on_disk(tmp_path: Path) -> 
     assert report["errors"] and "File too large" in report["errors"][0]
     assert "46875 complete lines are in the file" in report["errors"][0]
     assert report["errors"][-1] == report["errors"][0]  # close() repeats the write failure
+
+
+@pytest.mark.parametrize("way", [(), ("batch",)], ids=["collect", "collect_many"])
+def test_csv_full_disk_counts_exactly_the_complete_rows_on_disk(
+    tmp_path: Path, way: tuple[str, ...]
+) -> None:
+    """CSV, disk full mid-row: the torn row is cut off, the ledger counts the rows on disk."""
+    path = tmp_path / "full.csv"
+    limit = 6 + 40_000 * 64 + 10  # the header, 40,000 whole rows, 10 bytes of a torn one
+    report = run_child(_FULL_DISK_CHILD, path, limit, 60_000, *way)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert lines[0] == b"n,pad\n" and len(lines) == 40_001
+    assert [int(row.split(b",")[0]) for row in lines[1:]] == list(range(40_000))
+    assert all(len(row) == 64 for row in lines[1:])
+    ledger = report["ledger"]
+    assert (ledger["acknowledged"], ledger["failed"]) == (40_000, ledger["collected"] - 40_000)
+    assert "40000 complete lines are in the file" in report["errors"][0]
 
 
 def test_lone_surrogate_fails_alone(tmp_path: Path) -> None:
@@ -360,3 +386,37 @@ def test_interrupt_in_close_keeps_every_complete_line(tmp_path: Path) -> None:
         17_000,
         3_000,
     )
+
+
+def test_subject_fields_of_dataclasses_are_every_field_in_order() -> None:
+    """Every dataclass field (underscored, init=False, slotted; no ClassVar) in field order,
+    read when called: the dict `dataclasses.fields` and getattr give."""
+    import dataclasses
+    from typing import ClassVar
+
+    from dogesim.sinks.files import subject_fields
+
+    @dataclasses.dataclass
+    class Account:
+        owner: str
+        _pin: int = 1234
+        tags: list[str] = dataclasses.field(default_factory=list)
+        kind: ClassVar[str] = "bank"
+        opened: int = dataclasses.field(default=0, init=False)
+
+    @dataclasses.dataclass(slots=True)
+    class Slotted:
+        a: int
+        b: Any = None
+
+    @dataclasses.dataclass
+    class Empty:
+        pass
+
+    account = Account("kabosu", tags=["x"])
+    for subject in (account, Slotted(1, {"n": 2}), Empty()):
+        expected = {f.name: getattr(subject, f.name) for f in dataclasses.fields(subject)}
+        assert subject_fields(subject) == expected
+        assert list(subject_fields(subject)) == list(expected)
+    account.opened = 9
+    assert subject_fields(account)["opened"] == 9  # values are read at each call
