@@ -1,7 +1,8 @@
 """Part files: each shard writes its own, the driver merges them into the file asked for.
 
 - `PartFile`: one shard's part of one output (its path, its index, the target it merges into).
-- `PartSink`: wraps the file sink writing a part; passes every event on and keeps the part's
+- `PartSink`: wraps the file sink writing a part; passes every event (or a tick's batch,
+  `collect_many`) on and keeps the part's
   index: the run-length encoding ``(timestamp, lines)`` of the timestamps of its lines,
   written next to it (``<part>.idx``, a ``.npy`` array) on close. It is a positioned sink
   (`dogesim.sinks.offsets`): a checkpoint holds the inner file's position and the index up
@@ -30,7 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from dogesim.errors import SinkError
-from dogesim.sinks.base import DeliveryLedger, ledger_of
+from dogesim.sinks.base import DeliveryLedger, batch_collector, ledger_of
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -80,6 +81,7 @@ class PartSink:
         self.inner = inner
         self.part = part
         self._collect = inner.collect
+        self._collect_many = batch_collector(inner)
         self._stamps: list[int] = []
         self._counts: list[int] = []
         #: Lines the part held at the checkpoint a resumed shard continues from.
@@ -121,12 +123,29 @@ class PartSink:
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event through the inner sink, then count its line in the index."""
         self._collect(timestamp, subject, transition)
+        self._count(timestamp, 1)
+
+    def collect_many(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> None:
+        """The events of one tick through the inner sink's `collect_many` (or one by one),
+        counted in the index as `collect` would count them."""
+        many = self._collect_many
+        if many is None:
+            for subject, transition in zip(subjects, transitions, strict=True):
+                self.collect(timestamp, subject, transition)
+            return
+        many(timestamp, subjects, transitions)
+        if subjects:
+            self._count(timestamp, len(subjects))
+
+    def _count(self, timestamp: int, lines: int) -> None:
         stamps = self._stamps
         if stamps and stamps[-1] == timestamp:
-            self._counts[-1] += 1
+            self._counts[-1] += lines
         else:
             stamps.append(timestamp)
-            self._counts.append(1)
+            self._counts.append(lines)
 
     def close(self) -> None:
         """Close the inner sink, then write the index (also when closing failed)."""
