@@ -153,19 +153,82 @@ class PartSink:
             self.inner.close()
         finally:
             runs = np.asarray([self._stamps, self._counts], dtype=np.int64).reshape(2, -1).T
+            sizes = block_sizes(self.part.path, runs[:, 1], header=self.part.header)
+            if sizes is not None:
+                runs = np.column_stack([runs, sizes])
             with open(self.part.index, "wb") as handle:
                 np.save(handle, runs)
 
 
-def _runs(part: PartFile, k: int) -> Iterator[tuple[int, int, int]]:
-    """The blocks of one part as ``(timestamp, shard, lines)``, in file order."""
+#: Bytes of a part read at a time when its blocks are measured.
+_CHUNK = 1 << 24
+
+
+def block_sizes(path: str, counts: np.ndarray, *, header: bool) -> np.ndarray | None:
+    """The byte size of each block of `counts` lines of the part `path` (after its header
+    line), or None when the file does not hold exactly those lines (the merge then reads
+    lines and names the mismatch). Scanned in chunks, in the shard's process, so the merge
+    in the driver copies blocks of bytes instead of splitting lines."""
+    # The newline (numbered from 1) that ends the header, then each block.
+    marks = np.cumsum(np.asarray(counts, dtype=np.int64)) + (1 if header else 0)
+    if header:
+        marks = np.concatenate([np.ones(1, dtype=np.int64), marks])
+    ends = np.zeros(len(marks), dtype=np.int64)
+    found = offset = 0
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+                inside = (marks > found) & (marks <= found + len(newlines))
+                ends[inside] = offset + newlines[marks[inside] - found - 1] + 1
+                found += len(newlines)
+                offset += len(chunk)
+    except OSError:
+        return None
+    last = int(ends[-1]) if len(marks) else 0
+    if found != (int(marks[-1]) if len(marks) else 0) or offset != last:
+        return None
+    if header:
+        return np.diff(ends)
+    return np.diff(ends, prepend=0)
+
+
+def _runs(part: PartFile, k: int) -> Iterator[tuple[int, int, int, int]]:
+    """The blocks of one part as ``(timestamp, shard, lines, bytes)`` in file order (bytes
+    -1 when its index has no sizes)."""
     runs = np.load(part.index)
-    for stamp, count in runs.tolist():
-        yield stamp, k, count
+    if runs.shape[1:] == (3,):
+        for stamp, count, size in runs.tolist():
+            yield stamp, k, count, size
+    else:
+        for stamp, count in runs.tolist():
+            yield stamp, k, count, -1
 
 
 def _header(handle: IO[bytes], part: PartFile) -> bytes:
     return handle.readline() if part.header else b""
+
+
+def _block_bytes(handle: IO[bytes], part: PartFile, target: str, count: int, size: int) -> bytes:
+    """The next block of `count` lines, `size` bytes, of a part (checked: whole lines)."""
+    data = handle.read(size)
+    if len(data) != size or data.count(b"\n") != count:
+        raise SinkError(
+            f"{target}: part {part.path} does not hold the block its index says "
+            f"({count} lines in {size} bytes)"
+        )
+    return data
+
+
+def _block_lines(handle: IO[bytes], part: PartFile, target: str, count: int) -> list[bytes]:
+    """The next block of `count` lines of a part (an index without sizes)."""
+    lines = list(islice(handle, count))
+    if len(lines) != count:
+        raise SinkError(
+            f"{target}: part {part.path} ends before its index says "
+            f"(a block of {count} lines has {len(lines)})"
+        )
+    return lines
 
 
 def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
@@ -190,14 +253,11 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
                 raise SinkError(f"{target}: the parts have different CSV headers {headers}")
             out.write(headers.pop() if headers else b"")
             blocks = heapq.merge(*(_runs(part, k) for k, part in enumerate(parts)))
-            for _, k, count in blocks:
-                lines = list(islice(handles[k], count))
-                if len(lines) != count:
-                    raise SinkError(
-                        f"{target}: part {parts[k].path} ends before its index says "
-                        f"(a block of {count} lines has {len(lines)})"
-                    )
-                out.writelines(lines)
+            for _, k, count, size in blocks:
+                if size >= 0:
+                    out.write(_block_bytes(handles[k], parts[k], target, count, size))
+                else:
+                    out.writelines(_block_lines(handles[k], parts[k], target, count))
                 written += count
             for handle, part in zip(handles, parts, strict=True):
                 if handle.readline():
