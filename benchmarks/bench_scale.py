@@ -8,11 +8,15 @@ Cases (the doge-datagen README banking model, callbacks on):
 Executors, at the same number of shards S (so every one produces the same stream):
 - 1 worker: the S shards one after the other in this process (the reference);
 - 2 local processes (``workers=2``);
-- Dask: a `distributed.LocalCluster` of 2 one-thread worker processes on localhost.
+- Dask: a `distributed.LocalCluster` of 2 one-thread worker processes on localhost, started
+  after the local runs (its client's threads in this process would make local workers
+  spawn instead of fork).
 
 Run: ``python benchmarks/bench_scale.py [--subjects 1000000] [--ticks 1440] [--shards S]
 [--cases counting,jsonl] [--skip-dask]``. Prints wall times, events/s and each executor's
-speed-up over 1 worker, and the machine's load (the box may be shared).
+speed-up over 1 worker, the shards' CPU (in all, on the busiest worker), when the first
+shard started, the CPU of this process and its ended local workers (Dask workers are not
+counted there), and the machine's load (the box may be shared).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import functools
 import hashlib
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -64,31 +69,51 @@ def _runs(args: argparse.Namespace, directory: Path) -> dict[str, ShardedRun]:
     return {name: runs[name] for name in args.cases.split(",")}
 
 
-def _executors(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun], Any]]]:
-    executors: list[tuple[str, Callable[[ShardedRun], Any]]] = [
-        ("1 worker", run_sharded),
-        ("2 processes", functools.partial(run_sharded, workers=2)),
-    ]
-    if not args.skip_dask:
-        from distributed import Client, LocalCluster
+def _dask(args: argparse.Namespace) -> list[tuple[str, Callable[[ShardedRun], Any]]]:
+    """The Dask executor, on a fresh `LocalCluster` of 2 one-thread worker processes (made
+    after the local runs: its client's threads would make local workers spawn, not fork)."""
+    if args.skip_dask:
+        return []
+    from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster, set_as_default=False)
-        executors.append(("dask 2 workers", functools.partial(run_sharded, dask=client)))
-    return executors
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster, set_as_default=False)
+    return [("dask 2 workers", functools.partial(run_sharded, dask=client))]
 
 
-def _cpu(result: Any) -> str:
-    """The shards' CPU seconds in all and on the busiest worker: on idle cores the run cannot
-    beat the busiest worker's share (the load of a shared box shows in wall time only)."""
+LOCAL: list[tuple[str, Callable[[ShardedRun], Any]]] = [
+    ("1 worker", run_sharded),
+    ("2 processes", functools.partial(run_sharded, workers=2)),
+]
+
+
+def _cpu(result: Any, began: float, wall: float) -> tuple[str, float]:
+    """The shards' CPU seconds in all and on the busiest worker, how long after the call the
+    first shard started (worker start-up, planning) and how long the run took after the last
+    shard ended (results, merge); and the critical path on idle cores: start-up + busiest
+    worker's CPU + the tail (the load of a shared box shows in wall time only)."""
     per_worker: dict[str, float] = {}
     for shard in result.shard_results:
         worker = shard.where.split("(worker ")[-1]
         per_worker[worker] = per_worker.get(worker, 0.0) + shard.cpu_seconds
     total = sum(per_worker.values())
-    return f"shard CPU {total:6.2f} s, busiest worker {max(per_worker.values()):6.2f} s"
+    busiest = max(per_worker.values())
+    first = min(shard.started for shard in result.shard_results) - began
+    tail = began + wall - max(shard.finished for shard in result.shard_results)
+    text = (
+        f"shard CPU {total:6.2f} s, busiest worker {busiest:6.2f} s, first shard after "
+        f"{first:5.2f} s, tail {tail:5.2f} s"
+    )
+    return text, first + busiest + max(tail, 0.0)
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its children that have ended."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _digest(path: Path) -> str:
@@ -97,6 +122,39 @@ def _digest(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def _measure(
+    case: str,
+    label: str,
+    execute: Callable[[ShardedRun], Any],
+    run: ShardedRun,
+    directory: Path,
+    first: dict[str, tuple[float, float]],
+    digests: set[str],
+) -> str:
+    """Run `case` on one executor; its line of the table (ratios against `first[case]`,
+    the 1-worker wall time and critical path, set by the first executor)."""
+    cpu_before = _own_cpu()
+    began = time.time()
+    started = time.perf_counter()
+    result = execute(run)
+    wall = time.perf_counter() - started
+    cpu = _own_cpu() - cpu_before
+    shards_cpu, path = _cpu(result, began, wall)
+    reference, reference_path = first.setdefault(case, (wall, path))
+    note = ""
+    if case == "jsonl":
+        output = directory / "banking.jsonl"
+        digests.add(_digest(output))
+        note = f"  sha256 {_digest(output)}"
+        output.unlink()
+    return (
+        f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
+        f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
+        f"x{reference / wall:.2f}  {shards_cpu}, driver+local CPU {cpu:6.2f} s; "
+        f"critical path {path:6.2f} s: x{reference_path / path:.2f} on idle cores{note}"
+    )
 
 
 def main() -> None:
@@ -111,28 +169,20 @@ def main() -> None:
     print("load before:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         directory = Path(tmp)
-        executors = _executors(args)
-        for case, run in _runs(args, directory).items():
-            reference: float | None = None
-            digests = set()
-            for label, execute in executors:
-                started = time.perf_counter()
-                result = execute(run)
-                wall = time.perf_counter() - started
-                reference = reference or wall
-                note = ""
-                if case == "jsonl":
-                    output = directory / "banking.jsonl"
-                    digests.add(_digest(output))
-                    note = f"  sha256 {_digest(output)}"
-                    output.unlink()
-                print(
-                    f"{case:8} {label:15} S={result.shards:<3} {wall:8.2f} s "
-                    f"{result.events:>11,} events {result.events / wall:>12,.0f} events/s "
-                    f"x{reference / wall:.2f}  {_cpu(result)}{note}"
-                )
-            if case == "jsonl" and len(digests) != 1:
-                raise SystemExit(f"the merged JSONL differs between executors: {digests}")
+        runs = _runs(args, directory)
+        lines: dict[str, list[str]] = {case: [] for case in runs}
+        first: dict[str, tuple[float, float]] = {}
+        digests: dict[str, set[str]] = {case: set() for case in runs}
+        for executors in (LOCAL, None):
+            for label, execute in executors if executors is not None else _dask(args):
+                for case, run in runs.items():
+                    lines[case].append(
+                        _measure(case, label, execute, run, directory, first, digests[case])
+                    )
+        for case, printed in lines.items():
+            print("\n".join(printed))
+            if case == "jsonl" and len(digests[case]) != 1:
+                raise SystemExit(f"the merged JSONL differs between executors: {digests[case]}")
     print("load after:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 

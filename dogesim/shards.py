@@ -1,7 +1,9 @@
 """Scale out: one run cut into shards of subjects, on all cores or a Dask cluster.
 
-- `run_sharded(run, workers=..., dask=...)`: run a `ShardedRun` and merge what its shards
-  report into one `ShardedRunResult`.
+- `run_sharded(run, workers=..., dask=..., progress=..., stop=...)`: run a `ShardedRun` and
+  merge what its shards report into one `ShardedRunResult`.
+- `Progress`: the run's progress summed over its shards, given to the ``progress`` callback.
+- `read_manifest(path)`: the manifest a checkpointed sharded run keeps at its checkpoint path.
 - `ShardedRun`, `Shard`: what to run, and what a model-building callable gets per shard.
 - `ShardedRunResult`: a `RunResult` (tables summed over shards, ledgers merged per sink) that
   also records the number of shards, the executor and every shard's report.
@@ -20,41 +22,70 @@ SQL sinks open one connection per shard. Models whose subjects share resources a
 for S > 1 (a queue cannot span processes).
 
 Executors: ``workers=None`` or 1 runs the shards one after the other in this process (the
-reference); ``workers=N`` runs them in N spawned local processes; ``dask="tcp://host:8786"``
+reference); ``workers=N`` runs them in N local processes (forked on Linux when the driver
+runs no other thread, else spawned); ``dask="tcp://host:8786"``
 (or a `distributed.Client`; ``pip install 'dogesim[dask]'``) runs them as Dask tasks, each
 worker running its shards one at a time in a child process of its own (a worker's event loop
 draws from the global `random`, which doge-datagen callbacks use); start workers with one
 thread each (``dask worker ADDRESS --nthreads 1``), one per core. Builders and factories must
 be picklable (module-level functions and classes, `functools.partial` for arguments); part
 files of merged outputs must be on a file system the driver reads.
+
+Control of a running sharded run. ``progress`` is called a few times a second with ticks and
+events summed over the shards (each shard reports through the run's `Control`; the last call
+holds the run's exact events). Setting ``stop`` (a `threading.Event`; the CLI sets it on the
+first SIGINT/SIGTERM) stops every shard after its tick: its sinks are closed and its ledger
+reported, and the result says ``stopped``; a run without checkpoints then merges what its
+shards wrote (each up to its own tick). With ``checkpoint=PATH`` every shard writes
+``PATH.shard-K`` when it stops or ends (and every ``checkpoint_every``; PATH holds the run's
+manifest: seed, shards, clock start), a stopped run keeps its part files, and
+``resume=True`` continues each shard from its own checkpoint, its part cut back to it: the
+merged bytes equal the uninterrupted run's, also after a SIGKILL of the driver (its workers
+see it, stop after their tick and checkpoint; a lock per shard checkpoint makes the resume
+wait for them). SQL sinks cannot be checkpointed per shard (their position is their shared
+table's row count) and CSV parts cannot be continued. ``live=LiveOptions(...)`` paces every
+shard in real time from one clock start the driver chooses; Kafka sinks stream as they go,
+merged files are written when the run ends or is stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dogesim.engine import SEED_VARIABLE
+from dogesim.engine import SEED_VARIABLE, LiveOptions
 from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.result import RunResult
 from dogesim.scale.control import Control, DaskControl, FileControl
 from dogesim.scale.parts import PartFile, merge_parts, remove_parts
-from dogesim.scale.plan import Shard, ShardedRun, ShardPlan, default_shards, shard_seeds
+from dogesim.scale.plan import (
+    Shard,
+    ShardedRun,
+    ShardPlan,
+    default_shards,
+    shard_checkpoint,
+    shard_seeds,
+)
+from dogesim.scale.watch import Progress, Watch
 from dogesim.scale.worker import ShardResult, run_shard
 from dogesim.sinks.base import DeliveryLedger
 
 __all__ = [
+    "Progress",
     "Shard",
     "ShardPlan",
     "ShardResult",
@@ -62,6 +93,7 @@ __all__ = [
     "ShardedRunResult",
     "default_shards",
     "plan_run",
+    "read_manifest",
     "run_shard",
     "run_sharded",
     "shard_seeds",
@@ -81,18 +113,29 @@ class ShardedRunResult(RunResult):
         workers: how many processes ran them (Dask: the cluster's workers).
         executor: ``"inline"``, ``"processes"`` or ``"dask"``.
         shard_results: every shard's report, in shard order.
+        parts_kept: a stopped, checkpointed run: the merged outputs are not written yet,
+            their lines wait in the shards' part files for the resume.
     """
 
     shards: int = 1
     workers: int = 1
     executor: str = "inline"
     shard_results: list[ShardResult] = field(default_factory=list)
+    parts_kept: bool = False
 
     def summary(self) -> str:
         """`RunResult.summary`, then how the run was cut and who ran it."""
         where = {"inline": "in this process", "processes": "local processes"}
         ran = where.get(self.executor, "Dask workers")
-        return f"{super().summary()}\n  {self.shards} shards on {self.workers} worker(s): {ran}"
+        text = f"{super().summary()}\n  {self.shards} shards on {self.workers} worker(s): {ran}"
+        if self.stopped:
+            ticks = ", ".join(
+                f"{r.index}: {r.result.ticks if r.result else 0}" for r in self.shard_results
+            )
+            text += f"\n  stopped; ticks done per shard {{{ticks}}}"
+            if self.parts_kept:
+                text += "; part files kept for the resume, merged when it ends"
+        return text
 
 
 def _run_seed(seed: int | None) -> int:
@@ -116,6 +159,93 @@ def _count(value: object, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+#: What a sharded run's checkpoint manifest says it is.
+MANIFEST_FORMAT = "dogesim-sharded-checkpoint"
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The manifest of a sharded run checkpointed at `path`, or None when `path` is not one
+    (missing, or a single run's checkpoint)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT else None
+
+
+def _file_live(run: ShardedRun, spec: Any) -> ShardedRun:
+    """`run` with the model file's live pacing when it gives none, and, when live, one clock
+    start for every shard: the file's ``start:`` with ``timestamps: start``, else now."""
+    live = run.live
+    if live is None and spec.live.enabled:
+        settings = spec.live_settings()
+        live = LiveOptions(True, settings.speed, settings.max_lag_ms, settings.on_lag)
+    if live is None or not live.enabled:
+        return run
+    start = run.timestamp_start
+    if start is None:
+        wall = spec.live.timestamps == "wall" or spec.timestamp_start is None
+        start = _now_ms() if wall else spec.timestamp_start
+    return replace(run, live=live, timestamp_start=start)
+
+
+def _resumed(run: ShardedRun) -> ShardedRun:
+    """`run` with the seed, shards and clock start of the checkpointed run it resumes;
+    a difference the caller gave is refused, naming both values."""
+    if not run.resume:
+        return run
+    if run.checkpoint is None:
+        raise ModelError("resume=True needs checkpoint=PATH, where the run was checkpointed")
+    manifest = read_manifest(run.checkpoint)
+    if manifest is None:
+        raise RunError(
+            f"{run.checkpoint}: no sharded run was checkpointed here (no manifest); resume "
+            "needs the path given as checkpoint to the interrupted run"
+        )
+    given = {"seed": run.seed, "shards": run.shards}
+    for key, value in given.items():
+        if value is not None and value != manifest[key]:
+            raise ModelError(
+                f"{run.checkpoint}: the checkpointed run has {key}={manifest[key]}, this one "
+                f"{key}={value}; resume with the same {key}"
+            )
+    changes: dict[str, Any] = {"seed": manifest["seed"], "shards": manifest["shards"]}
+    if run.timestamp_start is None and manifest.get("timestamp_start") is not None:
+        changes["timestamp_start"] = manifest["timestamp_start"]
+    return replace(run, **changes)
+
+
+def _write_manifest(run: ShardedRun, seed: int, shards: int, subjects: int) -> None:
+    """The checkpointed run's manifest at its checkpoint path (what a resume must match)."""
+    assert run.checkpoint is not None
+    if run.resume:
+        return
+    Path(run.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "seed": seed,
+        "shards": shards,
+        "subjects": subjects,
+        "timestamp_start": run.timestamp_start,
+    }
+    temporary = f"{run.checkpoint}.new"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, run.checkpoint)
+    for k in range(shards):
+        # Checkpoints of an earlier run at this path are not this run's.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(shard_checkpoint(run.checkpoint, k))
+
+
 def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> ShardPlan:
     """Resolve `run` in the driver: its seed, population, number of shards and outputs.
 
@@ -131,6 +261,9 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         environ = dict(os.environ) if run.environ is None else dict(run.environ)
         run = replace(run, environ=environ)
         spec = load_run(run)
+        if run.checkpoint is None and getattr(spec, "checkpoint_path", None):
+            run = replace(run, checkpoint=os.path.abspath(spec.checkpoint_path))
+        run = _file_live(_resumed(run), spec)
         seed = _run_seed(run.seed if run.seed is not None else spec.seed)
         subjects = _count(spec.subjects.count, "subjects", 0)
         arrivals = spec.arrivals
@@ -141,9 +274,13 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
             )
         if run.ticks is None or run.tick_ms is None:
             raise ModelError("a sharded run of a model-building callable needs ticks and tick_ms")
+        run = _resumed(run)
         seed = _run_seed(run.seed)
         subjects = _count(run.subjects, "subjects", 0)
         arrivals = run.arrivals
+        if run.live is not None and run.live.enabled and run.timestamp_start is None:
+            # One clock start for every shard (each would otherwise take its own "now").
+            run = replace(run, timestamp_start=_now_ms())
     # A model file may fix its shards (a ``shards:`` key, once the loader reads one).
     chosen = run.shards if run.shards is not None else getattr(spec, "shards", None)
     shards = default_shards(subjects) if chosen is None else _count(chosen, "shards", 1)
@@ -156,6 +293,9 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         from dogesim.scale.modelfiles import merged_outputs
 
         outputs = merged_outputs(spec, shards)
+    if run.checkpoint is not None:
+        run = replace(run, checkpoint=os.path.abspath(run.checkpoint))
+        _write_manifest(run, seed, shards, subjects)
     return ShardPlan(
         run=replace(run, seed=seed, shards=shards, subjects=subjects),
         seed=seed,
@@ -169,7 +309,12 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
 
 
 def run_sharded(
-    run: ShardedRun, *, workers: int | None = None, dask: Any = None
+    run: ShardedRun,
+    *,
+    workers: int | None = None,
+    dask: Any = None,
+    progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> ShardedRunResult:
     """Run `run` in shards and return the merged result.
 
@@ -179,6 +324,12 @@ def run_sharded(
         dask: a Dask scheduler address (``"tcp://host:8786"``) or a `distributed.Client`;
             the shards then run as tasks of that cluster (part files must be on a file
             system the driver reads).
+        progress: called a few times a second with the run's `Progress` (ticks and events
+            summed over the shards); the last call, once every shard has finished, holds
+            the run's exact events.
+        stop: once set (a signal handler may set it), every shard stops after its tick and
+            closes its sinks: the result has ``stopped=True``; a checkpointed run keeps its
+            part files for a resume, any other merges what the shards wrote.
 
     Raises:
         ModelError: the run is invalid or cannot be sharded (before anything runs).
@@ -194,14 +345,16 @@ def run_sharded(
     directory = tempfile.mkdtemp(prefix="dogesim-shards-")
     try:
         if dask is not None:
-            return _on_dask(run, dask, started)
+            return _on_dask(run, dask, started, progress, stop)
         plan = plan_run(run, FileControl(directory))
         from dogesim.scale.executors import run_inline, run_processes
 
         if count > 1:
             _check_picklable(plan)
+        watch = Watch(plan.control, plan.shards, plan.run.ticks, progress, stop)
         with _parts_removed_on_interrupt(plan):
-            results = run_inline(plan) if count == 1 else run_processes(plan, count)
+            inline = count == 1
+            results = run_inline(plan, watch) if inline else run_processes(plan, count, watch)
         executor = "inline" if count == 1 else "processes"
         return _finish(plan, results, started, executor, min(count, plan.shards))
     finally:
@@ -210,13 +363,15 @@ def run_sharded(
 
 @contextlib.contextmanager
 def _parts_removed_on_interrupt(plan: ShardPlan) -> Iterator[None]:
-    """On Ctrl-C or SIGTERM (or any error escaping the executor): cancel the shards and remove
-    every part file they opened; nothing is merged."""
+    """On a second Ctrl-C or SIGTERM (or any error escaping the executor): cancel the shards
+    and remove every part file they opened; nothing is merged. A checkpointed run keeps its
+    parts: a resume continues them from the last checkpoints."""
     try:
         yield
     except BaseException:
         plan.control.cancel()
-        _remove_noted_parts(plan)
+        if not plan.run.checkpoint:
+            _remove_noted_parts(plan)
         raise
 
 
@@ -240,7 +395,13 @@ def _check_picklable(plan: ShardPlan) -> None:
         ) from exc
 
 
-def _on_dask(run: ShardedRun, dask: Any, started: float) -> ShardedRunResult:
+def _on_dask(
+    run: ShardedRun,
+    dask: Any,
+    started: float,
+    progress: Callable[[Progress], None] | None,
+    stop: threading.Event | None,
+) -> ShardedRunResult:
     from dogesim.scale.executors import dask_client, run_dask
 
     client, owned = dask_client(dask)
@@ -248,8 +409,10 @@ def _on_dask(run: ShardedRun, dask: Any, started: float) -> ShardedRunResult:
         control = DaskControl(uuid.uuid4().hex[:12])
         control.bind(client)
         plan = plan_run(run, control, control.run_id)
+        control.track(plan.shards)
+        watch = Watch(control, plan.shards, plan.run.ticks, progress, stop)
         with _parts_removed_on_interrupt(plan):
-            results = run_dask(plan, client)
+            results = run_dask(plan, client, watch)
         workers = len(client.scheduler_info().get("workers", {}))
         return _finish(plan, results, started, "dask", workers)
     finally:
@@ -260,12 +423,40 @@ def _on_dask(run: ShardedRun, dask: Any, started: float) -> ShardedRunResult:
 def _finish(
     plan: ShardPlan, results: list[ShardResult], started: float, executor: str, workers: int
 ) -> ShardedRunResult:
-    """Merge the shards' outputs and tables, or fail with every shard's counts."""
-    if any(r.status != "done" or r.result is None for r in results):
+    """Merge the shards' outputs and tables, or fail with every shard's counts.
+
+    A stopped run (every shard done or stopped) is a result with ``stopped=True``: a
+    checkpointed one keeps its part files (merged when the resumed run ends), any other
+    merges what its shards wrote, each up to the tick it stopped after."""
+    stopped = any(r.status == "stopped" for r in results)
+    if any(r.status not in ("done", "stopped") for r in results):
         _fail(plan, results)
+    if not any(r.result is not None for r in results):
+        raise RunError(
+            f"sharded run (seed {plan.seed}, {plan.shards} shards) stopped before any shard "
+            "started; nothing was written"
+        )
     ledgers = merge_ledgers(results)
-    _merge_files(results, ledgers)
-    return _merged_result(plan, results, ledgers, time.perf_counter() - started, executor, workers)
+    kept = stopped and bool(plan.run.checkpoint)
+    if not kept:
+        _merge_files(results, ledgers)
+        if plan.run.checkpoint:
+            _remove_checkpoints(plan)
+    wall = time.perf_counter() - started
+    result = _merged_result(plan, results, ledgers, wall, executor, workers)
+    result.stopped = stopped
+    result.parts_kept = kept
+    return result
+
+
+def _remove_checkpoints(plan: ShardPlan) -> None:
+    """After the merge the part files are gone, so the checkpoints can continue nothing."""
+    base = plan.run.checkpoint
+    assert base is not None
+    shards = [shard_checkpoint(base, k) for k in range(plan.shards)]
+    for path in [base, *shards, *(f"{path}.lock" for path in shards)]:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def merge_ledgers(results: list[ShardResult]) -> list[DeliveryLedger]:
@@ -318,14 +509,14 @@ def _merged_result(
         states=first.states,
         transitions=first.transitions,
         subjects=sum(p.subjects for p in parts),
-        ticks=first.ticks,
+        ticks=max(p.ticks for p in parts),
         tick_ms=first.tick_ms,
         timestamp_start=first.timestamp_start,
         initial_state=first.initial_state,
-        occupancy=np.sum([p.occupancy for p in parts], axis=0),
-        events_per_tick=np.sum([p.events_per_tick for p in parts], axis=0),
-        attempts=np.sum([p.attempts for p in parts], axis=0),
-        vetoes=np.sum([p.vetoes for p in parts], axis=0),
+        occupancy=_summed([p.occupancy for p in parts], hold=True),
+        events_per_tick=_summed([p.events_per_tick for p in parts]),
+        attempts=_summed([p.attempts for p in parts]),
+        vetoes=_summed([p.vetoes for p in parts]),
         ledgers=ledgers,
         wall_time=wall,
         arrivals=sum(p.arrivals for p in parts),
@@ -338,14 +529,32 @@ def _merged_result(
     )
 
 
+def _summed(tables: list[np.ndarray], *, hold: bool = False) -> np.ndarray:
+    """The shards' tables added up; shorter ones (shards stopped earlier) padded to the
+    longest: with their last row (`hold`: subjects stay where they are) or with zeros."""
+    rows = max(len(table) for table in tables)
+    padded = []
+    for table in tables:
+        missing = rows - len(table)
+        if missing and table.ndim and len(table):
+            widths = [(0, missing)] + [(0, 0)] * (table.ndim - 1)
+            table = np.pad(table, widths, mode="edge" if hold else "constant")
+        padded.append(table)
+    return np.sum(padded, axis=0)
+
+
 def _fail(plan: ShardPlan, results: list[ShardResult]) -> None:
     """Remove every part file and raise the run's error, listing every shard.
 
     Merged outputs are not written, so their events count as not acknowledged, whatever
     their part files held."""
     merged = {part.name for result in results for part in result.parts}
-    # Also the parts of shards that died before they could report them.
-    _remove_noted_parts(plan)
+    kept = ""
+    if plan.run.checkpoint:
+        kept = f" (part files and checkpoints kept: resume from {plan.run.checkpoint})"
+    else:
+        # Also the parts of shards that died before they could report them.
+        _remove_noted_parts(plan)
     for result in results:
         result.ledgers = [
             replace(ledger, acknowledged=0) if ledger.sink in merged else ledger
@@ -357,7 +566,8 @@ def _fail(plan: ShardPlan, results: list[ShardResult]) -> None:
     lines = "\n  ".join(r.describe() for r in results)
     message = (
         f"sharded run (seed {plan.seed}, {plan.shards} shards) failed at shard "
-        f"{failed[0].index}: {failed[0].error}; no merged file was written. Per shard:\n  "
+        f"{failed[0].index}: {failed[0].error}; no merged file was written{kept}. Per "
+        "shard:\n  "
         f"{lines}"
     )
     ledgers = [

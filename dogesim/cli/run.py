@@ -25,6 +25,7 @@ from dogesim.cli.feedback import (
     closing_line,
 )
 from dogesim.cli.outputs import _named_sink, _output_sink, _plot_module, _write_report
+from dogesim.cli.sharded import _is_sharded
 from dogesim.cli.status import EXIT_INTERRUPTED, EXIT_OK, EXIT_SINK, _UsageError
 from dogesim.errors import RunError, SinkConfigError, SinkError
 
@@ -47,7 +48,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _check_outputs(args)
     if args.report:
         _plot_module()  # fail before running when plots cannot be made
-    if args.shards is not None or spec.shards is not None:
+    if _is_sharded(args, spec):
         from dogesim.cli.sharded import _cmd_run_sharded
 
         return _cmd_run_sharded(args, spec, out, err)
@@ -215,7 +216,7 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
                 "{enabled: true}` in the model file)"
             )
     _check_checkpoint_arguments(args)
-    if args.shards is not None or spec.shards is not None:
+    if _is_sharded(args, spec):
         _check_shard_arguments(args, spec)
     elif args.workers is not None or args.dask is not None:
         flag = "--workers" if args.workers is not None else "--dask"
@@ -257,10 +258,10 @@ def _check_checkpoint_arguments(args: argparse.Namespace) -> None:
 def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
     """Refuse what a sharded run does not do (exit 2 with one line)."""
     for flag, given in (
-        ("--resume", args.resume is not None),
-        ("--checkpoint", bool(args.checkpoint)),
-        ("--checkpoint-every", args.checkpoint_every is not None),
-        ("--live", args.live or spec.live.enabled),
+        (
+            "--until-stopped",
+            args.until_stopped or (spec.live.until_stopped and (args.live or spec.live.enabled)),
+        ),
         ("--record-every", args.record_every is not None),
         ("--sink", args.sink is not None),
         ("--out -", args.out == "-"),
@@ -273,8 +274,13 @@ def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
                 f"dogesim run: {flag} cannot be used with shards (--shards or the file's "
                 "`shards:`); run it in one process"
             )
+    if args.resume and args.checkpoint and Path(args.resume) != Path(args.checkpoint):
+        raise _UsageError(
+            "dogesim run: a sharded run resumes and checkpoints at one path: give --resume "
+            f"{args.resume} without --checkpoint {args.checkpoint}"
+        )
     shards = args.shards if args.shards is not None else spec.shards
-    if shards > 1 and spec.resources:
+    if shards is not None and shards > 1 and spec.resources:
         raise _UsageError(
             f"dogesim run: {spec.path or spec.name}: its subjects share the resources "
             f"{sorted(spec.resources)}, so they cannot be cut into {shards} shards (a queue "

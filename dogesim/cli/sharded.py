@@ -1,23 +1,35 @@
 """``dogesim run --shards S [--workers N | --dask ADDRESS]``: the sharded path of ``run``.
 
-- `_cmd_run_sharded(args, spec, out, err)`: run the shards, merge, summarise.
+- `_cmd_run_sharded(args, spec, out, err)`: run the shards with one progress bar (status
+  lines off a terminal), merge, summarise; the first SIGINT/SIGTERM stops every shard after
+  its tick (exit 130, every shard's ledger printed), a second one at once.
+- `_is_sharded(args, spec)`: whether the command line runs shards (``--shards``, the file's
+  ``shards:``, or ``--resume`` of a sharded run's checkpoint).
 - `_sharded_run(args, spec)`: the `dogesim.shards.ShardedRun` of the command line.
+- `_ShardFeedback`: progress summed over the shards, on stderr.
 - `_OutModel`, `_FileSubjects`: picklable builders of one shard's model (every event to
   its part of ``--out``) and subjects, for local processes and Dask workers.
+
+With ``--checkpoint PATH`` each shard writes its own checkpoint (``PATH.shard-K``; PATH holds
+the run's manifest) when it stops or ends, and every ``--checkpoint-every``; a stopped run
+keeps its part files, and ``--resume PATH`` continues every shard from its own checkpoint:
+the merged file is then the uninterrupted run's, byte for byte. ``--live`` paces every shard
+from one clock start; file outputs are merged when the run ends or is stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from dogesim.cli.feedback import _print_speed
+from dogesim.cli.feedback import STATUS_EVERY_S, _isatty, _print_speed, _stop_on_signals
 from dogesim.cli.outputs import _write_report
-from dogesim.cli.status import EXIT_OK, EXIT_SINK, _UsageError
+from dogesim.cli.status import EXIT_INTERRUPTED, EXIT_OK, EXIT_SINK, _UsageError
 from dogesim.errors import ModelError, RunError, SinkError
 
 
@@ -60,6 +72,33 @@ class _FileSubjects:
         return self._create()
 
 
+def _is_sharded(args: argparse.Namespace, spec: Any) -> bool:
+    """True when the command line runs shards: --shards, the file's ``shards:``, or a
+    --resume of a sharded run's checkpoint (its manifest)."""
+    if args.shards is not None or spec.shards is not None:
+        return True
+    if args.resume is None:
+        return False
+    from dogesim.shards import read_manifest
+
+    return read_manifest(args.resume) is not None
+
+
+def _live(args: argparse.Namespace, spec: Any) -> Any:
+    """The `LiveOptions` of the flags and the file's ``live:`` (None: not live)."""
+    from dogesim.engine import LiveOptions
+
+    settings = spec.live_settings(
+        live=True if args.live else None,
+        speed=args.speed,
+        max_lag_ms=args.max_lag,
+        on_lag=args.on_lag,
+    )
+    if not settings.enabled:
+        return None
+    return LiveOptions(True, settings.speed, settings.max_lag_ms, settings.on_lag)
+
+
 def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
     """The `ShardedRun` of this command line: the file's sinks, or every event to --out."""
     from dogesim.shards import ShardedRun
@@ -67,6 +106,14 @@ def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
     path = os.path.abspath(spec.path)
     shards = args.shards if args.shards is not None else spec.shards
     jitter = True if args.jitter else None
+    base = args.resume or args.checkpoint
+    control: dict[str, Any] = {
+        "checkpoint": os.path.abspath(base) if base else None,
+        "checkpoint_every": args.checkpoint_every,
+        "resume": args.resume is not None,
+        "live": _live(args, spec),
+        "allow_pickle": bool(args.resume_allow_pickle),
+    }
     if not args.out:
         return ShardedRun(
             path,
@@ -75,6 +122,7 @@ def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
             seed=spec.seed,
             shards=shards,
             jitter=jitter,
+            **control,
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     return ShardedRun(
@@ -90,7 +138,88 @@ def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
         arrivals_profile=spec.arrivals_profile,
         churn=spec.churn,
         jitter=spec.jitter or bool(args.jitter),
+        **control,
     )
+
+
+class _ShardFeedback:
+    """Progress of a sharded run on stderr, summed over its shards (`dogesim.shards.Progress`):
+    on a terminal a tqdm bar of ticks, its postfix the shards done and the events; elsewhere
+    one status line every `every` seconds and one when every shard has finished (the run's
+    exact events); nothing when quiet.
+
+    The bar is made at the first report, after local workers were started: a fork of the
+    driver must not happen beside the bar's monitor thread."""
+
+    def __init__(
+        self, stream: TextIO, *, quiet: bool, tty: bool | None = None, every: float = STATUS_EVERY_S
+    ) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = _isatty(stream) if tty is None else tty
+        self.every = every
+        self.started = time.monotonic()
+        self.next_status = self.started + every
+        self.bar: Any = None
+        self.last: Any = None
+
+    def update(self, progress: Any) -> None:
+        """Show `progress` (called by `run_sharded` when it changed)."""
+        self.last = progress
+        if self.quiet:
+            return
+        if self.tty:
+            self._bar(progress)
+            return
+        now = time.monotonic()
+        if now >= self.next_status or progress.finished == progress.shards:
+            self.next_status = now + self.every
+            print(f"dogesim: {self.line(progress, now)}", file=self.stream, flush=True)
+
+    def _bar(self, progress: Any) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=progress.total_ticks,
+                unit="tick",
+                file=self.stream,
+                delay=1.0,
+                mininterval=0.25,
+                leave=False,
+                dynamic_ncols=True,
+            )
+        self.bar.update(max(progress.ticks - self.bar.n, 0))
+        self.bar.set_postfix_str(
+            f"{progress.finished}/{progress.shards} shards done, {progress.events:,} events",
+            refresh=False,
+        )
+
+    def line(self, progress: Any, now: float | None = None) -> str:
+        """``2/4 shards done, tick 1,200/2,400 (50%) over the shards, 3,476 events (R/s)``."""
+        elapsed = max((time.monotonic() if now is None else now) - self.started, 1e-9)
+        ticks = f"tick {progress.ticks:,}"
+        if progress.total_ticks:
+            share = 100 * progress.ticks // progress.total_ticks
+            ticks += f"/{progress.total_ticks:,} ({share}%)"
+        return (
+            f"{progress.finished}/{progress.shards} shards done, {ticks} over the shards, "
+            f"{progress.events:,} events ({progress.events / elapsed:,.0f}/s)"
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Stop:
+    """What `_stop_on_signals` stops: the run's stop event, which every shard polls."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def stop(self) -> None:
+        self.event.set()
 
 
 def _cmd_run_sharded(args: argparse.Namespace, spec: Any, out: TextIO, err: TextIO) -> int:
@@ -103,17 +232,71 @@ def _cmd_run_sharded(args: argparse.Namespace, spec: Any, out: TextIO, err: Text
     destination = (
         args.out or ", ".join(spec.sinks[n].describe() for n in spec.used_sinks()) or "no sinks"
     )
+    feedback = _ShardFeedback(err, quiet=args.quiet)
+    stop = _Stop()
     started = time.perf_counter()
-    try:
-        result = run_sharded(run, workers=args.workers, dask=args.dask)
-    except ModelError as exc:
-        raise _UsageError(f"dogesim run: {' '.join(str(exc).split())}") from None
-    except (SinkError, RunError) as exc:
-        print(f"dogesim: the sharded run failed: {exc}", file=err)
-        return EXIT_SINK
+    with _stop_on_signals(stop) as received:
+        try:
+            result = run_sharded(
+                run, workers=args.workers, dask=args.dask, progress=feedback.update, stop=stop.event
+            )
+        except ModelError as exc:
+            raise _UsageError(f"dogesim run: {' '.join(str(exc).split())}") from None
+        except (SinkError, RunError) as exc:
+            feedback.close()
+            if received and not isinstance(exc, SinkError):
+                print(f"dogesim: stopped by {received[0]}: {exc}", file=err)
+                return EXIT_INTERRUPTED  # e.g. stopped before any shard started
+            print(f"dogesim: the sharded run failed: {exc}", file=err)
+            return EXIT_SINK
+        except KeyboardInterrupt:
+            feedback.close()
+            return _interrupted(run, err)
+        finally:
+            feedback.close()
     wall = time.perf_counter() - started
     if not args.quiet:
         print(result.summary(), file=out)
         _print_speed(result, wall, destination, out)
+    if result.stopped:
+        return _stopped_shards(args, run, result, received, err)
     _write_report(args, spec, result, out)
     return EXIT_OK
+
+
+def _interrupted(run: Any, err: TextIO) -> int:
+    """A second signal: every shard was cancelled and closed its sinks; nothing merged."""
+    kept = (
+        f"part files and checkpoints kept: resume with --resume {run.checkpoint}"
+        if run.checkpoint
+        else "their part files were removed"
+    )
+    print(
+        "dogesim: interrupted; every shard was cancelled and closed its sinks, no merged file "
+        f"was written ({kept})",
+        file=err,
+    )
+    return EXIT_INTERRUPTED
+
+
+def _stopped_shards(
+    args: argparse.Namespace, run: Any, result: Any, received: list[str], err: TextIO
+) -> int:
+    """Report a sharded run stopped by a signal: every shard's ticks and ledgers, the
+    merged outputs, and how to continue when it was checkpointed."""
+    cause = received[0] if received else "a stop request"
+    print(f"dogesim: stopped by {cause}; every shard stopped after its tick. Per shard:", file=err)
+    for shard in result.shard_results:
+        ticks = shard.result.ticks if shard.result is not None else 0
+        print(f"  {shard.describe()} (after tick {ticks} of {run.ticks})", file=err)
+    if result.parts_kept:
+        print(
+            "dogesim: part files and checkpoints kept (the merged file is written when the "
+            f"resumed run ends); continue with: dogesim run {args.model} --resume "
+            f"{run.checkpoint}" + (f" --out {args.out}" if args.out else ""),
+            file=err,
+        )
+    else:
+        for ledger in result.ledgers:
+            print(f"  merged {ledger.summary()}", file=err)
+    return EXIT_INTERRUPTED

@@ -11,11 +11,12 @@
 The pieces, one job each: `options` (settings), `tables` (the model compiled), `population`
 (subjects and their states), `scheduler` (the calendar of due subjects), `arrivals` (when
 newcomers come), `walker` (the SimPy process that advances the clock), `attempts` (what due
-subjects do in a tick), `services` (SimPy resources: queues, grants, holds), `recorder`
-(per-tick counts at a resolution -> `RunResult`), `uniforms` (buffered draws for quiet ticks,
-the same stream as unbuffered), `checkpoint` (save and resume), `closing` (sinks made ready
-before the first event, every sink closed once), `dwell` (initial mixes, dwell and delay
-laws, per-subject rates), `clock` (the time callbacks read).
+subjects do in a tick), `batching` (which sinks take events one by one, which a tick's
+events in one ``collect_many`` call), `services` (SimPy resources: queues, grants, holds),
+`recorder` (per-tick counts at a resolution -> `RunResult`), `uniforms` (buffered draws for
+quiet ticks, the same stream as unbuffered), `checkpoint` (save and resume), `closing`
+(sinks made ready before the first event, every sink closed once), `dwell` (initial mixes,
+dwell and delay laws, per-subject rates), `clock` (the time callbacks read).
 
 How it stays cheap. In the per-tick definition (doge-datagen's loop) every subject draws once
 per tick and, with probability ``P_s = sum(p_i)/100``, attempts a transition of its state ``s``.

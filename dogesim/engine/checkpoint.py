@@ -318,15 +318,16 @@ def _calendar_arrays(calendar: Calendar) -> tuple[np.ndarray, np.ndarray]:
     if callable(contents):
         subjects, ticks = contents()
         return np.asarray(subjects, dtype=np.int64), np.asarray(ticks, dtype=np.int64)
-    ticks_map = getattr(calendar, "_ticks", None)
-    pending = getattr(calendar, "_pending", None)
+    ticks_map = getattr(calendar, "tick_map", None)
+    pending = getattr(calendar, "pending_map", None)
+    arrays = getattr(calendar, "pending_arrays", {})
     if isinstance(ticks_map, dict) and isinstance(pending, dict):
-        return _calendar_parts(ticks_map, pending)
+        return _calendar_parts(ticks_map, [*pending.values(), *arrays.values()])
     return _calendar_drained(calendar)
 
 
 def _calendar_parts(
-    ticks_map: dict[int, list[Any]], pending: dict[int, tuple[list[int], list[int]]]
+    ticks_map: dict[int, list[Any]], pending: list[tuple[Any, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The calendar's per-tick chunks and pending blocks as two flat arrays (no copy of the
     calendar: a million subjects take a few numpy calls)."""
@@ -336,9 +337,13 @@ def _calendar_parts(
         for chunk in chunks:
             subjects.append(np.asarray(chunk, dtype=np.int64))
             ticks.append(np.full(len(chunk), tick, dtype=np.int64))
-    for block_subjects, block_ticks in pending.values():
-        subjects.append(np.asarray(block_subjects, dtype=np.int64))
-        ticks.append(np.asarray(block_ticks, dtype=np.int64))
+    for block_subjects, block_ticks in pending:  # lists of ints, or lists of arrays
+        if block_subjects and isinstance(block_subjects[0], np.ndarray):
+            subjects.extend(block_subjects)
+            ticks.extend(block_ticks)
+        else:
+            subjects.append(np.asarray(block_subjects, dtype=np.int64))
+            ticks.append(np.asarray(block_ticks, dtype=np.int64))
     return np.concatenate(subjects), np.concatenate(ticks)
 
 

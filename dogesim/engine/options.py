@@ -1,7 +1,7 @@
 """Run settings as frozen value objects, validated once, and the helpers that check them.
 
 - `RunOptions`: every setting of a run (ticks, tick length, clock, seed, jitter, arrivals,
-  churn, recording resolution, progress callback).
+  churn, recording resolution, progress callback, checkpoints, batching).
 - `LiveOptions`: real-time pacing (on/off, speed, allowed lag and what to do past it).
 - `SEED_VARIABLE`: ``DOGESIM_SEED``, the seed of runs whose code gives none.
 - `choose_seed`: the run's seed from `seed=`, the environment, or the global `random`.
@@ -184,6 +184,10 @@ class RunOptions:
         checkpoint_every: write a checkpoint to `checkpoint_path` every so many ticks (or a
             duration text of simulated time such as ``"10m"``), at a tick boundary, so a run
             killed outright loses at most that much; `validated` makes it ticks.
+        batch: hand each sink that has ``collect_many`` a tick's events in one call
+            (`dogesim.engine.batching`); such a sink then sees a subject after all of the
+            tick's callbacks ran. False keeps ``collect`` per event for every sink (for
+            callbacks that change other subjects). Never with jitter or live pacing.
     """
 
     ticks: int | None
@@ -200,6 +204,7 @@ class RunOptions:
     progress: Callable[[int], None] | None = None
     checkpoint_path: str | os.PathLike[str] | None = None
     checkpoint_every: int | str | None = None
+    batch: bool = True
 
     def validated(self, *, live: bool) -> RunOptions:
         """A checked copy: whole numbers, parsed arrivals, a chosen seed and resolution."""
@@ -230,6 +235,7 @@ class RunOptions:
             seed=choose_seed(self.seed),
             seed_globals=bool(self.seed_globals),
             jitter=bool(self.jitter),
+            batch=bool(self.batch),
             arrivals=_arrival_rate(self.arrivals, tick_ms),
             churn_sinks=tuple(self.churn_sinks),
             record_every=_record_every(self.record_every, ticks, tick_ms),

@@ -31,6 +31,7 @@ class Population:
         self.subjects: list[Any] = []
         self.states: array[int] = array("i")
         self.view: np.ndarray = np.empty(0, dtype=np.intc)
+        self._taken = False  # whether `subjects` is the caller's first list (see `add`)
 
     def make(self, count: int) -> list[Any]:
         """`count` new subjects from the factory (``SimpleNamespace(id=i)`` without one)."""
@@ -54,7 +55,10 @@ class Population:
         start = len(self.subjects)
         # The numpy view pins the buffer: drop it, grow the array, view it again.
         self.view = np.empty(0, dtype=np.intc)
-        if start == 0:  # the first population: take it as is (no second copy at its peak)
+        if start == 0 and not self._taken:
+            # The first population: take it as is (no second copy at its peak). Only once:
+            # the run holds this list, so newcomers after an empty start extend it.
+            self._taken = True
             self.subjects = subjects
             self.states = array("i", [state]) * len(subjects)
         else:
@@ -66,5 +70,6 @@ class Population:
     def restore(self, subjects: list[Any], states: array[int]) -> None:
         """Take the subjects and states a checkpoint saved."""
         self.subjects = subjects
+        self._taken = True
         self.states = states
         self.view = np.frombuffer(self.states, dtype=np.intc)

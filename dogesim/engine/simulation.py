@@ -79,7 +79,7 @@ class Simulation:
             method (doge-datagen's `SubjectFactory`; used through ``create`` even when it is
             also callable) or a callable. Without one, subjects are ``SimpleNamespace(id=i)``.
         ticks, tick_ms, timestamp_start, seed, seed_globals, progress, jitter, arrivals,
-            arrivals_profile, churn, churn_sinks, record_every: the run settings, as in
+            arrivals_profile, churn, churn_sinks, record_every, batch: the run settings, as in
             `RunOptions` (ticks and tick_ms are required unless `options` is given).
         options: all of those as one `RunOptions` instead of keywords (not both).
         env: the SimPy environment to run in (a fresh one when omitted). Time unit: ticks.
@@ -113,6 +113,7 @@ class Simulation:
         churn: float | Rate | str | None = None,
         churn_sinks: Sequence[Any] = (),
         record_every: int | str | None = None,
+        batch: bool = True,
         options: RunOptions | None = None,
     ) -> None:
         if not isinstance(model, Model):
@@ -124,7 +125,7 @@ class Simulation:
             ticks=ticks, tick_ms=tick_ms, timestamp_start=timestamp_start, seed=seed,
             seed_globals=seed_globals, jitter=jitter, arrivals=arrivals,
             arrivals_profile=arrivals_profile, churn=churn, churn_sinks=churn_sinks,
-            record_every=record_every, progress=progress,
+            record_every=record_every, progress=progress, batch=batch,
         )  # fmt: skip
         live_options = live if isinstance(live, LiveOptions) else LiveOptions(
             bool(live), speed, max_lag_ms, on_lag

@@ -21,6 +21,7 @@ import simpy
 
 from dogesim.engine import attempts, dwell
 from dogesim.engine.arrivals import Arrivals
+from dogesim.engine.batching import Routes
 from dogesim.engine.options import MAX_TICKS, LiveOptions, RunOptions
 from dogesim.engine.population import Population
 from dogesim.engine.recorder import Recorder
@@ -77,6 +78,23 @@ class Walker:
         self.failure: BaseException | None = None
         self.halt = env.event()
         self.wakeup = env.event()
+        # Ticks share one timestamp unless jittered; live runs pace events one by one.
+        self.routes = Routes(tables, options.batch and not self.jitter and not live.enabled)
+        # With no resources, pacing, arrivals or jitter, and a clock SimPy lets the walker
+        # set, quiet busy ticks run one after another in `attempts.Scalar`'s loop.
+        self.run_ahead = (
+            not live.enabled
+            and not tables.has_resources
+            and isinstance(getattr(env, "_now", None), (int, float))
+        )
+        self.stretch = (
+            self.run_ahead
+            and self.arrivals is None
+            and tables.semi is None
+            and not self.jitter
+            and options.ticks is not None
+        )
+        self.scalar = attempts.Scalar(self)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -161,8 +179,7 @@ class Walker:
         # With no resources and no pacing, while nothing else is scheduled in SimPy, a
         # timeout to the next busy tick would be the only event: the walker moves the clock
         # itself, as that timeout would, rather than pay a SimPy step per busy tick.
-        may_run_ahead = not every_tick and not self.tables.has_resources
-        may_run_ahead = may_run_ahead and isinstance(getattr(self.env, "_now", None), (int, float))
+        may_run_ahead = self.run_ahead
         peek, inf = self.env.peek, math.inf
         while t < self.horizon and self.failure is None:
             busy = t if every_tick else self._next_busy()
@@ -177,18 +194,25 @@ class Walker:
             elif not (yield from self._reach(busy, every_tick)):
                 t = max(t, self._tick_now())
                 continue  # woken early (a grant filed someone sooner) or failed
-            self._handle(busy)
-            t = self.next_tick = busy + 1
-            if self.progress is not None:
-                self.progress(t)
-            if self.stop_requested:
-                self.stopped = True
+            last, stopped = self._handle(busy)
+            t = last + 1
+            if stopped or self.after_tick(last):
                 break
         if self.tables.has_resources and self.failure is None:
             # Requests made during the last tick are granted at its time, after the walker:
             # let them happen before the run ends (or stops and is saved).
             yield from self._settle()
         self._finish()
+
+    def after_tick(self, t: int) -> bool:
+        """What follows a handled tick `t`: the progress callback, then stop() honoured;
+        True when the run stops here."""
+        self.next_tick = t + 1
+        if self.progress is not None:
+            self.progress(t + 1)
+        if self.stop_requested:
+            self.stopped = True
+        return self.stopped
 
     def _move_clock(self, busy: int) -> None:
         """Set SimPy's clock to tick `busy`, as a timeout there would when no other event is
@@ -236,8 +260,10 @@ class Walker:
         while self.env.peek() <= self.env.now and self.failure is None:
             yield self.env.timeout(0)
 
-    def _handle(self, t: int) -> None:
-        """Tick `t`: newcomers, then the subjects due, then the live lag check."""
+    def _handle(self, t: int) -> tuple[int, bool]:
+        """Tick `t`: newcomers, then the subjects due, then the live lag check; returns the
+        last tick handled (quiet ticks after `t` may be handled with it, `attempts.Scalar`)
+        and whether the run stopped there."""
         calendar = self.calendar
         arriving = self.arrivals is not None and self.arrivals.next_tick == t
         if arriving:
@@ -247,10 +273,12 @@ class Walker:
         opened = not arriving and not self.live.enabled
         due = calendar.has(t) if opened else calendar.next_tick() == t
         self.last_intended_ms = t * self.tick_ms
+        last, stopped = t, False
         if due:
-            attempts.tick(self, t, calendar.take(t))
+            last, stopped = attempts.tick(self, t, calendar.take(t))
         if self.live.enabled:
             self._check_lag(t)
+        return last, stopped
 
     def _finish(self) -> None:
         if self.failure is not None or self.stopped or self.options.ticks is None:

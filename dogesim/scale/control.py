@@ -1,24 +1,33 @@
-"""How the shards of one run coordinate: cancellation and run-once claims.
+"""How the shards of one run coordinate: cancellation, stop requests, progress, claims.
 
 - `Control`: the protocol. ``cancelled()`` is polled by every shard between ticks (a shard
   that sees it stops after its tick, closes its sinks and reports what they confirmed);
-  ``cancel()`` is called by the driver when one shard fails; ``claim(k)`` is True the first
-  time shard `k` starts and False ever after, so a shard whose worker died is never run a
-  second time by a scheduler that retries tasks (its events may be partly delivered);
+  ``cancel()`` is called by the driver when one shard fails; ``stop()`` when the driver is
+  asked to stop (SIGINT/SIGTERM): every shard stops after its tick as for a cancel, but it
+  keeps its output and writes its checkpoint (``stopping()`` says which it is);
+  ``report(k, ticks, events)`` is a shard's progress and ``progress()`` every shard's
+  last report, ``{k: (ticks, events)}`` (one progress bar for the whole run); ``claim(k)``
+  is True the first time shard `k` starts and False ever after, so a shard whose worker
+  died is never run a second time by a scheduler that retries tasks (its events may be
+  partly delivered);
   ``note_part(path)`` records a part file as it is opened and ``parts()`` lists them, so the
   driver removes the parts of a shard that died before it could report them.
 - `FileControl`: flags as files in a directory: the in-process and local-process executors.
-- `DaskControl`: flags as `distributed.Event` s on the scheduler: the Dask executor.
+- `ChildControl`: a `FileControl` of a child process that also stops when its parent dies.
+- `DaskControl`: flags as `distributed.Event` s, progress as `distributed.Variable` s on the
+  scheduler: the Dask executor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Control", "DaskControl", "FileControl"]
+__all__ = ["ChildControl", "Control", "DaskControl", "FileControl"]
 
 
 class Control(Protocol):
@@ -29,6 +38,18 @@ class Control(Protocol):
 
     def cancel(self) -> None:
         """Cancel the run: every shard stops after its current tick."""
+
+    def stop(self) -> None:
+        """Ask every shard to stop after its current tick, keeping what it wrote."""
+
+    def stopping(self) -> bool:
+        """True once `stop` was called (a cancel after it is still a stop)."""
+
+    def report(self, shard: int, ticks: int, events: int) -> None:
+        """Record `shard`'s progress: `ticks` done, `events` so far."""
+
+    def progress(self) -> dict[int, tuple[int, int]]:
+        """Per shard, its last reported ``(ticks, events)``."""
 
     def claim(self, shard: int) -> bool:
         """True the first time `shard` starts, False on any later attempt."""
@@ -45,6 +66,12 @@ class FileControl:
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = os.fspath(directory)
+        #: Called after every report made in this process (the in-process executor's
+        #: driver watches its shards this way); never sent to other processes.
+        self.listener: Callable[[], None] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "listener": None}
 
     def cancelled(self) -> bool:
         """True once `cancel` was called (by any process)."""
@@ -53,6 +80,35 @@ class FileControl:
     def cancel(self) -> None:
         """Create the cancel flag."""
         Path(self.directory, "cancel").touch()
+
+    def stop(self) -> None:
+        """Create the stop flag, then the cancel flag (which the shards poll)."""
+        Path(self.directory, "stop").touch()
+        self.cancel()
+
+    def stopping(self) -> bool:
+        """True once `stop` was called (by any process)."""
+        return os.path.exists(os.path.join(self.directory, "stop"))
+
+    def report(self, shard: int, ticks: int, events: int) -> None:
+        """Write the shard's progress file (renamed into place: a reader never sees half)."""
+        path = os.path.join(self.directory, f"progress-{shard}")
+        with open(f"{path}.new", "w", encoding="ascii") as handle:
+            handle.write(f"{ticks} {events}")
+        os.replace(f"{path}.new", path)
+        if self.listener is not None:
+            self.listener()
+
+    def progress(self) -> dict[int, tuple[int, int]]:
+        """Every shard's progress file."""
+        found: dict[int, tuple[int, int]] = {}
+        for name in os.listdir(self.directory):
+            if name.startswith("progress-") and name[9:].isdigit():
+                with contextlib.suppress(OSError, ValueError):
+                    text = Path(self.directory, name).read_text(encoding="ascii")
+                    ticks, events = text.split()
+                    found[int(name[9:])] = (int(ticks), int(events))
+        return found
 
     def claim(self, shard: int) -> bool:
         """Create the shard's claim file; False when it exists already."""
@@ -77,6 +133,28 @@ class FileControl:
         return text.splitlines()
 
 
+class ChildControl(FileControl):
+    """Flags in `directory`, set by the parent process `parent`; once the parent has died
+    (this process was re-parented) the run counts as stopped: the shard stops after its
+    tick, keeps its output and writes its checkpoint, so a resume continues it."""
+
+    def __init__(self, directory: str, parent: int) -> None:
+        super().__init__(directory)
+        self.parent = parent
+
+    def orphaned(self) -> bool:
+        """True once the parent is gone."""
+        return os.getppid() != self.parent
+
+    def cancelled(self) -> bool:
+        """True when the parent cancelled or stopped the run, or died."""
+        return self.orphaned() or super().cancelled()
+
+    def stopping(self) -> bool:
+        """True when the parent stopped the run, or died."""
+        return self.orphaned() or super().stopping()
+
+
 class DaskControl:
     """Flags as `distributed.Event` s named after the run, on the Dask scheduler.
 
@@ -90,15 +168,17 @@ class DaskControl:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self._client: Any = None
+        self.shards = 0
         self._checked = 0.0
         self._seen = False
 
     def __getstate__(self) -> dict[str, Any]:
         # A client does not travel: the worker side uses its own.
-        return {"run_id": self.run_id}
+        return {"run_id": self.run_id, "shards": self.shards}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["run_id"])  # type: ignore[misc]
+        self.shards = int(state.get("shards", 0))
 
     def bind(self, client: Any) -> None:
         """Use `client` (the driver's) for the events."""
@@ -120,6 +200,38 @@ class DaskControl:
     def cancel(self) -> None:
         """Set the run's cancel event."""
         self._event("cancel").set()
+
+    def stop(self) -> None:
+        """Set the run's stop event, then its cancel event."""
+        self._event("stop").set()
+        self.cancel()
+
+    def stopping(self) -> bool:
+        """True once `stop` was called (asked of the scheduler: a shard asks once it stops)."""
+        return bool(self._event("stop").is_set())
+
+    def _progress(self, shard: int) -> Any:
+        from distributed import Variable
+
+        return Variable(f"dogesim-{self.run_id}-progress-{shard}", client=self._client)
+
+    def report(self, shard: int, ticks: int, events: int) -> None:
+        """Set the shard's progress variable on the scheduler."""
+        self._progress(shard).set([ticks, events])
+
+    def progress(self) -> dict[int, tuple[int, int]]:
+        """Every shard's progress variable (one round trip per shard: the driver polls it a
+        few times a second, not per tick). Needs `shards` known: see `track`."""
+        found: dict[int, tuple[int, int]] = {}
+        for shard in range(self.shards):
+            with contextlib.suppress(Exception):  # not set yet: a timeout
+                ticks, events = self._progress(shard).get(timeout=0.05)
+                found[shard] = (int(ticks), int(events))
+        return found
+
+    def track(self, shards: int) -> None:
+        """How many shards `progress` asks about."""
+        self.shards = shards
 
     def claim(self, shard: int) -> bool:
         """Set the shard's claim event; False when it was set already (a retried task)."""

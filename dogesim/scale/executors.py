@@ -1,26 +1,36 @@
 """Executors: who runs the shards of a plan. Every one runs `run_shard`, nothing else.
 
 - `run_inline(plan)`: the shards one after the other in this process (the reference).
-- `run_processes(plan, workers)`: a `ProcessPoolExecutor` of `workers` spawned processes.
+- `run_processes(plan, workers)`: a `ProcessPoolExecutor` of `workers` processes (forked on
+  Linux when the driver has no other thread, else spawned: `start_method`).
 - `run_dask(plan, client)`: tasks on a Dask distributed cluster (each shard in a child
   process of its worker, see `dogesim.scale.isolated`).
 - `dask_client(dask)`: a `distributed.Client` for an address (or the client given).
 
-Each returns one `ShardResult` per shard, in shard order. When a shard fails, the others are
-cancelled through the plan's `Control` (a running shard stops after its tick and closes its
-sinks); a shard whose worker died comes back as ``status="lost"``.
+Each returns one `ShardResult` per shard, in shard order, polling a `Watch` (progress, stop
+requests) while it waits. When a shard fails, the others are cancelled through the plan's
+`Control` (a running shard stops after its tick and closes its sinks); a shard whose worker
+died comes back as ``status="lost"``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
-from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
 from typing import Any
 
 from dogesim.errors import RunError
+from dogesim.scale.control import ChildControl, FileControl
 from dogesim.scale.plan import ShardPlan
+from dogesim.scale.watch import Watch
 from dogesim.scale.worker import ShardResult, run_shard
 
 __all__ = [
@@ -31,41 +41,92 @@ __all__ = [
     "run_inline",
     "run_pickled_shard",
     "run_processes",
+    "start_method",
 ]
 
 
-def run_inline(plan: ShardPlan) -> list[ShardResult]:
+def run_inline(plan: ShardPlan, watch: Watch | None = None) -> list[ShardResult]:
     """Run every shard in this process, in shard order."""
-    results = []
-    for k in range(plan.shards):
-        result = run_shard(plan, k)
-        if result.status != "done":
-            plan.control.cancel()
-        results.append(result)
-    return results
+    results: dict[int, ShardResult] = {}
+    control = plan.control
+    if watch is not None and isinstance(control, FileControl):
+        control.listener = lambda: watch.poll(results)
+    try:
+        for k in range(plan.shards):
+            result = run_shard(plan, k)
+            if result.status != "done":
+                plan.control.cancel()
+            results[k] = result
+            if watch is not None:
+                watch.poll(results)
+    finally:
+        if isinstance(control, FileControl):
+            control.listener = None
+    return [results[k] for k in range(plan.shards)]
 
 
 def _lost(k: int, exc: BaseException) -> ShardResult:
     return ShardResult(k, "lost", error=f"its worker died: {type(exc).__name__}: {exc}")
 
 
-def _gather(plan: ShardPlan, futures: dict[Any, int], done: Iterable[Any]) -> list[ShardResult]:
-    """Results of `futures` as they complete; the first failure cancels the rest."""
+#: Seconds between two looks of the driver at its shards (progress, stop requests).
+POLL_SECONDS = 0.2
+
+
+def _wait_local(pending: set[Any]) -> set[Any]:
+    """The local futures done within `POLL_SECONDS` (at once when one completes)."""
+    done, _ = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+    return set(done)
+
+
+def _wait_dask(pending: set[Any]) -> set[Any]:
+    """The Dask futures done within `POLL_SECONDS`, looked at every 20 ms (a Dask future
+    has no wait of its own without the process's default client)."""
+    deadline = time.monotonic() + POLL_SECONDS
+    while True:
+        done = {future for future in pending if future.done()}
+        if done or time.monotonic() >= deadline:
+            return done
+        time.sleep(0.02)
+
+
+def _gather(
+    plan: ShardPlan,
+    futures: dict[Any, int],
+    watch: Watch | None,
+    wait_some: Callable[[set[Any]], set[Any]] = _wait_local,
+) -> list[ShardResult]:
+    """Results of `futures` as they complete, polling `watch` meanwhile; the first failure
+    cancels the rest."""
     results: dict[int, ShardResult] = {}
+    pending = set(futures)
     try:
-        for future in done:
-            k = futures[future]
-            try:
-                result = future.result()
-            except Exception as exc:
-                result = _lost(k, exc)
-            if result.status != "done":
-                plan.control.cancel()
-            results[k] = result
+        while pending:
+            done = wait_some(pending)
+            if not done:
+                if watch is not None:
+                    watch.poll(results)
+                continue
+            pending -= done
+            for future in sorted(done, key=futures.__getitem__):
+                results[futures[future]] = result = _outcome(future, futures[future])
+                if result.status not in ("done", "stopped"):
+                    plan.control.cancel()
+        if watch is not None:
+            watch.poll(results)
     except BaseException:
         plan.control.cancel()
         raise
     return [results[k] for k in range(plan.shards)]
+
+
+def _outcome(future: Any, k: int) -> ShardResult:
+    """The shard's result, or a lost shard when its worker died."""
+    try:
+        result: ShardResult = future.result()
+    except Exception as exc:
+        return _lost(k, exc)
+    return result
 
 
 def pickled(plan: ShardPlan) -> bytes:
@@ -84,17 +145,44 @@ def run_pickled_shard(payload: bytes, k: int) -> ShardResult:
     return run_shard(plan, k)
 
 
-def run_processes(plan: ShardPlan, workers: int) -> list[ShardResult]:
-    """Run the shards in `workers` fresh processes (the spawn start method: nothing of this
-    process's state is inherited, so every worker starts alike on any platform)."""
-    context = multiprocessing.get_context("spawn")
+def _worker_started() -> None:
+    """A worker process ignores SIGINT: a Ctrl-C at the terminal reaches the whole process
+    group, and only the driver decides (it stops every shard through the run's control).
+    SIGTERM takes its default again (a forked worker inherits the driver's handlers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_method() -> str:
+    """How worker processes start: ``fork`` on Linux while this process runs no other
+    thread (a worker is then up in milliseconds, with the driver's imports: a spawned one
+    pays its interpreter and imports, a tenth of a second or more on the critical path of
+    every run); ``spawn`` elsewhere (a fork beside running threads can deadlock the child).
+
+    Either way each shard seeds the global generators itself, so its stream is the same."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def run_processes(plan: ShardPlan, workers: int, watch: Watch | None = None) -> list[ShardResult]:
+    """Run the shards in `workers` fresh processes (started as `start_method` says).
+
+    The workers' control also stops their shards when this process dies (SIGKILL): a
+    checkpointed run then keeps what its shards wrote, for a resume."""
+    context = multiprocessing.get_context(start_method())
+    control = plan.control
+    if isinstance(control, FileControl):
+        plan = replace(plan, control=ChildControl(control.directory, os.getpid()))
     payload = pickled(plan)
-    with ProcessPoolExecutor(max_workers=min(workers, plan.shards), mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(workers, plan.shards), mp_context=context, initializer=_worker_started
+    ) as pool:
         futures: dict[Future[ShardResult], int] = {
             pool.submit(run_pickled_shard, payload, k): k for k in range(plan.shards)
         }
         try:
-            return _gather(plan, futures, as_completed(futures))
+            return _gather(plan, futures, watch)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -125,13 +213,12 @@ def dask_client(dask: Any) -> tuple[Any, bool]:
         raise RunError(f"cannot reach the Dask scheduler at {dask}: {exc}") from exc
 
 
-def run_dask(plan: ShardPlan, client: Any) -> list[ShardResult]:
+def run_dask(plan: ShardPlan, client: Any, watch: Watch | None = None) -> list[ShardResult]:
     """Run the shards as tasks of `client`'s cluster, each in a child process of its worker
     (`run_shard_isolated`); never retried: a shard whose worker died is reported lost, not
     run twice."""
     from dogesim.scale.isolated import run_shard_isolated
 
-    distributed = import_distributed()
     futures = {
         client.submit(
             run_shard_isolated,
@@ -144,7 +231,6 @@ def run_dask(plan: ShardPlan, client: Any) -> list[ShardResult]:
         for k in range(plan.shards)
     }
     try:
-        done = distributed.as_completed(list(futures), loop=client.loop)
-        return _gather(plan, futures, done)
+        return _gather(plan, futures, watch, _wait_dask)
     finally:
         client.cancel(list(futures))

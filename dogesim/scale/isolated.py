@@ -3,8 +3,8 @@
 - `run_shard_isolated(plan, k)`: claim shard `k`, run ``run_shard(plan, k)`` in the worker's
   child Python process (``python -m dogesim.scale.isolated``, started on first use and kept
   for the next shards), relay cancellation to it, return its result.
-- `ChildControl`: the child's `Control`: a `FileControl` that also cancels the shard when its
-  parent (the Dask worker) is gone.
+- `ChildControl` (from `dogesim.scale.control`): the child's `Control`, which also stops
+  the shard when its parent (the Dask worker) is gone.
 
 Why a child process. A Dask worker runs tasks in threads beside its event loop, and that loop
 draws from the global `random` (Tornado's jittered periodic callbacks, retry back-offs) while
@@ -27,7 +27,7 @@ import threading
 from dataclasses import replace
 from typing import IO
 
-from dogesim.scale.control import FileControl
+from dogesim.scale.control import ChildControl, Control, FileControl
 from dogesim.scale.parts import remove_parts
 from dogesim.scale.plan import ShardPlan
 from dogesim.scale.worker import ShardResult, preflight, run_shard
@@ -36,18 +36,6 @@ __all__ = ["ChildControl", "run_shard_isolated"]
 
 #: Seconds between two looks at the child and the run's cancel flag.
 POLL_SECONDS = 0.25
-
-
-class ChildControl(FileControl):
-    """Flags in `directory`, set by the parent; cancelled also once the parent has died."""
-
-    def __init__(self, directory: str, parent: int) -> None:
-        super().__init__(directory)
-        self.parent = parent
-
-    def cancelled(self) -> bool:
-        """True when the parent cancelled, or died (this process was re-parented)."""
-        return os.getppid() != self.parent or super().cancelled()
 
 
 class _Child:
@@ -119,10 +107,14 @@ def run_shard_isolated(plan: ShardPlan, k: int) -> ShardResult:
             _CHILD.forget()
             return ShardResult(k, "lost", error=f"its process could not be reached: {exc}")
         forwarded = 0
+        relayed = False
+        reported: tuple[int, int] | None = None
         while not select.select([child.stdout], [], [], POLL_SECONDS)[0]:
-            if control.cancelled():
-                local.cancel()
+            if not relayed and control.cancelled():
+                relayed = True
+                local.stop() if control.stopping() else local.cancel()
             forwarded = _forward_parts(local, control, forwarded)
+            reported = _forward_progress(local, control, k, reported)
         answer = _receive(child.stdout)
         _forward_parts(local, control, forwarded)
         if answer is None:
@@ -144,6 +136,17 @@ def _forward_parts(local: FileControl, control: object, forwarded: int) -> int:
     return len(parts)
 
 
+def _forward_progress(
+    local: FileControl, control: Control, k: int, reported: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """Tell the run's control the child's latest progress of shard `k`, if it changed."""
+    latest = local.progress().get(k)
+    if latest is not None and latest != reported:
+        control.report(k, *latest)
+        return latest
+    return reported
+
+
 def _main() -> None:
     """The child: run every ``(plan, k)`` read from stdin and answer with its result, until
     stdin ends (the worker closed it, or died)."""
@@ -156,8 +159,10 @@ def _main() -> None:
         result = run_shard(plan, k)
         # (Run as __main__, this module's classes are not the unpickled control's: duck-type.)
         if os.getppid() != getattr(plan.control, "parent", os.getppid()):
-            # Orphaned (the worker died): nobody merges these parts, so none may be left.
-            remove_parts(result.parts)
+            # Orphaned (the worker died): nobody merges these parts, so none may be left,
+            # unless the run is checkpointed (a resume continues them).
+            if not plan.run.checkpoint:
+                remove_parts(result.parts)
             return
         _send(answers, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
 

@@ -71,7 +71,12 @@ def load_for_shard(plan: ShardPlan, shard: Shard) -> Any:
     """Shard `shard`'s `ModelSpec`: its population, subject factory and share of arrivals."""
     spec = load_run(plan.run)
     spec.subjects.count = shard.subjects
-    spec = replace(spec, arrivals=share_arrivals(spec.arrivals, plan.shards))
+    # The shard's seed is its run's seed (a resumed shard's checkpoint is checked against it).
+    spec = replace(spec, arrivals=share_arrivals(spec.arrivals, plan.shards), seed=shard.seed)
+    live = plan.run.live
+    if live is not None and live.enabled:
+        # Every shard stamps from the driver's clock start, not from its own "now".
+        spec = replace(spec, live=replace(spec.live, enabled=True, timestamps="start"))
     make = spec.subject_factory
     renumber = plan.run.renumber
 

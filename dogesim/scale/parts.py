@@ -1,9 +1,12 @@
 """Part files: each shard writes its own, the driver merges them into the file asked for.
 
 - `PartFile`: one shard's part of one output (its path, its index, the target it merges into).
-- `PartSink`: wraps the file sink writing a part; passes every event on and keeps the part's
+- `PartSink`: wraps the file sink writing a part; passes every event (or a tick's batch,
+  `collect_many`) on and keeps the part's
   index: the run-length encoding ``(timestamp, lines)`` of the timestamps of its lines,
-  written next to it (``<part>.idx``, a ``.npy`` array) on close.
+  written next to it (``<part>.idx``, a ``.npy`` array) on close. It is a positioned sink
+  (`dogesim.sinks.offsets`): a checkpoint holds the inner file's position and the index up
+  to it, so a resumed shard cuts its part back and continues the index exactly.
 - `part_path(target, shard, shards)`: where shard `shard` writes its part of `target`.
 - `merge_parts(target, parts)`: the k-way merge (`heapq.merge`) of the parts, in shard order,
   into `target`: lines ordered by (timestamp, shard, order within the shard), so the merged
@@ -20,15 +23,15 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from dogesim.errors import SinkError
-from dogesim.sinks.base import DeliveryLedger, ledger_of
+from dogesim.sinks.base import DeliveryLedger, batch_collector, ledger_of
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -78,26 +81,71 @@ class PartSink:
         self.inner = inner
         self.part = part
         self._collect = inner.collect
+        self._collect_many = batch_collector(inner)
         self._stamps: list[int] = []
         self._counts: list[int] = []
+        #: Lines the part held at the checkpoint a resumed shard continues from.
+        self.restored_lines = 0
         ledger = ledger_of(inner)
         if ledger is not None:
             ledger.sink = part.name
 
     @property
     def ledger(self) -> DeliveryLedger | None:
-        """The inner sink's ledger."""
-        return ledger_of(self.inner)
+        """The inner sink's ledger; in a resumed shard, the lines its part held at the
+        checkpoint count as collected and acknowledged too (as in an uninterrupted run)."""
+        ledger = ledger_of(self.inner)
+        if ledger is None or not self.restored_lines:
+            return ledger
+        return replace(
+            ledger,
+            collected=ledger.collected + self.restored_lines,
+            acknowledged=ledger.acknowledged + self.restored_lines,
+        )
+
+    # -- checkpoint positions (dogesim.sinks.offsets), the inner file's plus the index --------
+
+    def output_identity(self) -> str:
+        """The part file's identity (the inner sink's)."""
+        return str(self.inner.output_identity())
+
+    def position(self) -> dict[str, Any]:
+        """The inner file's position, and the index runs up to it."""
+        return {**self.inner.position(), "runs": [self._stamps[:], self._counts[:]]}
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """Cut the part back to `position` and take its index runs."""
+        self.inner.restore_position(position)
+        stamps, counts = position.get("runs") or ([], [])
+        self._stamps, self._counts = [int(v) for v in stamps], [int(v) for v in counts]
+        self.restored_lines = sum(self._counts)
 
     def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
         """Write the event through the inner sink, then count its line in the index."""
         self._collect(timestamp, subject, transition)
+        self._count(timestamp, 1)
+
+    def collect_many(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> None:
+        """The events of one tick through the inner sink's `collect_many` (or one by one),
+        counted in the index as `collect` would count them."""
+        many = self._collect_many
+        if many is None:
+            for subject, transition in zip(subjects, transitions, strict=True):
+                self.collect(timestamp, subject, transition)
+            return
+        many(timestamp, subjects, transitions)
+        if subjects:
+            self._count(timestamp, len(subjects))
+
+    def _count(self, timestamp: int, lines: int) -> None:
         stamps = self._stamps
         if stamps and stamps[-1] == timestamp:
-            self._counts[-1] += 1
+            self._counts[-1] += lines
         else:
             stamps.append(timestamp)
-            self._counts.append(1)
+            self._counts.append(lines)
 
     def close(self) -> None:
         """Close the inner sink, then write the index (also when closing failed)."""
@@ -105,19 +153,82 @@ class PartSink:
             self.inner.close()
         finally:
             runs = np.asarray([self._stamps, self._counts], dtype=np.int64).reshape(2, -1).T
+            sizes = block_sizes(self.part.path, runs[:, 1], header=self.part.header)
+            if sizes is not None:
+                runs = np.column_stack([runs, sizes])
             with open(self.part.index, "wb") as handle:
                 np.save(handle, runs)
 
 
-def _runs(part: PartFile, k: int) -> Iterator[tuple[int, int, int]]:
-    """The blocks of one part as ``(timestamp, shard, lines)``, in file order."""
+#: Bytes of a part read at a time when its blocks are measured.
+_CHUNK = 1 << 24
+
+
+def block_sizes(path: str, counts: np.ndarray, *, header: bool) -> np.ndarray | None:
+    """The byte size of each block of `counts` lines of the part `path` (after its header
+    line), or None when the file does not hold exactly those lines (the merge then reads
+    lines and names the mismatch). Scanned in chunks, in the shard's process, so the merge
+    in the driver copies blocks of bytes instead of splitting lines."""
+    # The newline (numbered from 1) that ends the header, then each block.
+    marks = np.cumsum(np.asarray(counts, dtype=np.int64)) + (1 if header else 0)
+    if header:
+        marks = np.concatenate([np.ones(1, dtype=np.int64), marks])
+    ends = np.zeros(len(marks), dtype=np.int64)
+    found = offset = 0
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+                inside = (marks > found) & (marks <= found + len(newlines))
+                ends[inside] = offset + newlines[marks[inside] - found - 1] + 1
+                found += len(newlines)
+                offset += len(chunk)
+    except OSError:
+        return None
+    last = int(ends[-1]) if len(marks) else 0
+    if found != (int(marks[-1]) if len(marks) else 0) or offset != last:
+        return None
+    if header:
+        return np.diff(ends)
+    return np.diff(ends, prepend=0)
+
+
+def _runs(part: PartFile, k: int) -> Iterator[tuple[int, int, int, int]]:
+    """The blocks of one part as ``(timestamp, shard, lines, bytes)`` in file order (bytes
+    -1 when its index has no sizes)."""
     runs = np.load(part.index)
-    for stamp, count in runs.tolist():
-        yield stamp, k, count
+    if runs.shape[1:] == (3,):
+        for stamp, count, size in runs.tolist():
+            yield stamp, k, count, size
+    else:
+        for stamp, count in runs.tolist():
+            yield stamp, k, count, -1
 
 
 def _header(handle: IO[bytes], part: PartFile) -> bytes:
     return handle.readline() if part.header else b""
+
+
+def _block_bytes(handle: IO[bytes], part: PartFile, target: str, count: int, size: int) -> bytes:
+    """The next block of `count` lines, `size` bytes, of a part (checked: whole lines)."""
+    data = handle.read(size)
+    if len(data) != size or data.count(b"\n") != count:
+        raise SinkError(
+            f"{target}: part {part.path} does not hold the block its index says "
+            f"({count} lines in {size} bytes)"
+        )
+    return data
+
+
+def _block_lines(handle: IO[bytes], part: PartFile, target: str, count: int) -> list[bytes]:
+    """The next block of `count` lines of a part (an index without sizes)."""
+    lines = list(islice(handle, count))
+    if len(lines) != count:
+        raise SinkError(
+            f"{target}: part {part.path} ends before its index says "
+            f"(a block of {count} lines has {len(lines)})"
+        )
+    return lines
 
 
 def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
@@ -142,14 +253,11 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
                 raise SinkError(f"{target}: the parts have different CSV headers {headers}")
             out.write(headers.pop() if headers else b"")
             blocks = heapq.merge(*(_runs(part, k) for k, part in enumerate(parts)))
-            for _, k, count in blocks:
-                lines = list(islice(handles[k], count))
-                if len(lines) != count:
-                    raise SinkError(
-                        f"{target}: part {parts[k].path} ends before its index says "
-                        f"(a block of {count} lines has {len(lines)})"
-                    )
-                out.writelines(lines)
+            for _, k, count, size in blocks:
+                if size >= 0:
+                    out.write(_block_bytes(handles[k], parts[k], target, count, size))
+                else:
+                    out.writelines(_block_lines(handles[k], parts[k], target, count))
                 written += count
             for handle, part in zip(handles, parts, strict=True):
                 if handle.readline():

@@ -7,6 +7,7 @@
 - `Shard`: what a model-building callable is given: the shard's index, seed and subject
   numbering, and `Shard.jsonl` / `Shard.csv` / `Shard.merged` for outputs merged across shards.
 - `default_shards(subjects)`: the number of shards when the run gives none.
+- `shard_checkpoint(base, k)`: where shard `k` of a checkpointed run keeps its checkpoint.
 - `shard_seeds(seed, shards)`: one integer seed per shard, from
   ``numpy.random.SeedSequence(seed).spawn(shards)``.
 - `share_arrivals(arrivals, shards)`: one shard's share of the arrival rate.
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from dogesim.engine.options import LiveOptions
 from dogesim.errors import ModelError
 from dogesim.model import Model
 from dogesim.rates import Profile, Rate, parse_rate
@@ -43,6 +45,7 @@ __all__ = [
     "ShardPlan",
     "ShardedRun",
     "default_shards",
+    "shard_checkpoint",
     "shard_seeds",
     "shard_subjects",
     "share_arrivals",
@@ -53,6 +56,11 @@ RENUMBERED = ("id", "user_id", "subject_id")
 
 #: A model-building callable: ``build(shard) -> Model`` or ``(Model, churn_sinks)``.
 ModelBuilder = Callable[["Shard"], "Model | tuple[Model, Sequence[Any]]"]
+
+
+def shard_checkpoint(base: str, shard: int) -> str:
+    """Where shard `shard` of a run checkpointed at `base` keeps its checkpoint."""
+    return f"{base}.shard-{shard}"
 
 
 def default_shards(subjects: int) -> int:
@@ -117,6 +125,19 @@ class ShardedRun:
         environ: the variables a model file's ``${...}`` read (default: the driver's
             environment, so every worker reads the file alike).
         renumber: subject attributes renumbered to global ids (() turns it off).
+        checkpoint: the base path of the run's checkpoints: shard ``k`` writes
+            `shard_checkpoint` ``(checkpoint, k)`` when it ends or stops (and every
+            `checkpoint_every` when given); the base path itself holds the run's manifest
+            (seed, shards, population). A model file's ``checkpoint.path`` when None.
+        checkpoint_every: also checkpoint each shard every so many ticks (or a duration).
+        resume: continue the run saved at `checkpoint`: each shard from its own checkpoint
+            (a shard without one starts afresh), part files cut back to their checkpoints;
+            the merged output equals the uninterrupted run's byte for byte.
+        live: pace every shard in real time (a `LiveOptions`); all shards share one clock
+            start (`timestamp_start`, now when None), and merged files are written when the
+            run ends or is stopped.
+        allow_pickle: checkpoints may store subjects that are not data as a pickle, and a
+            resume may load them (that runs code from the files: only for files you trust).
     """
 
     model: ModelBuilder | str | os.PathLike[str]
@@ -134,6 +155,11 @@ class ShardedRun:
     jitter: bool | None = None
     environ: Mapping[str, str] | None = None
     renumber: tuple[str, ...] = RENUMBERED
+    checkpoint: str | None = None
+    checkpoint_every: int | str | None = None
+    resume: bool = False
+    live: LiveOptions | None = None
+    allow_pickle: bool = False
 
     @property
     def model_file(self) -> str | None:
@@ -171,6 +197,11 @@ class ShardPlan:
         """How many initial subjects shard `k` holds (``len(range(k, subjects, shards))``)."""
         return len(range(k, self.subjects, self.shards))
 
+    def checkpoint_of(self, k: int) -> str | None:
+        """Shard `k`'s checkpoint file, or None when the run keeps none."""
+        base = self.run.checkpoint
+        return shard_checkpoint(base, k) if base else None
+
 
 class Shard:
     """One shard of a run, as its model-building callable sees it.
@@ -182,6 +213,8 @@ class Shard:
         subjects: how many initial subjects it holds.
         parts: the merged outputs registered so far (`merged`, `jsonl`, `csv`).
         sinks: their sinks (closed by the shard if building the model fails).
+        resuming: the shard continues from its checkpoint (`jsonl` parts are appended to).
+        checkpointed: the run keeps checkpoints (`csv` parts are then refused).
     """
 
     def __init__(
@@ -199,6 +232,10 @@ class Shard:
         self.parts: list[PartFile] = []
         self.sinks: list[Any] = []
         self._on_part = on_part
+        #: The shard continues from its checkpoint: its part files are appended to.
+        self.resuming = False
+        #: The run keeps checkpoints (CSV parts, which cannot be continued, are refused).
+        self.checkpointed = False
 
     def global_index(self, local: int) -> int:
         """The run-wide index of this shard's `local`-th subject: ``index + shards * local``."""
@@ -233,7 +270,8 @@ class Shard:
         """A `JsonLinesSink` of this shard's part of `target` (`mapper` as in it)."""
         from dogesim.sinks.files import JsonLinesSink
 
-        return self.merged(target, lambda path: JsonLinesSink(path, mapper))
+        append = self.resuming
+        return self.merged(target, lambda path: JsonLinesSink(path, mapper, append=append))
 
     def csv(
         self,
@@ -245,6 +283,11 @@ class Shard:
         """A `CsvSink` of this shard's part of `target` (`mapper`, `fieldnames` as in it)."""
         from dogesim.sinks.files import CsvSink
 
+        if self.checkpointed:
+            raise ModelError(
+                f"shard {self.index}: the CSV part of {os.fspath(target)!r} cannot be continued "
+                "from a checkpoint (its header is written once); checkpoint runs into JSONL"
+            )
         return self.merged(
             target, lambda path: CsvSink(path, mapper, fieldnames=fieldnames), header=True
         )

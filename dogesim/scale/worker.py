@@ -21,14 +21,15 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dogesim.engine import Simulation
-from dogesim.errors import ModelError, SinkError
+from dogesim.engine import RunOptions, Simulation
+from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.result import RunResult
 from dogesim.scale.parts import PartFile
@@ -49,7 +50,8 @@ class ShardResult:
     Attributes:
         index: the shard's number.
         status: ``"done"``, ``"failed"`` (the shard's run raised, or it refused to run),
-            ``"cancelled"`` (stopped because another shard failed) or ``"lost"`` (its worker
+            ``"cancelled"`` (stopped because another shard failed), ``"stopped"`` (the
+            driver was asked to stop: its output is kept) or ``"lost"`` (its worker
             died: no ledger is known, so nothing of it counts as delivered).
         ledgers: its sinks' ledgers after they were closed (merged outputs by their name).
         parts: its part files of merged outputs.
@@ -59,6 +61,8 @@ class ShardResult:
         where: ``host:pid`` of the process that ran it.
         result: its `RunResult` without sinks and callbacks (None unless it ran).
         cpu_seconds: CPU time the shard's process spent on it (build, run, close).
+        checkpoint: the checkpoint it wrote (empty when the run keeps none).
+        started, finished: when it started and ended (seconds since the epoch).
     """
 
     index: int
@@ -71,6 +75,9 @@ class ShardResult:
     where: str = ""
     result: RunResult | None = None
     cpu_seconds: float = 0.0
+    checkpoint: str = ""
+    started: float = 0.0
+    finished: float = 0.0
 
     def describe(self) -> str:
         """One line: the status, the error and the shard's ledgers."""
@@ -86,10 +93,51 @@ class ShardResult:
 def run_shard(plan: ShardPlan, k: int) -> ShardResult:
     """Run shard `k` of `plan` and report; the one shard function of every executor."""
     with _ONE_AT_A_TIME:
+        began = time.time()
         started = time.process_time()
-        result = _run_shard(plan, k)
+        checkpoint = plan.checkpoint_of(k)
+        try:
+            with _checkpoint_lock(checkpoint, k):
+                result = _run_shard(plan, k)
+        except RunError as exc:
+            result = ShardResult(k, "failed", error=str(exc), error_kind="other", where=_where())
         result.cpu_seconds = time.process_time() - started
+        result.started, result.finished = began, time.time()
         return result
+
+
+#: Seconds a shard waits for the lock of its checkpoint (held by an orphaned earlier run).
+LOCK_WAIT_S = 120.0
+
+
+@contextlib.contextmanager
+def _checkpoint_lock(checkpoint: str | None, k: int) -> Iterator[None]:
+    """Hold ``<checkpoint>.lock`` while the shard runs, so that a resume never runs a shard
+    beside an earlier run's process that still writes it (a worker whose driver was
+    killed stops after its tick, writes its checkpoint and exits: the resume waits for it)."""
+    if checkpoint is None:
+        yield
+        return
+    import fcntl
+
+    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{checkpoint}.lock", "a+b") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RunError(
+                        f"shard {k}: {checkpoint}.lock is held by another process for over "
+                        f"{LOCK_WAIT_S:.0f} s (an earlier run of this shard still running?)"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _where() -> str:
@@ -97,9 +145,11 @@ def _where() -> str:
 
 
 def preflight(plan: ShardPlan, k: int) -> ShardResult | None:
-    """The result of a shard that must not start (the run is cancelled, or an earlier
-    attempt of it died), or None when it may: it is then claimed."""
+    """The result of a shard that must not start (the run is cancelled or stopped, or an
+    earlier attempt of it died), or None when it may: it is then claimed."""
     if plan.control.cancelled():
+        if plan.control.stopping():
+            return ShardResult(k, "stopped", error="the run was stopped before it started")
         return ShardResult(k, "cancelled", error="the run was cancelled before it started")
     if plan.control.claim(k):
         return None
@@ -114,38 +164,87 @@ def preflight(plan: ShardPlan, k: int) -> ShardResult | None:
     )
 
 
+class _Reporter:
+    """The shard's progress hook: reports ticks and events to the run's `Control` at most
+    every `EVERY_S` seconds (less often when a report costs over 1% of that), and stops the
+    shard once the run is cancelled or stopped."""
+
+    EVERY_S = 0.2
+
+    def __init__(self, control: Any, k: int) -> None:
+        self.control = control
+        self.k = k
+        self.simulation: Simulation | None = None
+        self.next_report = 0.0
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if now >= self.next_report and self.simulation is not None:
+            self.control.report(self.k, done, events_so_far(self.simulation))
+            # Counting the events reads every row of the recorder: keep it under 1% of the run.
+            cost = time.monotonic() - now
+            self.next_report = now + max(self.EVERY_S, 100 * cost)
+        if self.control.cancelled() and self.simulation is not None:
+            self.simulation.stop()
+
+
+def events_so_far(simulation: Simulation) -> int:
+    """Moves on transitions feeding a sink recorded so far (what `RunResult.events` counts).
+
+    Reads the engine's recorder (no public counter yet; read only at report time)."""
+    walker = getattr(simulation, "_walker", None)
+    if walker is None:
+        return 0
+    totals = walker.recorder.totals()
+    fed = np.fromiter((bool(t.event_sinks) for t in walker.tables.order), dtype=bool)
+    return int(totals[fed].sum()) if fed.size else 0
+
+
 def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
     control = plan.control
     refused = preflight(plan, k)
     if refused is not None:
         return refused
     shard = Shard(k, plan.shards, plan.seeds[k], plan.share(k), control.note_part)
-    if plan.run.seed_globals:
+    checkpoint = plan.checkpoint_of(k)
+    shard.resuming = bool(plan.run.resume and checkpoint and os.path.exists(checkpoint))
+    shard.checkpointed = checkpoint is not None
+    if plan.run.seed_globals and not shard.resuming:
         _seed_globals(shard.seed)
-    running: list[Simulation] = []
-
-    def progress(done: int) -> None:
-        if control.cancelled():
-            running[0].stop()
-
+    reporter = _Reporter(control, k)
     try:
-        simulation = _build(plan, shard, progress)
+        simulation = _build(plan, shard, reporter, checkpoint)
     except Exception as exc:
         _close_quietly(shard.sinks)
         return _failed(shard, exc, shard.sinks)
-    running.append(simulation)
+    reporter.simulation = simulation
+    if checkpoint:
+        try:
+            _refuse_shared_positions(simulation.model.sinks(), k)
+        except ModelError as exc:
+            _close_quietly(simulation.model.sinks())
+            return _failed(shard, exc, simulation.model.sinks())
     try:
         result = simulation.run()
+        if checkpoint:
+            # Also at the end: a resume of a finished shard runs no tick and merges its part.
+            simulation.checkpoint(checkpoint, allow_pickle=plan.run.allow_pickle)
     except Exception as exc:
         return _failed(shard, exc, simulation.model.sinks())
+    status, why = "done", ""
+    if result.stopped:
+        stopped = control.stopping()
+        status = "stopped" if stopped else "cancelled"
+        why = "stopped by the driver" if stopped else "stopped: another shard failed"
     return ShardResult(
         k,
-        "cancelled" if result.stopped else "done",
+        status,
         ledgers=list(result.ledgers),
         parts=list(shard.parts),
-        error="stopped: another shard failed" if result.stopped else "",
+        error=why,
         where=_where(),
         result=_portable(result),
+        checkpoint=checkpoint or "",
     )
 
 
@@ -177,6 +276,23 @@ def _close_quietly(sinks: Iterable[Any]) -> None:
             getattr(sink, "close", lambda: None)()
 
 
+def _refuse_shared_positions(sinks: Iterable[Any], k: int) -> None:
+    """A checkpointed shard refuses sinks whose checkpoint position is their whole table's
+    row count (the SQL sinks, which commit at checkpoints): the other shards write the same
+    table, so no shard's count can be checked or continued. Files (part files), Kafka and
+    sinks without positions are fine."""
+    for sink in sinks:
+        if callable(getattr(sink, "defer_commits", None)) and callable(
+            getattr(sink, "holds_position", None)
+        ):
+            name = getattr(ledger_of(sink), "sink", None) or type(sink).__name__
+            raise ModelError(
+                f"shard {k}: sink {name} cannot be checkpointed per shard: its position is "
+                "its table's row count, which every shard changes; run it without "
+                "--checkpoint, with shards=1, or into JSONL parts"
+            )
+
+
 def _refuse_resources(resources: Iterable[str], shards: int, where: str) -> None:
     names = sorted(resources)
     if names and shards > 1:
@@ -186,10 +302,13 @@ def _refuse_resources(resources: Iterable[str], shards: int, where: str) -> None
         )
 
 
-def _build(plan: ShardPlan, shard: Shard, progress: Callable[[int], None]) -> Simulation:
-    """Shard `shard`'s `Simulation`, with fresh sinks, its subjects and arrivals."""
+def _build(
+    plan: ShardPlan, shard: Shard, progress: Callable[[int], None], checkpoint: str | None
+) -> Simulation:
+    """Shard `shard`'s `Simulation`, with fresh sinks, its subjects and arrivals (or resumed
+    from its checkpoint)."""
     if plan.run.model_file is not None:
-        return _build_from_file(plan, shard, progress)
+        return _build_from_file(plan, shard, progress, checkpoint)
     run = plan.run
     builder = run.model
     assert callable(builder)
@@ -206,10 +325,11 @@ def _build(plan: ShardPlan, shard: Shard, progress: Callable[[int], None]) -> Si
     shard.sinks.extend(s for s in churn_sinks if s not in shard.sinks)
     _refuse_resources(built.resources, plan.shards, f"model {built.name!r}")
     assert run.ticks is not None and run.tick_ms is not None
-    return Simulation(
-        built,
-        shard.subjects,
-        subject_factory=shard_subjects(run.subject_factory, shard, run.renumber),
+    factory = shard_subjects(run.subject_factory, shard, run.renumber)
+    if shard.resuming:
+        assert checkpoint is not None
+        return _resume(plan, shard, built, churn_sinks, factory, progress, checkpoint)
+    options = RunOptions(
         ticks=run.ticks,
         tick_ms=run.tick_ms,
         timestamp_start=run.timestamp_start or 0,
@@ -221,10 +341,52 @@ def _build(plan: ShardPlan, shard: Shard, progress: Callable[[int], None]) -> Si
         arrivals_profile=run.arrivals_profile,
         churn=run.churn,
         churn_sinks=churn_sinks,
+        checkpoint_path=checkpoint,
+        checkpoint_every=run.checkpoint_every if checkpoint else None,
+    )
+    return Simulation(
+        built, shard.subjects, subject_factory=factory, options=options, live=run.live or False
     )
 
 
-def _build_from_file(plan: ShardPlan, shard: Shard, progress: Callable[[int], None]) -> Simulation:
+def _resume(
+    plan: ShardPlan,
+    shard: Shard,
+    built: Model,
+    churn_sinks: Sequence[Any],
+    factory: Callable[[], Any],
+    progress: Callable[[int], None],
+    checkpoint: str,
+) -> Simulation:
+    """Shard `shard` continued from its checkpoint, into the freshly built model's sinks."""
+    run = plan.run
+    live = run.live
+    simulation = Simulation.resume(
+        checkpoint,
+        built,
+        progress=progress,
+        live=bool(live and live.enabled),
+        speed=live.speed if live else 1.0,
+        arrivals=share_arrivals(run.arrivals, plan.shards),
+        arrivals_profile=run.arrivals_profile,
+        churn=run.churn,
+        churn_sinks=churn_sinks,
+        subject_factory=factory,
+        subjects=shard.subjects,
+        checkpoint_path=checkpoint,
+        checkpoint_every=run.checkpoint_every,
+        allow_pickle=run.allow_pickle,
+    )
+    if run.arrivals is not None:
+        # Newcomers continue the shard's numbering: make (and drop) the subjects made so far.
+        for _ in range(len(simulation.subjects) - shard.subjects):
+            factory()
+    return simulation
+
+
+def _build_from_file(
+    plan: ShardPlan, shard: Shard, progress: Callable[[int], None], checkpoint: str | None
+) -> Simulation:
     """Shard `shard`'s `Simulation` of a model file: its file sinks write parts."""
     from dogesim.scale.modelfiles import load_for_shard
 
@@ -238,23 +400,61 @@ def _build_from_file(plan: ShardPlan, shard: Shard, progress: Callable[[int], No
                 built[name] = sink_spec.build()
                 shard.sinks.append(built[name])
             else:
+                if shard.checkpointed and sink_spec.type == "csv":
+                    shard.csv(target)  # refuses, saying why
                 built[name] = shard.merged(
-                    target, _part_builder(sink_spec), header=sink_spec.type == "csv"
+                    target,
+                    _part_builder(sink_spec, append=shard.resuming),
+                    header=sink_spec.type == "csv",
                 )
     except Exception:
         _close_quietly(built.values())
         raise
-    return spec.simulation(sinks=built, seed=shard.seed, progress=progress, jitter=plan.run.jitter)
+    run = plan.run
+    live = _live_settings(run.live)
+    every = run.checkpoint_every
+    if shard.resuming:
+        assert checkpoint is not None
+        return spec.resume(
+            checkpoint,
+            sinks=built,
+            progress=progress,
+            checkpoint_path=checkpoint,
+            checkpoint_every=every,
+            allow_pickle=run.allow_pickle,
+            **live,
+        )
+    return spec.simulation(
+        sinks=built,
+        seed=shard.seed,
+        progress=progress,
+        jitter=run.jitter,
+        checkpoint_path=checkpoint,
+        checkpoint_every=every if checkpoint else None,
+        **live,
+    )
 
 
-def _part_builder(sink_spec: Any) -> Callable[[str], Any]:
+def _live_settings(live: Any) -> dict[str, Any]:
+    """A model file's live keywords for `live` (a `LiveOptions` or None: the file's own)."""
+    if live is None:
+        return {}
+    return {
+        "live": live.enabled,
+        "speed": live.speed,
+        "max_lag_ms": live.max_lag_ms,
+        "on_lag": live.on_lag,
+    }
+
+
+def _part_builder(sink_spec: Any, *, append: bool = False) -> Callable[[str], Any]:
     """Builds the model file's file sink `sink_spec` writing a part path instead."""
     from dataclasses import replace
 
     def build(path: str) -> Any:
         settings = {**sink_spec.settings, "path": path}
         if sink_spec.type == "jsonl":
-            settings["append"] = False
+            settings["append"] = append
         return replace(sink_spec, settings=settings).build()
 
     return build

@@ -235,6 +235,14 @@ class CountingSink(LedgeredSink):
             self.reopen()
         self.count += 1
 
+    def collect_many(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> None:
+        """Count a tick's events (the engine's batch path: one call per tick)."""
+        if self._closed:
+            self.reopen()
+        self.count += len(subjects)
+
     def _reopen(self) -> None:
         self._run_start = self.count
 

@@ -7,15 +7,17 @@ run with the project on their PYTHONPATH).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dogesim import SinkError
-from dogesim.shards import run_sharded
+from dogesim import LiveOptions, SinkError
+from dogesim.shards import Progress, run_sharded
 
 distributed = pytest.importorskip("distributed")
 
@@ -85,3 +87,33 @@ def test_a_killed_dask_worker_fails_the_run_loudly(cluster: DaskCluster, tmp_pat
         assert list(tmp_path.iterdir()) == []
     finally:
         cluster.wait_for_workers(2)  # the nanny restarts the killed worker
+
+
+def test_dask_progress_and_a_stop_resumed_on_the_cluster(
+    cluster: DaskCluster, tmp_path: Path
+) -> None:
+    """On the cluster: the last progress report holds the run's events; a checkpointed,
+    live-paced run stopped at its first report keeps its parts, and its resume on the
+    cluster merges the in-process run's bytes."""
+    reference = tmp_path / "inline.jsonl"
+    run_sharded(banking_run(functools.partial(banking_to_jsonl, str(reference)), 4))
+    seen: list[Progress] = []
+    counted = tmp_path / "counted.jsonl"
+    run = banking_run(functools.partial(banking_to_jsonl, str(counted)), 4)
+    result = run_sharded(run, dask=cluster.address, progress=seen.append)
+    assert (seen[-1].events, seen[-1].finished) == (result.events, 4)
+    out = tmp_path / "stopped.jsonl"
+    run = banking_run(
+        functools.partial(banking_to_jsonl, str(out)), 4, checkpoint=str(tmp_path / "ck")
+    )
+    stop = threading.Event()
+
+    def stop_at_first_tick(progress: Progress) -> None:
+        if progress.ticks > 0:
+            stop.set()
+
+    paced = dataclasses.replace(run, live=LiveOptions(True, speed=6000.0), timestamp_start=0)
+    first = run_sharded(paced, dask=cluster.address, progress=stop_at_first_tick, stop=stop)
+    assert first.stopped and first.parts_kept and not out.exists()
+    run_sharded(dataclasses.replace(run, resume=True, timestamp_start=0), dask=cluster.address)
+    assert out.read_bytes() == reference.read_bytes()

@@ -5,6 +5,7 @@ against.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dogesim import Model
+from dogesim import LiveOptions, Model
 from dogesim.examples.banking import UserFactory, build_banking_model, event_record, event_row
 from dogesim.shards import Shard, ShardedRun, run_sharded
 from tests.integration.services import (
@@ -103,9 +104,11 @@ def _consume(topic: str, expected: int, timeout: float = 90.0) -> list[tuple[byt
 
 
 @pytest.mark.kafka
-def test_shards_into_kafka_keep_every_subjects_order(tmp_path: Path) -> None:
-    """4 shards on 2 processes into a 3-partition topic: every acknowledged event arrives once,
-    keyed by its user, and each user's events come in the order of the merged JSONL."""
+@pytest.mark.parametrize("live", [False, True])
+def test_shards_into_kafka_keep_every_subjects_order(tmp_path: Path, live: bool) -> None:
+    """4 shards on 2 processes into a 3-partition topic, backfilled or live-paced (each shard
+    paces itself, 1 ms a tick): every acknowledged event arrives once, keyed by its user, and
+    each user's events come in the order of the merged JSONL."""
     pytest.importorskip("confluent_kafka")
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -114,7 +117,10 @@ def test_shards_into_kafka_keep_every_subjects_order(tmp_path: Path) -> None:
     for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
         future.result(30)
     out = tmp_path / "events.jsonl"
-    result = run_sharded(_run(functools.partial(banking_to_kafka, topic, str(out)), 4), workers=2)
+    run = _run(functools.partial(banking_to_kafka, topic, str(out)), 4)
+    if live:
+        run = dataclasses.replace(run, live=LiveOptions(True, speed=60_000.0))
+    result = run_sharded(run, workers=2)
     kafka_ledger = next(ledger for ledger in result.ledgers if ledger.sink.startswith("kafka"))
     assert kafka_ledger.acknowledged == kafka_ledger.collected == result.events
     received = _consume(topic, result.events)

@@ -102,8 +102,11 @@ def test_shards_change_the_stream_and_one_shard_is_one_process(tmp_path: Path) -
         (["--shards", "2"], "share the resources ['agents'], so they cannot be cut into 2"),
         (["--workers", "2"], "--workers runs shards; add --shards S"),
         (["--dask", "tcp://127.0.0.1:1"], "--dask runs shards; add --shards S"),
-        (["--shards", "2", "--resume", "x.ckpt"], "--resume cannot be used with shards"),
-        (["--shards", "2", "--live"], "--live cannot be used with shards"),
+        (["--shards", "2", "--live", "--until-stopped"], "--until-stopped cannot be used with"),
+        (
+            ["--shards", "2", "--resume", "a.ckpt", "--checkpoint", "b.ckpt"],
+            "resumes and checkpoints at one path",
+        ),
         (["--shards", "0"], "0 must be at least 1"),
         (["--shards", "1", "--no-callbacks"], "--no-callbacks without --out cannot be used"),
     ],

@@ -107,3 +107,16 @@ def test_reused_sink_with_no_events_reports_this_runs_ledger() -> None:
     result = Simulation(quiet, 2, ticks=4, tick_ms=1, seed=1).run()
     assert [(b.sink, b.collected, b.acknowledged) for b in result.ledgers] == [("reused", 0, 0)]
     assert sink.closed and sink.count == 8
+
+
+def test_a_run_that_starts_empty_lists_its_newcomers() -> None:
+    """With no initial subjects and arrivals, `Simulation.subjects` holds every newcomer (it
+    stayed an empty list while the states counted them)."""
+    from dogesim import Model, Simulation
+
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 50)
+    sim = Simulation(model, 0, ticks=20, tick_ms=1000, seed=1, arrivals=2.0)
+    result = sim.run()
+    assert result.arrivals > 0
+    assert len(sim.subjects) == result.arrivals == int(result.occupancy[-1].sum())

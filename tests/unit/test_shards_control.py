@@ -1,0 +1,310 @@
+"""Sharded runs under control: one progress view, stop requests, per-shard checkpoints and
+resume (also after a SIGKILL of the driver), and live pacing per shard.
+
+Builders come from `tests.unit.shard_models` (module level: spawned workers import them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dogesim import LiveOptions, Model
+from dogesim.errors import ModelError
+from dogesim.examples.banking import build_banking_model, event_row
+from dogesim.scale.executors import start_method
+from dogesim.scale.parts import part_path
+from dogesim.scale.plan import shard_checkpoint
+from dogesim.shards import Progress, Shard, ShardedRun, read_manifest, run_sharded
+from tests.unit.shard_models import banking_run, banking_to_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def jsonl_run(out: Path, shards: int = 4, **changes: Any) -> ShardedRun:
+    """The small seeded banking run into the merged JSONL file `out`."""
+    return banking_run(functools.partial(banking_to_jsonl, str(out)), shards, **changes)
+
+
+def reference(tmp_path: Path, shards: int = 4, **changes: Any) -> tuple[bytes, int]:
+    """The uninterrupted run's merged bytes and events."""
+    out = tmp_path / "reference.jsonl"
+    result = run_sharded(jsonl_run(out, shards, **changes))
+    return out.read_bytes(), result.events
+
+
+class StopAtFirstReport:
+    """A progress callback that records every `Progress` and sets `stop` at the first one
+    showing a tick done."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.seen: list[Progress] = []
+
+    def __call__(self, progress: Progress) -> None:
+        self.seen.append(progress)
+        if progress.ticks > 0:
+            self.stop.set()
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_last_progress_holds_the_runs_events_and_ticks(tmp_path: Path, workers: int) -> None:
+    """Progress summed over 4 shards never goes back, and its last report, once every shard
+    finished, holds the run's events and 4 x 600 ticks."""
+    seen: list[Progress] = []
+    result = run_sharded(jsonl_run(tmp_path / "p.jsonl"), workers=workers, progress=seen.append)
+    last = seen[-1]
+    assert (last.events, last.ticks, last.finished) == (result.events, 4 * 600, 4)
+    assert last.total_ticks == 2400 and last.fraction == 1.0
+    assert result.events > 1000
+    for before, after in itertools.pairwise(seen):
+        assert after.ticks >= before.ticks and after.events >= before.events
+        assert after.finished >= before.finished
+
+
+def test_progress_is_reported_while_a_shard_runs(tmp_path: Path) -> None:
+    """In-process, the first report comes from inside shard 0 (no shard finished yet)."""
+    seen: list[Progress] = []
+    run_sharded(jsonl_run(tmp_path / "p.jsonl"), progress=seen.append)
+    assert seen[0].finished == 0 and 0 < seen[0].ticks < 600
+
+
+# -- stop requests ----------------------------------------------------------------------------
+
+
+def test_a_stop_merges_what_the_shards_wrote_and_says_so(tmp_path: Path) -> None:
+    """In-process, a stop at the first report: shard 0 stops after its tick, shards 1-3 never
+    start; the result is stopped and the merged file holds exactly what the ledger counts."""
+    out = tmp_path / "s.jsonl"
+    stopper = StopAtFirstReport()
+    result = run_sharded(jsonl_run(out), progress=stopper, stop=stopper.stop)
+    assert result.stopped and not result.parts_kept
+    statuses = [r.status for r in result.shard_results]
+    assert statuses == ["stopped"] * 4
+    assert 0 < result.shard_results[0].result.ticks < 600  # type: ignore[union-attr]
+    assert all(r.result is None for r in result.shard_results[1:])
+    lines = out.read_bytes().count(b"\n")
+    (ledger,) = result.ledgers
+    assert ledger.collected == ledger.acknowledged == lines == result.events > 0
+    assert "stopped; ticks done per shard" in result.summary()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jsonl"]
+
+
+@pytest.mark.timeout(300)
+def test_a_stop_ends_shards_running_in_other_processes(tmp_path: Path) -> None:
+    """With 2 processes and a run of 10^6 ticks, a stop ends both shards at a tick boundary;
+    the merged file holds what the ledger counts."""
+    out = tmp_path / "long.jsonl"
+    stopper = StopAtFirstReport()
+    run = jsonl_run(out, 2, subjects=200, ticks=10**6)
+    result = run_sharded(run, workers=2, progress=stopper, stop=stopper.stop)
+    assert result.stopped
+    assert [r.status for r in result.shard_results] == ["stopped", "stopped"]
+    assert all(r.result is not None and r.result.ticks < 10**6 for r in result.shard_results)
+    assert result.ledgers[0].acknowledged == out.read_bytes().count(b"\n") == result.events
+
+
+# -- checkpoints and resume -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stop_then_resume_equals_the_uninterrupted_run(tmp_path: Path, workers: int) -> None:
+    """A checkpointed run (live-paced: 10 ms a tick) stopped at its first report keeps its
+    parts (no merged file) and a checkpoint per started shard; the resume (backfill) merges
+    the very bytes of the uninterrupted run, ledgers and events included, and removes the
+    checkpoints."""
+    expected, events = reference(tmp_path, timestamp_start=0)
+    out = tmp_path / "c.jsonl"
+    base = tmp_path / "run.ckpt"
+    run = jsonl_run(out, checkpoint=str(base), timestamp_start=0)
+    stopper = StopAtFirstReport()
+    paced = dataclasses.replace(run, live=LiveOptions(True, speed=6000.0))
+    first = run_sharded(paced, workers=workers, progress=stopper, stop=stopper.stop)
+    assert first.stopped and first.parts_kept and not out.exists()
+    manifest = read_manifest(base)
+    assert manifest is not None and (manifest["seed"], manifest["shards"]) == (11, 4)
+    started = [r.index for r in first.shard_results if r.result is not None]
+    assert started and all(Path(shard_checkpoint(str(base), k)).exists() for k in started)
+    assert all(Path(part_path(str(out), k, 4)).exists() for k in started)
+    again = run_sharded(dataclasses.replace(run, resume=True), workers=workers)
+    assert not again.stopped and out.read_bytes() == expected
+    assert again.events == events
+    (ledger,) = again.ledgers
+    assert ledger.collected == ledger.acknowledged == expected.count(b"\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "reference.jsonl"]
+
+
+def test_a_resume_from_periodic_checkpoints_after_two_stops(tmp_path: Path) -> None:
+    """Stopped twice (periodic checkpoints every 50 ticks, in-process), resumed to the end:
+    the merged bytes are the uninterrupted run's."""
+    expected, _ = reference(tmp_path)
+    out = tmp_path / "twice.jsonl"
+    run = jsonl_run(out, checkpoint=str(tmp_path / "ck"), checkpoint_every=50)
+    for attempt in (run, dataclasses.replace(run, resume=True)):
+        stopper = StopAtFirstReport()
+        assert run_sharded(attempt, progress=stopper, stop=stopper.stop).stopped
+    run_sharded(dataclasses.replace(run, resume=True))
+    assert out.read_bytes() == expected
+
+
+def test_a_resume_with_other_shards_or_seed_is_refused(tmp_path: Path) -> None:
+    """Resuming with shards=2 (checkpointed with 4) or another seed names the setting; a
+    path without a manifest is refused."""
+    run = jsonl_run(tmp_path / "o.jsonl", checkpoint=str(tmp_path / "ck"))
+    stopper = StopAtFirstReport()
+    run_sharded(run, progress=stopper, stop=stopper.stop)
+    with pytest.raises(ModelError, match="has shards=4, this one shards=2"):
+        run_sharded(dataclasses.replace(run, resume=True, shards=2))
+    with pytest.raises(ModelError, match="has seed=11, this one seed=12"):
+        run_sharded(dataclasses.replace(run, resume=True, seed=12))
+    with pytest.raises(Exception, match="no sharded run was checkpointed here"):
+        run_sharded(dataclasses.replace(run, resume=True, checkpoint=str(tmp_path / "none")))
+
+
+DRIVER = """
+import functools, sys
+from dogesim import LiveOptions, Model
+from dogesim.examples.banking import build_banking_model, event_row
+from dogesim.shards import run_sharded
+from tests.unit.test_shards_control import jsonl_run
+
+out, base = sys.argv[1], sys.argv[2]
+run = jsonl_run(out, 2, checkpoint=base, checkpoint_every=20,
+                live=LiveOptions(True, speed=6000.0), timestamp_start=0)
+
+def report(progress):
+    print(progress.ticks, flush=True)
+
+run_sharded(run, workers=2, progress=report)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_sigkilled_driver_is_resumed_to_the_uninterrupted_bytes(tmp_path: Path) -> None:
+    """The driver of a live, checkpointed 2-process run is SIGKILLed mid-run; its workers
+    stop after their tick and checkpoint; the resume (in this process, backfill) merges the
+    uninterrupted run's bytes."""
+    expected, _ = reference(tmp_path, 2, timestamp_start=0)
+    out, base = tmp_path / "killed.jsonl", tmp_path / "killed.ckpt"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(out), str(base)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    for line in driver.stdout:
+        if int(line) >= 100:  # both shards past their first periodic checkpoints
+            break
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=60)
+    assert not out.exists() and read_manifest(base) is not None
+    assert all(Path(shard_checkpoint(str(base), k)).exists() for k in (0, 1))
+    run = jsonl_run(out, 2, checkpoint=str(base), resume=True)
+    result = run_sharded(run)
+    assert out.read_bytes() == expected
+    assert [r.status for r in result.shard_results] == ["done", "done"]
+
+
+def test_a_checkpointed_run_into_csv_parts_is_refused(tmp_path: Path) -> None:
+    """A checkpointed run into CSV parts fails before any event, saying CSV parts cannot be
+    continued from a checkpoint (checkpoint into JSONL); the merged CSV is not written."""
+    from tests.unit.test_shards import banking_to_csv
+
+    run = banking_run(
+        functools.partial(banking_to_csv, str(tmp_path / "o.csv")),
+        2,
+        checkpoint=str(tmp_path / "ck"),
+    )
+    with pytest.raises(ModelError, match="cannot be continued from a checkpoint"):
+        run_sharded(run)
+    assert not (tmp_path / "o.csv").exists()
+
+
+# -- worker start ----------------------------------------------------------------------------
+
+
+def test_forked_and_spawned_workers_write_the_same_bytes(tmp_path: Path) -> None:
+    """Workers are forked while the driver runs one thread and spawned beside another
+    thread (a fork there could deadlock); both merge the in-process run's bytes."""
+    expected, _ = reference(tmp_path)
+    assert start_method() == "fork"
+    forked = tmp_path / "forked.jsonl"
+    run_sharded(jsonl_run(forked), workers=2)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert start_method() == "spawn"
+        spawned = tmp_path / "spawned.jsonl"
+        run_sharded(jsonl_run(spawned), workers=2)
+    finally:
+        release.set()
+        other.join()
+    assert forked.read_bytes() == expected == spawned.read_bytes()
+
+
+# -- live -------------------------------------------------------------------------------------
+
+
+def test_live_shards_write_the_backfill_bytes(tmp_path: Path) -> None:
+    """Live-paced shards (2 processes, 1 ms a tick) merge the same bytes as the backfill run
+    from the same clock start."""
+    expected, _ = reference(tmp_path, 2, timestamp_start=0)
+    out = tmp_path / "live.jsonl"
+    live = LiveOptions(True, speed=60_000.0)
+    result = run_sharded(jsonl_run(out, 2, live=live, timestamp_start=0), workers=2)
+    assert out.read_bytes() == expected and not result.stopped
+
+
+def test_live_shards_share_one_clock_start(tmp_path: Path) -> None:
+    """Without a clock start, every live shard stamps from the one the driver chose (now),
+    so the merged timestamps are ticks from one start."""
+    out = tmp_path / "now.jsonl"
+    live = LiveOptions(True, speed=60_000.0)
+    result = run_sharded(jsonl_run(out, 3, live=live), workers=2)
+    starts = {r.result.timestamp_start for r in result.shard_results if r.result is not None}
+    assert len(starts) == 1 and starts.pop() > 1_700_000_000_000
+    stamps = [json.loads(line)["timestamp"] for line in out.read_text().splitlines()]
+    assert all((stamp - result.timestamp_start) % 60_000 == 0 for stamp in stamps)
+
+
+def banking_to_sqlite(url: str, shard: Shard) -> Model:
+    """The banking model into one SQLite table shared by every shard."""
+    from dogesim.sinks.db import DbSinkFactory
+
+    sink = DbSinkFactory(url).create("events", event_row, 100, create_table=True)
+    return build_banking_model([sink])
+
+
+def test_a_checkpointed_sharded_run_into_sql_is_refused(tmp_path: Path) -> None:
+    """A checkpointed 2-shard run into one SQLite table fails before any event, saying its
+    position is the table's row count, which every shard changes; no row is written."""
+    pytest.importorskip("sqlalchemy")
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    build = functools.partial(banking_to_sqlite, url)
+    run = banking_run(build, 2, checkpoint=str(tmp_path / "ck"))
+    with pytest.raises(ModelError, match="its position is its table's row count"):
+        run_sharded(run)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        rows = conn.execute(sa.text("select count(*) from events")).scalar() if tables else 0
+    assert rows == 0
