@@ -3,7 +3,7 @@
 Holds one test per claim (the docstring quotes or names the README's words): the default
 seed, the Kafka producer defaults, the error hierarchy, sub-millisecond ticks, the file
 sinks' 1 MiB buffer, the Parquet sink's row groups and codec, calendar ticks without live
-pacing, model-file integer and message limits, secret-named settings, and the
+pacing, model-file integer and message limits, secret-named settings, `populations:`, and the
 files and folders the README names (models, notebooks, scripts, the project layout).
 """
 
@@ -278,6 +278,26 @@ def _raw_transitions(path: Path | str) -> list[dict[str, Any]]:
     import yaml
 
     return list(yaml.safe_load(Path(path).read_text())["transitions"])
+
+
+def test_populations_is_entities_and_run_gives_each_types_result_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'`entities:` (or `populations:`)'; '`spec.run()` returns each type's result by name'."""
+    pytest.importorskip("faker")
+    from dogesim.modelfile.entities import EntitiesResult, EntitiesSpec
+
+    monkeypatch.setenv("DOGESIM_OUT_DIR", str(tmp_path))
+    text = (REPO_ROOT / "models" / "shop.yaml").read_text(encoding="utf-8")
+    assert text.count("\nentities:\n") == 1
+    path = tmp_path / "shop.yaml"
+    path.write_text(text.replace("\nentities:\n", "\npopulations:\n"), encoding="utf-8")
+    spec = load_model_file(path, ticks=30)
+    assert isinstance(spec, EntitiesSpec)
+    result = spec.run()
+    assert isinstance(result, EntitiesResult)
+    assert list(result) == ["customers", "products", "orders"]
+    assert result.events == sum(one.events for one in result.values()) > 0
 
 
 # --- files and folders the README names ------------------------------------------------
