@@ -2,10 +2,10 @@
 
 Holds one test per claim (the docstring quotes or names the README's words): the default
 seed, the Kafka producer defaults, the error hierarchy, sub-millisecond ticks, the file
-sinks' 1 MiB buffer, the Parquet sink's row groups and codec, calendar ticks without live
-pacing, model-file integer and message limits, secret-named settings, `populations:`, and the
-files and folders the README names (models, notebooks, scripts, the project layout).
-"""
+sinks' 1 MiB buffer, the Parquet sink's row groups, codec and conformance, calendar ticks
+without live pacing, model-file integer and message limits, secret-named settings,
+`populations:`, and the files and folders the README names (models, notebooks, scripts, the
+project layout)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from dogesim import JsonLinesSink, Model, Simulation
 from dogesim.cli import main as cli_main
 from dogesim.errors import DogesimError, ModelError, RunError, SinkConfigError, SinkError
 from dogesim.modelfile import load_model_file
+from dogesim.sinks.conformance import SinkConformance, SinkHarness
 from tests.readme_blocks import README, REPO_ROOT, readme_blocks
 
 README_TEXT = README.read_text(encoding="utf-8")
@@ -168,6 +169,32 @@ def test_parquet_sink_writes_zstd_row_groups_of_100_000_rows(tmp_path: Path) -> 
     meta = pq.ParquetFile(path).metadata
     assert [meta.row_group(k).num_rows for k in range(meta.num_row_groups)] == [100_000, 50_000]
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def _parquet_harness(tmp_path: Path) -> SinkHarness:
+    """ParquetSink to a file; read back with pyarrow once the file is finished."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from dogesim.sinks.parquet import ParquetSink
+
+    path = tmp_path / "events.parquet"
+
+    def values() -> list[int]:
+        if not path.exists():
+            return []
+        return [int(n) for n in pq.read_table(path).column("n").to_pylist()]
+
+    return SinkHarness(
+        "parquet", lambda mapper: ParquetSink(path, mapper), lambda: len(values()), values
+    )
+
+
+class TestParquetSinkConformance(SinkConformance):
+    """'checked ... by the conformance suite': the Parquet sink keeps the sink contract."""
+
+    @pytest.fixture()
+    def sink_under_test(self, tmp_path: Path) -> SinkHarness:
+        """The Parquet sink, writing into `tmp_path`."""
+        return _parquet_harness(tmp_path)
 
 
 # --- calendar ticks --------------------------------------------------------------------
