@@ -522,11 +522,20 @@ def _merged_result(
         arrivals=sum(p.arrivals for p in parts),
         record_every=first.record_every,
         fed=first.fed,
+        initial_counts=_counts([p.initial_counts for p in parts]),
+        arrival_counts=_counts([p.arrival_counts for p in parts]),
         shards=plan.shards,
         workers=workers,
         executor=executor,
         shard_results=results,
     )
+
+
+def _counts(per_shard: list[np.ndarray]) -> np.ndarray:
+    """Per-state counts summed over the shards (empty when some shard does not know them)."""
+    if not per_shard or any(len(c) != len(per_shard[0]) for c in per_shard):
+        return np.zeros(0, dtype=np.int64)
+    return np.sum([np.asarray(c, dtype=np.int64) for c in per_shard], axis=0)
 
 
 def _summed(tables: list[np.ndarray], *, hold: bool = False) -> np.ndarray:

@@ -54,22 +54,18 @@ class _OutModel:
 
 
 class _FileSubjects:
-    """The model file's subjects for one shard: the file's factory, seeded from the global
-    `random` (which each shard seeds with its own seed before it makes subjects)."""
+    """The model file's subjects for one shard: the file's factory made from the shard's
+    seed, exactly as a sharded run into the file's own sinks makes them
+    (`dogesim.scale.modelfiles.load_for_shard`), so ``--out`` changes where events go,
+    never which subjects there are."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._create: Callable[[], Any] | None = None
 
-    def create(self) -> Any:
-        if self._create is None:
-            import random
+    def for_shard(self, shard: Any) -> Callable[[], Any]:
+        from dogesim.modelfile import load_model_file
 
-            from dogesim.modelfile import load_model_file
-
-            spec = load_model_file(self.path)
-            self._create = spec.subject_factory(random.getrandbits(63))
-        return self._create()
+        return load_model_file(self.path).subject_factory(shard.seed)
 
 
 def _is_sharded(args: argparse.Namespace, spec: Any) -> bool:

@@ -402,6 +402,8 @@ def _manifest(
         },
         "sinks": offsets.planned_positions(walker.tables.model.sinks()),
         "subjects": subjects,
+        # Cohort runs: each kernel stay's drawn length, newcomers' arrival ticks (ages).
+        "semi": None if walker.tables.semi is None else walker.tables.semi.snapshot(),
     }
 
 
@@ -570,6 +572,9 @@ def restore(walker: Walker, saved: dict[str, Any]) -> None:
     if walker.arrivals is not None and saved["arrivals"] is not None:
         walker.arrivals.next_tick, walker.arrivals.pending = saved["arrivals"]
     walker.services.restart(saved["services"])
+    semi, kept = walker.tables.semi, saved.get("semi")
+    if semi is not None and kept is not None:
+        semi.restore(kept, walker.population.view)
 
 
 def states_of(saved: dict[str, Any]) -> array[int]:

@@ -327,7 +327,8 @@ def shard_subjects(
     named in `renumber` (a counter id: ``c0 + j`` for the shard's ``j``-th subject) is moved to
     the global numbering, ``c0 + k + S * j``: ids are unique across shards and, without
     arrivals, the same set as in one process. Subjects without such attributes are left as
-    the factory made them.
+    the factory made them. A factory object with a ``for_shard(shard)`` method is asked for
+    the shard's own factory first (a model file's factory is made from the shard's seed).
     """
     counter = 0
 
@@ -340,6 +341,9 @@ def shard_subjects(
             return subject
 
         return default
+    per_shard = getattr(factory, "for_shard", None)
+    if callable(per_shard) and not inspect.isclass(factory):
+        factory = per_shard(shard)  # a factory that needs the shard (its seed) to make one
     create, _ = _creator(factory)
     if not renumber or shard.shards == 1:
         return create

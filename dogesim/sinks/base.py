@@ -265,6 +265,20 @@ def batch_collector(sink: object) -> BatchCollect | None:
     ``collect_many(timestamp, subjects, transitions)`` means exactly
     ``for s, t in zip(subjects, transitions): collect(timestamp, s, t)``: the same bytes, the
     same ledger, the same errors. The engine uses it only for sinks that define it; every
-    other sink (doge-datagen's included) keeps the per-event ``collect`` path."""
+    other sink (doge-datagen's included) keeps the per-event ``collect`` path, and so does a
+    sink whose ``collect`` is overridden below the class that gives it ``collect_many`` (a
+    subclass filtering events in ``collect`` must see every event there)."""
     collect_many = getattr(sink, "collect_many", None)
-    return collect_many if callable(collect_many) else None
+    if not callable(collect_many):
+        return None
+    own = getattr(sink, "__dict__", {})
+    if "collect_many" in own:
+        return collect_many  # set on the instance: the owner said what it means
+    if "collect" in own:
+        return None  # collect patched on the instance, collect_many inherited
+    mro = type(sink).__mro__
+    one = next((k for k in mro if "collect" in vars(k)), None)
+    many = next((k for k in mro if "collect_many" in vars(k)), None)
+    if one is not None and many is not None and one is not many and issubclass(one, many):
+        return None
+    return collect_many

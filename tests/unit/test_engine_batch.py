@@ -198,3 +198,34 @@ def test_counting_sink_counts_batches_as_events() -> None:
     second = Simulation(model, 500, ticks=200, tick_ms=1000, seed=5).run()
     assert sink.count == first.events + second.events
     assert sink.ledger.collected == sink.ledger.acknowledged == second.events
+
+
+def test_a_subclass_that_overrides_collect_keeps_getting_collect() -> None:
+    """A sink class that overrides `collect` below a base with `collect_many` (a filtering
+    JsonLinesSink, a counting sink with a fault) gets its own `collect` for every event: the
+    inherited batch method would skip the override."""
+    from dogesim.sinks.base import CountingSink, batch_collector
+
+    class EveryOther(CountingSink):
+        def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+            if subject.id % 2 == 0:
+                super().collect(timestamp, subject, transition)
+
+    class Both(EveryOther):
+        def collect_many(
+            self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+        ) -> None:
+            for subject, transition in zip(subjects, transitions, strict=True):
+                self.collect(timestamp, subject, transition)
+
+    plain, patched = CountingSink(), CountingSink()
+    patched.collect = lambda timestamp, subject, transition: None  # type: ignore[method-assign]
+    assert batch_collector(plain) is not None
+    assert batch_collector(EveryOther()) is None
+    assert batch_collector(Both()) is not None
+    assert batch_collector(patched) is None
+    sink = EveryOther()
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 100, event_sinks=[sink])
+    Simulation(model, 10, ticks=1, tick_ms=1000, seed=1).run()
+    assert sink.count == 5
