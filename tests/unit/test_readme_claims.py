@@ -2,9 +2,10 @@
 
 Holds one test per claim (the docstring quotes or names the README's words): the default
 seed, the Kafka producer defaults, the error hierarchy, sub-millisecond ticks, the file
-sinks' 1 MiB buffer, model-file integer and message limits, secret-named settings, and the
-files and folders the README names (models, notebooks, scripts, the project layout).
-"""
+sinks' 1 MiB buffer, the Parquet sink's row groups, codec and conformance, calendar ticks
+without live pacing, model-file integer and message limits, secret-named settings,
+`populations:`, and the files and folders the README names (models, notebooks, scripts, the
+project layout)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from dogesim import JsonLinesSink, Model, Simulation
 from dogesim.cli import main as cli_main
 from dogesim.errors import DogesimError, ModelError, RunError, SinkConfigError, SinkError
 from dogesim.modelfile import load_model_file
+from dogesim.sinks.conformance import SinkConformance, SinkHarness
 from tests.readme_blocks import README, REPO_ROOT, readme_blocks
 
 README_TEXT = README.read_text(encoding="utf-8")
@@ -152,6 +154,58 @@ def test_file_sink_writes_through_a_one_mib_buffer(tmp_path: Path) -> None:
     assert sink.ledger.acknowledged == result.events
 
 
+def test_parquet_sink_writes_zstd_row_groups_of_100_000_rows(tmp_path: Path) -> None:
+    """'one zstd-compressed row group per `row_group_size` rows (100,000)': the defaults."""
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from dogesim.sinks.parquet import ParquetSink
+
+    path = tmp_path / "e.parquet"
+    sink = ParquetSink(path)
+    model = _two_state_model(event_sinks=[sink])
+    result = Simulation(model, 1_000, ticks=150, tick_ms=1, seed=1).run()
+    assert result.events == 150_000
+    meta = pq.ParquetFile(path).metadata
+    assert [meta.row_group(k).num_rows for k in range(meta.num_row_groups)] == [100_000, 50_000]
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def _parquet_harness(tmp_path: Path) -> SinkHarness:
+    """ParquetSink to a file; read back with pyarrow once the file is finished."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from dogesim.sinks.parquet import ParquetSink
+
+    path = tmp_path / "events.parquet"
+
+    def values() -> list[int]:
+        if not path.exists():
+            return []
+        return [int(n) for n in pq.read_table(path).column("n").to_pylist()]
+
+    return SinkHarness(
+        "parquet", lambda mapper: ParquetSink(path, mapper), lambda: len(values()), values
+    )
+
+
+class TestParquetSinkConformance(SinkConformance):
+    """'checked ... by the conformance suite': the Parquet sink keeps the sink contract."""
+
+    @pytest.fixture()
+    def sink_under_test(self, tmp_path: Path) -> SinkHarness:
+        """The Parquet sink, writing into `tmp_path`."""
+        return _parquet_harness(tmp_path)
+
+
+# --- calendar ticks --------------------------------------------------------------------
+
+
+def test_calendar_ticks_refuse_live_pacing() -> None:
+    """'such runs refuse jitter, live pacing and resources': live pacing, naming the tick."""
+    with pytest.raises(ModelError, match=r"'1mo'.*live pacing"):
+        Simulation(_two_state_model(), 1, ticks=2, tick_ms="1mo", live=True)
+
+
 # --- model files -----------------------------------------------------------------------
 
 
@@ -253,6 +307,26 @@ def _raw_transitions(path: Path | str) -> list[dict[str, Any]]:
     return list(yaml.safe_load(Path(path).read_text())["transitions"])
 
 
+def test_populations_is_entities_and_run_gives_each_types_result_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'`entities:` (or `populations:`)'; '`spec.run()` returns each type's result by name'."""
+    pytest.importorskip("faker")
+    from dogesim.modelfile.entities import EntitiesResult, EntitiesSpec
+
+    monkeypatch.setenv("DOGESIM_OUT_DIR", str(tmp_path))
+    text = (REPO_ROOT / "models" / "shop.yaml").read_text(encoding="utf-8")
+    assert text.count("\nentities:\n") == 1
+    path = tmp_path / "shop.yaml"
+    path.write_text(text.replace("\nentities:\n", "\npopulations:\n"), encoding="utf-8")
+    spec = load_model_file(path, ticks=30)
+    assert isinstance(spec, EntitiesSpec)
+    result = spec.run()
+    assert isinstance(result, EntitiesResult)
+    assert list(result) == ["customers", "products", "orders"]
+    assert result.events == sum(one.events for one in result.values()) > 0
+
+
 # --- files and folders the README names ------------------------------------------------
 
 
@@ -308,3 +382,5 @@ def test_readme_tables_and_claims_are_found() -> None:
     """The README text these tests read is there (a renamed section cannot pass silently)."""
     assert "e.g.\n`models/banking.yaml:" in README_TEXT
     assert "at most 40 digits" in README_TEXT and "1 MiB buffer" in README_TEXT
+    assert "`row_group_size` rows (100,000)" in " ".join(README_TEXT.split())
+    assert "refuse jitter, live pacing and resources" in " ".join(README_TEXT.split())
