@@ -6,7 +6,9 @@
 - `fit_observed(observed, ...)`: the same from an `observed.Observed` log.
 - `with_laws(result, observed, kernel=..., by=...)`: a fit with a kernel and chances by
   month or age from the same log (what ``fit_event_log(kernel=True, by="month")`` does).
-- `fit_by(events, by=COLUMN, ...)`: one fit per group of subjects (`GroupFit`).
+- `fit_by(events, by=COLUMN, ...)`: one fit per group of subjects (`GroupFit`: the
+  groups' table and shares, and one model file simulating the mixture, an entity type
+  per group).
 - `FitResult`: the fit: a comparison table (fitted vs configured), the initial mix, the
   fitted `Model`, a model file (`write_model_file`) and a plot; `with_kernel` adds a
   semi-Markov kernel (dwell kernels, first stays apart), `with_tables` chances by month of
@@ -62,9 +64,12 @@ effective probability ``p_i x P(accepted)``, lower than the configured one.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import keyword
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -72,6 +77,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from dogesim.calendar_ticks import MEAN_MONTH_MS, calendar_months, month_floor
 from dogesim.errors import DogesimError
@@ -714,17 +720,146 @@ class GroupFit:
         by: the grouping column.
         results: group value -> its fit.
         shares: group value -> its share of the (weighted) population.
+        effective: group value -> Kish's effective sample size of its subjects' weights
+            (its number of subjects when unweighted).
     """
 
     by: str
     results: dict[Any, FitResult]
     shares: dict[Any, float]
+    effective: dict[Any, float] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """Every group's fitted transitions, one row each, with a ``group`` column first."""
         frames = [fit.table().assign(group=group) for group, fit in self.results.items()]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return table[["group", *[c for c in table.columns if c != "group"]]]
+
+    @property
+    def subjects(self) -> int:
+        """The population: every group's subjects."""
+        return sum(fit.subjects for fit in self.results.values())
+
+    def counts(self, total: int | None = None) -> dict[Any, int]:
+        """Each group's share of `total` subjects (default: the population) in whole
+        subjects, by largest remainders."""
+        total = self.subjects if total is None else total
+        raw = {group: share * total for group, share in self.shares.items()}
+        counts = {group: math.floor(v) for group, v in raw.items()}
+        left = total - sum(counts.values())
+        for group in sorted(raw, key=lambda g: counts[g] - raw[g])[:left]:
+            counts[group] += 1
+        return counts
+
+    def entity_names(self) -> dict[Any, str]:
+        """Each group's entity type name in the mixture file: its value when that is an
+        identifier, else the value with other characters as ``_`` (``group_`` first when it
+        starts with a digit), made unique."""
+        names: dict[Any, str] = {}
+        for group in self.results:
+            name = re.sub(r"\W", "_", str(group)) or "group"
+            if not name.isidentifier() or keyword.iskeyword(name):
+                name = f"group_{name}"
+            base, k = name, 2
+            while name in names.values():
+                name, k = f"{base}_{k}", k + 1
+            names[group] = name
+        return names
+
+    def write_model_file(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        name: str = "fitted",
+        template: ModelSpec | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """Write the groups' fits as one model file that simulates the mixture; return its
+        text.
+
+        Each group is an entity type (``entities:``) with its fitted states, chances and
+        initial mix, ``subjects.count`` its share of the population, subject ids that do
+        not overlap between groups, the group value as a constant attribute named after
+        the `by` column (its last dotted part), and a JSON Lines sink of its own at
+        ``${DOGESIM_OUT_DIR:-out}/NAME/ENTITY.jsonl``.
+
+        Args:
+            path: where to write (None only returns the text).
+            name: the model's name (and its output directory).
+            template: a loaded model file whose seed to keep.
+            seed: the seed to write.
+        """
+        from dogesim.modelfile import load_model_text
+
+        if seed is None and template is not None:
+            seed = template.seed
+        counts, names = self.counts(), self.entity_names()
+        attribute = self.by.rsplit(".", 1)[-1]
+        doc: dict[str, Any] = {
+            "name": name,
+            "description": f"fitted by {self.by} from an event log",
+        }
+        entities: dict[str, Any] = {}
+        sinks: dict[str, Any] = {}
+        offset = 0
+        for group, fit in self.results.items():
+            sized = dataclasses.replace(fit, subjects=counts[group])
+            one = yaml.safe_load(sized.write_model_file(None, name=names[group], seed=seed))
+            for key in ("seed", "tick", "ticks", "start"):
+                if key in one:
+                    doc.setdefault(key, one[key])
+            entity = {k: one[k] for k in ("states", "initial_state", "dwell") if k in one}
+            attributes: dict[str, Any] = {"id": {"sequence": offset}}
+            if attribute.isidentifier() and attribute != "id":
+                attributes[attribute] = {"constant": _plain_value(group)}
+            entity["subjects"] = {"count": counts[group], "attributes": attributes}
+            entity["default_sinks"] = [names[group]]
+            entity["transitions"] = one["transitions"]
+            entities[names[group]] = entity
+            sinks[names[group]] = {
+                "type": "jsonl",
+                "path": f"${{DOGESIM_OUT_DIR:-out}}/{name}/{names[group]}.jsonl",
+            }
+            offset += counts[group]
+        if isinstance(doc.get("start"), datetime.datetime):
+            doc["start"] = doc["start"].isoformat().replace("+00:00", "Z")
+        doc["sinks"] = sinks
+        doc["entities"] = entities
+        body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+        text = "".join(f"# {line}\n" if line else "#\n" for line in self._header(counts, names))
+        text += body
+        load_model_text(text, source=os.fspath(path) if path is not None else name, environ={})
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write(text)
+        return text
+
+    def _header(self, counts: Mapping[Any, int], names: Mapping[Any, str]) -> list[str]:
+        """The mixture file's comment lines: what it is, then each group's share, fit and
+        initial mix."""
+        lines = [
+            f"Fitted by dogesim fit --by {self.by}: one entity type per group, each with its",
+            "fitted chances (events / subject-ticks at risk), its initial mix and its share of",
+            f"the population of {self.subjects} as subjects.count; a run simulates the mixture.",
+        ]
+        for group, fit in self.results.items():
+            mix = "; ".join(
+                f"{s.state} {100 * s.share:.1f}% [{100 * s.ci_low:.1f}, {100 * s.ci_high:.1f}]"
+                for s in fit.initial_mix
+                if s.count > 0
+            )
+            lines.append(
+                f"{self.by}={_plain_value(group)!r} -> {names[group]}: share "
+                f"{100 * self.shares[group]:.2f}% ({counts[group]} subjects), {fit.events} "
+                f"events, log-likelihood {fit.log_likelihood:.3f}; initial mix "
+                f"({fit.confidence:.0%} CI): {mix}"
+            )
+        return lines
+
+
+def _plain_value(value: Any) -> Any:
+    """A numpy scalar as the Python value (written to YAML and shown in messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> GroupFit:
@@ -758,4 +893,13 @@ def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> Group
         )
         for group in pd.unique(groups.to_numpy())
     }
-    return GroupFit(by, results, {g: float(weights[g]) / total for g in results})
+    effective = {
+        group: len(part) / kish_deff(part.to_numpy(dtype=float))
+        for group, part in obs.roster["weight"].groupby(groups.to_numpy())
+    }
+    return GroupFit(
+        by,
+        results,
+        {g: float(weights[g]) / total for g in results},
+        {g: effective[g] for g in results},
+    )

@@ -1,0 +1,246 @@
+"""``dogesim fit`` with a roster, survey weights and groups (``--roster``, ``--weight``,
+``--by``), through `dogesim.cli.main`: the population counts its silent subjects, weights
+give Kish's effective sample size, and ``--by`` writes one model file whose entity types
+(one per group) simulate the mixture."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dogesim.cli import main
+from dogesim.modelfile import load_model_file
+from dogesim.report.fit import fit_by
+from tests.unit.fit_helpers import draw_chain
+
+STATES = ["idle", "active", "away"]
+TICKS = 200
+#: Two known chains, each with its share of the population and its start state.
+TRUTH = {
+    "a": {
+        "count": 300,
+        "initial": "idle",
+        "chances": {
+            "idle": [("active", 0.05)],
+            "active": [("idle", 0.10), ("away", 0.02)],
+            "away": [("idle", 0.05)],
+        },
+    },
+    "b": {
+        "count": 700,
+        "initial": "active",
+        "chances": {
+            "idle": [("active", 0.15)],
+            "active": [("idle", 0.05), ("away", 0.01)],
+            "away": [("idle", 0.20)],
+        },
+    },
+}
+WINDOW = ["--tick", "1s", "--states", ",".join(STATES), "--start", "0"]
+
+
+def _population(tmp_path: Path, seed: int = 7) -> tuple[Path, Path]:
+    """Draw both groups per tick (ids 0.. for a, then b's), write the log and roster CSV."""
+    rng = np.random.default_rng(seed)
+    logs, rosters, offset = [], [], 0
+    for group, truth in TRUTH.items():
+        log, roster = draw_chain(truth["chances"], truth["initial"], truth["count"], TICKS, rng)
+        log["subject"] += offset
+        roster["subject"] += offset
+        roster["group"] = group
+        logs.append(log)
+        rosters.append(roster)
+        offset += truth["count"]
+    log_path, roster_path = tmp_path / "log.csv", tmp_path / "roster.csv"
+    pd.concat(logs).sort_values(["timestamp", "subject"]).to_csv(log_path, index=False)
+    pd.concat(rosters).to_csv(roster_path, index=False)
+    return log_path, roster_path
+
+
+def _matrix(chances: dict[str, list[tuple[str, float]]]) -> np.ndarray:
+    """The per-tick transition matrix of a chain on `STATES`."""
+    m = np.zeros((len(STATES), len(STATES)))
+    for state, moves in chances.items():
+        i = STATES.index(state)
+        for to, p in moves:
+            m[i, STATES.index(to)] += p
+        m[i, i] = 1.0 - m[i].sum()
+    return m
+
+
+def _truth_occupancy(tick: int) -> np.ndarray:
+    """The mixture's law after tick `tick`'s attempts: the share-weighted chains."""
+    total = sum(t["count"] for t in TRUTH.values())
+    law = np.zeros(len(STATES))
+    for truth in TRUTH.values():
+        start = np.eye(len(STATES))[STATES.index(truth["initial"])]
+        step = np.linalg.matrix_power(_matrix(truth["chances"]), tick + 1)
+        law += truth["count"] / total * (start @ step)
+    return law
+
+
+def test_fit_roster_counts_silent_subjects_and_prints_kish(tmp_path: Path, capsys) -> None:
+    """--roster makes every roster subject count (the file's subjects.count is the roster's
+    size, the exposure is the roster's) and --weight prints Kish's effective sample size."""
+    rng = np.random.default_rng(3)
+    weights = rng.choice([1.0, 4.0], size=400)
+    log, roster = draw_chain(TRUTH["a"]["chances"], "idle", 400, 50, rng, weights=weights)
+    # Subjects without events are in the roster only.
+    assert log["subject"].nunique() < 400
+    log.drop(columns="weight").to_csv(tmp_path / "log.csv", index=False)
+    roster.to_csv(tmp_path / "roster.csv", index=False)
+    out = tmp_path / "fit.yaml"
+    argv = ["fit", str(tmp_path / "log.csv"), "--roster", str(tmp_path / "roster.csv")]
+    code = main([*argv, "--weight", "weight", *WINDOW, "--window-ticks", "50", "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert load_model_file(out).subjects.count == 400
+    kish = weights.sum() ** 2 / (weights**2).sum()
+    assert f"Kish effective sample size {kish:.1f} of 400 subjects" in printed
+    assert "400 subjects, 50 ticks" in printed
+
+
+def test_fit_roster_exposure_includes_never_moving_subjects(tmp_path: Path, capsys) -> None:
+    """With a roster, a subject that never moves adds its 10 ticks to its state's exposure."""
+    pd.DataFrame(
+        {"subject": [1], "timestamp": [2000], "from_state": ["idle"], "to_state": ["active"]}
+    ).to_csv(tmp_path / "log.csv", index=False)
+    pd.DataFrame({"subject": [1, 2, 3], "state": ["idle", "idle", "away"]}).to_json(
+        tmp_path / "roster.jsonl", orient="records", lines=True
+    )
+    argv = ["fit", str(tmp_path / "log.csv"), "--roster", str(tmp_path / "roster.jsonl")]
+    code = main([*argv, *WINDOW, "--window-ticks", "10", "-o", str(tmp_path / "f.yaml")])
+    assert code == 0
+    (move,) = [t for t in load_model_file(tmp_path / "f.yaml").transitions if t.trigger]
+    # idle exposure: subject 1 for ticks 0..2 (3 trials), subject 2 for 10: 1 / 13.
+    assert move.probability == pytest.approx(100 / 13, rel=1e-5)
+    assert "3 subjects, 10 ticks" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("roster", "weight", "message"),
+    [
+        (None, None, "no-such.csv: no such roster"),
+        (
+            "subject,state\n1,idle\n",
+            "w",
+            "roster.csv: no column 'w' for the weight in the roster or the event log",
+        ),
+        ("subject,state,w\n1,idle,-2\n", "w", "roster.csv: roster: subject 1 has weight -2"),
+        ("subject,state\n1,sleeping\n", None, "roster.csv: roster has states ['sleeping']"),
+    ],
+)
+def test_fit_roster_errors_name_file_column_value(
+    tmp_path: Path, capsys, roster: str | None, weight: str | None, message: str
+) -> None:
+    """A missing roster, a missing weight column, a bad weight or an unknown state: exit 2
+    and one line naming the roster file and the column or value."""
+    pd.DataFrame(
+        {"subject": [1], "timestamp": [2000], "from_state": ["idle"], "to_state": ["active"]}
+    ).to_csv(tmp_path / "log.csv", index=False)
+    path = tmp_path / ("roster.csv" if roster is not None else "no-such.csv")
+    if roster is not None:
+        path.write_text(roster)
+    extra = ["--weight", weight] if weight else []
+    argv = ["fit", str(tmp_path / "log.csv"), "--roster", str(path), *extra, *WINDOW]
+    code = main([*argv, "-o", str(tmp_path / "f.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "f.yaml").exists()
+
+
+def test_fit_by_refuses_roster_with_subjects(tmp_path: Path, capsys) -> None:
+    """--roster lists the population: --subjects with it is a usage error naming both."""
+    (tmp_path / "log.csv").write_text("subject,timestamp,from_state,to_state\n1,0,idle,active\n")
+    (tmp_path / "r.csv").write_text("subject,state\n1,idle\n")
+    argv = ["fit", str(tmp_path / "log.csv"), "--roster", str(tmp_path / "r.csv")]
+    code = main([*argv, "--subjects", "5", *WINDOW, "-o", str(tmp_path / "f.yaml")])
+    assert code == 2
+    assert "--roster" in capsys.readouterr().err
+
+
+def test_fit_by_group_writes_the_mixture_and_it_simulates_the_truth(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fit --by group`` writes one entity type per group with its share as subjects.count;
+    each group's true chances lie in their intervals (99.9% each, 12 intervals: all cover
+    with probability >= 98.8%), and a run of the file has the mixture's occupancy: per
+    state within 5 sd of n = 1000 subjects (4 for the run's sampling, 1 for the fit's
+    error, whose exposure is 200 ticks x n) at ticks 9, 49 and 199."""
+    log, roster = _population(tmp_path)
+    mix = tmp_path / "mix.yaml"
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "group", *WINDOW]
+    code = main([*argv, "--window-ticks", str(TICKS), "--confidence", "0.999", "-o", str(mix)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "group" in printed.splitlines()[0]
+    assert "a: 30.0% of 1000 subjects" in printed and "b: 70.0% of 1000 subjects" in printed
+    spec = load_model_file(mix)
+    assert list(spec.entities) == ["a", "b"]
+    assert [e.subjects.count for e in spec.entities.values()] == [300, 700]
+    groups = fit_by(
+        str(log),
+        by="group",
+        tick_ms=1000,
+        states=STATES,
+        window_start=0,
+        ticks=TICKS,
+        roster=str(roster),
+        confidence=0.999,
+    )
+    for group, truth in TRUTH.items():
+        fitted = groups.results[group]
+        written = {t.trigger: t.probability for t in spec.entities[group].transitions}
+        assert spec.entities[group].model.initial_state == truth["initial"]
+        for t in fitted.transitions:
+            p = dict(truth["chances"][t.from_state])[t.to_state]
+            assert t.ci_low <= p <= t.ci_high, (group, t)
+            assert written[t.trigger] == pytest.approx(100 * t.probability, rel=1e-5)
+    monkeypatch.setenv("DOGESIM_OUT_DIR", str(tmp_path / "out"))
+    assert main(["run", str(mix), "--seed", "5", "--quiet"]) == 0
+    occupancy = _simulated_occupancy(tmp_path / "out" / "mix", spec, [9, 49, 199])
+    n = 1000
+    for tick, shares in occupancy.items():
+        law = _truth_occupancy(tick)
+        sd = np.sqrt(law * (1 - law) / n)
+        assert np.all(np.abs(shares - law) <= 5 * sd), (tick, shares, law)
+        tvd = 0.5 * np.abs(shares - law).sum()
+        assert tvd <= 0.5 * (5 * sd).sum()
+
+
+def _simulated_occupancy(directory: Path, spec, ticks: list[int]) -> dict[int, np.ndarray]:
+    """Each tick's shares per state of a run of the mixture file (its sinks' JSONL files)."""
+    states: dict[tuple[str, int], str] = {}
+    for name, entity in spec.entities.items():
+        first = entity.subjects.attributes["id"].params[0]
+        for k in range(entity.subjects.count):
+            states[(name, first + k)] = entity.model.initial_state
+    events = {
+        name: [json.loads(line) for line in (directory / f"{name}.jsonl").read_text().splitlines()]
+        for name in spec.entities
+    }
+    result = {}
+    for tick in ticks:
+        now = dict(states)
+        for name, rows in events.items():
+            for row in rows:
+                if row["timestamp"] // 1000 <= tick:
+                    now[(name, int(row["subject"]["id"]))] = row["to_state"]
+        counts = pd.Series(list(now.values())).value_counts()
+        result[tick] = np.array([counts.get(s, 0) for s in STATES]) / len(now)
+    assert len(states) == 1000 and math.isclose(sum(result[ticks[0]]), 1.0)
+    return result
+
+
+def test_fit_by_refuses_kernel(tmp_path: Path, capsys) -> None:
+    """--by with --kernel (or chances by month/age) is refused: the group fits have no laws."""
+    log, roster = _population(tmp_path)
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "group", "--kernel", *WINDOW]
+    assert main([*argv, "-o", str(tmp_path / "m.yaml")]) == 2
+    assert "--by" in capsys.readouterr().err
