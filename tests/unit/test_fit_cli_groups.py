@@ -6,7 +6,6 @@ give Kish's effective sample size, and ``--by`` writes one model file whose enti
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ TRUTH = {
     },
     "b": {
         "count": 700,
-        "initial": "active",
+        "initial": {"active": 0.6, "idle": 0.4},
         "chances": {
             "idle": [("active", 0.15)],
             "active": [("idle", 0.05), ("away", 0.01)],
@@ -78,7 +77,9 @@ def _truth_occupancy(tick: int) -> np.ndarray:
     total = sum(t["count"] for t in TRUTH.values())
     law = np.zeros(len(STATES))
     for truth in TRUTH.values():
-        start = np.eye(len(STATES))[STATES.index(truth["initial"])]
+        initial = truth["initial"]
+        shares = {initial: 1.0} if isinstance(initial, str) else initial
+        start = np.array([shares.get(state, 0.0) for state in STATES])
         step = np.linalg.matrix_power(_matrix(truth["chances"]), tick + 1)
         law += truth["count"] / total * (start @ step)
     return law
@@ -168,11 +169,12 @@ def test_fit_by_refuses_roster_with_subjects(tmp_path: Path, capsys) -> None:
 def test_fit_by_group_writes_the_mixture_and_it_simulates_the_truth(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``fit --by group`` writes one entity type per group with its share as subjects.count;
-    each group's true chances lie in their intervals (99.9% each, 12 intervals: all cover
-    with probability >= 98.8%), and a run of the file has the mixture's occupancy: per
-    state within 5 sd of n = 1000 subjects (4 for the run's sampling, 1 for the fit's
-    error, whose exposure is 200 ticks x n) at ticks 9, 49 and 199."""
+    """``fit --by group`` writes one entity type per group with its share as subjects.count
+    and its initial mix; each group's true chances lie in their intervals (99.9% each, 8
+    intervals: all cover with probability >= 99.2%); and a run of the file has the
+    mixture's occupancy at ticks 0, 9, 49 and 199: per state within 5 sd of one tick's
+    sampling of n = 1000 subjects (the run's sampling, the truth's drawn initial mix and
+    the fit's error, exposure 200 ticks x n, add up to at most 1.5 sd)."""
     log, roster = _population(tmp_path)
     mix = tmp_path / "mix.yaml"
     argv = ["fit", str(log), "--roster", str(roster), "--by", "group", *WINDOW]
@@ -184,6 +186,11 @@ def test_fit_by_group_writes_the_mixture_and_it_simulates_the_truth(
     spec = load_model_file(mix)
     assert list(spec.entities) == ["a", "b"]
     assert [e.subjects.count for e in spec.entities.values()] == [300, 700]
+    started = pd.read_csv(roster).query("group == 'b'")["state"].value_counts()
+    initial = spec.entities["b"].model.initial
+    assert isinstance(initial, dict) and set(initial) == {"active", "idle"}
+    for state, share in initial.items():
+        assert share == pytest.approx(started[state] / 700)
     groups = fit_by(
         str(log),
         by="group",
@@ -195,47 +202,26 @@ def test_fit_by_group_writes_the_mixture_and_it_simulates_the_truth(
         confidence=0.999,
     )
     for group, truth in TRUTH.items():
-        fitted = groups.results[group]
         written = {t.trigger: t.probability for t in spec.entities[group].transitions}
-        assert spec.entities[group].model.initial_state == truth["initial"]
-        for t in fitted.transitions:
+        for t in groups.results[group].transitions:
             p = dict(truth["chances"][t.from_state])[t.to_state]
             assert t.ci_low <= p <= t.ci_high, (group, t)
             assert written[t.trigger] == pytest.approx(100 * t.probability, rel=1e-5)
     monkeypatch.setenv("DOGESIM_OUT_DIR", str(tmp_path / "out"))
     assert main(["run", str(mix), "--seed", "5", "--quiet"]) == 0
-    occupancy = _simulated_occupancy(tmp_path / "out" / "mix", spec, [9, 49, 199])
+    # The same seed in the library: the run the CLI made, with its occupancy per tick.
+    results = load_model_file(mix).run(seed=5, record_every=1)
+    for name, result in results.items():
+        lines = (tmp_path / "out" / "mix" / f"{name}.jsonl").read_text().splitlines()
+        assert len(lines) == result.events > 0
+        assert {json.loads(line)["subject"]["group"] for line in lines} == {name}
     n = 1000
-    for tick, shares in occupancy.items():
+    for tick in (0, 9, 49, 199):
+        counts = sum(result.occupancy[tick] for result in results.values())
+        shares = np.asarray(counts, dtype=float) / n
         law = _truth_occupancy(tick)
         sd = np.sqrt(law * (1 - law) / n)
         assert np.all(np.abs(shares - law) <= 5 * sd), (tick, shares, law)
-        tvd = 0.5 * np.abs(shares - law).sum()
-        assert tvd <= 0.5 * (5 * sd).sum()
-
-
-def _simulated_occupancy(directory: Path, spec, ticks: list[int]) -> dict[int, np.ndarray]:
-    """Each tick's shares per state of a run of the mixture file (its sinks' JSONL files)."""
-    states: dict[tuple[str, int], str] = {}
-    for name, entity in spec.entities.items():
-        first = entity.subjects.attributes["id"].params[0]
-        for k in range(entity.subjects.count):
-            states[(name, first + k)] = entity.model.initial_state
-    events = {
-        name: [json.loads(line) for line in (directory / f"{name}.jsonl").read_text().splitlines()]
-        for name in spec.entities
-    }
-    result = {}
-    for tick in ticks:
-        now = dict(states)
-        for name, rows in events.items():
-            for row in rows:
-                if row["timestamp"] // 1000 <= tick:
-                    now[(name, int(row["subject"]["id"]))] = row["to_state"]
-        counts = pd.Series(list(now.values())).value_counts()
-        result[tick] = np.array([counts.get(s, 0) for s in STATES]) / len(now)
-    assert len(states) == 1000 and math.isclose(sum(result[ticks[0]]), 1.0)
-    return result
 
 
 def test_fit_by_refuses_kernel(tmp_path: Path, capsys) -> None:
