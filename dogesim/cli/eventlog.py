@@ -158,11 +158,12 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "weight": args.weight,
         **window,
     }
+    varying = "month" if args.by_month else ("age" if args.by_age else None)
     with _naming_inputs(args):
         if args.by is not None:
-            groups = fit.fit_by(args.events, by=args.by, **options)
+            laws = {"kernel": args.kernel, "factor": varying, "age_bins": args.by_age}
+            groups = fit.fit_by(args.events, by=args.by, **laws, **options)
         else:
-            varying = "month" if args.by_month else ("age" if args.by_age else None)
             obs = observe_log(args, options)
             result = fit.with_laws(
                 fit.fit_observed(
@@ -190,7 +191,7 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _check_population_flags(args: argparse.Namespace) -> None:
-    """--roster replaces --subjects; --by fits plain chains (no kernel, tables or plot)."""
+    """--roster replaces --subjects; --by writes no plot."""
     if args.roster is not None and args.subjects is not None:
         raise _UsageError(
             f"dogesim fit: --roster {args.roster} lists the whole population; leave out "
@@ -198,20 +199,10 @@ def _check_population_flags(args: argparse.Namespace) -> None:
         )
     if args.by is None:
         return
-    given = [
-        flag
-        for flag, value in (
-            ("--kernel", args.kernel),
-            ("--by-month", args.by_month),
-            ("--by-age", args.by_age),
-            ("--plot", args.plot),
-        )
-        if value
-    ]
-    if given:
+    if args.plot:
         raise _UsageError(
-            f"dogesim fit: --by {args.by} fits one plain chain per group; {', '.join(given)} "
-            "cannot be combined with it yet (fit one group's log on its own for those)"
+            f"dogesim fit: --by {args.by} fits one model per group; --plot draws one fit "
+            "(leave it out, or fit one group's log on its own to plot it)"
         )
 
 

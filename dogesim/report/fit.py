@@ -862,17 +862,28 @@ def _plain_value(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> GroupFit:
+def fit_by(
+    events: Any,
+    *,
+    by: str,
+    tick_ms: int | str,
+    kernel: bool = False,
+    factor: str | None = None,
+    age_bins: Sequence[int] | None = None,
+    **options: Any,
+) -> GroupFit:
     """Fit one model per value of the subject column `by` (of the roster, else the log).
 
-    Takes the arguments of `fit_event_log` (`model`, `states`, `roster`, `weight`, ...).
-    Every group is fitted on the same states and window, so the fits can be simulated side
-    by side as a mixture with the population shares in `GroupFit.shares`.
+    Takes the arguments of `fit_event_log` (`model`, `states`, `roster`, `weight`, ...);
+    `kernel`, `factor` (``"month"`` or ``"age"``, `fit_event_log`'s ``by``) and `age_bins`
+    fit each group's laws from its own subjects (`with_laws`). Every group is fitted on the
+    same states and window, so the fits can be simulated side by side as a mixture with
+    the population shares in `GroupFit.shares` (`GroupFit.write_model_file`).
     """
     model = options.pop("model", None)
     confidence = options.pop("confidence", 0.95)
     initial_state = options.get("initial_state")
-    bare = model if isinstance(model, Model) or model is None else model.model
+    bare = model if isinstance(model, Model) or model is None else _as_run(model)
     if options.get("window_start") is None and model is not None and not isinstance(model, Model):
         options["window_start"] = model.timestamp_start
     obs = observe(events, tick=tick_ms, model=bare, by=by, **options)
@@ -883,16 +894,17 @@ def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> Group
         raise DogesimError(f"fit by {by!r}: subject {who!r} has no {by!r} value")
     weights = obs.roster["weight"].groupby(groups.to_numpy()).sum()
     total = float(weights.sum()) or 1.0
-    results = {
-        group: fit_observed(
-            obs.subset(group),
+    results = {}
+    for group in pd.unique(groups.to_numpy()):
+        part = obs.subset(group)
+        fit = fit_observed(
+            part,
             model=model,
             confidence=confidence,
             initial_state=initial_state or (bare.initial_state if bare is not None else None),
             tick=tick_ms,
         )
-        for group in pd.unique(groups.to_numpy())
-    }
+        results[group] = with_laws(fit, part, kernel=kernel, by=factor, age_bins=age_bins)
     effective = {
         group: len(part) / kish_deff(part.to_numpy(dtype=float))
         for group, part in obs.roster["weight"].groupby(groups.to_numpy())

@@ -224,9 +224,85 @@ def test_fit_by_group_writes_the_mixture_and_it_simulates_the_truth(
         assert np.all(np.abs(shares - law) <= 5 * sd), (tick, shares, law)
 
 
-def test_fit_by_refuses_kernel(tmp_path: Path, capsys) -> None:
-    """--by with --kernel (or chances by month/age) is refused: the group fits have no laws."""
+def test_fit_by_refuses_plot(tmp_path: Path, capsys) -> None:
+    """--by with --plot is a usage error naming both (a plot draws one fit)."""
     log, roster = _population(tmp_path)
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "group", *WINDOW]
+    code = main([*argv, "--plot", str(tmp_path / "p.png"), "-o", str(tmp_path / "m.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--by group" in err and "--plot" in err
+    assert not (tmp_path / "m.yaml").exists()
+
+
+def test_fit_by_kernel_gives_each_entity_its_dwell_laws(tmp_path: Path, monkeypatch) -> None:
+    """--by with --kernel fits each group's dwell kernels from its own subjects: every entity
+    type of the mixture file has a dwell law for each state it leaves, and the file runs."""
+    log, roster = _population(tmp_path)
+    mix = tmp_path / "mix.yaml"
     argv = ["fit", str(log), "--roster", str(roster), "--by", "group", "--kernel", *WINDOW]
-    assert main([*argv, "-o", str(tmp_path / "m.yaml")]) == 2
-    assert "--by" in capsys.readouterr().err
+    assert main([*argv, "--window-ticks", str(TICKS), "-o", str(mix)]) == 0
+    spec = load_model_file(mix)
+    for entity in spec.entities.values():
+        assert set(entity.model.dwell) == set(STATES)
+    # A stay in `active` lasts 1 / (its chances' sum) ticks on average: 8.3 in a, 16.7 in
+    # b; from ~1,800 and ~5,800 stays a fitted mean has sd ~0.2 tick, so within 1.5.
+    for group, truth in TRUTH.items():
+        law = spec.entities[group].model.dwell["active"]
+        lengths, weights = np.array(law.lengths), np.array(law.weights)
+        mean = float((lengths * weights).sum() / weights.sum())
+        assert abs(mean - 1 / sum(p for _, p in truth["chances"]["active"])) < 1.5, group
+    monkeypatch.setenv("DOGESIM_OUT_DIR", str(tmp_path / "out"))
+    assert main(["run", str(mix), "--seed", "1", "--quiet"]) == 0
+
+
+def test_fit_by_weights_print_each_groups_kish_size(tmp_path: Path, capsys) -> None:
+    """--by with --weight: each group's share is its weight's share and its line gives its
+    Kish effective sample size ``(sum w)^2 / sum w^2``."""
+    log, roster = _population(tmp_path)
+    table = pd.read_csv(roster)
+    table["w"] = np.where(table["subject"] % 2 == 0, 1.0, 3.0)
+    table.loc[table["group"] == "a", "w"] = 2.0
+    table.to_csv(roster, index=False)
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "group", "--weight", "w"]
+    assert main([*argv, *WINDOW, "-o", str(tmp_path / "m.yaml")]) == 0
+    printed = capsys.readouterr().out
+    weights = {g: part["w"].to_numpy() for g, part in table.groupby("group")}
+    total = sum(w.sum() for w in weights.values())
+    for group, w in weights.items():
+        kish = w.sum() ** 2 / (w**2).sum()
+        share = w.sum() / total
+        assert f"{group}: {share:.1%} of 1000 subjects" in printed
+        assert f"Kish effective sample size {kish:.1f}" in printed
+    counts = [e.subjects.count for e in load_model_file(tmp_path / "m.yaml").entities.values()]
+    assert counts == [round(1000 * weights["a"].sum() / total), 1000 - counts[0]]
+
+
+def test_fit_roster_reads_iso_times(tmp_path: Path, capsys) -> None:
+    """ISO-8601 times in the log, the roster's arrival ``start`` and --start fit the same as
+    epoch milliseconds: a subject arriving at tick 4 is at risk from tick 4 on."""
+    start = pd.Timestamp("2024-03-01T00:00:00Z")
+    log = pd.DataFrame(
+        {
+            "subject": ["u1", "u2"],
+            "timestamp": [(start + pd.Timedelta(seconds=s)).isoformat() for s in (2, 6)],
+            "from_state": ["idle", "idle"],
+            "to_state": ["active", "active"],
+        }
+    )
+    log.to_csv(tmp_path / "log.csv", index=False)
+    roster = pd.DataFrame(
+        {
+            "subject": ["u1", "u2", "u3"],
+            "state": ["idle", "idle", "idle"],
+            "start": [start.isoformat(), (start + pd.Timedelta(seconds=4)).isoformat(), None],
+        }
+    )
+    roster["start"] = roster["start"].fillna(start.isoformat())
+    roster.to_csv(tmp_path / "roster.csv", index=False)
+    argv = ["fit", str(tmp_path / "log.csv"), "--roster", str(tmp_path / "roster.csv")]
+    window = ["--tick", "1s", "--states", ",".join(STATES), "--start", start.isoformat()]
+    assert main([*argv, *window, "--window-ticks", "10", "-o", str(tmp_path / "f.yaml")]) == 0
+    (move,) = [t for t in load_model_file(tmp_path / "f.yaml").transitions if t.trigger]
+    # idle exposure: u1 ticks 0..2 (3), u2 ticks 4..6 (3), u3 all 10: 2 events / 16.
+    assert move.probability == pytest.approx(100 * 2 / 16, rel=1e-5)
