@@ -269,13 +269,18 @@ def _print_groups(groups: Any, args: argparse.Namespace, out: TextIO) -> None:
     for group, share in groups.shares.items():
         fit = groups.results[group]
         kish = f", Kish effective sample size {groups.effective[group]:.1f}" if args.weight else ""
+        where = (
+            f"entity {names[group]!r} ({counts[group]} subjects"
+            if counts[group]
+            else "left out (under half a subject"
+        )
         print(
-            f"  {group}: {share:.1%} of {groups.subjects} subjects -> entity {names[group]!r} "
-            f"({counts[group]} subjects; {fit.events} events, {fit.subjects} subjects fitted"
-            f"{kish})",
+            f"  {group}: {share:.1%} of {groups.subjects} subjects -> {where}; {fit.events} "
+            f"events, {fit.subjects} subjects fitted{kish})",
             file=out,
         )
-    print(f"mixture model ({len(names)} entity types) -> {args.output}", file=out)
+    written = sum(1 for count in counts.values() if count)
+    print(f"mixture model ({written} entity types) -> {args.output}", file=out)
 
 
 def _print_fit(result: Any, args: argparse.Namespace, out: TextIO) -> None:

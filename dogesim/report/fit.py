@@ -778,7 +778,8 @@ class GroupFit:
         text.
 
         Each group is an entity type (``entities:``) with its fitted states, chances and
-        initial mix, ``subjects.count`` its share of the population, subject ids that do
+        initial mix, ``subjects.count`` its share of the population (a group with less
+        than half a subject is left out, said in the header), subject ids that do
         not overlap between groups, the group value as a constant attribute named after
         the `by` column (its last dotted part), and a JSON Lines sink of its own at
         ``${DOGESIM_OUT_DIR:-out}/NAME/ENTITY.jsonl``.
@@ -803,6 +804,8 @@ class GroupFit:
         sinks: dict[str, Any] = {}
         offset = 0
         for group, fit in self.results.items():
+            if not counts[group]:
+                continue  # under half a subject: an entity type needs one (see `_header`)
             sized = dataclasses.replace(fit, subjects=counts[group])
             one = yaml.safe_load(sized.write_model_file(None, name=names[group], seed=seed))
             for key in ("seed", "tick", "ticks", "start"):
@@ -826,7 +829,10 @@ class GroupFit:
         doc["sinks"] = sinks
         doc["entities"] = entities
         body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
-        text = "".join(f"# {line}\n" if line else "#\n" for line in self._header(counts, names))
+        header = self._header(counts, names)
+        if template is not None and template.sinks:
+            header.append(f"{template.name}'s sinks were not written back: each group has its own")
+        text = "".join(f"# {line}\n" if line else "#\n" for line in header)
         text += body
         load_model_text(text, source=os.fspath(path) if path is not None else name, environ={})
         if path is not None:
@@ -843,6 +849,12 @@ class GroupFit:
             f"the population of {self.subjects} as subjects.count; a run simulates the mixture.",
         ]
         for group, fit in self.results.items():
+            if not counts[group]:
+                lines.append(
+                    f"{self.by}={_plain_value(group)!r}: share {100 * self.shares[group]:.2g}% "
+                    "is under half a subject; left out"
+                )
+                continue
             mix = "; ".join(
                 f"{s.state} {100 * s.share:.1f}% [{100 * s.ci_low:.1f}, {100 * s.ci_high:.1f}]"
                 for s in fit.initial_mix

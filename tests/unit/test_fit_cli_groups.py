@@ -306,3 +306,88 @@ def test_fit_roster_reads_iso_times(tmp_path: Path, capsys) -> None:
     (move,) = [t for t in load_model_file(tmp_path / "f.yaml").transitions if t.trigger]
     # idle exposure: u1 ticks 0..2 (3), u2 ticks 4..6 (3), u3 all 10: 2 events / 16.
     assert move.probability == pytest.approx(100 * 2 / 16, rel=1e-5)
+
+
+def test_fit_by_group_under_half_a_subject_is_left_out(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A group whose weighted share is under half a subject has no entity type (one needs a
+    subject); the file says so, the CLI prints its 0 subjects, and the file runs."""
+    log, roster = _population(tmp_path)
+    table = pd.read_csv(roster)
+    table["w"] = np.where(table["group"] == "b", 1e-6, 1.0)
+    table.to_csv(roster, index=False)
+    mix = tmp_path / "mix.yaml"
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "group", "--weight", "w"]
+    assert main([*argv, *WINDOW, "-o", str(mix)]) == 0
+    assert "b: 0.0% of 1000 subjects -> left out (under half a subject" in capsys.readouterr().out
+    spec = load_model_file(mix)
+    assert {name: e.subjects.count for name, e in spec.entities.items()} == {"a": 1000}
+    assert "# group='b': share 0.00023% is under half a subject; left out" in mix.read_text()
+    monkeypatch.setenv("DOGESIM_OUT_DIR", str(tmp_path / "out"))
+    assert main(["run", str(mix), "--quiet"]) == 0
+
+
+def test_fit_by_numeric_groups_become_entity_names(tmp_path: Path) -> None:
+    """Group values that are not identifiers (1, 2) name entity types ``group_1``,
+    ``group_2``, and each keeps its value as a constant subject attribute."""
+    log, roster = _population(tmp_path)
+    table = pd.read_csv(roster)
+    table["group"] = table["group"].map({"a": 1, "b": 2})
+    table.to_csv(roster, index=False)
+    mix = tmp_path / "mix.yaml"
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "group", *WINDOW]
+    assert main([*argv, "-o", str(mix)]) == 0
+    spec = load_model_file(mix)
+    assert list(spec.entities) == ["group_1", "group_2"]
+    values = [e.subjects.attributes["group"].params[0] for e in spec.entities.values()]
+    assert values == [1, 2]
+
+
+def test_fit_help_lists_population_flags(capsys) -> None:
+    """``dogesim fit --help`` shows --roster, --weight and --by."""
+    assert main(["fit", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--roster ROSTER", "--weight COLUMN", "--by COLUMN"):
+        assert flag in text
+
+
+MODEL = """\
+name: configured
+seed: 9
+states: [idle, active, away]
+initial_state: idle
+tick: 1s
+ticks: 200
+start: 0
+subjects: {count: 1000}
+sinks:
+  events: {type: jsonl, path: out/events.jsonl}
+default_sinks: [events]
+transitions:
+  - {trigger: start, from: idle, to: active, probability: 10}
+  - {trigger: rest, from: active, to: idle, probability: 5}
+  - {trigger: leave, from: active, to: away, probability: 1}
+  - {trigger: back, from: away, to: idle, probability: 10}
+"""
+
+
+def test_fit_by_with_a_model_keeps_its_seed_window_and_triggers(tmp_path: Path) -> None:
+    """--by with --model: the roster (not the model's 1000) is the population, the model
+    gives states, tick and window, its seed is kept, the configured chances are compared,
+    and the file says its sinks were not written back (each group has its own)."""
+    log, roster = _population(tmp_path)
+    names = {"idle": {"active": "start"}, "active": {"idle": "rest", "away": "leave"}}
+    names["away"] = {"idle": "back"}
+    events = pd.read_csv(log)
+    pairs = zip(events["from_state"], events["to_state"], strict=True)
+    events["trigger"] = [names[a][b] for a, b in pairs]
+    events.to_csv(log, index=False)
+    (tmp_path / "m.yaml").write_text(MODEL)
+    mix = tmp_path / "mix.yaml"
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "group"]
+    assert main([*argv, "--model", str(tmp_path / "m.yaml"), "-o", str(mix)]) == 0
+    spec = load_model_file(mix)
+    assert spec.seed == 9 and spec.ticks == 200
+    assert {t.trigger for t in spec.entities["b"].transitions} == {"start", "rest", "leave", "back"}
+    descriptions = [t.description for t in spec.entities["a"].transitions]
+    assert all("configured" in (text or "") for text in descriptions)
+    assert "configured's sinks were not written back: each group has its own" in mix.read_text()
