@@ -8,7 +8,7 @@
   ``--weight`` give the population and its survey weights (Kish's effective sample size
   printed), ``--by COLUMN`` one fit per group written as one mixture file (an entity type
   per group, `GroupFit.write_model_file`).
-- `observe_log(args, options)`: the log on its tick grid with its population.
+- `_observe_log(args, options)`: the log on its tick grid with its population.
 - `_fields(args)`: the ``--*-field`` names given, for `dogesim.report.tables`.
 """
 
@@ -164,7 +164,7 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             laws = {"kernel": args.kernel, "factor": varying, "age_bins": args.by_age}
             groups = fit.fit_by(args.events, by=args.by, **laws, **options)
         else:
-            obs = observe_log(args, options)
+            obs = _observe_log(args, options)
             result = fit.with_laws(
                 fit.fit_observed(
                     obs,
@@ -206,7 +206,7 @@ def _check_population_flags(args: argparse.Namespace) -> None:
         )
 
 
-def observe_log(args: argparse.Namespace, options: dict[str, Any]) -> Any:
+def _observe_log(args: argparse.Namespace, options: dict[str, Any]) -> Any:
     """The log on its tick grid with its population (`dogesim.report.observed.observe`),
     as `fit_event_log` builds it: the model a run walks (with churn) and its start."""
     from dogesim.report.observed import observe

@@ -391,3 +391,23 @@ def test_fit_by_with_a_model_keeps_its_seed_window_and_triggers(tmp_path: Path) 
     descriptions = [t.description for t in spec.entities["a"].transitions]
     assert all("configured" in (text or "") for text in descriptions)
     assert "configured's sinks were not written back: each group has its own" in mix.read_text()
+
+
+def test_fit_log_error_names_the_log_file(tmp_path: Path, capsys) -> None:
+    """An inconsistent log (a subject's second event starts where its first did not end)
+    with a roster: exit 2, the message starts with the log's path and names the subject."""
+    log = tmp_path / "log.csv"
+    log.write_text("subject,timestamp,from_state,to_state\n1,1000,idle,active\n1,3000,away,idle\n")
+    (tmp_path / "r.csv").write_text("subject,state\n1,idle\n")
+    argv = ["fit", str(log), "--roster", str(tmp_path / "r.csv"), *WINDOW]
+    assert main([*argv, "-o", str(tmp_path / "f.yaml")]) == 2
+    assert f"dogesim: {log}: event log: subject 1 ends in 'active'" in capsys.readouterr().err
+
+
+def test_fit_by_missing_column_names_it_and_the_roster(tmp_path: Path, capsys) -> None:
+    """--by COLUMN that neither the roster nor the log has: exit 2 naming the roster file
+    and the column."""
+    log, roster = _population(tmp_path)
+    argv = ["fit", str(log), "--roster", str(roster), "--by", "region", *WINDOW]
+    assert main([*argv, "-o", str(tmp_path / "m.yaml")]) == 2
+    assert f"{roster}: no column 'region' for the group" in capsys.readouterr().err
