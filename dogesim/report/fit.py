@@ -64,7 +64,6 @@ effective probability ``p_i x P(accepted)``, lower than the configured one.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import keyword
 import math
@@ -824,8 +823,6 @@ class GroupFit:
                 "path": f"${{DOGESIM_OUT_DIR:-out}}/{name}/{names[group]}.jsonl",
             }
             offset += counts[group]
-        if isinstance(doc.get("start"), datetime.datetime):
-            doc["start"] = doc["start"].isoformat().replace("+00:00", "Z")
         doc["sinks"] = sinks
         doc["entities"] = entities
         body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
