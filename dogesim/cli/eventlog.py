@@ -4,14 +4,20 @@
   and its analytic expectation (`dogesim.report.compare.share_report`): a plot, and the TVD
   per tick printed.
 - `_cmd_fit(args, out, err)`: per-tick probabilities fitted from a log, written as a model
-  file (`_fit_window` gathers its defaults from the flags and the model).
+  file (`_fit_window` gathers its defaults from the flags and the model); ``--roster`` and
+  ``--weight`` give the population and its survey weights (Kish's effective sample size
+  printed), ``--by COLUMN`` one fit per group written as one mixture file (an entity type
+  per group, `GroupFit.write_model_file`).
+- `_observe_log(args, options)`: the log on its tick grid with its population.
 - `_fields(args)`: the ``--*-field`` names given, for `dogesim.report.tables`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -125,34 +131,156 @@ def _fit_window(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
 
 
 def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """`dogesim fit EVENTS -o MODEL.yaml`: fit, write the model file, print the table."""
+    """`dogesim fit EVENTS -o MODEL.yaml`: fit, write the model file, print the table
+    (with ``--by``: one fit per group, written as one mixture file)."""
     from dogesim.modelfile import load_model_file
 
     try:
-        from dogesim.report.fit import fit_event_log
+        from dogesim.report import fit
     except ImportError as exc:
         raise DogesimError(f"fit needs pandas ({exc}); pip install 'dogesim[plot]'") from None
+    _check_population_flags(args)
     _writable("--output", args.output)
     if args.plot:
         _writable("--plot", args.plot, plot=True)
     spec = load_model_file(args.model) if args.model else None
-    result = fit_event_log(
-        args.events,
-        initial_state=args.initial,
-        window_start=args.start,
-        window_end=args.end,
-        model=spec,
-        confidence=args.confidence,
-        fields=_fields(args),
-        kernel=args.kernel,
-        by="month" if args.by_month else ("age" if args.by_age else None),
-        age_bins=args.by_age,
-        **_fit_window(args, spec),
-    )
+    window = _fit_window(args, spec)
+    if args.roster is not None:
+        window["subjects"] = None  # the roster is the population
+    options = {
+        "initial_state": args.initial,
+        "window_start": args.start,
+        "window_end": args.end,
+        "model": spec,
+        "confidence": args.confidence,
+        "fields": _fields(args),
+        "roster": args.roster,
+        "weight": args.weight,
+        **window,
+    }
+    varying = "month" if args.by_month else ("age" if args.by_age else None)
+    with _naming_inputs(args):
+        if args.by is not None:
+            laws = {"kernel": args.kernel, "factor": varying, "age_bins": args.by_age}
+            groups = fit.fit_by(args.events, by=args.by, **laws, **options)
+        else:
+            obs = _observe_log(args, options)
+            result = fit.with_laws(
+                fit.fit_observed(
+                    obs,
+                    model=spec,
+                    confidence=args.confidence,
+                    initial_state=options["initial_state"],
+                    tick=window["tick_ms"],
+                ),
+                obs,
+                kernel=args.kernel,
+                by=varying,
+                age_bins=args.by_age,
+            )
     name = Path(args.output).stem
+    if args.by is not None:
+        groups.write_model_file(args.output, name=name, template=spec)
+        _print_groups(groups, args, out)
+        return EXIT_OK
     result.write_model_file(args.output, name=name, template=spec)
     _print_fit(result, args, out)
+    if args.weight is not None:
+        _print_kish(obs.roster["weight"].to_numpy(dtype=float), args.weight, out)
     return EXIT_OK
+
+
+def _check_population_flags(args: argparse.Namespace) -> None:
+    """--roster replaces --subjects; --by writes no plot."""
+    if args.roster is not None and args.subjects is not None:
+        raise _UsageError(
+            f"dogesim fit: --roster {args.roster} lists the whole population; leave out "
+            f"--subjects {args.subjects}"
+        )
+    if args.by is None:
+        return
+    if args.plot:
+        raise _UsageError(
+            f"dogesim fit: --by {args.by} fits one model per group; --plot draws one fit "
+            "(leave it out, or fit one group's log on its own to plot it)"
+        )
+
+
+def _observe_log(args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    """The log on its tick grid with its population (`dogesim.report.observed.observe`),
+    as `fit_event_log` builds it: the model a run walks (with churn) and its start."""
+    from dogesim.report.observed import observe
+
+    spec = options["model"]
+    model = effective_model(spec.model, spec.tick_ms, spec.churn, ()) if spec else None
+    start = options["window_start"]
+    if options["initial_state"] is None and model is not None:
+        options["initial_state"] = model.initial_state
+    return observe(
+        args.events,
+        tick=options["tick_ms"],
+        states=options["states"],
+        model=model,
+        initial_state=options["initial_state"],
+        window_start=start if start is not None or spec is None else spec.timestamp_start,
+        window_end=options["window_end"],
+        ticks=options["ticks"],
+        roster=options["roster"],
+        weight=options["weight"],
+        subjects=options["subjects"],
+        fields=options["fields"],
+    )
+
+
+@contextlib.contextmanager
+def _naming_inputs(args: argparse.Namespace) -> Iterator[None]:
+    """Put the file's name in front of an error about the roster or the event log."""
+    try:
+        yield
+    except DogesimError as exc:
+        text = str(exc)
+        if args.roster is not None and text.startswith(("roster", "no column")):
+            raise DogesimError(f"{args.roster}: {text}") from None
+        if text.startswith("event log"):
+            raise DogesimError(f"{args.events}: {text}") from None
+        raise
+
+
+def _print_kish(weights: Any, column: str, out: TextIO) -> None:
+    """Kish's effective sample size of the population's weights: ``(sum w)^2 / sum w^2``."""
+    from dogesim.report.observed import kish_deff
+
+    deff = kish_deff(weights)
+    print(
+        f"weights from {column!r}: Kish effective sample size {len(weights) / deff:.1f} of "
+        f"{len(weights)} subjects (design effect {deff:.3g})",
+        file=out,
+    )
+
+
+def _print_groups(groups: Any, args: argparse.Namespace, out: TextIO) -> None:
+    """The groups' fitted table, each group's share and size, and where the file went."""
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(groups.table().to_string(index=False, float_format=lambda v: f"{v:.6g}"), file=out)
+    counts, names = groups.counts(), groups.entity_names()
+    print(f"{len(groups.results)} groups by {args.by!r}:", file=out)
+    for group, share in groups.shares.items():
+        fit = groups.results[group]
+        kish = f", Kish effective sample size {groups.effective[group]:.1f}" if args.weight else ""
+        where = (
+            f"entity {names[group]!r} ({counts[group]} subjects"
+            if counts[group]
+            else "left out (under half a subject"
+        )
+        print(
+            f"  {group}: {share:.1%} of {groups.subjects} subjects -> {where}; {fit.events} "
+            f"events, {fit.subjects} subjects fitted{kish})",
+            file=out,
+        )
+    written = sum(1 for count in counts.values() if count)
+    print(f"mixture model ({written} entity types) -> {args.output}", file=out)
 
 
 def _print_fit(result: Any, args: argparse.Namespace, out: TextIO) -> None:

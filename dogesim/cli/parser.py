@@ -400,4 +400,24 @@ def _add_fit(commands: _Commands) -> None:
         metavar="EDGES",
         help="fit chances by age, bins' lower edges in ticks (0,12,24; by_age:)",
     )
+    population = fit.add_argument_group("population, weights and groups")
+    population.add_argument(
+        "--roster",
+        metavar="ROSTER",
+        help="the whole population (.csv or .jsonl): a subject column and its state at the "
+        "window start (state, initial_state or from_state), optionally a start time; "
+        "subjects without events count (instead of --subjects)",
+    )
+    population.add_argument(
+        "--weight",
+        metavar="COLUMN",
+        help="survey weights: this column of the roster, else of the event log (one value "
+        "per subject); intervals use Kish's effective sample size",
+    )
+    population.add_argument(
+        "--by",
+        metavar="COLUMN",
+        help="fit one model per value of this subject column (roster, else log) and write "
+        "them as one model file with an entity type per group, sized by its share",
+    )
     _add_field_options(fit)

@@ -6,7 +6,9 @@
 - `fit_observed(observed, ...)`: the same from an `observed.Observed` log.
 - `with_laws(result, observed, kernel=..., by=...)`: a fit with a kernel and chances by
   month or age from the same log (what ``fit_event_log(kernel=True, by="month")`` does).
-- `fit_by(events, by=COLUMN, ...)`: one fit per group of subjects (`GroupFit`).
+- `fit_by(events, by=COLUMN, ...)`: one fit per group of subjects (`GroupFit`: the
+  groups' table and shares, and one model file simulating the mixture, an entity type
+  per group).
 - `FitResult`: the fit: a comparison table (fitted vs configured), the initial mix, the
   fitted `Model`, a model file (`write_model_file`) and a plot; `with_kernel` adds a
   semi-Markov kernel (dwell kernels, first stays apart), `with_tables` chances by month of
@@ -63,8 +65,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import keyword
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -72,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from dogesim.calendar_ticks import MEAN_MONTH_MS, calendar_months, month_floor
 from dogesim.errors import DogesimError
@@ -714,11 +719,14 @@ class GroupFit:
         by: the grouping column.
         results: group value -> its fit.
         shares: group value -> its share of the (weighted) population.
+        effective: group value -> Kish's effective sample size of its subjects' weights
+            (its number of subjects when unweighted).
     """
 
     by: str
     results: dict[Any, FitResult]
     shares: dict[Any, float]
+    effective: dict[Any, float] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """Every group's fitted transitions, one row each, with a ``group`` column first."""
@@ -726,18 +734,165 @@ class GroupFit:
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return table[["group", *[c for c in table.columns if c != "group"]]]
 
+    @property
+    def subjects(self) -> int:
+        """The population: every group's subjects."""
+        return sum(fit.subjects for fit in self.results.values())
 
-def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> GroupFit:
+    def counts(self, total: int | None = None) -> dict[Any, int]:
+        """Each group's share of `total` subjects (default: the population) in whole
+        subjects, by largest remainders."""
+        total = self.subjects if total is None else total
+        raw = {group: share * total for group, share in self.shares.items()}
+        counts = {group: math.floor(v) for group, v in raw.items()}
+        left = total - sum(counts.values())
+        for group in sorted(raw, key=lambda g: counts[g] - raw[g])[:left]:
+            counts[group] += 1
+        return counts
+
+    def entity_names(self) -> dict[Any, str]:
+        """Each group's entity type name in the mixture file: its value when that is an
+        identifier, else the value with other characters as ``_`` (``group_`` first when it
+        starts with a digit), made unique."""
+        names: dict[Any, str] = {}
+        for group in self.results:
+            name = re.sub(r"\W", "_", str(group)) or "group"
+            if not name.isidentifier() or keyword.iskeyword(name):
+                name = f"group_{name}"
+            base, k = name, 2
+            while name in names.values():
+                name, k = f"{base}_{k}", k + 1
+            names[group] = name
+        return names
+
+    def write_model_file(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        name: str = "fitted",
+        template: ModelSpec | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """Write the groups' fits as one model file that simulates the mixture; return its
+        text.
+
+        Each group is an entity type (``entities:``) with its fitted states, chances and
+        initial mix, ``subjects.count`` its share of the population (a group with less
+        than half a subject is left out, said in the header), subject ids that do
+        not overlap between groups, the group value as a constant attribute named after
+        the `by` column (its last dotted part), and a JSON Lines sink of its own at
+        ``${DOGESIM_OUT_DIR:-out}/NAME/ENTITY.jsonl``.
+
+        Args:
+            path: where to write (None only returns the text).
+            name: the model's name (and its output directory).
+            template: a loaded model file whose seed to keep.
+            seed: the seed to write.
+        """
+        from dogesim.modelfile import load_model_text
+
+        if seed is None and template is not None:
+            seed = template.seed
+        counts, names = self.counts(), self.entity_names()
+        attribute = self.by.rsplit(".", 1)[-1]
+        doc: dict[str, Any] = {
+            "name": name,
+            "description": f"fitted by {self.by} from an event log",
+        }
+        entities: dict[str, Any] = {}
+        sinks: dict[str, Any] = {}
+        offset = 0
+        for group, fit in self.results.items():
+            if not counts[group]:
+                continue  # under half a subject: an entity type needs one (see `_header`)
+            sized = dataclasses.replace(fit, subjects=counts[group])
+            one = yaml.safe_load(sized.write_model_file(None, name=names[group], seed=seed))
+            for key in ("seed", "tick", "ticks", "start"):
+                if key in one:
+                    doc.setdefault(key, one[key])
+            entity = {k: one[k] for k in ("states", "initial_state", "dwell") if k in one}
+            attributes: dict[str, Any] = {"id": {"sequence": offset}}
+            if attribute.isidentifier() and attribute != "id":
+                attributes[attribute] = {"constant": _plain_value(group)}
+            entity["subjects"] = {"count": counts[group], "attributes": attributes}
+            entity["default_sinks"] = [names[group]]
+            entity["transitions"] = one["transitions"]
+            entities[names[group]] = entity
+            sinks[names[group]] = {
+                "type": "jsonl",
+                "path": f"${{DOGESIM_OUT_DIR:-out}}/{name}/{names[group]}.jsonl",
+            }
+            offset += counts[group]
+        doc["sinks"] = sinks
+        doc["entities"] = entities
+        body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+        header = self._header(counts, names)
+        if template is not None and template.sinks:
+            header.append(f"{template.name}'s sinks were not written back: each group has its own")
+        text = "".join(f"# {line}\n" if line else "#\n" for line in header)
+        text += body
+        load_model_text(text, source=os.fspath(path) if path is not None else name, environ={})
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as stream:
+                stream.write(text)
+        return text
+
+    def _header(self, counts: Mapping[Any, int], names: Mapping[Any, str]) -> list[str]:
+        """The mixture file's comment lines: what it is, then each group's share, fit and
+        initial mix."""
+        lines = [
+            f"Fitted by dogesim fit --by {self.by}: one entity type per group, each with its",
+            "fitted chances (events / subject-ticks at risk), its initial mix and its share of",
+            f"the population of {self.subjects} as subjects.count; a run simulates the mixture.",
+        ]
+        for group, fit in self.results.items():
+            if not counts[group]:
+                lines.append(
+                    f"{self.by}={_plain_value(group)!r}: share {100 * self.shares[group]:.2g}% "
+                    "is under half a subject; left out"
+                )
+                continue
+            mix = "; ".join(
+                f"{s.state} {100 * s.share:.1f}% [{100 * s.ci_low:.1f}, {100 * s.ci_high:.1f}]"
+                for s in fit.initial_mix
+                if s.count > 0
+            )
+            lines.append(
+                f"{self.by}={_plain_value(group)!r} -> {names[group]}: share "
+                f"{100 * self.shares[group]:.2f}% ({counts[group]} subjects), {fit.events} "
+                f"events, log-likelihood {fit.log_likelihood:.3f}; initial mix "
+                f"({fit.confidence:.0%} CI): {mix}"
+            )
+        return lines
+
+
+def _plain_value(value: Any) -> Any:
+    """A numpy scalar as the Python value (written to YAML and shown in messages)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def fit_by(
+    events: Any,
+    *,
+    by: str,
+    tick_ms: int | str,
+    kernel: bool = False,
+    factor: str | None = None,
+    age_bins: Sequence[int] | None = None,
+    **options: Any,
+) -> GroupFit:
     """Fit one model per value of the subject column `by` (of the roster, else the log).
 
-    Takes the arguments of `fit_event_log` (`model`, `states`, `roster`, `weight`, ...).
-    Every group is fitted on the same states and window, so the fits can be simulated side
-    by side as a mixture with the population shares in `GroupFit.shares`.
+    Takes the arguments of `fit_event_log` (`model`, `states`, `roster`, `weight`, ...);
+    `kernel`, `factor` (``"month"`` or ``"age"``, `fit_event_log`'s ``by``) and `age_bins`
+    fit each group's laws from its own subjects (`with_laws`). Every group is fitted on the
+    same states and window, so the fits can be simulated side by side as a mixture with
+    the population shares in `GroupFit.shares` (`GroupFit.write_model_file`).
     """
     model = options.pop("model", None)
     confidence = options.pop("confidence", 0.95)
     initial_state = options.get("initial_state")
-    bare = model if isinstance(model, Model) or model is None else model.model
+    bare = model if isinstance(model, Model) or model is None else _as_run(model)
     if options.get("window_start") is None and model is not None and not isinstance(model, Model):
         options["window_start"] = model.timestamp_start
     obs = observe(events, tick=tick_ms, model=bare, by=by, **options)
@@ -748,14 +903,24 @@ def fit_by(events: Any, *, by: str, tick_ms: int | str, **options: Any) -> Group
         raise DogesimError(f"fit by {by!r}: subject {who!r} has no {by!r} value")
     weights = obs.roster["weight"].groupby(groups.to_numpy()).sum()
     total = float(weights.sum()) or 1.0
-    results = {
-        group: fit_observed(
-            obs.subset(group),
+    results = {}
+    for group in pd.unique(groups.to_numpy()):
+        part = obs.subset(group)
+        fit = fit_observed(
+            part,
             model=model,
             confidence=confidence,
             initial_state=initial_state or (bare.initial_state if bare is not None else None),
             tick=tick_ms,
         )
-        for group in pd.unique(groups.to_numpy())
+        results[group] = with_laws(fit, part, kernel=kernel, by=factor, age_bins=age_bins)
+    effective = {
+        group: len(part) / kish_deff(part.to_numpy(dtype=float))
+        for group, part in obs.roster["weight"].groupby(groups.to_numpy())
     }
-    return GroupFit(by, results, {g: float(weights[g]) / total for g in results})
+    return GroupFit(
+        by,
+        results,
+        {g: float(weights[g]) / total for g in results},
+        {g: effective[g] for g in results},
+    )
