@@ -68,16 +68,22 @@ def tick_vector(walker: Walker, t: int, due: np.ndarray) -> None:
             run = np.flatnonzero(python)
     else:
         run = run[python[run]]
-    if run is None:
-        vetoed, deferred, held = _dispatch(walker, t, due.tolist(), chosen.tolist(), None)
-    else:
-        vetoed, deferred, held = _dispatch(
-            walker,
-            t,
-            due[run].tolist(),
-            chosen[run].tolist(),
-            None if stamps is None else stamps[run].tolist(),
-        )
+    try:
+        if run is None:
+            vetoed, deferred, held = _dispatch(walker, t, due.tolist(), chosen.tolist(), None)
+        else:
+            vetoed, deferred, held = _dispatch(
+                walker,
+                t,
+                due[run].tolist(),
+                chosen[run].tolist(),
+                None if stamps is None else stamps[run].tolist(),
+            )
+    except BaseException:
+        if routes.all:
+            _feed_prefix(walker, t, due, chosen, attempting, run)
+        raise
+    if run is not None:
         vetoed = run[vetoed].tolist() if vetoed else []
         deferred = run[deferred].tolist() if deferred else []
         held = {int(run[k]): extra for k, extra in held.items()}
@@ -97,6 +103,30 @@ def tick_vector(walker: Walker, t: int, due: np.ndarray) -> None:
     for k in deferred:
         walker.services.serve(int(due[k]), int(chosen[k]), t)
     walker.file(due, targets, t, deferred, held)
+
+
+def _feed_prefix(
+    walker: Walker,
+    t: int,
+    due: np.ndarray,
+    chosen: np.ndarray,
+    attempting: np.ndarray,
+    run: np.ndarray | None,
+) -> None:
+    """`_dispatch` failed at one of its subjects (`Routes.partial`): hand the batch sinks
+    the tick's moves before that subject, as the per-event path would have delivered them."""
+    partial = walker.routes.partial
+    walker.routes.partial = None
+    if partial is None:
+        return
+    failed, vetoed, deferred = partial
+    positions = np.arange(len(due)) if run is None else run
+    moved = attempting.copy()
+    if failed < len(positions):
+        moved[int(positions[failed]) :] = False
+    for k in (*vetoed, *deferred):
+        moved[int(positions[k])] = False
+    _feed_batches(walker, t, due, chosen, moved)
 
 
 def _feed_batches(
@@ -191,103 +221,114 @@ class Scalar:
         bits, list_type = BLOCK_BITS, list
         row_end = -1
         events: list[int] = []
-        while True:
-            ts = clock.NOW[0] = start + t * tick_ms
-            if t >= row_end:
-                events = recorder.row(t)
-                row_end = (t // every + 1) * every
-            n_due = len(due)
-            if draw_choice:
-                draws = uniforms.take(2 * n_due)  # the choices, then the waits
-                waits = draws[n_due:]
-                if profiled and tables.choice(ts)[1] is not thresholds:
-                    thresholds = tables.choice(ts)[1]  # a new hour of the profiles
-                    rows = self.rows(thresholds)
-            else:
-                draws = waits = uniforms.take(n_due)  # no choice to draw: `u` goes unused
-            beyond = (calendar.block + 1) << bits  # the first tick past the open block
-            after = t + 1
-            for i, u, w in zip(due, draws, waits):  # noqa: B905 - `draws` may be longer
-                row, base, n_out, inv = rows[state[i]]
-                local = bisect_right(row, u) if draw_choice else 0
-                held = 0  # ticks a resource is held after the move: the next attempt comes after
-                if local < n_out:  # else thinned away by a calendar profile: no attempt
-                    j = base + local
-                    transition, callback, one, target, target_inv = plan[j]
-                    if callback is not None and not callback(subjects[i], transition):
-                        vetoes[j] += 1
-                    else:
-                        if resource_of is not None and resource_of[j] is not None:
-                            hold = walker.services.grant_now(i, j, t)
-                            if hold is None:
-                                walker.services.serve(i, j, t)
-                                continue  # filed again once the resource is granted
-                            held = hold - 1
-                        if one is not None:
-                            one(ts, subjects[i], transition)
-                        else:
-                            for collect in collectors[j]:
-                                collect(ts, subjects[i], transition)
-                            for batch in batches[j]:
-                                batch.subjects.append(subjects[i])
-                                batch.transitions.append(transition)
-                        events[j] += 1
-                        state[i] = target
-                        inv = target_inv
-                if inv is None:
-                    continue  # never moves again
-                due_at = after + held + (int(log1p(-w) * inv) if inv else 0)
-                if due_at >= horizon:
-                    continue
-                # File the subject at `due_at` (`Calendar.file` of one subject, inlined).
-                if due_at < beyond:
-                    chunks = tick_map.get(due_at)
-                    if chunks is None:
-                        tick_map[due_at] = [[i]]
-                    elif chunks[-1].__class__ is list_type:
-                        chunks[-1].append(i)
-                    else:
-                        chunks.append([i])
+        ts = start + t * tick_ms
+        try:
+            while True:
+                ts = clock.NOW[0] = start + t * tick_ms
+                if t >= row_end:
+                    events = recorder.row(t)
+                    row_end = (t // every + 1) * every
+                n_due = len(due)
+                if draw_choice:
+                    draws = uniforms.take(2 * n_due)  # the choices, then the waits
+                    waits = draws[n_due:]
+                    if profiled and tables.choice(ts)[1] is not thresholds:
+                        thresholds = tables.choice(ts)[1]  # a new hour of the profiles
+                        rows = self.rows(thresholds)
                 else:
-                    block = due_at >> bits
-                    waiting = pending_map.get(block)
-                    if waiting is None:
-                        pending_map[block] = ([i], [due_at])
-                        heapq.heappush(heap, block)
+                    draws = waits = uniforms.take(n_due)  # no choice to draw: `u` goes unused
+                beyond = (calendar.block + 1) << bits  # the first tick past the open block
+                after = t + 1
+                for i, u, w in zip(due, draws, waits):  # noqa: B905 - `draws` may be longer
+                    row, base, n_out, inv = rows[state[i]]
+                    local = bisect_right(row, u) if draw_choice else 0
+                    held = (
+                        0  # ticks a resource is held after the move: the next attempt comes after
+                    )
+                    if local < n_out:  # else thinned away by a calendar profile: no attempt
+                        j = base + local
+                        transition, callback, one, target, target_inv = plan[j]
+                        if callback is not None and not callback(subjects[i], transition):
+                            vetoes[j] += 1
+                        else:
+                            if resource_of is not None and resource_of[j] is not None:
+                                hold = walker.services.grant_now(i, j, t)
+                                if hold is None:
+                                    walker.services.serve(i, j, t)
+                                    continue  # filed again once the resource is granted
+                                held = hold - 1
+                            if one is not None:
+                                one(ts, subjects[i], transition)
+                            else:
+                                for collect in collectors[j]:
+                                    collect(ts, subjects[i], transition)
+                                for batch in batches[j]:
+                                    batch.subjects.append(subjects[i])
+                                    batch.transitions.append(transition)
+                            events[j] += 1
+                            state[i] = target
+                            inv = target_inv
+                    if inv is None:
+                        continue  # never moves again
+                    due_at = after + held + (int(log1p(-w) * inv) if inv else 0)
+                    if due_at >= horizon:
+                        continue
+                    # File the subject at `due_at` (`Calendar.file` of one subject, inlined).
+                    if due_at < beyond:
+                        chunks = tick_map.get(due_at)
+                        if chunks is None:
+                            tick_map[due_at] = [[i]]
+                        elif chunks[-1].__class__ is list_type:
+                            chunks[-1].append(i)
+                        else:
+                            chunks.append([i])
                     else:
-                        waiting[0].append(i)
-                        waiting[1].append(due_at)
+                        block = due_at >> bits
+                        waiting = pending_map.get(block)
+                        if waiting is None:
+                            pending_map[block] = ([i], [due_at])
+                            heapq.heappush(heap, block)
+                        else:
+                            waiting[0].append(i)
+                            waiting[1].append(due_at)
+                if routes.all:
+                    routes.flush(ts)
+                if not stretch:
+                    return t, False
+                # The next busy tick, if it is quiet too and nothing else is scheduled in SimPy.
+                if tick_map:
+                    nxt = after if after in tick_map else min(tick_map)
+                else:
+                    found = calendar.next_tick()
+                    if found is None:
+                        return t, False
+                    nxt = found
+                if nxt >= horizon or peek() != inf:
+                    return t, False
+                chunks = tick_map[nxt]
+                if len(chunks) == 1:
+                    due = chunks[0]
+                    if due.__class__ is not list or len(due) >= small:
+                        return t, False
+                elif sum(len(c) for c in chunks) >= small or not all(
+                    c.__class__ is list for c in chunks
+                ):
+                    return t, False
+                else:
+                    due = [i for c in chunks for i in c]
+                if walker.after_tick(t):
+                    return t, True
+                del tick_map[nxt]
+                due.sort()
+                t = nxt
+                env._now = origin + t
+
+        except BaseException:
+            # A callback or a per-event sink failed inside tick t: the batch sinks get
+            # the tick's events before it, as they would have one by one.
             if routes.all:
                 routes.flush(ts)
-            if not stretch:
-                return t, False
-            # The next busy tick, if it is quiet too and nothing else is scheduled in SimPy.
-            if tick_map:
-                nxt = after if after in tick_map else min(tick_map)
-            else:
-                found = calendar.next_tick()
-                if found is None:
-                    return t, False
-                nxt = found
-            if nxt >= horizon or peek() != inf:
-                return t, False
-            chunks = tick_map[nxt]
-            if len(chunks) == 1:
-                due = chunks[0]
-                if due.__class__ is not list or len(due) >= small:
-                    return t, False
-            elif sum(len(c) for c in chunks) >= small or not all(
-                c.__class__ is list for c in chunks
-            ):
-                return t, False
-            else:
-                due = [i for c in chunks for i in c]
-            if walker.after_tick(t):
-                return t, True
-            del tick_map[nxt]
-            due.sort()
-            t = nxt
-            env._now = origin + t
+            raise
 
 
 def _dispatch(
@@ -312,25 +353,30 @@ def _dispatch(
         vetoed = _run_plain(due, chosen, subjects, routes.plan, routes, ts)
         return vetoed, deferred, held
     pace = stamps is not None and walker.live.enabled
-    for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
-        if stamps is not None:
-            ts = clock.NOW[0] = stamps[k]
-            if pace:
-                _pace(walker, ts)
-        callback = callbacks[j]
-        subject = subjects[i]
-        transition = order[j]
-        if callback is not None and not callback(subject, transition):
-            vetoed.append(k)
-            continue
-        if resource_of is not None and resource_of[j] is not None:
-            hold = walker.services.grant_now(i, j, t)
-            if hold is None:
-                deferred.append(k)
+    k = 0
+    try:
+        for k, (i, j) in enumerate(zip(due, chosen, strict=True)):
+            if stamps is not None:
+                ts = clock.NOW[0] = stamps[k]
+                if pace:
+                    _pace(walker, ts)
+            callback = callbacks[j]
+            subject = subjects[i]
+            transition = order[j]
+            if callback is not None and not callback(subject, transition):
+                vetoed.append(k)
                 continue
-            held[k] = hold - 1
-        for collect in collectors[j]:
-            collect(ts, subject, transition)
+            if resource_of is not None and resource_of[j] is not None:
+                hold = walker.services.grant_now(i, j, t)
+                if hold is None:
+                    deferred.append(k)
+                    continue
+                held[k] = hold - 1
+            for collect in collectors[j]:
+                collect(ts, subject, transition)
+    except BaseException:
+        routes.partial = (k, vetoed, deferred)  # where it failed, for the batch sinks
+        raise
     return vetoed, deferred, held
 
 
@@ -347,15 +393,20 @@ def _run_plain(
     vetoed: list[int] = []
     collectors = routes.collectors
     pairs = zip(map(subjects.__getitem__, due), chosen, map(plan.__getitem__, chosen), strict=True)
-    for k, (subject, j, (transition, callback, one, _)) in enumerate(pairs):
-        if callback is None or callback(subject, transition):
-            if one is not None:
-                one(ts, subject, transition)
+    k = 0
+    try:
+        for k, (subject, j, (transition, callback, one, _)) in enumerate(pairs):
+            if callback is None or callback(subject, transition):
+                if one is not None:
+                    one(ts, subject, transition)
+                else:
+                    for collect in collectors[j]:
+                        collect(ts, subject, transition)
             else:
-                for collect in collectors[j]:
-                    collect(ts, subject, transition)
-        else:
-            vetoed.append(k)
+                vetoed.append(k)
+    except BaseException:
+        routes.partial = (k, vetoed, [])  # where it failed, for the batch sinks
+        raise
     return vetoed
 
 

@@ -82,6 +82,8 @@ class Routes:
             self.collectors.append(tuple(one_by_one))
             self.batches.append(tuple(batched))
         self.all: list[Batch] = list(by_sink.values())
+        #: Set when the per-event loop of a numpy tick fails: (position, vetoed, deferred).
+        self.partial: tuple[int, list[int], list[int]] | None = None
         self.single: list[Any] = [
             c[0] if len(c) == 1 and not b else None
             for c, b in zip(self.collectors, self.batches, strict=True)

@@ -229,3 +229,35 @@ def test_a_subclass_that_overrides_collect_keeps_getting_collect() -> None:
     model.add_transition("go", "a", "b", 100, event_sinks=[sink])
     Simulation(model, 10, ticks=1, tick_ms=1000, seed=1).run()
     assert sink.count == 5
+
+
+@pytest.mark.parametrize("small", [0, 10**9], ids=["numpy-ticks", "scalar-ticks"])
+@pytest.mark.parametrize("fault", ["callback", "sink"])
+def test_a_failure_inside_a_tick_leaves_the_batch_sinks_the_events_before_it(
+    small: int, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A callback (or a per-event sink) raising mid-tick: a batch sink has received exactly
+    what a per-event sink had (the events before the failing one), on both tick paths."""
+    monkeypatch.setattr(dogesim.engine.scheduler, "SMALL_TICK", small)
+    calls = itertools.count(1)
+
+    def interrupt_at_57(subject: Any, transition: Transition) -> bool:
+        if fault == "callback" and next(calls) == 57:
+            raise KeyboardInterrupt
+        return subject.id % 5 != 0  # vetoes too
+
+    class FailingPerEvent(PerEvent):
+        def collect(self, timestamp: int, subject: Any, transition: Transition) -> None:
+            if fault == "sink" and len(self.events) == 56:
+                raise KeyboardInterrupt
+            super().collect(timestamp, subject, transition)
+
+    per_event, batched = FailingPerEvent(), Batched()
+    model = Model(["a", "b"], "a")
+    model.add_transition("go", "a", "b", 40, interrupt_at_57, [batched, per_event])
+    model.add_transition("back", "b", "a", 40, None, [batched, per_event])
+    sim = Simulation(model, 60, subject_factory=_counter(), ticks=50, tick_ms=1000, seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        sim.run()
+    assert len(per_event.events) > 20
+    assert batched.events == per_event.events
