@@ -244,9 +244,9 @@ def _stopped(
     """Report a run stopped by a signal, and save its checkpoint when asked to."""
     cause = received[0] if received else "a stop request"
     done = (
-        f"{result.ticks:,} of {simulation.ticks:,} ticks"
+        f"{result.ticks} of {simulation.ticks} ticks"
         if simulation.ticks is not None
-        else (f"{result.ticks:,} tick{'s' if result.ticks != 1 else ''}")
+        else (f"{result.ticks} tick{'s' if result.ticks != 1 else ''}")
     )
     print(f"dogesim: stopped by {cause} after {done}; {closing_line(simulation)}", file=err)
     if not args.checkpoint:
@@ -318,6 +318,8 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
         raise _UsageError(
             f"dogesim run: {flag} runs shards; add --shards S (or `shards: S` in the model file)"
         )
+    if args.checkpoint:
+        _check_csv_sinks(args, spec)
 
 
 def _check_resume_arguments(args: argparse.Namespace, spec: Any) -> dict[str, Any] | None:
@@ -405,6 +407,21 @@ def _check_checkpoint_arguments(args: argparse.Namespace) -> None:
         )
     if args.resume_allow_pickle and args.resume is None:
         raise _UsageError("dogesim run: --resume-allow-pickle applies to --resume FILE only")
+
+
+def _check_csv_sinks(args: argparse.Namespace, spec: Any) -> None:
+    """A checkpointed run whose events go to a model file's CSV sink is refused before it
+    starts: such a sink cannot be continued by --resume (``--out FILE.csv`` can)."""
+    if args.out:
+        return
+    names = [args.sink] if args.sink else spec.used_sinks()
+    for name in names:
+        if name in spec.sinks and spec.sinks[name].type == "csv":
+            raise _UsageError(
+                f"dogesim run: --checkpoint: sink {name!r} of the model file is a csv sink, "
+                "which a resumed run cannot continue; give it type jsonl, or send the events "
+                "to --out FILE.csv (a CSV file of --out is continued)"
+            )
 
 
 def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:

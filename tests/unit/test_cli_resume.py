@@ -302,3 +302,38 @@ def test_until_stopped_checkpoint_needs_live(
     assert main(["run", str(model), "--resume", str(tmp_path / "c.ckpt")]) == 2
     err = capsys.readouterr().err
     assert "live run until stopped; resume it with --live" in err, err
+
+
+@pytest.mark.parametrize("name", ["part.csv", "part.csv.gz"])
+def test_csv_out_resumes_without_a_second_header(
+    tmp_path: Path,
+    helpers: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+) -> None:
+    """--out FILE.csv (plain or gzip) stopped and resumed with the printed command: the file
+    decompresses to the uninterrupted run's CSV, one header included."""
+    from dogesim.sinks.compression import open_text
+
+    part = tmp_path / name
+    _, command, _ = stopped_run(tmp_path, monkeypatch, capsys, "--out", str(part))
+    assert main(command) == 0, capsys.readouterr().err
+    full = tmp_path / f"full-{name}"
+    assert main(["run", str(walk_model(tmp_path)), "--out", str(full), "-q"]) == 0
+    with open_text(part) as resumed, open_text(full) as whole:
+        text = resumed.read()
+        assert text == whole.read()
+    assert text.count("timestamp") == 1 and text.count("\n") > 20
+
+
+def test_checkpoint_with_a_model_csv_sink_is_refused_before_the_run(
+    tmp_path: Path, helpers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--checkpoint with the model file's csv sink: exit 2 before anything is written."""
+    model = walk_model(tmp_path)
+    model.write_text(model.read_text().replace("type: jsonl", "type: csv"), encoding="utf-8")
+    assert main(["run", str(model), "--checkpoint", str(tmp_path / "c.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "sink 'out' of the model file is a csv sink" in err, err
+    assert not (tmp_path / "file.jsonl").exists() and not (tmp_path / "c.ckpt").exists()
