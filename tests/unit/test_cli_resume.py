@@ -337,3 +337,16 @@ def test_checkpoint_with_a_model_csv_sink_is_refused_before_the_run(
     err = capsys.readouterr().err
     assert "sink 'out' of the model file is a csv sink" in err, err
     assert not (tmp_path / "file.jsonl").exists() and not (tmp_path / "c.ckpt").exists()
+
+
+def test_jitter_on_a_run_without_it_is_refused(
+    tmp_path: Path,
+    helpers: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--jitter on the resume of a run without jitter: exit 2 naming "jitter off"."""
+    _, command, _ = stopped_run(tmp_path, monkeypatch, capsys)
+    assert main([*command, "--jitter"]) == 2
+    err = capsys.readouterr().err
+    assert "--jitter cannot change a resumed run" in err and "was run with jitter off" in err
