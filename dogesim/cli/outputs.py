@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
-from dogesim.cli.status import _UsageError
 from dogesim.engine import effective_model
 from dogesim.errors import DogesimError
 
@@ -43,13 +42,9 @@ def _output_sink(path: str, *, append: bool = False) -> Any:
 
         return sink_type("parquet").build({"path": path}, BuildContext("out", "--out", append))
     if path != "-" and log_format(path) == "csv":
-        if append:
-            raise _UsageError(
-                f"dogesim run: --out {path}: a CSV file cannot be continued by --resume; "
-                "use a .jsonl file"
-            )
+        # A resumed CSV continues after the checkpoint's offset, under the file's header.
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return CsvSink(path)
+        return CsvSink(path, append=append)
     if path != "-":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return JsonLinesSink(path, append=append)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 from dogesim.cli.arguments import _writable
 from dogesim.cli.feedback import (
     _Feedback,
+    _ledgers,
     _print_ledgers,
     _print_speed,
     _raised_where,
@@ -45,6 +47,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.checkpoint and spec.checkpoint_path is not None:
         args.checkpoint = spec.checkpoint_path
     _check_run_arguments(args, spec)
+    saved = _check_resume_arguments(args, spec) if args.resume is not None else None
     _check_outputs(args)
     if args.report:
         _plot_module()  # fail before running when plots cannot be made
@@ -54,14 +57,19 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _cmd_run_sharded(args, spec, out, err)
     sinks, destination = _run_sinks(args, spec)
     simulation = _build_simulation(args, spec, sinks)
+    if saved is not None and not args.quiet and (notes := _resume_notes(spec, saved)):
+        print(f"dogesim: resumed with the checkpoint's {', '.join(notes)}", file=err)
     bar = _Feedback(simulation, err, quiet=args.quiet)
     simulation.progress = bar.update
     started = time.perf_counter()
     with _stop_on_signals(simulation) as received:
         try:
             result = simulation.run()
-        except SinkConfigError:
-            raise
+        except SinkConfigError as exc:
+            if bar.done == 0:
+                raise  # refused before any tick was done: a usage error (exit 2)
+            bar.close()
+            return _run_failed(args, simulation, exc, out, err)
         except (Exception, KeyboardInterrupt) as exc:
             bar.close()  # before anything is printed on stderr
             return _run_failed(args, simulation, exc, out, err)
@@ -97,13 +105,20 @@ def _build_simulation(args: argparse.Namespace, spec: Any, sinks: Any) -> Any:
     }
     checkpoints = {"checkpoint_path": args.checkpoint, "checkpoint_every": args.checkpoint_every}
     if args.resume is not None:
-        return spec.resume(
+        from dogesim.modelfile.runs import resume_simulation
+
+        # The checkpoint is the run: its seed, ticks, jitter, record_every, clock and
+        # subjects (the flags were checked against them); the file gives the model.
+        return resume_simulation(
+            spec,
             args.resume,
             sinks=sinks,
+            progress=None,
             callbacks=not args.no_callbacks,
+            live=live,
+            checkpoints=checkpoints,
             allow_pickle=args.resume_allow_pickle,
-            **checkpoints,
-            **live,
+            from_checkpoint=True,
         )
     return spec.simulation(
         sinks=sinks,
@@ -123,9 +138,13 @@ def _run_failed(
     if isinstance(exc, SinkError):
         if simulation.result is not None and not args.quiet:
             print(simulation.result.summary(), file=out)
-        ledgers = exc.ledgers or (simulation.result.ledgers if simulation.result else [])
         print(f"dogesim: events were lost: {exc}", file=err)
-        for ledger in ledgers:
+        if isinstance(exc, SinkConfigError) and (hint := _live_clock_hint(simulation)):
+            print(f"dogesim: {hint}", file=err)
+        # The sinks are closed now: their ledgers count what the flush settled.
+        ledgers, _ = _ledgers(simulation)
+        print("dogesim: after closing the sinks:", file=err)
+        for ledger in ledgers or exc.ledgers:
             print(f"  sink {ledger.summary()}", file=err)
         return EXIT_SINK
     if isinstance(exc, RunError):
@@ -144,12 +163,30 @@ def _run_failed(
     return EXIT_SINK
 
 
+def _live_clock_hint(simulation: Any) -> str | None:
+    """What to do when a live run faster than real time ran past the broker's clock."""
+    speed = getattr(simulation, "speed", 1)
+    if not getattr(simulation, "live", False) or speed <= 1:
+        return None
+    return (
+        f"a live run at speed {speed:g} runs its event times ahead of the clock (after "
+        "t wall seconds by t x (speed - 1)), past what a Kafka topic accepts (Kafka 4: an "
+        "hour, message.timestamp.after.max.ms); give the Kafka sink `record_timestamp: send` "
+        "in the model file (record time = send time; the event time stays in the payload), "
+        "or run at --speed 1"
+    )
+
+
 def _print_summary(
     simulation: Any, result: Any, wall: float, destination: str, out: TextIO
 ) -> None:
     """The result's summary, speed, table rows, the sinks' fate and the live lag."""
-    print(result.summary(), file=out)
-    _print_speed(result, wall, destination, out)
+    before = _events_before(simulation, result)
+    if before is None:
+        print(result.summary(), file=out)
+        _print_speed(result, wall, destination, out)
+    else:
+        _print_resumed(result, before, wall, destination, out)
     rows = len(result.row_ticks())
     every = result.record_every
     print(
@@ -165,16 +202,54 @@ def _print_summary(
         )
 
 
+def _events_before(simulation: Any, result: Any) -> tuple[int, int, int] | None:
+    """(tick, events, moves) where a resumed run took over from its checkpoint; None for a
+    run from the start. The result counts the whole run; this process made the rest."""
+    saved = getattr(simulation, "_restored", None)
+    if saved is None:
+        return None
+    counts = saved["arrays"]["recorder_counts"]
+    per_transition = counts.sum(axis=0) if len(counts) else counts.reshape(-1)
+    moves = int(per_transition.sum()) if len(per_transition) else 0
+    fed = result.fed or tuple(bool(t.event_sinks) for t in result.transitions)
+    events = sum(int(n) for n, f in zip(per_transition, fed, strict=False) if f)
+    return int(saved["next_tick"]), events, moves
+
+
+def _print_resumed(
+    result: Any, before: tuple[int, int, int], wall: float, destination: str, out: TextIO
+) -> None:
+    """A resumed run's summary: the whole run's events, then this process's and its rate
+    (the result's own first line would divide the whole run's events by this part's time)."""
+    tick, events_before, moves_before = before
+    lines = result.summary().splitlines()
+    events = result.events - events_before
+    rate = events / wall if wall > 0 else float("inf")
+    print(
+        f"seed {result.seed}: {result.subjects} subjects x {result.ticks} ticks of "
+        f"{result.tick_ms} ms -> {result.events:,} events over the whole run",
+        file=out,
+    )
+    print("\n".join(lines[1:]), file=out)
+    print(
+        f"wall time {wall:.3f} s: resumed at tick {tick:,}, this process made {events:,} "
+        f"events ({rate:,.0f} events/s), {result.moves - moves_before:,} moves; events -> "
+        f"{destination}",
+        file=out,
+    )
+
+
 def _stopped(
     args: argparse.Namespace, simulation: Any, result: Any, received: list[str], err: TextIO
 ) -> int:
     """Report a run stopped by a signal, and save its checkpoint when asked to."""
     cause = received[0] if received else "a stop request"
-    of = f" of {simulation.ticks}" if simulation.ticks is not None else ""
-    print(
-        f"dogesim: stopped by {cause} after tick {result.ticks}{of}; {closing_line(simulation)}",
-        file=err,
+    done = (
+        f"{result.ticks} of {simulation.ticks} ticks"
+        if simulation.ticks is not None
+        else (f"{result.ticks} tick{'s' if result.ticks != 1 else ''}")
     )
+    print(f"dogesim: stopped by {cause} after {done}; {closing_line(simulation)}", file=err)
     if not args.checkpoint:
         return EXIT_INTERRUPTED
     try:
@@ -184,11 +259,32 @@ def _stopped(
         print(f"dogesim: the checkpoint was not written: {exc}", file=err)
         return EXIT_SINK
     print(
-        f"dogesim: checkpoint -> {args.checkpoint}; continue with: dogesim run "
-        f"{args.model} --resume {args.checkpoint}" + (f" --out {args.out}" if args.out else ""),
+        f"dogesim: checkpoint -> {args.checkpoint}; continue with: {continue_command(args)}",
         file=err,
     )
     return EXIT_INTERRUPTED
+
+
+def continue_command(args: argparse.Namespace) -> str:
+    """The command that resumes this run as it was run: the model, the checkpoint, where the
+    events went and how it was paced (the checkpoint holds seed, ticks, subjects, jitter,
+    record_every and the clock, so those flags are left out)."""
+    words = ["dogesim", "run", args.model, "--resume", args.checkpoint]
+    for flag, value in (
+        ("--out", args.out),
+        ("--sink", args.sink),
+        ("--speed", None if args.speed is None else f"{args.speed:g}"),
+        ("--max-lag", None if args.max_lag is None else f"{args.max_lag}ms"),
+        ("--on-lag", args.on_lag),
+        ("--checkpoint", args.checkpoint),
+        ("--checkpoint-every", args.checkpoint_every),
+    ):
+        if value is not None:
+            words += [flag, str(value)]
+    for flag, given in (("--live", args.live), ("--no-callbacks", args.no_callbacks)):
+        if given:
+            words.append(flag)
+    return shlex.join(words)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -223,25 +319,84 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
         raise _UsageError(
             f"dogesim run: {flag} runs shards; add --shards S (or `shards: S` in the model file)"
         )
-    if args.resume is not None:
-        _check_resume_arguments(args)
+    if args.checkpoint:
+        _check_csv_sinks(args, spec)
 
 
-def _check_resume_arguments(args: argparse.Namespace) -> None:
-    """A resumed run keeps what its checkpoint fixed."""
-    for flag, given in (
-        ("--subjects", args.subjects is not None),
-        ("--ticks", args.ticks is not None),
-        ("--seed", args.seed is not None),
-        ("--jitter", args.jitter),
-        ("--record-every", args.record_every is not None),
-        ("--until-stopped", args.until_stopped),
-    ):
-        if given:
+def _check_resume_arguments(args: argparse.Namespace, spec: Any) -> dict[str, Any] | None:
+    """A resumed run is the checkpoint's: a flag equal to the checkpoint's value is accepted,
+    a different one refused naming both. The saved settings (None: no such file yet, which
+    the resume itself reports)."""
+    from dogesim.modelfile.runs import saved_run
+
+    if not Path(args.resume).is_file():
+        return None
+    saved = saved_run(args.resume)
+    for name, flag, given in _resume_flags(args, spec):
+        if given is not _NOT_GIVEN and given != saved[name]:
             raise _UsageError(
-                f"dogesim run: {flag} cannot change a resumed run (the checkpoint "
-                "fixes subjects, ticks, seed, jitter and record_every)"
+                f"dogesim run: {flag} cannot change a resumed run: {args.resume} was run with "
+                f"{_described(name, saved[name])} (the checkpoint fixes subjects, ticks, seed, "
+                "jitter and record_every; leave the flag out to take its value)"
             )
+    if saved["ticks"] is None and not (args.live or spec.live.enabled):
+        raise _UsageError(
+            f"dogesim run: {args.resume} was saved from a live run until stopped; resume it "
+            "with --live (and its --speed)"
+        )
+    return saved
+
+
+#: A flag that was not given (None is a checkpoint's value: ticks of a run until stopped).
+_NOT_GIVEN: Any = object()
+
+
+def _resume_flags(args: argparse.Namespace, spec: Any) -> list[tuple[str, str, Any]]:
+    """(the setting, the flag as given, its value in the checkpoint's terms or _NOT_GIVEN)."""
+
+    def given(value: Any) -> Any:
+        return _NOT_GIVEN if value is None else value
+
+    every = args.record_every
+    if isinstance(every, str):
+        from dogesim.modelfile import parse_duration
+
+        every = parse_duration(every, "--record-every") / spec.tick_ms
+    return [
+        ("subjects", f"--subjects {args.subjects}", given(args.subjects)),
+        ("ticks", f"--ticks {args.ticks}", given(args.ticks)),
+        ("ticks", "--until-stopped", None if args.until_stopped else _NOT_GIVEN),
+        ("seed", f"--seed {args.seed}", given(args.seed)),
+        ("jitter", "--jitter", True if args.jitter else _NOT_GIVEN),
+        ("record_every", f"--record-every {args.record_every}", given(every)),
+    ]
+
+
+def _described(name: str, value: Any) -> str:
+    """A saved run setting in words: ``1,440 ticks``, ``ticks until stopped``, ``seed 7``."""
+    if name == "ticks":
+        return "ticks until stopped" if value is None else f"{value:,} ticks"
+    if name == "jitter":
+        return "jitter on" if value else "jitter off"
+    if name == "subjects":
+        return f"{value:,} subjects"
+    return f"{name} {value}"
+
+
+def _resume_notes(spec: Any, saved: dict[str, Any]) -> list[str]:
+    """Where the model file's own run settings differ from the checkpoint's (which win)."""
+    notes = []
+    for name, mine in (
+        ("subjects", spec.subjects.count),
+        ("ticks", spec.ticks),
+        ("seed", spec.seed),
+        ("jitter", spec.jitter),
+        ("record_every", spec.record_every),
+    ):
+        kept = saved[name]
+        if mine is not None and mine != kept and not (name == "ticks" and kept is None):
+            notes.append(f"{_described(name, kept)} (the file: {_described(name, mine)})")
+    return notes
 
 
 def _check_checkpoint_arguments(args: argparse.Namespace) -> None:
@@ -253,6 +408,21 @@ def _check_checkpoint_arguments(args: argparse.Namespace) -> None:
         )
     if args.resume_allow_pickle and args.resume is None:
         raise _UsageError("dogesim run: --resume-allow-pickle applies to --resume FILE only")
+
+
+def _check_csv_sinks(args: argparse.Namespace, spec: Any) -> None:
+    """A checkpointed run whose events go to a model file's CSV sink is refused before it
+    starts: such a sink cannot be continued by --resume (``--out FILE.csv`` can)."""
+    if args.out:
+        return
+    names = [args.sink] if args.sink else spec.used_sinks()
+    for name in names:
+        if name in spec.sinks and spec.sinks[name].type == "csv":
+            raise _UsageError(
+                f"dogesim run: --checkpoint: sink {name!r} of the model file is a csv sink, "
+                "which a resumed run cannot continue; give it type jsonl, or send the events "
+                "to --out FILE.csv (a CSV file of --out is continued)"
+            )
 
 
 def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:

@@ -4,6 +4,7 @@
 - `run_options(spec, sinks, overrides)`: the frozen `RunOptions` and `LiveOptions`.
 - `new_simulation(spec, sinks, callbacks, overrides)`: a ready `Simulation`.
 - `resume_simulation(spec, checkpoint, ...)`: a `Simulation` continuing a checkpoint.
+- `saved_run(checkpoint)`: the run settings and subject count a checkpoint fixes.
 - `_DeferredFactory`: a subject factory chosen once the run's seed is known.
 
 `ModelSpec.live_settings`, `options`, `simulation` and `resume` document the arguments.
@@ -12,13 +13,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from dogesim.calendar_ticks import stamp_by_calendar
 from dogesim.engine import LiveOptions, RunOptions, Simulation
+from dogesim.engine import checkpoint as checkpoints
 from dogesim.errors import ModelError, RunError
 from dogesim.modelfile.build import Sinks, _close_built, churn_sinks
 from dogesim.modelfile.keys import _check_overrides
@@ -130,17 +135,29 @@ def resume_simulation(
     live: dict[str, Any],
     checkpoints: dict[str, Any],
     allow_pickle: bool,
+    from_checkpoint: bool = False,
 ) -> Simulation:
-    """A `Simulation` continuing the run saved in `checkpoint` (`ModelSpec.resume`)."""
+    """A `Simulation` continuing the run saved in `checkpoint` (`ModelSpec.resume`).
+
+    With `from_checkpoint` the run settings (seed, ticks or until stopped, jitter,
+    record_every, the start of its clock, the subject count) are the checkpoint's, not the
+    file's: the checkpoint is the run (the CLI checks its flags against them first). The
+    model side (states, transitions, chances, arrivals, resources, profiles, tick) must
+    match either way."""
     path = os.fspath(checkpoint)
     if not Path(path).is_file():
         raise RunError(f"{path}: no such checkpoint file")
+    saved = saved_run(path) if from_checkpoint else None
     built = spec.build_sinks(append=True) if sinks is None else sinks
     try:
         model = spec.build_model(built, callbacks=callbacks)
         settings = spec.live_settings(**live)
         factory = _DeferredFactory() if spec.arrivals is not None else None
         expected, _ = spec.options(built, **checkpoints)
+        count = spec.subjects.count
+        if saved is not None:
+            count = saved.pop("subjects")
+            expected = dataclasses.replace(expected, **saved)
         try:
             simulation = Simulation.resume(
                 path,
@@ -154,7 +171,7 @@ def resume_simulation(
                 churn_sinks=churn_sinks(spec, built),
                 subject_factory=factory,
                 expected=expected,
-                subjects=spec.subjects.count,
+                subjects=count,
                 checkpoint_path=expected.checkpoint_path,
                 checkpoint_every=expected.checkpoint_every,
                 allow_pickle=allow_pickle,
@@ -170,6 +187,27 @@ def resume_simulation(
     except BaseException:
         _close_built(built)
         raise
+
+
+def saved_run(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings `checkpoint` fixes: ``subjects`` (the initial count), ``seed``,
+    ``ticks`` (None: a run until stopped), ``jitter``, ``record_every`` and
+    ``timestamp_start``. The tick length is the model's, not taken from here.
+
+    Only the manifest is read (a million subjects are not decoded twice); a file that is
+    not a checkpoint gets the `RunError` of `dogesim.engine.checkpoint.load`.
+    """
+    path = os.fspath(checkpoint)
+    try:
+        with np.load(path, allow_pickle=False) as members:
+            manifest = json.loads(members["manifest"].tobytes().decode("utf-8"))
+        settings = checkpoints.settings_of(manifest)
+        subjects = int(manifest["initial_subjects"])
+    except Exception:
+        checkpoints.load(path)  # raises the loader's own message for this file
+        raise
+    settings.pop("tick_ms")
+    return {"subjects": subjects, **settings}
 
 
 def _continue_after_resume(

@@ -581,9 +581,12 @@ class CsvSink(_FileSink):
             value; `flat_record` when omitted.
         fieldnames: the columns, in order; taken from the first record when omitted. A record
             with a key outside them is an error; a missing key gives an empty cell.
+        append: continue an existing file (a resumed run): its header gives the columns and
+            is not written again (a missing or empty file starts with a header as usual).
 
     Raises:
         SinkError: the file cannot be opened, or a record has keys that are not columns.
+        SinkConfigError: appending to a file whose header is not the given `fieldnames`.
     """
 
     def __init__(
@@ -592,31 +595,66 @@ class CsvSink(_FileSink):
         mapper: Mapper | None = None,
         *,
         fieldnames: Sequence[str] | None = None,
+        append: bool = False,
     ) -> None:
         if path == "-":
             raise SinkConfigError(
                 "csv sink: CSV cannot go to standard output ('-'); give a file path"
             )
-        super().__init__("csv", path, append=False)
+        super().__init__("csv", path, append=append)
         self.mapper: Mapper = mapper if mapper is not None else flat_record
         self.fieldnames: list[str] | None = list(fieldnames) if fieldnames is not None else None
+        self._given = self.fieldnames
         self._row = _LastWrite()
         self._writer: Any = None
         self._columns: frozenset[str] = frozenset()
         self._order: tuple[str, ...] = ()
-        if self.fieldnames is not None:
+        #: The header is the continued file's (not written by this sink).
+        self._header_from_file = append and self._offset > 0
+        if self._header_from_file:
+            self._adopt(self._header_in_file())
+        elif self.fieldnames is not None:
             self._start(self.fieldnames, 0)
 
-    def _start(self, fieldnames: list[str], timestamp: int) -> Any:
+    def _adopt(self, fieldnames: list[str]) -> Any:
         # csv.writer with DictWriter's dialect: the same bytes, without its per-row Python.
         self.fieldnames = fieldnames
         self._order = tuple(fieldnames)
         self._columns = frozenset(fieldnames)
-        writer = csv.writer(self._row, lineterminator="\n")
+        self._writer = csv.writer(self._row, lineterminator="\n")
+        return self._writer
+
+    def _start(self, fieldnames: list[str], timestamp: int) -> Any:
+        writer = self._adopt(fieldnames)
         writer.writerow(fieldnames)
         self._add_text(self._row.text, timestamp, event=False)
-        self._writer = writer
         return writer
+
+    def _header_in_file(self) -> list[str]:
+        """The columns of the file being continued (its first row)."""
+        from dogesim.sinks.compression import open_text
+
+        where = os.fspath(self.path)
+        with open_text(self.path) as handle:
+            header = next(csv.reader(handle), None)
+        if not header:
+            raise SinkConfigError(f"csv sink {where!r}: the file to continue has no header row")
+        if self._given is not None and header != self._given:
+            raise SinkConfigError(
+                f"csv sink {where!r}: the file to continue has the columns {header}, not the "
+                f"fieldnames {self._given}"
+            )
+        return header
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """As for every file sink; cut back to before the file's header (no event yet), the
+        header is written again."""
+        super().restore_position(position)
+        if position.get("offset") == 0 and self._header_from_file:
+            self._header_from_file = False
+            self._writer, self.fieldnames = None, self._given
+            if self._given is not None:
+                self._start(list(self._given), 0)
 
     def _add_text(self, text: str, timestamp: int, *, event: bool = True) -> None:
         try:
