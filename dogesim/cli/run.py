@@ -321,6 +321,23 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
         )
     if args.checkpoint:
         _check_csv_sinks(args, spec)
+    if args.checkpoint or args.resume:
+        _check_resumable_payloads(args, spec)
+
+
+def _check_resumable_payloads(args: argparse.Namespace, spec: Any) -> None:
+    """Refuse a checkpoint of payloads whose state a checkpoint does not keep (before the
+    run: a long run must not find out at its resume)."""
+    from dogesim.modelfile.payloads import restart_on_resume
+
+    names = [] if args.out or args.sink else spec.used_sinks()
+    what = restart_on_resume(spec, names)
+    if what is not None:
+        raise _UsageError(
+            f"dogesim run: --checkpoint/--resume: {what}, whose sequence numbers, Faker "
+            "values and fault draws a checkpoint does not keep (a resume would start them "
+            "again and differ from the uninterrupted run); run it without a checkpoint"
+        )
 
 
 def _check_resume_arguments(args: argparse.Namespace, spec: Any) -> dict[str, Any] | None:

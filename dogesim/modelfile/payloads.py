@@ -472,3 +472,21 @@ def check_state_tables(
         spec.settings.setdefault("initial_state", initial_state)
         finals_here = [*finals, *(["churned"] if spec.name in set(churn_sinks) else [])]
         spec.settings.setdefault("final_states", finals_here)
+
+
+def restart_on_resume(spec: Any, sink_names: Iterable[str]) -> str | None:
+    """What in `spec` keeps state across events that a checkpoint does not save (None:
+    nothing): a payload template or faults on one of `sink_names`, or templated subject
+    attributes of newcomers. A resume would start their sequence numbers, Faker streams and
+    fault draws again, so the output would differ from the uninterrupted run's."""
+    mappers = {id(m) for m in getattr(spec.payloads, "mappers", None) or ()}
+    for name in sink_names:
+        sink = spec.sinks[name]
+        if sink.faults is not None:
+            return f"{sink.where}.faults injects faults"
+        for key, value in sink.settings.items():
+            if id(value) in mappers:
+                return f"{sink.where}.{key} is a payload template"
+    if getattr(spec.subjects, "templates", None) is not None and spec.arrivals is not None:
+        return f"{spec.path or spec.name}: subjects.attributes are templates and newcomers arrive"
+    return None
