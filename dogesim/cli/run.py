@@ -47,11 +47,13 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not args.checkpoint and spec.checkpoint_path is not None:
         args.checkpoint = spec.checkpoint_path
     _check_run_arguments(args, spec)
-    saved = _check_resume_arguments(args, spec) if args.resume is not None else None
+    sharded = _is_sharded(args, spec)  # a sharded checkpoint is its shards' manifest
+    resumed = args.resume is not None and not sharded
+    saved = _check_resume_arguments(args, spec) if resumed else None
     _check_outputs(args)
     if args.report:
         _plot_module()  # fail before running when plots cannot be made
-    if _is_sharded(args, spec):
+    if sharded:
         from dogesim.cli.sharded import _cmd_run_sharded
 
         return _cmd_run_sharded(args, spec, out, err)

@@ -23,7 +23,6 @@ import pytest
 from dogesim import LiveOptions, Model
 from dogesim.errors import ModelError
 from dogesim.examples.banking import build_banking_model, event_row
-from dogesim.scale.executors import start_method
 from dogesim.scale.parts import part_path
 from dogesim.scale.plan import shard_checkpoint
 from dogesim.shards import Progress, Shard, ShardedRun, read_manifest, run_sharded
@@ -239,23 +238,40 @@ def test_a_checkpointed_run_into_csv_parts_is_refused(tmp_path: Path) -> None:
 # -- worker start ----------------------------------------------------------------------------
 
 
-def test_forked_and_spawned_workers_write_the_same_bytes(tmp_path: Path) -> None:
+_START_METHODS = """
+import threading
+from dogesim.scale.executors import start_method
+alone = start_method()
+release = threading.Event()
+other = threading.Thread(target=release.wait)
+other.start()
+beside = start_method()
+release.set()
+other.join()
+print(alone, beside)
+"""
+
+
+def test_forked_and_spawned_workers_write_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Workers are forked while the driver runs one thread and spawned beside another
-    thread (a fork there could deadlock); both merge the in-process run's bytes."""
+    thread (a fork there could deadlock: checked in a fresh interpreter, as earlier tests
+    may leave threads in this one); both merge the in-process run's bytes."""
+    import subprocess
+    import sys
+
+    import dogesim.scale.executors as executors
+
+    done = subprocess.run(
+        [sys.executable, "-c", _START_METHODS], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["fork", "spawn"], done.stderr
     expected, _ = reference(tmp_path)
-    assert start_method() == "fork"
-    forked = tmp_path / "forked.jsonl"
-    run_sharded(jsonl_run(forked), workers=2)
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)
-    other.start()
-    try:
-        assert start_method() == "spawn"
-        spawned = tmp_path / "spawned.jsonl"
-        run_sharded(jsonl_run(spawned), workers=2)
-    finally:
-        release.set()
-        other.join()
+    forked, spawned = tmp_path / "forked.jsonl", tmp_path / "spawned.jsonl"
+    for method, out in (("fork", forked), ("spawn", spawned)):
+        monkeypatch.setattr(executors, "start_method", lambda method=method: method)
+        run_sharded(jsonl_run(out), workers=2)
     assert forked.read_bytes() == expected == spawned.read_bytes()
 
 
