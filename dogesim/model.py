@@ -26,9 +26,11 @@ from dogesim.rates import (
     Rate,
     check_tick,
     format_duration,
+    moment_text,
     parse_duration,
     parse_rate,
     per_tick_chances,
+    profiled_peak,
 )
 from dogesim.varying import ByMonth, ChanceTable, chance_table, state_peak
 
@@ -571,7 +573,7 @@ class Model:
         sums = self._sums[source]
         total = sums.get(period, 0.0) + (amount or 0.0)
         if amount is not None and total > 100 + PROBABILITY_TOLERANCE:
-            raise ModelError(self._over_100(transition, period, total))
+            self._check_profiled(transition, period, total)
         self._check_tables(source, transition, total if period == self.tick_ms else None)
         if amount is not None:
             sums[period] = total
@@ -611,6 +613,22 @@ class Model:
                 f"{self.name}: state {source!r}: with the chance tables (by_month, by_age) "
                 f"of its transitions, the outgoing probabilities reach {peak:g}% in some "
                 f"tick (adding {transition.trigger!r}), at most 100%"
+            )
+
+    def _check_profiled(self, transition: Transition, period: int | None, total: float) -> None:
+        """The state's percentages sum over 100%: refused, unless calendar profiles keep
+        every moment's total at or under 100% (peaks at different hours never add up; a
+        profile that lifts a total over 100% is refused by the run, at its tick)."""
+        same = [t for t in self._outgoing[transition.from_state] if self._period(t)[0] == period]
+        same.append(transition)
+        if period != self.tick_ms or all(t.profile is None for t in same):
+            raise ModelError(self._over_100(transition, period, total))
+        peak, moment = profiled_peak((self._period(t)[1] or 0.0, t.profile) for t in same)
+        if peak > 100 + PROBABILITY_TOLERANCE:
+            when = "" if moment is None else f" (e.g. at {moment_text(moment)})"
+            raise ModelError(
+                f"{self._over_100(transition, period, total)}; with their calendar profiles "
+                f"they still reach {peak:g}% at some moment{when}"
             )
 
     def _over_100(self, transition: Transition, period: int | None, total: float) -> str:

@@ -12,6 +12,8 @@
   to a tick: the state's total per unit of time, then split in proportion (`Model.at_tick`).
 - `Profile`: multipliers by hour of day, day of week and listed dates (holidays, paydays);
   the engine samples time-varying probabilities exactly by thinning.
+- `profiled_peak`: a state's largest total chance at any moment under its transitions'
+  profiles (peaks at different hours do not add up), and `moment_text` for the moment.
 - `number`, `check_tick`: a real number, or a tick length, from user input, or a
   `ModelError` naming the field.
 """
@@ -33,10 +35,12 @@ __all__ = [
     "Rate",
     "check_tick",
     "format_duration",
+    "moment_text",
     "number",
     "parse_duration",
     "parse_rate",
     "per_tick_chances",
+    "profiled_peak",
 ]
 
 #: Per-tick percentages of one state may exceed 100% by this much (floating-point slack).
@@ -438,3 +442,59 @@ def _date(key: object) -> _dt.date:
         except ValueError:
             pass
     raise ModelError(f"profile: date {shown(key)} is not an ISO date (YYYY-MM-DD)")
+
+
+_WEEK_MS = 7 * 24 * 3_600_000
+#: Monday 1970-01-05 00:00 UTC: the week the weekly pattern of the profiles is read on.
+_MONDAY_MS = 4 * 24 * 3_600_000
+
+
+def _weekly_factor(profile: Profile, timestamp_ms: int) -> float:
+    """`profile`'s multiplier at `timestamp_ms` without its listed dates."""
+    moment = profile._local(timestamp_ms)
+    return profile.hourly[moment.hour] * profile.weekly[moment.weekday()]
+
+
+def moment_text(moment_ms: int) -> str:
+    """A moment of `profiled_peak`'s weekly pattern, as weekday and UTC time."""
+    when = _dt.datetime.fromtimestamp(moment_ms / 1000, _dt.timezone.utc)
+    return when.strftime("%a %H:%M UTC")
+
+
+def profiled_peak(terms: Iterable[tuple[float, Profile | None]]) -> tuple[float, int | None]:
+    """The largest total of ``chance * multiplier(t)`` over all moments `t`, and a moment
+    where it is reached (None without profiles).
+
+    Every multiplier is constant within a local clock hour, so the total is piecewise
+    constant and its maximum is reached at the start of some profile's local hour: the
+    candidates are those starts over one week (the weekly pattern), and around each listed
+    date. Exact, unlike the sum of each term's own peak (peaks at different hours never
+    add up)."""
+    pairs = [(float(chance), profile) for chance, profile in terms]
+    profiles = {id(p): p for _, p in pairs if p is not None}
+    if not profiles:
+        return sum(chance for chance, _ in pairs), None
+    hour = 3_600_000
+    starts: set[int] = set()
+    for profile in profiles.values():
+        shift = round(profile.utc_offset_hours * hour)
+        starts.update((_MONDAY_MS + k * hour - shift) % _WEEK_MS + _MONDAY_MS for k in range(168))
+    best, where = -1.0, None
+    for moment in sorted(starts):
+        total = sum(c if p is None else c * _weekly_factor(p, moment) for c, p in pairs)
+        if total > best:
+            best, where = total, moment
+    dated: set[int] = set()
+    for profile in profiles.values():
+        for day in profile.dates:
+            date = _date(day)  # (kept as dates: `Profile.__post_init__`)
+            start = _dt.datetime(date.year, date.month, date.day, tzinfo=_dt.timezone.utc)
+            midnight = int(start.timestamp() * 1000)
+            for other in profiles.values():
+                shift = round(other.utc_offset_hours * hour)
+                dated.update(midnight - shift + k * hour for k in range(-48, 72))
+    for moment in sorted(dated):
+        total = sum(c if p is None else c * p.multiplier(moment) for c, p in pairs)
+        if total > best:
+            best, where = total, moment
+    return best, where

@@ -27,7 +27,7 @@ import simpy
 from dogesim.engine.dwell import SemiMarkov, initial_mix, needs_semi_markov
 from dogesim.errors import ModelError
 from dogesim.model import Model, Transition
-from dogesim.rates import Profile, Rate, parse_rate
+from dogesim.rates import Profile, Rate, moment_text, parse_rate, profiled_peak
 
 __all__ = ["Tables", "effective_model"]
 
@@ -48,15 +48,21 @@ def _threshold_lists(thresholds: np.ndarray, n_out: np.ndarray) -> list[list[flo
     return [row[: int(n)] for row, n in zip(thresholds.tolist(), n_out.tolist(), strict=True)]
 
 
-def _peak_chances(model: Model, name: str, outgoing: list[Transition]) -> list[float]:
-    """The chances per tick of `outgoing` at their profiles' peaks (checked to sum <= 1)."""
+def _peak_chances(model: Model, name: str, outgoing: list[Transition]) -> tuple[list[float], float]:
+    """The chances per tick of `outgoing` at their profiles' peaks, and the state's largest
+    total chance at any moment (`profiled_peak`: peaks at different hours do not add up),
+    the rate its attempts are drawn at before thinning; checked to be at most 1."""
     top = [t.probability / 100.0 * (t.profile.peak if t.profile else 1.0) for t in outgoing]
-    if sum(top) > 1.0 + 1e-9:
+    total, moment = sum(top), None
+    if any(t.profile is not None for t in outgoing):
+        total, moment = profiled_peak((t.probability / 100.0, t.profile) for t in outgoing)
+    if total > 1.0 + 1e-9:
+        when = "" if moment is None else f" (e.g. at {moment_text(moment)})"
         raise ModelError(
             f"{model.name}: state {name!r}: at the peaks of their calendar profiles the "
-            f"outgoing probabilities reach {100 * sum(top):g}% per tick, at most 100%"
+            f"outgoing probabilities reach {100 * total:g}% per tick{when}, at most 100%"
         )
-    return top
+    return top, min(total, 1.0)
 
 
 def _inverse_log(total: float) -> float:
@@ -85,8 +91,8 @@ class Tables:
             outgoing = list(model.outgoing(name))
             self.first[s], self.n_out[s] = len(order), len(outgoing)
             order.extend(outgoing)
-            top = _peak_chances(model, name, outgoing)
-            total = self.peak[s] = sum(top)
+            top, total = _peak_chances(model, name, outgoing)
+            self.peak[s] = total
             if total <= 0.0:
                 continue  # never moves: stays out of the calendar
             self.thresholds[s, : len(top)] = np.cumsum(top) / total
