@@ -431,7 +431,7 @@ def observe(
     frame = frame[keep].copy()
     frame["tick"] = tick_arr[keep]
     if frame["trigger"].isna().any() or not len(frame):
-        frame["trigger"] = frame["from_state"].astype(str) + "->" + frame["to_state"].astype(str)
+        frame["trigger"] = _pair_names(frame, model)
 
     # Per-subject columns from the log (weights, groups) when there is no roster column.
     source = raw[raw[subject_col].isin(set(frame["subject"]))] if len(raw) else raw
@@ -584,3 +584,16 @@ def _with_silent(
             pd.DataFrame({"state": state, "weight": 1.0, "start": 0, "group": None}, index=names)
         )
     return pd.concat([people, *rows]) if rows else people
+
+
+def _pair_names(frame: pd.DataFrame, model: Model | None) -> pd.Series:
+    """Names for the moves of a log without triggers: the model's trigger when exactly one
+    of its transitions joins the (from_state, to_state) pair, else ``from->to``."""
+    pairs = frame["from_state"].astype(str) + "->" + frame["to_state"].astype(str)
+    if model is None:
+        return pairs
+    joining: dict[str, list[str]] = {}
+    for t in model.transitions:
+        joining.setdefault(f"{t.from_state}->{t.to_state}", []).append(t.trigger)
+    named = {pair: triggers[0] for pair, triggers in joining.items() if len(triggers) == 1}
+    return pairs.map(lambda pair: named.get(pair, pair))

@@ -1,6 +1,5 @@
-"""A known bug, pinned as a strict xfail until `dogesim.report.observed.observe` is fixed:
-an event log without a trigger column, fitted with ``--model``, should name each move by
-the model's transition for its (from_state, to_state) pair."""
+"""An event log without a trigger column, fitted with ``--model``, names each move by the
+model's transition for its (from_state, to_state) pair when exactly one joins them."""
 
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ transitions:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="observe names trigger-less moves 'from->to'")
 def test_fit_names_triggerless_moves_by_the_models_transition(tmp_path: Path) -> None:
     """A trigger-less log's idle -> active move is the model's 'start' (1 event in 13
     subject-ticks), not a second transition 'idle->active' beside a 'start' with 0 events."""
