@@ -302,8 +302,9 @@ def _read_subject(unit: Unit, spec: Mapping[str, Any], path: str, depth: int) ->
     for name in names[1:]:
         # Inline the common case (a dict) so a nested path costs what a hand-written one does.
         value = unit.name("v")
+        # `.__class__`, not `_type(...)`: an attribute read, not a call, per event.
         source = (
-            f"({value}[{name!r}] if _type({value} := {source}) is _dict "
+            f"({value}[{name!r}] if ({value} := {source}).__class__ is _dict "
             f"else _dig({value}, ({name!r},)))"
         )
     return source
