@@ -207,10 +207,13 @@ def _load(name: str) -> ast.Name:
 
 
 def _is_numeric(name: str, value: ast.expr) -> ast.Compare:
-    """``_type(name := value) in _numbers``."""
+    """``(name := value).__class__ in _numbers``: an attribute read, not a call, per event.
+
+    (Only Python code can make ``__class__`` lie, and a model file defines no classes: a
+    string from the file or from Faker still takes the guarded `_times`.)"""
     bound = ast.NamedExpr(target=ast.Name(id=name, ctx=ast.Store()), value=value)
     return ast.Compare(
-        left=ast.Call(func=_load("_type"), args=[bound], keywords=[]),
+        left=ast.Attribute(value=bound, attr="__class__", ctx=ast.Load()),
         ops=[ast.In()],
         comparators=[_load("_numbers")],
     )
