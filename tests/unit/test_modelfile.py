@@ -1262,7 +1262,8 @@ def _validation_seconds(n: int, monkeypatch: pytest.MonkeyPatch) -> float:
     """CPU seconds to validate a chain of `n` states, YAML parsing excluded."""
     import yaml
 
-    from dogesim.modelfile import spec as spec_module
+    from dogesim.modelfile import parse as parse_module
+    from dogesim.modelfile.source import _LineLoader
 
     states = ", ".join(f"s{i}" for i in range(n))
     rows = "".join(
@@ -1272,8 +1273,8 @@ def _validation_seconds(n: int, monkeypatch: pytest.MonkeyPatch) -> float:
         f"states: [{states}]\ninitial_state: s0\ntick: 1s\nticks: 10\n"
         f"subjects: {{count: 1}}\ntransitions:\n{rows}"
     )
-    parsed = yaml.load(text, Loader=spec_module._LineLoader)
-    monkeypatch.setattr(spec_module.yaml, "load", lambda *_a, **_k: parsed)
+    parsed = yaml.load(text, Loader=_LineLoader)
+    monkeypatch.setattr(parse_module.yaml, "load", lambda *_a, **_k: parsed)
     best = float("inf")
     for _ in range(2):
         started = time.process_time()
