@@ -165,27 +165,34 @@ def time_mapper(mapper: Callable[..., Any], batch: list[tuple[int, Any, Transiti
     return len(batch) / (time.process_time() - start)
 
 
-def time_sink(mapper: Callable[..., Any], batch: list[tuple[int, Any, Transition]]) -> float:
+def _time_through(
+    make_sink: Callable[[Path, Any], Any], mapper: Callable[..., Any], batch: list[Any]
+) -> float:
+    """Events/s of `mapper` through the sink `make_sink(path, mapper)` builds in a temporary
+    folder, closed (flushed) inside the timing."""
     with tempfile.TemporaryDirectory() as folder:
-        sink = JsonLinesSink(Path(folder) / "out.jsonl", mapper)
+        sink = make_sink(Path(folder) / "out", mapper)
         start = time.process_time()
         for ts, subject, transition in batch:
             sink.collect(ts, subject, transition)
         sink.close()
         return len(batch) / (time.process_time() - start)
+
+
+def time_sink(mapper: Callable[..., Any], batch: list[tuple[int, Any, Transition]]) -> float:
+    """Events/s of `mapper` through a `JsonLinesSink`."""
+    return _time_through(
+        lambda path, m: JsonLinesSink(path.with_suffix(".jsonl"), m), mapper, batch
+    )
 
 
 def time_parquet(mapper: Callable[..., Any], batch: list[tuple[int, Any, Transition]]) -> float:
     """Events/s of `mapper` through a `ParquetSink` (row groups written in batches)."""
     from dogesim.sinks.parquet import ParquetSink
 
-    with tempfile.TemporaryDirectory() as folder:
-        sink = ParquetSink(Path(folder) / "out.parquet", mapper)
-        start = time.process_time()
-        for ts, subject, transition in batch:
-            sink.collect(ts, subject, transition)
-        sink.close()
-        return len(batch) / (time.process_time() - start)
+    return _time_through(
+        lambda path, m: ParquetSink(path.with_suffix(".parquet"), m), mapper, batch
+    )
 
 
 def main() -> None:
