@@ -1,7 +1,7 @@
 """``dogesim run MODEL.yaml`` in one process: checks, sinks, the run, its summary.
 
 - `_cmd_run(args, out, err)`: the command; hands a sharded run to `dogesim.cli.sharded`.
-- `_check_run_arguments(args, spec)` (with `_check_checkpoint_arguments` and
+- `_check_run_arguments(args, spec, sharded=)` (with `_check_checkpoint_arguments` and
   `_check_shard_arguments`) and `_check_outputs(args)`: refuse, before anything runs, flag
   combinations that mean nothing and outputs that cannot be written.
 - `_run_sinks`, `_build_simulation`: the sinks and the `Simulation` the flags ask for.
@@ -46,8 +46,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _cmd_run_entities(args, spec, out, err)
     if not args.checkpoint and spec.checkpoint_path is not None:
         args.checkpoint = spec.checkpoint_path
-    _check_run_arguments(args, spec)
     sharded = _is_sharded(args, spec)  # a sharded checkpoint is its shards' manifest
+    _check_run_arguments(args, spec, sharded=sharded)
     resumed = args.resume is not None and not sharded
     saved = _check_resume_arguments(args, spec) if resumed else None
     _check_outputs(args)
@@ -299,7 +299,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         _writable("--checkpoint", args.checkpoint)
 
 
-def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
+def _check_run_arguments(args: argparse.Namespace, spec: Any, *, sharded: bool) -> None:
     """Refuse flag combinations that cannot mean anything (exit 2 with one line)."""
     live = args.live or spec.live.enabled
     for flag, given in (
@@ -314,7 +314,7 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any) -> None:
                 "{enabled: true}` in the model file)"
             )
     _check_checkpoint_arguments(args)
-    if _is_sharded(args, spec):
+    if sharded:
         _check_shard_arguments(args, spec)
     elif args.workers is not None or args.dask is not None:
         flag = "--workers" if args.workers is not None else "--dask"
