@@ -121,11 +121,6 @@ class Tables:
             resources[t.resource] if t.resource else None for t in order
         ]
         self.has_resources = any(r is not None for r in self.resource_of)
-        self.python = [
-            bool(self.callbacks[j] is not None or self.collectors[j] or self.resource_of[j])
-            for j in range(len(order))
-        ]
-        self.python_array = np.asarray(self.python, dtype=bool).reshape(len(order))
         self._cache: dict[tuple[Any, ...], tuple[np.ndarray, list[list[float]]]] = {}
         distinct = {id(t.profile): t.profile for t in order if t.profile is not None}
         self._profiles = list(distinct.values())
