@@ -28,7 +28,7 @@ from dogesim.modelfile.source import (
     _Source,
     parse_timestamp,
 )
-from dogesim.rates import Rate, format_duration
+from dogesim.rates import Rate, format_duration, moment_text, profiled_peak
 
 if TYPE_CHECKING:
     from dogesim.modelfile.spec import ModelSpec
@@ -138,7 +138,8 @@ def _check_run(spec: ModelSpec, src: _Source, top: _Reader) -> None:
         raise top.error("churn" if spec.churn is not None else None, str(exc)) from None
     for state in effective.states:
         outgoing = effective.outgoing(state)
-        peak = sum(t.probability * (t.profile.peak if t.profile else 1.0) for t in outgoing)
+        # The engine's rule (`engine.tables`): the largest total at any one moment.
+        peak, moment = profiled_peak((t.probability, t.profile) for t in outgoing)
         if peak > 100 + 1e-9:
             profiled = [
                 (i, t)
@@ -150,8 +151,9 @@ def _check_run(spec: ModelSpec, src: _Source, top: _Reader) -> None:
                 worst.line,
                 f"transitions[{i}].profile",
                 f"state {state!r}: at the peaks of their calendar profiles the outgoing "
-                f"probabilities reach {peak:g}% per tick, at most 100%; lower the "
-                "probabilities or the profile's multipliers",
+                f"probabilities reach {peak:g}% per tick"
+                f"{'' if moment is None else f' (e.g. at {moment_text(moment)})'}, at most "
+                "100%; lower the probabilities or the profile's multipliers",
             )
 
 

@@ -52,6 +52,7 @@ import pandas as pd
 
 from dogesim.laws import Law, StayKernel
 from dogesim.model import Model, Transition
+from dogesim.rates import profiled_peak
 from dogesim.report.tables import time_index
 from dogesim.result import RunResult
 
@@ -402,10 +403,9 @@ class _Phases:
         chances = self._chances(state, ts)
         total = math.fsum(c for _, c in chances)
         if thinned and ts is not None:
-            peak = math.fsum(
-                t.probability / 100.0 * (t.profile.peak if t.profile is not None else 1.0)
-                for t in (self.model.transitions[j] for j in self.outgoing[state])
-            )
+            # The engine thins from the state's largest total at any moment (`engine.tables`).
+            outgoing = [self.model.transitions[j] for j in self.outgoing[state]]
+            peak = profiled_peak((t.probability / 100.0, t.profile) for t in outgoing)[0]
             if peak > 0:
                 moves = [(self._target(j), c / peak) for j, c in chances]
                 return [*moves, (self.entry[state], max(1.0 - total / peak, 0.0))]

@@ -62,3 +62,23 @@ def test_a_listed_date_that_lifts_the_total_over_100_percent_is_refused() -> Non
     model.add_transition("y", "a", "b", 35, profile=holiday)
     with pytest.raises(ModelError, match=r"state 'a'.* reach 110% per tick \(e\.g\. at (Thu|Fri)"):
         Simulation(model, 10, ticks=2, tick_ms=HOUR_MS, seed=1).run()
+
+
+def test_a_model_file_with_peaks_at_different_hours_loads_and_runs() -> None:
+    """The model-file check agrees with the engine: day 60% and night 70% load and run."""
+    from dogesim.modelfile import load_model_text
+
+    text = f"""\
+name: shifts
+states: [a, b]
+initial_state: a
+tick: 1h
+ticks: 24
+subjects: {{count: 50}}
+transitions:
+  - {{trigger: day, from: a, to: b, probability: 60, profile: {{hourly: {DAY}}}}}
+  - {{trigger: night, from: a, to: b, probability: 70, profile: {{hourly: {NIGHT}}}}}
+  - {{trigger: back, from: b, to: a, probability: 50}}
+"""
+    spec = load_model_text(text)
+    assert spec.run(seed=2).moves > 0
