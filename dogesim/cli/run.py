@@ -332,8 +332,7 @@ def _check_resumable_payloads(args: argparse.Namespace, spec: Any) -> None:
     run: a long run must not find out at its resume)."""
     from dogesim.modelfile.payloads import restart_on_resume
 
-    names = [] if args.out or args.sink else spec.used_sinks()
-    what = restart_on_resume(spec, names)
+    what = restart_on_resume(spec, _fed_sinks(args, spec))
     if what is not None:
         raise _UsageError(
             f"dogesim run: --checkpoint/--resume: {what}, whose sequence numbers, Faker "
@@ -429,14 +428,20 @@ def _check_checkpoint_arguments(args: argparse.Namespace) -> None:
         raise _UsageError("dogesim run: --resume-allow-pickle applies to --resume FILE only")
 
 
+def _fed_sinks(args: argparse.Namespace, spec: Any) -> list[str]:
+    """The model file's sinks this command line's events go to (none with --out; the one
+    --sink names, when it names one of the file's)."""
+    if args.out:
+        return []
+    names = [args.sink] if args.sink else spec.used_sinks()
+    return [name for name in names if name in spec.sinks]
+
+
 def _check_csv_sinks(args: argparse.Namespace, spec: Any) -> None:
     """A checkpointed run whose events go to a model file's CSV sink is refused before it
     starts: such a sink cannot be continued by --resume (``--out FILE.csv`` can)."""
-    if args.out:
-        return
-    names = [args.sink] if args.sink else spec.used_sinks()
-    for name in names:
-        if name in spec.sinks and spec.sinks[name].type == "csv":
+    for name in _fed_sinks(args, spec):
+        if spec.sinks[name].type == "csv":
             raise _UsageError(
                 f"dogesim run: --checkpoint: sink {name!r} of the model file is a csv sink, "
                 "which a resumed run cannot continue; give it type jsonl, or send the events "

@@ -51,3 +51,13 @@ def test_checkpointing_a_stateful_payload_is_refused_before_the_run(
     assert "sinks.events" in err and "checkpoint" in err, err
     assert not (tmp_path / "events.jsonl").exists()
     assert main(["run", "m.yaml"]) == 0  # without a checkpoint it runs
+
+
+def test_a_templated_sink_named_by_sink_is_refused_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--sink events` picks the file's templated sink: --checkpoint is refused as above."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.yaml").write_text(BASE.format(extra=CASES["template"]))
+    assert main(["run", "m.yaml", "--sink", "events", "--checkpoint", "c.ckpt"]) == 2
+    assert "sinks.events" in capsys.readouterr().err
