@@ -42,8 +42,9 @@ manifest: seed, shards, clock start), a stopped run keeps its part files, and
 ``resume=True`` continues each shard from its own checkpoint, its part cut back to it: the
 merged bytes equal the uninterrupted run's, also after a SIGKILL of the driver (its workers
 see it, stop after their tick and checkpoint; a lock per shard checkpoint makes the resume
-wait for them). SQL sinks cannot be checkpointed per shard (their position is their shared
-table's row count) and CSV parts cannot be continued. ``live=LiveOptions(...)`` paces every
+wait for them). An SQL sink's position per shard is the rows that shard committed, kept in
+``dogesim_positions`` in the transaction of its rows (`dogesim.sinks.db_positions`); CSV
+parts cannot be continued. ``live=LiveOptions(...)`` paces every
 shard in real time from one clock start the driver chooses; Kafka sinks stream as they go,
 merged files are written when the run ends or is stopped.
 """

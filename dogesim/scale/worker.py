@@ -220,8 +220,8 @@ def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
     reporter.simulation = simulation
     if checkpoint:
         try:
-            _refuse_shared_positions(simulation.model.sinks(), k)
-        except ModelError as exc:
+            _key_shared_positions(simulation.model.sinks(), shard, checkpoint)
+        except (ModelError, SinkError) as exc:
             _close_quietly(simulation.model.sinks())
             return _failed(shard, exc, simulation.model.sinks())
     try:
@@ -276,21 +276,30 @@ def _close_quietly(sinks: Iterable[Any]) -> None:
             getattr(sink, "close", lambda: None)()
 
 
-def _refuse_shared_positions(sinks: Iterable[Any], k: int) -> None:
-    """A checkpointed shard refuses sinks whose checkpoint position is their whole table's
-    row count (the SQL sinks, which commit at checkpoints): the other shards write the same
-    table, so no shard's count can be checked or continued. Files (part files), Kafka and
-    sinks without positions are fine."""
-    for sink in sinks:
-        if callable(getattr(sink, "defer_commits", None)) and callable(
-            getattr(sink, "holds_position", None)
+def _key_shared_positions(sinks: Sequence[Any], shard: Shard, checkpoint: str) -> None:
+    """A checkpointed shard's SQL sinks keep their own committed rows as their position
+    (``key_positions``, keyed by the shard's checkpoint and the sink's place): the table's
+    row count, their position in a run of one process, changes with every shard. Other
+    sinks that commit at checkpoints (``defer_commits`` and ``holds_position``) without
+    ``key_positions`` are refused; files (part files), Kafka and sinks without positions
+    are fine."""
+    for i, sink in enumerate(sinks):
+        if not (
+            callable(getattr(sink, "defer_commits", None))
+            and callable(getattr(sink, "holds_position", None))
         ):
-            name = getattr(ledger_of(sink), "sink", None) or type(sink).__name__
-            raise ModelError(
-                f"shard {k}: sink {name} cannot be checkpointed per shard: its position is "
-                "its table's row count, which every shard changes; run it without "
-                "--checkpoint, with shards=1, or into JSONL parts"
-            )
+            continue
+        key_positions = getattr(sink, "key_positions", None)
+        if callable(key_positions):
+            key = f"{os.path.abspath(checkpoint)}:sink{i}"
+            key_positions(key, resuming=shard.resuming)
+            continue
+        name = getattr(ledger_of(sink), "sink", None) or type(sink).__name__
+        raise ModelError(
+            f"shard {shard.index}: sink {name} cannot be checkpointed per shard: its position is "
+            "shared by every shard and it cannot keep one of its own (key_positions); "
+            "run it without --checkpoint, with shards=1, or into JSONL parts"
+        )
 
 
 def _refuse_resources(resources: Iterable[str], shards: int, where: str) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from dogesim.errors import RunError, SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
+from dogesim.sinks.db_positions import POSITIONS_TABLE, committed_rows, ensure_table, record_rows
 from dogesim.sinks.urls import masked_url
 
 if TYPE_CHECKING:
@@ -288,6 +289,10 @@ class DbSink(LedgeredSink):
         self._copy_types: list[int] | None = None
         self._broken: BaseException | None = None
         self._broken_rows = 0
+        #: Set by `key_positions`: this writer's key in the positions table; the rows it
+        #: has committed (counted with or without a key).
+        self._position_key: str | None = None
+        self._key_rows = 0
         self._errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError,)
         if self.use_copy:
             import psycopg
@@ -509,8 +514,15 @@ class DbSink(LedgeredSink):
         with self.engine.connect() as conn:
             transaction = conn.begin()
             self._insert(conn, rows)
+            self._record_key_rows(conn, len(rows))
             transaction.commit()
+            self._key_rows += len(rows)
             self.ledger.acknowledged += len(rows)
+
+    def _record_key_rows(self, conn: Connection, added: int) -> None:
+        """With a position key, its committed rows plus `added`, in `conn`'s transaction."""
+        if self._position_key is not None:
+            record_rows(conn, self.schema, self._position_key, self._key_rows + added)
 
     def _insert(self, conn: Connection, rows: list[Any]) -> None:
         """The rows into the table within `conn`'s transaction (COPY or INSERT)."""
@@ -609,17 +621,44 @@ class DbSink(LedgeredSink):
         schema = f"{self.schema}." if self.schema else ""
         return f"db:{self.factory.shown_url}/{schema}{self.table_name}"
 
+    def key_positions(self, key: str, *, resuming: bool = False) -> None:
+        """Make this sink's position the rows it has committed itself, kept under `key` in
+        the table ``dogesim_positions`` beside its table and updated in the transaction of
+        its rows (`dogesim.sinks.db_positions`): for writers of one table that checkpoint
+        apart, the shards of a sharded run, whose total row count tells no shard's rows.
+
+        A fresh run starts its key at 0 rows, committed at once, so that no count left
+        under the same key by an earlier run can pass for this run's; a `resuming` sink
+        takes its count from its checkpoint (`restore_position`)."""
+        try:
+            ensure_table(self.engine, self.schema)
+            if not resuming:
+                with self.engine.begin() as conn:
+                    record_rows(conn, self.schema, key, 0)
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error(
+                f"keeping its position in the table {POSITIONS_TABLE!r} failed: {_first_line(exc)}"
+            ) from exc
+        self._position_key, self._key_rows = key, 0
+
     def position(self) -> dict[str, Any]:
-        """Commit the rows collected so far; the rows the table holds."""
+        """Commit the rows collected so far; the rows the table holds (with a position key,
+        the rows this sink committed)."""
         self.flush()
         self._commit_held()
+        if self._position_key is not None:
+            return {"writer": self._position_key, "writer_rows": self._key_rows}
         return {"table_rows": self._count_rows()}
 
     def planned_position(self) -> dict[str, Any]:
         """The rows the table will hold once `commit_position` has committed the rows
-        collected so far (written, not yet committed)."""
+        collected so far (written, not yet committed); with a position key, the rows this
+        sink will have committed."""
         self.flush()
-        return {"table_rows": self._count_rows() + getattr(self, "_uncommitted", 0)}
+        uncommitted = getattr(self, "_uncommitted", 0)
+        if self._position_key is not None:
+            return {"writer": self._position_key, "writer_rows": self._key_rows + uncommitted}
+        return {"table_rows": self._count_rows() + uncommitted}
 
     def commit_position(self) -> None:
         """Commit the rows written since the last checkpoint (see `planned_position`)."""
@@ -627,11 +666,25 @@ class DbSink(LedgeredSink):
 
     def holds_position(self, position: Mapping[str, Any]) -> bool:
         """Whether the table holds exactly the rows of `position`."""
+        if "writer_rows" in position:
+            return bool(self._writer_rows(position) == position["writer_rows"])
         return bool(self._count_rows() == position.get("table_rows"))
 
     def restore_position(self, position: Mapping[str, Any]) -> None:
         """Check the table holds exactly the rows it held at the checkpoint (deleting
-        nothing: rows cannot be told apart), else `RunError`."""
+        nothing: rows cannot be told apart), else `RunError`; a keyed position (see
+        `key_positions`) is checked against its writer's committed rows and taken on."""
+        if "writer_rows" in position:
+            committed, kept = self._writer_rows(position), int(position["writer_rows"])
+            if committed != kept:
+                raise RunError(
+                    f"sink {self.ledger.sink}: {POSITIONS_TABLE} records {committed} rows "
+                    f"committed by {position['writer']!r} into table {self.table_name!r}, "
+                    f"{kept} at the checkpoint: it was changed since; restore the "
+                    "table first"
+                )
+            self._position_key, self._key_rows = str(position["writer"]), kept
+            return
         found, expected = self._count_rows(), position.get("table_rows")
         if found != expected:
             raise RunError(
@@ -639,6 +692,13 @@ class DbSink(LedgeredSink):
                 f"{expected} at the checkpoint: rows were added or removed since (by another "
                 "writer, or by a run that did not checkpoint); restore the table first"
             )
+
+    def _writer_rows(self, position: Mapping[str, Any]) -> int:
+        """The rows committed under the position's writer key."""
+        try:
+            return committed_rows(self.engine, self.schema, str(position["writer"]))
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error(f"reading {POSITIONS_TABLE} failed: {_first_line(exc)}") from exc
 
     def _count_rows(self) -> int:
         table = sa.table(self.table_name, schema=self.schema)
@@ -683,7 +743,9 @@ class DbSink(LedgeredSink):
         count, self._uncommitted = self._uncommitted, 0
         try:
             if held is not None:
+                self._record_key_rows(held[0], count)
                 held[1].commit()
+                self._key_rows += count
             elif rows:
                 self._write_committed(rows)
                 return  # counted there

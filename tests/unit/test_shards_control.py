@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dogesim import LiveOptions, Model
+from dogesim import CountingSink, LiveOptions, Model
 from dogesim.errors import ModelError
 from dogesim.examples.banking import build_banking_model, event_row
 from dogesim.scale.parts import part_path
@@ -308,19 +308,100 @@ def banking_to_sqlite(url: str, shard: Shard) -> Model:
     return build_banking_model([sink])
 
 
-def test_a_checkpointed_sharded_run_into_sql_is_refused(tmp_path: Path) -> None:
-    """A checkpointed 2-shard run into one SQLite table fails before any event, saying its
-    position is the table's row count, which every shard changes; no row is written."""
+def _table_rows(url: str, table: str = "events") -> list[tuple[Any, ...]]:
+    """The table's rows, sorted (shards commit in any order: compare as a multiset)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return []
+            return sorted(tuple(row) for row in conn.execute(sa.text(f"select * from {table}")))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_checkpointed_sharded_run_into_sql_resumes_to_the_uninterrupted_rows(
+    tmp_path: Path, workers: int
+) -> None:
+    """A checkpointed 2-shard run into one SQLite table, stopped at its first report and
+    resumed, leaves exactly the uninterrupted run's rows (no row twice, none missing); each
+    shard's position is the rows it committed itself, kept in dogesim_positions."""
+    pytest.importorskip("sqlalchemy")
+    whole = f"sqlite:///{tmp_path / 'whole.db'}"
+    run_sharded(banking_run(functools.partial(banking_to_sqlite, whole), 2, timestamp_start=0))
+    expected = _table_rows(whole)
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    run = banking_run(
+        functools.partial(banking_to_sqlite, url),
+        2,
+        checkpoint=str(tmp_path / "ck"),
+        checkpoint_every=50,
+        timestamp_start=0,
+    )
+    stopper = StopAtFirstReport()
+    paced = dataclasses.replace(run, live=LiveOptions(True, speed=6000.0))
+    first = run_sharded(paced, workers=workers, progress=stopper, stop=stopper.stop)
+    assert first.stopped
+    stopped_rows = _table_rows(url)
+    assert 0 < len(stopped_rows) < len(expected)
+    writers = dict(_table_rows(url, "dogesim_positions"))
+    assert sum(writers.values()) == len(stopped_rows) and len(writers) >= 1
+    again = run_sharded(dataclasses.replace(run, resume=True), workers=workers)
+    assert not again.stopped
+    assert _table_rows(url) == expected
+    (ledger,) = again.ledgers
+    assert ledger.acknowledged == len(expected) - len(stopped_rows)
+
+
+def test_a_sharded_sql_resume_refuses_a_table_a_shard_wrote_past_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """After the stop, a shard's committed count in dogesim_positions no longer matches its
+    checkpoint (rows committed past it by some other run): the resume fails naming the
+    writer and both counts, and adds no row."""
     pytest.importorskip("sqlalchemy")
     import sqlalchemy as sa
 
     url = f"sqlite:///{tmp_path / 'events.db'}"
-    build = functools.partial(banking_to_sqlite, url)
-    run = banking_run(build, 2, checkpoint=str(tmp_path / "ck"))
-    with pytest.raises(ModelError, match="its position is its table's row count"):
-        run_sharded(run)
+    run = banking_run(functools.partial(banking_to_sqlite, url), 2, checkpoint=str(tmp_path / "ck"))
+    stopper = StopAtFirstReport()
+    paced = dataclasses.replace(run, live=LiveOptions(True, speed=6000.0))
+    run_sharded(paced, progress=stopper, stop=stopper.stop)
+    rows = _table_rows(url)
     engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        tables = sa.inspect(conn).get_table_names()
-        rows = conn.execute(sa.text("select count(*) from events")).scalar() if tables else 0
-    assert rows == 0
+    with engine.begin() as conn:
+        conn.execute(sa.text("update dogesim_positions set committed_rows = committed_rows + 1"))
+    engine.dispose()
+    with pytest.raises(Exception, match=r"dogesim_positions records \d+ rows committed by"):
+        run_sharded(dataclasses.replace(run, resume=True))
+    assert _table_rows(url) == rows
+
+
+class _CountOnly(CountingSink):
+    """A sink that commits at checkpoints and whose position is shared by every writer,
+    without a position of its own (no ``key_positions``)."""
+
+    def defer_commits(self) -> None:
+        """Commit only at checkpoints."""
+
+    def holds_position(self, position: Any) -> bool:
+        """Always at its position."""
+        return True
+
+
+def banking_to_shared_count(shard: Shard) -> Model:
+    """Banking into a `_CountOnly` sink."""
+    return build_banking_model([_CountOnly()])
+
+
+def test_a_checkpointed_sharded_run_refuses_a_shared_position_without_a_key(
+    tmp_path: Path,
+) -> None:
+    """A sink committing at checkpoints with a shared position and no key_positions is
+    refused per shard before any event, naming the sink and what to do."""
+    run = banking_run(banking_to_shared_count, 2, checkpoint=str(tmp_path / "ck"))
+    with pytest.raises(ModelError, match="cannot keep one of its own"):
+        run_sharded(run)
