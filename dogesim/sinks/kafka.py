@@ -20,7 +20,8 @@ Nothing is dropped: a full local queue (`BufferError`) makes ``collect`` wait fo
 reports and retry. The first failed delivery makes the next ``collect`` raise `SinkError`, and
 ``close()`` flushes with a bounded timeout and raises `SinkError` naming the topic and the
 counts when any event was not acknowledged; a second ``close()`` raises the same error. With
-no cluster answering, the first event fails after ``connect_timeout`` seconds. An exception in
+no cluster answering, the run fails after ``connect_timeout`` seconds: before its first event
+for a backfill run (`check_timestamps`), at the first event otherwise. An exception in
 a key or value function or a serializer fails the event with `SinkError` and the counts.
 
 Before the first event of a topic, the sink reads the record timestamps the topic accepts
@@ -708,6 +709,10 @@ class KafkaSink(LedgeredSink):
         """
         if not self._event_time or self.topic_rules is None:
             return
+        if not self._shared.connected:
+            # First: a cluster nobody answers fails the run now, after one wait, instead of
+            # after a second one for the topic's settings and a third at the first event.
+            self._check_connection(event=False)
         if not self._rule_read:
             self._rule = self.topic_rules.get(self.topic)
             self._rule_read = True
@@ -814,8 +819,9 @@ class KafkaSink(LedgeredSink):
             except BufferError:
                 continue
 
-    def _check_connection(self) -> None:
-        """Fail fast when the cluster does not answer at all (once per producer)."""
+    def _check_connection(self, *, event: bool = True) -> None:
+        """Fail fast when the cluster does not answer at all (once per producer); `event`:
+        the check is made for an event, which then counts as failed (before a run, none)."""
         if self.connect_timeout is None:
             self._shared.connected = True
             return
@@ -824,7 +830,8 @@ class KafkaSink(LedgeredSink):
             self.producer.list_topics(timeout=self.connect_timeout)
         except KafkaException as exc:
             waited = time.monotonic() - started
-            self._count_rejected()
+            if event:
+                self._count_rejected()
             self.producer.poll(0)  # serve error_cb: it says why (refused, unresolvable, ...)
             recent = _describe(self._shared.errors) or (exc.args[0].str() if exc.args else str(exc))
             if any(sign in recent for sign in _NOT_KAFKA):

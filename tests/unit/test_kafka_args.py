@@ -311,3 +311,29 @@ def test_doge_kafka_sink_constructor_uses_the_given_producer_and_leaves_it_open(
         sink.close()
     producer.produce("t", b"still open")  # closing the sink left the program's producer open
     producer.purge()
+
+
+def test_an_unreachable_cluster_fails_a_backfill_run_after_one_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backfill run into a cluster nobody answers fails before its first event, after the
+    connection check alone: the topic's timestamp settings are never asked for (each of the
+    two waited connect_timeout, so the run took twice as long as documented), and no event
+    is counted."""
+    from dogesim.examples.banking import banking_simulation
+    from dogesim.sinks import kafka_timestamps
+
+    reads: list[str] = []
+    original = kafka_timestamps.TopicRules.get
+
+    def counted(self: Any, topic: str) -> Any:
+        reads.append(topic)
+        return original(self, topic)
+
+    monkeypatch.setattr(kafka_timestamps.TopicRules, "get", counted)
+    factory = KafkaSinkFactory([closed_port()], "c", connect_timeout=0.5)
+    sink = offline_sink(factory)
+    with pytest.raises(SinkError, match=r"did not answer within"):
+        banking_simulation([sink], subjects=2000, ticks=10, seed=1).run()
+    assert reads == []
+    assert sink.ledger.collected == 0 and sink.ledger.failed == 0
