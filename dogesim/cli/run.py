@@ -459,7 +459,6 @@ def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
         ("--record-every", args.record_every is not None),
         ("--sink", args.sink is not None),
         ("--out -", args.out == "-"),
-        ("--out FILE.parquet", bool(args.out) and args.out.lower().endswith(".parquet")),
         # The file's own sinks are built by each shard from the file, callbacks included.
         ("--no-callbacks without --out", args.no_callbacks and not args.out),
     ):

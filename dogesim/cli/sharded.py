@@ -48,7 +48,12 @@ class _OutModel:
         from dogesim.sinks.compression import log_format
 
         spec = load_model_file(self.path, ticks=self.ticks)
-        sink = shard.csv(self.out) if log_format(self.out) == "csv" else shard.jsonl(self.out)
+        if self.out.lower().endswith(".parquet"):
+            sink = shard.parquet(self.out)
+        elif log_format(self.out) == "csv":
+            sink = shard.csv(self.out)
+        else:
+            sink = shard.jsonl(self.out)
         model = spec.build_model([sink], callbacks=self.callbacks)
         return (model, [sink]) if spec.churn is not None else model
 

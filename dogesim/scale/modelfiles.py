@@ -20,7 +20,7 @@ from dogesim.scale.plan import Shard, ShardedRun, ShardPlan, shard_subjects, sha
 __all__ = ["load_for_shard", "load_run", "merged_outputs"]
 
 #: Sink types whose output is a file merged across shards.
-FILE_TYPES = ("jsonl", "csv")
+FILE_TYPES = ("jsonl", "csv", "parquet")
 #: Sink types that cannot be split across processes.
 _UNSHARDABLE = ("printing", "stdout")
 

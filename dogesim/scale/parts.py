@@ -10,7 +10,9 @@
 - `part_path(target, shard, shards)`: where shard `shard` writes its part of `target`.
 - `merge_parts(target, parts)`: the k-way merge (`heapq.merge`) of the parts, in shard order,
   into `target`: lines ordered by (timestamp, shard, order within the shard), so the merged
-  bytes are a function of the parts only, never of which worker wrote which part or when.
+  bytes are a function of the parts only, never of which worker wrote which part or when
+  (Parquet parts: rows in the same order, `dogesim.scale.parquet_parts`).
+- `part_runs(part, k)`: a part's index as ``(timestamp, shard, lines, bytes)`` blocks.
 
 Why an index rather than parsing each line's timestamp: a record's mapper decides what a
 line holds (it may have no timestamp at all), and merging whole runs of lines of one tick
@@ -36,7 +38,7 @@ from dogesim.sinks.base import DeliveryLedger, batch_collector, ledger_of
 if TYPE_CHECKING:
     from dogesim.model import Transition
 
-__all__ = ["PartFile", "PartSink", "merge_parts", "part_path", "remove_parts"]
+__all__ = ["PartFile", "PartSink", "merge_parts", "part_path", "part_runs", "remove_parts"]
 
 
 def part_path(target: str, shard: int, shards: int) -> str:
@@ -53,12 +55,15 @@ class PartFile:
         name: the ledger name of the merged output (``jsonl:<target as given>``).
         path: the part file.
         header: the part's first line is a header (CSV), not an event.
+        columnar: the part is a Parquet file (rows, not lines), merged by
+            `dogesim.scale.parquet_parts.merge_parquet_parts`.
     """
 
     target: str
     name: str
     path: str
     header: bool
+    columnar: bool = False
 
     @property
     def index(self) -> str:
@@ -153,7 +158,9 @@ class PartSink:
             self.inner.close()
         finally:
             runs = np.asarray([self._stamps, self._counts], dtype=np.int64).reshape(2, -1).T
-            sizes = block_sizes(self.part.path, runs[:, 1], header=self.part.header)
+            sizes = None
+            if not self.part.columnar:
+                sizes = block_sizes(self.part.path, runs[:, 1], header=self.part.header)
             if sizes is not None:
                 runs = np.column_stack([runs, sizes])
             with open(self.part.index, "wb") as handle:
@@ -193,7 +200,7 @@ def block_sizes(path: str, counts: np.ndarray, *, header: bool) -> np.ndarray | 
     return np.diff(ends, prepend=0)
 
 
-def _runs(part: PartFile, k: int) -> Iterator[tuple[int, int, int, int]]:
+def part_runs(part: PartFile, k: int) -> Iterator[tuple[int, int, int, int]]:
     """The blocks of one part as ``(timestamp, shard, lines, bytes)`` in file order (bytes
     -1 when its index has no sizes)."""
     runs = np.load(part.index)
@@ -238,9 +245,16 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
     fsynced, so a failed merge never leaves a partial `target`. The parts and their indexes
     are removed after a successful merge.
 
+    Parquet parts (`PartFile.columnar`) are merged row group by row group instead
+    (`dogesim.scale.parquet_parts`), in the same order.
+
     Raises:
         SinkError: a part is missing, its lines do not match its index, or CSV headers differ.
     """
+    if parts and parts[0].columnar:
+        from dogesim.scale.parquet_parts import merge_parquet_parts
+
+        return merge_parquet_parts(target, parts)
     temporary = f"{target}.merging"
     written = 0
     with contextlib.ExitStack() as stack:
@@ -252,7 +266,7 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
             if len(headers) > 1:
                 raise SinkError(f"{target}: the parts have different CSV headers {headers}")
             out.write(headers.pop() if headers else b"")
-            blocks = heapq.merge(*(_runs(part, k) for k, part in enumerate(parts)))
+            blocks = heapq.merge(*(part_runs(part, k) for k, part in enumerate(parts)))
             for _, k, count, size in blocks:
                 if size >= 0:
                     out.write(_block_bytes(handles[k], parts[k], target, count, size))

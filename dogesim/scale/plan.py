@@ -5,7 +5,8 @@
 - `ShardPlan`: the resolved run every shard receives: the seed, the number of shards, the
   population, an id for the run and its `Control`.
 - `Shard`: what a model-building callable is given: the shard's index, seed and subject
-  numbering, and `Shard.jsonl` / `Shard.csv` / `Shard.merged` for outputs merged across shards.
+  numbering, and `Shard.jsonl` / `Shard.csv` / `Shard.parquet` / `Shard.merged` for outputs
+  merged across shards.
 - `default_shards(subjects)`: the number of shards when the run gives none.
 - `shard_checkpoint(base, k)`: where shard `k` of a checkpointed run keeps its checkpoint.
 - `shard_seeds(seed, shards)`: one integer seed per shard, from
@@ -106,8 +107,9 @@ class ShardedRun:
     Args:
         model: a picklable callable ``build(shard: Shard) -> Model`` (or ``(Model,
             churn_sinks)``) that builds the model with fresh sinks for one shard (use
-            `Shard.jsonl` / `Shard.csv` for files merged across shards), or the path of a
-            model file (its file sinks are merged, its other sinks built once per shard).
+            `Shard.jsonl` / `Shard.csv` / `Shard.parquet` for files merged across shards),
+            or the path of a model file (its file sinks are merged, its other sinks built
+            once per shard).
         subjects: the population (a model file's count when None).
         subject_factory: a picklable factory as `Simulation` takes; a factory class (one
             with ``create()``, like doge-datagen's `SubjectFactory`) is instantiated once per
@@ -242,14 +244,21 @@ class Shard:
         return self.index + self.shards * local
 
     def merged(
-        self, target: str | os.PathLike[str], make: Callable[[str], Any], *, header: bool = False
+        self,
+        target: str | os.PathLike[str],
+        make: Callable[[str], Any],
+        *,
+        header: bool = False,
+        columnar: bool = False,
     ) -> PartSink:
         """A sink for this shard's part of the file `target`, merged after the run.
 
         Args:
             target: the file the run writes (relative paths: to this process's directory).
-            make: builds the line-per-event file sink for a given part path.
+            make: builds the file sink (one line per event, or a Parquet sink) for a given
+                part path.
             header: the file starts with one header line (CSV).
+            columnar: the sink writes Parquet (rows are merged, not lines).
         """
         path = os.path.abspath(os.fspath(target))
         if any(part.target == path for part in self.parts):
@@ -260,7 +269,7 @@ class Shard:
         inner = make(part)
         name = ledger_name(inner)
         kind = name.split(":", 1)[0] if name else "file"
-        info = PartFile(path, f"{kind}:{os.fspath(target)}", part, header)
+        info = PartFile(path, f"{kind}:{os.fspath(target)}", part, header, columnar)
         sink = PartSink(inner, info)
         self.parts.append(info)
         self.sinks.append(sink)
@@ -272,6 +281,22 @@ class Shard:
 
         append = self.resuming
         return self.merged(target, lambda path: JsonLinesSink(path, mapper, append=append))
+
+    def parquet(
+        self, target: str | os.PathLike[str], mapper: Any = None, **settings: Any
+    ) -> PartSink:
+        """A `ParquetSink` of this shard's part of `target` (`mapper` and `settings` —
+        ``schema``, ``row_group_size``, ``compression`` — as in it); needs the ``parquet``
+        extra. Declare the schema when a shard might infer another one than the others
+        (a column that is None in its first rows)."""
+        from dogesim.sinks.parquet import ParquetSink
+
+        append = self.resuming
+        return self.merged(
+            target,
+            lambda path: ParquetSink(path, mapper, append=append, **settings),
+            columnar=True,
+        )
 
     def csv(
         self,

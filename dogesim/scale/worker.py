@@ -415,6 +415,7 @@ def _build_from_file(
                     target,
                     _part_builder(sink_spec, append=shard.resuming),
                     header=sink_spec.type == "csv",
+                    columnar=sink_spec.type == "parquet",
                 )
     except Exception:
         _close_quietly(built.values())
@@ -462,7 +463,7 @@ def _part_builder(sink_spec: Any, *, append: bool = False) -> Callable[[str], An
 
     def build(path: str) -> Any:
         settings = {**sink_spec.settings, "path": path}
-        if sink_spec.type == "jsonl":
+        if sink_spec.type in ("jsonl", "parquet"):
             settings["append"] = append
         return replace(sink_spec, settings=settings).build()
 

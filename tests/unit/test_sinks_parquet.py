@@ -366,18 +366,6 @@ def test_cli_run_out_parquet_then_fit_reads_it(
     assert f"{rows} events, 40 subjects" in capsys.readouterr().out
 
 
-def test_cli_refuses_parquet_out_with_shards(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Shard parts are merged as lines: --out x.parquet with --shards is a usage error."""
-    from dogesim.cli import main
-
-    out = tmp_path / "b.parquet"
-    assert main(["run", str(BANKING), "--out", str(out), "--shards", "2"]) == 2
-    assert "--out FILE.parquet cannot be used with shards" in capsys.readouterr().err
-    assert not out.exists()
-
-
 FSIZE_SCRIPT = """
 import hashlib, json, os, resource, signal, sys
 from dogesim.errors import SinkError
