@@ -64,6 +64,14 @@ def merged_outputs(spec: Any, shards: int) -> dict[str, str]:
             )
         if sink.type in FILE_TYPES and path != "-":
             outputs[name] = os.path.abspath(os.fspath(path))
+        elif path is not None and shards > 1:
+            # A file sink this module cannot merge (a third party's type): every shard would
+            # write the one file over the others' and report its events delivered.
+            raise ModelError(
+                f"{where}: sinks.{name} (type {sink.type}) writes the file {path}, which "
+                f"{shards} shards would each write over; sharded runs merge the types "
+                f"{', '.join(FILE_TYPES)}: use one of them, or run with shards=1"
+            )
     return outputs
 
 

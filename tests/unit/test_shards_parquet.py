@@ -136,3 +136,25 @@ def test_parts_with_different_schemas_fail_the_merge_naming_them(tmp_path: Path)
     ):
         run_sharded(banking_run(functools.partial(odd_records, str(out)), 2))
     assert not out.exists()
+
+
+def test_a_file_sink_type_shards_cannot_merge_is_refused(tmp_path: Path) -> None:
+    """A third party's sink type that writes a `path` is refused for shards > 1 before any
+    event, naming the sink, its file and the types that merge (each shard would write the
+    one file over the others'); with shards=1 it runs."""
+    from dogesim.errors import ModelError
+    from dogesim.sinks import registry
+    from dogesim.sinks.registry import Setting, SinkType
+
+    kind = SinkType(
+        "one_file_only",
+        "dogesim.sinks.builders:build_jsonl",
+        settings={"path": Setting("path", required=True), "mapper": Setting("callable")},
+    )
+    registry.register(kind, replace=True)
+    path = _model_file(tmp_path, "one_file_only")
+    with pytest.raises(ModelError, match=r"sinks.events \(type one_file_only\) writes the file"):
+        run_sharded(_file_run(path))
+    assert not (tmp_path / "b.one_file_only").exists()
+    result = run_sharded(dataclasses.replace(_file_run(path), shards=1))
+    assert result.events > 0
