@@ -9,7 +9,8 @@
   last report, ``{k: (ticks, events)}`` (one progress bar for the whole run); ``claim(k)``
   is True the first time shard `k` starts and False ever after, so a shard whose worker
   died is never run a second time by a scheduler that retries tasks (its events may be
-  partly delivered);
+  partly delivered); ``claim_output(identity)`` is True for the first sink that writes the
+  plain file `identity` and False for any other (two shards writing over one file);
   ``note_part(path)`` records a part file as it is opened and ``parts()`` lists them, so the
   driver removes the parts of a shard that died before it could report them.
 - `FileControl`: flags as files in a directory: the in-process and local-process executors.
@@ -21,6 +22,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +30,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["ChildControl", "Control", "DaskControl", "FileControl"]
+
+
+def _output_key(identity: str) -> str:
+    """The claim name of an output (a file name, whatever characters its path holds)."""
+    return "output-" + hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 class Control(Protocol):
@@ -53,6 +60,10 @@ class Control(Protocol):
 
     def claim(self, shard: int) -> bool:
         """True the first time `shard` starts, False on any later attempt."""
+
+    def claim_output(self, identity: str) -> bool:
+        """True the first time a shard's sink says it writes the file `identity` (a sink's
+        ``output_identity()``), False for any later sink: two writers of one plain file."""
 
     def note_part(self, path: str) -> None:
         """Record that a shard opened the part file `path`."""
@@ -112,8 +123,16 @@ class FileControl:
 
     def claim(self, shard: int) -> bool:
         """Create the shard's claim file; False when it exists already."""
+        return self._create_once(f"claim-{shard}")
+
+    def claim_output(self, identity: str) -> bool:
+        """Create the output's claim file; False when it exists already."""
+        return self._create_once(_output_key(identity))
+
+    def _create_once(self, name: str) -> bool:
+        """Create the file `name` in the directory; False when it exists (atomic)."""
         try:
-            fd = os.open(os.path.join(self.directory, f"claim-{shard}"), os.O_CREAT | os.O_EXCL)
+            fd = os.open(os.path.join(self.directory, name), os.O_CREAT | os.O_EXCL)
         except FileExistsError:
             return False
         os.close(fd)
@@ -235,7 +254,14 @@ class DaskControl:
 
     def claim(self, shard: int) -> bool:
         """Set the shard's claim event; False when it was set already (a retried task)."""
-        event = self._event(f"claim-{shard}")
+        return self._set_once(f"claim-{shard}")
+
+    def claim_output(self, identity: str) -> bool:
+        """Set the output's claim event; False when it was set already."""
+        return self._set_once(_output_key(identity))
+
+    def _set_once(self, suffix: str) -> bool:
+        event = self._event(suffix)
         if event.is_set():
             return False
         event.set()

@@ -32,7 +32,7 @@ from dogesim.engine import RunOptions, Simulation
 from dogesim.errors import ModelError, RunError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.result import RunResult
-from dogesim.scale.parts import PartFile
+from dogesim.scale.parts import PartFile, PartSink
 from dogesim.scale.plan import Shard, ShardPlan, shard_subjects, share_arrivals
 from dogesim.sinks.base import DeliveryLedger, ledger_of
 
@@ -218,6 +218,11 @@ def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
         _close_quietly(shard.sinks)
         return _failed(shard, exc, shard.sinks)
     reporter.simulation = simulation
+    try:
+        _claim_plain_files(simulation.model.sinks(), plan)
+    except ModelError as exc:
+        _close_quietly(simulation.model.sinks())
+        return _failed(shard, exc, simulation.model.sinks())
     if checkpoint:
         try:
             _key_shared_positions(simulation.model.sinks(), shard, checkpoint)
@@ -274,6 +279,33 @@ def _close_quietly(sinks: Iterable[Any]) -> None:
         # The build error is what the shard reports, not a close error after it.
         with contextlib.suppress(Exception):
             getattr(sink, "close", lambda: None)()
+
+
+#: Identity prefixes (``output_identity()``) of sinks that write one plain file.
+_FILE_KINDS = ("jsonl:", "csv:", "parquet:")
+
+
+def _claim_plain_files(sinks: Sequence[Any], plan: ShardPlan) -> None:
+    """Refuse a file sink (not a shard's part: `Shard.jsonl` and its siblings) whose file
+    another shard's sink writes too: each would write over the others' events and report
+    them delivered. Files named per shard are fine."""
+    if plan.shards == 1:
+        return
+    for sink in sinks:
+        identity = getattr(sink, "output_identity", None)
+        if isinstance(sink, PartSink) or not callable(identity):
+            continue
+        where = str(identity())
+        if not where.startswith(_FILE_KINDS) or where.endswith(":<stdout>"):
+            continue
+        if not plan.control.claim_output(where):
+            path = where.split(":", 1)[1]
+            raise ModelError(
+                f"{path} is written by a sink of another shard too: the {plan.shards} shards "
+                "would write over each other's events; build the sink with shard.jsonl(path), "
+                "shard.csv(path) or shard.parquet(path) (merged into one file), or give each "
+                "shard its own path"
+            )
 
 
 def _key_shared_positions(sinks: Sequence[Any], shard: Shard, checkpoint: str) -> None:

@@ -1,9 +1,10 @@
-"""Sharded runs into Parquet: each shard writes a Parquet part, merged into the one file
-asked for, rows in the order of the line merge (timestamp, shard, order in the shard).
+"""Sharded runs into files: Parquet parts merged into the one file asked for (rows in the
+order of the line merge: timestamp, shard, order in the shard), and plain file sinks that
+several shards would write over refused.
 
 Before, a model file's parquet sink was built once per shard at the same path, and each
 shard's file replaced the one before: the run reported every event acknowledged while the
-file held one shard's rows.
+file held one shard's rows. A Python builder's plain file sink did the same.
 """
 
 from __future__ import annotations
@@ -158,3 +159,36 @@ def test_a_file_sink_type_shards_cannot_merge_is_refused(tmp_path: Path) -> None
     assert not (tmp_path / "b.one_file_only").exists()
     result = run_sharded(dataclasses.replace(_file_run(path), shards=1))
     assert result.events > 0
+
+
+def banking_to_one_plain_file(path: str, shard: Shard) -> Model:
+    """Banking into a plain JsonLinesSink at `path` in every shard (not a shard's part)."""
+    from dogesim.sinks.files import JsonLinesSink
+
+    return build_banking_model([JsonLinesSink(path, event_record)])
+
+
+def banking_to_a_file_per_shard(path: str, shard: Shard) -> Model:
+    """Banking into a plain JsonLinesSink of this shard's own path."""
+    from dogesim.sinks.files import JsonLinesSink
+
+    return build_banking_model([JsonLinesSink(f"{path}.{shard.index}", event_record)])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shards_writing_one_plain_file_fail_the_run_saying_so(tmp_path: Path, workers: int) -> None:
+    """Every shard's builder makes a plain file sink of one path: the run fails naming the
+    file and saying to use shard.jsonl(path) (before, each shard wrote over the others'
+    events and the result counted them all delivered)."""
+    out = tmp_path / "one.jsonl"
+    run = banking_run(functools.partial(banking_to_one_plain_file, str(out)), 2)
+    with pytest.raises(Exception, match=r"is written by a sink of another shard too.*shard\.jsonl"):
+        run_sharded(run, workers=workers)
+
+
+def test_shards_writing_a_file_each_run(tmp_path: Path) -> None:
+    """Plain file sinks with a path per shard are fine: both files hold their events."""
+    out = tmp_path / "each.jsonl"
+    result = run_sharded(banking_run(functools.partial(banking_to_a_file_per_shard, str(out)), 2))
+    lines = sum(len(Path(f"{out}.{k}").read_text().splitlines()) for k in (0, 1))
+    assert lines == result.events > 0
