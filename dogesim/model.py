@@ -32,7 +32,7 @@ from dogesim.rates import (
     per_tick_chances,
     profiled_peak,
 )
-from dogesim.varying import ByMonth, ChanceTable, chance_table, state_peak
+from dogesim.varying import ByMonth, ChanceTable, chance_table, profiled_state_peak
 
 __all__ = ["PROBABILITY_TOLERANCE", "ActionCallback", "HoldFunction", "Model", "Transition"]
 
@@ -574,7 +574,7 @@ class Model:
         total = sums.get(period, 0.0) + (amount or 0.0)
         if amount is not None and total > 100 + PROBABILITY_TOLERANCE:
             self._check_profiled(transition, period, total)
-        self._check_tables(source, transition, total if period == self.tick_ms else None)
+        self._check_tables(source, transition)
         if amount is not None:
             sums[period] = total
         self._outgoing[source].append(transition)
@@ -597,17 +597,22 @@ class Model:
             return rate.period_ms, rate.value
         return None, None
 
-    def _check_tables(self, source: str, transition: Transition, constant: float | None) -> None:
-        """With chance tables, the state's total at every (month, age) is at most 100%.
+    def _check_tables(self, source: str, transition: Transition) -> None:
+        """With chance tables, the state's total at every (month, age) is at most 100%,
+        its profiled transitions counted at their peak (`varying.profiled_state_peak`).
 
         Only a tick whose total really exceeds 100% is refused: tables peaking in
         different months may have peaks that sum over 100%."""
-        tables = [t.chances for t in (*self._outgoing[source], transition) if t.chances]
+        outgoing = (*self._outgoing[source], transition)
+        tables = [t.chances for t in outgoing if t.chances]
         if not tables:
             return
-        if constant is None:
-            constant = self._sums[source].get(self.tick_ms, 0.0)
-        peak = state_peak(constant, tables)
+        terms = []
+        for t in outgoing:
+            period, amount = self._period(t)
+            if period == self.tick_ms and amount is not None:
+                terms.append((amount, t.profile))
+        peak = profiled_state_peak(terms, tables)
         if peak > 100 + PROBABILITY_TOLERANCE:
             raise ModelError(
                 f"{self.name}: state {source!r}: with the chance tables (by_month, by_age) "

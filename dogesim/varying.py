@@ -11,8 +11,10 @@ the subject's age (ticks since it started or arrived).
   ``{by_month: [12 numbers]}`` and ``{by_age: {edges: [...], chances: [...]}}``.
 - `month_of(timestamp)`: the calendar month (1-12, UTC) of an epoch-ms timestamp.
 - `state_peak(constant, tables)`: the largest total chance one state reaches at any tick,
-  over every (month, age) combination: what a model is checked against (100%), and the
-  bound the engine thins from.
+  over every (month, age) combination.
+- `profiled_state_peak(terms, tables)`: the same when the state's other transitions have
+  calendar profiles: what a model is checked against (100%), and the bound the engine
+  thins from.
 
 A transition with a table keeps, in ``Transition.probability``, the table's mean chance
 (what the analytic per-tick matrix reads, an approximation there).
@@ -30,9 +32,17 @@ from numbers import Real
 from typing import Any, ClassVar
 
 from dogesim.errors import ModelError, shown
-from dogesim.rates import parse_duration
+from dogesim.rates import Profile, parse_duration, profiled_peak
 
-__all__ = ["ByAge", "ByMonth", "ChanceTable", "chance_table", "month_of", "state_peak"]
+__all__ = [
+    "ByAge",
+    "ByMonth",
+    "ChanceTable",
+    "chance_table",
+    "month_of",
+    "profiled_state_peak",
+    "state_peak",
+]
 
 
 @lru_cache(maxsize=4096)
@@ -215,6 +225,21 @@ def chance_table(value: object, where: str) -> ChanceTable:
         f"{where}: a chance table is {{by_month: [12 chances]}} or {{by_age: {{edges: "
         f"[...], chances: [...]}}}}, got {shown(value)}"
     )
+
+
+def profiled_state_peak(
+    terms: Iterable[tuple[float, Profile | None]], tables: Sequence[ChanceTable]
+) -> float:
+    """`state_peak` of a state whose other transitions have chances `terms` (percent per
+    tick, each with its calendar profile or None): the tables' peak plus the profiled
+    terms' exact peak (`dogesim.rates.profiled_peak`).
+
+    An upper bound of the state's largest total, reached whenever the profiles' peak moment
+    can fall in the tables' peak month and age: always for hourly and weekly profiles (every
+    month has every hour and weekday) and for ages; a date listed outside the tables' peak
+    month makes it conservative. The engine thins candidates drawn at this bound, and a
+    model is refused when it exceeds 100%."""
+    return state_peak(profiled_peak(terms)[0], tables)
 
 
 def state_peak(constant: float, tables: Sequence[ChanceTable]) -> float:

@@ -48,7 +48,7 @@ from dogesim.engine import attempts, clock
 from dogesim.errors import ModelError, RunError
 from dogesim.laws import Law, StayKernel
 from dogesim.model import Model, Transition
-from dogesim.varying import ByAge, month_of, state_peak
+from dogesim.varying import ByAge, month_of, profiled_state_peak
 
 if TYPE_CHECKING:
     from dogesim.calendar_ticks import CalendarTicks
@@ -268,8 +268,9 @@ class SemiMarkov:
             self.bound.append(0.0)
             self.invlog.append(None)
             return
-        constant = math.fsum(t.probability for t in outgoing if t.chances is None)
-        peak = min(state_peak(constant, tables) / 100.0, 1.0)
+        # Profiled transitions at their peak: the bound must hold at every tick.
+        terms = [(t.probability, t.profile) for t in outgoing if t.chances is None]
+        peak = min(profiled_state_peak(terms, tables) / 100.0, 1.0)
         self.bound.append(peak)
         if peak >= 1.0:
             self.invlog.append(0.0)

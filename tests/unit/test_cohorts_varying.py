@@ -314,3 +314,51 @@ def test_engine_matches_the_reference_walker_on_month_ticks() -> None:
     statistic, df = two_sample(engine, reference)
     assert df > 20
     assert statistic <= chi_square_critical(df)
+
+
+def _table_and_profile_model(peak_multiplier: float) -> tuple[Model, MemorySink]:
+    """State A left by a month table (10% every month) and by a 5% transition whose hourly
+    profile is 0.2 all day but `peak_multiplier` at noon; B and C return at once."""
+    from dogesim import Profile
+
+    sink = MemorySink()
+    hourly = [0.2] * 24
+    hourly[12] = peak_multiplier
+    model = Model(["A", "B", "C"], "A")
+    model.add_transition("tab", "A", "B", by_month=[10] * 12, event_sinks=[sink])
+    profile = Profile(hourly=hourly)
+    model.add_transition("prof", "A", "C", 5, profile=profile, event_sinks=[sink])
+    model.add_transition("back_b", "B", "A", 100)
+    model.add_transition("back_c", "C", "A", 100)
+    return model, sink
+
+
+def test_a_state_with_a_chance_table_and_a_profile_follows_both_at_every_hour() -> None:
+    """A month table (10%) beside a profiled 5% transition (x4 at noon: 20%): a move out of
+    A at noon is "prof" with chance 20/30, at other hours 1/11 (given a move). Before, the
+    state's thinning bound left the profile out (15%), so at noon "prof" got 5 of 15 parts
+    (a third) instead of two thirds."""
+    model, sink = _table_and_profile_model(4.0)
+    Simulation(model, 2000, ticks=3 * 1440, tick_ms=60_000, seed=3).run()
+    moves: dict[int, list[int]] = {}
+    for event in sink.events:
+        hour = (event.timestamp // 3_600_000) % 24
+        counts = moves.setdefault(hour, [0, 0])
+        counts[event.trigger == "prof"] += 1
+    for hour, p in ((12, 20 / 30), (0, 1 / 11), (18, 1 / 11)):
+        tab, prof = moves[hour]
+        n = tab + prof
+        assert abs(prof - n * p) <= Z_ALPHA * math.sqrt(n * p * (1 - p)), (hour, tab, prof)
+
+
+def test_a_profile_lifting_a_tables_state_over_100_percent_is_refused() -> None:
+    """The state's total at its peak counts the profiles' peak: 95% from a table and a 5%
+    transition that a profile doubles at noon reach 105%, refused naming the state."""
+    from dogesim import Profile
+
+    model = Model(["A", "B", "C"], "A")
+    model.add_transition("tab", "A", "B", by_month=[95] * 12)
+    hourly = [1.0] * 24
+    hourly[12] = 2.0
+    with pytest.raises(ModelError, match=r"state 'A'.*reach 105% in some tick"):
+        model.add_transition("prof", "A", "C", 5, profile=Profile(hourly=hourly))
