@@ -23,7 +23,10 @@ The rules (see `dogesim.model.Model` and `dogesim.laws` for the laws and the gri
   (calendar profiles weigh them at that tick; if they are all zero there is no attempt).
   A vetoed attempt, or none, leaves the subject in the state for a new wait from the law.
 - Per-subject rates: the state's hazard ``-ln(1 - P)`` is split in proportion to the chances;
-  each transition's share is multiplied by its rate attribute for the subject.
+  each transition's share is multiplied by its rate attribute for the subject. Where the
+  chances vary in time (calendar profiles, chance tables) this holds at every tick, with
+  ``P`` the total at that tick: candidates come at each share's largest value and are
+  thinned at the tick (`SemiMarkov._timed_choice`).
 - Kernels: entering a kernel state, the stay's length ``L`` is drawn from the kernel (a
   subject's first stay, from its creation, from the ``first`` kernel when there is one);
   the attempt ``L`` ticks later takes the destination drawn from the kernel's shares at
@@ -48,7 +51,8 @@ from dogesim.engine import attempts, clock
 from dogesim.errors import ModelError, RunError
 from dogesim.laws import Law, StayKernel
 from dogesim.model import Model, Transition
-from dogesim.varying import ByAge, month_of, profiled_state_peak
+from dogesim.rates import profiled_peak
+from dogesim.varying import ByAge, month_of, profiled_state_peak, state_peak
 
 if TYPE_CHECKING:
     from dogesim.calendar_ticks import CalendarTicks
@@ -132,8 +136,39 @@ def _hazards(model: Model, name: str, outgoing: list[Transition]) -> list[float]
             f"chances sum to {100 * total:g}%: a certain move has no rate to scale; keep the "
             "sum below 100%"
         )
-    hazard = -math.log1p(-total)
-    return [hazard * c / total for c in chances]
+    return [_hazard_share(c, total) for c in chances]
+
+
+def _hazard_share(chance: float, total: float) -> float:
+    """A transition's share ``chance * -ln(1 - total) / total`` of its state's hazard
+    (fractions per tick; the share of a zero total is the chance itself, its limit)."""
+    if total <= 0.0:
+        return chance
+    return chance * -math.log1p(-total) / total
+
+
+def _hazard_bounds(model: Model, name: str, outgoing: list[Transition]) -> list[float]:
+    """Per-subject rates in a state whose chances vary in time: each transition's hazard
+    share at its largest chance, with the state's total at its peak (the share grows with
+    both), so a subject's candidates drawn at these bounds can be thinned to the law of
+    every tick (`SemiMarkov._timed_choice`)."""
+    tables = [t.chances for t in outgoing if t.chances is not None]
+    terms = [(t.probability, t.profile) for t in outgoing if t.chances is None]
+    peak = profiled_state_peak(terms, tables) / 100.0
+    if peak >= 1.0:
+        raise ModelError(
+            f"{model.name}: state {name!r} has per-subject rates (rate_attribute) and its "
+            f"chances reach {100 * peak:g}% at some tick: a certain move has no rate to "
+            "scale; keep the total below 100%"
+        )
+    bounds = []
+    for t in outgoing:
+        if t.chances is not None:
+            largest = state_peak(0.0, [t.chances])
+        else:
+            largest = profiled_peak([(t.probability, t.profile)])[0]
+        bounds.append(_hazard_share(largest / 100.0, peak))
+    return bounds
 
 
 def _jittered(walker: Walker, due: list[int], ts: int) -> list[int]:
@@ -216,8 +251,12 @@ class SemiMarkov:
                 )
         self.delay: list[Law | None] = [t.delay for t in order]
         self.attribute: list[str | None] = [t.rate_attribute for t in order]
+        #: per transition: its share of the state's hazard (per-subject rates), or with
+        #: calendar profiles or chance tables its largest share at any tick
         self.hazard: list[float] = []
         self.scaled: list[bool] = []
+        #: per state: per-subject rates that vary in time (profiles or tables), thinned
+        self.timed_rates: list[bool] = []
         # per state: its compiled kernels (later stays, first stays), None without one
         self.kernels: list[tuple[_Kernel, _Kernel | None] | None] = []
         # per state with chance tables: the thinning bound (a fraction) and its
@@ -229,14 +268,15 @@ class SemiMarkov:
         for name in model.states:
             outgoing = list(model.outgoing(name))
             scaled = any(t.rate_attribute for t in outgoing)
-            if scaled and any(t.profile is not None or t.chances is not None for t in outgoing):
-                raise ModelError(
-                    f"{model.name}: state {name!r} mixes per-subject rates (rate_attribute) "
-                    "and calendar profiles or chance tables, which this engine does not "
-                    "combine yet"
-                )
+            timed = any(t.profile is not None or t.chances is not None for t in outgoing)
             self.scaled.append(scaled)
-            self.hazard.extend(_hazards(model, name, outgoing) if scaled else [0.0] * len(outgoing))
+            self.timed_rates.append(scaled and timed)
+            if not scaled:
+                self.hazard.extend([0.0] * len(outgoing))
+            elif timed:
+                self.hazard.extend(_hazard_bounds(model, name, outgoing))
+            else:
+                self.hazard.extend(_hazards(model, name, outgoing))
             self.kernels.append(self._compile_kernel(model, name, begin))
             self._compile_varying(outgoing)
             begin += len(outgoing)
@@ -490,6 +530,8 @@ class SemiMarkov:
                 return self._thinned(walker, i, s, t, ts, u)
             local = bisect_right(thresholds[s], u)  # the geometric law's thinning
             return begin + local if local < n else None
+        if self.timed_rates[s]:
+            return self._timed_choice(walker, i, s, t, ts, u)
         if self.scaled[s]:
             subject = walker.population.subjects[i]
             weights = []
@@ -502,6 +544,37 @@ class SemiMarkov:
         if total <= 0:
             return None
         goal, cumulative = u * total, 0.0
+        for k, w in enumerate(weights):
+            cumulative += w
+            if goal < cumulative:
+                return begin + k
+        return begin + max(k for k, w in enumerate(weights) if w > 0)
+
+    def _timed_choice(
+        self, walker: Walker, i: int, s: int, t: int, ts: int, u: float
+    ) -> int | None:
+        """A candidate attempt of subject `i` under per-subject rates that vary in time:
+        candidates come at its bound hazard ``B`` (`_hazard_bounds`, scaled by its rates),
+        one per tick with chance ``1 - exp(-B)``; the candidate at tick `t` is kept with
+        chance ``(1 - exp(-H(t))) / (1 - exp(-B))``, ``H(t)`` its hazard now, and a kept
+        one chooses in proportion to the hazard shares now: exactly a move with chance
+        ``1 - exp(-H(t))`` at every tick."""
+        begin, n = walker.tables.first_list[s], walker.tables.n_out_list[s]
+        subject = walker.population.subjects[i]
+        chances = [c / 100.0 for c in self._chances(walker, i, s, t, ts)]
+        total_now = math.fsum(chances)
+        bound = now = 0.0
+        weights = []
+        for k, j in enumerate(range(begin, begin + n)):
+            name = self.attribute[j]
+            rate = attribute(subject, name, i) if name else 1.0
+            bound += self.hazard[j] * rate
+            weights.append(_hazard_share(chances[k], total_now) * rate)
+            now += weights[-1]
+        keep = -math.expm1(-now)  # 1 - exp(-H(t))
+        if bound <= 0.0 or u * -math.expm1(-bound) >= keep:
+            return None
+        goal, cumulative = u * -math.expm1(-bound) / keep * now, 0.0
         for k, w in enumerate(weights):
             cumulative += w
             if goal < cumulative:

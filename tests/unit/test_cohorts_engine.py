@@ -23,7 +23,6 @@ from dogesim import MemorySink, Model, Simulation, Transition
 from dogesim.engine import current_time
 from dogesim.errors import ModelError, RunError
 from dogesim.laws import Empirical, Fixed, Gamma, LogNormal, Uniform
-from dogesim.rates import Profile
 from dogesim.report.analytic import approximations, initial_distribution
 from tests.unit.cohorts_stats import Z_ALPHA, fits_pmf
 
@@ -349,20 +348,6 @@ def test_a_missing_or_bad_attribute_is_a_run_error() -> None:
         Simulation(model, 1, ticks=3, tick_ms=1000, seed=1).run()
     with pytest.raises(RunError, match="rate attribute 'activity' = -1"):
         Simulation(model, [{"activity": -1}], ticks=3, tick_ms=1000, seed=1).run()
-
-
-def test_rates_and_profiles_in_one_state_are_refused() -> None:
-    """Per-subject rates and calendar profiles in one state are refused when the run builds."""
-    model = Model(
-        ["on"],
-        "on",
-        [
-            Transition("p", "on", "on", 5, rate_attribute="activity"),
-            Transition("q", "on", "on", 5, profile=Profile(hourly=[1.0] * 24)),
-        ],
-    )
-    with pytest.raises(ModelError, match="mixes per-subject rates"):
-        Simulation(model, 1, ticks=3, tick_ms=1000, seed=1).run()
 
 
 def test_a_certain_state_cannot_be_scaled() -> None:
