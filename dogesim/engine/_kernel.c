@@ -4,6 +4,8 @@
  *   resources): choice by bisection, thinning, callback or veto, the sinks, the counts,
  *   the state update and the filing of the next attempt into the calendar.
  * - run_plain(...): `attempts._run_plain`, the vector path's callback and sink loop.
+ * - gather(...): the subject and transition lists `attempts._feed_batches` hands one batch
+ *   sink, built in one pass over the tick's arrays.
  *
  * Both are twins of the Python loops (`dogesim.engine.kernel` chooses; the Python loops
  * stay the reference): the same calls in the same order, with the same arguments, and on
@@ -13,6 +15,14 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+
+/* How many positions ahead `gather` fetches subjects into the cache. */
+#define PREFETCH 16
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH_ADDRESS(p) __builtin_prefetch((p), 1)
+#else
+#define PREFETCH_ADDRESS(p) ((void)(p))
+#endif
 
 static PyObject *heappush;     /* heapq.heappush */
 static PyObject *str_subjects; /* "subjects" */
@@ -670,9 +680,132 @@ fail:
     return NULL;
 }
 
+/* A C-contiguous one-dimensional buffer of `itemsize`-byte items of one of `formats`. */
+static int
+vector(PyObject *o, Py_buffer *view, Py_ssize_t itemsize, const char *formats, const char *name)
+{
+    if (PyObject_GetBuffer(o, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        return -1;
+    }
+    const char *f = view->format == NULL ? "B" : view->format;
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') {
+        f++;
+    }
+    if (view->ndim != 1 || view->itemsize != itemsize || f[0] == '\0' || f[1] != '\0' ||
+        strchr(formats, f[0]) == NULL) {
+        PyErr_Format(PyExc_TypeError, "gather(): %s must be a 1-d array of %zd-byte items (%s)",
+                     name, itemsize, formats);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(gather_doc,
+             "gather(subjects, order, due, chosen, moved, mask) -> (subjects, transitions)\n\n"
+             "Per position k in creation order with moved[k], mask[chosen[k]] times\n"
+             "subjects[due[k]] and order[chosen[k]] (int64 arrays due, chosen, mask; bool moved).");
+
+static PyObject *
+kernel_gather(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "gather() takes 6 arguments");
+        return NULL;
+    }
+    PyObject *subjects = args[0], *order = args[1];
+    if (!PyList_CheckExact(subjects) || !PyList_CheckExact(order)) {
+        PyErr_SetString(PyExc_TypeError, "gather(): subjects and order must be lists");
+        return NULL;
+    }
+    Py_buffer due, chosen, moved, mask;
+    if (vector(args[2], &due, 8, "lq", "due") < 0) {
+        return NULL;
+    }
+    if (vector(args[3], &chosen, 8, "lq", "chosen") < 0) {
+        PyBuffer_Release(&due);
+        return NULL;
+    }
+    if (vector(args[4], &moved, 1, "?", "moved") < 0) {
+        PyBuffer_Release(&due);
+        PyBuffer_Release(&chosen);
+        return NULL;
+    }
+    if (vector(args[5], &mask, 8, "lq", "mask") < 0) {
+        PyBuffer_Release(&due);
+        PyBuffer_Release(&chosen);
+        PyBuffer_Release(&moved);
+        return NULL;
+    }
+    const long long *d = due.buf, *c = chosen.buf, *m = mask.buf;
+    const char *mv = moved.buf;
+    Py_ssize_t n = due.shape[0], n_mask = mask.shape[0];
+    PyObject *out_subjects = NULL, *out_transitions = NULL, *result = NULL;
+    if (chosen.shape[0] != n || moved.shape[0] != n) {
+        PyErr_SetString(PyExc_ValueError, "gather(): due, chosen and moved differ in length");
+        goto done;
+    }
+    /* First the count, then the lists filled in place. */
+    Py_ssize_t total = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (d[k] < 0 || d[k] >= PyList_GET_SIZE(subjects)) { /* all checked: see prefetch */
+            PyErr_SetString(PyExc_IndexError, "gather(): subject index out of range");
+            goto done;
+        }
+        if (!mv[k]) {
+            continue;
+        }
+        if (c[k] < 0 || c[k] >= n_mask || c[k] >= PyList_GET_SIZE(order)) {
+            PyErr_SetString(PyExc_IndexError, "gather(): transition index out of range");
+            goto done;
+        }
+        if (m[c[k]] > 0) {
+            total += (Py_ssize_t)m[c[k]];
+        }
+    }
+    out_subjects = PyList_New(total);
+    out_transitions = PyList_New(total);
+    if (out_subjects == NULL || out_transitions == NULL) {
+        goto done;
+    }
+    Py_ssize_t at = 0;
+    PyObject **items = ((PyListObject *)subjects)->ob_item;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        /* Subjects are spread over memory: fetch the list slots and then the objects
+         * (their reference counts) ahead of use, or each one waits for a cache miss. */
+        if (k + 2 * PREFETCH < n) {
+            PREFETCH_ADDRESS(&items[d[k + 2 * PREFETCH]]);
+        }
+        if (k + PREFETCH < n) {
+            PREFETCH_ADDRESS(items[d[k + PREFETCH]]);
+        }
+        if (!mv[k]) {
+            continue;
+        }
+        PyObject *subject = items[d[k]];
+        PyObject *transition = PyList_GET_ITEM(order, c[k]);
+        for (long long r = 0; r < m[c[k]]; r++, at++) {
+            Py_INCREF(subject);
+            PyList_SET_ITEM(out_subjects, at, subject);
+            Py_INCREF(transition);
+            PyList_SET_ITEM(out_transitions, at, transition);
+        }
+    }
+    result = PyTuple_Pack(2, out_subjects, out_transitions);
+done:
+    Py_XDECREF(out_subjects);
+    Py_XDECREF(out_transitions);
+    PyBuffer_Release(&due);
+    PyBuffer_Release(&chosen);
+    PyBuffer_Release(&moved);
+    PyBuffer_Release(&mask);
+    return result;
+}
+
 static PyMethodDef kernel_methods[] = {
     {"tick", (PyCFunction)(void (*)(void))kernel_tick, METH_FASTCALL, tick_doc},
     {"run_plain", (PyCFunction)(void (*)(void))kernel_run_plain, METH_FASTCALL, run_plain_doc},
+    {"gather", (PyCFunction)(void (*)(void))kernel_gather, METH_FASTCALL, gather_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -37,3 +37,12 @@ def run_plain(
     ts: int,
     /,
 ) -> list[int]: ...
+def gather(
+    subjects: list[Any],
+    order: list[Any],
+    due: Any,
+    chosen: Any,
+    moved: Any,
+    mask: Any,
+    /,
+) -> tuple[list[Any], list[Any]]: ...

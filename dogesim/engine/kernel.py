@@ -6,8 +6,8 @@
 - `compiled()`: the C module if it is built, whatever ``DOGESIM_KERNEL`` says (for tests).
 
 The C functions are twins of loops in `dogesim.engine.attempts` (`Scalar.run`'s per-tick
-attempts, `_run_plain`): same calls, same order, same effects when a callback raises. The
-Python loops stay the reference they are tested against.
+attempts, `_run_plain`, the list building of `_feed_batches`): same calls, same order, same
+effects when a callback raises. The Python loops stay the reference they are tested against.
 """
 
 from __future__ import annotations
