@@ -558,6 +558,28 @@ kernel_tick(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_XNewRef(result);
 }
 
+/* Ask the cache for `subjects[due[k]]` (its slot, its header and the words before it, where
+ * CPython keeps an instance's attribute pointers), if there is such a subject. */
+static inline void
+prefetch_subject(PyObject *subjects, PyObject *due, Py_ssize_t k)
+{
+    if (k >= PyList_GET_SIZE(due) || !PyList_CheckExact(subjects)) {
+        return;
+    }
+    PyObject *i_obj = PyList_GET_ITEM(due, k);
+    if (!PyLong_CheckExact(i_obj)) {
+        return;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(i_obj);
+    if (i < 0 || i >= PyList_GET_SIZE(subjects)) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *subject = PyList_GET_ITEM(subjects, i);
+    PREFETCH_ADDRESS(subject);
+    PREFETCH_ADDRESS((char *)subject - 4 * sizeof(void *));
+}
+
 /* Set `routes.partial = (k, vetoed, [])` while keeping the pending exception. */
 static void
 mark_partial(PyObject *routes, Py_ssize_t k, PyObject *vetoed)
@@ -606,6 +628,7 @@ kernel_run_plain(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t k = 0; k < n && k < PyList_GET_SIZE(due) && k < PyList_GET_SIZE(chosen);
          k++) {
+        prefetch_subject(subjects, due, k + PREFETCH);
         PyObject *i_obj, *j_obj;
         Py_ssize_t i, j;
         if (index_at(due, k, &i_obj, &i) < 0 || index_at(chosen, k, &j_obj, &j) < 0) {
