@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dogesim.engine import clock, scheduler
+from dogesim.engine import clock, kernel, scheduler
+from dogesim.engine.options import MAX_TICKS
 from dogesim.engine.scheduler import BLOCK_BITS
 
 if TYPE_CHECKING:
@@ -135,6 +136,15 @@ def _feed_batches(
     """Hand each batch sink the tick's moves along its transitions, in creation order."""
     subjects, order = walker.population.subjects, walker.tables.order
     ts = walker.timestamp_start + t * walker.tick_ms
+    compiled = kernel.native()
+    if compiled is not None:  # the lists in one pass in C, the loop below's twin
+        due, chosen = due.astype(np.int64, copy=False), chosen.astype(np.int64, copy=False)
+        moved = moved.astype(bool, copy=False)
+        for batch, mask in zip(walker.routes.all, walker.routes.masks, strict=True):
+            picked, transitions = compiled.gather(subjects, order, due, chosen, moved, mask)
+            if picked:
+                batch.many(ts, picked, transitions)
+        return
     for batch, mask in zip(walker.routes.all, walker.routes.masks, strict=True):
         times = np.where(moved, mask[chosen], 0)
         picked = np.flatnonzero(times)
@@ -219,6 +229,8 @@ class Scalar:
             walker.origin,
         )
         bits, list_type = BLOCK_BITS, list
+        # The C twin of the attempts loop below, for runs without resources.
+        compiled = kernel.native() if resource_of is None and horizon <= MAX_TICKS else None
         row_end = -1
         events: list[int] = []
         ts = start + t * tick_ms
@@ -239,58 +251,81 @@ class Scalar:
                     draws = waits = uniforms.take(n_due)  # no choice to draw: `u` goes unused
                 beyond = (calendar.block + 1) << bits  # the first tick past the open block
                 after = t + 1
-                for i, u, w in zip(due, draws, waits):  # noqa: B905 - `draws` may be longer
-                    row, base, n_out, inv = rows[state[i]]
-                    local = bisect_right(row, u) if draw_choice else 0
-                    held = (
-                        0  # ticks a resource is held after the move: the next attempt comes after
+                if compiled is not None and due.__class__ is list_type:
+                    compiled.tick(
+                        due,
+                        draws,
+                        waits,
+                        rows,
+                        plan,
+                        collectors,
+                        batches,
+                        events,
+                        vetoes,
+                        state,
+                        subjects,
+                        ts,
+                        after,
+                        horizon,
+                        beyond,
+                        bits,
+                        tick_map,
+                        pending_map,
+                        heap,
+                        draw_choice,
                     )
-                    if local < n_out:  # else thinned away by a calendar profile: no attempt
-                        j = base + local
-                        transition, callback, one, target, target_inv = plan[j]
-                        if callback is not None and not callback(subjects[i], transition):
-                            vetoes[j] += 1
-                        else:
-                            if resource_of is not None and resource_of[j] is not None:
-                                hold = walker.services.grant_now(i, j, t)
-                                if hold is None:
-                                    walker.services.serve(i, j, t)
-                                    continue  # filed again once the resource is granted
-                                held = hold - 1
-                            if one is not None:
-                                one(ts, subjects[i], transition)
+                else:
+                    for i, u, w in zip(due, draws, waits):  # noqa: B905 - `draws` may be longer
+                        row, base, n_out, inv = rows[state[i]]
+                        local = bisect_right(row, u) if draw_choice else 0
+                        # Ticks a resource is held after the move: the next attempt comes after.
+                        held = 0
+                        if local < n_out:  # else thinned away by a calendar profile: no attempt
+                            j = base + local
+                            transition, callback, one, target, target_inv = plan[j]
+                            if callback is not None and not callback(subjects[i], transition):
+                                vetoes[j] += 1
                             else:
-                                for collect in collectors[j]:
-                                    collect(ts, subjects[i], transition)
-                                for batch in batches[j]:
-                                    batch.subjects.append(subjects[i])
-                                    batch.transitions.append(transition)
-                            events[j] += 1
-                            state[i] = target
-                            inv = target_inv
-                    if inv is None:
-                        continue  # never moves again
-                    due_at = after + held + (int(log1p(-w) * inv) if inv else 0)
-                    if due_at >= horizon:
-                        continue
-                    # File the subject at `due_at` (`Calendar.file` of one subject, inlined).
-                    if due_at < beyond:
-                        chunks = tick_map.get(due_at)
-                        if chunks is None:
-                            tick_map[due_at] = [[i]]
-                        elif chunks[-1].__class__ is list_type:
-                            chunks[-1].append(i)
+                                if resource_of is not None and resource_of[j] is not None:
+                                    hold = walker.services.grant_now(i, j, t)
+                                    if hold is None:
+                                        walker.services.serve(i, j, t)
+                                        continue  # filed again once the resource is granted
+                                    held = hold - 1
+                                if one is not None:
+                                    one(ts, subjects[i], transition)
+                                else:
+                                    for collect in collectors[j]:
+                                        collect(ts, subjects[i], transition)
+                                    for batch in batches[j]:
+                                        batch.subjects.append(subjects[i])
+                                        batch.transitions.append(transition)
+                                events[j] += 1
+                                state[i] = target
+                                inv = target_inv
+                        if inv is None:
+                            continue  # never moves again
+                        due_at = after + held + (int(log1p(-w) * inv) if inv else 0)
+                        if due_at >= horizon:
+                            continue
+                        # File the subject at `due_at` (`Calendar.file` of one subject, inlined).
+                        if due_at < beyond:
+                            chunks = tick_map.get(due_at)
+                            if chunks is None:
+                                tick_map[due_at] = [[i]]
+                            elif chunks[-1].__class__ is list_type:
+                                chunks[-1].append(i)
+                            else:
+                                chunks.append([i])
                         else:
-                            chunks.append([i])
-                    else:
-                        block = due_at >> bits
-                        waiting = pending_map.get(block)
-                        if waiting is None:
-                            pending_map[block] = ([i], [due_at])
-                            heapq.heappush(heap, block)
-                        else:
-                            waiting[0].append(i)
-                            waiting[1].append(due_at)
+                            block = due_at >> bits
+                            waiting = pending_map.get(block)
+                            if waiting is None:
+                                pending_map[block] = ([i], [due_at])
+                                heapq.heappush(heap, block)
+                            else:
+                                waiting[0].append(i)
+                                waiting[1].append(due_at)
                 if routes.all:
                     routes.flush(ts)
                 if not stretch:
@@ -350,7 +385,9 @@ def _dispatch(
     resource_of = tables.resource_of if tables.has_resources else None
     ts = walker.timestamp_start + t * walker.tick_ms
     if stamps is None and resource_of is None:
-        vetoed = _run_plain(due, chosen, subjects, routes.plan, routes, ts)
+        compiled = kernel.native()
+        run_plain = _run_plain if compiled is None else compiled.run_plain
+        vetoed = run_plain(due, chosen, subjects, routes.plan, routes, ts)
         return vetoed, deferred, held
     pace = stamps is not None and walker.live.enabled
     k = 0

@@ -22,6 +22,9 @@ from dogesim.errors import ModelError
 from dogesim.rates import Profile
 from dogesim.sinks.files import JsonLinesSink
 
+#: Every test here runs on both engine paths: the compiled kernel and its Python twin.
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 TICKS = 300
 
 

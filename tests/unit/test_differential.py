@@ -51,6 +51,9 @@ from dogesim import MemorySink, Model, Profile, Rate, Simulation, Transition
 from tests.hypothesis_profiles import LONG
 from tests.unit.reference import ExactLaw, Reference, arrival_rate
 
+#: Every test here runs on both engine paths: the compiled kernel and its Python twin.
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 #: Chance of a false alarm per test, over all its examples.
 ALPHA = 1e-6
 #: 2026-01-05 00:00 UTC, a Monday: profiles see real hours and weekdays.

@@ -12,6 +12,9 @@ import pytest
 import dogesim.engine.scheduler
 from dogesim import Model, Profile, Simulation, SinkError, Transition
 
+#: Every test here runs on both engine paths: the compiled kernel and its Python twin.
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 Event = tuple[int, int, str]
 
 

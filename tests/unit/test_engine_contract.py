@@ -21,6 +21,9 @@ from dogesim import (
 )
 from dogesim.examples import banking
 
+#: Every test here runs on both engine paths: the compiled kernel and its Python twin.
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 
 class RecordingSink:
     """A plain duck-typed sink (no ledger) that records calls into a shared log."""
