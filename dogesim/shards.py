@@ -218,15 +218,34 @@ def _resumed(run: ShardedRun) -> ShardedRun:
     changes: dict[str, Any] = {"seed": manifest["seed"], "shards": manifest["shards"]}
     if run.timestamp_start is None and manifest.get("timestamp_start") is not None:
         changes["timestamp_start"] = manifest["timestamp_start"]
+    if run.checkpoint_every is None and manifest.get("checkpoint_every") is not None:
+        # A resumed run keeps checkpointing as the interrupted one did.
+        changes["checkpoint_every"] = manifest["checkpoint_every"]
     return replace(run, **changes)
 
 
-def _write_manifest(run: ShardedRun, seed: int, shards: int, subjects: int) -> None:
-    """The checkpointed run's manifest at its checkpoint path (what a resume must match)."""
+def _write_manifest(run: ShardedRun, seed: int, shards: int, subjects: int) -> str:
+    """The checkpointed run's manifest at its checkpoint path (what a resume must match);
+    returns the run's name for its SQL positions (a resume reads it from the manifest).
+
+    Raises:
+        ModelError: a fresh run at the path of a sharded run that has not finished (its
+            checkpoints would be lost, its rows written again).
+    """
     assert run.checkpoint is not None
     if run.resume:
-        return
+        manifest = read_manifest(run.checkpoint)
+        return str(manifest.get("positions", "")) if manifest else ""
+    earlier = read_manifest(run.checkpoint)
+    if earlier is not None:
+        raise ModelError(
+            f"{run.checkpoint}: a checkpointed sharded run (seed {earlier['seed']}, "
+            f"{earlier['shards']} shards) stopped here and has not finished; continue it with "
+            "resume=True (dogesim run ... --resume PATH), or remove PATH and its "
+            "PATH.shard-K files to start again"
+        )
     Path(run.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    positions = uuid.uuid4().hex
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": 1,
@@ -234,6 +253,8 @@ def _write_manifest(run: ShardedRun, seed: int, shards: int, subjects: int) -> N
         "shards": shards,
         "subjects": subjects,
         "timestamp_start": run.timestamp_start,
+        "checkpoint_every": run.checkpoint_every,
+        "positions": positions,
     }
     temporary = f"{run.checkpoint}.new"
     with open(temporary, "w", encoding="utf-8") as handle:
@@ -245,6 +266,7 @@ def _write_manifest(run: ShardedRun, seed: int, shards: int, subjects: int) -> N
         # Checkpoints of an earlier run at this path are not this run's.
         with contextlib.suppress(FileNotFoundError):
             os.remove(shard_checkpoint(run.checkpoint, k))
+    return positions
 
 
 def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> ShardPlan:
@@ -294,9 +316,10 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         from dogesim.scale.modelfiles import merged_outputs
 
         outputs = merged_outputs(spec, shards)
+    positions = ""
     if run.checkpoint is not None:
         run = replace(run, checkpoint=os.path.abspath(run.checkpoint))
-        _write_manifest(run, seed, shards, subjects)
+        positions = _write_manifest(run, seed, shards, subjects)
     return ShardPlan(
         run=replace(run, seed=seed, shards=shards, subjects=subjects),
         seed=seed,
@@ -306,6 +329,7 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         run_id=run_id or uuid.uuid4().hex[:12],
         control=control,
         outputs=outputs,
+        positions=positions,
     )
 
 

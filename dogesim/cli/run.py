@@ -107,7 +107,15 @@ def _build_simulation(args: argparse.Namespace, spec: Any, sinks: Any) -> Any:
     }
     checkpoints = {"checkpoint_path": args.checkpoint, "checkpoint_every": args.checkpoint_every}
     if args.resume is not None:
-        from dogesim.modelfile.runs import resume_simulation
+        from dogesim.modelfile.runs import resume_simulation, saved_checkpoint_every
+
+        # A resumed run goes on checkpointing into its file, as often as the run it
+        # continues did (a kill -9 of the resume then loses at most one period).
+        every = args.checkpoint_every
+        checkpoints = {
+            "checkpoint_path": args.checkpoint or args.resume,
+            "checkpoint_every": every if every is not None else saved_checkpoint_every(args.resume),
+        }
 
         # The checkpoint is the run: its seed, ticks, jitter, record_every, clock and
         # subjects (the flags were checked against them); the file gives the model.
@@ -419,10 +427,11 @@ def _resume_notes(spec: Any, saved: dict[str, Any]) -> list[str]:
 
 def _check_checkpoint_arguments(args: argparse.Namespace) -> None:
     """--checkpoint-every needs a file to write to, --resume-allow-pickle a --resume."""
-    if args.checkpoint_every is not None and not args.checkpoint:
+    if args.checkpoint_every is not None and not (args.checkpoint or args.resume):
         raise _UsageError(
             "dogesim run: --checkpoint-every needs --checkpoint FILE (or `checkpoint: {path: "
-            "FILE}` in the model file), the file the checkpoints are written to"
+            "FILE}` in the model file, or --resume FILE), the file the checkpoints are "
+            "written to"
         )
     if args.resume_allow_pickle and args.resume is None:
         raise _UsageError("dogesim run: --resume-allow-pickle applies to --resume FILE only")

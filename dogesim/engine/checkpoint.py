@@ -385,6 +385,8 @@ def _manifest(
         | {"timestamp_start": walker.timestamp_start},
         "next_tick": walker.next_tick,
         "last_stamp": walker.last_stamp,
+        # Not a setting the resume must match: how often a resumed run goes on writing them.
+        "checkpoint_every": options.checkpoint_every,
         "initial_subjects": walker.initial_subjects,
         "rng": walker.rng.bit_generator.state,
         "random": [python_state[0], list(python_state[1]), python_state[2]],

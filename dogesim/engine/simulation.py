@@ -402,10 +402,16 @@ class Simulation:
         checkpoints.save(path, walker, self._options, globals_now, allow_pickle=self.allow_pickle)
 
     def _prepare_sinks(self) -> None:
-        """SQL sinks commit only at checkpoints in a checkpointed or resumed run; a resumed
-        run's sinks are cut back to their positions at the checkpoint."""
+        """SQL sinks commit only at checkpoints in a checkpointed or resumed run (a run with
+        a checkpoint path commits nothing that no checkpoint records, also without periodic
+        checkpoints); a resumed run's sinks are cut back to their positions there."""
         sinks = self.model.sinks()
-        if self._restored is not None or self._options.checkpoint_every is not None:
+        options = self._options
+        if (
+            self._restored is not None
+            or options.checkpoint_every is not None
+            or options.checkpoint_path is not None
+        ):
             offsets.defer_commits(sinks)
         if self._restored is not None:
             self._roll_forward(sinks)

@@ -210,6 +210,18 @@ def saved_run(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     return {"subjects": subjects, **settings}
 
 
+def saved_checkpoint_every(checkpoint: str | os.PathLike[str]) -> int | str | None:
+    """How often the run that wrote `checkpoint` wrote checkpoints (None: only when it
+    stopped or ended, or a checkpoint older than this setting), so its resume goes on."""
+    try:
+        with np.load(os.fspath(checkpoint), allow_pickle=False) as members:
+            manifest = json.loads(members["manifest"].tobytes().decode("utf-8"))
+    except Exception:
+        return None  # not readable here: the resume itself names the problem
+    every = manifest.get("checkpoint_every") if isinstance(manifest, dict) else None
+    return every if isinstance(every, (int, str)) and not isinstance(every, bool) else None
+
+
 def _continue_after_resume(
     spec: ModelSpec, simulation: Simulation, settings: LiveSpec, factory: _DeferredFactory | None
 ) -> None:

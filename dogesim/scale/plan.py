@@ -184,6 +184,8 @@ class ShardPlan:
         run_id: a name for this run (part files, Dask keys and events).
         control: cancellation and run-once claims shared by the shards.
         outputs: model files: per file sink name, the absolute path of its merged output.
+        positions: a checkpointed run's name for its SQL sinks' positions
+            (``dogesim_positions``), kept in its manifest so a resume uses the same.
     """
 
     run: ShardedRun
@@ -194,6 +196,7 @@ class ShardPlan:
     run_id: str
     control: Control
     outputs: Mapping[str, str] = field(default_factory=dict)
+    positions: str = ""
 
     def share(self, k: int) -> int:
         """How many initial subjects shard `k` holds (``len(range(k, subjects, shards))``)."""

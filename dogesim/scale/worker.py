@@ -225,8 +225,8 @@ def _run_shard(plan: ShardPlan, k: int) -> ShardResult:
         return _failed(shard, exc, simulation.model.sinks())
     if checkpoint:
         try:
-            _key_shared_positions(simulation.model.sinks(), shard, checkpoint)
-        except (ModelError, SinkError) as exc:
+            _key_shared_positions(simulation.model.sinks(), plan, shard)
+        except (ModelError, SinkError, RunError) as exc:
             _close_quietly(simulation.model.sinks())
             return _failed(shard, exc, simulation.model.sinks())
     try:
@@ -308,13 +308,13 @@ def _claim_plain_files(sinks: Sequence[Any], plan: ShardPlan) -> None:
             )
 
 
-def _key_shared_positions(sinks: Sequence[Any], shard: Shard, checkpoint: str) -> None:
+def _key_shared_positions(sinks: Sequence[Any], plan: ShardPlan, shard: Shard) -> None:
     """A checkpointed shard's SQL sinks keep their own committed rows as their position
-    (``key_positions``, keyed by the shard's checkpoint and the sink's place): the table's
-    row count, their position in a run of one process, changes with every shard. Other
-    sinks that commit at checkpoints (``defer_commits`` and ``holds_position``) without
-    ``key_positions`` are refused; files (part files), Kafka and sinks without positions
-    are fine."""
+    (``key_positions``: keyed by the run's positions name from its manifest, the shard and
+    the sink's place): the table's row count, their position in a run of one process,
+    changes with every shard. Other sinks that commit at checkpoints (``defer_commits`` and
+    ``holds_position``) without ``key_positions`` are refused; files (part files), Kafka
+    and sinks without positions are fine."""
     for i, sink in enumerate(sinks):
         if not (
             callable(getattr(sink, "defer_commits", None))
@@ -323,8 +323,13 @@ def _key_shared_positions(sinks: Sequence[Any], shard: Shard, checkpoint: str) -
             continue
         key_positions = getattr(sink, "key_positions", None)
         if callable(key_positions):
-            key = f"{os.path.abspath(checkpoint)}:sink{i}"
-            key_positions(key, resuming=shard.resuming)
+            group = f"{plan.positions}:sink{i}"
+            key_positions(
+                f"{group}:shard{shard.index}",
+                group,
+                resuming=shard.resuming,
+                must_be_new=plan.run.resume and not shard.resuming,
+            )
             continue
         name = getattr(ledger_of(sink), "sink", None) or type(sink).__name__
         raise ModelError(

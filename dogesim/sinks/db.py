@@ -33,7 +33,15 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from dogesim.errors import RunError, SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
-from dogesim.sinks.db_positions import POSITIONS_TABLE, committed_rows, ensure_table, record_rows
+from dogesim.sinks.db_positions import (
+    POSITIONS_TABLE,
+    committed_rows,
+    create_if_missing,
+    ensure_table,
+    group_balance,
+    record_rows,
+    start_group,
+)
 from dogesim.sinks.urls import masked_url
 
 if TYPE_CHECKING:
@@ -292,6 +300,7 @@ class DbSink(LedgeredSink):
         #: Set by `key_positions`: this writer's key in the positions table; the rows it
         #: has committed (counted with or without a key).
         self._position_key: str | None = None
+        self._position_group = ""
         self._key_rows = 0
         self._errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError,)
         if self.use_copy:
@@ -431,8 +440,7 @@ class DbSink(LedgeredSink):
             schema=self.schema,
         )
         try:
-            with self.engine.begin() as conn:
-                table.create(conn, checkfirst=True)
+            create_if_missing(self.engine, table)  # the shards of a run race to create it
             # Reflect: another process may have created it first, with other columns.
             self.table = sa.Table(
                 self.table_name, sa.MetaData(), autoload_with=self.engine, schema=self.schema
@@ -522,7 +530,9 @@ class DbSink(LedgeredSink):
     def _record_key_rows(self, conn: Connection, added: int) -> None:
         """With a position key, its committed rows plus `added`, in `conn`'s transaction."""
         if self._position_key is not None:
-            record_rows(conn, self.schema, self._position_key, self._key_rows + added)
+            record_rows(
+                conn, self.schema, self._position_key, self._key_rows + added, self._position_group
+            )
 
     def _insert(self, conn: Connection, rows: list[Any]) -> None:
         """The rows into the table within `conn`'s transaction (COPY or INSERT)."""
@@ -621,25 +631,43 @@ class DbSink(LedgeredSink):
         schema = f"{self.schema}." if self.schema else ""
         return f"db:{self.factory.shown_url}/{schema}{self.table_name}"
 
-    def key_positions(self, key: str, *, resuming: bool = False) -> None:
+    def key_positions(
+        self, key: str, group: str, *, resuming: bool = False, must_be_new: bool = False
+    ) -> None:
         """Make this sink's position the rows it has committed itself, kept under `key` in
         the table ``dogesim_positions`` beside its table and updated in the transaction of
         its rows (`dogesim.sinks.db_positions`): for writers of one table that checkpoint
         apart, the shards of a sharded run, whose total row count tells no shard's rows.
+        The writers of one run share `group`, whose base (the table's rows before them) lets
+        a resume check the table as a whole.
 
-        A fresh run starts its key at 0 rows, committed at once, so that no count left
-        under the same key by an earlier run can pass for this run's; a `resuming` sink
-        takes its count from its checkpoint (`restore_position`)."""
+        A fresh writer starts at 0 rows, committed at once; `must_be_new` (a shard of a
+        resumed run that has no checkpoint) refuses a key that already has rows: they were
+        committed with no checkpoint to continue from. A `resuming` sink takes its count
+        from its checkpoint (`restore_position`).
+
+        Raises:
+            SinkError: the positions table cannot be created or written.
+            RunError: `must_be_new` and the key has rows.
+        """
         try:
             ensure_table(self.engine, self.schema)
             if not resuming:
+                if must_be_new and (found := committed_rows(self.engine, self.schema, key)):
+                    raise RunError(
+                        f"sink {self.ledger.sink}: {found} rows of table "
+                        f"{self.table_name!r} are committed under {key!r} in "
+                        f"{POSITIONS_TABLE}, but that shard has no checkpoint to continue "
+                        "them from; restore the table, or start the run again"
+                    )
                 with self.engine.begin() as conn:
-                    record_rows(conn, self.schema, key, 0)
+                    record_rows(conn, self.schema, key, 0, group)
+                start_group(self.engine, self.schema, group, self.table_name)
         except sa_exc.SQLAlchemyError as exc:
             raise self._error(
                 f"keeping its position in the table {POSITIONS_TABLE!r} failed: {_first_line(exc)}"
             ) from exc
-        self._position_key, self._key_rows = key, 0
+        self._position_key, self._position_group, self._key_rows = key, group, 0
 
     def position(self) -> dict[str, Any]:
         """Commit the rows collected so far; the rows the table holds (with a position key,
@@ -647,7 +675,7 @@ class DbSink(LedgeredSink):
         self.flush()
         self._commit_held()
         if self._position_key is not None:
-            return {"writer": self._position_key, "writer_rows": self._key_rows}
+            return self._keyed(self._key_rows)
         return {"table_rows": self._count_rows()}
 
     def planned_position(self) -> dict[str, Any]:
@@ -657,12 +685,15 @@ class DbSink(LedgeredSink):
         self.flush()
         uncommitted = getattr(self, "_uncommitted", 0)
         if self._position_key is not None:
-            return {"writer": self._position_key, "writer_rows": self._key_rows + uncommitted}
+            return self._keyed(self._key_rows + uncommitted)
         return {"table_rows": self._count_rows() + uncommitted}
 
     def commit_position(self) -> None:
         """Commit the rows written since the last checkpoint (see `planned_position`)."""
         self._commit_held()
+
+    def _keyed(self, rows: int) -> dict[str, Any]:
+        return {"writer": self._position_key, "group": self._position_group, "writer_rows": rows}
 
     def holds_position(self, position: Mapping[str, Any]) -> bool:
         """Whether the table holds exactly the rows of `position`."""
@@ -683,7 +714,10 @@ class DbSink(LedgeredSink):
                     f"{kept} at the checkpoint: it was changed since; restore the "
                     "table first"
                 )
-            self._position_key, self._key_rows = str(position["writer"]), kept
+            group = str(position.get("group", ""))
+            self._check_group(group)
+            self._position_key, self._position_group = str(position["writer"]), group
+            self._key_rows = kept
             return
         found, expected = self._count_rows(), position.get("table_rows")
         if found != expected:
@@ -691,6 +725,22 @@ class DbSink(LedgeredSink):
                 f"sink {self.ledger.sink}: table {self.table_name!r} holds {found} rows, "
                 f"{expected} at the checkpoint: rows were added or removed since (by another "
                 "writer, or by a run that did not checkpoint); restore the table first"
+            )
+
+    def _check_group(self, group: str) -> None:
+        """The table holds its base plus every committed row of the run's writers, else
+        `RunError` (rows were deleted or added by someone else since)."""
+        if not group:
+            return
+        try:
+            found, expected = group_balance(self.engine, self.schema, group, self.table_name)
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error(f"reading {POSITIONS_TABLE} failed: {_first_line(exc)}") from exc
+        if expected is not None and found != expected:
+            raise RunError(
+                f"sink {self.ledger.sink}: table {self.table_name!r} holds {found} rows, but "
+                f"the rows it held before the run plus those the run's shards committed are "
+                f"{expected}: rows were added or removed since; restore the table first"
             )
 
     def _writer_rows(self, position: Mapping[str, Any]) -> int:

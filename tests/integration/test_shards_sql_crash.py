@@ -58,12 +58,18 @@ def sql_run(table: str, base: str | None = None, **changes: Any) -> Any:
 @pytest.fixture
 def tables(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Two table names (the whole run's, the killed run's); dropped afterwards, with the
-    positions the killed run's shards kept."""
+    positions the killed run's shards kept (named by its manifest's `positions`)."""
     names = tuple(unique_name("dogesim_shards").replace("-", "_") for _ in range(2))
     yield names  # type: ignore[misc]
     for name in names:
         _sql(f"DROP TABLE IF EXISTS {name}")
-    _sql(f"DELETE FROM dogesim_positions WHERE writer LIKE '{tmp_path}%'")
+    for token in TOKENS:
+        _sql(f"DELETE FROM dogesim_positions WHERE writer LIKE '{token}:%'")
+    TOKENS.clear()
+
+
+#: The positions names of the runs a test made (cleaned up by the fixture).
+TOKENS: list[str] = []
 
 
 DRIVER = """
@@ -106,7 +112,9 @@ def test_a_sigkilled_sharded_run_into_postgres_resumes_without_duplicates(
             break
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=60)
-    assert read_manifest(base) is not None
+    manifest = read_manifest(base)
+    assert manifest is not None
+    TOKENS.append(manifest["positions"])
     left = _rows(killed)
     assert 0 < len(left) < len(expected)
     result = run_sharded(dataclasses.replace(sql_run(killed, base), resume=True))

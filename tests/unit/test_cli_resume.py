@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -350,3 +351,30 @@ def test_jitter_on_a_run_without_it_is_refused(
     assert main([*command, "--jitter"]) == 2
     err = capsys.readouterr().err
     assert "--jitter cannot change a resumed run" in err and "was run with jitter off" in err
+
+
+def test_a_resume_goes_on_writing_periodic_checkpoints(
+    tmp_path: Path,
+    helpers: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A run with --checkpoint-every 10 stopped, then ``--resume FILE`` alone: the resumed
+    run goes on writing its checkpoints into FILE every 10 ticks (before, it wrote none, so
+    a kill -9 of the resume lost everything it did)."""
+    from dogesim.engine import checkpoint as checkpoints
+
+    model, _, err = stopped_run(tmp_path, monkeypatch, capsys, "--checkpoint-every", "10")
+    done = int(re.search(r"after (\d+) of 200 ticks", err).group(1))  # type: ignore[union-attr]
+    written: list[str] = []
+    save = checkpoints.save
+
+    def counted(path: Any, *args: Any, **kwargs: Any) -> Any:
+        written.append(os.fspath(path))
+        return save(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "save", counted)
+    ckpt = str(tmp_path / "c.ckpt")
+    assert main(["run", str(model), "--resume", ckpt]) == 0, capsys.readouterr().err
+    assert set(written) == {ckpt}
+    assert len(written) >= (200 - done) // 10 - 1
