@@ -29,6 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dogesim.errors import DogesimError  # noqa: E402
 from dogesim.modelfile import load_model_file  # noqa: E402
 from dogesim.report import analytic  # noqa: E402
 from dogesim.result import RunResult  # noqa: E402
@@ -128,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     parser.add_argument("--no-plot", action="store_true", help="skip the plot")
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (DogesimError, OSError) as exc:
+        # One line, as `dogesim run` says it (a bad --subjects, an --out that is a file).
+        print(f"scripts/run: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     environ = dict(os.environ, DOGESIM_OUT_DIR=str(args.out))
     spec = load_model_file(

@@ -141,6 +141,15 @@ def _cmd_fit(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise DogesimError(f"fit needs pandas ({exc}); pip install 'dogesim[plot]'") from None
     _check_population_flags(args)
     _writable("--output", args.output)
+    for name, given in (("--model", args.model), ("EVENTS", args.events)):
+        same = given and os.path.exists(given) and os.path.exists(args.output)
+        if same and os.path.samefile(given, args.output):
+            # The fitted file keeps the model's states and chances, not its sinks and
+            # callbacks: writing over the input would lose them (and the log, its data).
+            raise _UsageError(
+                f"dogesim fit: -o {args.output} is the {name} file it reads; write the fitted "
+                "model to another file"
+            )
     if args.plot:
         _writable("--plot", args.plot, plot=True)
     spec = load_model_file(args.model) if args.model else None

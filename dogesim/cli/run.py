@@ -322,6 +322,7 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any, *, sharded: bool) 
                 "{enabled: true}` in the model file)"
             )
     _check_checkpoint_arguments(args)
+    _check_not_a_shards_checkpoint(args)
     if sharded:
         _check_shard_arguments(args, spec)
     elif args.workers is not None or args.dask is not None:
@@ -330,7 +331,7 @@ def _check_run_arguments(args: argparse.Namespace, spec: Any, *, sharded: bool) 
             f"dogesim run: {flag} runs shards; add --shards S (or `shards: S` in the model file)"
         )
     if args.checkpoint:
-        _check_csv_sinks(args, spec)
+        _check_csv_sinks(args, spec, sharded=sharded)
     if args.checkpoint or args.resume:
         _check_resumable_payloads(args, spec)
 
@@ -446,16 +447,42 @@ def _fed_sinks(args: argparse.Namespace, spec: Any) -> list[str]:
     return [name for name in names if name in spec.sinks]
 
 
-def _check_csv_sinks(args: argparse.Namespace, spec: Any) -> None:
+def _check_not_a_shards_checkpoint(args: argparse.Namespace) -> None:
+    """--resume of one shard's checkpoint (``BASE.shard-K`` beside a sharded run's manifest)
+    is refused: run alone it would continue that shard as a run of its own, with the shard's
+    seed and subjects, and write its rows again."""
+    import re
+
+    from dogesim.shards import read_manifest
+
+    if args.resume is None:
+        return
+    match = re.fullmatch(r"(.+)\.shard-\d+", str(args.resume))
+    if match and read_manifest(match.group(1)) is not None:
+        raise _UsageError(
+            f"dogesim run: {args.resume} is one shard's checkpoint of the sharded run "
+            f"checkpointed at {match.group(1)}; resume the whole run with --resume "
+            f"{match.group(1)}"
+        )
+
+
+def _check_csv_sinks(args: argparse.Namespace, spec: Any, *, sharded: bool) -> None:
     """A checkpointed run whose events go to a model file's CSV sink is refused before it
-    starts: such a sink cannot be continued by --resume (``--out FILE.csv`` can)."""
+    starts: such a sink cannot be continued by --resume (``--out FILE.csv`` of one process
+    can; a sharded run's CSV parts cannot)."""
+    elsewhere = "" if sharded else ", or send the events to --out FILE.csv (continued)"
     for name in _fed_sinks(args, spec):
         if spec.sinks[name].type == "csv":
             raise _UsageError(
                 f"dogesim run: --checkpoint: sink {name!r} of the model file is a csv sink, "
-                "which a resumed run cannot continue; give it type jsonl, or send the events "
-                "to --out FILE.csv (a CSV file of --out is continued)"
+                f"which a resumed run cannot continue; give it type jsonl{elsewhere}"
             )
+
+
+def _is_csv(path: str) -> bool:
+    from dogesim.sinks.compression import log_format
+
+    return log_format(path) == "csv"
 
 
 def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
@@ -476,6 +503,12 @@ def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
                 f"dogesim run: {flag} cannot be used with shards (--shards or the file's "
                 "`shards:`); run it in one process"
             )
+    if args.checkpoint and args.out and _is_csv(args.out):
+        raise _UsageError(
+            f"dogesim run: --out {args.out} with --checkpoint: the shards' CSV parts cannot be "
+            "continued from a checkpoint (each has its header); give --out FILE.jsonl, or run "
+            "in one process"
+        )
     if args.resume and args.checkpoint and Path(args.resume) != Path(args.checkpoint):
         raise _UsageError(
             "dogesim run: a sharded run resumes and checkpoints at one path: give --resume "

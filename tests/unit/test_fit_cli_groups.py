@@ -411,3 +411,21 @@ def test_fit_by_missing_column_names_it_and_the_roster(tmp_path: Path, capsys) -
     argv = ["fit", str(log), "--roster", str(roster), "--by", "region", *WINDOW]
     assert main([*argv, "-o", str(tmp_path / "m.yaml")]) == 2
     assert f"{roster}: no column 'region' for the group" in capsys.readouterr().err
+
+
+def test_fit_refuses_to_write_over_its_own_model_or_log(tmp_path: Path, capsys) -> None:
+    """``-o`` naming the --model file (whose sinks and callbacks the fitted file does not
+    keep) or the event log is refused with exit 2, and the file is left as it was."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    model = tmp_path / "banking.yaml"
+    shutil.copy(root / "models" / "banking.yaml", model)
+    log = tmp_path / "events.jsonl"
+    assert main(["run", str(model), "--out", str(log), "-q"]) == 0
+    before = model.read_bytes(), log.read_bytes()
+    assert main(["fit", str(log), "--model", str(model), "-o", str(model)]) == 2
+    assert "is the --model file it reads" in capsys.readouterr().err
+    assert main(["fit", str(log), "--model", str(model), "-o", str(log)]) == 2
+    assert "is the EVENTS file it reads" in capsys.readouterr().err
+    assert (model.read_bytes(), log.read_bytes()) == before

@@ -64,3 +64,22 @@ def test_expected_shares_are_the_chain_and_binomial_sd() -> None:
     assert shares.shape == (60, 3) and np.allclose(shares.sum(axis=1), 1.0)
     assert shares[0, 0] == pytest.approx(1 - 0.001)  # one tick of login at 0.1%
     assert np.allclose(sd, np.sqrt(shares * (1 - shares) / 500))
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--subjects", "-5"], "subjects"),
+        (["--ticks", "0"], "ticks"),
+        (["--out", "/dev/null"], "/dev/null"),
+    ],
+)
+def test_first_run_says_a_bad_option_in_one_line(
+    flags: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad --subjects, --ticks or an --out that is not a folder: exit 2 and one line
+    naming it, no traceback."""
+    module = first_run()
+    assert module.main([*flags, "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -163,3 +163,36 @@ def test_a_finished_checkpointed_run_leaves_nothing_to_resume(
     capsys.readouterr()
     assert main(["run", str(model), "--resume", str(base), "--out", str(out)]) == 2
     assert f"{base}: no such checkpoint file" in capsys.readouterr().err
+
+
+def test_checkpointed_shards_refuse_a_csv_out_before_the_run(tmp_path: Path, capsys) -> None:
+    """``--out x.csv --shards 2 --checkpoint c`` is refused up front (exit 2, one line,
+    saying to use JSONL) instead of inside a shard with advice to resume; nothing written."""
+    from dogesim.cli import main
+
+    model = str(Path(__file__).resolve().parents[2] / "models" / "banking.yaml")
+    out, ckpt = tmp_path / "x.csv", tmp_path / "c.ckpt"
+    argv = ["run", model, "--out", str(out), "--shards", "2", "--checkpoint", str(ckpt)]
+    assert main([*argv, "--subjects", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "CSV parts cannot be continued" in err and "--out FILE.jsonl" in err
+    assert "resume from" not in err and not out.exists() and not ckpt.exists()
+
+
+def test_resuming_one_shards_checkpoint_is_refused(tmp_path: Path, capsys) -> None:
+    """``--resume BASE.shard-0`` of a stopped sharded run is refused (exit 2) naming the
+    run's checkpoint to resume instead; the shard's checkpoint is left as it was."""
+    from dogesim.cli import main
+    from dogesim.scale.plan import shard_checkpoint
+    from tests.unit.test_shards_sql import stopped
+
+    _, base, _ = stopped(tmp_path)
+    shard = shard_checkpoint(str(base), 0)
+    if not Path(shard).exists():
+        shard = shard_checkpoint(str(base), 1)
+    before = Path(shard).read_bytes()
+    model = str(Path(__file__).resolve().parents[2] / "models" / "banking.yaml")
+    assert main(["run", model, "--resume", shard]) == 2
+    err = capsys.readouterr().err
+    assert f"is one shard's checkpoint of the sharded run checkpointed at {base}" in err
+    assert Path(shard).read_bytes() == before
