@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 
 from dogesim.engine import SEED_VARIABLE, LiveOptions
-from dogesim.errors import ModelError, RunError, SinkError
+from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 from dogesim.result import RunResult
 from dogesim.scale.control import Control, DaskControl, FileControl
 from dogesim.scale.parts import PartFile, merge_parts, remove_parts
@@ -584,8 +584,12 @@ def _fail(plan: ShardPlan, results: list[ShardResult]) -> None:
     their part files held."""
     merged = {part.name for result in results for part in result.parts}
     kept = ""
-    if plan.run.checkpoint:
-        kept = f" (part files and checkpoints kept: resume from {plan.run.checkpoint})"
+    base = plan.run.checkpoint
+    if base:
+        if any(os.path.exists(shard_checkpoint(base, k)) for k in range(plan.shards)):
+            kept = f" (part files and checkpoints kept: resume from {base})"
+        else:
+            kept = " (no shard wrote a checkpoint: run it again once the cause is fixed)"
     else:
         # Also the parts of shards that died before they could report them.
         _remove_noted_parts(plan)
@@ -610,6 +614,10 @@ def _fail(plan: ShardPlan, results: list[ShardResult]) -> None:
         for ledger in r.ledgers
     ]
     error: Exception
+    if all(r.error_kind == "config" for r in failed):
+        # A sink no shard could set up (a bad URL, password, table): one line, as in one
+        # process; nothing was sent.
+        raise SinkConfigError(f"shard {failed[0].index}: {failed[0].error}{kept}")
     if failed[0].error_kind == "model":
         error = ModelError(message)
     elif any(r.status == "lost" for r in results) or not all(ledger.ok for ledger in ledgers):

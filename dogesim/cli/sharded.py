@@ -30,7 +30,7 @@ from typing import Any, TextIO
 from dogesim.cli.feedback import STATUS_EVERY_S, _isatty, _print_speed, _stop_on_signals
 from dogesim.cli.outputs import _write_report
 from dogesim.cli.status import EXIT_INTERRUPTED, EXIT_OK, EXIT_SINK, _UsageError
-from dogesim.errors import ModelError, RunError, SinkError
+from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 
 
 class _OutModel:
@@ -241,7 +241,9 @@ def _cmd_run_sharded(args: argparse.Namespace, spec: Any, out: TextIO, err: Text
             result = run_sharded(
                 run, workers=args.workers, dask=args.dask, progress=feedback.update, stop=stop.event
             )
-        except ModelError as exc:
+        except (ModelError, SinkConfigError) as exc:
+            # A bad model, or a sink no shard could set up: nothing was sent (exit 2).
+            feedback.close()
             raise _UsageError(f"dogesim run: {' '.join(str(exc).split())}") from None
         except (SinkError, RunError) as exc:
             feedback.close()

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from dogesim.engine import RunOptions, Simulation
-from dogesim.errors import ModelError, RunError, SinkError
+from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.result import RunResult
 from dogesim.scale.parts import PartFile, PartSink
@@ -56,7 +56,8 @@ class ShardResult:
         ledgers: its sinks' ledgers after they were closed (merged outputs by their name).
         parts: its part files of merged outputs.
         error: what went wrong, one line (empty when done).
-        error_kind: ``"model"`` (a `ModelError`), ``"sink"`` (a `SinkError`) or ``"other"``.
+        error_kind: ``"model"`` (a `ModelError`), ``"config"`` (a `SinkConfigError`: a sink
+            that cannot be set up), ``"sink"`` (a `SinkError`) or ``"other"``.
         traceback: the shard's traceback text when it failed.
         where: ``host:pid`` of the process that ran it.
         result: its `RunResult` without sinks and callbacks (None unless it ran).
@@ -260,7 +261,13 @@ def _seed_globals(seed: int) -> None:
 
 
 def _failed(shard: Shard, exc: BaseException, sinks: Iterable[Any]) -> ShardResult:
-    kind = "model" if isinstance(exc, ModelError) else "sink" if isinstance(exc, SinkError) else ""
+    kind = ""
+    if isinstance(exc, ModelError):
+        kind = "model"
+    elif isinstance(exc, SinkConfigError):
+        kind = "config"  # a sink that cannot be set up: nothing was sent
+    elif isinstance(exc, SinkError):
+        kind = "sink"
     ledgers = [ledger for ledger in map(ledger_of, sinks) if ledger is not None]
     return ShardResult(
         shard.index,

@@ -196,3 +196,26 @@ def test_resuming_one_shards_checkpoint_is_refused(tmp_path: Path, capsys) -> No
     err = capsys.readouterr().err
     assert f"is one shard's checkpoint of the sharded run checkpointed at {base}" in err
     assert Path(shard).read_bytes() == before
+
+
+def test_a_sink_no_shard_can_set_up_fails_in_one_line(tmp_path: Path, capsys) -> None:
+    """A database nobody answers at, with --shards 2 --workers 2: exit 2 and one line naming
+    the sink's problem (as in one process), without advice to resume what never started."""
+    import socket
+
+    from dogesim.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    text = (Path(__file__).resolve().parents[2] / "models" / "banking.yaml").read_text()
+    sink = f"type: db\n    url: postgresql://u:secret@127.0.0.1:{port}/db\n    table: t"
+    text = text.replace("type: jsonl\n    path: ${DOGESIM_OUT_DIR:-out}/banking.jsonl", sink)
+    model = tmp_path / "db.yaml"
+    model.write_text(text)
+    argv = ["run", str(model), "--shards", "2", "--workers", "2", "--subjects", "200"]
+    assert main([*argv, "--checkpoint", str(tmp_path / "c.ckpt")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("dogesim: ")]
+    assert len(errors) == 1 and errors[0].startswith("dogesim run: shard "), err
+    assert "Connection refused" in err and "secret" not in err and "resume from" not in err
