@@ -146,7 +146,12 @@ def resume_simulation(
     match either way."""
     path = os.fspath(checkpoint)
     if not Path(path).is_file():
-        raise RunError(f"{path}: no such checkpoint file")
+        what = (
+            "a directory, not a checkpoint file"
+            if os.path.isdir(path)
+            else "no such checkpoint file"
+        )
+        raise RunError(f"{path}: {what}")
     saved = saved_run(path) if from_checkpoint else None
     built = spec.build_sinks(append=True) if sinks is None else sinks
     try:

@@ -155,7 +155,8 @@ def _records(source: Any) -> pd.DataFrame:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise DogesimError(f"{os.fspath(path)}: no such event log")
+            what = "a directory, not an event log" if path.is_dir() else "no such event log"
+            raise DogesimError(f"{os.fspath(path)}: {what}")
         if is_parquet(path):
             return read_parquet_log(path)
         if log_format(path) == "csv":

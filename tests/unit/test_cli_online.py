@@ -378,6 +378,7 @@ def test_live_run_that_falls_behind_fails_when_asked(
         (["--until-stopped"], "--until-stopped applies to live runs"),
         (["--on-lag", "fail"], "--on-lag applies to live runs"),
         (["--resume", "missing.ckpt"], "missing.ckpt: no such checkpoint file"),
+        (["--resume", "."], ".: a directory, not a checkpoint file"),
         (["--live", "--speed", "0"], "argument --speed: 0 must be a positive"),
     ],
 )

@@ -74,3 +74,13 @@ def test_report_without_simulation_compares_with_the_analytic_line_only(
     out = _report(tmp_path, capsys, "--no-simulation")
     assert [m.group(1) for m in TVD_LINE.finditer(out)] == ["analytic"]
     assert "spell-length" not in out
+
+
+def test_report_of_a_directory_says_it_is_one(tmp_path: Path, capsys) -> None:
+    """``dogesim report DIR``: exit 2, one line saying the path is a directory, not that
+    it does not exist."""
+    from dogesim.cli import main
+
+    model = str(Path(__file__).resolve().parents[2] / "models" / "banking.yaml")
+    assert main(["report", str(tmp_path), "-m", model, "-o", str(tmp_path / "r.png")]) == 2
+    assert f"{tmp_path}: a directory, not an event log" in capsys.readouterr().err
