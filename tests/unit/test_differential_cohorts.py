@@ -89,9 +89,11 @@ def edges_of(draw: Any, source: int, states: int, scaled: bool) -> list[Edge]:
                 draw(st.floats(0, budget)),
             )
         elif kind == "profile":
-            levels = st.sampled_from([0.0, 0.3, 1.0, 3.0])
-            edge.hourly = tuple(draw(st.lists(levels, min_size=24, max_size=24)))
-            edge.weekly = tuple(draw(st.lists(levels, min_size=7, max_size=7)))
+            # at most x3 at any moment: the chance is at most a third of the budget
+            hours = st.sampled_from([0.0, 0.3, 1.0, 3.0])
+            days = st.sampled_from([0.0, 0.3, 1.0])
+            edge.hourly = tuple(draw(st.lists(hours, min_size=24, max_size=24)))
+            edge.weekly = tuple(draw(st.lists(days, min_size=7, max_size=7)))
         out.append(edge)
     return out
 
