@@ -493,6 +493,13 @@ class _FileSink(LedgeredSink):
             return records, exc
         return records, None
 
+    def _fresh(self, records: list[Any]) -> bool:
+        """No object among the records made ahead twice (the default mappers make new dicts
+        for each event, unchecked)."""
+        if self.mapper is default_record or self.mapper is flat_record:
+            return True
+        return len(set(map(id, records))) == len(records)
+
     def _learn(self, seen: list[Any] | None) -> None:
         """After a tick read record by record while unsure (`seen`: its records), decide
         whether the mapper's records may be made ahead: no object returned twice."""
@@ -649,7 +656,7 @@ class JsonLinesSink(_FileSink):
             self.reopen()
         if self._ahead:
             records, error = self._tick_records(timestamp, subjects, transitions)
-            if len(set(map(id, records))) == len(records):
+            if self._fresh(records):
                 self._write_records(records, error, timestamp, transitions)
                 return
             # An object came twice: its earlier lines are lost once refilled, so this tick
@@ -875,7 +882,7 @@ class CsvSink(_FileSink):
             subjects, transitions = subjects[1:], transitions[1:]
         if self._ahead:
             records, error = self._tick_records(timestamp, subjects, transitions)
-            if len(set(map(id, records))) == len(records):
+            if self._fresh(records):
                 built = csv_lines(records, self._order, self._columns)
                 if built is None or not self._take_text(*built):
                     self._write_rows(records, error, timestamp, transitions)
