@@ -53,6 +53,7 @@ from dogesim.sinks.compression import SUFFIXES, compression_of, member_compresso
 from dogesim.sinks.csv_encoding import csv_lines
 from dogesim.sinks.encoding import (
     Unwritable,
+    exact_encoder,
     json_block_encoder,
     json_line_encoder,
     json_lines_encoder,
@@ -129,47 +130,35 @@ def default_record(timestamp: int, subject: Any, transition: Transition) -> dict
     }
 
 
-#: Per dataclass: a function giving a tick's default records (compiled once per class).
-_RECORDS_CACHE: dict[type, Callable[[int, Sequence[Any], Sequence[Any]], list[dict[str, Any]]]] = {}
+#: Per dataclass: a function giving many instances' fields as dicts (compiled once per class).
+_FIELDS_LIST_CACHE: dict[type, Callable[[Sequence[Any]], list[dict[str, Any]]]] = {}
 
 
-def _records_reader(
-    names: tuple[str, ...],
-) -> Callable[[int, Sequence[Any], Sequence[Any]], list[dict[str, Any]]]:
-    """``(timestamp, subjects, transitions) -> [default_record(...), ...]`` for subjects of
-    one dataclass with these fields: one list display, no Python call per event."""
-    fields = ", ".join(f"{name!r}: s.{name}" for name in names)
-    source = (
-        "def records_of(timestamp, subjects, transitions):\n"
-        "    return [{'timestamp': timestamp, 'trigger': t.trigger, 'from_state': t.from_state,"
-        f" 'to_state': t.to_state, 'subject': {{{fields}}}}}"
-        " for s, t in zip(subjects, transitions)]\n"
-    )
+def _fields_list_reader(names: tuple[str, ...]) -> Callable[[Sequence[Any]], list[dict[str, Any]]]:
+    """``objs -> [{name: obj.name, ...}, ...]`` for these field names: `_fields_reader` as
+    one list display, no Python call per object."""
+    body = ", ".join(f"{name!r}: s.{name}" for name in names)
     namespace: dict[str, Any] = {}
-    exec(source, namespace)
-    reader: Callable[[int, Sequence[Any], Sequence[Any]], list[dict[str, Any]]]
-    reader = namespace["records_of"]
+    exec(f"def fields_of_all(subjects):\n    return [{{{body}}} for s in subjects]\n", namespace)
+    reader: Callable[[Sequence[Any]], list[dict[str, Any]]] = namespace["fields_of_all"]
     return reader
 
 
-def default_records(
-    timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
-) -> list[dict[str, Any]] | None:
-    """`default_record` of each event of a tick, made at once when the subjects are
-    instances of one dataclass (the engine's usual tick); None otherwise (or when reading a
-    field fails), for the caller to make them one by one."""
+def subjects_fields(subjects: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """`subject_fields` of each subject, made at once when all are instances of one
+    dataclass (the engine's usual tick); None otherwise, or when reading a field fails."""
     kinds = set(map(type, subjects))
     if len(kinds) != 1:
         return None
     kind = kinds.pop()
-    reader = _RECORDS_CACHE.get(kind)
+    reader = _FIELDS_LIST_CACHE.get(kind)
     if reader is None:
         if not dataclasses.is_dataclass(kind):
             return None
         names = tuple(f.name for f in dataclasses.fields(kind))
-        reader = _RECORDS_CACHE[kind] = _records_reader(names)
+        reader = _FIELDS_LIST_CACHE[kind] = _fields_list_reader(names)
     try:
-        return reader(timestamp, subjects, transitions)
+        return reader(subjects)
     except Exception:
         return None  # the per-event path meets the failure at its event
 
@@ -214,6 +203,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (Path, uuid.UUID)):
         return str(value)
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON serializable")
+
+
+#: How a default record's line ends when its subject is None.
+_NULL_SUBJECT = b'"subject":null}\n'
 
 
 def _fsync(fd: int) -> None:
@@ -474,10 +467,6 @@ class _FileSink(LedgeredSink):
         self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
     ) -> tuple[list[Any], Exception | None]:
         """The tick's records, up to the first the mapper fails to make, and its error."""
-        if self.mapper is default_record:
-            made = default_records(timestamp, subjects, transitions)
-            if made is not None:
-                return made, None
         mapper = self.mapper
         records: list[Any] = []
         try:
@@ -597,6 +586,7 @@ class JsonLinesSink(_FileSink):
         self._encode = json_line_encoder(_json_default)
         self._encode_many = json_lines_encoder(_json_default)
         self._encode_block = json_block_encoder(_json_default)
+        self._exact = exact_encoder(_json_default)
         self._ahead = True if self.mapper is default_record else None
 
     def _unwritable(
@@ -654,6 +644,11 @@ class JsonLinesSink(_FileSink):
             return
         if self._closed:
             self.reopen()
+        if self.mapper is default_record:
+            block = self._default_block(timestamp, subjects, transitions)
+            if block is not None:
+                self._take_lines(block, min(len(subjects), len(transitions)))
+                return
         if self._ahead:
             records, error = self._tick_records(timestamp, subjects, transitions)
             if self._fresh(records):
@@ -663,6 +658,38 @@ class JsonLinesSink(_FileSink):
             # (its mapper run again) and the ones after it are read record by record.
             self._ahead = False
         self._write_each(timestamp, subjects, transitions)
+
+    def _default_block(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> bytes | None:
+        """The default records' lines of a tick without making the records: each line is
+        its record's head (timestamp, trigger, states and ``"subject":``, encoded exactly
+        once per transition) and its subject's fields (the tick's from one block encoding,
+        `json_block_encoder`), closed. None where the subjects' fields or their block
+        cannot be made; the caller then makes the records."""
+        if len(subjects) != len(transitions):  # zip's rule: as many as the shorter
+            n = min(len(subjects), len(transitions))
+            subjects, transitions = subjects[:n], transitions[:n]
+        fields = subjects_fields(subjects)
+        if fields is None:
+            return None
+        body = self._encode_block(fields)
+        if body is None:
+            return None
+        heads: dict[Transition, bytes] = dict.fromkeys(transitions, b"")
+        for transition in heads:
+            record = default_record(timestamp, None, transition) | {"subject": None}
+            try:
+                line = self._exact(record)
+            except (TypeError, ValueError):
+                return None
+            if not line.endswith(_NULL_SUBJECT):  # pragma: no cover - the keys are fixed
+                return None
+            heads[transition] = line[: -len(b"null}\n")]
+        pieces = body.split(b"\n")
+        pieces.pop()  # after the last line's newline
+        parts = zip(map(heads.__getitem__, transitions), pieces, itertools.repeat(b"}\n"))
+        return b"".join(itertools.chain.from_iterable(parts))
 
     def _write_records(
         self,

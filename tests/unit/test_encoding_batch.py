@@ -3,7 +3,8 @@
 `json_block_encoder` must give, for any list of records, either None or exactly the lines
 `exact_encoder` gives record by record; `JsonLinesSink.collect_many` built on it (records
 made for the tick first) must give what ``collect`` per event gives, for hostile records and
-for mappers that reuse their dict; `default_records` must equal `default_record` per event.
+for mappers that reuse their dict; the default mapper's tick lines must be json.dumps's of
+`default_record` per event.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from hypothesis import strategies as st
 
 from dogesim.model import Transition
 from dogesim.sinks.encoding import exact_encoder, json_block_encoder
-from dogesim.sinks.files import JsonLinesSink, _json_default, default_record, default_records
+from dogesim.sinks.files import (
+    JsonLinesSink,
+    _json_default,
+    default_record,
+    subject_fields,
+    subjects_fields,
+)
 from tests.unit.test_sinks_files_batch import STEPS, T0, both
 from tests.unit.test_sinks_files_fast import json_values
 
@@ -216,35 +223,60 @@ class Walker:
     weight: float | None = None
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    st.lists(
-        st.builds(
-            Walker,
-            st.integers(),
-            st.text(max_size=4),
-            st.lists(st.text(max_size=2), max_size=2),
-            st.none() | st.floats(allow_nan=False),
-        ),
-        max_size=6,
-    ),
-    st.integers(0, 2**45),
+walkers = st.builds(
+    Walker,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    tricky_text,
+    st.lists(tricky_text, max_size=2),
+    st.none() | st.floats() | st.just(dt.datetime(2024, 1, 2)),
 )
-def test_default_records_equal_default_record_per_event(
-    walkers: list[Walker], timestamp: int
-) -> None:
-    """The tick's default records, made at once, are default_record's for each event."""
-    transitions = [STEPS[i % 2] for i in range(len(walkers))]
-    made = default_records(timestamp, walkers, transitions)
-    expected = [default_record(timestamp, w, t) for w, t in zip(walkers, transitions, strict=True)]
-    if walkers:
-        assert made == expected
-        assert [list(r) for r in made] == [list(r) for r in expected]  # key order too
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(walkers, max_size=6))
+def test_subjects_fields_equal_subject_fields_each(subjects: list[Walker]) -> None:
+    """The fields of a tick's subjects, made at once, are subject_fields's (keys in order)."""
+    made = subjects_fields(subjects)
+    expected = [subject_fields(s) for s in subjects]
+    if subjects:
+        assert made is not None
+        assert [list(r.items()) for r in made] == [list(r.items()) for r in expected]
     else:
         assert made is None
 
 
-def test_default_records_leave_other_subjects_to_the_mapper() -> None:
+def test_subjects_fields_leave_other_subjects_to_the_mapper() -> None:
     """Subjects of two classes, or not dataclasses: None (default_record one by one)."""
-    assert default_records(T0, [Walker(1, "a"), {"id": 2}], STEPS) is None
-    assert default_records(T0, [3, 4], STEPS) is None
+    assert subjects_fields([Walker(1, "a"), {"id": 2}]) is None
+    assert subjects_fields([3, 4]) is None
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2**45), st.lists(walkers | st.integers(), max_size=8)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_default_record_batches_give_the_per_event_bytes(
+    tmp_path: Path, batches: list[tuple[int, list[Any]]]
+) -> None:
+    """The default mapper's tick lines (heads once per transition, subjects' fields in one
+    block): the bytes, ledger and errors of collect per event, for hostile field values."""
+    both(JsonLinesSink, tmp_path, batches, ".jsonl")
+
+
+def test_default_record_block_is_taken_for_plain_subjects(tmp_path: Path) -> None:
+    """Plain dataclass subjects: the tick's lines are made without records, as json.dumps
+    of default_record gives them."""
+    sink = JsonLinesSink(tmp_path / "a.jsonl")
+    subjects = [Walker(i, f"w{i}", ["x"], 0.5) for i in range(5)]
+    transitions = [STEPS[i % 2] for i in range(5)]
+    block = sink._default_block(T0, subjects, transitions)
+    assert block == b"".join(
+        exact(default_record(T0, s, t)) for s, t in zip(subjects, transitions, strict=True)
+    )
+    sink.close()
