@@ -79,6 +79,11 @@ Mapper = Callable[[int, Any, "Transition"], Mapping[str, Any]]
 #: Write buffer of the file sinks, in bytes (fewer, larger writes).
 BUFFER_BYTES = 1 << 20
 
+#: Events of a tick made into records and encoded together by ``collect_many``, at most: a
+#: large tick is taken in parts, one after the other (its records and their block stay
+#: small, in the processor's cache).
+TICK_PART = 2048
+
 #: Per dataclass: a function giving an instance's fields as a dict (compiled once per class).
 _FIELDS_CACHE: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
@@ -644,6 +649,13 @@ class JsonLinesSink(_FileSink):
             return
         if self._closed:
             self.reopen()
+        for part in _parts(subjects, transitions):
+            self._collect_part(timestamp, *part)
+
+    def _collect_part(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> None:
+        """`collect_many` for at most `TICK_PART` events."""
         if self.mapper is default_record:
             block = self._default_block(timestamp, subjects, transitions)
             if block is not None:
@@ -667,9 +679,6 @@ class JsonLinesSink(_FileSink):
         once per transition) and its subject's fields (the tick's from one block encoding,
         `json_block_encoder`), closed. None where the subjects' fields or their block
         cannot be made; the caller then makes the records."""
-        if len(subjects) != len(transitions):  # zip's rule: as many as the shorter
-            n = min(len(subjects), len(transitions))
-            subjects, transitions = subjects[:n], transitions[:n]
         fields = subjects_fields(subjects)
         if fields is None:
             return None
@@ -743,6 +752,20 @@ class JsonLinesSink(_FileSink):
             self.ledger.collected += 1
             raise self.event_failed(exc, timestamp, "the mapper") from exc
         return block
+
+
+def _parts(
+    subjects: Sequence[Any], transitions: Sequence[Transition]
+) -> Iterator[tuple[Sequence[Any], Sequence[Transition]]]:
+    """The tick's pairs in parts of at most `TICK_PART` (zip's rule: as many as the shorter
+    sequence), taken one after the other as the events one by one."""
+    n = min(len(subjects), len(transitions))
+    if n == len(subjects) == len(transitions) and n <= TICK_PART:
+        yield subjects, transitions
+        return
+    for start in range(0, n, TICK_PART):
+        end = min(start + TICK_PART, n)
+        yield subjects[start:end], transitions[start:end]
 
 
 def _keeping(items: Iterable[Any], kept: list[Any]) -> Iterator[Any]:
@@ -904,6 +927,13 @@ class CsvSink(_FileSink):
         """
         if self._closed:
             self.reopen()
+        for part in _parts(subjects, transitions):
+            self._collect_part(timestamp, *part)
+
+    def _collect_part(
+        self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> None:
+        """`collect_many` for at most `TICK_PART` events."""
         if self._writer is None and subjects:  # the first record names the columns
             self.collect(timestamp, subjects[0], transitions[0])
             subjects, transitions = subjects[1:], transitions[1:]

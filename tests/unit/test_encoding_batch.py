@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dogesim.model import Transition
+from dogesim.sinks import files
 from dogesim.sinks.encoding import exact_encoder, json_block_encoder
 from dogesim.sinks.files import (
+    CsvSink,
     JsonLinesSink,
     _json_default,
     default_record,
@@ -280,3 +282,26 @@ def test_default_record_block_is_taken_for_plain_subjects(tmp_path: Path) -> Non
         exact(default_record(T0, s, t)) for s, t in zip(subjects, transitions, strict=True)
     )
     sink.close()
+
+
+PART_CASES: dict[str, Callable[[Path], Any]] = {
+    "jsonl default": JsonLinesSink,
+    "jsonl fresh": lambda p: JsonLinesSink(p, failing_after(23, 26)),
+    "jsonl reusing later": lambda p: JsonLinesSink(p, Reusing(since=12)),
+    "csv fresh": lambda p: CsvSink(p, failing_after(-1, 26)),
+    "csv reusing later": lambda p: CsvSink(p, Reusing(since=12)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PART_CASES))
+def test_a_tick_taken_in_parts_gives_the_per_event_bytes(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ticks longer than TICK_PART: written part after part, the bytes, ledger and errors
+    of collect per event (a failure in a later part stops the tick there)."""
+    monkeypatch.setattr(files, "TICK_PART", 3)
+    subjects: list[Any] = list(range(20, 30))
+    if case == "jsonl default":
+        subjects = [Walker(n, "w") for n in subjects]
+    out = both(PART_CASES[case], tmp_path, [(T0, [0, 1]), (T0 + 1, subjects)], ".jsonl")
+    assert out.data.count(b"\n") > 4
