@@ -4,6 +4,9 @@
 - `json_lines_encoder`: a function ``(records, out)`` appending the JSON line of each record
   to the bytearray `out`, one record after the other (the batch path of the file sinks).
 - `Unwritable`: what that function raises for a record JSON cannot hold.
+- `json_block_encoder`: a function ``records -> bytes | None`` giving the JSON lines of a
+  list of dicts from one orjson call, or None where it cannot prove them the reference bytes
+  (the tick path of the file sinks; `json_lines_encoder` is then used instead).
 - `exact_encoder`: the same through the standard library alone (the reference bytes).
 - `FAST`: True when orjson (the ``fast`` extra) is installed and used.
 
@@ -30,7 +33,14 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["FAST", "Unwritable", "exact_encoder", "json_line_encoder", "json_lines_encoder"]
+__all__ = [
+    "FAST",
+    "Unwritable",
+    "exact_encoder",
+    "json_block_encoder",
+    "json_line_encoder",
+    "json_lines_encoder",
+]
 
 try:
     import orjson
@@ -44,6 +54,7 @@ _SMALL_EXPONENT = re.compile(rb"[0-9]e-[5-9](?![0-9])")
 
 Encoder = Callable[[Any], bytes]
 LinesEncoder = Callable[[Iterable[Any], bytearray], None]
+BlockEncoder = Callable[[list[Any]], "bytes | None"]
 
 
 class Unwritable(Exception):
@@ -93,6 +104,17 @@ def _options() -> int:
     )
 
 
+def _may_differ(data: bytes, search: Callable[[bytes], object]) -> bool:
+    """True when orjson's `data` may not be the standard library's bytes (see the module)."""
+    # A one-byte search (memchr) first: "." and "-" are rare in event lines, and searching
+    # for several bytes costs ~30x more per byte.
+    return (
+        b"null" in data
+        or (b"." in data and b"0.0000" in data)
+        or (b"-" in data and b"e-" in data and search(data) is not None)
+    )
+
+
 def json_line_encoder(default: Callable[[Any], Any]) -> Encoder:
     """``record -> bytes``: one JSON line, orjson where it gives the reference bytes.
 
@@ -112,13 +134,7 @@ def json_line_encoder(default: Callable[[Any], Any]) -> Encoder:
             line: bytes = dumps(record, default, options)
         except Exception:
             return exact(record)
-        # A one-byte search (memchr) first: "." and "-" are rare in event lines, and searching
-        # for several bytes costs ~30x more per byte.
-        if (
-            b"null" in line
-            or (b"." in line and b"0.0000" in line)
-            or (b"-" in line and b"e-" in line and search(line))
-        ):
+        if _may_differ(line, search):
             return exact(record)
         return line
 
@@ -162,12 +178,54 @@ def json_lines_encoder(default: Callable[[Any], Any]) -> LinesEncoder:
             except Exception:
                 line = checked(record)
             else:
-                if (
-                    b"null" in line
-                    or (b"." in line and b"0.0000" in line)
-                    or (b"-" in line and b"e-" in line and search(line))
-                ):
+                if _may_differ(line, search):
                     line = checked(record)
             out += line
 
     return fast
+
+
+def json_block_encoder(default: Callable[[Any], Any]) -> BlockEncoder:
+    """``records -> bytes | None``: the JSON lines of a list of dicts, from one orjson call.
+
+    orjson encodes a list of records several times faster than each record alone. The list
+    ``[{...},{...}]`` is cut into lines at its ``},{``: when every record is exactly a
+    `dict` (so each is written ``{...}``), the list holds exactly ``len(records) - 1`` of
+    them only if no record holds one (in a string, or a nested list of dicts), and then each
+    is a boundary. The bytes are `json_lines_encoder`'s; where that cannot be proven (orjson
+    refuses a record, a ``},{`` inside a record, a value orjson may write differently:
+    the module's checks, applied to the whole block) the result is None and the caller
+    encodes record by record. None as well for no records or without orjson.
+
+    The records are read after one another's mapper ran: the caller makes sure that no two
+    are the same object (a mapper reusing its dict must be read record by record).
+    """
+    if orjson is None:  # pragma: no cover - the `fast` extra is not installed
+
+        def none(records: list[Any]) -> bytes | None:
+            return None
+
+        return none
+    dumps = orjson.dumps
+    # No newline: the block's last line gets it with the replacement below.
+    options = _options() & ~orjson.OPT_APPEND_NEWLINE
+    search = _SMALL_EXPONENT.search
+    exact_dict = {dict}
+
+    def block(records: list[Any]) -> bytes | None:
+        if not records or set(map(type, records)) != exact_dict:
+            return None
+        try:
+            data: bytes = dumps(records, default, options)
+        except Exception:
+            return None
+        if not data.startswith(b"[{") or _may_differ(data, search):
+            return None
+        # data is b"[{...},{...}]", without a raw newline (JSON escapes them in strings):
+        # after the replacement each b"\n" is one b"},{", and there must be a boundary's worth.
+        lines = data.replace(b"},{", b"}\n{")
+        if lines.count(b"\n") != len(records) - 1:
+            return None
+        return lines[1:-1] + b"\n"
+
+    return block
