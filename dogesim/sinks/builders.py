@@ -62,14 +62,14 @@ def default_key(subject: Any, transition: Transition) -> str | None:
 
 def default_json_value(timestamp: int, subject: Any, transition: Transition) -> str:
     """The default Kafka value: `dogesim.sinks.files.default_record` as compact JSON."""
-    from dogesim.sinks.files import default_record
+    from dogesim.sinks.records import default_record
 
     return json.dumps(default_record(timestamp, subject, transition), separators=(",", ":"))
 
 
 def default_row(timestamp: int, subject: Any, transition: Transition) -> dict[str, Any]:
     """The default database row: timestamp, trigger, states and ``subject_<field>`` columns."""
-    from dogesim.sinks.files import subject_fields
+    from dogesim.sinks.records import subject_fields
 
     row: dict[str, Any] = {
         "timestamp": timestamp,

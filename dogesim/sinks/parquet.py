@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from dogesim.errors import RunError, SinkConfigError, SinkError, shown
 from dogesim.sinks.base import LedgeredSink
-from dogesim.sinks.files import Mapper, default_record
+from dogesim.sinks.records import Mapper, default_record
 
 if TYPE_CHECKING:
     from dogesim.model import Transition

@@ -34,7 +34,7 @@ from dogesim.engine import clock
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import DeliveryLedger, LedgeredSink
 from dogesim.sinks.db import DbSinkFactory, _first_line, column_type_for
-from dogesim.sinks.files import subject_fields
+from dogesim.sinks.records import subject_fields
 
 if TYPE_CHECKING:
     from dogesim.model import Transition

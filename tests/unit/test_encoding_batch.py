@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dogesim.model import Transition
-from dogesim.sinks import files
+from dogesim.sinks import file_base
 from dogesim.sinks.encoding import exact_encoder, json_block_encoder
 from dogesim.sinks.files import (
     CsvSink,
@@ -299,7 +299,7 @@ def test_a_tick_taken_in_parts_gives_the_per_event_bytes(
 ) -> None:
     """Ticks longer than TICK_PART: written part after part, the bytes, ledger and errors
     of collect per event (a failure in a later part stops the tick there)."""
-    monkeypatch.setattr(files, "TICK_PART", 3)
+    monkeypatch.setattr(file_base, "TICK_PART", 3)
     subjects: list[Any] = list(range(20, 30))
     if case == "jsonl default":
         subjects = [Walker(n, "w") for n in subjects]

@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 
 from dogesim.errors import SinkError
 from dogesim.model import Transition
-from dogesim.sinks import files
+from dogesim.sinks import file_base
 from dogesim.sinks.base import batch_collector
-from dogesim.sinks.files import CsvSink, JsonLinesSink, _json_default
+from dogesim.sinks.files import CsvSink, JsonLinesSink
+from dogesim.sinks.records import _json_default
 from tests.unit.test_sinks_files import _FULL_DISK_CHILD, run_child
 from tests.unit.test_sinks_files_fast import json_values
 
@@ -237,7 +238,7 @@ def test_batches_write_the_buffer_where_one_by_one_does(
 ) -> None:
     """Batches larger than the buffer: writes at the same lines, so the same flush points and
     the same gzip members (compressed bytes too)."""
-    monkeypatch.setattr(files, "BUFFER_BYTES", 700)
+    monkeypatch.setattr(file_base, "BUFFER_BYTES", 700)
     batches = [(T0 + k, list(range(k * 90, k * 90 + 90))) for k in range(8)]
     mapper = lambda ts, s, t: {"n": s, "pad": "é" * (s % 13)}  # noqa: E731
     make = (
@@ -294,7 +295,7 @@ def test_jsonl_batch_encoder_matches_the_line_encoder() -> None:
 _KILLED_CHILD = r"""
 import sys
 from dogesim.model import Transition
-from dogesim.sinks import files
+from dogesim.sinks import file_base as files
 from dogesim.sinks.files import JsonLinesSink
 
 files.BUFFER_BYTES = 4096

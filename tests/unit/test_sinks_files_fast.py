@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from dogesim.errors import SinkError
 from dogesim.examples.banking import banking_simulation
 from dogesim.model import Transition
-from dogesim.sinks import encoding, files
+from dogesim.sinks import encoding, file_base
 from dogesim.sinks.compression import (
     GZIP_LEVEL,
     compression_of,
@@ -38,7 +38,8 @@ from dogesim.sinks.compression import (
     open_text,
 )
 from dogesim.sinks.encoding import exact_encoder, json_line_encoder
-from dogesim.sinks.files import CsvSink, FlushPoint, JsonLinesSink, _json_default
+from dogesim.sinks.files import CsvSink, FlushPoint, JsonLinesSink
+from dogesim.sinks.records import _json_default
 from tests.unit.test_sinks_files import _FULL_DISK_CHILD, run_child
 
 STEP = Transition("step", "a", "b", 50)
@@ -212,7 +213,7 @@ def test_compressed_file_holds_the_plain_bytes(
     """A .gz/.zst sink writes, in several members, exactly the plain file's bytes."""
     if suffix.endswith(".zst"):
         pytest.importorskip("zstandard")
-    monkeypatch.setattr(files, "BUFFER_BYTES", 2048)  # many members/frames
+    monkeypatch.setattr(file_base, "BUFFER_BYTES", 2048)  # many members/frames
     plain = banking_bytes(tmp_path / ("plain" + suffix.rsplit(".", 1)[0]))
     packed = banking_bytes(tmp_path / ("packed" + suffix))
     assert len(plain) > 10_000 and len(packed) < len(plain) / 3
@@ -244,7 +245,7 @@ def test_zstd_without_zstandard_names_the_extra(monkeypatch: pytest.MonkeyPatch)
 def test_full_disk_under_gzip_counts_exactly_the_lines_in_whole_members(tmp_path: Path) -> None:
     """Disk full mid-member: the cut member is removed; ledger = lines in the whole members."""
     lines = [json.dumps({"n": f"{n:06d}", "pad": "x" * 40}).replace(" ", "") for n in range(60_000)]
-    per_member = files.BUFFER_BYTES // 64  # 64-byte lines: a buffer holds this many
+    per_member = file_base.BUFFER_BYTES // 64  # 64-byte lines: a buffer holds this many
     members = [
         gzip.compress(
             "".join(f"{line}\n" for line in lines[i : i + per_member]).encode(), GZIP_LEVEL, mtime=0
@@ -267,7 +268,7 @@ def test_flush_points_record_each_write_and_the_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every buffer write is a flush point; the last one is the fsync, at the ledger's count."""
-    monkeypatch.setattr(files, "BUFFER_BYTES", 1000)
+    monkeypatch.setattr(file_base, "BUFFER_BYTES", 1000)
     path = tmp_path / "e.jsonl"
     size = len(fast({"n": "000", "pad": "x" * 40}))
     per_write = -(-1000 // size)  # lines buffered when a write starts
@@ -307,7 +308,7 @@ def test_a_compressed_file_cut_anywhere_reads_as_its_complete_lines(
     """A .gz/.zst file cut at any byte (kill -9 mid-write) reads as a prefix of whole lines."""
     if suffix.endswith(".zst"):
         pytest.importorskip("zstandard")
-    monkeypatch.setattr(files, "BUFFER_BYTES", 2000)
+    monkeypatch.setattr(file_base, "BUFFER_BYTES", 2000)
     whole = tmp_path / f"whole{suffix}"
     sink = JsonLinesSink(whole, lambda ts, s, t: {"n": s, "pad": "y" * (s % 17)})
     for n in range(3000):
@@ -332,7 +333,7 @@ def test_a_compressed_file_cut_anywhere_reads_as_its_complete_lines(
 _KILLED_CHILD = r"""
 import sys
 from dogesim.model import Transition
-from dogesim.sinks import files
+from dogesim.sinks import file_base as files
 from dogesim.sinks.files import JsonLinesSink
 
 files.BUFFER_BYTES = 4096
