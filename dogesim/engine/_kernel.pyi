@@ -46,3 +46,6 @@ def gather(
     mask: Any,
     /,
 ) -> tuple[list[Any], list[Any]]: ...
+def json_lines(
+    heads: list[bytes], subjects: list[Any], names: tuple[str, ...], keys: tuple[bytes, ...], /
+) -> bytes | None: ...

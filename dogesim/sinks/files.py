@@ -33,7 +33,9 @@ bytes (JSON with fixed separators, keys in mapper order, UTF-8 without escaping,
 
 from __future__ import annotations
 
+import functools
 import itertools
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -53,6 +55,7 @@ from dogesim.sinks.records import (
     _NULL_SUBJECT,
     Mapper,
     _json_default,
+    dataclass_names,
     default_record,
     flat_record,
     subject_fields,
@@ -74,6 +77,23 @@ __all__ = [
     "subject_fields",
     "subjects_fields",
 ]
+
+
+def _native_kernel() -> Any:
+    """The engine's compiled kernel, or None (imported here, not at the module's import:
+    the engine imports the sinks)."""
+    from dogesim.engine import kernel
+
+    return kernel.native()
+
+
+@functools.lru_cache(maxsize=256)
+def _field_keys(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    """What comes before each field's value in its JSON object: ``{"a":``, ``,"b":``, ..."""
+    return tuple(
+        ("{" if i == 0 else ",").encode() + json.dumps(name, ensure_ascii=False).encode() + b":"
+        for i, name in enumerate(names)
+    )
 
 
 class JsonLinesSink(_FileSink):
@@ -181,13 +201,41 @@ class JsonLinesSink(_FileSink):
         its record's head (timestamp, trigger, states and ``"subject":``, encoded exactly
         once per transition) and its subject's fields (the tick's from one block encoding,
         `json_block_encoder`), closed. None where the subjects' fields or their block
-        cannot be made; the caller then makes the records."""
+        cannot be made; the caller then makes the records.
+
+        With the engine's compiled kernel, the lines are written by it in one pass
+        (`_kernel.json_lines`: the fields read in C, the scattered subjects fetched ahead;
+        None for a value it does not write exactly as json.dumps, which then goes this
+        way); `tests/unit/test_encoding_batch.py` holds the two to the same bytes."""
+        heads = self._heads(timestamp, transitions)
+        if heads is None:
+            return None
+        native = _native_kernel()
+        names = dataclass_names(subjects) if native is not None else None
+        if native is not None and names is not None:
+            lines = native.json_lines(
+                list(map(heads.__getitem__, transitions)),
+                list(subjects),
+                names,
+                _field_keys(names),
+            )
+            if lines is not None:
+                return lines
         fields = subjects_fields(subjects)
         if fields is None:
             return None
         body = self._encode_block(fields)
         if body is None:
             return None
+        pieces = body.split(b"\n")
+        pieces.pop()  # after the last line's newline
+        parts = zip(map(heads.__getitem__, transitions), pieces, itertools.repeat(b"}\n"))
+        return b"".join(itertools.chain.from_iterable(parts))
+
+    def _heads(
+        self, timestamp: int, transitions: Sequence[Transition]
+    ) -> dict[Transition, bytes] | None:
+        """Per transition of the tick, its default record's line up to ``"subject":``."""
         heads: dict[Transition, bytes] = dict.fromkeys(transitions, b"")
         for transition in heads:
             record = default_record(timestamp, None, transition) | {"subject": None}
@@ -198,10 +246,7 @@ class JsonLinesSink(_FileSink):
             if not line.endswith(_NULL_SUBJECT):  # pragma: no cover - the keys are fixed
                 return None
             heads[transition] = line[: -len(b"null}\n")]
-        pieces = body.split(b"\n")
-        pieces.pop()  # after the last line's newline
-        parts = zip(map(heads.__getitem__, transitions), pieces, itertools.repeat(b"}\n"))
-        return b"".join(itertools.chain.from_iterable(parts))
+        return heads
 
     def _write_records(
         self,

@@ -5,6 +5,7 @@
 - `flat_record`: the CSV default (`default_record` with nested keys joined by dots).
 - `subject_fields`, `subjects_fields`: a dataclass subject's fields as a dict (one, or a
   tick's at once), read by functions compiled per class.
+- `dataclass_names(subjects)`: the field names when all are instances of one dataclass.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Mapper",
+    "dataclass_names",
     "default_record",
     "flat_record",
     "subject_fields",
@@ -95,6 +97,24 @@ def _fields_list_reader(names: tuple[str, ...]) -> Callable[[Sequence[Any]], lis
     exec(f"def fields_of_all(subjects):\n    return [{{{body}}} for s in subjects]\n", namespace)
     reader: Callable[[Sequence[Any]], list[dict[str, Any]]] = namespace["fields_of_all"]
     return reader
+
+
+def dataclass_names(subjects: Sequence[Any]) -> tuple[str, ...] | None:
+    """The field names when all `subjects` are instances of one dataclass, else None."""
+    kinds = set(map(type, subjects))
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    names = _NAMES_CACHE.get(kind)
+    if names is None:
+        if not dataclasses.is_dataclass(kind):
+            return None
+        names = _NAMES_CACHE[kind] = tuple(f.name for f in dataclasses.fields(kind))
+    return names
+
+
+#: Per dataclass: its field names (`dataclass_names`).
+_NAMES_CACHE: dict[type, tuple[str, ...]] = {}
 
 
 def subjects_fields(subjects: Sequence[Any]) -> list[dict[str, Any]] | None:

@@ -305,3 +305,80 @@ def test_a_tick_taken_in_parts_gives_the_per_event_bytes(
         subjects = [Walker(n, "w") for n in subjects]
     out = both(PART_CASES[case], tmp_path, [(T0, [0, 1]), (T0 + 1, subjects)], ".jsonl")
     assert out.data.count(b"\n") > 4
+
+
+@dataclasses.dataclass
+class Plain:
+    """A subject whose fields the kernel writes itself (or hands back)."""
+
+    n: int
+    x: float
+    name: str
+    flag: bool | None
+
+
+plain_subjects = st.builds(
+    Plain,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats() | st.sampled_from([-0.0, 1e-7, 1e-5, 2.5e-7, 1e300, 123456789.125]),
+    st.text(max_size=6) | st.sampled_from(["plain", "a b", 'q"', "back\\", "é", "\x7f", "\t"]),
+    st.sampled_from([True, False, None]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(plain_subjects, max_size=8))
+def test_the_kernels_lines_are_none_or_the_standard_librarys(subjects: list[Plain]) -> None:
+    """`_kernel.json_lines`: each subject's fields after its head, exactly json.dumps's
+    text (ints of any size, float repr, ASCII strings without escapes, true/false/null), or
+    None for what it leaves to the slow path (NaN, escapes, non-ASCII)."""
+    from dogesim.engine import kernel
+
+    native = kernel.compiled()
+    if native is None:
+        pytest.skip("the compiled kernel is not built")
+    names = ("n", "x", "name", "flag")
+    keys = tuple(
+        ("{" if i == 0 else ",").encode() + f'"{k}":'.encode() for i, k in enumerate(names)
+    )
+    heads = [f'{{"t":{k},"subject":'.encode() for k in range(len(subjects))]
+    lines = native.json_lines(heads, subjects, names, keys)
+    try:
+        expected = b"".join(
+            head + exact(subject_fields(s))[:-1] + b"}\n"
+            for head, s in zip(heads, subjects, strict=True)
+        )
+    except ValueError:  # NaN or infinity: json.dumps refuses them
+        assert lines is None
+        return
+    plain = all(
+        math.isfinite(s.x)
+        and s.name.isascii()
+        and s.name.isprintable()
+        and not set(s.name) & {'"', "\\"}
+        for s in subjects
+    )
+    if plain:
+        assert lines == expected
+    else:
+        assert lines in (None, expected)
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_default_record_lines_are_the_same_with_or_without_the_kernel(
+    tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default record's tick lines through the kernel and through the Python block
+    encoding are json.dumps of default_record, event by event."""
+    from dogesim.sinks import files
+
+    if path == "python":
+        monkeypatch.setattr(files, "_native_kernel", lambda: None)
+    sink = JsonLinesSink(tmp_path / "a.jsonl")
+    subjects = [Plain(i * 10**k, i / 3, f"w{i}", i % 2 == 0) for k, i in enumerate(range(6))]
+    transitions = [STEPS[i % 2] for i in range(6)]
+    block = sink._default_block(T0, subjects, transitions)
+    assert block == b"".join(
+        exact(default_record(T0, s, t)) for s, t in zip(subjects, transitions, strict=True)
+    )
+    sink.close()
