@@ -29,7 +29,7 @@ from dogesim.cli.feedback import (
 from dogesim.cli.outputs import _named_sink, _output_sink, _plot_module, _write_report
 from dogesim.cli.sharded import _is_sharded
 from dogesim.cli.status import EXIT_INTERRUPTED, EXIT_OK, EXIT_SINK, _UsageError
-from dogesim.errors import RunError, SinkConfigError, SinkError
+from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 
 
 def _cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -515,9 +515,11 @@ def _check_shard_arguments(args: argparse.Namespace, spec: Any) -> None:
             f"{args.resume} without --checkpoint {args.checkpoint}"
         )
     shards = args.shards if args.shards is not None else spec.shards
-    if shards is not None and shards > 1 and spec.resources:
-        raise _UsageError(
-            f"dogesim run: {spec.path or spec.name}: its subjects share the resources "
-            f"{sorted(spec.resources)}, so they cannot be cut into {shards} shards (a queue "
-            "cannot span processes); run it with --shards 1"
-        )
+    if shards is not None:
+        from dogesim.scale.plan import refuse_shared_resources
+
+        try:
+            where = f"dogesim run: {spec.path or spec.name}"
+            refuse_shared_resources(spec.resources, shards, where, advice="run it with --shards 1")
+        except ModelError as exc:
+            raise _UsageError(str(exc)) from None

@@ -15,7 +15,14 @@ from dataclasses import replace
 from typing import Any
 
 from dogesim.errors import ModelError
-from dogesim.scale.plan import Shard, ShardedRun, ShardPlan, shard_subjects, share_arrivals
+from dogesim.scale.plan import (
+    Shard,
+    ShardedRun,
+    ShardPlan,
+    refuse_shared_resources,
+    shard_subjects,
+    share_arrivals,
+)
 
 __all__ = ["load_for_shard", "load_run", "merged_outputs"]
 
@@ -46,12 +53,7 @@ def load_run(run: ShardedRun) -> Any:
 def merged_outputs(spec: Any, shards: int) -> dict[str, str]:
     """Per file sink of `spec`, the absolute path its shards' parts merge into."""
     where = spec.path or spec.name
-    if shards > 1 and spec.resources:
-        raise ModelError(
-            f"{where}: its subjects share the resources {sorted(spec.resources)}, so they "
-            f"cannot be cut into {shards} shards (a queue cannot span processes); run it "
-            "with shards=1"
-        )
+    refuse_shared_resources(spec.resources, shards, where)
     outputs: dict[str, str] = {}
     for name in spec.used_sinks():
         sink = spec.sinks[name]

@@ -8,6 +8,8 @@
   numbering, and `Shard.jsonl` / `Shard.csv` / `Shard.parquet` / `Shard.merged` for outputs
   merged across shards.
 - `default_shards(subjects)`: the number of shards when the run gives none.
+- `refuse_shared_resources(resources, shards, where)`: the one refusal of a model whose
+  subjects share resources, for shards > 1.
 - `shard_checkpoint(base, k)`: where shard `k` of a checkpointed run keeps its checkpoint.
 - `shard_seeds(seed, shards)`: one integer seed per shard, from
   ``numpy.random.SeedSequence(seed).spawn(shards)``.
@@ -46,6 +48,7 @@ __all__ = [
     "ShardPlan",
     "ShardedRun",
     "default_shards",
+    "refuse_shared_resources",
     "shard_checkpoint",
     "shard_seeds",
     "shard_subjects",
@@ -62,6 +65,27 @@ ModelBuilder = Callable[["Shard"], "Model | tuple[Model, Sequence[Any]]"]
 def shard_checkpoint(base: str, shard: int) -> str:
     """Where shard `shard` of a run checkpointed at `base` keeps its checkpoint."""
     return f"{base}.shard-{shard}"
+
+
+def refuse_shared_resources(
+    resources: Sequence[str] | Mapping[str, Any],
+    shards: int,
+    where: str,
+    *,
+    advice: str = "run it with shards=1",
+) -> None:
+    """Refuse `shards` > 1 for a model whose subjects share `resources` (a queue cannot
+    span processes), naming `where` and the resources.
+
+    Raises:
+        ModelError: the model has resources and more than one shard is asked for.
+    """
+    names = sorted(resources)
+    if names and shards > 1:
+        raise ModelError(
+            f"{where}: its subjects share the resources {names}, so they cannot be cut into "
+            f"{shards} shards (a queue cannot span processes); {advice}"
+        )
 
 
 def default_shards(subjects: int) -> int:

@@ -33,7 +33,13 @@ from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.result import RunResult
 from dogesim.scale.parts import PartFile, PartSink
-from dogesim.scale.plan import Shard, ShardPlan, shard_subjects, share_arrivals
+from dogesim.scale.plan import (
+    Shard,
+    ShardPlan,
+    refuse_shared_resources,
+    shard_subjects,
+    share_arrivals,
+)
 from dogesim.sinks.base import DeliveryLedger, ledger_of
 
 __all__ = ["ShardResult", "preflight", "run_shard"]
@@ -346,15 +352,6 @@ def _key_shared_positions(sinks: Sequence[Any], plan: ShardPlan, shard: Shard) -
         )
 
 
-def _refuse_resources(resources: Iterable[str], shards: int, where: str) -> None:
-    names = sorted(resources)
-    if names and shards > 1:
-        raise ModelError(
-            f"{where}: its subjects share the resources {names}, so they cannot be cut into "
-            f"{shards} shards (a queue cannot span processes); run it with shards=1"
-        )
-
-
 def _build(
     plan: ShardPlan, shard: Shard, progress: Callable[[int], None], checkpoint: str | None
 ) -> Simulation:
@@ -376,7 +373,7 @@ def _build(
         )
     shard.sinks.extend(s for s in built.sinks() if s not in shard.sinks)
     shard.sinks.extend(s for s in churn_sinks if s not in shard.sinks)
-    _refuse_resources(built.resources, plan.shards, f"model {built.name!r}")
+    refuse_shared_resources(built.resources, plan.shards, f"model {built.name!r}")
     assert run.ticks is not None and run.tick_ms is not None
     factory = shard_subjects(run.subject_factory, shard, run.renumber)
     if shard.resuming:
