@@ -171,6 +171,17 @@ def _hazard_bounds(model: Model, name: str, outgoing: list[Transition]) -> list[
     return bounds
 
 
+def _proportional(weights: list[float], goal: float) -> int:
+    """The position of `weights` that `goal` (in [0, their sum)) falls in, cumulatively;
+    the last positive weight when rounding leaves `goal` at or past the sum."""
+    cumulative = 0.0
+    for k, w in enumerate(weights):
+        cumulative += w
+        if goal < cumulative:
+            return k
+    return max(k for k, w in enumerate(weights) if w > 0)
+
+
 def _jittered(walker: Walker, due: list[int], ts: int) -> list[int]:
     """Jitter: the subjects `due` put in the order of their timestamps within the tick (in
     place), and those timestamps (as `dogesim.engine.attempts` draws them)."""
@@ -543,12 +554,7 @@ class SemiMarkov:
         total = math.fsum(weights)
         if total <= 0:
             return None
-        goal, cumulative = u * total, 0.0
-        for k, w in enumerate(weights):
-            cumulative += w
-            if goal < cumulative:
-                return begin + k
-        return begin + max(k for k, w in enumerate(weights) if w > 0)
+        return begin + _proportional(weights, u * total)
 
     def _timed_choice(
         self, walker: Walker, i: int, s: int, t: int, ts: int, u: float
@@ -574,12 +580,7 @@ class SemiMarkov:
         keep = -math.expm1(-now)  # 1 - exp(-H(t))
         if bound <= 0.0 or u * -math.expm1(-bound) >= keep:
             return None
-        goal, cumulative = u * -math.expm1(-bound) / keep * now, 0.0
-        for k, w in enumerate(weights):
-            cumulative += w
-            if goal < cumulative:
-                return begin + k
-        return begin + max(k for k, w in enumerate(weights) if w > 0)
+        return begin + _proportional(weights, u * -math.expm1(-bound) / keep * now)
 
     def tick(self, walker: Walker, t: int, due: list[int]) -> None:
         """The attempts of the subjects `due` at tick `t`, in creation order (with jitter,
