@@ -60,7 +60,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from numbers import Integral
 from pathlib import Path
@@ -195,11 +195,12 @@ def _file_live(run: ShardedRun, spec: Any) -> ShardedRun:
     return replace(run, live=live, timestamp_start=start)
 
 
-def _resumed(run: ShardedRun) -> ShardedRun:
-    """`run` with the seed, shards and clock start of the checkpointed run it resumes;
-    a difference the caller gave is refused, naming both values."""
+def _resumed(run: ShardedRun) -> tuple[ShardedRun, dict[str, Any] | None]:
+    """`run` with the seed, shards and clock start of the checkpointed run it resumes, and
+    that run's manifest (None for a fresh run); a difference the caller gave is refused,
+    naming both values."""
     if not run.resume:
-        return run
+        return run, None
     if run.checkpoint is None:
         raise ModelError("resume=True needs checkpoint=PATH, where the run was checkpointed")
     manifest = read_manifest(run.checkpoint)
@@ -221,21 +222,23 @@ def _resumed(run: ShardedRun) -> ShardedRun:
     if run.checkpoint_every is None and manifest.get("checkpoint_every") is not None:
         # A resumed run keeps checkpointing as the interrupted one did.
         changes["checkpoint_every"] = manifest["checkpoint_every"]
-    return replace(run, **changes)
+    return replace(run, **changes), manifest
 
 
-def _write_manifest(run: ShardedRun, seed: int, shards: int, subjects: int) -> str:
+def _write_manifest(
+    run: ShardedRun, seed: int, shards: int, subjects: int, resumed: Mapping[str, Any] | None
+) -> str:
     """The checkpointed run's manifest at its checkpoint path (what a resume must match);
-    returns the run's name for its SQL positions (a resume reads it from the manifest).
+    returns the run's name for its SQL positions (a resume takes it from `resumed`, the
+    manifest it continues).
 
     Raises:
         ModelError: a fresh run at the path of a sharded run that has not finished (its
             checkpoints would be lost, its rows written again).
     """
     assert run.checkpoint is not None
-    if run.resume:
-        manifest = read_manifest(run.checkpoint)
-        return str(manifest.get("positions", "")) if manifest else ""
+    if resumed is not None:
+        return str(resumed.get("positions", ""))
     earlier = read_manifest(run.checkpoint)
     if earlier is not None:
         raise ModelError(
@@ -286,7 +289,8 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         spec = load_run(run)
         if run.checkpoint is None and getattr(spec, "checkpoint_path", None):
             run = replace(run, checkpoint=os.path.abspath(spec.checkpoint_path))
-        run = _file_live(_resumed(run), spec)
+        run, resumed = _resumed(run)
+        run = _file_live(run, spec)
         seed = _run_seed(run.seed if run.seed is not None else spec.seed)
         subjects = _count(spec.subjects.count, "subjects", 0)
         arrivals = spec.arrivals
@@ -297,7 +301,7 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
             )
         if run.ticks is None or run.tick_ms is None:
             raise ModelError("a sharded run of a model-building callable needs ticks and tick_ms")
-        run = _resumed(run)
+        run, resumed = _resumed(run)
         seed = _run_seed(run.seed)
         subjects = _count(run.subjects, "subjects", 0)
         arrivals = run.arrivals
@@ -319,7 +323,7 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
     positions = ""
     if run.checkpoint is not None:
         run = replace(run, checkpoint=os.path.abspath(run.checkpoint))
-        positions = _write_manifest(run, seed, shards, subjects)
+        positions = _write_manifest(run, seed, shards, subjects, resumed)
     return ShardPlan(
         run=replace(run, seed=seed, shards=shards, subjects=subjects),
         seed=seed,

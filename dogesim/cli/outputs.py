@@ -34,10 +34,11 @@ def _plot_module() -> Any:
 def _output_sink(path: str, *, append: bool = False) -> Any:
     """The sink of ``--out PATH``: CSV for .csv files, Parquet for .parquet, else JSON Lines
     ('-': stdout)."""
+    from dogesim.report.parquet_reader import is_parquet
     from dogesim.sinks.compression import log_format
     from dogesim.sinks.files import CsvSink, JsonLinesSink
 
-    if path.lower().endswith(".parquet"):
+    if is_parquet(path):
         from dogesim.sinks.registry import BuildContext, sink_type
 
         return sink_type("parquet").build({"path": path}, BuildContext("out", "--out", append))

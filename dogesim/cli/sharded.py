@@ -45,10 +45,11 @@ class _OutModel:
 
     def __call__(self, shard: Any) -> Any:
         from dogesim.modelfile import load_model_file
+        from dogesim.report.parquet_reader import is_parquet
         from dogesim.sinks.compression import log_format
 
         spec = load_model_file(self.path, ticks=self.ticks)
-        if self.out.lower().endswith(".parquet"):
+        if is_parquet(self.out):
             sink = shard.parquet(self.out)
         elif log_format(self.out) == "csv":
             sink = shard.csv(self.out)

@@ -32,6 +32,7 @@ from dogesim.engine import RunOptions, Simulation
 from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.result import RunResult
+from dogesim.scale.modelfiles import FILE_TYPES
 from dogesim.scale.parts import PartFile, PartSink
 from dogesim.scale.plan import (
     Shard,
@@ -294,8 +295,9 @@ def _close_quietly(sinks: Iterable[Any]) -> None:
             getattr(sink, "close", lambda: None)()
 
 
-#: Identity prefixes (``output_identity()``) of sinks that write one plain file.
-_FILE_KINDS = ("jsonl:", "csv:", "parquet:")
+#: Identity prefixes (``output_identity()``) of sinks that write one plain file: the
+#: kinds a sharded run merges (`dogesim.scale.modelfiles.FILE_TYPES`).
+_FILE_KINDS = tuple(f"{kind}:" for kind in FILE_TYPES)
 
 
 def _claim_plain_files(sinks: Sequence[Any], plan: ShardPlan) -> None:

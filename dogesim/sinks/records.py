@@ -85,8 +85,9 @@ def default_record(timestamp: int, subject: Any, transition: Transition) -> dict
     }
 
 
-#: Per dataclass: a function giving many instances' fields as dicts (compiled once per class).
-_FIELDS_LIST_CACHE: dict[type, Callable[[Sequence[Any]], list[dict[str, Any]]]] = {}
+#: Per tuple of field names: a function giving many instances' fields as dicts (compiled
+#: once per dataclass's fields).
+_FIELDS_LIST_CACHE: dict[tuple[str, ...], Callable[[Sequence[Any]], list[dict[str, Any]]]] = {}
 
 
 def _fields_list_reader(names: tuple[str, ...]) -> Callable[[Sequence[Any]], list[dict[str, Any]]]:
@@ -120,16 +121,12 @@ _NAMES_CACHE: dict[type, tuple[str, ...]] = {}
 def subjects_fields(subjects: Sequence[Any]) -> list[dict[str, Any]] | None:
     """`subject_fields` of each subject, made at once when all are instances of one
     dataclass (the engine's usual tick); None otherwise, or when reading a field fails."""
-    kinds = set(map(type, subjects))
-    if len(kinds) != 1:
+    names = dataclass_names(subjects)
+    if names is None:
         return None
-    kind = kinds.pop()
-    reader = _FIELDS_LIST_CACHE.get(kind)
+    reader = _FIELDS_LIST_CACHE.get(names)
     if reader is None:
-        if not dataclasses.is_dataclass(kind):
-            return None
-        names = tuple(f.name for f in dataclasses.fields(kind))
-        reader = _FIELDS_LIST_CACHE[kind] = _fields_list_reader(names)
+        reader = _FIELDS_LIST_CACHE[names] = _fields_list_reader(names)
     try:
         return reader(subjects)
     except Exception:
