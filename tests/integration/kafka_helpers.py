@@ -129,7 +129,9 @@ def consume_all(topic: str, timeout: float = 90.0) -> list[tuple[bytes, bytes, i
             assert msg.offset() == last_offset + 1, "offsets must be contiguous"
             last_offset = msg.offset()
             records.append((msg.key(), msg.value(), msg.timestamp()[1]))
-        assert (low, len(records)) == (0, high), f"read {len(records)} of {high} records"
+        assert (low, len(records)) == (0, high), (
+            f"read {len(records)} of {high} records (low watermark {low})"
+        )
         return records
     finally:
         consumer.close()

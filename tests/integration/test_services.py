@@ -111,3 +111,18 @@ def test_kafka_data_survives_broker_restart() -> None:
     after = [(f"k{i}", f"after-{i}") for i in range(5, 8)]
     _produce(topic, after)
     assert _consume(topic, 8, subscribe=False) == before + after
+
+
+@pytest.mark.kafka
+def test_kafka_keeps_records_of_any_age() -> None:
+    """The tests write records dated years back (T0 is in 2023): a time retention on the
+    test broker deletes them at its next check, every five minutes, while a test may be
+    reading them (a CI run once read 0 of 25 records, the low watermark moved past them)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    topic = unique_name()
+    _produce(topic, [("k", "v")])
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap()})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    settings = admin.describe_configs([resource])[resource].result(30)
+    assert settings["retention.ms"].value == "-1"
