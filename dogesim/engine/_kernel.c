@@ -861,12 +861,51 @@ out_bytes(Out *out, PyObject *bytes)
     return out_put(out, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
 }
 
+/* n in decimal, as int.__repr__ writes it (snprintf's format parsing cost more than the
+   digits on the per-event path). */
+static int
+put_decimal(Out *out, long long n)
+{
+    char digits[24];
+    char *end = digits + sizeof digits, *p = end;
+    /* The magnitude as unsigned: -LLONG_MIN does not fit a long long. */
+    unsigned long long m = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    do {
+        *--p = (char)('0' + m % 10);
+        m /= 10;
+    } while (m != 0);
+    if (n < 0) {
+        *--p = '-';
+    }
+    return out_put(out, p, end - p);
+}
+
+/* An int of at most one internal digit, read without the general conversion (CPython's
+   own compact-int accessors on 3.12+, the digit itself on 3.11): 1 and *n set, or 0. */
+static inline int
+small_int(PyObject *value, long long *n)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    if (PyUnstable_Long_IsCompact((PyLongObject *)value)) {
+        *n = (long long)PyUnstable_Long_CompactValue((PyLongObject *)value);
+        return 1;
+    }
+    return 0;
+#else
+    Py_ssize_t size = Py_SIZE(value);
+    if (size >= -1 && size <= 1) {
+        *n = (long long)size * (long long)((PyLongObject *)value)->ob_digit[0];
+        return 1;
+    }
+    return 0;
+#endif
+}
+
 /* One field value as json.dumps(..., ensure_ascii=False, allow_nan=False) writes it:
    1 written, 0 not a value this function writes (the caller falls back), -1 error. */
 static int
 put_value(Out *out, PyObject *value)
 {
-    char digits[32];
     if (value == Py_None) {
         return out_put(out, "null", 4) < 0 ? -1 : 1;
     }
@@ -877,14 +916,17 @@ put_value(Out *out, PyObject *value)
         return out_put(out, "false", 5) < 0 ? -1 : 1;
     }
     if (PyLong_CheckExact(value)) {
+        long long n;
+        if (small_int(value, &n)) {
+            return put_decimal(out, n) < 0 ? -1 : 1;
+        }
         int overflow = 0;
-        long long n = PyLong_AsLongLongAndOverflow(value, &overflow);
+        n = PyLong_AsLongLongAndOverflow(value, &overflow);
         if (overflow == 0) {
             if (n == -1 && PyErr_Occurred()) {
                 return -1;
             }
-            int len = snprintf(digits, sizeof digits, "%lld", n);
-            return out_put(out, digits, len) < 0 ? -1 : 1;
+            return put_decimal(out, n) < 0 ? -1 : 1;
         }
         PyObject *text = PyObject_Repr(value); /* int.__repr__, as json.dumps */
         if (text == NULL) {
@@ -983,23 +1025,30 @@ prefetch_fields(PyObject *obj)
 }
 
 PyDoc_STRVAR(json_lines_doc,
-"json_lines(heads, subjects, names, keys, /) -> bytes | None\n\n"
-"Each event's line: heads[k], then subjects[k]'s fields `names` as a JSON object (keys[i]\n"
-"is the encoded '{\"name\":' or ',\"name\":' before field i), then '}\\n'. None when a value\n"
-"is not one this writes exactly as json.dumps would (the caller takes the slow path).");
+"json_lines(heads, transitions, subjects, kind, names, keys, /) -> bytes | None\n\n"
+"Each event's line: heads[transitions[k]], then subjects[k]'s fields `names` as a JSON\n"
+"object (keys[i] is the encoded '{\"name\":' or ',\"name\":' before field i), then '}\\n'.\n"
+"None when a subject is not exactly of type `kind`, a transition has no head, or a value is\n"
+"not one this writes exactly as json.dumps would (the caller takes the slow path).");
 
 static PyObject *
 kernel_json_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 || !PyList_Check(args[0]) || !PyList_Check(args[1]) ||
-        !PyTuple_Check(args[2]) || !PyTuple_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "json_lines(heads: list, subjects: list, names: tuple, keys: tuple)");
+    if (nargs != 6 || !PyDict_Check(args[0]) || !PyList_Check(args[1]) ||
+        !PyList_Check(args[2]) || !PyType_Check(args[3]) || !PyTuple_Check(args[4]) ||
+        !PyTuple_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "json_lines(heads: dict, transitions: list, subjects: list, kind: type, "
+                        "names: tuple, keys: tuple)");
         return NULL;
     }
-    PyObject *heads = args[0], *subjects = args[1], *names = args[2], *keys = args[3];
+    PyObject *heads = args[0], *transitions = args[1], *subjects = args[2];
+    PyTypeObject *kind = (PyTypeObject *)args[3];
+    PyObject *names = args[4], *keys = args[5];
     Py_ssize_t n = PyList_GET_SIZE(subjects), fields = PyTuple_GET_SIZE(names);
-    if (PyList_GET_SIZE(heads) != n || PyTuple_GET_SIZE(keys) != fields) {
-        PyErr_SetString(PyExc_ValueError, "json_lines: heads and subjects, names and keys differ in length");
+    if (PyList_GET_SIZE(transitions) != n || PyTuple_GET_SIZE(keys) != fields) {
+        PyErr_SetString(PyExc_ValueError,
+                        "json_lines: transitions and subjects, names and keys differ in length");
         return NULL;
     }
     Out out = {NULL, 0, 0};
@@ -1016,9 +1065,13 @@ kernel_json_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (k + 8 < n) {
             prefetch_fields(PyList_GET_ITEM(subjects, k + 8));
         }
-        PyObject *head = PyList_GET_ITEM(heads, k);
         PyObject *subject = PyList_GET_ITEM(subjects, k);
-        if (!PyBytes_Check(head) || out_bytes(&out, head) < 0) {
+        if (Py_TYPE(subject) != kind) {
+            goto fallback_or_error;
+        }
+        /* A borrowed reference; the dict holds it. Transitions hash by identity. */
+        PyObject *head = PyDict_GetItemWithError(heads, PyList_GET_ITEM(transitions, k));
+        if (head == NULL || !PyBytes_Check(head) || out_bytes(&out, head) < 0) {
             goto fallback_or_error;
         }
         if (fields == 0 && out_put(&out, "{", 1) < 0) {

@@ -47,5 +47,11 @@ def gather(
     /,
 ) -> tuple[list[Any], list[Any]]: ...
 def json_lines(
-    heads: list[bytes], subjects: list[Any], names: tuple[str, ...], keys: tuple[bytes, ...], /
+    heads: dict[Any, bytes],
+    transitions: list[Any],
+    subjects: list[Any],
+    kind: type,
+    names: tuple[str, ...],
+    keys: tuple[bytes, ...],
+    /,
 ) -> bytes | None: ...

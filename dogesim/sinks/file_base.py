@@ -3,7 +3,8 @@
 - `_FileSink`: the base of `JsonLinesSink` and `CsvSink` (buffer, flush points, fsync at
   close, a torn last line cut off, compression by suffix, checkpoint positions).
 - `FlushPoint`: one write of a sink's buffer.
-- `BUFFER_BYTES`, `TICK_PART`: the write buffer's size; the events of a tick taken at once.
+- `BUFFER_BYTES`, `TICK_PART`, `KERNEL_PART`: the write buffer's size; the events of a tick
+  taken at once (by the compiled kernel).
 - `_parts`, `_keeping`, `_stream_path`: helpers of the two sinks and their factories.
 """
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUFFER_BYTES",
+    "KERNEL_PART",
     "TICK_PART",
     "FlushPoint",
 ]
@@ -43,6 +45,10 @@ BUFFER_BYTES = 1 << 20
 #: large tick is taken in parts, one after the other (its records and their block stay
 #: small, in the processor's cache).
 TICK_PART = 2048
+
+#: Events of a tick whose default records' lines the compiled kernel writes in one call, at
+#: most (it makes no records, so its parts can be larger; a huge tick's block stays bounded).
+KERNEL_PART = 1 << 15
 
 
 def _fsync(fd: int) -> None:
@@ -105,6 +111,9 @@ class _FileSink(LedgeredSink):
         # and the ends are found in the block only when a write stops short.
         self._ends: list[int] = []
         self._newline_ends = kind == "jsonl"
+        # JSON lines in the buffer, counted as they are added (counting the b"\n"s of each
+        # block written cost a tenth of a large run's encoding). CSV counts its `_ends`.
+        self._buffered_lines = 0
         self._written = 0  # complete lines of this run in the file
         self._offset = 0  # the file's size at the last complete line (or block)
         self._broken: SinkError | None = None
@@ -160,6 +169,7 @@ class _FileSink(LedgeredSink):
             return
         buffer = self._buffer
         buffer += data
+        self._buffered_lines += event
         if event and not self._newline_ends:
             self._ends.append(len(buffer))
         if len(buffer) >= self._limit:
@@ -180,13 +190,16 @@ class _FileSink(LedgeredSink):
             next(ends)
             self._ends.extend(ends)
         self.ledger.collected += len(lines)
+        self._buffered_lines += len(lines)
         buffer += b"".join(lines)
 
     def _take_lines(self, block: bytes | bytearray, lines: int | None = None) -> None:
         """Buffer a block of JSON lines (each b"\n" ends one; `lines` of them when known),
         collected now, writing the buffer after the line where `_add` one at a time would."""
         if len(self._buffer) + len(block) < self._limit:
-            self.ledger.collected += block.count(b"\n") if lines is None else lines
+            taken = block.count(b"\n") if lines is None else lines
+            self.ledger.collected += taken
+            self._buffered_lines += taken
             self._buffer += block
             return
         start = 0
@@ -195,7 +208,9 @@ class _FileSink(LedgeredSink):
             need = max(self._limit - len(self._buffer), 1)
             end = block.find(b"\n", start + need - 1) + 1 or len(block)
             chunk = block[start:end]
-            self.ledger.collected += chunk.count(b"\n")
+            taken = chunk.count(b"\n")
+            self.ledger.collected += taken
+            self._buffered_lines += taken
             self._buffer += chunk
             start = end
             if len(self._buffer) >= self._limit:
@@ -203,14 +218,14 @@ class _FileSink(LedgeredSink):
 
     def _flush_buffer(self) -> None:
         """Write the buffered lines; on failure count what reached the file and raise."""
-        data, ends = self._buffer, self._ends
-        self._buffer, self._ends = bytearray(), []
+        data, ends, held = self._buffer, self._ends, self._buffered_lines
+        self._buffer, self._ends, self._buffered_lines = bytearray(), [], 0
         if self._broken is not None:
             raise self._broken
         if not data or self._file is None:
             return
         block: bytes | bytearray = data
-        lines = data.count(b"\n") if self._newline_ends else len(ends)
+        lines = held if self._newline_ends else len(ends)
         units: list[int] | None = None if self._newline_ends else ends
         if self._compress is not None:
             # One self-contained member: on a short write it is cut off whole.
@@ -316,7 +331,7 @@ class _FileSink(LedgeredSink):
                 self._file = None
 
     def _reopen(self) -> None:
-        self._buffer, self._ends = bytearray(), []
+        self._buffer, self._ends, self._buffered_lines = bytearray(), [], 0
         self._written = 0
         self._broken = None
         self._inflight = None
@@ -420,16 +435,17 @@ class _FileSink(LedgeredSink):
 
 
 def _parts(
-    subjects: Sequence[Any], transitions: Sequence[Transition]
+    subjects: Sequence[Any], transitions: Sequence[Transition], size: int | None = None
 ) -> Iterator[tuple[Sequence[Any], Sequence[Transition]]]:
-    """The tick's pairs in parts of at most `TICK_PART` (zip's rule: as many as the shorter
-    sequence), taken one after the other as the events one by one."""
+    """The tick's pairs in parts of at most `size` (`TICK_PART` by default; zip's rule: as
+    many as the shorter sequence), taken one after the other as the events one by one."""
+    size = TICK_PART if size is None else size
     n = min(len(subjects), len(transitions))
-    if n == len(subjects) == len(transitions) and n <= TICK_PART:
+    if n == len(subjects) == len(transitions) and n <= size:
         yield subjects, transitions
         return
-    for start in range(0, n, TICK_PART):
-        end = min(start + TICK_PART, n)
+    for start in range(0, n, size):
+        end = min(start + size, n)
         yield subjects[start:end], transitions[start:end]
 
 

@@ -37,11 +37,12 @@ import functools
 import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dogesim.errors import SinkError
+from dogesim.sinks import file_base
 from dogesim.sinks.csv_sink import CsvSink, CsvSinkFactory
 from dogesim.sinks.encoding import (
     Unwritable,
@@ -55,8 +56,8 @@ from dogesim.sinks.records import (
     _NULL_SUBJECT,
     Mapper,
     _json_default,
-    dataclass_names,
     default_record,
+    field_names,
     flat_record,
     subject_fields,
     subjects_fields,
@@ -149,6 +150,7 @@ class JsonLinesSink(_FileSink):
         # `_add`, inlined: this is the per-event path (line ends are the b"\n"s).
         buffer = self._buffer
         buffer += line
+        self._buffered_lines += 1
         if len(buffer) >= self._limit:
             self._flush_buffer()
 
@@ -172,8 +174,48 @@ class JsonLinesSink(_FileSink):
             return
         if self._closed:
             self.reopen()
-        for part in _parts(subjects, transitions):
-            self._collect_part(timestamp, *part)
+        native = self._native_writer(subjects, transitions)
+        for part in _parts(subjects, transitions, file_base.KERNEL_PART if native else None):
+            if native is None or not native(timestamp, *part):
+                for piece in _parts(*part):
+                    self._collect_part(timestamp, *piece)
+
+    def _native_writer(
+        self, subjects: Sequence[Any], transitions: Sequence[Transition]
+    ) -> Callable[[int, Sequence[Any], Sequence[Transition]], bool] | None:
+        """A writer of the tick's default-record lines by the engine's compiled kernel, or
+        None where it cannot write them: no kernel, another mapper, not lists of one
+        length, the first subject not a dataclass instance.
+
+        The writer buffers a part's lines (`_kernel.json_lines`: fields read in C, the
+        scattered subjects fetched ahead, no record and no list of the subjects made) and
+        says True; False, buffering nothing, when a subject is of another type or a value is
+        not one it writes exactly as json.dumps (the part then takes the Python path, its
+        twin: `tests/unit/test_encoding_batch.py` holds the two to the same bytes)."""
+        native = _native_kernel()
+        if native is None or self.mapper is not default_record or not subjects:
+            return None
+        if type(subjects) is not list or type(transitions) is not list:
+            return None
+        if len(subjects) != len(transitions):
+            return None
+        kind = type(subjects[0])
+        names = field_names(kind)
+        if names is None:
+            return None
+        keys = _field_keys(names)
+
+        def write(timestamp: int, part: Sequence[Any], moves: Sequence[Transition]) -> bool:
+            heads = self._heads(timestamp, moves)
+            if heads is None:
+                return False
+            lines = native.json_lines(heads, moves, part, kind, names, keys)
+            if lines is None:
+                return False
+            self._take_lines(lines, len(part))
+            return True
+
+        return write
 
     def _collect_part(
         self, timestamp: int, subjects: Sequence[Any], transitions: Sequence[Transition]
@@ -201,26 +243,11 @@ class JsonLinesSink(_FileSink):
         its record's head (timestamp, trigger, states and ``"subject":``, encoded exactly
         once per transition) and its subject's fields (the tick's from one block encoding,
         `json_block_encoder`), closed. None where the subjects' fields or their block
-        cannot be made; the caller then makes the records.
-
-        With the engine's compiled kernel, the lines are written by it in one pass
-        (`_kernel.json_lines`: the fields read in C, the scattered subjects fetched ahead;
-        None for a value it does not write exactly as json.dumps, which then goes this
-        way); `tests/unit/test_encoding_batch.py` holds the two to the same bytes."""
+        cannot be made; the caller then makes the records. (The compiled kernel's writer,
+        `_native_writer`, writes the same bytes where it can.)"""
         heads = self._heads(timestamp, transitions)
         if heads is None:
             return None
-        native = _native_kernel()
-        names = dataclass_names(subjects) if native is not None else None
-        if native is not None and names is not None:
-            lines = native.json_lines(
-                list(map(heads.__getitem__, transitions)),
-                list(subjects),
-                names,
-                _field_keys(names),
-            )
-            if lines is not None:
-                return lines
         fields = subjects_fields(subjects)
         if fields is None:
             return None

@@ -6,6 +6,7 @@
 - `subject_fields`, `subjects_fields`: a dataclass subject's fields as a dict (one, or a
   tick's at once), read by functions compiled per class.
 - `dataclass_names(subjects)`: the field names when all are instances of one dataclass.
+- `field_names(kind)`: the field names of one dataclass (cached), or None.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "Mapper",
     "dataclass_names",
     "default_record",
+    "field_names",
     "flat_record",
     "subject_fields",
     "subjects_fields",
@@ -105,7 +107,11 @@ def dataclass_names(subjects: Sequence[Any]) -> tuple[str, ...] | None:
     kinds = set(map(type, subjects))
     if len(kinds) != 1:
         return None
-    kind = kinds.pop()
+    return field_names(kinds.pop())
+
+
+def field_names(kind: type) -> tuple[str, ...] | None:
+    """The field names of the dataclass `kind`, or None when it is not one."""
     names = _NAMES_CACHE.get(kind)
     if names is None:
         if not dataclasses.is_dataclass(kind):

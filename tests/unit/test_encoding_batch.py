@@ -319,7 +319,9 @@ class Plain:
 
 plain_subjects = st.builds(
     Plain,
-    st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=-(2**70), max_value=2**70)
+    # the kernel reads one-digit ints (below 2**30) directly and 64-bit ones by conversion
+    | st.sampled_from([0, 2**30 - 1, 2**30, -(2**30), 2**63 - 1, 2**63, -(2**63), -(2**63) - 1]),
     st.floats() | st.sampled_from([-0.0, 1e-7, 1e-5, 2.5e-7, 1e300, 123456789.125]),
     st.text(max_size=6) | st.sampled_from(["plain", "a b", 'q"', "back\\", "é", "\x7f", "\t"]),
     st.sampled_from([True, False, None]),
@@ -341,12 +343,13 @@ def test_the_kernels_lines_are_none_or_the_standard_librarys(subjects: list[Plai
     keys = tuple(
         ("{" if i == 0 else ",").encode() + f'"{k}":'.encode() for i, k in enumerate(names)
     )
-    heads = [f'{{"t":{k},"subject":'.encode() for k in range(len(subjects))]
-    lines = native.json_lines(heads, subjects, names, keys)
+    moves = [STEPS[k % 2] for k in range(len(subjects))]
+    heads = {step: f'{{"t":"{step.trigger}","subject":'.encode() for step in STEPS}
+    lines = native.json_lines(heads, moves, subjects, Plain, names, keys)
     try:
         expected = b"".join(
-            head + exact(subject_fields(s))[:-1] + b"}\n"
-            for head, s in zip(heads, subjects, strict=True)
+            heads[move] + exact(subject_fields(s))[:-1] + b"}\n"
+            for move, s in zip(moves, subjects, strict=True)
         )
     except ValueError:  # NaN or infinity: json.dumps refuses them
         assert lines is None
@@ -377,8 +380,56 @@ def test_default_record_lines_are_the_same_with_or_without_the_kernel(
     sink = JsonLinesSink(tmp_path / "a.jsonl")
     subjects = [Plain(i * 10**k, i / 3, f"w{i}", i % 2 == 0) for k, i in enumerate(range(6))]
     transitions = [STEPS[i % 2] for i in range(6)]
-    block = sink._default_block(T0, subjects, transitions)
-    assert block == b"".join(
+    sink.collect_many(T0, subjects, transitions)
+    sink.close()
+    assert (tmp_path / "a.jsonl").read_bytes() == b"".join(
         exact(default_record(T0, s, t)) for s, t in zip(subjects, transitions, strict=True)
     )
-    sink.close()
+
+
+def test_the_kernel_hands_back_what_it_cannot_write() -> None:
+    """`_kernel.json_lines` says None for a subject of another type than `kind` and for a
+    transition without a head (the caller's Python path then writes the tick)."""
+    from dogesim.engine import kernel
+
+    native = kernel.compiled()
+    if native is None:
+        pytest.skip("the compiled kernel is not built")
+    names, keys = ("n",), (b'{"n":',)
+    heads = {STEPS[0]: b'{"subject":'}
+    assert native.json_lines(heads, [STEPS[0]], [Plain(1, 0.5, "a", None)], Plain, names, keys)
+    other = Walker(1, "w")
+    assert (
+        native.json_lines(
+            heads, [STEPS[0]] * 2, [Plain(1, 0.5, "a", None), other], Plain, names, keys
+        )
+        is None
+    )
+    assert (
+        native.json_lines(heads, [STEPS[1]], [Plain(1, 0.5, "a", None)], Plain, names, keys) is None
+    )
+
+
+#: A tick of the kernel's parts: plain subjects, one part holding one it hands back (a NaN,
+#: which json.dumps refuses: the tick stops there), one a subject of another dataclass.
+KERNEL_TICKS: dict[str, list[Any]] = {
+    "plain": [Plain(n, n / 7, f"p{n}", None) for n in range(11)],
+    "another type in a later part": [Plain(n, 0.5, "p", True) for n in range(7)]
+    + [Walker(7, "w")]
+    + [Plain(n, 0.5, "p", False) for n in range(8, 11)],
+    "escapes in a later part": [Plain(n, 0.5, f'p"{n}' if n > 5 else "p", None) for n in range(11)],
+    "nan in a later part": [Plain(n, math.nan if n == 8 else 1.0, "p", None) for n in range(11)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(KERNEL_TICKS))
+def test_a_tick_written_by_the_kernel_in_parts_gives_the_per_event_bytes(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ticks longer than KERNEL_PART: the kernel's parts, and the Python path for a part it
+    hands back, give the bytes, ledger, errors and flush points of collect per event."""
+    monkeypatch.setattr(file_base, "KERNEL_PART", 3)
+    monkeypatch.setattr(file_base, "BUFFER_BYTES", 200)
+    subjects = KERNEL_TICKS[case]
+    out = both(JsonLinesSink, tmp_path, [(T0, subjects[:2]), (T0 + 1, subjects)], ".jsonl")
+    assert out.data.count(b"\n") >= 8
