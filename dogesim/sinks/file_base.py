@@ -48,7 +48,7 @@ TICK_PART = 2048
 
 #: Events of a tick whose default records' lines the compiled kernel writes in one call, at
 #: most (it makes no records, so its parts can be larger; a huge tick's block stays bounded).
-KERNEL_PART = 1 << 15
+KERNEL_PART = 1 << 13
 
 
 def _fsync(fd: int) -> None:
@@ -208,7 +208,13 @@ class _FileSink(LedgeredSink):
             need = max(self._limit - len(self._buffer), 1)
             end = block.find(b"\n", start + need - 1) + 1 or len(block)
             chunk = block[start:end]
-            taken = chunk.count(b"\n")
+            if lines is not None and end - start > len(block) - end:
+                # The lines after the chunk are fewer bytes to count than the chunk's.
+                taken = lines - block.count(b"\n", end)
+            else:
+                taken = chunk.count(b"\n")
+            if lines is not None:
+                lines -= taken
             self.ledger.collected += taken
             self._buffered_lines += taken
             self._buffer += chunk
