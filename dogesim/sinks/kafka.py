@@ -456,9 +456,9 @@ class KafkaSinkFactory:
             the event's. ``"send"``: the time it is sent, which any broker accepts (the event
             time stays wherever the value function puts it, e.g. the payload).
         config_timeout: seconds to wait, once per topic before its first event, for the
-            topic's ``message.timestamp.*`` settings (or the broker's defaults), against which
-            each event's timestamp is checked before it is sent. By default the
-            ``connect_timeout``; None skips the check.
+            topic's ``message.timestamp.*``, ``retention.ms`` and ``cleanup.policy`` settings
+            (or the broker's defaults), against which each event's timestamp is checked
+            before it is sent. By default the ``connect_timeout``; None skips the check.
 
     Raises:
         SinkConfigError: no or malformed bootstrap servers, a bad ``buffer_size`` or
