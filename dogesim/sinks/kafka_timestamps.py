@@ -134,24 +134,30 @@ class TimestampRule:
         return now_ms - self.retention_ms + min(RETENTION_CHECK_MS, self.retention_ms / 2)
 
 
+def _value(entries: Mapping[str, Any], name: str) -> str | None:
+    """The value of setting `name` in `entries`, None when absent or unset."""
+    entry = entries.get(name)
+    return None if entry is None or entry.value is None else str(entry.value)
+
+
 def _limit(entries: Mapping[str, Any], *names: str) -> int | None:
     """The first of `names` that `entries` holds, as milliseconds (None: no limit/absent)."""
     for name in names:
-        entry = entries.get(name)
-        if entry is None or entry.value is None:
+        raw = _value(entries, name)
+        if raw is None:
             continue
         try:
-            value = int(entry.value)
+            value = int(raw)
         except ValueError:
             continue
         return None if value >= _UNBOUNDED else value
     return None
 
 
-def _value(entries: Mapping[str, Any], name: str) -> str | None:
-    """The value of setting `name` in `entries`, None when absent or unset."""
-    entry = entries.get(name)
-    return None if entry is None or entry.value is None else str(entry.value)
+def _deletes(policy: str | None) -> bool:
+    """Whether a ``cleanup.policy`` (None: not reported) deletes old segments: a list such as
+    ``compact,delete``; empty means no cleanup at all, and Kafka's default is delete."""
+    return policy is None or "delete" in re.split(r"[\s,\[\]]+", policy.lower())
 
 
 def _retention(entries: Mapping[str, Any], base: str) -> tuple[int | None, str]:
@@ -169,11 +175,8 @@ def _retention(entries: Mapping[str, Any], base: str) -> tuple[int | None, str]:
         policy = _value(entries, policy_name)
         said = f"{base}{name}={raw}, {policy_name}="
         said += "delete (the default)" if policy is None else policy
-        # A list such as "compact,delete"; empty means no cleanup at all. Kafka's default when
-        # the configuration does not say is delete.
-        deletes = policy is None or "delete" in re.split(r"[\s,\[\]]+", policy.lower())
         # Any negative value is Kafka's "keep forever" (-1).
-        kept = value < 0 or value >= _UNBOUNDED or not deletes
+        kept = value < 0 or value >= _UNBOUNDED or not _deletes(policy)
         return (None if kept else value), said
     return None, ""
 
@@ -196,8 +199,8 @@ def _rule(topic: str, entries: Mapping[str, Any], prefix: str, source: str) -> T
 
 
 def read_rule(admin: AdminClient, topic: str, timeout: float) -> TimestampRule:
-    """The timestamp rule for `topic`: its own settings, or the broker's defaults when the
-    topic does not exist yet.
+    """The timestamp rule for `topic` (window and retention): its own settings, or the
+    broker's defaults when the topic does not exist yet.
 
     Raises:
         KafkaException: the cluster refused to describe the configuration (no permission)

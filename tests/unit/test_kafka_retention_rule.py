@@ -10,6 +10,7 @@ that retention would delete: `SinkConfigError`, counted as failed, nothing sent.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -30,6 +31,7 @@ from dogesim.sinks.kafka import KafkaSink, KafkaSinkFactory
 from dogesim.sinks.kafka_timestamps import (
     RETENTION_CHECK_MS,
     TimestampRule,
+    TopicRules,
     _rule,
     read_rule,
 )
@@ -190,6 +192,19 @@ def test_read_rule_takes_broker_retention_for_a_topic_not_created_yet() -> None:
     assert rule.source == "broker 1 defaults (topic 'absent' does not exist yet)"
     assert rule.retention == "log.retention.hours=168, log.cleanup.policy=delete"
     assert rule.window(NOW)[0] == NOW - WEEK_MS + RETENTION_CHECK_MS
+
+
+def test_unreadable_settings_warn_once_and_check_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """No answer to DescribeConfigs (here: nobody listens): one warning naming the retention
+    settings, no rule (nothing refused), and a second ask is answered from the cache."""
+    rules = TopicRules({"bootstrap.servers": closed_port(), "log_level": 0}, 0.05)
+    with caplog.at_level(logging.WARNING, logger="dogesim.sinks.kafka"):
+        assert rules.get("t") is None
+        assert rules.get("t") is None
+    warnings = [r.getMessage() for r in caplog.records if "cannot read its" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "message.timestamp.*, retention.ms and cleanup.policy settings" in warnings[0]
+    assert "also not against the retention" in warnings[0]
 
 
 # -- the window --------------------------------------------------------------------------------
