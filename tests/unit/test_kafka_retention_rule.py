@@ -21,7 +21,7 @@ pytest.importorskip("confluent_kafka")
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import ConfigEntry, ConfigResource, ResourceType
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dogesim.errors import SinkConfigError, SinkError
@@ -248,18 +248,30 @@ def test_log_append_time_topics_ignore_retention() -> None:
     assert rule.window(NOW) == (-math.inf, math.inf)
 
 
+@settings(max_examples=400)  # pure arithmetic: cheap, and short retentions need the draws
 @given(
-    retention=st.one_of(st.none(), st.integers(1, 10 * WEEK_MS)),
-    before=st.one_of(st.none(), st.integers(1, 10 * WEEK_MS)),
+    # Short retentions too: under 10 min the margin is half the retention, not 5 min.
+    retention=st.one_of(st.none(), st.integers(1, 4 * RETENTION_CHECK_MS), st.integers(1, WEEK_MS)),
+    before=st.one_of(st.none(), st.integers(1, 4 * RETENTION_CHECK_MS), st.integers(1, WEEK_MS)),
     append=st.booleans(),
-    age=st.integers(-WEEK_MS, 20 * WEEK_MS),
+    data=st.data(),
 )
 def test_window_lower_bound_matches_the_law(
-    retention: int | None, before: int | None, append: bool, age: int
+    retention: int | None, before: int | None, append: bool, data: st.DataObject
 ) -> None:
     """Randomised: the window's one comparison lets a timestamp through exactly when the
-    broker would accept it (before.max.ms) and keep it past its next retention check."""
+    broker would accept it (before.max.ms) and keep it past its next retention check; ages
+    are drawn anywhere and within 2 s of either limit."""
     rule = TimestampRule("t", append, before, None, "topic 't'", retention_ms=retention)
+    limits = [0.0]
+    if retention is not None:
+        limits.append(retention - min(RETENTION_CHECK_MS, retention / 2))
+    if before is not None:
+        limits.append(before - 1000.0)
+    near = st.sampled_from(limits).flatmap(
+        lambda limit: st.integers(-2000, 2000).map(lambda d: limit + d)
+    )
+    age = data.draw(st.one_of(st.integers(-WEEK_MS, 20 * WEEK_MS), near), label="age")
     timestamp = NOW - age
     low, high = rule.window(NOW, margin_ms=1000.0)
     accepted = append or before is None or timestamp >= NOW - before + 1000.0
