@@ -25,9 +25,11 @@ for a backfill run (`check_timestamps`), at the first event otherwise. An except
 a key or value function or a serializer fails the event with `SinkError` and the counts.
 
 Before the first event of a topic, the sink reads the record timestamps the topic accepts
-(`dogesim.sinks.kafka_timestamps`); an event the broker would refuse (Kafka 4 refuses
-timestamps over an hour ahead of its clock by default) fails with `SinkConfigError` saying what
-to do, before it is sent. A record timestamp of 0 means "now" to Kafka: the sink warns once.
+and keeps (`dogesim.sinks.kafka_timestamps`); an event the broker would refuse (Kafka 4 refuses
+timestamps over an hour ahead of its clock by default), or would acknowledge and then delete
+at its next retention check (older than the topic's ``retention.ms``, 7 days by default),
+fails with `SinkConfigError` saying what to do, before it is sent. A record timestamp of 0
+means "now" to Kafka: the sink warns once.
 
 Importing this module imports confluent_kafka (the ``kafka`` extra).
 """
@@ -52,7 +54,12 @@ from confluent_kafka.serialization import (
 
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import LedgeredSink
-from dogesim.sinks.kafka_timestamps import RECORD_TIMESTAMPS, TimestampRule, TopicRules
+from dogesim.sinks.kafka_timestamps import (
+    RECORD_TIMESTAMPS,
+    RETENTION_CHECK_MS,
+    TimestampRule,
+    TopicRules,
+)
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -233,8 +240,12 @@ def _utc(ms: int) -> str:
 def _refusal(
     what: str, timestamp: int, rule: TimestampRule, now_ms: float, outcome: str
 ) -> tuple[str, str]:
-    """Why the broker would refuse `timestamp` under `rule`, and what to do about it."""
+    """Why the broker would refuse `timestamp` under `rule` (or delete it, acknowledged, at
+    its next retention check), and what to do about it."""
     ahead = timestamp > now_ms
+    if not ahead and timestamp >= rule.before_floor(now_ms):
+        # Behind, but accepted: only the retention can have put it out of the window.
+        return _expiry(what, timestamp, rule, now_ms, outcome)
     side = "after" if ahead else "before"
     limit = rule.after_ms if ahead else rule.before_ms
     relation = "ahead of" if ahead else "behind"
@@ -248,6 +259,31 @@ def _refusal(
     advice = (
         "; give timestamp_start near now (e.g. int(time.time() * 1000)), raise the topic's "
         f"message.timestamp.{side}.max.ms, or create the sink with record_timestamp='send' "
+        "(record time = send time; the event time stays in the payload)"
+    )
+    return cause, advice
+
+
+def _expiry(
+    what: str, timestamp: int, rule: TimestampRule, now_ms: float, outcome: str
+) -> tuple[str, str]:
+    """Why the broker's retention would delete `timestamp` right after acknowledging it, and
+    what to do about it."""
+    kept = rule.retention_ms or 0
+    cause = (
+        f"{what} {timestamp} ({_utc(timestamp)}), {_span(now_ms - timestamp)} behind now, but "
+        f"{rule.source} deletes a record once its timestamp is {kept} ms ({_span(kept)}) old "
+        f"({rule.retention}); the broker would acknowledge such records and delete them at "
+        f"its next retention check (every {_span(RETENTION_CHECK_MS)} by default), {outcome}"
+    )
+    keep = (
+        "raise the topic's retention.ms (or set it to -1: keep forever)"
+        if rule.prefix == "message."
+        else "create the topic first with a larger retention.ms (or -1: keep forever)"
+    )
+    advice = (
+        f"; {keep}, start the run later (timestamp_start=..., `start:` in a model file, "
+        f"within {_span(kept)} of now), or create the sink with record_timestamp='send' "
         "(record time = send time; the event time stays in the payload)"
     )
     return cause, advice
@@ -420,9 +456,9 @@ class KafkaSinkFactory:
             the event's. ``"send"``: the time it is sent, which any broker accepts (the event
             time stays wherever the value function puts it, e.g. the payload).
         config_timeout: seconds to wait, once per topic before its first event, for the
-            topic's ``message.timestamp.*`` settings (or the broker's defaults), against which
-            each event's timestamp is checked before it is sent. By default the
-            ``connect_timeout``; None skips the check.
+            topic's ``message.timestamp.*``, ``retention.ms`` and ``cleanup.policy`` settings
+            (or the broker's defaults), against which each event's timestamp is checked
+            before it is sent. By default the ``connect_timeout``; None skips the check.
 
     Raises:
         SinkConfigError: no or malformed bootstrap servers, a bad ``buffer_size`` or
