@@ -828,31 +828,63 @@ done:
 
 /* ---- json_lines: the default JSON record's lines of a tick, fields read in C ----------- */
 
+/* The lines are written straight into the bytes object returned (no copy at the end). */
 typedef struct {
+    PyObject *bytes; /* NULL until the first write */
     char *data;
     Py_ssize_t size;
     Py_ssize_t used;
 } Out;
 
+/* Room for `n` more bytes: 0, or -1 with an error set. */
+static int
+out_reserve(Out *out, Py_ssize_t n)
+{
+    if (out->used + n <= out->size) {
+        return 0;
+    }
+    Py_ssize_t size = out->size ? out->size : 1 << 16;
+    while (out->used + n > size) {
+        size *= 2;
+    }
+    if (out->bytes == NULL) {
+        out->bytes = PyBytes_FromStringAndSize(NULL, size);
+    }
+    else if (_PyBytes_Resize(&out->bytes, size) < 0) {
+        out->bytes = NULL; /* freed by the failed resize */
+    }
+    if (out->bytes == NULL) {
+        return -1;
+    }
+    out->data = PyBytes_AS_STRING(out->bytes);
+    out->size = size;
+    return 0;
+}
+
 static int
 out_put(Out *out, const char *text, Py_ssize_t n)
 {
-    if (out->used + n > out->size) {
-        Py_ssize_t size = out->size ? out->size : 1 << 16;
-        while (out->used + n > size) {
-            size *= 2;
-        }
-        char *grown = PyMem_Realloc(out->data, (size_t)size);
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        out->data = grown;
-        out->size = size;
+    if (out->used + n > out->size && out_reserve(out, n) < 0) {
+        return -1;
     }
     memcpy(out->data + out->used, text, (size_t)n);
     out->used += n;
     return 0;
+}
+
+/* The bytes written (a new reference), or NULL with an error set. */
+static PyObject *
+out_finish(Out *out)
+{
+    if (out->bytes == NULL) {
+        return PyBytes_FromStringAndSize("", 0);
+    }
+    PyObject *bytes = out->bytes;
+    out->bytes = NULL;
+    if (_PyBytes_Resize(&bytes, out->used) < 0) {
+        return NULL;
+    }
+    return bytes;
 }
 
 static int
@@ -1051,8 +1083,12 @@ kernel_json_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                         "json_lines: transitions and subjects, names and keys differ in length");
         return NULL;
     }
-    Out out = {NULL, 0, 0};
-    PyObject *result = NULL;
+    Out out = {NULL, NULL, 0, 0};
+    /* A guess at the tick's size (a default record's line is about this long): one
+       allocation for most ticks, growth by doubling past it. */
+    if (n > 0 && out_reserve(&out, n * 160) < 0) {
+        goto fallback_or_error;
+    }
     for (Py_ssize_t k = 0; k < n; k++) {
         /* The subjects are scattered in memory: ask for each one's cache lines well ahead,
            then for its attribute values once its object has arrived. */
@@ -1096,12 +1132,10 @@ kernel_json_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             goto fallback_or_error;
         }
     }
-    result = PyBytes_FromStringAndSize(out.data ? out.data : "", out.used);
-    PyMem_Free(out.data);
-    return result;
+    return out_finish(&out);
 
 fallback_or_error:
-    PyMem_Free(out.data);
+    Py_XDECREF(out.bytes);
     /* Any failure (a field that raises, a value to escape) is the slow path's to meet at
        its event, with its own message: no error escapes from here. */
     PyErr_Clear();
