@@ -207,17 +207,17 @@ class _FileSink(LedgeredSink):
             # One by one, the write follows the line that fills the buffer to BUFFER_BYTES.
             need = max(self._limit - len(self._buffer), 1)
             end = block.find(b"\n", start + need - 1) + 1 or len(block)
-            chunk = block[start:end]
             if lines is not None and end - start > len(block) - end:
                 # The lines after the chunk are fewer bytes to count than the chunk's.
                 taken = lines - block.count(b"\n", end)
             else:
-                taken = chunk.count(b"\n")
+                taken = block.count(b"\n", start, end)
             if lines is not None:
                 lines -= taken
             self.ledger.collected += taken
             self._buffered_lines += taken
-            self._buffer += chunk
+            with memoryview(block) as view:  # the chunk copied once, into the buffer
+                self._buffer += view[start:end]
             start = end
             if len(self._buffer) >= self._limit:
                 self._flush_buffer()
