@@ -146,9 +146,9 @@ def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
 
 class _ShardFeedback:
     """Progress of a sharded run on stderr, summed over its shards (`dogesim.shards.Progress`):
-    on a terminal a tqdm bar of ticks, its postfix the shards done and the events; elsewhere
-    one status line every `every` seconds and one when every shard has finished (the run's
-    exact events); nothing when quiet.
+    on a terminal a tqdm bar of ticks, its postfix the shards done (and failed or stopped)
+    and the events; elsewhere one status line every `every` seconds and one when every shard
+    has finished (the run's exact events); nothing when quiet.
 
     The bar is made at the first report, after local workers were started: a fork of the
     driver must not happen beside the bar's monitor thread."""
@@ -192,26 +192,35 @@ class _ShardFeedback:
                 dynamic_ncols=True,
             )
         self.bar.update(max(progress.ticks - self.bar.n, 0))
-        self.bar.set_postfix_str(
-            f"{progress.finished}/{progress.shards} shards done, {progress.events:,} events",
-            refresh=False,
-        )
+        self.bar.set_postfix_str(f"{_shards(progress)}, {progress.events:,} events", refresh=False)
 
     def line(self, progress: Any, now: float | None = None) -> str:
-        """``2/4 shards done, tick 1,200/2,400 (50%) over the shards, 3,476 events (R/s)``."""
+        """``2/4 shards done, tick 1,200/2,400 (50%) over the shards, 3,476 events (R/s)``
+        (``1/4 shards done, 1 failed, ...`` once a shard failed)."""
         elapsed = max((time.monotonic() if now is None else now) - self.started, 1e-9)
         ticks = f"tick {progress.ticks:,}"
         if progress.total_ticks:
             share = 100 * progress.ticks // progress.total_ticks
             ticks += f"/{progress.total_ticks:,} ({share}%)"
         return (
-            f"{progress.finished}/{progress.shards} shards done, {ticks} over the shards, "
+            f"{_shards(progress)}, {ticks} over the shards, "
             f"{progress.events:,} events ({progress.events / elapsed:,.0f}/s)"
         )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _shards(progress: Any) -> str:
+    """``1/4 shards done``, then the failed and the stopped shards when there are any: a
+    shard that failed or stopped has finished but is not done."""
+    text = f"{progress.done}/{progress.shards} shards done"
+    if progress.failed:
+        text += f", {progress.failed} failed"
+    if progress.stopped:
+        text += f", {progress.stopped} stopped"
+    return text
 
 
 class _Stop:

@@ -249,7 +249,8 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
     (`dogesim.scale.parquet_parts`), in the same order.
 
     Raises:
-        SinkError: a part is missing, its lines do not match its index, or CSV headers differ.
+        SinkError: a part is missing, its lines do not match its index, CSV headers differ,
+            or the merged file cannot be written or put in place (`target` a directory).
     """
     if parts and parts[0].columnar:
         from dogesim.scale.parquet_parts import merge_parquet_parts
@@ -278,20 +279,23 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
                     raise SinkError(f"{target}: part {part.path} has lines its index lacks")
             out.flush()
             os.fsync(out.fileno())
+            stack.close()
+            # Inside the handler too: a target that is a directory fails here, at the end.
+            os.replace(temporary, target)
         except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.remove(temporary)
             if isinstance(exc, OSError):
                 raise SinkError(f"{target}: merging the shards' parts failed: {exc}") from exc
             raise
-    os.replace(temporary, target)
     remove_parts(parts)
     return written
 
 
 def remove_parts(parts: Sequence[PartFile]) -> None:
-    """Delete part files and their indexes (missing ones are fine)."""
+    """Delete part files and their indexes (missing ones are fine, also under a parent that
+    is not a directory: a part that could not be created)."""
     for part in parts:
         for path in (part.path, part.index):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 os.remove(path)

@@ -1,7 +1,7 @@
 """What the driver does while the shards run: one progress view, and stop requests.
 
 - `Progress`: the whole run's progress: ticks and events summed over the shards, how many
-  shards have finished.
+  shards have finished, and how many of those failed or stopped (the rest are done).
 - `Watch`: polled by the executors while they wait (and told every finished shard's
   result): it calls the run's ``progress`` callback with a `Progress` when the figures
   change, and relays a stop request (a `threading.Event` set by a signal handler, or
@@ -24,6 +24,10 @@ from dogesim.scale.worker import ShardResult
 
 __all__ = ["Progress", "Watch"]
 
+#: `ShardResult.status` values counted as failed, and as stopped before the end.
+_FAILED = frozenset({"failed", "lost"})
+_STOPPED = frozenset({"stopped", "cancelled"})
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -35,6 +39,9 @@ class Progress:
         finished: shards that have finished (done, stopped, failed or lost).
         shards: the run's shards.
         total_ticks: ticks of the whole run summed over the shards (None: no tick count).
+        failed: finished shards that failed or were lost (their worker died).
+        stopped: finished shards that stopped before their end (asked to, or cancelled
+            because another shard failed).
     """
 
     ticks: int
@@ -42,6 +49,13 @@ class Progress:
     finished: int
     shards: int
     total_ticks: int | None
+    failed: int = 0
+    stopped: int = 0
+
+    @property
+    def done(self) -> int:
+        """Shards that ran to their end."""
+        return self.finished - self.failed - self.stopped
 
     @property
     def fraction(self) -> float | None:
@@ -114,7 +128,14 @@ class Watch:
             finished=len(finished),
             shards=self.shards,
             total_ticks=total,
+            failed=_count(finished, _FAILED),
+            stopped=_count(finished, _STOPPED),
         )
         if progress != self._last:
             self._last = progress
             self.on_progress(progress)
+
+
+def _count(finished: Mapping[int, ShardResult], statuses: frozenset[str]) -> int:
+    """How many finished shards have one of `statuses`."""
+    return sum(result.status in statuses for result in finished.values())

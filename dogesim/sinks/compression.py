@@ -5,8 +5,9 @@
   member or zstd frame. A file of such blocks is one valid stream (both formats read
   concatenated members/frames as one), and a block cut short by a full disk can be cut off
   whole, so a compressed file never holds a torn line either.
-- `open_text`: a UTF-8 text stream of a plain, ``.gz`` or ``.zst`` file, read as it streams;
-  a compressed file cut short (its writer killed mid-write) reads as its complete lines.
+- `open_text`: a UTF-8 text stream of a plain, ``.gz`` or ``.zst`` file, read as it streams
+  (``newline=""`` for the csv module); a compressed file cut short (its writer killed
+  mid-write) reads as its complete lines.
 - `log_format`: ``"csv"`` or ``"jsonl"`` for an event log path, looking past the
   compression suffix (``events.csv.gz`` is CSV).
 - `GZIP_LEVEL`, `ZSTD_LEVEL`: the compression levels the file sinks use.
@@ -154,9 +155,15 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
-def open_text(path: str | os.PathLike[str]) -> IO[str]:
+def open_text(path: str | os.PathLike[str], *, newline: str | None = None) -> IO[str]:
     """`path` opened for reading as UTF-8 text, decompressed as it is read when its suffix
     names a compression (a compressed file cut short reads as its complete lines).
+
+    Args:
+        path: the file.
+        newline: as for `open`: None (universal newlines: ``\r\n`` and ``\r`` read as
+            ``\n``, what line readers want), or ``""`` to read line ends untranslated, as the
+            csv module needs (a quoted cell may hold ``\r\n`` or ``\r``).
 
     Raises:
         OSError: the file cannot be opened.
@@ -164,11 +171,12 @@ def open_text(path: str | os.PathLike[str]) -> IO[str]:
     """
     kind = compression_of(path)
     if kind is None:
-        return open(path, encoding="utf-8")
+        return open(path, encoding="utf-8", newline=newline)
     if kind == "gzip":
         new_decoder: Callable[[], Any] = lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)  # noqa: E731
     else:
         zstandard = _zstandard(f"reading {os.fspath(path)!r}")
         new_decoder = zstandard.ZstdDecompressor().decompressobj
     raw = open(path, "rb")  # noqa: SIM115 - closed with the returned stream
-    return io.TextIOWrapper(io.BufferedReader(_Decompressed(raw, new_decoder)), encoding="utf-8")
+    buffered = io.BufferedReader(_Decompressed(raw, new_decoder))
+    return io.TextIOWrapper(buffered, encoding="utf-8", newline=newline)

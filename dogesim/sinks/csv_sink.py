@@ -1,8 +1,10 @@
 """`CsvSink` and `CsvSinkFactory`: one CSV row per event, after a header line.
 
 Rows are the `csv` module's (`csv.writer`, ``lineterminator="\\n"``); a tick's rows are built
-column by column where that gives the same text (`dogesim.sinks.csv_encoding`). See
-`dogesim.sinks.files` for what every file sink guarantees.
+column by column where that gives the same text (`dogesim.sinks.csv_encoding`). The header
+row quotes a name holding a lone ``"\\r"`` on every Python version (`_cr_quoted`), and a
+continued file's header is read back with its line ends untranslated, so the sink always
+reads its own header back. See `dogesim.sinks.files` for what every file sink guarantees.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ class CsvSink(_FileSink):
     def _start(self, fieldnames: list[str], timestamp: int) -> Any:
         writer = self._adopt(fieldnames)
         writer.writerow(fieldnames)
-        self._add_text(self._row.text, timestamp, event=False)
+        text = self._row.text
+        # Quoted as every version quotes it, so that a continuing sink reads it back.
+        self._add_text(_cr_quoted(fieldnames) if "\r" in text else text, timestamp, event=False)
         return writer
 
     def _header_in_file(self) -> list[str]:
@@ -92,7 +96,8 @@ class CsvSink(_FileSink):
         from dogesim.sinks.compression import open_text
 
         where = os.fspath(self.path)
-        with open_text(self.path) as handle:
+        # Line ends untranslated: a quoted header cell may hold "\r\n" or "\r".
+        with open_text(self.path, newline="") as handle:
             header = next(csv.reader(handle), None)
         if not header:
             raise SinkConfigError(f"csv sink {where!r}: the file to continue has no header row")
@@ -309,6 +314,21 @@ def _utf8(texts: list[str]) -> tuple[list[bytes], UnicodeEncodeError | None]:
             except UnicodeEncodeError as exc:
                 return lines, exc
         raise  # pragma: no cover - the whole failed, so one row fails
+
+
+def _cr_quoted(cells: Sequence[Any]) -> str:
+    """The row ``csv.writer(..., lineterminator="\\n")`` writes for `cells`, as Python 3.11.9,
+    3.12.3 and later write it: a cell holding a lone ``"\\r"`` quoted.
+
+    Earlier versions quote only the characters of the writer's line terminator, so they leave
+    such a cell bare and no CSV reader reads the row back. A writer ending rows in
+    ``"\\r\\n"`` quotes it on every version and otherwise quotes as the ``"\\n"`` one does;
+    its row with the line end swapped is the row wanted. Used for a header holding a
+    ``"\\r"``, which a continuing sink must read back.
+    """
+    out = _LastWrite()
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    return out.text[:-2] + "\n"
 
 
 class _LastWrite:
