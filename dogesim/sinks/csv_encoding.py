@@ -3,8 +3,10 @@
 - `csv_lines`: the rows of a list of records as text lines (each ending in ``"\\n"``),
   built per column with C-level maps and joins, or None where the columns hold anything
   `csv` might write differently (the caller then uses its `csv.writer`).
-- `exact_lines`: the same rows through ``csv.writer(..., lineterminator="\\n")`` one by one:
-  the reference the file sink's bytes are defined by.
+- `exact_lines`: the same rows through ``csv.writer(..., lineterminator="\\n")`` one by one,
+  as every Python version writes them: the reference the file sink's bytes are defined by.
+- `cr_quoted`: one row so, a cell holding a lone ``"\\r"`` quoted (before Python 3.11.9 the
+  writer left it bare, and no reader read the row back).
 
 The default dialect (``excel``, ``QUOTE_MINIMAL``) writes a cell as it is unless it holds the
 delimiter, the quote character, ``\\r`` or ``\\n``; ``None`` is an empty cell, integers and
@@ -24,7 +26,7 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["csv_lines", "exact_lines"]
+__all__ = ["cr_quoted", "csv_lines", "exact_lines"]
 
 _NONE = type(None)
 #: Cell types whose ``str()`` is the writer's text (a float's ``str()`` is its ``repr()``).
@@ -119,10 +121,21 @@ _SPECIAL = ('"', "\r", "\x00")
 
 
 def exact_lines(records: list[Any], order: Sequence[str]) -> list[str]:
-    """The reference: each record's row through ``csv.writer`` (missing keys empty)."""
-    lines = []
-    for record in records:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="\n").writerow([record.get(name) for name in order])
-        lines.append(out.getvalue())
-    return lines
+    """The reference: each record's row through ``csv.writer`` (missing keys empty), as
+    every Python version writes it (`cr_quoted`)."""
+    return [cr_quoted([record.get(name) for name in order]) for record in records]
+
+
+def cr_quoted(cells: Sequence[Any]) -> str:
+    """The row ``csv.writer(..., lineterminator="\n")`` writes for `cells`, as Python 3.11.9,
+    3.12.3 and later write it: a cell holding a lone ``"\r"`` quoted.
+
+    Earlier versions quote only the characters of the writer's line terminator, so they leave
+    such a cell bare and no CSV reader reads the row back. A writer ending rows in
+    ``"\r\n"`` quotes it on every version and otherwise quotes as the ``"\n"`` one does;
+    its row with the line end swapped is the row wanted. The sink uses it for a row (or
+    header) holding a ``"\r"``.
+    """
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    return out.getvalue()[:-2] + "\n"

@@ -2,7 +2,7 @@
 
 Rows are the `csv` module's (`csv.writer`, ``lineterminator="\\n"``); a tick's rows are built
 column by column where that gives the same text (`dogesim.sinks.csv_encoding`). The header
-row quotes a name holding a lone ``"\\r"`` on every Python version (`_cr_quoted`), and a
+row quotes a name holding a lone ``"\\r"`` on every Python version (`cr_quoted`), and a
 continued file's header is read back with its line ends untranslated, so the sink always
 reads its own header back. See `dogesim.sinks.files` for what every file sink guarantees.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dogesim.errors import SinkConfigError, SinkError
-from dogesim.sinks.csv_encoding import csv_lines
+from dogesim.sinks.csv_encoding import cr_quoted, csv_lines
 from dogesim.sinks.file_base import _FileSink, _keeping, _parts, _stream_path
 from dogesim.sinks.records import Mapper, flat_record
 
@@ -88,7 +88,7 @@ class CsvSink(_FileSink):
         writer.writerow(fieldnames)
         text = self._row.text
         # Quoted as every version quotes it, so that a continuing sink reads it back.
-        self._add_text(_cr_quoted(fieldnames) if "\r" in text else text, timestamp, event=False)
+        self._add_text(cr_quoted(fieldnames) if "\r" in text else text, timestamp, event=False)
         return writer
 
     def _header_in_file(self) -> list[str]:
@@ -147,11 +147,15 @@ class CsvSink(_FileSink):
             raise self._not_columns(record, timestamp, transition)
         # A missing key is None, which csv writes as an empty cell (DictWriter's restval).
         try:
-            writer.writerow(list(map(record.get, self._order)))
+            cells = list(map(record.get, self._order))
+            writer.writerow(cells)
         except Exception as exc:  # a value whose str() raises, a csv.Error
             raise self.event_failed(exc, timestamp, "writing the CSV row") from exc
+        text = self._row.text
+        if "\r" in text:  # rare: one substring test on the common path
+            text = cr_quoted(cells)
         try:
-            data = self._row.text.encode("utf-8")
+            data = text.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise self.event_failed(exc, timestamp, "encoding the line as UTF-8") from exc
         # `_add`, inlined: this is the per-event path (a CSV sink always writes a file).
@@ -274,6 +278,8 @@ class CsvSink(_FileSink):
                     writerow(map(record.get, order))
                 except Exception as exc:  # a value whose str() raises, a csv.Error
                     raise _BadRow(exc, "writing the CSV row") from exc
+                if "\r" in texts[-1]:
+                    texts[-1] = cr_quoted(list(map(record.get, order)))
 
         return rows
 
@@ -314,21 +320,6 @@ def _utf8(texts: list[str]) -> tuple[list[bytes], UnicodeEncodeError | None]:
             except UnicodeEncodeError as exc:
                 return lines, exc
         raise  # pragma: no cover - the whole failed, so one row fails
-
-
-def _cr_quoted(cells: Sequence[Any]) -> str:
-    """The row ``csv.writer(..., lineterminator="\\n")`` writes for `cells`, as Python 3.11.9,
-    3.12.3 and later write it: a cell holding a lone ``"\\r"`` quoted.
-
-    Earlier versions quote only the characters of the writer's line terminator, so they leave
-    such a cell bare and no CSV reader reads the row back. A writer ending rows in
-    ``"\\r\\n"`` quotes it on every version and otherwise quotes as the ``"\\n"`` one does;
-    its row with the line end swapped is the row wanted. Used for a header holding a
-    ``"\\r"``, which a continuing sink must read back.
-    """
-    out = _LastWrite()
-    csv.writer(out, lineterminator="\r\n").writerow(cells)
-    return out.text[:-2] + "\n"
 
 
 class _LastWrite:

@@ -19,7 +19,8 @@ from dogesim.engine.options import RunOptions
 from dogesim.errors import SinkConfigError
 from dogesim.model import Transition
 from dogesim.sinks.compression import open_text
-from dogesim.sinks.csv_sink import CsvSink, _cr_quoted
+from dogesim.sinks.csv_encoding import cr_quoted
+from dogesim.sinks.csv_sink import CsvSink
 
 #: Header cells csv.writer must quote: a CRLF, a lone CR, and a plain name.
 COLUMNS = ["when", "line\r\nbreak", "carriage\rreturn"]
@@ -121,6 +122,16 @@ def test_open_text_keeps_line_ends_only_when_asked(tmp_path: Path, suffix: str) 
         assert handle.read() == "a\r\nb\rc\n"
 
 
+def write_tick(sink: CsvSink, values: list[Any], batched: bool) -> None:
+    """The values as one tick's subjects, by collect_many or by collect per event; closed."""
+    if batched:
+        sink.collect_many(T0, values, [MOVE] * len(values))
+    else:
+        for value in values:
+            sink.collect(T0, value, MOVE)
+    sink.close()
+
+
 @pytest.mark.parametrize("batched", [False, True], ids=["collect", "collect_many"])
 def test_a_header_name_with_a_lone_cr_is_quoted_and_reads_back(
     tmp_path: Path, batched: bool
@@ -131,12 +142,7 @@ def test_a_header_name_with_a_lone_cr_is_quoted_and_reads_back(
     path = tmp_path / "e.csv"
     sink = CsvSink(path, lambda ts, s, t: {**record(ts, s, t), COLUMNS[2]: s})
     values = ["x\r\ny", "plain", 'a "b"']
-    if batched:
-        sink.collect_many(T0, values, [MOVE] * len(values))
-    else:
-        for value in values:
-            sink.collect(T0, value, MOVE)
-    sink.close()
+    write_tick(sink, values, batched)
     assert path.read_bytes() == (
         b'when,"line\r\nbreak","carriage\rreturn"\n'
         b'1700000000000,move,"x\r\ny"\n'
@@ -154,11 +160,24 @@ cell_text = st.text(alphabet=st.sampled_from('ab ,"\r\n'), max_size=5)
 @settings(max_examples=300, deadline=None)
 @given(cells=st.lists(cell_text, min_size=2, max_size=4))
 def test_a_row_reads_back_and_is_the_writers_unless_it_holds_a_cr(cells: list[str]) -> None:
-    """Random cells of quotes, commas, CRs and LFs: `_cr_quoted`'s row reads back to the
+    """Random cells of quotes, commas, CRs and LFs: `cr_quoted`'s row reads back to the
     cells through csv.reader, and is csv.writer's own row whenever that holds no ``\\r``."""
-    row = _cr_quoted(cells)
+    row = cr_quoted(cells)
     assert list(csv.reader(io.StringIO(row, newline=""))) == [cells]
     plain = io.StringIO()
     csv.writer(plain, lineterminator="\n").writerow(cells)
     if "\r" not in plain.getvalue():
         assert row == plain.getvalue()
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["collect", "collect_many"])
+def test_a_value_with_a_lone_cr_is_quoted_and_reads_back(tmp_path: Path, batched: bool) -> None:
+    """A value holding a lone ``\\r`` is quoted on every Python, per event and per tick, so
+    csv.reader and pandas read every row back (it was bare before Python 3.11.9)."""
+    path = tmp_path / "e.csv"
+    sink = CsvSink(path, lambda ts, s, t: {"n": s[0], "text": s[1]})
+    values = [(0, "x\ry"), (1, "plain"), (2, "\r")]
+    write_tick(sink, values, batched)
+    assert path.read_bytes() == b'n,text\n0,"x\ry"\n1,plain\n2,"\r"\n'
+    with path.open(encoding="utf-8", newline="") as handle:
+        assert list(csv.reader(handle))[1:] == [[str(n), text] for n, text in values]
