@@ -2,6 +2,8 @@
 
 - `build_sinks(spec, names, append=)`: fresh sinks by name; those built are closed when one
   fails.
+- `opened(sink, name, build)`: a sink made, an OSError opening its output a
+  `SinkConfigError` naming the file's line (also a shard's sinks and parts).
 - `build_model(spec, sinks, callbacks=)`: the `Model` at the file's tick.
 - `_add_transition(model, transition, ...)`: one `TransitionSpec` added to a `Model`.
 - `churn_sinks(spec, sinks)`: the built sinks that churn events go to.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,15 +51,24 @@ def build_sinks(spec: ModelSpec, names: Iterable[str] | None, *, append: bool) -
 
 def _build_sink(spec: ModelSpec, name: str, *, append: bool) -> Any:
     sink = spec.sinks[name]
+    return opened(sink, name, lambda: sink.build(append=append))
+
+
+def opened(sink: Any, name: str, build: Callable[[], Any]) -> Any:
+    """``build()``: the model file's sink `name` (its spec `sink`) made; an OSError opening
+    its output is a `SinkConfigError` naming the file's line (one process or a shard)."""
     try:
-        return sink.build(append=append)
+        return build()
     except OSError as exc:
         # An output under a file, on a read-only mount, a name too long: nothing was
         # sent yet, so this is a bad setting, not a lost event.
+        reason = exc.strerror or str(exc)
+        if exc.filename is not None and os.fspath(exc.filename) != sink.settings.get("path"):
+            # The file the system names is another: the directory made for the output.
+            reason += f": {os.fspath(exc.filename)}"
         raise SinkConfigError(
             redact.mask(
-                f"{sink.source}:{sink.line}: sinks.{name}: cannot open "
-                f"{sink.describe()}: {exc.strerror or exc}"
+                f"{sink.source}:{sink.line}: sinks.{name}: cannot open {sink.describe()}: {reason}"
             )
         ) from None
 

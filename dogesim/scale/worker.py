@@ -440,6 +440,7 @@ def _build_from_file(
     plan: ShardPlan, shard: Shard, progress: Callable[[int], None], checkpoint: str | None
 ) -> Simulation:
     """Shard `shard`'s `Simulation` of a model file: its file sinks write parts."""
+    from dogesim.modelfile.build import opened
     from dogesim.scale.modelfiles import load_for_shard
 
     spec = load_for_shard(plan, shard)
@@ -449,14 +450,14 @@ def _build_from_file(
             sink_spec = spec.sinks[name]
             target = plan.outputs.get(name)
             if target is None:
-                built[name] = sink_spec.build()
+                built[name] = opened(sink_spec, name, sink_spec.build)
                 shard.sinks.append(built[name])
             else:
                 if shard.checkpointed and sink_spec.type == "csv":
                     shard.csv(target)  # refuses, saying why
                 built[name] = shard.merged(
                     target,
-                    _part_builder(sink_spec, append=shard.resuming),
+                    _part_builder(sink_spec, name, append=shard.resuming),
                     header=sink_spec.type == "csv",
                     columnar=sink_spec.type == "parquet",
                 )
@@ -500,15 +501,18 @@ def _live_settings(live: Any) -> dict[str, Any]:
     }
 
 
-def _part_builder(sink_spec: Any, *, append: bool = False) -> Callable[[str], Any]:
-    """Builds the model file's file sink `sink_spec` writing a part path instead."""
+def _part_builder(sink_spec: Any, name: str, *, append: bool = False) -> Callable[[str], Any]:
+    """Builds the model file's file sink `sink_spec` (named `name`) writing a part path
+    instead."""
     from dataclasses import replace
+
+    from dogesim.modelfile.build import opened
 
     def build(path: str) -> Any:
         settings = {**sink_spec.settings, "path": path}
         if sink_spec.type in ("jsonl", "parquet"):
             settings["append"] = append
-        return replace(sink_spec, settings=settings).build()
+        return opened(sink_spec, name, replace(sink_spec, settings=settings).build)
 
     return build
 

@@ -63,11 +63,17 @@ def test_a_part_under_a_file_is_a_sink_config_error(tmp_path: Path) -> None:
 def test_a_sink_path_under_a_file_fails_the_run_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The same from a model file: the run fails (exit 1) saying which shard failed and
-    why, no "internal error" and no traceback (removing the parts raised one)."""
+    """The same from a model file: a bad setting as in one process (exit 2, one line
+    naming the file's sink and the path), no "internal error" and no traceback (removing
+    the parts raised one)."""
     (tmp_path / "plain").write_text("not a directory\n", encoding="utf-8")
     model = shop(tmp_path, tmp_path / "plain" / "log.jsonl")
-    assert main(["run", str(model), "--shards", "2", "-q"]) == 1
+    assert main(["run", str(model)]) == 2
+    alone = capsys.readouterr().err
+    assert main(["run", str(model), "--shards", "2", "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dogesim: the sharded run failed: ") and "failed at shard 0" in err
-    assert "plain" in err and "internal error" not in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and "cannot open" in err, err
+    assert err.rstrip().endswith(f"File exists: {tmp_path / 'plain'}"), err
+    assert "sinks." in err and "plain" in err, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert "cannot open" in alone, alone
