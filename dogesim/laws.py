@@ -107,7 +107,10 @@ def _number(value: object, where: str, name: str, *, positive: bool = True) -> f
     """`value` as a finite float (> 0 when `positive`, else >= 0)."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ModelError(f"{where}: {name} must be a number, got {shown(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range: no finite number
+        number = math.inf
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         side = "> 0" if positive else ">= 0"
         raise ModelError(f"{where}: {name} must be a finite number {side}, got {shown(value)}")
@@ -669,10 +672,10 @@ def law_from_dict(data: Mapping[str, Any], where: str = "law") -> Law:
             f"got {shown(data)}"
         )
     name = data["law"]
-    fitted = _fitted_form(data, where)
+    fitted = _fitted_form(data, where) if isinstance(name, str) else None
     if fitted is not None:
         return fitted
-    if name not in LAWS:
+    if not isinstance(name, str) or name not in LAWS:
         raise ModelError(f"{where}: unknown law {shown(name)}; laws are {sorted(LAWS)}")
     wanted = _PARAMETERS[name]
     given: dict[str, Any] = {}
@@ -680,6 +683,11 @@ def law_from_dict(data: Mapping[str, Any], where: str = "law") -> Law:
     for key, value in data.items():
         if key == "law":
             continue
+        if not isinstance(key, str):
+            allowed = ", ".join(wanted)
+            raise ModelError(
+                f"{where}: {name} law has no key {shown(key)}; its parameters: {allowed}"
+            )
         base, unit_of_key = key, None
         if key.endswith("_ticks"):
             base = key[: -len("_ticks")]

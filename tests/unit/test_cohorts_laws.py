@@ -116,6 +116,10 @@ def test_data_form_examples() -> None:
     [
         ({"shape": 2}, "a law is a mapping like"),
         ({"law": "weibull"}, "unknown law 'weibull'; laws are"),
+        ({"law": ["gamma"], "shape": 2}, r"unknown law \['gamma'\]; laws are"),
+        ({"law": {"gamma": 1}}, "unknown law {'gamma': 1}; laws are"),
+        ({"law": None}, "unknown law None; laws are"),
+        ({"law": "gamma", 3: 1, "shape": 2, "scale_ticks": 1}, "gamma law has no key 3"),
         ({"law": "gamma", "shape": 2}, "gamma law needs scale"),
         ({"law": "gamma", "shape": 2, "scale_ticks": 1, "rate": 3}, "no key 'rate'"),
         ({"law": "gamma", "shape": -1, "scale_ticks": 1}, "shape must be a finite number > 0"),
@@ -125,6 +129,7 @@ def test_data_form_examples() -> None:
         ({"law": "uniform", "low_ticks": 1, "high": "2 min"}, "give every time the same way"),
         ({"law": "exponential", "mean_ticks": "x"}, "mean"),
         ({"law": "fixed", "value_ticks": True}, "value must be a number"),
+        ({"law": "fixed", "value_ticks": 10**400}, "value must be a finite number >= 0"),
         ({"law": "empirical", "edges_ticks": [0, 1], "weights": [1, 2]}, "one weight per bin"),
         ({"law": "empirical", "edges_ticks": [0, 2, 1], "weights": [1, 2]}, "increase strictly"),
         ({"law": "empirical", "edges_ticks": [0, 1], "weights": [0]}, "weights sum to 0"),
