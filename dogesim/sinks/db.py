@@ -23,6 +23,7 @@ import datetime as _dt
 import decimal
 import json
 import operator
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -441,10 +442,17 @@ class DbSink(LedgeredSink):
         )
         try:
             create_if_missing(self.engine, table)  # the shards of a run race to create it
-            # Reflect: another process may have created it first, with other columns.
-            self.table = sa.Table(
-                self.table_name, sa.MetaData(), autoload_with=self.engine, schema=self.schema
-            )
+            # Reflect: another process may have created it first, with other columns. SQLite
+            # can show a table another connection is still creating with no columns yet (a
+            # table never has none): read it again, for a bounded time.
+            for _ in range(100):
+                reflected = sa.Table(
+                    self.table_name, sa.MetaData(), autoload_with=self.engine, schema=self.schema
+                )
+                if len(reflected.columns):
+                    break
+                time.sleep(0.05)
+            self.table = reflected
         except sa_exc.SQLAlchemyError as exc:
             self.ledger.failed += 1
             raise SinkError(
