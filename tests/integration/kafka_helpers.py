@@ -7,6 +7,10 @@
 - `reference`: the events of the same run through a `MemorySink`, mapped.
 - `create_topic`: a one-partition topic, with topic settings if given.
 - `consume_all`: every record of partition 0, checked against the watermarks.
+- `SHORT_SUBJECTS`, `SHORT_TICKS`, `SHORT_TICK_MS`, `run_short`, `expected_short`, `as_sent`,
+  `read_back`, `now_ms`: a five-minute banking run near a given start (the tests of a topic's
+  timestamp window and retention), its expected records and the records read back.
+- `tiny_model_file`: a two-state model file writing to one Kafka topic, for CLI runs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
@@ -29,13 +35,22 @@ __all__ = [
     "EVENT_SCHEMA",
     "KEY_SCHEMA",
     "SEED",
+    "SHORT_SUBJECTS",
+    "SHORT_TICKS",
+    "SHORT_TICK_MS",
     "SUBJECTS",
     "T0",
     "TICKS",
+    "as_sent",
     "consume_all",
     "create_topic",
+    "expected_short",
     "key_function",
+    "now_ms",
+    "read_back",
     "reference",
+    "run_short",
+    "tiny_model_file",
     "value_function",
 ]
 
@@ -123,3 +138,77 @@ def consume_all(topic: str, timeout: float = 90.0) -> list[tuple[bytes, bytes, i
         return records
     finally:
         consumer.close()
+
+
+SHORT_SUBJECTS = 50
+SHORT_TICKS = 300
+SHORT_TICK_MS = 1000  # 300 ticks of 1 s: the run spans 5 min from its start
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def as_sent(timestamp: int, user: User, transition: Transition) -> tuple[str, str, int]:
+    """An event as the README's key and value functions send it, with its record time."""
+    return (key_function(user, transition), value_function(timestamp, user, transition), timestamp)
+
+
+def run_short(sink: Any, start: int) -> None:
+    """The short seeded banking run from `start` into `sink`."""
+    banking_simulation(
+        [sink],
+        subjects=SHORT_SUBJECTS,
+        ticks=SHORT_TICKS,
+        tick_ms=SHORT_TICK_MS,
+        seed=SEED,
+        timestamp_start=start,
+    ).run()
+
+
+def expected_short(start: int) -> list[tuple[str, str, int]]:
+    """What `run_short` from `start` sends, as `as_sent` records."""
+    return reference(
+        as_sent,
+        subjects=SHORT_SUBJECTS,
+        ticks=SHORT_TICKS,
+        timestamp_start=start,
+        tick_ms=SHORT_TICK_MS,
+    )
+
+
+def read_back(topic: str) -> list[tuple[str, str, int]]:
+    """`consume_all(topic)` with keys and values decoded."""
+    return [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
+
+
+_TINY_MODEL = """\
+name: {name}
+seed: 5
+states: [a, b]
+initial_state: a
+tick: 1s
+ticks: 300
+{start}subjects: {{count: 5}}
+sinks:
+  k: {{type: kafka, bootstrap_servers: '{servers}', topic: '{topic}'{extra}}}
+default_sinks: [k]
+transitions:
+  - {{trigger: go, from: a, to: b, probability: 50}}
+  - {{trigger: back, from: b, to: a, probability: 50}}
+"""
+
+
+def tiny_model_file(path: Path, topic: str, *, start: int | None = None, extra: str = "") -> Path:
+    """Write at `path` a two-state model (5 subjects, 300 ticks of 1 s) whose events go to
+    `topic`, starting at `start` (epoch ms; the run's default when None); `extra` is more of
+    the sink's settings (``", record_timestamp: send"``)."""
+    when = ""
+    if start is not None:
+        moment = datetime.fromtimestamp(start / 1000, tz=timezone.utc)
+        when = f"start: '{moment.isoformat(timespec='seconds')}'\n"
+    text = _TINY_MODEL.format(
+        name=path.stem, start=when, servers=kafka_bootstrap(), topic=topic, extra=extra
+    )
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("confluent_kafka")
 
 from dogesim.cli import main
-from tests.integration.kafka_helpers import consume_all, create_topic
-from tests.integration.services import kafka_bootstrap, unique_name
+from tests.integration.kafka_helpers import consume_all, create_topic, tiny_model_file
+from tests.integration.services import unique_name
 
 pytestmark = pytest.mark.kafka
 
@@ -22,27 +22,9 @@ pytestmark = pytest.mark.kafka
 #: lead the clock by 99 ms per wall millisecond, past 2 s within the first second.
 AFTER_MS = 2_000
 
-MODEL = """\
-name: ahead
-seed: 5
-states: [a, b]
-initial_state: a
-tick: 1s
-ticks: 300
-subjects: {{count: 5}}
-sinks:
-  k: {{type: kafka, bootstrap_servers: '{servers}', topic: '{topic}'{extra}}}
-default_sinks: [k]
-transitions:
-  - {{trigger: go, from: a, to: b, probability: 50}}
-  - {{trigger: back, from: b, to: a, probability: 50}}
-"""
-
 
 def model_file(tmp_path: Path, topic: str, extra: str = "") -> Path:
-    path = tmp_path / "ahead.yaml"
-    path.write_text(MODEL.format(servers=kafka_bootstrap(), topic=topic, extra=extra))
-    return path
+    return tiny_model_file(tmp_path / "ahead.yaml", topic, extra=extra)
 
 
 def test_live_run_ahead_of_the_broker_exits_1_with_ledgers_after_close(

@@ -10,8 +10,6 @@ record time and the event time in the payload. Each test reads the topic back.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
 import pytest
 
@@ -22,18 +20,24 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from dogesim.errors import SinkConfigError, SinkError
-from dogesim.examples.banking import User, banking_simulation, event_record
+from dogesim.examples.banking import User, event_record
 from dogesim.model import Transition
 from dogesim.sinks.kafka import KafkaSinkFactory
 from dogesim.sinks.kafka_avro import KafkaAvroSinkFactory
 from tests.integration.kafka_helpers import (
     EVENT_SCHEMA,
     KEY_SCHEMA,
-    SEED,
+    SHORT_SUBJECTS,
+    SHORT_TICK_MS,
+    SHORT_TICKS,
     consume_all,
     create_topic,
+    expected_short,
     key_function,
+    now_ms,
+    read_back,
     reference,
+    run_short,
     value_function,
 )
 from tests.integration.services import kafka_bootstrap, unique_name
@@ -42,33 +46,6 @@ pytestmark = pytest.mark.kafka
 
 AFTER_MS = 60_000  # the low limit some tests give their topic
 HOUR_MS = 3_600_000  # Kafka 4's default message.timestamp.after.max.ms
-SUBJECTS = 50
-TICKS = 300
-TICK_MS = 1000  # 300 ticks of 1 s: the run reaches 5 min past its start
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def as_sent(timestamp: int, user: User, transition: Transition) -> tuple[str, str, int]:
-    return (key_function(user, transition), value_function(timestamp, user, transition), timestamp)
-
-
-def run(sink: Any, start: int) -> None:
-    banking_simulation(
-        [sink], subjects=SUBJECTS, ticks=TICKS, tick_ms=TICK_MS, seed=SEED, timestamp_start=start
-    ).run()
-
-
-def expected_from(start: int) -> list[tuple[str, str, int]]:
-    return reference(
-        as_sent, subjects=SUBJECTS, ticks=TICKS, timestamp_start=start, tick_ms=TICK_MS
-    )
-
-
-def read_back(topic: str) -> list[tuple[str, str, int]]:
-    return [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
 
 
 def test_run_past_topic_limit_is_refused_before_any_event() -> None:
@@ -81,12 +58,10 @@ def test_run_past_topic_limit_is_refused_before_any_event() -> None:
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     start = now_ms()
     with pytest.raises(SinkConfigError) as info:
-        run(sink, start)
+        run_short(sink, start)
     message = str(info.value)
-    assert (
-        f"topic {topic!r}: the run's record timestamps reach {start + (TICKS - 1) * TICK_MS}"
-        in (message)
-    )
+    last = start + (SHORT_TICKS - 1) * SHORT_TICK_MS
+    assert f"topic {topic!r}: the run's record timestamps reach {last}" in message
     assert "message.timestamp.after.max.ms=60000" in message
     assert "timestamp_start near now" in message and "record_timestamp='send'" in message
     assert "nothing was sent" in message
@@ -131,9 +106,11 @@ def test_default_topic_refuses_two_hours_ahead_and_sends_nothing() -> None:
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     start = now_ms() + 2 * HOUR_MS
     with pytest.raises(SinkConfigError) as info:
-        run(sink, start)
+        run_short(sink, start)
     message = str(info.value)
-    assert f"the run's record timestamps reach {start + (TICKS - 1) * TICK_MS} " in message
+    assert (
+        f"the run's record timestamps reach {start + (SHORT_TICKS - 1) * SHORT_TICK_MS} " in message
+    )
     assert " ahead of now" in message
     assert "at most 3600000 ms (60 min) ahead of the broker's clock" in message
     assert consume_all(topic) == []
@@ -145,8 +122,8 @@ def test_default_topic_within_the_hour_keeps_event_timestamps() -> None:
     topic = create_topic(unique_name("dogesim-k4-within"))
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     start = now_ms()
-    run(sink, start)
-    expected = expected_from(start)
+    run_short(sink, start)
+    expected = expected_short(start)
     assert read_back(topic) == expected
     assert sink.ledger.acknowledged == len(expected)
     cache = sink.topic_rules
@@ -162,7 +139,7 @@ def test_topic_that_does_not_exist_yet_is_checked_against_broker_defaults() -> N
     topic = unique_name("dogesim-k4-absent")
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     with pytest.raises(SinkConfigError) as info:
-        run(sink, now_ms() + 2 * HOUR_MS)
+        run_short(sink, now_ms() + 2 * HOUR_MS)
     message = str(info.value)
     assert f"defaults (topic {topic!r} does not exist yet)" in message
     assert "log.message.timestamp.after.max.ms=3600000" in message
@@ -183,9 +160,9 @@ def test_send_time_delivers_everything(config: dict[str, str], offset_ms: int) -
     sink = factory.create(topic, key_function, value_function)
     start = now_ms() + offset_ms
     sent_from = now_ms()
-    run(sink, start)
+    run_short(sink, start)
     sent_to = now_ms()
-    expected = expected_from(start)
+    expected = expected_short(start)
     got = consume_all(topic)
     assert [(k.decode(), v.decode()) for k, v, _ in got] == [e[:2] for e in expected]
     assert all(sent_from <= ts <= sent_to for _, _, ts in got)
@@ -206,10 +183,14 @@ def test_avro_send_time_delivers_everything() -> None:
     )
     start = now_ms() + 2 * HOUR_MS
     sent_from = now_ms()
-    run(sink, start)
+    run_short(sink, start)
     sent_to = now_ms()
     expected = reference(
-        event_record, subjects=SUBJECTS, ticks=TICKS, timestamp_start=start, tick_ms=TICK_MS
+        event_record,
+        subjects=SHORT_SUBJECTS,
+        ticks=SHORT_TICKS,
+        timestamp_start=start,
+        tick_ms=SHORT_TICK_MS,
     )
     deserialize = AvroDeserializer(registry)
     ctx = SerializationContext(topic, MessageField.VALUE)
@@ -230,7 +211,7 @@ def test_unreadable_settings_warn_and_broker_refusal_stays_loud(
         caplog.at_level(logging.WARNING, logger="dogesim.sinks.kafka"),
         pytest.raises(SinkError, match="Broker failed to validate record") as info,
     ):
-        run(sink, now_ms() + 2 * HOUR_MS)
+        run_short(sink, now_ms() + 2 * HOUR_MS)
     assert not isinstance(info.value, SinkConfigError)
     assert any("cannot read its message.timestamp.*" in r.getMessage() for r in caplog.records)
     assert sink.ledger.acknowledged == 0 < sink.ledger.failed

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,15 +25,20 @@ pytest.importorskip("confluent_kafka")
 
 from dogesim.cli import main
 from dogesim.errors import SinkConfigError, SinkError
-from dogesim.examples.banking import User, banking_simulation
+from dogesim.examples.banking import User
 from dogesim.model import Transition
 from dogesim.sinks.kafka import KafkaSinkFactory
 from tests.integration.kafka_helpers import (
-    SEED,
+    SHORT_TICK_MS,
+    SHORT_TICKS,
     consume_all,
     create_topic,
+    expected_short,
     key_function,
-    reference,
+    now_ms,
+    read_back,
+    run_short,
+    tiny_model_file,
     value_function,
 )
 from tests.integration.services import kafka_bootstrap, unique_name
@@ -44,37 +47,10 @@ pytestmark = pytest.mark.kafka
 
 HOUR_MS = 3_600_000
 RETENTION = {"retention.ms": str(HOUR_MS), "cleanup.policy": "delete"}
-SUBJECTS = 50
-TICKS = 300
-TICK_MS = 1000  # 300 ticks of 1 s: the run spans 5 min from its start
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
-
-
-def as_sent(timestamp: int, user: User, transition: Transition) -> tuple[str, str, int]:
-    return (key_function(user, transition), value_function(timestamp, user, transition), timestamp)
-
-
-def run(sink: Any, start: int) -> None:
-    banking_simulation(
-        [sink], subjects=SUBJECTS, ticks=TICKS, tick_ms=TICK_MS, seed=SEED, timestamp_start=start
-    ).run()
-
-
-def expected_from(start: int) -> list[tuple[str, str, int]]:
-    return reference(
-        as_sent, subjects=SUBJECTS, ticks=TICKS, timestamp_start=start, tick_ms=TICK_MS
-    )
-
-
-def read_back(topic: str) -> list[tuple[str, str, int]]:
-    return [(k.decode(), v.decode(), ts) for k, v, ts in consume_all(topic)]
 
 
 def test_run_older_than_retention_is_refused_before_any_event() -> None:
@@ -85,9 +61,9 @@ def test_run_older_than_retention_is_refused_before_any_event() -> None:
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     start = now_ms() - 2 * HOUR_MS
     with pytest.raises(SinkConfigError) as info:
-        run(sink, start)
+        run_short(sink, start)
     message = str(info.value)
-    last = start + (TICKS - 1) * TICK_MS
+    last = start + (SHORT_TICKS - 1) * SHORT_TICK_MS
     assert f"topic {topic!r}: the run's record timestamps reach {last} ({iso(last)})" in message
     assert "retention.ms=3600000, cleanup.policy=delete" in message
     assert "next retention check" in message and "nothing was sent" in message
@@ -135,8 +111,8 @@ def test_topics_retention_does_not_delete_from_keep_every_event(config: dict[str
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     start = now_ms() - 2 * HOUR_MS
     sent_from = now_ms()
-    run(sink, start)
-    expected = expected_from(start)
+    run_short(sink, start)
+    expected = expected_short(start)
     got = read_back(topic)
     assert [(k, v) for k, v, _ in got] == [(k, v) for k, v, _ in expected]
     if config.get("message.timestamp.type") == "LogAppendTime":
@@ -154,9 +130,9 @@ def test_send_time_delivers_a_run_older_than_retention() -> None:
     sink = factory.create(topic, key_function, value_function)
     start = now_ms() - 2 * HOUR_MS
     sent_from = now_ms()
-    run(sink, start)
+    run_short(sink, start)
     sent_to = now_ms()
-    expected = expected_from(start)
+    expected = expected_short(start)
     got = read_back(topic)
     assert [(k, v) for k, v, _ in got] == [(k, v) for k, v, _ in expected]
     assert all(sent_from <= ts <= sent_to for _, _, ts in got)
@@ -170,14 +146,14 @@ def test_topic_not_created_yet_reads_the_brokers_retention() -> None:
     topic = unique_name("dogesim-ret-absent")
     sink = KafkaSinkFactory([kafka_bootstrap()]).create(topic, key_function, value_function)
     start = 1_700_000_000_000
-    run(sink, start)
+    run_short(sink, start)
     rule = sink.topic_rules.rules[topic] if sink.topic_rules is not None else None
     assert rule is not None and rule.prefix == "log.message."
     assert (rule.retention_ms, rule.retention) == (
         None,
         "log.retention.ms=-1, log.cleanup.policy=delete",
     )
-    assert sink.ledger.acknowledged == len(expected_from(start))
+    assert sink.ledger.acknowledged == len(expected_short(start))
 
 
 def test_unreadable_settings_warn_once_and_send(caplog: pytest.LogCaptureFixture) -> None:
@@ -189,36 +165,15 @@ def test_unreadable_settings_warn_once_and_send(caplog: pytest.LogCaptureFixture
     )
     start = now_ms() - 2 * HOUR_MS
     with caplog.at_level(logging.WARNING, logger="dogesim.sinks.kafka"):
-        run(sink, start)
+        run_short(sink, start)
     warnings = [r.getMessage() for r in caplog.records if "cannot read its" in r.getMessage()]
     assert len(warnings) == 1 and "retention.ms and cleanup.policy" in warnings[0]
     # Not read back: these records are past the retention, the broker may delete them now.
-    assert sink.ledger.acknowledged == len(expected_from(start)) and sink.ledger.failed == 0
-
-
-MODEL = """\
-name: old
-seed: 5
-states: [a, b]
-initial_state: a
-tick: 1s
-ticks: 300
-start: '{start}'
-subjects: {{count: 5}}
-sinks:
-  k: {{type: kafka, bootstrap_servers: '{servers}', topic: '{topic}'{extra}}}
-default_sinks: [k]
-transitions:
-  - {{trigger: go, from: a, to: b, probability: 50}}
-  - {{trigger: back, from: b, to: a, probability: 50}}
-"""
+    assert sink.ledger.acknowledged == len(expected_short(start)) and sink.ledger.failed == 0
 
 
 def model_file(tmp_path: Path, topic: str, start: int, extra: str = "") -> Path:
-    path = tmp_path / "old.yaml"
-    text = MODEL.format(start=iso(start), servers=kafka_bootstrap(), topic=topic, extra=extra)
-    path.write_text(text)
-    return path
+    return tiny_model_file(tmp_path / "old.yaml", topic, start=start, extra=extra)
 
 
 def test_cli_run_older_than_retention_exits_2_with_one_line(
