@@ -34,12 +34,15 @@ files of merged outputs must be on a file system the driver reads.
 Control of a running sharded run. ``progress`` is called a few times a second with ticks and
 events summed over the shards (each shard reports through the run's `Control`; the last call
 holds the run's exact events). Setting ``stop`` (a `threading.Event`; the CLI sets it on the
-first SIGINT/SIGTERM) stops every shard after its tick: its sinks are closed and its ledger
+first SIGINT/SIGTERM; a SIGTERM to a worker process does the same) stops every shard after
+its tick: its sinks are closed and its ledger
 reported, and the result says ``stopped``; a run without checkpoints then merges what its
 shards wrote (each up to its own tick). With ``checkpoint=PATH`` every shard writes
 ``PATH.shard-K`` when it stops or ends (and every ``checkpoint_every``; PATH holds the run's
-manifest: seed, shards, clock start), a stopped run keeps its part files, and
-``resume=True`` continues each shard from its own checkpoint, its part cut back to it: the
+manifest: every setting that decides the stream, which a resume takes where it gives none
+and refuses to change), a stopped run keeps its part files, and ``resume=True`` checks every
+shard's checkpoint before any shard starts (a refused resume changes nothing), then
+continues each shard from its own checkpoint, its part cut back to it: the
 merged bytes equal the uninterrupted run's, also after a SIGKILL of the driver (its workers
 see it, stop after their tick and checkpoint; a lock per shard checkpoint makes the resume
 wait for them). An SQL sink's position per shard is the rows that shard committed, kept in
@@ -82,7 +85,7 @@ from dogesim.scale.plan import (
     shard_seeds,
 )
 from dogesim.scale.watch import Progress, Watch
-from dogesim.scale.worker import ShardResult, run_shard
+from dogesim.scale.worker import ShardResult, check_checkpoints, run_shard
 from dogesim.sinks.base import DeliveryLedger
 
 __all__ = [
@@ -195,10 +198,16 @@ def _file_live(run: ShardedRun, spec: Any) -> ShardedRun:
     return replace(run, live=live, timestamp_start=start)
 
 
+#: Run settings a resume takes from the manifest when the resumed run gives none (None).
+_TAKEN = ("seed", "shards", "subjects", "ticks", "timestamp_start", "jitter")
+
+
 def _resumed(run: ShardedRun) -> tuple[ShardedRun, dict[str, Any] | None]:
-    """`run` with the seed, shards and clock start of the checkpointed run it resumes, and
-    that run's manifest (None for a fresh run); a difference the caller gave is refused,
-    naming both values."""
+    """`run` with the settings of the checkpointed run it resumes where it gives none (seed,
+    shards, population, ticks, clock start, jitter, checkpoint period), and that run's
+    manifest (None for a fresh run). A setting `run` gives is checked against the manifest
+    once it is resolved (`_check_settings`); a manifest without one (written before it kept
+    them) leaves it as the run gives it."""
     if not run.resume:
         return run, None
     if run.checkpoint is None:
@@ -209,36 +218,70 @@ def _resumed(run: ShardedRun) -> tuple[ShardedRun, dict[str, Any] | None]:
             f"{run.checkpoint}: no sharded run was checkpointed here (no manifest); resume "
             "needs the path given as checkpoint to the interrupted run"
         )
-    given = {"seed": run.seed, "shards": run.shards}
-    for key, value in given.items():
-        if value is not None and value != manifest[key]:
-            raise ModelError(
-                f"{run.checkpoint}: the checkpointed run has {key}={manifest[key]}, this one "
-                f"{key}={value}; resume with the same {key}"
-            )
-    changes: dict[str, Any] = {"seed": manifest["seed"], "shards": manifest["shards"]}
-    if run.timestamp_start is None and manifest.get("timestamp_start") is not None:
-        changes["timestamp_start"] = manifest["timestamp_start"]
+    changes = {
+        key: manifest[key]
+        for key in _TAKEN
+        if getattr(run, key) is None and manifest.get(key) is not None
+    }
     if run.checkpoint_every is None and manifest.get("checkpoint_every") is not None:
         # A resumed run keeps checkpointing as the interrupted one did.
         changes["checkpoint_every"] = manifest["checkpoint_every"]
     return replace(run, **changes), manifest
 
 
-def _write_manifest(
-    run: ShardedRun, seed: int, shards: int, subjects: int, resumed: Mapping[str, Any] | None
-) -> str:
-    """The checkpointed run's manifest at its checkpoint path (what a resume must match);
-    returns the run's name for its SQL positions (a resume takes it from `resumed`, the
-    manifest it continues).
+def _settings(run: ShardedRun, spec: Any, seed: int, shards: int, subjects: int) -> dict[str, Any]:
+    """Every run setting that decides the stream, resolved (a model file's own where `run`
+    gives none), as JSON data: what the manifest keeps and a resume must match."""
+    from dogesim.engine.checkpoint import described
+
+    source = run if spec is None else spec
+    settings = {
+        "seed": seed,
+        "shards": shards,
+        "subjects": subjects,
+        "ticks": source.ticks,
+        "tick_ms": source.tick_ms,
+        "timestamp_start": run.timestamp_start,
+        "jitter": bool(source.jitter),
+        "arrivals": described(source.arrivals),
+        "arrivals_profile": described(source.arrivals_profile),
+        "churn": described(source.churn),
+        "seed_globals": run.seed_globals,
+        "renumber": list(run.renumber),
+    }
+    # As read back from JSON (tuples are lists), so a resume compares like with like.
+    loaded: dict[str, Any] = json.loads(json.dumps(settings))
+    return loaded
+
+
+def _check_settings(path: str, manifest: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    """Refuse a resume whose resolved settings differ from the checkpointed run's, naming the
+    first setting that differs and both values (keys an older manifest lacks are not
+    checked)."""
+    for key, value in settings.items():
+        if key in manifest and manifest[key] != value:
+            raise ModelError(
+                f"{path}: the checkpointed run has {key}={_shown(manifest[key])}, this one "
+                f"{key}={_shown(value)}; resume with the same {key} (a setting left out is "
+                "taken from the checkpointed run)"
+            )
+
+
+def _shown(value: Any) -> str:
+    """A manifest value in a message: JSON, cut to 80 characters."""
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _write_manifest(run: ShardedRun, settings: Mapping[str, Any]) -> str:
+    """The checkpointed run's manifest at its checkpoint path (what a resume must match:
+    `settings`); returns the run's name for its SQL positions.
 
     Raises:
         ModelError: a fresh run at the path of a sharded run that has not finished (its
             checkpoints would be lost, its rows written again).
     """
     assert run.checkpoint is not None
-    if resumed is not None:
-        return str(resumed.get("positions", ""))
     earlier = read_manifest(run.checkpoint)
     if earlier is not None:
         raise ModelError(
@@ -252,10 +295,7 @@ def _write_manifest(
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": 1,
-        "seed": seed,
-        "shards": shards,
-        "subjects": subjects,
-        "timestamp_start": run.timestamp_start,
+        **settings,
         "checkpoint_every": run.checkpoint_every,
         "positions": positions,
     }
@@ -265,11 +305,23 @@ def _write_manifest(
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, run.checkpoint)
-    for k in range(shards):
+    for k in range(int(settings["shards"])):
         # Checkpoints of an earlier run at this path are not this run's.
         with contextlib.suppress(FileNotFoundError):
             os.remove(shard_checkpoint(run.checkpoint, k))
     return positions
+
+
+def _positions(
+    run: ShardedRun, settings: Mapping[str, Any], resumed: Mapping[str, Any] | None
+) -> str:
+    """The run's name for its SQL positions: the manifest's when it resumes (its settings
+    checked against it first), else that of the manifest written now."""
+    assert run.checkpoint is not None
+    if resumed is None:
+        return _write_manifest(run, settings)
+    _check_settings(run.checkpoint, resumed, settings)
+    return str(resumed.get("positions", ""))
 
 
 def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> ShardPlan:
@@ -289,7 +341,9 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         spec = load_run(run)
         if run.checkpoint is None and getattr(spec, "checkpoint_path", None):
             run = replace(run, checkpoint=os.path.abspath(spec.checkpoint_path))
-        run, resumed = _resumed(run)
+        taken, resumed = _resumed(run)
+        if taken != run:
+            run, spec = taken, load_run(taken)  # with the checkpointed run's settings
         run = _file_live(run, spec)
         seed = _run_seed(run.seed if run.seed is not None else spec.seed)
         subjects = _count(spec.subjects.count, "subjects", 0)
@@ -299,9 +353,9 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
             raise ModelError(
                 f"model must be a model-building callable or a path, got {run.model!r}"
             )
+        run, resumed = _resumed(run)
         if run.ticks is None or run.tick_ms is None:
             raise ModelError("a sharded run of a model-building callable needs ticks and tick_ms")
-        run, resumed = _resumed(run)
         seed = _run_seed(run.seed)
         subjects = _count(run.subjects, "subjects", 0)
         arrivals = run.arrivals
@@ -323,7 +377,8 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
     positions = ""
     if run.checkpoint is not None:
         run = replace(run, checkpoint=os.path.abspath(run.checkpoint))
-        positions = _write_manifest(run, seed, shards, subjects, resumed)
+        settings = _settings(run, spec, seed, shards, subjects)
+        positions = _positions(run, settings, resumed)
     return ShardPlan(
         run=replace(run, seed=seed, shards=shards, subjects=subjects),
         seed=seed,
@@ -376,6 +431,7 @@ def run_sharded(
         if dask is not None:
             return _on_dask(run, dask, started, progress, stop)
         plan = plan_run(run, FileControl(directory))
+        check_checkpoints(plan)  # a refused resume starts no shard
         from dogesim.scale.executors import run_inline, run_processes
 
         if count > 1:
@@ -438,6 +494,7 @@ def _on_dask(
         control = DaskControl(uuid.uuid4().hex[:12])
         control.bind(client)
         plan = plan_run(run, control, control.run_id)
+        check_checkpoints(plan)  # a refused resume starts no shard
         control.track(plan.shards)
         watch = Watch(control, plan.shards, plan.run.ticks, progress, stop)
         with _parts_removed_on_interrupt(plan):

@@ -5,7 +5,8 @@
   its tick (exit 130, every shard's ledger printed), a second one at once.
 - `_is_sharded(args, spec)`: whether the command line runs shards (``--shards``, the file's
   ``shards:``, or ``--resume`` of a sharded run's checkpoint).
-- `_sharded_run(args, spec)`: the `dogesim.shards.ShardedRun` of the command line.
+- `_sharded_run(args, spec)`: the `dogesim.shards.ShardedRun` of the command line (for
+  --resume with the settings of the run it continues: `_run_settings`).
 - `_ShardFeedback`: progress summed over the shards, on stderr.
 - `_OutModel`, `_FileSubjects`: picklable builders of one shard's model (every event to
   its part of ``--out``) and subjects, for local processes and Dask workers.
@@ -101,13 +102,61 @@ def _live(args: argparse.Namespace, spec: Any) -> Any:
     return LiveOptions(True, settings.speed, settings.max_lag_ms, settings.on_lag)
 
 
+def _run_settings(args: argparse.Namespace, spec: Any) -> dict[str, Any]:
+    """The subjects, ticks, seed and jitter of the run: the flags' and the file's, or for
+    --resume the checkpointed run's (its manifest: the flags it was started with included).
+
+    A flag given to a resume must equal the checkpointed run's value (refused, exit 2,
+    naming both); a manifest older than these settings leaves the flag's, else the file's."""
+    own = {
+        "subjects": spec.subjects.count,
+        "ticks": spec.ticks,
+        "seed": spec.seed,
+        "jitter": bool(spec.jitter or args.jitter),
+    }
+    if args.resume is None:
+        return own  # the file was loaded with --subjects, --ticks and --seed
+    from dogesim.shards import read_manifest
+
+    manifest = read_manifest(args.resume) or {}
+    given = {
+        "subjects": args.subjects,
+        "ticks": args.ticks,
+        "seed": args.seed,
+        "jitter": True if args.jitter else None,
+    }
+    settings: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in manifest:
+            settings[name] = own[name] if value is None else value
+        elif value is None or value == manifest[name]:
+            settings[name] = manifest[name]
+        else:
+            flag = "--jitter" if name == "jitter" else f"--{name} {value}"
+            raise _UsageError(
+                f"dogesim run: {flag} cannot change a resumed sharded run: {args.resume} was "
+                f"run with {_setting(name, manifest[name])} (leave the flag out to take its "
+                "value)"
+            )
+    return settings
+
+
+def _setting(name: str, value: Any) -> str:
+    """A run setting in words: ``300 ticks``, ``seed 7``, ``jitter off``."""
+    if name == "jitter":
+        return "jitter on" if value else "jitter off"
+    if name in ("ticks", "subjects") and isinstance(value, int):
+        return f"{value:,} {name}"
+    return f"{name} {value}"
+
+
 def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
     """The `ShardedRun` of this command line: the file's sinks, or every event to --out."""
     from dogesim.shards import ShardedRun
 
     path = os.path.abspath(spec.path)
     shards = args.shards if args.shards is not None else spec.shards
-    jitter = True if args.jitter else None
+    settings = _run_settings(args, spec)
     base = args.resume or args.checkpoint
     control: dict[str, Any] = {
         "checkpoint": os.path.abspath(base) if base else None,
@@ -119,27 +168,29 @@ def _sharded_run(args: argparse.Namespace, spec: Any) -> Any:
     if not args.out:
         return ShardedRun(
             path,
-            subjects=spec.subjects.count,
-            ticks=spec.ticks,
-            seed=spec.seed,
+            subjects=settings["subjects"],
+            ticks=settings["ticks"],
+            seed=settings["seed"],
             shards=shards,
-            jitter=jitter,
+            jitter=settings["jitter"],
             **control,
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    ticks = settings["ticks"]
     return ShardedRun(
-        _OutModel(path, os.path.abspath(args.out), spec.ticks, callbacks=not args.no_callbacks),
-        subjects=spec.subjects.count,
+        _OutModel(path, os.path.abspath(args.out), ticks, callbacks=not args.no_callbacks),
+        subjects=settings["subjects"],
         subject_factory=_FileSubjects(path),
-        ticks=spec.ticks,
+        ticks=ticks,
         tick_ms=spec.tick_ms,
-        timestamp_start=spec.timestamp_start,
-        seed=spec.seed,
+        # A resume takes the clock start of the run it continues (its manifest).
+        timestamp_start=None if args.resume else spec.timestamp_start,
+        seed=settings["seed"],
         shards=shards,
         arrivals=spec.arrivals,
         arrivals_profile=spec.arrivals_profile,
         churn=spec.churn,
-        jitter=spec.jitter or bool(args.jitter),
+        jitter=settings["jitter"],
         **control,
     )
 

@@ -4,7 +4,8 @@
   pickles and are refused).
 - `save`, `load`: write a walker's state (atomically: 0600, fsynced, renamed into place, the
   directory fsynced) and read it back without running any code.
-- `fingerprint`, `check`: every run setting a resume must match, compared part by part.
+- `fingerprint`, `check`: every run setting a resume must match, compared part by part
+  (`described`: a setting as the JSON data a fingerprint keeps).
 - `restore`, `states_of`: put a fresh walker where the saved run was.
 - `Periodic`: the progress hook that writes a checkpoint every `checkpoint_every` ticks.
 - `encode_subject`, `decode_subject`: the subject codec (`SimpleNamespace`, dict or dataclass
@@ -53,6 +54,7 @@ __all__ = [
     "Periodic",
     "check",
     "decode_subject",
+    "described",
     "encode_subject",
     "fingerprint",
     "load",
@@ -96,6 +98,11 @@ def _described(value: Any) -> Any:
         module = getattr(value, "__module__", "?")
         return f"callable {module}:{getattr(value, '__qualname__', repr(value))}"
     return repr(value)
+
+
+def described(value: Any) -> Any:
+    """`value` as the JSON data a fingerprint keeps of it (changes whenever it does)."""
+    return _described(value)
 
 
 def fingerprint(model: Model, options: RunOptions, subjects: int) -> dict[str, Any]:

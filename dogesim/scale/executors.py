@@ -31,7 +31,7 @@ from dogesim.errors import RunError
 from dogesim.scale.control import ChildControl, FileControl
 from dogesim.scale.plan import ShardPlan
 from dogesim.scale.watch import Watch
-from dogesim.scale.worker import ShardResult, run_shard
+from dogesim.scale.worker import ShardResult, run_shard, terminate
 
 __all__ = [
     "dask_client",
@@ -148,9 +148,11 @@ def run_pickled_shard(payload: bytes, k: int) -> ShardResult:
 def _worker_started() -> None:
     """A worker process ignores SIGINT: a Ctrl-C at the terminal reaches the whole process
     group, and only the driver decides (it stops every shard through the run's control).
-    SIGTERM takes its default again (a forked worker inherits the driver's handlers)."""
+    A SIGTERM (``kill -TERM -PGID`` of systemd, docker, timeout: the workers get it too)
+    stops its shard after the tick and the whole run with it, as the driver's own stop does
+    (`dogesim.scale.worker.terminate`): the shard keeps its output and checkpoint."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, terminate)
 
 
 def start_method() -> str:

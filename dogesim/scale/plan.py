@@ -41,6 +41,7 @@ from dogesim.model import Model
 from dogesim.rates import Profile, Rate, parse_rate
 from dogesim.scale.control import Control
 from dogesim.scale.parts import PartFile, PartSink, part_path
+from dogesim.sinks.base import CountingSink
 
 __all__ = [
     "RENUMBERED",
@@ -154,11 +155,15 @@ class ShardedRun:
         checkpoint: the base path of the run's checkpoints: shard ``k`` writes
             `shard_checkpoint` ``(checkpoint, k)`` when it ends or stops (and every
             `checkpoint_every` when given); the base path itself holds the run's manifest
-            (seed, shards, population). A model file's ``checkpoint.path`` when None.
+            (every setting that decides the stream: seed, shards, population, ticks, tick,
+            clock start, jitter, arrivals, churn). A model file's ``checkpoint.path`` when None.
         checkpoint_every: also checkpoint each shard every so many ticks (or a duration).
         resume: continue the run saved at `checkpoint`: each shard from its own checkpoint
             (a shard without one starts afresh), part files cut back to their checkpoints;
-            the merged output equals the uninterrupted run's byte for byte.
+            the merged output equals the uninterrupted run's byte for byte. Settings left
+            None (seed, shards, subjects, ticks, clock start, jitter) are the manifest's; one
+            that differs from it is refused, and so is a shard's checkpoint of another model
+            or other settings, before any shard starts.
         live: pace every shard in real time (a `LiveOptions`); all shards share one clock
             start (`timestamp_start`, now when None), and merged files are written when the
             run ends or is stopped.
@@ -244,6 +249,8 @@ class Shard:
         sinks: their sinks (closed by the shard if building the model fails).
         resuming: the shard continues from its checkpoint (`jsonl` parts are appended to).
         checkpointed: the run keeps checkpoints (`csv` parts are then refused).
+        checking: the shard is only built so that its checkpoint is checked before any shard
+            of a resume starts: its merged outputs get sinks that open and write nothing.
     """
 
     def __init__(
@@ -265,6 +272,8 @@ class Shard:
         self.resuming = False
         #: The run keeps checkpoints (CSV parts, which cannot be continued, are refused).
         self.checkpointed = False
+        #: Built only to check its checkpoint: merged outputs open and write nothing.
+        self.checking = False
 
     def global_index(self, local: int) -> int:
         """The run-wide index of this shard's `local`-th subject: ``index + shards * local``."""
@@ -291,6 +300,12 @@ class Shard:
         if any(part.target == path for part in self.parts):
             raise ModelError(f"shard {self.index}: {os.fspath(target)!r} is merged twice")
         part = part_path(path, self.index, self.shards)
+        if self.checking:
+            info = PartFile(path, f"file:{os.fspath(target)}", part, header, columnar)
+            sink: PartSink = _UnwrittenPart(CountingSink("file"), info)
+            self.parts.append(info)
+            self.sinks.append(sink)
+            return sink
         if self._on_part is not None:
             self._on_part(part)
         inner = make(part)
@@ -343,6 +358,14 @@ class Shard:
         return self.merged(
             target, lambda path: CsvSink(path, mapper, fieldnames=fieldnames), header=True
         )
+
+
+class _UnwrittenPart(PartSink):
+    """The part sink of a shard built only to check its checkpoint (`Shard.checking`): it
+    counts, and its close leaves the part file and its index as they are."""
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def ledger_name(sink: Any) -> str | None:

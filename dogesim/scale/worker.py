@@ -41,13 +41,24 @@ from dogesim.scale.plan import (
     shard_subjects,
     share_arrivals,
 )
-from dogesim.sinks.base import DeliveryLedger, ledger_of
+from dogesim.sinks.base import CountingSink, DeliveryLedger, ledger_of
 
-__all__ = ["ShardResult", "preflight", "run_shard"]
+__all__ = ["ShardResult", "check_checkpoints", "preflight", "run_shard", "terminate"]
 
 #: Shards in one process run one at a time: each seeds the process's global `random`, which
 #: two shards in threads of one process would otherwise share (a Dask worker with threads).
 _ONE_AT_A_TIME = threading.Lock()
+
+#: Set by `terminate` (a worker process's SIGTERM handler): the process was asked to end.
+_TERMINATED = threading.Event()
+
+
+def terminate(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker process (``kill -TERM -PGID``, as systemd, docker and timeout send
+    it to the driver and its workers alike): the shard running here stops after its tick,
+    keeping its output and writing its checkpoint, and asks the whole run to stop, as the
+    driver's first SIGINT/SIGTERM does; a shard not started yet does not start."""
+    _TERMINATED.set()
 
 
 @dataclass
@@ -114,6 +125,51 @@ def run_shard(plan: ShardPlan, k: int) -> ShardResult:
         return result
 
 
+def check_checkpoints(plan: ShardPlan) -> None:
+    """Before any shard of a resumed run starts, check every shard's checkpoint against the
+    model and settings it will be resumed with: each shard that has one is built as it will
+    resume (`Simulation.resume` compares them), without opening its sinks, and dropped. A
+    refused resume so changes nothing: no shard has started, cut a part, committed a row or
+    written a checkpoint with the wrong settings.
+
+    Raises:
+        ModelError: a shard's checkpoint is of another model or other run settings, or
+            cannot be read (naming the shard).
+        RunError: building a shard to check it failed otherwise, or its checkpoint's lock
+            is held too long.
+    """
+    if not plan.run.resume:
+        return
+    for k in range(plan.shards):
+        checkpoint = plan.checkpoint_of(k)
+        if checkpoint is None or not os.path.exists(checkpoint):
+            continue
+        with _checkpoint_lock(checkpoint, k):  # an orphaned worker may still write it
+            _check_checkpoint(plan, k, checkpoint)
+
+
+def _check_checkpoint(plan: ShardPlan, k: int, checkpoint: str) -> None:
+    """Build shard `k` of `plan` from `checkpoint` to check it (see `check_checkpoints`)."""
+    shard = Shard(k, plan.shards, plan.seeds[k], plan.share(k))
+    shard.resuming = shard.checkpointed = shard.checking = True
+    where = "no shard was started and nothing was changed"
+    try:
+        _build(plan, shard, _no_progress, checkpoint)
+    except (RunError, ModelError) as exc:
+        raise ModelError(f"shard {k}: {exc} ({where})") from None
+    except Exception as exc:
+        raise RunError(
+            f"shard {k}: building it to check its checkpoint failed: {type(exc).__name__}: "
+            f"{exc} ({where})"
+        ) from exc
+    finally:
+        _close_quietly(shard.sinks)
+
+
+def _no_progress(done: int) -> None:
+    """The progress hook of a shard built only to be checked."""
+
+
 #: Seconds a shard waits for the lock of its checkpoint (held by an orphaned earlier run).
 LOCK_WAIT_S = 120.0
 
@@ -155,6 +211,9 @@ def _where() -> str:
 def preflight(plan: ShardPlan, k: int) -> ShardResult | None:
     """The result of a shard that must not start (the run is cancelled or stopped, or an
     earlier attempt of it died), or None when it may: it is then claimed."""
+    if _TERMINATED.is_set():
+        plan.control.stop()
+        return ShardResult(k, "stopped", error="its worker was terminated before it started")
     if plan.control.cancelled():
         if plan.control.stopping():
             return ShardResult(k, "stopped", error="the run was stopped before it started")
@@ -175,7 +234,8 @@ def preflight(plan: ShardPlan, k: int) -> ShardResult | None:
 class _Reporter:
     """The shard's progress hook: reports ticks and events to the run's `Control` at most
     every `EVERY_S` seconds (less often when a report costs over 1% of that), and stops the
-    shard once the run is cancelled or stopped."""
+    shard once the run is cancelled or stopped, or its process was terminated (then it
+    stops the whole run)."""
 
     EVERY_S = 0.2
 
@@ -192,6 +252,8 @@ class _Reporter:
             # Counting the events reads every row of the recorder: keep it under 1% of the run.
             cost = time.monotonic() - now
             self.next_report = now + max(self.EVERY_S, 100 * cost)
+        if _TERMINATED.is_set() and not self.control.stopping():
+            self.control.stop()
         if self.control.cancelled() and self.simulation is not None:
             self.simulation.stop()
 
@@ -440,30 +502,14 @@ def _build_from_file(
     plan: ShardPlan, shard: Shard, progress: Callable[[int], None], checkpoint: str | None
 ) -> Simulation:
     """Shard `shard`'s `Simulation` of a model file: its file sinks write parts."""
-    from dogesim.modelfile.build import opened
     from dogesim.scale.modelfiles import load_for_shard
 
     spec = load_for_shard(plan, shard)
-    built: dict[str, Any] = {}
-    try:
-        for name in spec.used_sinks():
-            sink_spec = spec.sinks[name]
-            target = plan.outputs.get(name)
-            if target is None:
-                built[name] = opened(sink_spec, name, sink_spec.build)
-                shard.sinks.append(built[name])
-            else:
-                if shard.checkpointed and sink_spec.type == "csv":
-                    shard.csv(target)  # refuses, saying why
-                built[name] = shard.merged(
-                    target,
-                    _part_builder(sink_spec, name, append=shard.resuming),
-                    header=sink_spec.type == "csv",
-                    columnar=sink_spec.type == "parquet",
-                )
-    except Exception:
-        _close_quietly(built.values())
-        raise
+    if shard.checking:
+        # Only checked against its checkpoint: sinks that open and write nothing.
+        built: dict[str, Any] = {name: CountingSink(name) for name in spec.used_sinks()}
+    else:
+        built = _file_sinks(plan, shard, spec)
     run = plan.run
     live = _live_settings(run.live)
     every = run.checkpoint_every
@@ -487,6 +533,33 @@ def _build_from_file(
         checkpoint_every=every if checkpoint else None,
         **live,
     )
+
+
+def _file_sinks(plan: ShardPlan, shard: Shard, spec: Any) -> dict[str, Any]:
+    """The model file's sinks for shard `shard`, by name: its file sinks write parts."""
+    from dogesim.modelfile.build import opened
+
+    built: dict[str, Any] = {}
+    try:
+        for name in spec.used_sinks():
+            sink_spec = spec.sinks[name]
+            target = plan.outputs.get(name)
+            if target is None:
+                built[name] = opened(sink_spec, name, sink_spec.build)
+                shard.sinks.append(built[name])
+            else:
+                if shard.checkpointed and sink_spec.type == "csv":
+                    shard.csv(target)  # refuses, saying why
+                built[name] = shard.merged(
+                    target,
+                    _part_builder(sink_spec, name, append=shard.resuming),
+                    header=sink_spec.type == "csv",
+                    columnar=sink_spec.type == "parquet",
+                )
+    except Exception:
+        _close_quietly(built.values())
+        raise
+    return built
 
 
 def _live_settings(live: Any) -> dict[str, Any]:
