@@ -182,6 +182,34 @@ def test_a_manifest_without_the_run_settings_resumes_as_before(
     assert out.read_bytes() == (tmp_path / "r.jsonl").read_bytes()
 
 
+def test_the_api_resume_of_a_model_file_takes_the_manifests_settings(tmp_path: Path) -> None:
+    """`ShardedRun(path, resume=True)` without settings resumes a run of the file started
+    with subjects, ticks, seed and jitter of its own to the uninterrupted bytes; another
+    ticks is refused naming both values, before any shard starts."""
+    import dataclasses
+    import threading
+
+    from dogesim.errors import ModelError
+    from dogesim.shards import ShardedRun, run_sharded
+
+    settings: dict[str, Any] = {"subjects": 60, "ticks": 300, "seed": 7, "jitter": True}
+    whole = model(tmp_path / "whole.yaml", tmp_path / "whole.jsonl")
+    run_sharded(ShardedRun(str(whole), shards=4, **settings))
+    log, base = tmp_path / "log.jsonl", tmp_path / "ck"
+    path = model(tmp_path / "shop.yaml", log)
+    stop = threading.Event()
+    run = ShardedRun(str(path), shards=4, checkpoint=str(base), **settings)
+    first = run_sharded(run, progress=lambda p: p.ticks and stop.set(), stop=stop)
+    assert first.stopped and first.parts_kept
+    resumed = ShardedRun(str(path), checkpoint=str(base), resume=True)
+    before = snapshot(tmp_path)
+    with pytest.raises(ModelError, match="has ticks=300, this one ticks=500"):
+        run_sharded(dataclasses.replace(resumed, ticks=500))
+    assert snapshot(tmp_path) == before
+    assert run_sharded(resumed).ticks == 300
+    assert log.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+
+
 # -- a refused resume changes nothing -------------------------------------------------------
 
 
