@@ -137,3 +137,28 @@ def test_a_refused_statement_fails_close_with_counts(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match=r"2 failed|failed 2"):
         sink.close()
     assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (2, 0, 2)
+
+
+@pytest.mark.parametrize("move", [UP, LEAVE], ids=["update", "delete"])
+def test_a_statement_that_matches_no_row_is_failed_not_acknowledged(
+    tmp_path: Path, move: Transition
+) -> None:
+    """An update or delete of a subject that has no row changes nothing: it is counted as
+    failed and raises, naming it; the statements around it are committed and acknowledged."""
+    url = f"sqlite:///{tmp_path / 'z.db'}"
+    sink = StateTableSink(
+        url, "state", initial_state="free", final_states=["gone"], create_table=True
+    )
+    known, unknown = SimpleNamespace(id=1), SimpleNamespace(id=2)
+    sink.created(known, T0)
+    sink.collect(T0 + 1, unknown, move)
+    sink.collect(T0 + 2, known, UP)
+    with pytest.raises(SinkError) as caught:
+        sink.flush()
+    assert f"1 {'update' if move is UP else 'delete'} matched no row in table 'state'" in str(
+        caught.value
+    )
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (3, 2, 1)
+    with pytest.raises(SinkError, match="lost 1 of 3"):
+        sink.close()
+    assert rows(url) == [(1, "paid", T0 + 2)]
