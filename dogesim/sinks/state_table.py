@@ -34,7 +34,8 @@ from sqlalchemy import exc as sa_exc
 from dogesim.engine import clock
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import DeliveryLedger, LedgeredSink
-from dogesim.sinks.db import DbSinkFactory, _first_line, column_type_for
+from dogesim.sinks.db import DbSinkFactory, _first_line, column_type_for, reflect_table
+from dogesim.sinks.db_positions import create_if_missing
 from dogesim.sinks.records import subject_fields
 
 if TYPE_CHECKING:
@@ -128,9 +129,7 @@ class StateTableSink(LedgeredSink):
 
     def _existing_table(self) -> sa.Table | None:
         try:
-            return sa.Table(
-                self.table_name, sa.MetaData(), autoload_with=self.engine, schema=self.schema
-            )
+            return reflect_table(self.engine, self.table_name, self.schema)
         except sa_exc.NoSuchTableError:
             if not self.create_table:
                 raise SinkConfigError(
@@ -203,13 +202,7 @@ class StateTableSink(LedgeredSink):
     def _prepare(self, first: Mapping[str, Any]) -> None:
         """The table (created from the first row when asked) and the three statements."""
         if self.table is None:
-            metadata = sa.MetaData()
-            table_columns = [
-                sa.Column(name, column_type_for(value), primary_key=name == self.key_column)
-                for name, value in first.items()
-            ]
-            self.table = sa.Table(self.table_name, metadata, *table_columns, schema=self.schema)
-            metadata.create_all(self.engine, checkfirst=True)
+            self.table = self._create(first)
         table = self.table
         missing = [name for name in first if name not in table.c]
         if missing:
@@ -225,6 +218,20 @@ class StateTableSink(LedgeredSink):
             .values({name: sa.bindparam(f"b_{name}") for name in first}),
             "delete": table.delete().where(where),
         }
+
+    def _create(self, first: Mapping[str, Any]) -> sa.Table:
+        """The table, created typed from `first` unless it exists: the shards of a run race
+        to create it, and one may have created it first (with other columns, which
+        `_prepare` then names)."""
+        table_columns = [
+            sa.Column(name, column_type_for(value), primary_key=name == self.key_column)
+            for name, value in first.items()
+        ]
+        create_if_missing(
+            self.engine,
+            sa.Table(self.table_name, sa.MetaData(), *table_columns, schema=self.schema),
+        )
+        return reflect_table(self.engine, self.table_name, self.schema)
 
     def _first_row(self, queue: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         for kind, params in queue:
