@@ -15,6 +15,8 @@
   other settings; `build_faulty(build, settings, faults, name)` wraps the built sink.
 - `start_run(spec, sinks, seed, factory)`: a run's start: templates restarted with its
   seed, fault streams reseeded, state tables inserting what the factory makes.
+- `track_state_tables(sinks, simulation, factory, initial)`: the factory, making the state
+  tables among `sinks` insert what it makes (a new run's, and a resumed run's newcomers).
 - `check_state_tables(spec)`: a ``state_table`` sink receives every move of its population,
   and learns the initial and final states from the model.
 
@@ -24,7 +26,7 @@ Template errors name the file and the line of the field at fault:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,7 @@ __all__ = [
     "start_run",
     "template_attributes",
     "template_setting",
+    "track_state_tables",
 ]
 
 #: The keys of a sink's ``faults:``.
@@ -365,37 +368,28 @@ def start_run(
     from dogesim.faults import FaultySink
     from dogesim.templates import new_run_counter
 
-    seed, start, tick_ms, env = (
-        simulation.seed,
-        simulation.timestamp_start,
-        simulation.tick_ms,
-        simulation.env,
-    )
-
-    calendar = getattr(simulation, "_calendar", None)  # month ticks (``tick: 1mo``)
-
-    def now() -> int:
-        """The time of the tick being handled: SimPy's clock counts ticks."""
-        tick = round(env.now)
-        return int(calendar.stamp(tick) if calendar is not None else start + tick * tick_ms)
-
+    sinks = list(sinks)
     if context is not None:
-        factory = _start_pools(context, factory, now)
+        factory = _start_pools(context, factory, _run_clock(simulation))
         counter = new_run_counter()
         for mapper in context.mappers:
-            mapper.rebind(seed, counter)
-    tables = []
-    for outer in sinks:
-        # Through the wrappers a model file puts around a sink (faults, pacing caps).
-        sink, seen = outer, 0
-        while sink is not None and seen < 8:
-            if isinstance(sink, FaultySink):
-                sink.reseed(seed)
-            if type(sink).__name__ == "StateTableSink":
-                tables.append(sink)
-            sink, seen = getattr(sink, "inner", None), seen + 1
+            mapper.rebind(simulation.seed, counter)
+    for sink in _layers(sinks):
+        if isinstance(sink, FaultySink):
+            sink.reseed(simulation.seed)
+    return track_state_tables(sinks, simulation, factory, initial=initial)
+
+
+def track_state_tables(
+    sinks: Iterable[Any], simulation: Any, factory: Callable[[], Any], *, initial: int
+) -> Callable[[], Any]:
+    """`factory`, making each state table among `sinks` insert the subjects it makes: the
+    first `initial` dated at the run's start, later ones (newcomers) at their tick. A
+    resumed run passes 0 (its subjects come from the checkpoint, its newcomers from here)."""
+    tables = [sink for sink in _layers(sinks) if type(sink).__name__ == "StateTableSink"]
     if not tables:
         return factory
+    start, now = simulation.timestamp_start, _run_clock(simulation)
     made = [0]
 
     def create() -> Any:
@@ -407,6 +401,30 @@ def start_run(
         return subject
 
     return create
+
+
+def _layers(sinks: Iterable[Any]) -> Iterator[Any]:
+    """Each sink, and the sinks inside the wrappers a model file puts around it (faults,
+    pacing caps)."""
+    for outer in sinks:
+        sink, seen = outer, 0
+        while sink is not None and seen < 8:
+            yield sink
+            sink, seen = getattr(sink, "inner", None), seen + 1
+
+
+def _run_clock(simulation: Any) -> Callable[[], int]:
+    """The time of the tick `simulation` is handling. SimPy's clock counts ticks from the
+    walker's origin, which is the checkpoint's tick before 0 in a resumed run."""
+    start, tick_ms, env = simulation.timestamp_start, simulation.tick_ms, simulation.env
+    calendar = getattr(simulation, "_calendar", None)  # month ticks (``tick: 1mo``)
+
+    def now() -> int:
+        walker = getattr(simulation, "_walker", None)
+        tick = round(env.now - (walker.origin if walker is not None else 0))
+        return int(calendar.stamp(tick) if calendar is not None else start + tick * tick_ms)
+
+    return now
 
 
 def _start_pools(

@@ -28,7 +28,7 @@ from dogesim.errors import ModelError, RunError
 from dogesim.modelfile.build import Sinks, _close_built, churn_sinks
 from dogesim.modelfile.keys import _check_overrides
 from dogesim.modelfile.online import _ON_LAG, LiveSpec
-from dogesim.modelfile.payloads import start_run
+from dogesim.modelfile.payloads import start_run, track_state_tables
 
 if TYPE_CHECKING:
     from dogesim.modelfile.spec import ModelSpec
@@ -187,7 +187,7 @@ def resume_simulation(
             raise RunError(f"{path}: cannot resume: {exc}") from None
         if spec.calendar is not None:
             stamp_by_calendar(simulation, spec.calendar)
-        _continue_after_resume(spec, simulation, settings, factory)
+        _continue_after_resume(spec, simulation, settings, factory, built)
         return simulation
     except BaseException:
         _close_built(built)
@@ -228,9 +228,14 @@ def saved_checkpoint_every(checkpoint: str | os.PathLike[str]) -> int | str | No
 
 
 def _continue_after_resume(
-    spec: ModelSpec, simulation: Simulation, settings: LiveSpec, factory: _DeferredFactory | None
+    spec: ModelSpec,
+    simulation: Simulation,
+    settings: LiveSpec,
+    factory: _DeferredFactory | None,
+    sinks: Sinks,
 ) -> None:
-    """Lag settings of the resumed run, and its newcomers' factory where it left off."""
+    """Lag settings of the resumed run, and its newcomers' factory where it left off (the
+    state tables among `sinks` inserting each newcomer)."""
     simulation.on_lag = settings.on_lag
     if settings.max_lag_ms is not None:
         simulation.max_lag_ms = float(settings.max_lag_ms)
@@ -241,4 +246,5 @@ def _continue_after_resume(
         target = spec.subject_factory(simulation.seed)
         for _ in range(len(simulation.subjects)):
             target()
-        factory.target = target
+        built = sinks.values() if isinstance(sinks, Mapping) else sinks
+        factory.target = track_state_tables(built, simulation, target, initial=0)

@@ -6,6 +6,7 @@
   streams each batch with ``COPY ... FROM STDIN`` (the fast path); on SQLite, MySQL/MariaDB
   and every other dialect it uses an executemany ``INSERT``.
 - `column_type_for`: the column type ``create_table=True`` derives from a Python value.
+- `reflect_table`: a table as the database has it, also while another process creates it.
 
 Rows count as acknowledged only once their batch is committed, so when a batch fails the
 `SinkError` says exactly how many rows the table holds from this sink. A sink whose batch
@@ -48,7 +49,7 @@ from dogesim.sinks.urls import masked_url
 if TYPE_CHECKING:
     from dogesim.model import Transition
 
-__all__ = ["DbSink", "DbSinkFactory", "RowMapper", "column_type_for"]
+__all__ = ["DbSink", "DbSinkFactory", "RowMapper", "column_type_for", "reflect_table"]
 
 #: Maps one event ``(timestamp, subject, transition)`` to a row: column name -> value.
 RowMapper = Callable[[int, Any, "Transition"], Mapping[str, Any]]
@@ -122,6 +123,22 @@ def _normalise_url(db_url: str | URL) -> URL:
         else:
             url = url.set(drivername="postgresql")
     return url
+
+
+def reflect_table(engine: Engine, name: str, schema: str | None) -> sa.Table:
+    """Table `name` as the database has it. SQLite can show a table another connection is
+    still creating (another shard of the run) with no columns yet, and a table never has
+    none: it is read again, for a bounded time (5 s).
+
+    Raises:
+        sqlalchemy.exc.NoSuchTableError: there is no such table.
+    """
+    for _ in range(100):
+        reflected = sa.Table(name, sa.MetaData(), autoload_with=engine, schema=schema)
+        if len(reflected.columns):
+            break
+        time.sleep(0.05)
+    return reflected
 
 
 def _first_line(exc: BaseException) -> str:
@@ -442,17 +459,8 @@ class DbSink(LedgeredSink):
         )
         try:
             create_if_missing(self.engine, table)  # the shards of a run race to create it
-            # Reflect: another process may have created it first, with other columns. SQLite
-            # can show a table another connection is still creating with no columns yet (a
-            # table never has none): read it again, for a bounded time.
-            for _ in range(100):
-                reflected = sa.Table(
-                    self.table_name, sa.MetaData(), autoload_with=self.engine, schema=self.schema
-                )
-                if len(reflected.columns):
-                    break
-                time.sleep(0.05)
-            self.table = reflected
+            # Reflect: another process may have created it first, with other columns.
+            self.table = reflect_table(self.engine, self.table_name, self.schema)
         except sa_exc.SQLAlchemyError as exc:
             self.ledger.failed += 1
             raise SinkError(

@@ -5,7 +5,8 @@
   (churn). Statements are written in order, `batch_size` per transaction.
 - `build_state_table`: the registry's builder (type ``state_table``).
 - `StateTableLedger`: the sink's ledger, counted per statement (``collected`` statements
-  issued, ``acknowledged`` committed), with ``inserts``, ``updates`` and ``deletes``.
+  issued, ``acknowledged`` committed; an update or delete that matched no row is
+  ``failed``), with ``inserts``, ``updates`` and ``deletes``.
 
 A row holds the subject's key (``key_column``, the primary key), its state (``state``), the
 time of its last change (``updated_at``, epoch ms) and the columns `columns` gives
@@ -33,7 +34,8 @@ from sqlalchemy import exc as sa_exc
 from dogesim.engine import clock
 from dogesim.errors import SinkConfigError, SinkError
 from dogesim.sinks.base import DeliveryLedger, LedgeredSink
-from dogesim.sinks.db import DbSinkFactory, _first_line, column_type_for
+from dogesim.sinks.db import DbSinkFactory, _first_line, column_type_for, reflect_table
+from dogesim.sinks.db_positions import create_if_missing
 from dogesim.sinks.records import subject_fields
 
 if TYPE_CHECKING:
@@ -127,9 +129,7 @@ class StateTableSink(LedgeredSink):
 
     def _existing_table(self) -> sa.Table | None:
         try:
-            return sa.Table(
-                self.table_name, sa.MetaData(), autoload_with=self.engine, schema=self.schema
-            )
+            return reflect_table(self.engine, self.table_name, self.schema)
         except sa_exc.NoSuchTableError:
             if not self.create_table:
                 raise SinkConfigError(
@@ -202,13 +202,7 @@ class StateTableSink(LedgeredSink):
     def _prepare(self, first: Mapping[str, Any]) -> None:
         """The table (created from the first row when asked) and the three statements."""
         if self.table is None:
-            metadata = sa.MetaData()
-            table_columns = [
-                sa.Column(name, column_type_for(value), primary_key=name == self.key_column)
-                for name, value in first.items()
-            ]
-            self.table = sa.Table(self.table_name, metadata, *table_columns, schema=self.schema)
-            metadata.create_all(self.engine, checkfirst=True)
+            self.table = self._create(first)
         table = self.table
         missing = [name for name in first if name not in table.c]
         if missing:
@@ -225,6 +219,20 @@ class StateTableSink(LedgeredSink):
             "delete": table.delete().where(where),
         }
 
+    def _create(self, first: Mapping[str, Any]) -> sa.Table:
+        """The table, created typed from `first` unless it exists: the shards of a run race
+        to create it, and one may have created it first (with other columns, which
+        `_prepare` then names)."""
+        table_columns = [
+            sa.Column(name, column_type_for(value), primary_key=name == self.key_column)
+            for name, value in first.items()
+        ]
+        create_if_missing(
+            self.engine,
+            sa.Table(self.table_name, sa.MetaData(), *table_columns, schema=self.schema),
+        )
+        return reflect_table(self.engine, self.table_name, self.schema)
+
     def _first_row(self, queue: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         for kind, params in queue:
             if kind == "insert":
@@ -236,8 +244,13 @@ class StateTableSink(LedgeredSink):
     def flush(self) -> None:
         """Write the queued statements in one transaction, in order.
 
+        An update or delete that matches no row (the subject has none: it was never
+        inserted, or someone else removed it) changed nothing: it counts as failed, and the
+        others as acknowledged once committed.
+
         Raises:
-            SinkError: the database refused them; they count as failed.
+            SinkError: the database refused them (they count as failed), or some matched
+                no row (those count as failed).
         """
         queue, self._queue = self._queue, []
         if not queue:
@@ -246,14 +259,7 @@ class StateTableSink(LedgeredSink):
             if not self._statements:
                 self._prepare(self._first_row(queue))
             with self.engine.begin() as conn:
-                start = 0
-                while start < len(queue):
-                    kind = queue[start][0]
-                    end = start
-                    while end < len(queue) and queue[end][0] == kind:
-                        end += 1
-                    conn.execute(self._statements[kind], [p for _, p in queue[start:end]])
-                    start = end
+                unmatched = self._execute(conn, queue)
         except (sa_exc.SQLAlchemyError, SinkConfigError) as exc:
             self.ledger.failed += len(queue)
             raise SinkError(
@@ -261,7 +267,47 @@ class StateTableSink(LedgeredSink):
                 f"{self.table_name!r} failed: {_first_line(exc)}; {self.ledger.summary()}",
                 [self.ledger],
             ) from exc
-        self.ledger.acknowledged += len(queue)
+        missed = sum(unmatched.values())
+        self.ledger.acknowledged += len(queue) - missed
+        self.ledger.failed += missed
+        if missed:
+            raise SinkError(self._unmatched_message(unmatched), [self.ledger])
+
+    def _execute(
+        self, conn: sa.Connection, queue: list[tuple[str, dict[str, Any]]]
+    ) -> dict[str, int]:
+        """Run `queue` in `conn`, each run of one kind in one call; the updates and deletes
+        that matched no row, per kind."""
+        unmatched = {"update": 0, "delete": 0}
+        start = 0
+        while start < len(queue):
+            kind = queue[start][0]
+            end = start
+            while end < len(queue) and queue[end][0] == kind:
+                end += 1
+            params = [p for _, p in queue[start:end]]
+            if kind == "insert":
+                conn.execute(self._statements[kind], params)
+            else:
+                unmatched[kind] += len(params) - self._changed(conn, kind, params)
+            start = end
+        return unmatched
+
+    def _changed(self, conn: sa.Connection, kind: str, params: list[dict[str, Any]]) -> int:
+        """The rows an update or delete of each of `params` changed (one call when the
+        driver counts the rows of a batch, else one statement each)."""
+        statement = self._statements[kind]
+        if conn.dialect.supports_sane_multi_rowcount or len(params) == 1:
+            return int(conn.execute(statement, params).rowcount)
+        return sum(int(conn.execute(statement, p).rowcount) for p in params)
+
+    def _unmatched_message(self, unmatched: Mapping[str, int]) -> str:
+        counts = " and ".join(f"{n} {kind}{'s' * (n > 1)}" for kind, n in unmatched.items() if n)
+        return (
+            f"sink {self.ledger.sink}: {counts} matched no row in table {self.table_name!r} "
+            f"(a subject with no row: not inserted by this sink, or removed by someone else); "
+            f"counted as failed; {self.ledger.summary()}"
+        )
 
     def _close(self) -> None:
         try:

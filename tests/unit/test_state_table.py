@@ -137,3 +137,93 @@ def test_a_refused_statement_fails_close_with_counts(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match=r"2 failed|failed 2"):
         sink.close()
     assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (2, 0, 2)
+
+
+@pytest.mark.parametrize("move", [UP, LEAVE], ids=["update", "delete"])
+def test_a_statement_that_matches_no_row_is_failed_not_acknowledged(
+    tmp_path: Path, move: Transition
+) -> None:
+    """An update or delete of a subject that has no row changes nothing: it is counted as
+    failed and raises, naming it; the statements around it are committed and acknowledged."""
+    url = f"sqlite:///{tmp_path / 'z.db'}"
+    sink = StateTableSink(
+        url, "state", initial_state="free", final_states=["gone"], create_table=True
+    )
+    known, unknown = SimpleNamespace(id=1), SimpleNamespace(id=2)
+    sink.created(known, T0)
+    sink.collect(T0 + 1, unknown, move)
+    sink.collect(T0 + 2, known, UP)
+    with pytest.raises(SinkError) as caught:
+        sink.flush()
+    assert f"1 {'update' if move is UP else 'delete'} matched no row in table 'state'" in str(
+        caught.value
+    )
+    assert (sink.ledger.collected, sink.ledger.acknowledged, sink.ledger.failed) == (3, 2, 1)
+    with pytest.raises(SinkError, match="lost 1 of 3"):
+        sink.close()
+    assert rows(url) == [(1, "paid", T0 + 2)]
+
+
+def test_a_table_created_between_the_check_and_the_create_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of a sharded run, made certain: the table is missing when this sink checks
+    (the database says so once) but another writer has created it by its CREATE TABLE."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    late = StateTableSink(url, "state", initial_state="free", create_table=True)
+    first = StateTableSink(url, "state", initial_state="free", create_table=True)
+    first.created(SimpleNamespace(id=1), T0)
+    first.close()
+    dialect = type(late.engine.dialect)
+    truth = dialect.has_table
+    lies = [1]
+
+    def has_table(self: Any, connection: Any, name: str, *args: Any, **kw: Any) -> bool:
+        if lies[0]:
+            lies[0] -= 1
+            return False
+        return bool(truth(self, connection, name, *args, **kw))
+
+    monkeypatch.setattr(dialect, "has_table", has_table)
+    late.created(SimpleNamespace(id=2), T0 + 1)
+    late.close()
+    assert lies == [0]
+    assert rows(url) == [(1, "free", T0), (2, "free", T0 + 1)]
+    assert (late.ledger.acknowledged, late.ledger.failed) == (1, 0)
+
+
+def _create_together(urls: list[str], ident: int, barrier: Any, results: Any) -> None:
+    """One of several processes: for each database, a sink that finds no table, then (all
+    together) its first insert, which creates it."""
+    for url in urls:
+        sink = StateTableSink(url, "state", initial_state="free", create_table=True)
+        barrier.wait()
+        try:
+            sink.created(SimpleNamespace(id=ident), T0)
+            sink.close()
+            results.put(None)
+        except Exception as exc:  # reported to the test, which names it
+            results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_one_table_at_once_all_write(tmp_path: Path) -> None:
+    """Six processes create each of 24 fresh SQLite tables at the same moment (the first
+    insert of each shard of a run): every insert is acknowledged, every table holds six rows
+    (before the fix, most rounds had a loser)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded test process
+    processes, rounds = 6, 24
+    urls = [f"sqlite:///{tmp_path / f'race{r}.db'}" for r in range(rounds)]
+    barrier, results = context.Barrier(processes, timeout=120), context.Queue()
+    workers = [
+        context.Process(target=_create_together, args=(urls, i, barrier, results))
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in range(processes * rounds)]
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [o for o in outcomes if o is not None] == []
+    assert all(len(rows(url)) == processes for url in urls)
