@@ -32,7 +32,8 @@ Output paths (``--out``, ``--report``, ``--checkpoint``, ``-o``) are checked bef
 runs: a directory that cannot be made or written, a name too long, or a plot extension
 matplotlib cannot write is refused at once. ``--ticks`` and ``--subjects`` are bounded
 (`MAX_TICKS`, `MAX_SUBJECTS`). Everything the command prints passes through
-`dogesim.redact.mask`: ``${VAR}`` values and URL passwords never appear.
+`dogesim.redact.mask`: URL passwords and secrets (``${DB_PASSWORD}``, ``sasl.password``)
+never appear.
 
 Exit status: 0 on success; 2 on a bad model file or bad arguments (one line on stderr, no
 traceback); 1 when a sink lost events (the ledger is printed), a live run fell behind with
@@ -97,8 +98,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dogesim`` command with `argv` (default: ``sys.argv[1:]``); return the exit
     status."""
-    # Everything the command says passes through the mask: ${VAR} values and URL passwords
-    # must not reach a terminal or a log. sys.stderr too, for warnings and logging's
+    # Everything the command says passes through the mask: secret ${VAR} values and URL
+    # passwords must not reach a terminal or a log. sys.stderr too, for warnings and logging's
     # last-resort handler; stdout is left alone, where a stdout sink writes events.
     real_err = sys.stderr
     out, err = redact.MaskingStream(sys.stdout), redact.MaskingStream(real_err)

@@ -95,9 +95,10 @@ Limits, so that any file is refused or loaded in bounded time and memory: nestin
 64 levels; YAML aliases add at most 100,000 values; integers at most 40 digits; times within
 years 1-9999 (also the run's last tick); ``ticks`` at most 2**31 - 1; subjects (``count``
 plus the expected arrivals) at most 999,999,999. A required key set to null is missing.
-``${VAR}`` values from the environment (other than numbers and booleans), URL passwords
-and settings named like passwords (``sasl.password``) are masked (``***``) in messages,
-reprs and summaries (`dogesim.redact`).
+URL passwords and the values of settings named like secrets (``sasl.password``) are masked
+(``***``) in messages, reprs and summaries (`dogesim.redact`); so is a ``${VAR}`` value
+whose variable is named like a secret (``${DB_PASSWORD}``), that is such a setting's value,
+or that lands in a URL's password. Other ``${VAR}`` values (a topic, a path) are shown.
 
 Sinks (``type:`` may be left out when the sink is named after its type): ``jsonl``/``csv``
 (``path``, ``mapper``), ``printing``/``stdout`` (``template`` such as

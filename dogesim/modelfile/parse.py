@@ -6,7 +6,7 @@
   file with several entity types is read by `entities`, each type by `_read_spec`.
 - `_read_spec(src, top)`: one model from a checked, interpolated document.
 - `_load_yaml(text, source)`: the YAML document, each node knowing its line.
-- `_read_states(top)`: ``states:``, non-empty and without repeats.
+- `_read_states(top)`: ``states:``, non-empty, without repeats or control characters.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def _load_yaml(text: str, source: str) -> _Map:
 
 
 def _read_states(top: _Reader) -> list[str]:
-    """``states:``: at least one, none listed twice."""
-    states = top.string_list("states")
+    """``states:``: at least one, none listed twice, none with control characters."""
+    states = top.name_list("states")
     if not states:
         raise top.error("states", "the state list is empty; give at least one state")
     seen_states: set[str] = set()

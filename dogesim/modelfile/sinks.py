@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dogesim import redact
 from dogesim.errors import ModelError, SinkConfigError
 from dogesim.modelfile.pacing import capped, split_pacing
 from dogesim.modelfile.payloads import build_faulty, is_template, split_faults, template_setting
@@ -64,7 +65,8 @@ class SinkSpec:
 
     def __repr__(self) -> str:
         shown = masked_settings(self._kind(), self.settings)
-        return (
+        # And through the mask: a secret may sit in any setting (``${DB_PASSWORD}``).
+        return redact.mask(
             f"SinkSpec(name={self.name!r}, type={self.type!r}, settings={shown!r}, "
             f"line={self.line!r}, source={self.source!r})"
         )

@@ -1,5 +1,10 @@
 """Reading model files: YAML with line numbers, errors that name file, line and key,
-``${ENV}`` interpolation, and typed readers of scalars, import paths and timestamps.
+``${ENV}`` interpolation, and typed readers of scalars, names, import paths and timestamps.
+
+Booleans and numbers are read as in YAML 1.2 (``1e-3`` a float, ``1:30`` text, ``010`` ten);
+`_ModelDumper` writes files that read back the same. ``${VAR}``, ``${VAR:-default}`` (unset
+or empty) and ``${VAR-default}`` (unset) follow the shell; the substituted values that are
+secrets are registered with `dogesim.redact` (`_register_secrets`), the others stay visible.
 
 The loader bounds what a file can cost before any of it is interpreted: files larger than
 `MAX_MODEL_BYTES` are refused before parsing (`read_model_text`), nesting deeper than
@@ -19,6 +24,7 @@ import importlib.util
 import math
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -162,10 +168,14 @@ def _duration_ms(value: object) -> int:
 
 
 def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+    """A YAML 1.2 core integer: decimal (``010`` is ten), ``0o17`` or ``0x1F``."""
     if sum(ch.isdigit() for ch in node.value) > MAX_INT_DIGITS:
         # int() of it would be slow, or refused beyond 4300 digits: never convert it.
         return _HugeNumber(node.value)
-    return yaml.SafeLoader.construct_yaml_int(loader, node)
+    text = node.value.replace("_", "")
+    if text[:2] in ("0o", "0x"):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
 
 
 def _construct_timestamp(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
@@ -218,10 +228,13 @@ _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 _LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 _LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
-# Booleans as in YAML 1.2: only true/false. YAML 1.1 also reads on/off/yes/no as booleans,
-# which turns a trigger or state named `on` into True.
+# Booleans and numbers as in YAML 1.2's core schema. YAML 1.1 also reads on/off/yes/no as
+# booleans (a trigger or state named `on` became True), needs a dot in a float (`1e-3` was
+# text), reads `1:30` as 90 (base 60) and `010` as 8 (octal). As in YAML 1.1 and Python,
+# `_` may group digits (`1_000`).
+_YAML_1_1_TYPES = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _LineLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML_1_1_TYPES]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _LineLoader.add_implicit_resolver(
@@ -229,6 +242,23 @@ _LineLoader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7][0-7_]*|0x[0-9a-fA-F][0-9a-fA-F_]*)$")
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+    re.VERBOSE,
+)
+_LineLoader.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_LineLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+.0123456789"))
+
+
+class _ModelDumper(yaml.SafeDumper):
+    """`yaml.SafeDumper` that also quotes text the model loader would read as a number
+    (``1e3``, ``0o17``: plain to YAML 1.1), so a written file reads back the same."""
+
+
+_ModelDumper.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_ModelDumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+.0123456789"))
 
 
 def _key_line(node: Any, key: Any, default: int) -> int:
@@ -308,13 +338,18 @@ def _plain(value: Any) -> Any:
 
 # -- ${ENV} interpolation ------------------------------------------------------------------
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${NAME}, ${NAME:-default} (unset or empty: the default) and ${NAME-default} (unset only).
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
 
 
-def _interpolate_str(text: str, src: _Source, line: int, path: str) -> str:
+def _interpolate_str(text: str, src: _Source, line: int, path: str, key: object = None) -> str:
+    """`text` with every ``${...}`` replaced, its secrets registered (`_register_secrets`);
+    `key` is the key whose value `text` is (or whose list holds it)."""
     if "${" not in text:
         return text
     out: list[str] = []
+    filled: list[tuple[int, int, str]] = []  # (start, end, variable) of each substituted value
+    size = 0
     position = 0
     while True:
         start = text.find("${", position)
@@ -324,52 +359,89 @@ def _interpolate_str(text: str, src: _Source, line: int, path: str) -> str:
         if start > 0 and text[start - 1] == "$":
             # `$${` is a literal `${`: drop the escaping dollar.
             out.append(text[position : start - 1] + "${")
+            size += start + 1 - position
             position = start + 2
             continue
         out.append(text[position:start])
+        size += start - position
         match = _ENV_REF.match(text, start)
         if match is None:
             raise src.error(
                 line,
                 path,
                 f"malformed reference in {text!r} at {text[start : start + 20]!r}: write "
-                "${NAME} or ${NAME:-default} (and $${ for a literal ${)",
+                "${NAME}, ${NAME:-default} or ${NAME-default} (and $${ for a literal ${)",
             )
-        name, default = match.group(1), match.group(2)
-        value = src.environ.get(name)
-        if value is None:
-            if default is None:
-                raise src.error(
-                    line,
-                    path,
-                    f"environment variable {name} is not set (in {text!r}); set it, or give a "
-                    f"default with ${{{name}:-value}}",
-                )
-            value = default
-        elif not _is_plain_number(value):
-            # An environment value may be a password: never show it again. (Numbers and
-            # booleans, such as ${TICKS}, are settings, and masking every "1000" in every
-            # message would hide what the message is about.)
-            redact.register_secret(value)
+        value = _env_value(src, match, text, line, path)
         out.append(value)
+        filled.append((size, size + len(value), match.group(1)))
+        size += len(value)
         position = match.end()
-    return _Interpolated("".join(out))
+    result = "".join(out)
+    _register_secrets(result, filled, key)
+    return _Interpolated(result)
 
 
-def _is_plain_number(text: str) -> bool:
-    if text.strip().lower() in ("true", "false"):
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _env_value(src: _Source, match: re.Match[str], text: str, line: int, path: str) -> str:
+    """The value of one reference: the variable's, or its default as a shell gives it
+    (``:-`` when unset or empty, ``-`` when unset)."""
+    name, operator, default = match.group(1), match.group(2), match.group(3)
+    value = src.environ.get(name)
+    if operator == ":-" and not value:
+        return default
+    if operator == "-" and value is None:
+        return default
+    if value is None:
+        raise src.error(
+            line,
+            path,
+            f"environment variable {name} is not set (in {text!r}); set it, or give a "
+            f"default with ${{{name}:-value}} or ${{{name}-value}}",
+        )
+    return value
+
+
+#: Variables named like secrets that are none: the shell's working directories (``PWD`` is
+#: also ODBC's password keyword, hence the exception).
+_PLAIN_VARIABLES = frozenset({"PWD", "OLDPWD"})
+
+
+def _register_secrets(result: str, filled: list[tuple[int, int, str]], key: object) -> None:
+    """Register for masking the substituted values that are secrets; the others (a topic, a
+    path, a count) stay visible in messages.
+
+    A value is a secret when its variable is named like one (``${DB_PASSWORD}``), when the
+    key it is the value of is (``sasl.password: ${X}``: then the whole value is), or when it
+    lands in a URL's password or a secret query parameter (``postgresql://u:${X}@h``); of a
+    whole URL from the environment (``url: ${DATABASE_URL}``) its password is. A secret
+    written literally in the file is not registered here: URLs are masked by their
+    structure, and secret sink settings by `dogesim.modelfile.sinkkeys`.
+    """
+    if not filled:
+        return
+    spans = redact.secret_spans(result)
+    if redact.is_secret_key(key):
+        part = redact.secret_part(key, result)
+        spans.append((len(result) - len(part), len(result)))
+    for start, end, name in filled:
+        if redact.is_secret_key(name) and name not in _PLAIN_VARIABLES:
+            redact.register_setting(name, result[start:end])
+        for low, high in spans:
+            if low < end and start < high:  # a secret from (in part) the environment
+                redact.register_secret(result[low:high])
+                redact.register_secret(result[max(start, low) : min(end, high)])
 
 
 def _interpolate(
-    node: Any, src: _Source, line: int, path: str, seen: set[int] | None = None
+    node: Any,
+    src: _Source,
+    line: int,
+    path: str,
+    seen: set[int] | None = None,
+    key: object = None,
 ) -> Any:
-    """Replace ``${...}`` in every string value under `node` (keys are left alone).
+    """Replace ``${...}`` in every string value under `node` (keys are left alone); `key` is
+    the key whose value `node` is (secret keys make their values secrets).
 
     A container shared through a YAML alias is visited once (`seen`): twice would undo
     ``$${`` escapes and cost as much as the expanded file.
@@ -380,17 +452,16 @@ def _interpolate(
             return node
         seen.add(id(node))
     if isinstance(node, _Map):
-        for key in list(node):
-            node[key] = _interpolate(
-                node[key], src, node.key_lines.get(key, node.line), _join(path, str(key)), seen
-            )
+        for child in list(node):
+            at = node.key_lines.get(child, node.line)
+            node[child] = _interpolate(node[child], src, at, _join(path, str(child)), seen, child)
         return node
     if isinstance(node, _Seq):
         for i, item in enumerate(node):
-            node[i] = _interpolate(item, src, node.item_lines[i], _join(path, i), seen)
+            node[i] = _interpolate(item, src, node.item_lines[i], _join(path, i), seen, key)
         return node
     if isinstance(node, str):
-        return _interpolate_str(node, src, line, path)
+        return _interpolate_str(node, src, line, path, key)
     return node
 
 
@@ -584,8 +655,46 @@ class _Reader:
             out.append(str(item))
         return out
 
+    def name(self, key: str) -> str:
+        """A name (a trigger): a non-empty string without control characters."""
+        value = self.string(key)
+        problem = _name_problem(value)
+        if problem is not None:
+            raise self.error(key, problem)
+        return value
+
+    def name_list(self, key: str) -> list[str]:
+        """Names (states): each a non-empty string without control characters."""
+        names = self.string_list(key)
+        raw = self.node.get(key)
+        for i, value in enumerate(names):
+            problem = _name_problem(value)
+            if problem is not None:
+                if not isinstance(raw, _Seq):
+                    raise self.error(key, problem)
+                raise self.src.error(raw.item_lines[i], f"{self.where(key)}[{i}]", problem)
+        return names
+
     def import_path(self, key: str) -> Any:
         return _resolve(self.string(key), self.src, self.line(key), self.where(key))
+
+
+# Text-direction controls: invisible, they make a name read as another (U+202E reverses).
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def _name_problem(text: str) -> str | None:
+    """Why `text` cannot be a name (it holds NUL, a newline or another control character,
+    a line separator, a text-direction control or half a surrogate pair), or None."""
+    for ch in text:
+        if ch in _BIDI_CONTROLS or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return (
+                f"{_describe(text)} holds the control character {ch!a}; a name is "
+                "printable text (letters, digits, spaces, punctuation)"
+            )
+    return None
 
 
 def _import_near(module_name: str, directory: Path) -> Any:

@@ -133,7 +133,7 @@ class _Context:
 
 def _read_transition(t: _Reader, line: int, context: _Context) -> TransitionSpec:
     """One entry, its keys read in the order their errors are reported."""
-    trigger = t.string("trigger")
+    trigger = t.name("trigger")
     from_state = _read_state(t, "from", context)
     to_state = _read_state(t, "to", context)
     chances = read_chances(t)

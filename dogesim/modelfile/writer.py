@@ -14,7 +14,7 @@ import yaml
 from dogesim.errors import ModelError
 from dogesim.model import Model
 from dogesim.modelfile.online import LiveSpec
-from dogesim.modelfile.source import _format_timestamp, _import_name
+from dogesim.modelfile.source import _format_timestamp, _import_name, _ModelDumper
 from dogesim.modelfile.spec import ModelSpec, load_model_text
 from dogesim.rates import Rate, format_duration
 
@@ -170,7 +170,9 @@ def dump_model(
             entry["description"] = note
         transitions.append(entry)
     doc["transitions"] = transitions
-    body = yaml.safe_dump(_escape(doc), sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.dump(
+        _escape(doc), Dumper=_ModelDumper, sort_keys=False, allow_unicode=True, width=100
+    )
     comments = [*(header.splitlines() if header else []), *notes]
     text = "".join(f"# {line}\n" if line else "#\n" for line in comments) + body
     target_name = os.fspath(path) if path is not None else "<dump_model>"

@@ -81,6 +81,7 @@ import yaml
 from dogesim.calendar_ticks import MEAN_MONTH_MS, calendar_months, month_floor
 from dogesim.errors import DogesimError
 from dogesim.model import Model, Transition
+from dogesim.modelfile.source import _ModelDumper
 from dogesim.report.observed import Observed, kish_deff, observe
 from dogesim.varying import ByAge, ByMonth, ChanceTable
 
@@ -825,7 +826,7 @@ class GroupFit:
             offset += counts[group]
         doc["sinks"] = sinks
         doc["entities"] = entities
-        body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+        body = yaml.dump(doc, Dumper=_ModelDumper, sort_keys=False, allow_unicode=True, width=100)
         header = self._header(counts, names)
         if template is not None and template.sinks:
             header.append(f"{template.name}'s sinks were not written back: each group has its own")

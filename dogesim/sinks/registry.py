@@ -29,12 +29,12 @@ import difflib
 import importlib
 import importlib.util
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from dogesim import redact
 from dogesim.errors import SinkConfigError
 
 __all__ = [
@@ -478,12 +478,9 @@ def build_sink(
     return found.build(given, BuildContext(name or kind, where))
 
 
-_SECRET_KEY = re.compile(r"password|secret|token|jaas|credential|user\.info", re.IGNORECASE)
-
-
 def _mask_value(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {k: "***" if _SECRET_KEY.search(str(k)) else v for k, v in value.items()}
+        return {k: "***" if redact.is_secret_key(str(k)) else v for k, v in value.items()}
     if isinstance(value, str) and "://" in value:
         from dogesim.sinks.urls import masked_url
 

@@ -20,8 +20,11 @@ def masked_url(text: str) -> str:
     scheme, sep, rest = text.partition("://")
     if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
         return "(not shown: it is not of the form dialect://...)"
-    userinfo, at, hostpart = rest.rpartition("@")
-    # Masking too much (a path holding '@') is harmless; showing a password is not.
+    # The userinfo ends at the last '@' before the query: an '@' in a query value is no
+    # end of a password (its tail would show). Masking too much (a path holding '@') is
+    # harmless; showing a password is not.
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    userinfo, at, hostpart = rest[:cut].rpartition("@")
     if at and ":" in userinfo:
-        text = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
+        text = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}{rest[cut:]}"
     return redact.mask_url(text)  # and any ?password=... in the query

@@ -288,10 +288,10 @@ def test_missing_env_var_names_the_line(tmp_path: Path) -> None:
 
 def test_interpolated_non_number(tmp_path: Path) -> None:
     """An interpolated value where a number belongs is refused at its key, the environment's
-    text masked (it may be a secret)."""
+    text shown (it is no secret: see tests/unit/test_secrets.py for those)."""
     text = BASE.replace("ticks: 20", "ticks: ${TICKS}")
     message = error_of(tmp_path, text, environ={"TICKS": "lots-of-ticks"})
-    assert message == "m.yaml:6: ticks: '***' is not a whole number"
+    assert message == "m.yaml:6: ticks: 'lots-of-ticks' is not a whole number"
 
 
 # -- every error names file:line: key ----------------------------------------------------

@@ -185,3 +185,147 @@ def test_cli_never_prints_the_secret(tmp_path: Path, command: str, case: str) ->
     assert SECRET not in done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode in (0, 1, 2), done.stderr
+
+
+# -- which values are secrets ------------------------------------------------------------------
+
+VISIBLE_MODEL = """\
+name: plain
+states: [a, b]
+initial_state: a
+tick: 1s
+ticks: 5
+subjects: {count: 2}
+sinks:
+  f: {type: jsonl, path: '${OUT_DIR}/x.jsonl'}
+  k: {type: kafka, bootstrap_servers: '${BROKERS}', topic: '${TOPIC}'}
+default_sinks: [f, k]
+transitions:
+  - {trigger: go, from: a, to: b, probability: 50}
+"""
+# Values no other test registers as a secret.
+PLAIN = {"OUT_DIR": "/data/h7-out-dir", "BROKERS": "h7-broker:9092", "TOPIC": "h7-topic-events"}
+
+
+def test_plain_env_values_stay_visible() -> None:
+    """A ${VAR} that is no secret (a path, a topic, brokers) shows in the summary, the
+    reprs and the errors quoting it: masking them made every message useless."""
+    pytest.importorskip("confluent_kafka")
+    spec = load_model_text(VISIBLE_MODEL, environ=PLAIN)
+    for shown in (spec.summary(), repr(spec.sinks)):
+        assert "h7-out-dir" in shown
+        assert "h7-topic-events" in shown or "h7-broker:9092" in shown
+    assert "h7-topic-events" in repr(spec.sinks)
+    bad = VISIBLE_MODEL.replace("ticks: 5", "ticks: ${TICKS}")
+    with pytest.raises(ModelError) as info:
+        load_model_text(bad, environ={**PLAIN, "TICKS": "h7-lots-of-ticks"})
+    assert "ticks: 'h7-lots-of-ticks' is not a whole number" in str(info.value)
+
+
+def test_cli_shows_plain_env_values(tmp_path: Path) -> None:
+    """`dogesim validate` prints the path and the topic the environment gave."""
+    pytest.importorskip("confluent_kafka")
+    model = tmp_path / "m.yaml"
+    model.write_text(VISIBLE_MODEL, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "dogesim.cli", "validate", str(model)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **PLAIN, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "/data/h7-out-dir/x.jsonl" in done.stdout
+    assert "***" not in done.stdout
+
+
+# Where a value is a secret although neither its variable nor the file says "secret": the
+# key it is the value of, and its place in a URL. (Variable names are neutral on purpose.)
+SECRET_PLACES = {
+    "sasl.password": "k: {type: kafka, bootstrap_servers: 'h:9092', topic: t,\n"
+    "    conf: {sasl.username: u, sasl.password: '${VALUE}'}}",
+    "ssl.key.password": "k: {type: kafka, bootstrap_servers: 'h:9092', topic: t,\n"
+    "    conf: {ssl.key.password: 'pre-${VALUE}'}}",
+    "oauth client secret": "k: {type: kafka, bootstrap_servers: 'h:9092', topic: t,\n"
+    "    conf: {sasl.oauthbearer.client.secret: '${VALUE}'}}",
+    "url password": "d: {type: db, url: 'postgresql://u:${VALUE}@h:5432/db', table: t}",
+    "query password": "d: {type: db, url: 'postgresql://u@h/db?sslpassword=${VALUE}', table: t}",
+    "whole url": "d: {type: db, url: '${URL}', table: t}",
+    "secret-named variable": "k: {type: kafka, bootstrap_servers: '${KAFKA_TOKEN}', topic: t}",
+}
+
+
+@pytest.mark.parametrize("place", sorted(SECRET_PLACES))
+def test_env_values_in_secret_places_are_masked(place: str) -> None:
+    """A ${VAR} under a key named like a secret, in a URL's password, in a secret query
+    parameter, or from a variable named like a secret is masked from then on, wherever it
+    appears (a driver may quote it without the URL around it)."""
+    pytest.importorskip("confluent_kafka")
+    pytest.importorskip("sqlalchemy")
+    value = f"h7-{place.replace(' ', '-')}-Pw"
+    environ = {"VALUE": value, "KAFKA_TOKEN": value, "URL": f"postgresql://u:{value}@h/db"}
+    sinks = "s: {type: memory}\n" + SECRET_PLACES[place]
+    spec = load_model_text(model_text(sinks), environ=environ)
+    assert redact.mask(f"connect failed: {value}.") == "connect failed: ***."
+    for shown in (repr(spec), repr(spec.sinks), spec.summary()):
+        assert value not in shown
+
+
+def test_whole_url_from_the_environment_shows_all_but_its_password() -> None:
+    """``url: ${DATABASE_URL}`` shows as ``postgresql://u:***@host/db``, not ``***``."""
+    pytest.importorskip("sqlalchemy")
+    url = "postgresql://h7-user:h7-url-env-pw@h7-dbhost:5432/h7db"
+    spec = load_model_text(
+        model_text("s: {type: db, url: '${DATABASE_URL}', table: t}"),
+        environ={"DATABASE_URL": url},
+    )
+    assert "postgresql://h7-user:***@h7-dbhost:5432/h7db" in spec.summary() + repr(spec.sinks)
+
+
+def test_user_info_setting_masks_only_the_password() -> None:
+    """``basic.auth.user.info: user:password`` hides the password, and a URL quoting the same
+    user and password keeps its structure (``user:***@host``)."""
+    pytest.importorskip("confluent_kafka")
+    load_model_text(
+        model_text(
+            "s: {type: memory}\n"
+            "k: {type: kafka, bootstrap_servers: 'h:9092', topic: t,\n"
+            "    conf: {basic.auth.user.info: '${REGISTRY_AUTH}'}}"
+        ),
+        environ={"REGISTRY_AUTH": "h7-reg-user:h7-reg-pass"},
+    )
+    assert redact.mask("http://h7-reg-user:h7-reg-pass@registry:8081/x") == (
+        "http://h7-reg-user:***@registry:8081/x"
+    )
+    assert redact.mask("auth h7-reg-user:h7-reg-pass") == "auth h7-reg-user:***"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://h:5432?sslpassword=p@ss", "postgresql://h:5432?sslpassword=***"),
+        ("postgresql://u:pw@h?sslpassword=x@y", "postgresql://u:***@h?sslpassword=***"),
+        ("postgresql://u:pw@h/db?sslpassword=x", "postgresql://u:***@h/db?sslpassword=***"),
+        ("http://h:8081?token=a@b&x=1", "http://h:8081?token=***&x=1"),
+        ("postgresql://u:p?w@h/db", "postgresql://u:***@h/db"),
+        ("host=h password=kv-pw dbname=d", "host=h password=*** dbname=d"),
+        ("mysql://u:pw@h/db', other", "mysql://u:***@h/db', other"),
+    ],
+)
+def test_masked_urls_keep_their_structure(text: str, shown: str) -> None:
+    """Masking replaces only the password: the user, the ':' before it, the host, the port
+    and the query keys stay, and no tail of a password holding '@' is left showing."""
+    from dogesim.sinks.urls import masked_url
+
+    assert redact.mask(text) == shown
+    if "://" in text and "'" not in text:
+        assert masked_url(text) == shown
+
+
+def test_the_working_directory_variable_is_no_secret() -> None:
+    """``${PWD}`` (the shell's working directory, not an ODBC ``PWD=`` password) is shown."""
+    spec = load_model_text(
+        model_text("s: {type: jsonl, path: '${PWD}/x.jsonl'}"), environ={"PWD": "/h7/work/dir"}
+    )
+    assert "/h7/work/dir/x.jsonl" in spec.summary()
+    assert redact.mask("in /h7/work/dir") == "in /h7/work/dir"
