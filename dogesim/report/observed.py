@@ -33,6 +33,7 @@ import pandas as pd
 from dogesim.errors import DogesimError
 from dogesim.model import Model
 from dogesim.report.tables import FIELD_CANDIDATES, _records, read_event_log
+from dogesim.sinks.compression import log_format, open_text
 
 __all__ = [
     "Observed",
@@ -279,9 +280,10 @@ def _read_table(source: Any, what: str) -> pd.DataFrame:
         if not os.path.isfile(path):
             raise DogesimError(f"{path}: no such {what}")
         try:
-            if path.lower().endswith(".csv"):
-                return pd.read_csv(path)
-            return pd.read_json(path, lines=True)
+            with open_text(path, newline="") as handle:  # decompressed by its suffix
+                if log_format(path) == "csv":
+                    return pd.read_csv(handle)
+                return pd.read_json(handle, lines=True)
         except ValueError as exc:
             raise DogesimError(f"{path}: cannot read the {what}: {exc}") from None
     if isinstance(source, Mapping):

@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shlex
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,7 +31,7 @@ from dogesim.errors import DogesimError
 from dogesim.model import Model
 from dogesim.report.parquet_reader import is_parquet, read_parquet_log
 from dogesim.result import RunResult
-from dogesim.sinks.compression import log_format, open_text
+from dogesim.sinks.compression import compression_of, log_format, open_text
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -160,22 +162,8 @@ def _records(source: Any) -> pd.DataFrame:
         if is_parquet(path):
             return read_parquet_log(path)
         if log_format(path) == "csv":
-            try:
-                return pd.read_csv(path)
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-                raise DogesimError(f"{os.fspath(path)}: cannot read as CSV: {exc}") from None
-        records = []
-        with open_text(path) as stream:
-            for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DogesimError(
-                        f"{os.fspath(path)}:{number}: not a JSON line ({exc.msg}); an event "
-                        "log is JSON Lines (one object per line) or CSV (.csv)"
-                    ) from None
+            return _read_csv(path)
+        records = _json_lines(path)
         return pd.json_normalize(records) if records else pd.DataFrame()
     if isinstance(source, Iterable):
         items = list(source)
@@ -185,6 +173,81 @@ def _records(source: Any) -> pd.DataFrame:
     raise DogesimError(
         f"cannot read an event log from {type(source).__name__}: give a path (.jsonl/.csv), "
         "a DataFrame or a list of records"
+    )
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A CSV log (decompressed by `open_text`, whose errors name the file)."""
+    try:
+        if compression_of(path) is None:
+            _refuse_torn_csv(path)
+            return pd.read_csv(path)
+        with open_text(path, newline="") as handle:
+            return pd.read_csv(handle)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DogesimError(f"{os.fspath(path)}: cannot read as CSV: {exc}") from None
+
+
+def _json_lines(path: Path) -> list[Any]:
+    """The records of a JSON Lines log, one per non-blank line."""
+    records = []
+    try:
+        with open_text(path) as stream:
+            for number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise _bad_line(os.fspath(path), number, line, exc) from None
+    except UnicodeDecodeError as exc:
+        raise DogesimError(
+            f"{os.fspath(path)}: not UTF-8 text ({exc}); an event log is JSON Lines or CSV"
+        ) from None
+    return records
+
+
+#: Bytes at the end of a plain CSV log read to see whether its last row is torn.
+_TAIL = 1 << 16
+
+
+def _refuse_torn_csv(path: Path) -> None:
+    """Refuse a plain CSV log whose last row is torn: the file ends without a newline inside
+    a quoted cell or with fewer cells than the header (a file sink never leaves one)."""
+    with open(path, "rb") as handle:
+        header = handle.readline()
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - _TAIL))
+        tail = handle.read()
+        if not header.endswith(b"\n") or tail.endswith(b"\n") or b"\n" not in tail:
+            return  # a header alone, a whole last row, or one too long to judge
+        last = tail[tail.rfind(b"\n") + 1 :].decode("utf-8", "replace")
+        columns = next(csv.reader([header.decode("utf-8", "replace")]), [])
+        if last.count('"') % 2 == 0 and len(next(csv.reader([last]), [])) >= len(columns):
+            return
+        handle.seek(0)
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    raise _torn(os.fspath(path), lines + 1)
+
+
+def _bad_line(where: str, number: int, line: str, exc: json.JSONDecodeError) -> DogesimError:
+    """The error for a line that is not JSON: a torn last line (no newline) says the file is
+    cut short, as `open_text` says of a compressed file ending inside a member."""
+    if line.endswith("\n"):
+        return DogesimError(
+            f"{where}:{number}: not a JSON line ({exc.msg}); an event log is JSON Lines (one "
+            "object per line) or CSV (.csv)"
+        )
+    return _torn(where, number)
+
+
+def _torn(where: str, number: int) -> DogesimError:
+    """A log whose last line, `number`, is torn: the file is cut short."""
+    return DogesimError(
+        f"{where}: cut short: line {number} is torn (it ends inside a record, without a "
+        f"newline), after {number - 1} complete lines (its writer was killed mid-write, or the "
+        "copy is incomplete); refused rather than read as the whole log. To use the complete "
+        f"lines: head -n {number - 1} {shlex.quote(where)} > another file"
     )
 
 

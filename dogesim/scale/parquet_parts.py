@@ -7,8 +7,9 @@
 The order is the line merge's (`dogesim.scale.parts.merge_parts`): each part's index holds
 the run-length encoding of its rows' timestamps, and `heapq.merge` of those runs says which
 part the next block of rows comes from, so the merged file is a function of the parts only.
-Memory stays bounded: every part is read in record batches, and rows are written in row
-groups of the parts' own size (`ParquetSink`'s ``row_group_size``). The merged file is
+Memory stays bounded: every part is read in record batches, and rows are written as the
+parts' sink writes them: its codec, and row groups of its ``row_group_size`` rows (the last
+one the rest). The merged file is
 written beside `target` and renamed onto it once complete and fsynced.
 
 Importing this module imports pyarrow (the ``parquet`` extra).
@@ -90,14 +91,30 @@ def _columns(schema: pa.Schema) -> str:
     return ", ".join(f"{field.name}: {field.type}" for field in schema)
 
 
-def _layout(files: Sequence[pq.ParquetFile]) -> tuple[int, str]:
-    """Row group size and compression of the first part that has rows (the sink's)."""
+def _layout(files: Sequence[pq.ParquetFile], parts: Sequence[PartFile]) -> tuple[int, str]:
+    """Row group size and compression: the parts' sink's, else those of the first part that
+    has rows (its first group may be smaller than the sink's groups: a small shard's)."""
+    if parts and parts[0].layout is not None:
+        return parts[0].layout
     for file in files:
         meta = file.metadata
         if meta.num_row_groups and meta.num_rows:
             group = meta.row_group(0)
-            return max(group.num_rows, 1), str(group.column(0).compression).lower()
+            codec = str(group.column(0).compression).lower()
+            return max(group.num_rows, 1), "none" if codec == "uncompressed" else codec
     return 100_000, "zstd"
+
+
+def _write_groups(
+    writer: pq.ParquetWriter, pending: list[pa.RecordBatch], schema: pa.Schema, rows: int
+) -> list[pa.RecordBatch]:
+    """Write the whole row groups of `rows` rows that `pending` holds, as the sink writes
+    them; return the rows left over (fewer than `rows`)."""
+    table = pa.Table.from_batches(pending, schema)
+    whole = table.num_rows - table.num_rows % rows
+    if whole:
+        writer.write_table(table.slice(0, whole), row_group_size=rows)
+    return table.slice(whole).to_batches()
 
 
 def merge_parquet_parts(target: str, parts: Sequence[PartFile]) -> int:
@@ -112,7 +129,7 @@ def merge_parquet_parts(target: str, parts: Sequence[PartFile]) -> int:
     try:
         files = [pq.ParquetFile(part.path) for part in parts]
         schema = _schema(files, parts, target)
-        group_rows, compression = _layout(files)
+        group_rows, compression = _layout(files, parts)
         rows = [_Rows(part, file, target) for part, file in zip(parts, files, strict=True)]
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
@@ -120,13 +137,13 @@ def merge_parquet_parts(target: str, parts: Sequence[PartFile]) -> int:
             for _, k, count, _ in heapq.merge(*(part_runs(p, k) for k, p in enumerate(parts))):
                 pending.extend(rows[k].take(count))
                 pending_rows += count
+                written += count
                 if pending_rows >= group_rows:
-                    writer.write_table(pa.Table.from_batches(pending, schema))
-                    written += pending_rows
-                    pending, pending_rows = [], 0
-            if pending:
-                writer.write_table(pa.Table.from_batches(pending, schema))
-                written += pending_rows
+                    pending = _write_groups(writer, pending, schema, group_rows)
+                    pending_rows %= group_rows
+            if pending_rows:
+                table = pa.Table.from_batches(pending, schema)
+                writer.write_table(table, row_group_size=pending_rows)
         for part_rows in rows:
             if not part_rows.exhausted():
                 raise SinkError(f"{target}: part {part_rows.part.path} has rows its index lacks")

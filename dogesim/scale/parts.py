@@ -14,6 +14,13 @@
   (Parquet parts: rows in the same order, `dogesim.scale.parquet_parts`).
 - `part_runs(part, k)`: a part's index as ``(timestamp, shard, lines, bytes)`` blocks.
 
+A target ending in ``.gz`` or ``.zst`` (``events.jsonl.gz``) has plain parts (a part's name
+ends in ``.part-NNNNN-of-NNNNN``, so its sink does not compress): the merge copies a part's
+blocks by their byte sizes, which compressed parts would first have to be decompressed for.
+The merge compresses the merged lines as a one-process file sink does, one complete gzip
+member / zstd frame per ``BUFFER_BYTES`` of whole lines, so the merged file decompresses to
+the plain merge's bytes and a cut copy of it loses whole lines only.
+
 Why an index rather than parsing each line's timestamp: a record's mapper decides what a
 line holds (it may have no timestamp at all), and merging whole runs of lines of one tick
 costs per block, not per line. A CSV part starts with its header line; the merged file has
@@ -25,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any
@@ -33,7 +40,9 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from dogesim.errors import SinkError
+from dogesim.sinks import file_base
 from dogesim.sinks.base import DeliveryLedger, batch_collector, ledger_of
+from dogesim.sinks.compression import compression_of, member_compressor
 
 if TYPE_CHECKING:
     from dogesim.model import Transition
@@ -57,6 +66,8 @@ class PartFile:
         header: the part's first line is a header (CSV), not an event.
         columnar: the part is a Parquet file (rows, not lines), merged by
             `dogesim.scale.parquet_parts.merge_parquet_parts`.
+        layout: a Parquet part's sink's ``(row_group_size, compression)``, which the merged
+            file is written with (None: read from the parts).
     """
 
     target: str
@@ -64,6 +75,7 @@ class PartFile:
     path: str
     header: bool
     columnar: bool = False
+    layout: tuple[int, str] | None = None
 
     @property
     def index(self) -> str:
@@ -238,12 +250,57 @@ def _block_lines(handle: IO[bytes], part: PartFile, target: str, count: int) -> 
     return lines
 
 
+class _Members:
+    """The merged lines of a compressed target, written as the file sinks write them: a
+    member (frame) ends after the line that brings it to ``file_base.BUFFER_BYTES``, the
+    rest is one at `flush`. Only whole lines are written (a part's blocks are checked)."""
+
+    def __init__(self, out: IO[bytes], compress: Callable[[bytes], bytes]) -> None:
+        self._out = out
+        self._compress = compress
+        self._buffer = bytearray()
+        self._limit = file_base.BUFFER_BYTES  # read now, as a sink does (tests lower it)
+
+    def write(self, data: bytes) -> None:
+        """Buffer `data`, writing each member it completes."""
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= self._limit:
+            end = buffer.find(b"\n", self._limit - 1) + 1
+            if not end:
+                return
+            self._out.write(self._compress(bytes(buffer[:end])))
+            del buffer[:end]
+
+    def writelines(self, lines: Iterable[bytes]) -> None:
+        """Buffer whole lines."""
+        self.write(b"".join(lines))
+
+    def flush(self) -> None:
+        """Write what is buffered as the last member, then flush the file."""
+        if self._buffer:
+            self._out.write(self._compress(bytes(self._buffer)))
+            self._buffer = bytearray()
+        self._out.flush()
+
+
+def _merged_writer(target: str, out: IO[bytes]) -> IO[bytes] | _Members:
+    """Where the merged lines go: `out` itself, or compressed into it for a ``.gz``/``.zst``
+    target (`dogesim.sinks.compression`)."""
+    kind = compression_of(target)
+    if kind is None:
+        return out
+    return _Members(out, member_compressor(kind, f"merging {target!r}"))
+
+
 def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
     """Merge `parts` (in shard order) into `target`; return the number of event lines.
 
-    The merged file is written beside `target` and renamed onto it once complete and
-    fsynced, so a failed merge never leaves a partial `target`. The parts and their indexes
-    are removed after a successful merge.
+    A ``.gz``/``.zst`` `target` is compressed as the file sinks compress (from plain parts,
+    one member per ``file_base.BUFFER_BYTES`` of whole lines). The merged file is written
+    beside `target` and renamed onto it once complete and fsynced, so a failed merge never
+    leaves a partial `target`. The parts and their indexes are removed after a successful
+    merge.
 
     Parquet parts (`PartFile.columnar`) are merged row group by row group instead
     (`dogesim.scale.parquet_parts`), in the same order.
@@ -261,7 +318,8 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
     with contextlib.ExitStack() as stack:
         try:
             handles = [stack.enter_context(open(part.path, "rb")) for part in parts]
-            out = stack.enter_context(open(temporary, "wb", buffering=1 << 20))
+            file = stack.enter_context(open(temporary, "wb", buffering=1 << 20))
+            out = _merged_writer(target, file)
             headers = {_header(handle, part) for handle, part in zip(handles, parts, strict=True)}
             headers.discard(b"")
             if len(headers) > 1:
@@ -278,7 +336,7 @@ def merge_parts(target: str, parts: Sequence[PartFile]) -> int:
                 if handle.readline():
                     raise SinkError(f"{target}: part {part.path} has lines its index lacks")
             out.flush()
-            os.fsync(out.fileno())
+            os.fsync(file.fileno())
             stack.close()
             # Inside the handler too: a target that is a directory fails here, at the end.
             os.replace(temporary, target)

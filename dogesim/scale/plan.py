@@ -42,6 +42,7 @@ from dogesim.rates import Profile, Rate, parse_rate
 from dogesim.scale.control import Control
 from dogesim.scale.parts import PartFile, PartSink, part_path
 from dogesim.sinks.base import CountingSink
+from dogesim.sinks.compression import compression_of, member_compressor
 
 __all__ = [
     "RENUMBERED",
@@ -237,6 +238,14 @@ class ShardPlan:
         return shard_checkpoint(base, k) if base else None
 
 
+def _layout(sink: Any, columnar: bool) -> tuple[int, str] | None:
+    """A Parquet sink's ``(row_group_size, compression)``, for the merged file to have them."""
+    rows, codec = getattr(sink, "row_group_size", None), getattr(sink, "compression", None)
+    if not columnar or not isinstance(rows, int) or not isinstance(codec, str):
+        return None
+    return rows, codec
+
+
 class Shard:
     """One shard of a run, as its model-building callable sees it.
 
@@ -299,6 +308,9 @@ class Shard:
         path = os.path.abspath(os.fspath(target))
         if any(part.target == path for part in self.parts):
             raise ModelError(f"shard {self.index}: {os.fspath(target)!r} is merged twice")
+        kind = compression_of(path) if not columnar else None
+        if kind is not None:  # the merge compresses: zstd without zstandard fails now
+            member_compressor(kind, f"merged file {os.fspath(target)!r}")
         part = part_path(path, self.index, self.shards)
         if self.checking:
             info = PartFile(path, f"file:{os.fspath(target)}", part, header, columnar)
@@ -311,7 +323,9 @@ class Shard:
         inner = make(part)
         name = ledger_name(inner)
         kind = name.split(":", 1)[0] if name else "file"
-        info = PartFile(path, f"{kind}:{os.fspath(target)}", part, header, columnar)
+        info = PartFile(
+            path, f"{kind}:{os.fspath(target)}", part, header, columnar, _layout(inner, columnar)
+        )
         sink = PartSink(inner, info)
         self.parts.append(info)
         self.sinks.append(sink)

@@ -6,8 +6,9 @@
   concatenated members/frames as one), and a block cut short by a full disk can be cut off
   whole, so a compressed file never holds a torn line either.
 - `open_text`: a UTF-8 text stream of a plain, ``.gz`` or ``.zst`` file, read as it streams
-  (``newline=""`` for the csv module); a compressed file cut short (its writer killed
-  mid-write) reads as its complete lines.
+  (``newline=""`` for the csv module). Corrupt data raise `CompressedFileError` naming the
+  file; so does a compressed file cut short (its writer killed mid-write, a copy not
+  finished), or with ``cut_short="complete"`` it reads as its complete lines.
 - `log_format`: ``"csv"`` or ``"jsonl"`` for an event log path, looking past the
   compression suffix (``events.csv.gz`` is CSV).
 - `GZIP_LEVEL`, `ZSTD_LEVEL`: the compression levels the file sinks use.
@@ -23,17 +24,21 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shlex
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from dogesim.errors import SinkConfigError
+from dogesim.errors import DogesimError, SinkConfigError
 
 __all__ = [
+    "CUT_SHORT",
     "GZIP_LEVEL",
     "SUFFIXES",
     "ZSTD_LEVEL",
+    "CompressedFileError",
     "compression_of",
     "log_format",
     "member_compressor",
@@ -95,21 +100,58 @@ def member_compressor(kind: str, where: str = "file sink") -> Callable[[bytes], 
     raise SinkConfigError(f"{where}: unknown compression {kind!r}; known: gzip, zstd")
 
 
-def _members(raw: IO[bytes], new_decoder: Callable[[], Any]) -> Iterator[tuple[bytes, bool]]:
+class CompressedFileError(DogesimError):
+    """A ``.gz``/``.zst`` file that cannot be read whole: corrupt (not data of its format, or
+    damaged), or cut short (it ends inside a gzip member or zstd frame). The message names
+    the file, what is wrong and the complete lines read before it.
+
+    Attributes:
+        path: the file.
+        lines: the complete lines before the fault.
+        cut_short: the file ends inside a member (else its data are corrupt).
+    """
+
+    def __init__(self, message: str, path: str, lines: int, *, cut_short: bool) -> None:
+        super().__init__(message)
+        self.path = path
+        self.lines = lines
+        self.cut_short = cut_short
+
+
+class _Corrupt(Exception):
+    """Raised by `_members` for data its decoder refuses (`at`: where their member begins)."""
+
+    def __init__(self, why: str, at: int) -> None:
+        super().__init__(why)
+        self.at = at
+
+
+def _members(
+    raw: IO[bytes], new_decoder: Callable[[], Any], refused: type[Exception]
+) -> Iterator[tuple[bytes, bool]]:
     """The decompressed bytes of a stream of members/frames, and whether the stream ended
-    cut short (a member begun and not finished: the writer was killed mid-write)."""
+    cut short (a member begun and not finished: the writer was killed mid-write).
+
+    Raises:
+        _Corrupt: the decoder refuses the data (`refused`, its error type).
+    """
     decoder = new_decoder()
     started = False
+    read = begun = 0  # bytes read so far; where the current member begins
     while chunk := raw.read(1 << 16):
+        read += len(chunk)
         while chunk:
             started = True
-            out = decoder.decompress(chunk)
+            try:
+                out = decoder.decompress(chunk)
+            except refused as exc:
+                raise _Corrupt(str(exc), begun) from None
             if out:
                 yield out, False
             if not decoder.eof:
                 break
             chunk = decoder.unused_data
-            decoder, started = new_decoder(), False
+            decoder, started, begun = new_decoder(), False, read - len(chunk)
     if started:
         yield b"", True
 
@@ -117,14 +159,21 @@ def _members(raw: IO[bytes], new_decoder: Callable[[], Any]) -> Iterator[tuple[b
 class _Decompressed(io.RawIOBase):
     """A readable raw stream of the decompressed bytes of a gzip or zstd file.
 
-    A file cut short in its last member (a writer killed with ``kill -9``) reads as the
-    complete lines before the cut: the torn last line is left out, as a sink never counts one.
+    Corrupt data raise `CompressedFileError`. A file cut short in its last member (a writer
+    killed with ``kill -9``, a copy not finished) raises it too, unless `cut_short` is
+    ``"complete"``: it then reads as the complete lines before the cut (the torn last line
+    is left out, as a sink never counts one).
     """
 
-    def __init__(self, raw: IO[bytes], new_decoder: Callable[[], Any]) -> None:
+    def __init__(self, raw: IO[bytes], codec: _Codec, where: str, cut_short: str) -> None:
         super().__init__()
         self._raw = raw
-        self._chunks = _members(raw, new_decoder)
+        self._chunks = _members(raw, codec.new_decoder, codec.refused)
+        self._codec = codec.name
+        self._unit = "member" if codec.name == "gzip" else "frame"
+        self._where = where
+        self._complete = cut_short == "complete"
+        self._lines = 0  # complete lines made ready so far
         self._pending = b""  # bytes ready to read: complete lines
         self._held = b""  # bytes after the last newline so far
         self._done = False
@@ -132,19 +181,49 @@ class _Decompressed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def _next(self) -> tuple[bytes | None, bool]:
+        try:
+            return next(self._chunks, (None, False))
+        except _Corrupt as exc:
+            self._done = True
+            raise CompressedFileError(
+                f"{self._where}: corrupt {self._codec} data in the {self._unit} at byte "
+                f"{exc.at} ({exc}), after {self._lines} complete lines: the file is damaged, "
+                f"or not {self._codec}-compressed despite its name",
+                self._where,
+                self._lines,
+                cut_short=False,
+            ) from None
+
+    def _cut(self) -> None:
+        self._held, self._done = b"", True
+        if self._complete:
+            return
+        raise CompressedFileError(
+            f"{self._where}: cut short: it ends inside a {self._codec} {self._unit}, after "
+            f"{self._lines} complete lines (its writer was killed mid-write, or the copy is "
+            "incomplete); refused rather than read as the whole log. To use the complete "
+            f"lines: {self._codec} -dc {shlex.quote(self._where)} | head -n {self._lines} > "
+            "a plain file",
+            self._where,
+            self._lines,
+            cut_short=True,
+        )
+
     def readinto(self, target: Any) -> int:
         while not self._pending:
             if self._done:
                 return 0
-            data, cut = next(self._chunks, (None, False))
+            data, cut = self._next()
             if data is None:  # the stream ended whole: what is held is data too
                 self._pending, self._held, self._done = self._held, b"", True
             elif cut:  # cut short: the torn tail is not a line
-                self._held, self._done = b"", True
+                self._cut()
             else:
                 data = self._held + data
                 end = data.rfind(b"\n") + 1
                 self._pending, self._held = data[:end], data[end:]
+                self._lines += self._pending.count(b"\n")
         size = min(len(target), len(self._pending))
         target[:size] = self._pending[:size]
         self._pending = self._pending[size:]
@@ -155,28 +234,55 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
-def open_text(path: str | os.PathLike[str], *, newline: str | None = None) -> IO[str]:
+@dataclass(frozen=True)
+class _Codec:
+    """How to decompress one format: its name, a new decoder, the error its decoder raises."""
+
+    name: str
+    new_decoder: Callable[[], Any]
+    refused: type[Exception]
+
+
+def _codec(kind: str, where: str) -> _Codec:
+    """The `_Codec` of ``"gzip"`` or ``"zstd"`` (zstd needs ``zstandard``)."""
+    if kind == "gzip":
+        return _Codec("gzip", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), zlib.error)
+    zstandard = _zstandard(f"reading {where!r}")
+    return _Codec("zstd", zstandard.ZstdDecompressor().decompressobj, zstandard.ZstdError)
+
+
+#: What `open_text` does with a compressed file cut short.
+CUT_SHORT = ("error", "complete")
+
+
+def open_text(
+    path: str | os.PathLike[str], *, newline: str | None = None, cut_short: str = "error"
+) -> IO[str]:
     """`path` opened for reading as UTF-8 text, decompressed as it is read when its suffix
-    names a compression (a compressed file cut short reads as its complete lines).
+    names a compression.
 
     Args:
         path: the file.
         newline: as for `open`: None (universal newlines: ``\r\n`` and ``\r`` read as
             ``\n``, what line readers want), or ``""`` to read line ends untranslated, as the
             csv module needs (a quoted cell may hold ``\r\n`` or ``\r``).
+        cut_short: a compressed file that ends inside a member or frame: ``"error"`` raises
+            `CompressedFileError` when the read reaches the cut, ``"complete"`` reads the
+            complete lines before it (what a writer killed mid-write had finished).
 
     Raises:
         OSError: the file cannot be opened.
+        ValueError: `cut_short` is neither ``"error"`` nor ``"complete"``.
         SinkConfigError: a ``.zst`` file without ``zstandard`` installed.
+        CompressedFileError: while reading: corrupt data, or a cut (``cut_short="error"``).
     """
+    if cut_short not in CUT_SHORT:
+        raise ValueError(f"cut_short must be 'error' or 'complete', not {cut_short!r}")
     kind = compression_of(path)
     if kind is None:
         return open(path, encoding="utf-8", newline=newline)
-    if kind == "gzip":
-        new_decoder: Callable[[], Any] = lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)  # noqa: E731
-    else:
-        zstandard = _zstandard(f"reading {os.fspath(path)!r}")
-        new_decoder = zstandard.ZstdDecompressor().decompressobj
+    where = os.fspath(path)
+    codec = _codec(kind, where)
     raw = open(path, "rb")  # noqa: SIM115 - closed with the returned stream
-    buffered = io.BufferedReader(_Decompressed(raw, new_decoder))
+    buffered = io.BufferedReader(_Decompressed(raw, codec, where, cut_short))
     return io.TextIOWrapper(buffered, encoding="utf-8", newline=newline)

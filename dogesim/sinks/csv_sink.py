@@ -93,12 +93,16 @@ class CsvSink(_FileSink):
 
     def _header_in_file(self) -> list[str]:
         """The columns of the file being continued (its first row)."""
-        from dogesim.sinks.compression import open_text
+        from dogesim.sinks.compression import CompressedFileError, open_text
 
         where = os.fspath(self.path)
-        # Line ends untranslated: a quoted header cell may hold "\r\n" or "\r".
-        with open_text(self.path, newline="") as handle:
-            header = next(csv.reader(handle), None)
+        # Line ends untranslated: a quoted header cell may hold "\r\n" or "\r". A file cut
+        # short (a killed run's) is cut back to its checkpoint after this: read its lines.
+        try:
+            with open_text(self.path, newline="", cut_short="complete") as handle:
+                header = next(csv.reader(handle), None)
+        except CompressedFileError as exc:
+            raise SinkConfigError(f"csv sink {where!r}: the file to continue: {exc}") from None
         if not header:
             raise SinkConfigError(f"csv sink {where!r}: the file to continue has no header row")
         if self._given is not None and header != self._given:

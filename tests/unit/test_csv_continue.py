@@ -181,3 +181,14 @@ def test_a_value_with_a_lone_cr_is_quoted_and_reads_back(tmp_path: Path, batched
     assert path.read_bytes() == b'n,text\n0,"x\ry"\n1,plain\n2,"\r"\n'
     with path.open(encoding="utf-8", newline="") as handle:
         assert list(csv.reader(handle))[1:] == [[str(n), text] for n, text in values]
+
+
+def test_continuing_a_corrupt_gzip_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """A ``.csv.gz`` to continue that is not gzip: `SinkConfigError` naming the file and the
+    fault (zlib's own error escaped before)."""
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(b"not gzip at all\n" * 10)
+    with pytest.raises(SinkConfigError, match=r"the file to continue: .*corrupt gzip data"):
+        sink = CsvSink(path, append=True)
+        sink.collect(0, {"a": 1}, MOVE)
+        sink.close()

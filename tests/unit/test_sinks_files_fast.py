@@ -32,6 +32,7 @@ from dogesim.model import Transition
 from dogesim.sinks import encoding, file_base
 from dogesim.sinks.compression import (
     GZIP_LEVEL,
+    CompressedFileError,
     compression_of,
     log_format,
     member_compressor,
@@ -309,7 +310,8 @@ def test_factories_write_compressed_streams(tmp_path: Path) -> None:
 def test_a_compressed_file_cut_anywhere_reads_as_its_complete_lines(
     tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A .gz/.zst file cut at any byte (kill -9 mid-write) reads as a prefix of whole lines."""
+    """A .gz/.zst file cut at any byte (kill -9 mid-write) reads as a prefix of whole lines
+    with ``cut_short="complete"``; by default a cut inside a member is refused, naming them."""
     if suffix.endswith(".zst"):
         pytest.importorskip("zstandard")
     monkeypatch.setattr(file_base, "BUFFER_BYTES", 2000)
@@ -324,8 +326,16 @@ def test_a_compressed_file_cut_anywhere_reads_as_its_complete_lines(
     cut = tmp_path / f"cut{suffix}"
     for size in sorted({0, 1, 7, ends[0], ends[0] + 5, ends[3] - 1, len(data) - 3, len(data)}):
         cut.write_bytes(data[:size])
-        with open_text(cut) as stream:
+        with open_text(cut, cut_short="complete") as stream:
             text = stream.read()
+        if size in (0, len(data)) or size in ends:
+            with open_text(cut) as stream:
+                assert stream.read() == text
+        else:
+            refused = pytest.raises(CompressedFileError, match="cut short")
+            with refused as caught, open_text(cut) as stream:
+                stream.read()
+            assert caught.value.lines == text.count("\n")
         assert text.endswith("\n") or text == ""
         numbers = [json.loads(line)["n"] for line in text.splitlines()]
         assert numbers == list(range(len(numbers)))  # whole lines, in order, none torn
@@ -367,6 +377,6 @@ def test_kill_9_leaves_a_gzip_file_of_complete_lines(tmp_path: Path) -> None:
         child.send_signal(signal.SIGKILL)
         child.wait()
     assert path.stat().st_size > 20_000
-    with open_text(path) as stream:
+    with open_text(path, cut_short="complete") as stream:
         numbers = [json.loads(line)["n"] for line in stream]
     assert len(numbers) > 1000 and numbers == list(range(len(numbers)))
