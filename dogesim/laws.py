@@ -12,6 +12,7 @@ delays the next attempt, how active a subject is.
 - `StayKernel`: a semi-Markov kernel of one state (a stay's length and its destination
   given the length, the first stay apart), ``{kernel: {lengths, weights, to}, first: ...}``.
 - `as_law`: a `Law` or such a mapping, checked (a `ModelError` names the place and value).
+- `HORIZON`: the longest wait on the tick grid (``2**62`` ticks: never within any run).
 - `regularized_gamma`: the regularised lower incomplete gamma function ``P(a, x)`` (the gamma
   and chi-square CDFs), which the discretised pmfs and the tests' critical values use.
 
@@ -25,7 +26,10 @@ the grid is ``K = max(1, ceil(X))`` whole ticks: the spell covers every tick up 
 whole tick at or after ``X``, and at least one. So ``P(K = 1) = F(1)`` and
 ``P(K = k) = F(k) - F(k - 1)`` for ``k >= 2``, ``F`` the law's CDF (`Law.pmf`). Sampling draws
 ``X`` and rounds it the same way, so simulated waits follow `Law.pmf` exactly. An exponential
-law of mean ``m`` gives the geometric law with ``p = 1 - exp(-1/m)``.
+law of mean ``m`` gives the geometric law with ``p = 1 - exp(-1/m)``. The grid ends at
+`HORIZON` (``2**62`` ticks, the most any run has): a wait is ``min(K, HORIZON)``, so a heavy
+tail (a log-normal of sigma 1000, a gamma of scale 1e300) puts its mass past the horizon on
+it, a wait that never comes within a run, and ``P(K = k)`` is unchanged below it.
 
 As the law of an attribute (a per-subject rate multiplier), `Law.draw` gives the continuous
 values themselves (no grid, no units): e.g. ``LogNormal(median=exp(-0.32), sigma=0.8)`` has
@@ -34,6 +38,7 @@ mean 1.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -48,6 +53,7 @@ from dogesim.errors import ModelError, shown
 from dogesim.rates import parse_duration
 
 __all__ = [
+    "HORIZON",
     "LAWS",
     "Empirical",
     "Exponential",
@@ -62,6 +68,26 @@ __all__ = [
     "regularized_gamma",
 ]
 
+#: The longest wait on the tick grid: ``2**62`` ticks, the most a run has (`MAX_TICKS`), so a
+#: wait this long never comes within any run. Longer draws (inf and NaN too) are clipped to it.
+HORIZON = 2**62
+
+
+#: Below the log of the largest float (``math.exp`` of it is finite).
+_LOG_MAX = 709.0
+
+#: From this `a` on, `regularized_gamma` is the Wilson-Hilferty normal approximation (its
+#: error falls as 1/a; the series and the fraction need ~sqrt(a) terms, and lgamma
+#: overflows past a ~ 2.5e305).
+_HUGE_SHAPE = 1e6
+
+
+def _wilson_hilferty(a: float, x: float) -> float:
+    """``P(a, x)`` for huge `a`: ``(x/a)**(1/3)`` is about normal, mean ``1 - 1/(9a)``,
+    variance ``1/(9a)``."""
+    z = ((x / a) ** (1 / 3) - 1 + 1 / (9 * a)) * 3 * math.sqrt(a)
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
 
 def regularized_gamma(a: float, x: float) -> float:
     """``P(a, x)``: the regularised lower incomplete gamma function (``a > 0``, ``x >= 0``).
@@ -72,6 +98,8 @@ def regularized_gamma(a: float, x: float) -> float:
         return 0.0
     if math.isinf(x):
         return 1.0
+    if a >= _HUGE_SHAPE:
+        return _wilson_hilferty(a, x)
     log_front = a * math.log(x) - x - math.lgamma(a)
     if x < a + 1.0:
         term = total = 1.0 / a
@@ -101,6 +129,27 @@ def regularized_gamma(a: float, x: float) -> float:
         if abs(step - 1.0) < 1e-16:
             break
     return max(0.0, 1.0 - math.exp(log_front) * h)
+
+
+def _on_grid(draws: np.ndarray) -> np.ndarray:
+    """Continuous draws as waits on the tick grid: ``max(1, ceil(x))`` clipped to `HORIZON`
+    before the cast to int64, so a heavy tail never wraps around to a negative wait. A draw
+    past float's range is the horizon (``+inf``, and NaN, what an overflow leaves); ``-inf``
+    is 1."""
+    waits = np.nan_to_num(np.ceil(draws), nan=HORIZON, posinf=HORIZON, neginf=1.0)
+    return np.clip(waits, 1.0, float(HORIZON)).astype(np.int64)
+
+
+def _normalised(weights: Sequence[float]) -> np.ndarray:
+    """`weights` (finite, >= 0, some > 0) as shares summing to 1; scaled by the largest
+    first when their sum overflows (``1e308 + 1e308``)."""
+    mass = np.asarray(weights, dtype=float)
+    with np.errstate(over="ignore"):
+        total = mass.sum()
+    if math.isinf(total):
+        mass = mass / mass.max()
+        total = mass.sum()
+    return mass / total
 
 
 def _number(value: object, where: str, name: str, *, positive: bool = True) -> float:
@@ -197,9 +246,9 @@ class Law:
         raise NotImplementedError
 
     def ticks(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """`n` waits on the tick grid, ``max(1, ceil(X))`` (int64)."""
+        """`n` waits on the tick grid, ``min(max(1, ceil(X)), HORIZON)`` (int64)."""
         self._ticks_only()
-        return np.maximum(np.ceil(self.draw(rng, n)), 1.0).astype(np.int64)
+        return _on_grid(self.draw(rng, n))
 
     def pmf(self, kmax: int) -> np.ndarray:
         """``P(K = k)`` for ``k = 1 .. kmax`` (index ``k - 1``); the tail beyond is the rest."""
@@ -343,11 +392,17 @@ class LogNormal(Law):
     def cdf(self, x: float) -> float:
         if x <= 0:
             return 0.0
+        if math.isinf(x):
+            return 1.0  # (inf - m) / inf is no number when sigma * sqrt(2) overflows
         z = (math.log(x) - math.log(self.median)) / (self.sigma * math.sqrt(2.0))
         return 0.5 * math.erfc(-z)
 
     def expectation(self) -> float:
-        return self.median * math.exp(self.sigma**2 / 2)
+        half = self.sigma * self.sigma / 2  # inf past float's range, not an OverflowError
+        if half < _LOG_MAX:
+            return self.median * math.exp(half)
+        log_mean = math.log(self.median) + half
+        return math.exp(log_mean) if log_mean < _LOG_MAX else math.inf
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.lognormal(math.log(self.median), self.sigma, n)
@@ -456,8 +511,7 @@ class Empirical(Law):
         return cls(edges, weights)
 
     def _shares(self) -> np.ndarray:
-        mass = np.asarray(self.weights)
-        return mass / mass.sum()
+        return _normalised(self.weights)
 
     def cdf(self, x: float) -> float:
         total = 0.0
@@ -593,8 +647,7 @@ class StayKernel(Law):
         return [d for d, _ in self.to]
 
     def _shares(self) -> np.ndarray:
-        mass = np.asarray(self.weights)
-        return mass / mass.sum()
+        return _normalised(self.weights)
 
     def cdf(self, x: float) -> float:
         shares = self._shares().tolist()
@@ -622,6 +675,9 @@ class StayKernel(Law):
         """The destinations' shares (normalised) for a stay of `length` ticks."""
         k = self.lengths.index(length)
         shares = [s[k] for _, s in self.to]
+        if math.isinf(sum(shares)):  # shares near float's top: scaled first
+            top = max(shares)
+            shares = [s / top for s in shares]
         total = math.fsum(shares)
         return [s / total for s in shares]
 
@@ -733,7 +789,43 @@ def _whole(value: object, where: str, key: str) -> int:
     number = _number(value, where, key)
     if not number.is_integer():
         raise ModelError(f"{where}: {key} must be a whole number of ticks, got {shown(value)}")
-    return int(number)
+    whole = value if isinstance(value, int) else int(number)  # an int exactly, past 2**53 too
+    if whole > HORIZON:
+        raise ModelError(
+            f"{where}: {key} must be at most 2**62 ticks (the longest run), got {shown(value)}"
+        )
+    return whole
+
+
+#: A fitted uniform law over more whole ticks than this is one bin (the same law).
+_TICK_BINS = 4096
+
+
+def _finite_mean(mean: float, name: str, value: float) -> float:
+    """`mean` (of a geometric or exponential law given by `name` = `value`), when finite."""
+    if not math.isfinite(mean):
+        raise ModelError(
+            f"{name} = {value!r} is too small: the mean wait is past float's range; give "
+            f"{name} >= 1e-300"
+        )
+    return mean
+
+
+def _exp_of_mu(mu: object, where: str) -> float:
+    """The median ``e**mu`` of a fitted log-normal, when `mu` makes it a float > 0."""
+    number = math.nan
+    if not isinstance(mu, bool) and isinstance(mu, Real):
+        with contextlib.suppress(OverflowError):  # an int past float's range: no number
+            number = float(mu)
+    if not math.isfinite(number):
+        raise ModelError(f"{where}: lognormal law: mu must be a finite number, got {shown(mu)}")
+    median = math.exp(number) if number < 710 else math.inf
+    if not 0 < median < math.inf:
+        raise ModelError(
+            f"{where}: lognormal law: mu = {mu!r} makes the median e**mu "
+            f"{'0' if median == 0 else 'inf'} in floats; give -745 < mu < 709.78"
+        )
+    return median
 
 
 def _fitted_form(data: Mapping[str, Any], where: str) -> Law | None:
@@ -745,18 +837,14 @@ def _fitted_form(data: Mapping[str, Any], where: str) -> Law | None:
             p = _number(data["p"], where, "p")
             if p > 1:
                 raise ModelError(f"{where}: geometric law: p must be at most 1, got {p}")
-            return Fixed(1) if p == 1 else Exponential(-1.0 / math.log1p(-p))
+            return Fixed(1) if p == 1 else Exponential(_finite_mean(-1.0 / math.log1p(-p), "p", p))
         if name == "fixed" and keys == {"ticks"}:
             return Fixed(_number(data["ticks"], where, "ticks", positive=False))
         if name == "exponential" and keys == {"rate"}:
-            return Exponential(1.0 / _number(data["rate"], where, "rate"))
+            rate = _number(data["rate"], where, "rate")
+            return Exponential(_finite_mean(1.0 / rate, "rate", rate))
         if name == "lognormal" and keys == {"mu", "sigma"}:
-            mu = data["mu"]
-            if isinstance(mu, bool) or not isinstance(mu, Real) or not math.isfinite(mu):
-                raise ModelError(
-                    f"{where}: lognormal law: mu must be a finite number, got {shown(mu)}"
-                )
-            return LogNormal(math.exp(mu), data["sigma"])
+            return LogNormal(_exp_of_mu(data["mu"], where), data["sigma"])
         if (
             name == "uniform"
             and keys == {"low", "high"}
@@ -769,6 +857,8 @@ def _fitted_form(data: Mapping[str, Any], where: str) -> Law | None:
                     f"{where}: uniform law: give whole ticks 1 <= low <= high, got low={low}, "
                     f"high={high}"
                 )
+            if high - low >= _TICK_BINS:  # the same law in one bin (not one per tick)
+                return Empirical([float(low - 1), float(high)], [1.0])
             return Empirical.of_ticks(dict.fromkeys(range(low, high + 1), 1.0))
         if name == "empirical" and keys == {"histogram"}:
             histogram = data["histogram"]

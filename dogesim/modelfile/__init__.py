@@ -53,7 +53,7 @@ and the attributes drawn from simple distributions with the run's seed::
     attributes:
       id: {sequence: 1000}          # 1000, 1001, ... (the default id starts at 0)
       budget: {uniform: [10, 500]}  # float in [low, high)
-      visits: {uniform_int: [0, 9]} # integer in [low, high], both ends included
+      visits: {uniform_int: [0, 9]} # integer in [low, high], both ends included (int64)
       age: {normal: [40, 12]}       # mean, standard deviation
       segment: {choice: [new, returning]}            # or {choice: {new: 3, returning: 1}}
       country: {constant: PL}       # a plain value is a constant too

@@ -236,10 +236,10 @@ def _read_hold(reader: _Reader, tick_ms: int) -> int | RandomHold:
                     mean = _duration_ms(arg) / tick_ms
                 except ValueError as exc:
                     raise reader.error("hold.exponential", str(exc)) from None
-            elif isinstance(arg, (int, float)) and not isinstance(arg, bool) and arg > 0:
+            elif isinstance(arg, (int, float)) and not isinstance(arg, bool) and 0 < arg < math.inf:
                 mean = float(arg)
             else:
-                raise reader.error("hold.exponential", f"{arg!r} is not a positive mean")
+                raise reader.error("hold.exponential", f"{arg!r} is not a finite positive mean")
             return RandomHold("exponential", mean)
         if not isinstance(arg, list) or len(arg) != 2:
             raise reader.error("hold.uniform", f"{_plain(arg)!r} is not [LOW, HIGH]")

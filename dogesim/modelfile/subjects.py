@@ -41,6 +41,8 @@ DISTRIBUTIONS = (
     "sequence",
 )
 _CHUNK = 1024
+#: The ends numpy's integer draws take (int64).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -122,17 +124,20 @@ def _read_distribution(src: _Source, holder: _Map, name: str, path: str) -> _Dis
             weights = []
             for k in arg:
                 w = arg[k]
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+                if (
+                    isinstance(w, bool)
+                    or not isinstance(w, (int, float))
+                    or not 0 < w < math.inf  # inf shares out nothing
+                ):
                     raise src.error(
                         arg.key_lines[k],
                         _join(where, str(k)),
-                        f"weight {_describe(w)} is not a positive number",
+                        f"weight {_describe(w)} is not a finite positive number",
                     )
                 weights.append(float(w))
-            total = sum(weights)
             if not values:
                 raise src.error(line, where, "no values to choose from")
-            return _Distribution(kind, tuple(values), tuple(w / total for w in weights))
+            return _Distribution(kind, tuple(values), _shares(weights))
         if not isinstance(arg, _Seq) or not arg:
             raise src.error(
                 line,
@@ -161,15 +166,32 @@ def _read_distribution(src: _Source, holder: _Map, name: str, path: str) -> _Dis
     if kind == "uniform_int":
         if not (isinstance(a, int) and isinstance(b, int)):
             raise src.error(line, where, f"[{a}, {b}]: both ends must be whole numbers")
+        if not (a >= _INT64_MIN and b <= _INT64_MAX):
+            raise src.error(
+                line, where, f"[{a}, {b}]: both ends must be 64-bit integers, -2**63 .. 2**63 - 1"
+            )
         if a > b:
             raise src.error(line, where, f"[{a}, {b}]: low must not exceed high")
     elif kind == "uniform" and a > b:
         raise src.error(line, where, f"[{a}, {b}]: low must not exceed high")
+    elif kind == "uniform" and not math.isfinite(float(b) - float(a)):
+        raise src.error(line, where, f"[{a}, {b}]: high - low is past the largest float")
     elif kind in ("normal", "lognormal") and b < 0:
         raise src.error(line, where, f"standard deviation {b} must be >= 0")
     elif kind == "gamma" and not (a > 0 and b > 0):
         raise src.error(line, where, f"[{a}, {b}]: shape and scale must be > 0")
     return _Distribution(kind, (a, b))
+
+
+def _shares(weights: list[float]) -> tuple[float, ...]:
+    """`weights` (finite, > 0) normalised; scaled by the largest first when their sum
+    overflows (``1e308 + 1e308``)."""
+    total = sum(weights)
+    if math.isinf(total):
+        top = max(weights)
+        weights = [w / top for w in weights]
+        total = sum(weights)
+    return tuple(w / total for w in weights)
 
 
 class AttributeSubjectFactory:

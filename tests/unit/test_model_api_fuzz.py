@@ -1,5 +1,7 @@
 """Fuzzing the Python API: any argument to Model, Transition, add_transition, Rate or Profile
-either builds or raises a `ModelError`, never another exception.
+either builds or raises a `ModelError`, never another exception. Laws from their data forms
+with extreme parameters (past int64, float's ends, NaN) build or raise a `ModelError`, and a
+law that builds gives waits in ``1 .. HORIZON`` and a tiny run with it ends.
 
 The fast profile runs in the default suite; the long one (``-m slow``) tries many more cases.
 """
@@ -9,14 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import fractions
+import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dogesim import MemorySink, Model, ModelError, Transition
+from dogesim import MemorySink, Model, ModelError, Simulation, Transition
+from dogesim.laws import HORIZON, law_from_dict
 from dogesim.rates import Profile, Rate, parse_duration, parse_rate
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -173,6 +178,82 @@ def _profile_case(data: st.DataObject) -> None:
     only_model_errors(lambda: Profile(**kwargs))
 
 
+#: Law parameters at and past every edge: int64 and the grid's horizon, float's ends.
+_edges = st.sampled_from(
+    [
+        *(0, 1, 2**53 + 1, 2**62, 2**62 + 1, 2**63, 10**25, 10**400, -1, True, 0.5),
+        *(5e-324, 1e-300, 1e300, 1e308, 1.7e308, math.inf, -math.inf, math.nan, "3 min"),
+    ]
+)
+_positive = st.floats(min_value=5e-324, max_value=1.7e308)
+_extreme = st.one_of(_edges, _positive, _edges, _positive, _positive, garbage)
+
+
+def _law_value(key: str) -> st.SearchStrategy[Any]:
+    """A value for the data-form key `key`: a list of bin edges or weights, a histogram,
+    or one number (mostly at an edge; garbage now and then)."""
+    if key.startswith(("edges", "weights")):
+        return st.lists(_extreme, min_size=1, max_size=4)
+    if key == "histogram":
+        return st.dictionaries(st.one_of(_edges, st.integers(1, 99)), _extreme, max_size=3)
+    return _extreme
+
+
+#: The laws' data forms: each law's own keys and the forms the fit writes.
+_FORMS = {
+    "fixed": [("value_ticks",), ("value",), ("value_ms",), ("ticks",)],
+    "uniform": [("low_ticks", "high_ticks"), ("low", "high"), ("low_ms", "high_ms")],
+    "exponential": [("mean_ticks",), ("mean",), ("rate",)],
+    "lognormal": [("median_ticks", "sigma"), ("median_ms", "sigma"), ("mu", "sigma")],
+    "gamma": [("shape", "scale_ticks"), ("shape", "scale")],
+    "empirical": [("edges_ticks", "weights"), ("edges_ms", "weights"), ("histogram",)],
+    "geometric": [("p",)],
+}
+
+
+@st.composite
+def law_forms(draw: st.DrawFn) -> Any:
+    """A law's data form with extreme values (its keys, or a kernel), or garbage."""
+    kind = draw(st.sampled_from([*_FORMS, "kernel", "garbage"]))
+    if kind == "garbage":
+        return draw(st.one_of(garbage, st.dictionaries(st.just("law"), garbage)))
+    if kind == "kernel":
+        lengths = draw(st.lists(st.one_of(_extreme, st.integers(1, 99)), min_size=1, max_size=3))
+        shares = st.lists(_extreme, min_size=len(lengths), max_size=len(lengths))
+        to = draw(st.dictionaries(st.sampled_from(["on", "a", "c"]), shares, min_size=1))
+        return {"kernel": {"lengths": lengths, "weights": draw(shares), "to": to}}
+    keys = draw(st.sampled_from(_FORMS[kind]))
+    return {"law": kind, **{k: draw(_law_value(k)) for k in keys}}
+
+
+def _law_case(data: st.DataObject) -> None:
+    """A law from its data form, at a tick: waits in 1 .. HORIZON, its pmf, CDF and mean
+    computed without error, and a tiny run with it as a dwell and a delay ends."""
+    law = only_model_errors(lambda: law_from_dict(data.draw(law_forms()), "fuzz"))
+    if law is None:
+        return
+    law = only_model_errors(lambda: law.at_tick(data.draw(st.sampled_from([1, 1000, 2**40]))))
+    if law is None:
+        return
+    waits = law.ticks(np.random.default_rng(0), 64)
+    assert waits.min() >= 1 and waits.max() <= HORIZON
+    law.pmf(4)
+    law.expectation()
+    for x in (0.0, 1.0, 1e300, math.inf):
+        assert 0.0 <= law.cdf(x) <= 1.0
+    model = only_model_errors(
+        lambda: Model(
+            ["a", "b", "c"],
+            "a",
+            [Transition("go", "a", "b", 50, delay=law), Transition("on", "b", "a", 50)],
+            dwell={"b": law},
+        )
+    )
+    if model is not None:
+        subjects = data.draw(st.sampled_from([3, 64]))
+        only_model_errors(lambda: Simulation(model, subjects, ticks=10, tick_ms=1, seed=1).run())
+
+
 def _fresh_model() -> Model:
     return Model(STATES, "a", name="m", resources={"r": 1})
 
@@ -185,6 +266,7 @@ def _all_cases(data: st.DataObject) -> None:
     only_model_errors(lambda: model.at_tick(data.draw(st.integers(1, 10**7))))
     _rate_case(data)
     _profile_case(data)
+    _law_case(data)
 
 
 @FAST
