@@ -126,9 +126,11 @@ def _normalise_url(db_url: str | URL) -> URL:
 
 
 def reflect_table(engine: Engine, name: str, schema: str | None) -> sa.Table:
-    """Table `name` as the database has it. SQLite can show a table another connection is
-    still creating (another shard of the run) with no columns yet, and a table never has
-    none: it is read again, for a bounded time (5 s).
+    """Table `name` as the database has it. SQLAlchemy reads a SQLite table's columns and
+    then checks that the table exists, so a table another connection creates between the two
+    (another shard of the run) shows with no columns; a table never has none: it is read
+    again, for a bounded time (5 s). Used wherever a sink reads a table another shard may be
+    creating: when the sink is made and after its own create.
 
     Raises:
         sqlalchemy.exc.NoSuchTableError: there is no such table.
@@ -230,7 +232,7 @@ class DbSinkFactory:
             )
         table: sa.Table | None
         try:
-            table = sa.Table(table_name, sa.MetaData(), autoload_with=self.engine, schema=schema)
+            table = reflect_table(self.engine, table_name, schema)
         except sa_exc.NoSuchTableError:
             if not create_table:
                 raise SinkConfigError(self._missing_table_message(table_name, schema)) from None

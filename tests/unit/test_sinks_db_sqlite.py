@@ -59,6 +59,33 @@ def test_batches_commit_every_batch_size_rows(db: tuple[str, Any]) -> None:
     assert tuple(first) == (T0, 0, 0, 0, "login")
 
 
+def test_a_table_read_while_another_shard_creates_it_is_read_again(
+    db: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy reads a SQLite table's columns, then checks it exists: a table another
+    shard creates between the two reads shows with no columns (a CI run failed so, 'table
+    'events' has columns []'). The race made certain: the first read sees no columns; the
+    sink reads the table again and writes its rows."""
+    url, engine = db
+    factory = DbSinkFactory(url)
+    dialect = type(factory.engine.dialect)
+    truth = dialect.get_columns
+    lies = [1]
+
+    def get_columns(self: Any, connection: Any, name: str, *args: Any, **kw: Any) -> Any:
+        if lies[0]:
+            lies[0] -= 1
+            return []
+        return truth(self, connection, name, *args, **kw)
+
+    monkeypatch.setattr(dialect, "get_columns", get_columns)
+    sink = factory.create("events", row_mapper, batch_size=2)
+    sink.collect(T0, User(1, 10, 0, 0), LOGIN)
+    sink.close()
+    assert lies == [0]
+    assert count(engine) == 1 and sink.ledger.acknowledged == 1
+
+
 def test_missing_table_lists_existing_tables(db: tuple[str, Any]) -> None:
     """A missing table fails at create(), naming it and the tables that do exist."""
     url, _ = db
