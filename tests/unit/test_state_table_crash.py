@@ -73,7 +73,7 @@ def _model_file(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def _kill_when(script: str, args: list[str], ticks: int) -> None:
+def kill_when(script: str, args: list[str], ticks: int) -> None:
     """Run `script`, SIGKILL its process group once it reports `ticks` done."""
     process = subprocess.Popen(
         [sys.executable, "-c", script, *args],
@@ -108,7 +108,7 @@ def test_a_killed_run_resumed_leaves_the_uninterrupted_table(
     adds up: the rows at the checkpoint plus its inserts less its deletes, all acknowledged."""
     whole = load_model_text(CRASH_MODEL.format(db=tmp_path / "whole.db")).run()
     path, ckpt = _model_file(tmp_path, "split"), tmp_path / "run.ckpt"
-    _kill_when(SINGLE, [str(path), str(ckpt)], 60)
+    kill_when(SINGLE, [str(path), str(ckpt)], 60)
     saved = checkpoints.load(ckpt)
     assert saved["next_tick"] == 40
     assert _changed_after(_table(tmp_path / "split.db"), START + 40 * HOUR) > 0
@@ -139,7 +139,7 @@ def test_a_killed_sharded_run_resumed_leaves_the_uninterrupted_table(tmp_path: P
         ShardedRun(str(_model_file(tmp_path, "whole")), shards=2, timestamp_start=0)
     )
     path, base = _model_file(tmp_path, "split"), tmp_path / "ck"
-    _kill_when(SHARDED, [str(path), str(base)], 110)
+    kill_when(SHARDED, [str(path), str(base)], 110)
     ticks = [checkpoints.load(f"{base}.shard-{k}")["next_tick"] for k in (0, 1)]
     assert min(ticks) >= 40
     assert _changed_after(_table(tmp_path / "split.db"), max(ticks) * HOUR) > 0
