@@ -432,7 +432,12 @@ class StateTableSink(LedgeredSink):
             if self.table is None:
                 return {}
         c = self.table.c
-        query = sa.select(c[self.key_column], c.updated_at, c.state)
+        missing = [name for name in (self.key_column, "updated_at", "state") if name not in c]
+        if missing:
+            raise SinkConfigError(
+                f"table {self.table_name!r} has no column(s) {', '.join(map(repr, missing))}"
+            )
+        query = sa.select(c[self.key_column], c["updated_at"], c["state"])
         with self.engine.connect() as conn:
             return {key: (stamp, state) for key, stamp, state in conn.execute(query)}
 

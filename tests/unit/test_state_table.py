@@ -328,3 +328,17 @@ def test_a_checkpoint_that_kept_no_rows_is_resumed_as_before(tmp_path: Path) -> 
     assert rows(url) == before
     assert sink.position()["keys"] is None
     sink.close()
+
+
+def test_a_table_without_the_state_columns_fails_the_resume_naming_them(tmp_path: Path) -> None:
+    """A table someone replaced by one without ``state``: the resume is a SinkError naming
+    the table and the column, nothing changed."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    subjects, position = _crashed_after_a_checkpoint(url, [0, 1, 2, 3])
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE state")
+        conn.exec_driver_sql("CREATE TABLE state (id INTEGER PRIMARY KEY, updated_at INTEGER)")
+    engine.dispose()
+    with pytest.raises(SinkError, match=r"table 'state' back to the checkpoint failed: .*'state'"):
+        _resumed(url, subjects, position)

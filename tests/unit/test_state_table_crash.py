@@ -29,20 +29,25 @@ CRASH_MODEL = MODEL.replace(
     "tick: 1h\n", "tick: 1h\nstart: 2024-01-01T00:00:00Z\njitter: true\nchurn: 2% per hour\n"
 )
 
-#: One process: periodic checkpoints every 40 ticks; it hangs after tick 60 (past the
-#: checkpoint at 40, its batches of 16 statements committed) until it is killed.
+#: One process: periodic checkpoints every 40 ticks; it hangs after tick HANG (past a
+#: checkpoint, its batches of 16 statements committed) until it is killed. With "resume" it
+#: continues the checkpoint instead.
 SINGLE = """
 import sys, time
 from dogesim.modelfile import load_model_file
 
-spec = load_model_file(sys.argv[1])
+model, ckpt, hang_at, mode = sys.argv[1:5]
+spec = load_model_file(model)
 
 def hang(ticks):
     print(ticks, flush=True)
-    if ticks >= 60:
+    if ticks >= int(hang_at):
         time.sleep(600)
 
-sim = spec.simulation(checkpoint_path=sys.argv[2], checkpoint_every=40, progress=hang)
+if mode == "resume":
+    sim = spec.resume(ckpt, checkpoint_path=ckpt, checkpoint_every=40, progress=hang)
+else:
+    sim = spec.simulation(checkpoint_path=ckpt, checkpoint_every=40, progress=hang)
 sim.run()
 """
 
@@ -108,7 +113,7 @@ def test_a_killed_run_resumed_leaves_the_uninterrupted_table(
     adds up: the rows at the checkpoint plus its inserts less its deletes, all acknowledged."""
     whole = load_model_text(CRASH_MODEL.format(db=tmp_path / "whole.db")).run()
     path, ckpt = _model_file(tmp_path, "split"), tmp_path / "run.ckpt"
-    kill_when(SINGLE, [str(path), str(ckpt)], 60)
+    kill_when(SINGLE, [str(path), str(ckpt), "60", "start"], 60)
     saved = checkpoints.load(ckpt)
     assert saved["next_tick"] == 40
     assert _changed_after(_table(tmp_path / "split.db"), START + 40 * HOUR) > 0
@@ -148,3 +153,20 @@ def test_a_killed_sharded_run_resumed_leaves_the_uninterrupted_table(tmp_path: P
     assert _table(tmp_path / "split.db") == _table(tmp_path / "whole.db") != []
     (b,), (w,) = after.ledgers, whole.ledgers
     assert b.failed == 0 and b.acknowledged == b.collected < w.collected
+
+
+@pytest.mark.timeout(300)
+def test_a_resumed_run_killed_again_resumes_to_the_uninterrupted_table(tmp_path: Path) -> None:
+    """Killed after tick 60, resumed and killed again after tick 100 (its checkpoint at 80
+    keeps the rows of the subjects it did not touch since the first checkpoint too), resumed
+    to the end: the whole run's table."""
+    load_model_text(CRASH_MODEL.format(db=tmp_path / "whole.db")).run()
+    path, ckpt = _model_file(tmp_path, "split"), tmp_path / "run.ckpt"
+    kill_when(SINGLE, [str(path), str(ckpt), "60", "start"], 60)
+    kill_when(SINGLE, [str(path), str(ckpt), "100", "resume"], 100)
+    assert checkpoints.load(ckpt)["next_tick"] == 80
+    assert _changed_after(_table(tmp_path / "split.db"), START + 80 * HOUR) > 0
+    after = load_model_text(path.read_text()).resume(ckpt).run()
+    assert _table(tmp_path / "split.db") == _table(tmp_path / "whole.db") != []
+    (b,) = after.ledgers
+    assert b.failed == 0 and b.acknowledged == b.collected
