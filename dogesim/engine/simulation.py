@@ -404,7 +404,8 @@ class Simulation:
     def _prepare_sinks(self) -> None:
         """SQL sinks commit only at checkpoints in a checkpointed or resumed run (a run with
         a checkpoint path commits nothing that no checkpoint records, also without periodic
-        checkpoints); a resumed run's sinks are cut back to their positions there."""
+        checkpoints); a resumed run's sinks are cut back to their positions there (state tables
+        brought back to the checkpoint's rows)."""
         sinks = self.model.sinks()
         options = self._options
         if (
@@ -416,6 +417,7 @@ class Simulation:
         if self._restored is not None:
             self._roll_forward(sinks)
             offsets.restore_positions(sinks, self._restored["sinks"], self._restored_from)
+            offsets.reconcile(sinks, self._restored["subjects"])
 
     def _roll_forward(self, sinks: list[Any]) -> None:
         """Take the pending checkpoint a crash left beside the resumed one when the sinks are

@@ -10,6 +10,8 @@
   as they will be once committed, and the commit (a checkpoint is written in two steps).
 - `positions_hold`: whether the sinks are at saved positions (choosing a pending checkpoint).
 - `restore_positions`: hand each sink of a resumed run its saved position.
+- `reconcile`: hand the checkpoint's subjects to sinks that keep a row per subject
+  (``reconcile(subjects)``: state tables), which bring their table back to the checkpoint.
 - `defer_commits`: ask every sink that can to commit only at checkpoints.
 - `abandon`: a run failed: sinks that defer commits roll back what the last checkpoint did
   not commit (the run is resumed from that checkpoint), through ``abandon_uncommitted()``.
@@ -32,6 +34,7 @@ __all__ = [
     "defer_commits",
     "planned_positions",
     "positions_hold",
+    "reconcile",
     "restore_positions",
 ]
 
@@ -110,6 +113,15 @@ def restore_positions(sinks: Sequence[Any], saved: Sequence[Mapping[str, Any]], 
                 "sinks"
             )
         sink.restore_position(position)
+
+
+def reconcile(sinks: Sequence[Any], subjects: Sequence[Any]) -> None:
+    """Call ``reconcile(subjects)`` on every sink that has one, after `restore_positions`:
+    `subjects` are all those the checkpoint's run had made, in order."""
+    for sink in sinks:
+        bring_back = getattr(sink, "reconcile", None)
+        if callable(bring_back):
+            bring_back(subjects)
 
 
 def defer_commits(sinks: Sequence[Any]) -> None:

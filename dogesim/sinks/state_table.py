@@ -18,13 +18,23 @@ The sink must receive every move of its population (list it on every transition,
 Subjects start in `initial_state`, so the sink cannot follow a population whose initial
 state is a mix.
 
+Checkpoints (`dogesim.sinks.offsets`): the sink's position is the state and ``updated_at``
+of every row it holds. A resumed run hands it the checkpoint's subjects (`reconcile`)
+before it goes on, and the sink brings the table back to the checkpoint in one
+transaction: rows the run changed or deleted after it are written again as they were, and
+the rows of newcomers it inserted after it are deleted — whether the run stopped cleanly
+(nothing to do) or was killed. Only this run's rows are touched: its subjects', and
+newcomers' whose keys continue the progression of its subjects' integer keys (``0, 1,
+2, ...``; ``k, k + S, ...`` in shard ``k`` of ``S``).
+
 Importing this module imports SQLAlchemy (the ``db`` extra).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +52,8 @@ if TYPE_CHECKING:
     from dogesim.model import Transition
 
 __all__ = ["StateTableLedger", "StateTableSink", "build_state_table"]
+
+LOGGER = logging.getLogger(__name__)
 
 #: Statement kinds, in the order the ledger names them.
 _KINDS = ("insert", "update", "delete")
@@ -126,6 +138,12 @@ class StateTableSink(LedgeredSink):
         self._statements: dict[str, Any] = {}
         self._queue: list[tuple[str, dict[str, Any]]] = []
         self._last_time: int = 0
+        # The rows this sink holds, key -> (updated_at, state), and the latest time it wrote:
+        # its checkpoint position. Not complete when it resumed a run that kept none.
+        self._held: dict[Any, tuple[int, str]] = {}
+        self._latest: int = 0
+        self._complete = True
+        self._saved: Mapping[str, Any] | None = None
 
     def _existing_table(self) -> sa.Table | None:
         try:
@@ -172,7 +190,9 @@ class StateTableSink(LedgeredSink):
             self.reopen()
         now = timestamp if timestamp is not None else clock.current_time()
         stamp = self._last_time if now is None else now
-        self._queue_statement("insert", self._row(stamp, subject, self.initial_state))
+        row = self._row(stamp, subject, self.initial_state)
+        self._hold(row[self.key_column], stamp, self.initial_state)
+        self._queue_statement("insert", row)
 
     def track(self, factory: Callable[[], Any]) -> Callable[[], Any]:
         """`factory`, inserting each subject it makes (pass it as the subject factory)."""
@@ -190,12 +210,23 @@ class StateTableSink(LedgeredSink):
             self.reopen()
         self._last_time = timestamp
         if transition.to_state in self.final_states:
-            self._queue_statement("delete", {"b_key": getattr(subject, self.key)})
+            key = getattr(subject, self.key)
+            self._hold(key, timestamp, None)
+            self._queue_statement("delete", {"b_key": key})
             return
         row = self._row(timestamp, subject, transition.to_state)
+        self._hold(row[self.key_column], timestamp, transition.to_state)
         params = {f"b_{name}": value for name, value in row.items()}
         params["b_key"] = row[self.key_column]
         self._queue_statement("update", params)
+
+    def _hold(self, key: Any, stamp: int, state: str | None) -> None:
+        """Note the row of `key` as it will be (None: deleted), for the position."""
+        if state is None:
+            self._held.pop(key, None)
+        else:
+            self._held[key] = (stamp, state)
+        self._latest = max(self._latest, stamp)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -321,6 +352,140 @@ class StateTableSink(LedgeredSink):
         self.ledger = StateTableLedger(self.ledger.sink)
         self.factory._open_sinks += 1
         self._queue = []
+
+    # -- checkpoint positions (dogesim.sinks.offsets) ---------------------------------------
+    # Rows are committed batch by batch, also in a checkpointed run (a change-data-capture
+    # table is read while it is written). A run killed after a checkpoint leaves rows
+    # changed after it, so a resume first brings the table back (`reconcile`).
+
+    def output_identity(self) -> str:
+        """The database (password masked) and the table."""
+        schema = f"{self.schema}." if self.schema else ""
+        return f"state_table:{self.factory.shown_url}/{schema}{self.table_name}"
+
+    def position(self) -> dict[str, Any]:
+        """Commit the statements so far; the rows held (keys, ``updated_at`` and states,
+        None when they cannot be told: keys that are not strings or integers, or a resume
+        from a checkpoint that kept none) and the latest time written."""
+        self.flush()
+        keys = list(self._held)
+        if not self._complete or not all(type(k) in (int, str) for k in keys):
+            return {"keys": None, "latest": self._latest}
+        held = self._held.values()
+        return {
+            "keys": keys,
+            "stamps": [stamp for stamp, _ in held],
+            "states": [state for _, state in held],
+            "latest": self._latest,
+        }
+
+    def restore_position(self, position: Mapping[str, Any]) -> None:
+        """Take the rows held at the checkpoint; `reconcile` then brings the table back to
+        them."""
+        self._saved = position
+        keys = position.get("keys")
+        self._complete = keys is not None
+        held = zip(keys or (), position.get("stamps", ()), position.get("states", ()), strict=True)
+        self._held = {key: (int(stamp), str(state)) for key, stamp, state in held}
+        self._latest = int(position.get("latest", 0))
+
+    def reconcile(self, subjects: Sequence[Any]) -> None:
+        """Bring the table back to the checkpoint of a resumed run, whose `subjects` (all it
+        had made, in order) are given: in one transaction, the rows of its subjects that
+        differ from the checkpoint's (changed or deleted since) are written again as they
+        were, and those of newcomers made after it are deleted. A resume from a checkpoint
+        that kept no rows (an older one) changes nothing.
+
+        Raises:
+            SinkError: the database refused it (nothing is changed).
+        """
+        if self._saved is None or not self._complete:
+            self._complete = False
+            return
+        keys = [getattr(subject, self.key) for subject in subjects]
+        try:
+            found = self._rows_found()
+            restore = self._rows_changed_since(keys, subjects, found)
+            drop = self._newcomers_after(keys, found)
+            if restore or drop:
+                self._rewrite(restore, drop)
+        except (sa_exc.SQLAlchemyError, SinkConfigError) as exc:
+            raise SinkError(
+                f"sink {self.ledger.sink}: bringing table {self.table_name!r} back to the "
+                f"checkpoint failed: {_first_line(exc)}",
+                [self.ledger],
+            ) from exc
+        if restore or drop:
+            LOGGER.warning(
+                "sink %s: table %r brought back to the checkpoint: %d rows written as they "
+                "were, %d rows of later newcomers deleted",
+                self.ledger.sink,
+                self.table_name,
+                len(restore),
+                len(drop),
+            )
+
+    def _rows_found(self) -> dict[Any, tuple[int, str]]:
+        """Every row of the table: key -> (updated_at, state)."""
+        if self.table is None:
+            self.table = self._existing_table()
+            if self.table is None:
+                return {}
+        c = self.table.c
+        missing = [name for name in (self.key_column, "updated_at", "state") if name not in c]
+        if missing:
+            raise SinkConfigError(
+                f"table {self.table_name!r} has no column(s) {', '.join(map(repr, missing))}"
+            )
+        query = sa.select(c[self.key_column], c["updated_at"], c["state"])
+        with self.engine.connect() as conn:
+            return {key: (stamp, state) for key, stamp, state in conn.execute(query)}
+
+    def _rows_changed_since(
+        self, keys: list[Any], subjects: Sequence[Any], found: Mapping[Any, tuple[int, str]]
+    ) -> list[dict[str, Any]]:
+        """The checkpoint's rows of the subjects whose row in `found` is not that (changed
+        or deleted since): a row's ``updated_at`` and state tell, as every later statement
+        is dated later."""
+        rows = []
+        for key, subject in zip(keys, subjects, strict=True):
+            kept = self._held.get(key)
+            if kept is not None and found.get(key) != kept:
+                rows.append(self._row(kept[0], subject, kept[1]))
+        return rows
+
+    def _newcomers_after(self, keys: list[Any], found: Mapping[Any, tuple[int, str]]) -> list[Any]:
+        """The keys in `found` of newcomers made after the checkpoint: when the subjects'
+        keys are integers ``a, a + d, a + 2d, ...`` (a run's counter ids; ``d`` is the number
+        of shards), the next ones of that progression, on rows written since it."""
+        if len(keys) < 2 or not all(type(k) is int for k in keys):
+            return []
+        first, step = keys[0], keys[1] - keys[0]
+        if step < 1 or any(k != first + step * i for i, k in enumerate(keys)):
+            return []
+        after = first + step * len(keys)
+        return [
+            key
+            for key, (stamp, _) in found.items()
+            if type(key) is int
+            and key >= after
+            and (key - first) % step == 0
+            and stamp >= self._latest
+        ]
+
+    def _rewrite(self, restore: list[dict[str, Any]], drop: list[Any]) -> None:
+        """Delete the rows of `drop` and of `restore`, then insert `restore`, in one
+        transaction."""
+        if restore and not self._statements:
+            self._prepare(restore[0])
+        table = self.table
+        assert table is not None
+        delete = table.delete().where(table.c[self.key_column] == sa.bindparam("b_key"))
+        gone = [*drop, *(row[self.key_column] for row in restore)]
+        with self.engine.begin() as conn:
+            conn.execute(delete, [{"b_key": key} for key in gone])
+            if restore:
+                conn.execute(table.insert(), restore)
 
 
 def _picked(names: list[str]) -> Callable[[Any], Mapping[str, Any]]:

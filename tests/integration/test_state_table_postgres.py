@@ -1,10 +1,12 @@
 """StateTableSink against a real PostgreSQL: writers creating one table at the same moment
-(the shards of a run) all write, and a move of a subject with no row is failed, not lost."""
+(the shards of a run) all write, a move of a subject with no row is failed, not lost, and a
+SIGKILLed sharded run resumes to the uninterrupted table."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -88,3 +90,39 @@ def test_an_update_of_a_subject_with_no_row_is_failed(names: list[str]) -> None:
     with pytest.raises(SinkError, match="lost 1 of 3"):
         sink.close()
     assert sql(f"SELECT id, state FROM {names[-1]}") == [(1, "paid")]
+
+
+def _sharded_model(tmp_path: Path, name: str, table: str) -> Path:
+    """The crash tests' model file, into PostgreSQL table `table`."""
+    from tests.unit.test_state_table_crash import CRASH_MODEL
+
+    text = CRASH_MODEL.format(db="-").replace("sqlite:///-", db_url())
+    text = text.replace("table: accounts", f"table: {table}")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_sharded_run_resumes_to_the_uninterrupted_table(
+    tmp_path: Path, names: list[str]
+) -> None:
+    """Both processes of a 2-shard, 2-worker run killed after their checkpoint at tick 40
+    (rows committed after it); the resume brings each shard's rows back to its checkpoint
+    (in one PostgreSQL transaction each, while the other shard writes) and the table equals
+    the uninterrupted sharded run's."""
+    from dogesim.shards import ShardedRun, run_sharded
+    from tests.unit.test_state_table_crash import SHARDED, kill_when
+
+    whole, split = (unique_name("dogesim_state").replace("-", "_") for _ in range(2))
+    names.extend([whole, split])
+    run_sharded(ShardedRun(str(_sharded_model(tmp_path, "w", whole)), shards=2, timestamp_start=0))
+    path, base = _sharded_model(tmp_path, "s", split), tmp_path / "ck"
+    kill_when(SHARDED, [str(path), str(base)], 110)
+    assert sql(f"SELECT count(*) FROM {split} WHERE updated_at >= {40 * 3_600_000}") != [(0,)]
+    after = run_sharded(ShardedRun(str(path), checkpoint=str(base), resume=True), workers=2)
+    assert [r.status for r in after.shard_results] == ["done", "done"]
+    query = "SELECT id, state, updated_at, plan FROM {} ORDER BY id"
+    assert sql(query.format(split)) == sql(query.format(whole)) != []
+    (book,) = after.ledgers
+    assert book.failed == 0 and book.acknowledged == book.collected

@@ -227,3 +227,118 @@ def test_processes_creating_one_table_at_once_all_write(tmp_path: Path) -> None:
         worker.join(timeout=60)
     assert [o for o in outcomes if o is not None] == []
     assert all(len(rows(url)) == processes for url in urls)
+
+
+def _crashed_after_a_checkpoint(url: str, keys: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """A sink of subjects `keys` (the first three at the checkpoint, the last a newcomer
+    after it) that moved, checkpointed, then moved, deleted and inserted more, committed as
+    a killed run leaves it; the checkpoint's subjects and the sink's position there."""
+    sink = StateTableSink(
+        url, "state", initial_state="free", final_states=["gone"], create_table=True
+    )
+    subjects = [SimpleNamespace(id=key, plan="x") for key in keys]
+    for subject in subjects[:3]:
+        sink.created(subject, T0)
+    sink.collect(T0 + 5, subjects[0], UP)
+    sink.collect(T0 + 6, subjects[1], UP)
+    position = sink.position()
+    sink.collect(T0 + 20, subjects[0], LEAVE)  # deleted after the checkpoint
+    sink.collect(T0 + 21, subjects[2], UP)  # moved after it
+    sink.created(subjects[3], T0 + 22)  # a newcomer after it
+    sink.close()
+    return subjects[:3], position
+
+
+def _resumed(url: str, subjects: list[Any], position: dict[str, Any] | None) -> StateTableSink:
+    sink = StateTableSink(url, "state", initial_state="free", final_states=["gone"])
+    if position is not None:
+        sink.restore_position(position)
+    sink.reconcile(subjects)
+    return sink
+
+
+def test_a_resume_brings_the_table_back_to_the_checkpoint_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """The rows changed or deleted after the checkpoint are as they were, the newcomer's
+    row is gone (its key continues the subjects' 0, 2, 4), and the rows of other writers —
+    the other residue of a 2-shard run, a key dated before the checkpoint, a string key —
+    are untouched; the ledger counts no statement."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    other = StateTableSink(url, "state", initial_state="free", create_table=True)
+    other.created(SimpleNamespace(id=1, plan="o"), T0 + 30)  # odd: the other shard's
+    other.created(SimpleNamespace(id=8, plan="o"), T0 - 1)  # written before the checkpoint
+    other.close()
+    subjects, position = _crashed_after_a_checkpoint(url, [0, 2, 4, 6])
+    stale = _resumed(url, subjects, None)  # what a resume did before: the newcomer fails
+    stale.created(SimpleNamespace(id=6, plan="x"), T0 + 22)
+    with pytest.raises(SinkError, match="UNIQUE"):
+        stale.flush()
+    with pytest.raises(SinkError, match="lost 1 of 1"):
+        stale.close()
+    sink = _resumed(url, subjects, position)
+    assert rows(url) == [
+        (0, "paid", T0 + 5),
+        (1, "free", T0 + 30),
+        (2, "paid", T0 + 6),
+        (4, "free", T0),
+        (8, "free", T0 - 1),
+    ]
+    assert sink.ledger.collected == 0
+    sink.created(SimpleNamespace(id=6, plan="x"), T0 + 22)  # the newcomer again
+    sink.close()
+    assert (sink.ledger.acknowledged, sink.ledger.failed) == (1, 0)
+
+
+def test_a_stopped_run_resumed_changes_no_row(tmp_path: Path) -> None:
+    """A clean stop: the table is at the checkpoint already, and the resume leaves it."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    sink = StateTableSink(url, "state", initial_state="free", create_table=True)
+    subjects = [SimpleNamespace(id=i) for i in range(3)]
+    for subject in subjects:
+        sink.created(subject, T0)
+    sink.collect(T0 + 1, subjects[1], UP)
+    sink.close()
+    position, before = sink.position(), rows(url)
+    _resumed(url, subjects, position).close()
+    assert rows(url) == before == [(0, "free", T0), (1, "paid", T0 + 1), (2, "free", T0)]
+
+
+def test_keys_without_a_progression_leave_later_rows_to_the_resume(tmp_path: Path) -> None:
+    """Keys that are no counter (strings) tell no newcomer: its row stays and the resumed
+    run's insert of it fails loudly, as before; the subjects' rows are back all the same."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    sql = "SELECT id, state FROM state ORDER BY id"
+    subjects, position = _crashed_after_a_checkpoint(url, ["a", "b", "c", "d"])
+    _resumed(url, subjects, position).close()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        got = [tuple(r) for r in conn.exec_driver_sql(sql)]
+    engine.dispose()
+    assert got == [("a", "paid"), ("b", "paid"), ("c", "free"), ("d", "free")]
+
+
+def test_a_checkpoint_that_kept_no_rows_is_resumed_as_before(tmp_path: Path) -> None:
+    """A checkpoint from before state tables kept rows: nothing is changed, and the resumed
+    sink's own checkpoints keep no rows either (it does not know them all)."""
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    subjects, _ = _crashed_after_a_checkpoint(url, [0, 1, 2, 3])
+    before = rows(url)
+    sink = _resumed(url, subjects, None)
+    assert rows(url) == before
+    assert sink.position()["keys"] is None
+    sink.close()
+
+
+def test_a_table_without_the_state_columns_fails_the_resume_naming_them(tmp_path: Path) -> None:
+    """A table someone replaced by one without ``state``: the resume is a SinkError naming
+    the table and the column, nothing changed."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    subjects, position = _crashed_after_a_checkpoint(url, [0, 1, 2, 3])
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE state")
+        conn.exec_driver_sql("CREATE TABLE state (id INTEGER PRIMARY KEY, updated_at INTEGER)")
+    engine.dispose()
+    with pytest.raises(SinkError, match=r"table 'state' back to the checkpoint failed: .*'state'"):
+        _resumed(url, subjects, position)
