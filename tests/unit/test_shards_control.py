@@ -57,6 +57,21 @@ class StopAtFirstReport:
             self.stop.set()
 
 
+class StopOnceEveryShardWrites(StopAtFirstReport):
+    """Sets `stop` once every shard has written to its part file: a shard whose worker
+    started late is not stopped before it starts (a stop at the first report let one shard
+    never start on a loaded machine)."""
+
+    def __init__(self, out: Path, shards: int) -> None:
+        super().__init__()
+        self.parts = [Path(part_path(str(out), k, shards)) for k in range(shards)]
+
+    def __call__(self, progress: Progress) -> None:
+        self.seen.append(progress)
+        if all(part.exists() and part.stat().st_size > 0 for part in self.parts):
+            self.stop.set()
+
+
 # -- progress ---------------------------------------------------------------------------------
 
 
@@ -108,9 +123,10 @@ def test_a_stop_ends_shards_running_in_other_processes(tmp_path: Path) -> None:
     """With 2 processes and a run of 10^6 ticks, a stop ends both shards at a tick boundary;
     the merged file holds what the ledger counts."""
     out = tmp_path / "long.jsonl"
-    stopper = StopAtFirstReport()
+    stopper = StopOnceEveryShardWrites(out, 2)
     run = jsonl_run(out, 2, subjects=200, ticks=10**6)
     result = run_sharded(run, workers=2, progress=stopper, stop=stopper.stop)
+    assert stopper.stop.is_set()
     assert result.stopped
     assert [r.status for r in result.shard_results] == ["stopped", "stopped"]
     assert all(r.result is not None and r.result.ticks < 10**6 for r in result.shard_results)
