@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+from dogesim import redact
 from dogesim.cli.status import _UsageError
 from dogesim.modelfile.source import MAX_SUBJECTS, MAX_TICKS
 
@@ -119,6 +121,10 @@ def _timestamp(text: str) -> int:
     return _converted(parse_timestamp, text)
 
 
+#: A URL (``sqlite:///x.db``, ``kafka://host``, ``s3://bucket``): never a file name here.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _writable(flag: str, path: str, *, plot: bool = False) -> None:
     """Refuse, before any work, an output `path` that cannot be written.
 
@@ -128,6 +134,12 @@ def _writable(flag: str, path: str, *, plot: bool = False) -> None:
     """
     if path == "-" and not plot:
         return
+    if _URL.match(path):
+        raise _UsageError(
+            f"dogesim: {flag} {redact.mask_url(path)}: is a URL, not a file; {flag} writes a "
+            "local file. To send events to a database or Kafka, declare the sink in the model "
+            "file and choose it with --sink NAME"
+        )
     target = Path(path)
     if plot and target.suffix.lower() not in _PLOT_EXTENSIONS:
         raise _UsageError(

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from dogesim import redact
@@ -60,6 +61,11 @@ def _guard_sink(sink: SinkSpec) -> SinkSpec:
     return sink
 
 
+#: A URL's ``user:password@`` as SQLAlchemy reads it: the user ends at ':' or '/', the
+#: password at the first '@'.
+_USERINFO = re.compile(r"[^:/]*(?::[^@]*)?@")
+
+
 def _db_url_problem(url: str) -> str | None:
     """What is wrong with a database URL (without showing its password), or None."""
     head, sep, rest = url.partition("://")
@@ -68,13 +74,15 @@ def _db_url_problem(url: str) -> str | None:
             f"{redact.mask_url(url)!r} is not a database URL; write "
             "dialect://user:password@host:port/database, e.g. sqlite:///events.db"
         )
-    netloc = rest.split("/", 1)[0]
-    if netloc.count("@") > 1:
+    # The user and password end at the first '@' (SQLAlchemy's reading: a password may hold
+    # '/', '?' or '#'); the host part runs from there to the path or query.
+    userinfo = _USERINFO.match(rest)
+    host = re.split(r"[/?#]", rest[userinfo.end() :] if userinfo else rest, maxsplit=1)[0]
+    if "@" in host:
         return (
             "the user or password holds '@': percent-encode it as %40 "
             "(urllib.parse.quote(password, safe=''))"
         )
-    host = netloc.rpartition("@")[2]
     if host.startswith("["):  # [IPv6]:port
         port = host.partition("]")[2].removeprefix(":")
     else:

@@ -405,6 +405,9 @@ def _refused_before_running(
         ("--out", "x" * 300 + ".jsonl", "cannot be written: File name too long"),
         ("--out", "/sys/dogesim-h7.jsonl", "cannot be written: Permission denied"),
         ("--out", "outdir", "is a directory"),
+        ("--out", "sqlite:////tmp/dogesim-h7.db", "is a URL, not a file"),
+        ("--out", "kafka://127.0.0.1:19092/events", "is a URL, not a file"),
+        ("--checkpoint", "s3://bucket/run.ckpt", "is a URL, not a file"),
         ("--report", "plain/r.png", "is a file, not a directory"),
         ("--report", "r.txt", "a plot file ends in one of .png"),
         ("--report", "outdir", "a plot file ends in one of .png"),
@@ -433,6 +436,7 @@ def test_unwritable_outputs_are_refused_before_the_run(
     assert not (tmp_path / "small.jsonl").exists()
     assert not (tmp_path / "events.jsonl").exists()
     assert not (tmp_path / "outdir.png").exists()
+    assert not (tmp_path / "sqlite:").exists() and not (tmp_path / "kafka:").exists()
 
 
 def test_report_to_a_directory_writes_no_sibling_png(

@@ -141,6 +141,26 @@ def test_bad_database_urls_are_refused_at_load_masked(url: str, expected: str) -
     assert SECRET not in message
 
 
+@pytest.mark.parametrize("cut", ["/", "?", "#"])
+@pytest.mark.parametrize("name", ["DB_PASSWORD", "PGPASS"])
+def test_a_password_holding_a_url_delimiter_is_read_whole_and_never_shown(
+    cut: str, name: str
+) -> None:
+    """A password may hold '/', '?' or '#' (SQLAlchemy reads it up to the '@'): the URL loads
+    and no part of the password shows. The check at load read its first part as a port and
+    quoted it ("the port 'Hunter2Secret' ... is not a number")."""
+    pytest.importorskip("sqlalchemy")
+    from sqlalchemy.engine import make_url
+
+    password = f"Hunter2Secret{cut}x"
+    text = model_text(f"s: {{type: db, url: 'postgresql://u:${{{name}}}@h:5432/db', table: t}}")
+    spec = load_model_text(text, environ={name: password})
+    url = spec.sinks["s"].settings["url"]
+    assert make_url(url).password == password and make_url(url).port == 5432
+    for shown in (repr(spec), repr(spec.sinks), spec.summary()):
+        assert "Hunter2" not in shown
+
+
 def test_error_messages_quoting_an_env_value_mask_it() -> None:
     """A value from the environment quoted in an error is masked."""
     text = model_text("s: {type: memory}").replace("ticks: 5", "ticks: ${SECRET}")
