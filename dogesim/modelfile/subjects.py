@@ -165,7 +165,12 @@ def _read_distribution(src: _Source, holder: _Map, name: str, path: str) -> _Dis
     a, b = numbers
     if kind == "uniform_int":
         if not (isinstance(a, int) and isinstance(b, int)):
-            raise src.error(line, where, f"[{a}, {b}]: both ends must be whole numbers")
+            raise src.error(
+                line,
+                where,
+                f"[{a}, {b}]: both ends must be integers, written without a point or an "
+                "exponent (5, not 5.0 or 1e3)",
+            )
         if not (a >= _INT64_MIN and b <= _INT64_MAX):
             raise src.error(
                 line, where, f"[{a}, {b}]: both ends must be 64-bit integers, -2**63 .. 2**63 - 1"

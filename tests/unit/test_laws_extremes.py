@@ -247,6 +247,10 @@ transitions:
             "{uniform_int: [1, 9223372036854775808]}",
             re.escape("uniform_int: [1, 9223372036854775808]: both ends must be 64-bit integers"),
         ),
+        (
+            "{uniform_int: [-1.0e+31, 5]}",
+            re.escape("both ends must be integers, written without a point or an exponent"),
+        ),
         ("{uniform: [-1.7e+308, 1.7e+308]}", "high - low is past the largest float"),
         ("{choice: {a: .inf, b: 1}}", r"choice.a: weight inf is not a finite positive number"),
     ],
