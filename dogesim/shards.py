@@ -214,7 +214,7 @@ def _resumed(run: ShardedRun) -> tuple[ShardedRun, dict[str, Any] | None]:
         raise ModelError("resume=True needs checkpoint=PATH, where the run was checkpointed")
     manifest = read_manifest(run.checkpoint)
     if manifest is None:
-        raise RunError(
+        raise ModelError(
             f"{run.checkpoint}: no sharded run was checkpointed here (no manifest); resume "
             "needs the path given as checkpoint to the interrupted run"
         )
@@ -336,7 +336,7 @@ def hold_run_lock(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
     when this process ends, however it ends) for the whole run: two drivers never run
     one checkpointed run at once (both would run every shard over the same part files).
 
-    A finished run removes it with its checkpoints (`_remove_checkpoints`), while it holds
+    A run that leaves no manifest (it finished, or was refused) removes it while it holds
     it: a run that locked the file just removed tries again with the path's new file.
 
     Raises:
@@ -353,8 +353,19 @@ def hold_run_lock(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
             handle.truncate(0)
             handle.write(str(os.getpid()))
             handle.flush()
-            yield  # the flock is released as the file closes (or this process ends)
+            try:
+                yield  # the flock is released as the file closes (or this process ends)
+            finally:
+                _remove_if_nothing_left(checkpoint, path)
             return
+
+
+def _remove_if_nothing_left(checkpoint: str | os.PathLike[str], path: str) -> None:
+    """Remove the run lock file `path` (still held) when no manifest is at `checkpoint`:
+    the run finished, or was refused before it wrote one."""
+    if not os.path.exists(checkpoint):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def run_lock_path(checkpoint: str | os.PathLike[str]) -> str:
@@ -653,8 +664,7 @@ def _remove_checkpoints(plan: ShardPlan) -> None:
     base = plan.run.checkpoint
     assert base is not None
     shards = [shard_checkpoint(base, k) for k in range(plan.shards)]
-    locks = [f"{path}.lock" for path in shards]
-    for path in [base, *shards, *locks, run_lock_path(base)]:
+    for path in [base, *shards, *(f"{path}.lock" for path in shards)]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
 

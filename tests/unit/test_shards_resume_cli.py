@@ -351,3 +351,26 @@ def test_a_second_run_of_a_checkpoint_in_use_is_refused_at_once(
     assert main(resume) == 0
     assert log.read_bytes() == expected
     assert sorted(p.name for p in runs.iterdir()) == ["log.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--shards", "2", "--out", "o.jsonl"], ["--out", "new.jsonl.gz"], ["--shards", "2"]],
+    ids=["sharded", "one-process-gz", "file-sinks"],
+)
+def test_a_resume_of_a_missing_checkpoint_is_refused_leaving_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+) -> None:
+    """``--resume nothere.ckpt`` exits 2 with one line naming the path, and writes nothing:
+    no empty --out file, no lock file. Before, the sharded resume exited 1, and the run in
+    one process left an empty new.jsonl.gz behind."""
+    monkeypatch.chdir(tmp_path)
+    path = model(tmp_path / "shop.yaml", tmp_path / "log.jsonl")
+    assert main(["run", str(path), "--resume", "nothere.ckpt", "-q", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "nothere.ckpt" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.yaml"]
