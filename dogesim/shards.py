@@ -649,7 +649,8 @@ def _finish(
     ledgers = merge_ledgers(results)
     kept = stopped and bool(plan.run.checkpoint)
     if not kept:
-        _merge_files(results, ledgers)
+        with _parts_removed_on_interrupt(plan):  # a second Ctrl-C during the merge
+            _merge_files(results, ledgers)
         if plan.run.checkpoint:
             _remove_checkpoints(plan)
     wall = time.perf_counter() - started
