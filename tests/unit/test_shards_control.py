@@ -279,6 +279,38 @@ def test_a_sigkilled_driver_is_resumed_to_the_uninterrupted_bytes(tmp_path: Path
     assert [r.status for r in result.shard_results] == ["done", "done"]
 
 
+IDLE_WORKER = """
+import os, signal, sys, threading, time
+from dogesim.scale.control import FileControl
+from dogesim.scale.executors import watch_driver
+from dogesim.scale.worker import terminate
+
+control = FileControl(sys.argv[1])
+signal.signal(signal.SIGTERM, terminate)
+threading.Thread(target=watch_driver, args=(os.getppid(), control), daemon=True).start()
+os.kill(os.getpid(), signal.SIGTERM)
+deadline = time.monotonic() + 30
+while not control.stopping() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(control.stopping(), control.cancelled())
+"""
+
+
+def test_a_sigterm_to_a_worker_running_no_shard_stops_the_run(tmp_path: Path) -> None:
+    """A worker process that runs no shard, its driver alive, stops the whole run on a
+    SIGTERM (its driver then ends it with the pool), as a SIGTERM to a running shard does;
+    before, it only noted the signal for a shard it might start later."""
+    done = subprocess.run(
+        [sys.executable, "-c", IDLE_WORKER, str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["True", "True"], done.stderr
+
+
 def test_a_checkpointed_run_into_csv_parts_is_refused(tmp_path: Path) -> None:
     """A checkpointed run into CSV parts fails before any event, saying CSV parts cannot be
     continued from a checkpoint (checkpoint into JSONL); the merged CSV is not written."""
