@@ -214,7 +214,7 @@ def _resumed(run: ShardedRun) -> tuple[ShardedRun, dict[str, Any] | None]:
         raise ModelError("resume=True needs checkpoint=PATH, where the run was checkpointed")
     manifest = read_manifest(run.checkpoint)
     if manifest is None:
-        raise RunError(
+        raise ModelError(
             f"{run.checkpoint}: no sharded run was checkpointed here (no manifest); resume "
             "needs the path given as checkpoint to the interrupted run"
         )
@@ -324,12 +324,119 @@ def _positions(
     return str(resumed.get("positions", ""))
 
 
-def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> ShardPlan:
-    """Resolve `run` in the driver: its seed, population, number of shards and outputs.
+def _lock_checkpoint(run: ShardedRun, hold: contextlib.ExitStack | None) -> None:
+    """Hold `run`'s checkpoint run lock in `hold` (nothing without either)."""
+    if hold is not None and run.checkpoint is not None:
+        hold.enter_context(hold_run_lock(run.checkpoint))
+
+
+@contextlib.contextmanager
+def hold_run_lock(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``<checkpoint>.run.lock`` (an exclusive `fcntl.flock`, released by the system
+    when this process ends, however it ends) for the whole run: two drivers never run
+    one checkpointed run at once (both would run every shard over the same part files).
+
+    A run that leaves no manifest (it finished, or was refused) removes it while it holds
+    it: a run that locked the file just removed tries again with the path's new file.
 
     Raises:
-        ModelError: a setting is invalid, there are more shards than subjects, or the model
-            cannot be sharded (shared resources, output to standard output).
+        ModelError: another run holds it (naming its pid), or the workers of a run whose
+            driver died still hold it after `RUN_LOCK_WAIT_S`; nothing was changed.
+    """
+    path = run_lock_path(checkpoint)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        with open(path, "a+", encoding="ascii") as handle:
+            _take_run_lock(handle, os.fspath(checkpoint))
+            if not _same_file(handle, path):
+                continue  # removed by the run that held it, as it finished
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield  # the flock is released as the file closes (or this process ends)
+            finally:
+                _remove_if_nothing_left(checkpoint, path)
+            return
+
+
+def _remove_if_nothing_left(checkpoint: str | os.PathLike[str], path: str) -> None:
+    """Remove the run lock file `path` (still held) when no manifest is at `checkpoint`:
+    the run finished, or was refused before it wrote one."""
+    if not os.path.exists(checkpoint):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def run_lock_path(checkpoint: str | os.PathLike[str]) -> str:
+    """The run lock file of the sharded run checkpointed at `checkpoint`."""
+    return f"{os.fspath(checkpoint)}.run.lock"
+
+
+def _same_file(handle: Any, path: str) -> bool:
+    """True when `path` still names the open file `handle`."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
+#: Seconds a run waits for its checkpoint's run lock while only workers of a driver that
+#: died hold it (they stop after their tick, checkpoint and exit).
+RUN_LOCK_WAIT_S = 120.0
+
+
+def _take_run_lock(handle: Any, checkpoint: str) -> None:
+    """Lock `handle` (the run lock file) at once; while the driver that wrote its pid is
+    gone (SIGKILLed: its workers, which inherited the lock, are still finishing their
+    ticks), wait for them up to `RUN_LOCK_WAIT_S`."""
+    import fcntl
+
+    deadline = time.monotonic() + RUN_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            if _running(holder) or time.monotonic() > deadline:
+                who = f"pid {holder}" if _running(holder) else f"workers of pid {holder or '?'}"
+                raise ModelError(
+                    f"{checkpoint} is in use by another run ({who}); wait for it to end, or "
+                    "stop it, before running or resuming this checkpoint (nothing was changed)"
+                ) from None
+            time.sleep(0.05)
+
+
+def _running(pid: str) -> bool:
+    """True when the process `pid` (text) exists."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def plan_run(
+    run: ShardedRun,
+    control: Control,
+    run_id: str | None = None,
+    hold: contextlib.ExitStack | None = None,
+) -> ShardPlan:
+    """Resolve `run` in the driver: its seed, population, number of shards and outputs.
+
+    With `hold`, a checkpointed run first takes its checkpoint's run lock (`hold_run_lock`)
+    until `hold` closes: nothing is read or written at the checkpoint path before.
+
+    Raises:
+        ModelError: a setting is invalid, there are more shards than subjects, the model
+            cannot be sharded (shared resources, output to standard output), or another run
+            holds the checkpoint path.
     """
     outputs: dict[str, str] = {}
     spec: Any = None
@@ -341,6 +448,7 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
         spec = load_run(run)
         if run.checkpoint is None and getattr(spec, "checkpoint_path", None):
             run = replace(run, checkpoint=os.path.abspath(spec.checkpoint_path))
+        _lock_checkpoint(run, hold)
         taken, resumed = _resumed(run)
         if taken != run:
             run, spec = taken, load_run(taken)  # with the checkpointed run's settings
@@ -353,6 +461,7 @@ def plan_run(run: ShardedRun, control: Control, run_id: str | None = None) -> Sh
             raise ModelError(
                 f"model must be a model-building callable or a path, got {run.model!r}"
             )
+        _lock_checkpoint(run, hold)
         run, resumed = _resumed(run)
         if run.ticks is None or run.tick_ms is None:
             raise ModelError("a sharded run of a model-building callable needs ticks and tick_ms")
@@ -428,22 +537,36 @@ def run_sharded(
     started = time.perf_counter()
     directory = tempfile.mkdtemp(prefix="dogesim-shards-")
     try:
-        if dask is not None:
-            return _on_dask(run, dask, started, progress, stop)
-        plan = plan_run(run, FileControl(directory))
-        check_checkpoints(plan)  # a refused resume starts no shard
-        from dogesim.scale.executors import run_inline, run_processes
-
-        if count > 1:
-            _check_picklable(plan)
-        watch = Watch(plan.control, plan.shards, plan.run.ticks, progress, stop)
-        with _parts_removed_on_interrupt(plan):
-            inline = count == 1
-            results = run_inline(plan, watch) if inline else run_processes(plan, count, watch)
-        executor = "inline" if count == 1 else "processes"
-        return _finish(plan, results, started, executor, min(count, plan.shards))
+        with contextlib.ExitStack() as hold:
+            if dask is not None:
+                return _on_dask(run, dask, started, progress, stop, hold)
+            return _locally(run, count, started, progress, stop, FileControl(directory), hold)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _locally(
+    run: ShardedRun,
+    count: int,
+    started: float,
+    progress: Callable[[Progress], None] | None,
+    stop: threading.Event | None,
+    control: FileControl,
+    hold: contextlib.ExitStack,
+) -> ShardedRunResult:
+    """Run `run` in this process (`count` 1) or in `count` local processes."""
+    plan = plan_run(run, control, hold=hold)
+    check_checkpoints(plan)  # a refused resume starts no shard
+    from dogesim.scale.executors import run_inline, run_processes
+
+    if count > 1:
+        _check_picklable(plan)
+    watch = Watch(plan.control, plan.shards, plan.run.ticks, progress, stop)
+    with _parts_removed_on_interrupt(plan):
+        inline = count == 1
+        results = run_inline(plan, watch) if inline else run_processes(plan, count, watch)
+    executor = "inline" if count == 1 else "processes"
+    return _finish(plan, results, started, executor, min(count, plan.shards))
 
 
 @contextlib.contextmanager
@@ -486,6 +609,7 @@ def _on_dask(
     started: float,
     progress: Callable[[Progress], None] | None,
     stop: threading.Event | None,
+    hold: contextlib.ExitStack,
 ) -> ShardedRunResult:
     from dogesim.scale.executors import dask_client, run_dask
 
@@ -493,7 +617,7 @@ def _on_dask(
     try:
         control = DaskControl(uuid.uuid4().hex[:12])
         control.bind(client)
-        plan = plan_run(run, control, control.run_id)
+        plan = plan_run(run, control, control.run_id, hold)
         check_checkpoints(plan)  # a refused resume starts no shard
         control.track(plan.shards)
         watch = Watch(control, plan.shards, plan.run.ticks, progress, stop)
@@ -525,7 +649,8 @@ def _finish(
     ledgers = merge_ledgers(results)
     kept = stopped and bool(plan.run.checkpoint)
     if not kept:
-        _merge_files(results, ledgers)
+        with _parts_removed_on_interrupt(plan):  # a second Ctrl-C during the merge
+            _merge_files(results, ledgers)
         if plan.run.checkpoint:
             _remove_checkpoints(plan)
     wall = time.perf_counter() - started

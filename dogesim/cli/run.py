@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import time
 from pathlib import Path
@@ -352,12 +353,13 @@ def _check_resumable_payloads(args: argparse.Namespace, spec: Any) -> None:
 
 def _check_resume_arguments(args: argparse.Namespace, spec: Any) -> dict[str, Any] | None:
     """A resumed run is the checkpoint's: a flag equal to the checkpoint's value is accepted,
-    a different one refused naming both. The saved settings (None: no such file yet, which
-    the resume itself reports)."""
+    a different one refused naming both (and a path that is not a checkpoint file, before
+    any output is opened). The saved settings."""
     from dogesim.modelfile.runs import saved_run
 
     if not Path(args.resume).is_file():
-        return None
+        what = "a directory, not a" if os.path.isdir(args.resume) else "no such"
+        raise _UsageError(f"dogesim run: {args.resume}: {what} checkpoint file")
     saved = saved_run(args.resume)
     for name, flag, given in _resume_flags(args, spec):
         if given is not _NOT_GIVEN and given != saved[name]:

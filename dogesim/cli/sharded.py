@@ -275,13 +275,36 @@ def _shards(progress: Any) -> str:
 
 
 class _Stop:
-    """What `_stop_on_signals` stops: the run's stop event, which every shard polls."""
+    """What `_stop_on_signals` stops: the run's stop event, which every shard polls. Once
+    every shard has finished (the driver merges their parts: nothing is left to stop) it
+    says so on `err`."""
 
-    def __init__(self) -> None:
+    def __init__(self, feedback: _ShardFeedback, err: TextIO, checkpoint: str | None) -> None:
         self.event = threading.Event()
+        self.feedback = feedback
+        self.err = err
+        self.checkpoint = checkpoint
+        self.received: list[str] = []
 
     def stop(self) -> None:
         self.event.set()
+        last = self.feedback.last
+        if last is None or last.finished < last.shards or last.failed:
+            return
+        if last.stopped and self.checkpoint:
+            return  # a stopped checkpointed run keeps its parts: no merge
+        cause = self.received[0] if self.received else "a stop request"
+        kept = (
+            f"the part files and checkpoints stay for --resume {self.checkpoint}"
+            if self.checkpoint
+            else "their part files are removed"
+        )
+        print(
+            f"dogesim: {cause}: every shard has finished; merging their part files into the "
+            f"merged outputs. Ctrl-C again to abort the merge (nothing is merged, {kept})",
+            file=self.err,
+            flush=True,
+        )
 
 
 def _cmd_run_sharded(args: argparse.Namespace, spec: Any, out: TextIO, err: TextIO) -> int:
@@ -295,9 +318,10 @@ def _cmd_run_sharded(args: argparse.Namespace, spec: Any, out: TextIO, err: Text
         args.out or ", ".join(spec.sinks[n].describe() for n in spec.used_sinks()) or "no sinks"
     )
     feedback = _ShardFeedback(err, quiet=args.quiet)
-    stop = _Stop()
+    stop = _Stop(feedback, err, run.checkpoint)
     started = time.perf_counter()
     with _stop_on_signals(stop) as received:
+        stop.received = received
         try:
             result = run_sharded(
                 run, workers=args.workers, dask=args.dask, progress=feedback.update, stop=stop.event

@@ -15,6 +15,7 @@ died comes back as ``status="lost"``.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -31,7 +32,7 @@ from dogesim.errors import RunError
 from dogesim.scale.control import ChildControl, FileControl
 from dogesim.scale.plan import ShardPlan
 from dogesim.scale.watch import Watch
-from dogesim.scale.worker import ShardResult, run_shard, terminate
+from dogesim.scale.worker import ShardResult, run_shard, terminate, terminated, worker_idle
 
 __all__ = [
     "dask_client",
@@ -145,14 +146,42 @@ def run_pickled_shard(payload: bytes, k: int) -> ShardResult:
     return run_shard(plan, k)
 
 
-def _worker_started() -> None:
+def _worker_started(driver: int, control: Any) -> None:
     """A worker process ignores SIGINT: a Ctrl-C at the terminal reaches the whole process
     group, and only the driver decides (it stops every shard through the run's control).
     A SIGTERM (``kill -TERM -PGID`` of systemd, docker, timeout: the workers get it too)
     stops its shard after the tick and the whole run with it, as the driver's own stop does
-    (`dogesim.scale.worker.terminate`): the shard keeps its output and checkpoint."""
+    (`dogesim.scale.worker.terminate`): the shard keeps its output and checkpoint.
+
+    The worker also watches its driver (`watch_driver`): once the driver is gone it exits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, terminate)
+    watcher = threading.Thread(
+        target=watch_driver, args=(driver, control), name="dogesim-driver", daemon=True
+    )
+    watcher.start()
+
+
+#: Seconds between two looks of a worker at its driver's pid.
+DRIVER_POLL_SECONDS = 0.1
+
+
+def watch_driver(driver: int, control: Any) -> None:
+    """Exit this worker process once the driver `driver` is gone (it was re-parented: a
+    SIGKILL of the driver), after the shard running here, if any, has stopped after its tick
+    and written its checkpoint (its `ChildControl` sees the driver gone too). Without this
+    the worker would wait for its next task forever: the pipe of tasks stays open in its
+    sibling workers, so no end of file ever comes.
+
+    A SIGTERM to this worker while it runs no shard stops the whole run (as one to a
+    running shard does), so the driver ends it with its pool."""
+    while os.getppid() == driver:
+        if terminated() and not control.stopping():
+            with contextlib.suppress(OSError):  # the run has ended: its flags are gone
+                control.stop()
+        time.sleep(DRIVER_POLL_SECONDS)
+    with worker_idle():
+        os._exit(0)  # nothing is left to report to: no result can be sent
 
 
 def start_method() -> str:
@@ -178,7 +207,10 @@ def run_processes(plan: ShardPlan, workers: int, watch: Watch | None = None) -> 
         plan = replace(plan, control=ChildControl(control.directory, os.getpid()))
     payload = pickled(plan)
     with ProcessPoolExecutor(
-        max_workers=min(workers, plan.shards), mp_context=context, initializer=_worker_started
+        max_workers=min(workers, plan.shards),
+        mp_context=context,
+        initializer=_worker_started,
+        initargs=(os.getpid(), plan.control),
     ) as pool:
         futures: dict[Future[ShardResult], int] = {
             pool.submit(run_pickled_shard, payload, k): k for k in range(plan.shards)

@@ -43,7 +43,15 @@ from dogesim.scale.plan import (
 )
 from dogesim.sinks.base import CountingSink, DeliveryLedger, ledger_of
 
-__all__ = ["ShardResult", "check_checkpoints", "preflight", "run_shard", "terminate"]
+__all__ = [
+    "ShardResult",
+    "check_checkpoints",
+    "preflight",
+    "run_shard",
+    "terminate",
+    "terminated",
+    "worker_idle",
+]
 
 #: Shards in one process run one at a time: each seeds the process's global `random`, which
 #: two shards in threads of one process would otherwise share (a Dask worker with threads).
@@ -51,6 +59,18 @@ _ONE_AT_A_TIME = threading.Lock()
 
 #: Set by `terminate` (a worker process's SIGTERM handler): the process was asked to end.
 _TERMINATED = threading.Event()
+
+
+@contextlib.contextmanager
+def worker_idle() -> Iterator[None]:
+    """Hold this process while no shard runs in it (waiting for a running one to end)."""
+    with _ONE_AT_A_TIME:
+        yield
+
+
+def terminated() -> bool:
+    """True once this process received a SIGTERM (`terminate`)."""
+    return _TERMINATED.is_set()
 
 
 def terminate(signum: int, frame: Any) -> None:

@@ -6,6 +6,7 @@ Builders come from `tests.unit.shard_models` (module level: spawned workers impo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -208,11 +209,46 @@ run_sharded(run, workers=2, progress=report)
 """
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes `pid` started (its threads' children, as Linux lists them)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, waiting to be reaped, has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_gone(pids: list[int], seconds: float) -> list[int]:
+    """Poll `pids` until every one has ended or `seconds` passed; those still running."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if alive(pid)]
+
+
+def kill_left(pids: list[int]) -> None:
+    """SIGKILL whichever of `pids` still runs (a failed test leaves no orphans)."""
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.timeout(300)
 def test_a_sigkilled_driver_is_resumed_to_the_uninterrupted_bytes(tmp_path: Path) -> None:
     """The driver of a live, checkpointed 2-process run is SIGKILLed mid-run; its workers
-    stop after their tick and checkpoint; the resume (in this process, backfill) merges the
-    uninterrupted run's bytes."""
+    stop after their tick, checkpoint and exit (none is left waiting for a driver that is
+    gone); the resume (in this process, backfill) merges the uninterrupted run's bytes."""
     expected, _ = reference(tmp_path, 2, timestamp_start=0)
     out, base = tmp_path / "killed.jsonl", tmp_path / "killed.ckpt"
     driver = subprocess.Popen(
@@ -223,17 +259,56 @@ def test_a_sigkilled_driver_is_resumed_to_the_uninterrupted_bytes(tmp_path: Path
         text=True,
     )
     assert driver.stdout is not None
-    for line in driver.stdout:
-        if int(line) >= 100:  # both shards past their first periodic checkpoints
-            break
-    driver.send_signal(signal.SIGKILL)
-    driver.wait(timeout=60)
+    workers: list[int] = []
+    try:
+        for line in driver.stdout:
+            if int(line) >= 100:  # both shards past their first periodic checkpoints
+                break
+        workers = children_of(driver.pid)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+        assert len(workers) == 2
+        assert wait_gone(workers, 60) == []
+    finally:
+        kill_left(workers)
     assert not out.exists() and read_manifest(base) is not None
     assert all(Path(shard_checkpoint(str(base), k)).exists() for k in (0, 1))
     run = jsonl_run(out, 2, checkpoint=str(base), resume=True)
     result = run_sharded(run)
     assert out.read_bytes() == expected
     assert [r.status for r in result.shard_results] == ["done", "done"]
+
+
+IDLE_WORKER = """
+import os, signal, sys, threading, time
+from dogesim.scale.control import FileControl
+from dogesim.scale.executors import watch_driver
+from dogesim.scale.worker import terminate
+
+control = FileControl(sys.argv[1])
+signal.signal(signal.SIGTERM, terminate)
+threading.Thread(target=watch_driver, args=(os.getppid(), control), daemon=True).start()
+os.kill(os.getpid(), signal.SIGTERM)
+deadline = time.monotonic() + 30
+while not control.stopping() and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(control.stopping(), control.cancelled())
+"""
+
+
+def test_a_sigterm_to_a_worker_running_no_shard_stops_the_run(tmp_path: Path) -> None:
+    """A worker process that runs no shard, its driver alive, stops the whole run on a
+    SIGTERM (its driver then ends it with the pool), as a SIGTERM to a running shard does;
+    before, it only noted the signal for a shard it might start later."""
+    done = subprocess.run(
+        [sys.executable, "-c", IDLE_WORKER, str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.split() == ["True", "True"], done.stderr
 
 
 def test_a_checkpointed_run_into_csv_parts_is_refused(tmp_path: Path) -> None:

@@ -293,3 +293,131 @@ def test_sigterm_to_the_process_group_stops_like_ctrl_c(tmp_path: Path) -> None:
     assert not out.exists()
     assert main(["run", str(path), "--resume", str(base), "-q", "--out", str(out)]) == 0
     assert out.read_bytes() == expected
+
+
+# -- one run at a time per checkpoint ---------------------------------------------------------
+
+#: Holds the run lock of the checkpoint argv[1] (as a run's driver does) until stdin closes.
+HOLDER = """
+import sys
+from dogesim.shards import hold_run_lock
+with hold_run_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_second_run_of_a_checkpoint_in_use_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While another process (a running resume) holds a stopped run's checkpoint, a resume
+    of it is refused at once: exit 2, ``... is in use by another run (pid N)``, every file
+    as it was. Before, both ran every shard over the same parts and checkpoints (the second
+    failed at the merge: No such file ... o.jsonl.merging). Once it is free, the resume
+    completes to the uninterrupted run's bytes."""
+    whole = model(tmp_path / "whole.yaml", tmp_path / "whole.jsonl", ticks=300)
+    assert main(["run", str(whole), "--shards", "4", "-q"]) == 0
+    expected = (tmp_path / "whole.jsonl").read_bytes()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    log, base = runs / "log.jsonl", runs / "ck"
+    path = model(tmp_path / "shop.yaml", log, ticks=300)
+    stop_then_resume_in_cli(
+        monkeypatch, ["run", str(path), "--shards", "4", "-q", "--checkpoint", str(base)]
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(base)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        before = snapshot(runs)
+        capsys.readouterr()
+        resume = ["run", str(path), "--resume", str(base), "--workers", "2", "-q"]
+        assert main(resume) == 2
+        err = capsys.readouterr().err
+        assert f"{base} is in use by another run (pid {holder.pid})" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert snapshot(runs) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert main(resume) == 0
+    assert log.read_bytes() == expected
+    assert sorted(p.name for p in runs.iterdir()) == ["log.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--shards", "2", "--out", "o.jsonl"], ["--out", "new.jsonl.gz"], ["--shards", "2"]],
+    ids=["sharded", "one-process-gz", "file-sinks"],
+)
+def test_a_resume_of_a_missing_checkpoint_is_refused_leaving_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+) -> None:
+    """``--resume nothere.ckpt`` exits 2 with one line naming the path, and writes nothing:
+    no empty --out file, no lock file. Before, the sharded resume exited 1, and the run in
+    one process left an empty new.jsonl.gz behind."""
+    monkeypatch.chdir(tmp_path)
+    path = model(tmp_path / "shop.yaml", tmp_path / "log.jsonl")
+    assert main(["run", str(path), "--resume", "nothere.ckpt", "-q", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "nothere.ckpt" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.yaml"]
+
+
+# -- a signal during the merge ---------------------------------------------------------------
+
+
+def signalled_merge(monkeypatch: pytest.MonkeyPatch, signals: int) -> None:
+    """Every merge of part files gets `signals` SIGINTs to this process as it starts."""
+    real = dogesim.shards.merge_parts
+
+    def merge(target: str, parts: Any) -> int:
+        for _ in range(signals):
+            signal.raise_signal(signal.SIGINT)
+        return real(target, parts)
+
+    monkeypatch.setattr(dogesim.shards, "merge_parts", merge)
+
+
+def test_a_ctrl_c_during_the_merge_says_so_and_the_merge_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first Ctrl-C once every shard has finished, while the parts are merged, says that
+    the merge goes on and that a second one aborts it; the merge completes (exit 0, the
+    uninterrupted bytes). Before, it was ignored without a word."""
+    whole = model(tmp_path / "whole.yaml", tmp_path / "whole.jsonl")
+    assert main(["run", str(whole), "--shards", "4", "-q"]) == 0
+    expected = (tmp_path / "whole.jsonl").read_bytes()
+    path = model(tmp_path / "shop.yaml", tmp_path / "log.jsonl")
+    signalled_merge(monkeypatch, 1)
+    capsys.readouterr()
+    assert main(["run", str(path), "--shards", "4", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "SIGINT: every shard has finished; merging" in err, err
+    assert "Ctrl-C again to abort" in err, err
+    assert (tmp_path / "log.jsonl").read_bytes() == expected
+
+
+def test_a_second_ctrl_c_during_the_merge_aborts_it_leaving_no_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two Ctrl-Cs during the merge of a run without checkpoints abort it: exit 130, no
+    merged file, and its part files removed, as the message says."""
+    path = model(tmp_path / "shop.yaml", tmp_path / "log.jsonl")
+    signalled_merge(monkeypatch, 2)
+    assert main(["run", str(path), "--shards", "4", "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "their part files were removed" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.yaml"]
