@@ -61,14 +61,15 @@ def _cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         )
     # With churn the run (and its log) has the final state 'churned' and 'churn' moves.
     model = effective_model(spec.model, spec.tick_ms, spec.churn, ())
-    events = tables.read_event_log(args.events, model=model, **_fields(args))
     window = {
         "subjects": spec.subjects.count,
         "ticks": spec.ticks,
         "tick_ms": spec.tick_ms,
         "timestamp_start": spec.timestamp_start,
     }
-    observed = tables.observed_occupancy(events, model, calendar=spec.calendar, **window)
+    with _naming_inputs(args):
+        events = tables.read_event_log(args.events, model=model, **_fields(args))
+        observed = tables.observed_occupancy(events, model, calendar=spec.calendar, **window)
     tick: int | str = f"{spec.calendar}mo" if spec.calendar else spec.tick_ms
     # a run of the model over the same window (its own seed, into memory), unless not wanted
     result, spells = None, None
@@ -248,8 +249,9 @@ def _naming_inputs(args: argparse.Namespace) -> Iterator[None]:
         yield
     except DogesimError as exc:
         text = str(exc)
-        if args.roster is not None and text.startswith(("roster", "no column")):
-            raise DogesimError(f"{args.roster}: {text}") from None
+        roster = getattr(args, "roster", None)  # dogesim report has none
+        if roster is not None and text.startswith(("roster", "no column")):
+            raise DogesimError(f"{roster}: {text}") from None
         if text.startswith("event log"):
             raise DogesimError(f"{args.events}: {text}") from None
         raise

@@ -32,7 +32,13 @@ import pandas as pd
 
 from dogesim.errors import DogesimError
 from dogesim.model import Model
-from dogesim.report.tables import FIELD_CANDIDATES, _records, read_event_log
+from dogesim.report.tables import (
+    FIELD_CANDIDATES,
+    _records,
+    event_times,
+    not_a_file,
+    read_event_log,
+)
 from dogesim.sinks.compression import log_format, open_text
 
 __all__ = [
@@ -277,8 +283,9 @@ def _read_table(source: Any, what: str) -> pd.DataFrame:
         return source.copy()
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise DogesimError(f"{path}: no such {what}")
+        why = not_a_file(path, what)
+        if why is not None:
+            raise DogesimError(f"{path}: {why}")
         try:
             with open_text(path, newline="") as handle:  # decompressed by its suffix
                 if log_format(path) == "csv":
@@ -382,7 +389,7 @@ def observe(
         (c for c in FIELD_CANDIDATES["timestamp"] if c in raw.columns), None
     )
     if time_col is not None and time_col in raw.columns and len(raw):
-        raw[time_col] = timestamps_ms(raw[time_col])
+        raw[time_col] = event_times(raw, time_col)
     frame = read_event_log(raw, model=model, **fields)
     subject_col = fields.get("subject") or next(
         (c for c in FIELD_CANDIDATES["subject"] if c in raw.columns), "subject"

@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import shlex
+import stat
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -151,29 +152,89 @@ def transition_table(result: RunResult) -> pd.DataFrame:
 
 
 def _records(source: Any) -> pd.DataFrame:
-    """The raw log as a DataFrame with nested JSON keys flattened with dots."""
+    """The raw log as a DataFrame with nested JSON keys flattened with dots. Read from a file,
+    its index is each event's line (``attrs["source"]``: the file), and a file without
+    events is refused."""
     if isinstance(source, pd.DataFrame):
         return source.copy()
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            what = "a directory, not an event log" if path.is_dir() else "no such event log"
-            raise DogesimError(f"{os.fspath(path)}: {what}")
-        if is_parquet(path):
-            return read_parquet_log(path)
-        if log_format(path) == "csv":
-            return _read_csv(path)
-        records = _json_lines(path)
-        return pd.json_normalize(records) if records else pd.DataFrame()
+        return _file_records(Path(source))
     if isinstance(source, Iterable):
         items = list(source)
-        if items and not isinstance(items[0], Mapping):
-            items = [item._asdict() if hasattr(item, "_asdict") else item for item in items]
+        items = [item._asdict() if hasattr(item, "_asdict") else item for item in items]
+        for position, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise DogesimError(
+                    f"event log: record {position + 1} is {_kind(item)}, not an event (a "
+                    "mapping of fields)"
+                )
         return pd.json_normalize(items) if items else pd.DataFrame()
     raise DogesimError(
         f"cannot read an event log from {type(source).__name__}: give a path (.jsonl/.csv), "
         "a DataFrame or a list of records"
     )
+
+
+def not_a_file(path: str | os.PathLike[str], what: str) -> str | None:
+    """Why `path` cannot be read as a `what` file (``"no such event log"``, ``"a character
+    device, not an event log file"``), or None for a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"no such {what}"
+    except OSError as exc:
+        return f"cannot be read as the {what}: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "not a regular file")
+    return f"{kind}, not an {what} file (give a .jsonl or .csv file)"
+
+
+def _file_records(path: Path) -> pd.DataFrame:
+    """The raw log of a file, indexed by line (CSV: the header is line 1; Parquet: rows)."""
+    where = os.fspath(path)
+    why = not_a_file(path, "event log")
+    if why is not None:
+        raise DogesimError(f"{where}: {why}")
+    if is_parquet(path):
+        frame, unit = read_parquet_log(path), "row"
+        frame.index = pd.RangeIndex(1, len(frame) + 1)
+    elif log_format(path) == "csv":
+        frame, unit = _read_csv(path), "line"
+        frame.index = pd.RangeIndex(2, len(frame) + 2)  # rows holding no line breaks
+    else:
+        records, lines = _json_lines(path)
+        frame, unit = pd.json_normalize(records) if records else pd.DataFrame(), "line"
+        frame.index = pd.Index(lines, dtype=np.int64)
+    if frame.empty:
+        raise DogesimError(f"{where}: holds no events (an event log has one event per line)")
+    frame.attrs.update(source=where, unit=unit)
+    return frame
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for messages: ``an array [1]``, ``null``, ``a boolean (true)``."""
+    if value is None:
+        return "null"
+    if isinstance(value, float) and np.isnan(value):
+        return "missing (no such field in the event, or an empty cell)"
+    kinds = (
+        ((bool, np.bool_), "a boolean"),
+        ((list, tuple, np.ndarray), "an array"),
+        ((Mapping,), "an object"),
+        ((str,), "a string"),
+        ((int, float, np.number), "a number"),
+    )
+    kind = next((name for types, name in kinds if isinstance(value, types)), "a value")
+    shown = repr(value if not isinstance(value, np.generic) else value.item())
+    return f"{kind} ({shown[:60]})"
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -184,27 +245,44 @@ def _read_csv(path: Path) -> pd.DataFrame:
             return pd.read_csv(path)
         with open_text(path, newline="") as handle:
             return pd.read_csv(handle)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()  # blank lines only: no events
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DogesimError(f"{os.fspath(path)}: cannot read as CSV: {exc}") from None
 
 
-def _json_lines(path: Path) -> list[Any]:
-    """The records of a JSON Lines log, one per non-blank line."""
-    records = []
+def _json_lines(path: Path) -> tuple[list[Any], list[int]]:
+    """The records of a JSON Lines log, one object per non-blank line, and their lines."""
+    records, lines = [], []
+    where = os.fspath(path)
     try:
         with open_text(path) as stream:
             for number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
+                    record = json.loads(line, parse_constant=_refuse_constant)
                 except json.JSONDecodeError as exc:
-                    raise _bad_line(os.fspath(path), number, line, exc) from None
+                    raise _bad_line(where, number, line, exc) from None
+                except ValueError as exc:  # NaN, Infinity
+                    raise DogesimError(f"{where}:{number}: {exc}") from None
+                if not isinstance(record, dict):
+                    raise DogesimError(
+                        f"{where}:{number}: {_kind(record)} is not an event; each line of an "
+                        "event log is a JSON object (one event)"
+                    )
+                records.append(record)
+                lines.append(number)
     except UnicodeDecodeError as exc:
         raise DogesimError(
-            f"{os.fspath(path)}: not UTF-8 text ({exc}); an event log is JSON Lines or CSV"
+            f"{where}: not UTF-8 text ({exc}); an event log is JSON Lines or CSV"
         ) from None
-    return records
+    return records, lines
+
+
+def _refuse_constant(name: str) -> Any:
+    """`json.loads`' hook for ``NaN``, ``Infinity`` and ``-Infinity``, which JSON has not."""
+    raise ValueError(f"{name} is not JSON (no JSON number is {name}; the file sinks refuse it)")
 
 
 #: Bytes at the end of a plain CSV log read to see whether its last row is torn.
@@ -212,22 +290,35 @@ _TAIL = 1 << 16
 
 
 def _refuse_torn_csv(path: Path) -> None:
-    """Refuse a plain CSV log whose last row is torn: the file ends without a newline inside
-    a quoted cell or with fewer cells than the header (a file sink never leaves one)."""
+    """Refuse a plain CSV log whose last row has no newline: torn when it ends inside a
+    quoted cell or with fewer cells than the header; cut inside its last cell, or whole, when
+    it has them all, which cannot be told apart (a file sink always ends a row with one)."""
     with open(path, "rb") as handle:
         header = handle.readline()
         size = handle.seek(0, os.SEEK_END)
         handle.seek(max(0, size - _TAIL))
         tail = handle.read()
-        if not header.endswith(b"\n") or tail.endswith(b"\n") or b"\n" not in tail:
-            return  # a header alone, a whole last row, or one too long to judge
+        if not header.endswith(b"\n") or tail.endswith(b"\n"):
+            return  # a header alone (no events), or a whole last row
         last = tail[tail.rfind(b"\n") + 1 :].decode("utf-8", "replace")
         columns = next(csv.reader([header.decode("utf-8", "replace")]), [])
-        if last.count('"') % 2 == 0 and len(next(csv.reader([last]), [])) >= len(columns):
-            return
+        torn = last.count('"') % 2 == 1 or len(next(csv.reader([last]), [])) < len(columns)
+        torn = torn and b"\n" in tail  # else a last row too long to judge
         handle.seek(0)
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
-    raise _torn(os.fspath(path), lines + 1)
+    raise _torn(os.fspath(path), lines + 1) if torn else _unended(os.fspath(path), lines + 1)
+
+
+def _unended(where: str, number: int) -> DogesimError:
+    """A CSV log whose last line, `number`, has all its cells but no newline."""
+    name = shlex.quote(where)
+    return DogesimError(
+        f"{where}: line {number} has no newline at its end: a row cut inside its last cell "
+        "(its writer killed mid-write, a copy not finished) has as many cells as a whole one, "
+        "so the file may be cut short; refused rather than read as the whole log. A file "
+        "sink ends every row with a newline; if the file is complete, add it: echo >> "
+        f"{name} (or use the complete lines: head -n {number - 1} {name} > another file)"
+    )
 
 
 def _bad_line(where: str, number: int, line: str, exc: json.JSONDecodeError) -> DogesimError:
@@ -255,7 +346,7 @@ def _column(frame: pd.DataFrame, role: str, given: str | None, required: bool) -
     if given is not None:
         if given not in frame.columns:
             raise DogesimError(
-                f"event log has no field {given!r} for the {role}; fields: "
+                f"{_label(frame)} has no field {given!r} for the {role}; fields: "
                 f"{', '.join(map(str, frame.columns))}"
             )
         return given
@@ -264,11 +355,108 @@ def _column(frame: pd.DataFrame, role: str, given: str | None, required: bool) -
             return candidate
     if required:
         raise DogesimError(
-            f"event log: cannot find the {role} field (looked for "
+            f"{_label(frame)}: cannot find the {role} field (looked for "
             f"{', '.join(FIELD_CANDIDATES[role])}); name it explicitly. Fields: "
             f"{', '.join(map(str, frame.columns))}"
         )
     return None
+
+
+def _label(raw: pd.DataFrame) -> str:
+    """The log's name in messages: its file, or ``event log``."""
+    return str(raw.attrs.get("source") or "event log")
+
+
+def _at(raw: pd.DataFrame, position: int) -> str:
+    """Where the event at `position` is: ``FILE:LINE`` (``FILE: row N`` in Parquet), or
+    ``event log: record N`` for records and DataFrames."""
+    source = raw.attrs.get("source")
+    if not source:
+        return f"event log: record {position + 1}"
+    label = _plain_int(raw.index[position])
+    return f"{source}:{label}" if raw.attrs.get("unit") == "line" else f"{source}: row {label}"
+
+
+def _plain_int(value: Any) -> Any:
+    """A numpy scalar as the Python value (``4``, not ``np.int64(4)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _is_name(value: Any) -> bool:
+    """A subject, trigger or state: text, or a finite number (not a boolean)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (str, int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
+
+
+def _is_time(value: Any) -> bool:
+    """An epoch-ms number within int64 (not a boolean), or text (read as ISO-8601)."""
+    if isinstance(value, str):
+        return True
+    return _is_name(value) and abs(value) < 2**63
+
+
+#: What each kind of field must hold, for messages.
+_WANT = {
+    "name": "it must be text or a number",
+    "time": "it must be epoch milliseconds (a number) or an ISO-8601 time (text)",
+}
+
+
+def _first_bad(values: pd.Series, kind: str) -> int | None:
+    """The position of the first value `values` may not hold (`kind`: name, time), if any."""
+    if values.dtype.kind in "iuM":
+        return None
+    if pd.api.types.infer_dtype(values) == "string" and not values.isna().any():
+        return None  # text only (a C-speed look)
+    if values.dtype.kind == "f":
+        numbers = values.to_numpy()
+        bad = ~np.isfinite(numbers) | (np.abs(numbers) >= 2.0**63 if kind == "time" else False)
+    else:
+        good = _is_time if kind == "time" else _is_name
+        bad = ~np.fromiter(map(good, values.tolist()), dtype=bool, count=len(values))
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
+
+
+def _check_field(raw: pd.DataFrame, role: str, column: str, kind: str = "name") -> None:
+    """Refuse the first event whose `role` field (`column`) is missing or of the wrong type,
+    naming its line."""
+    position = _first_bad(raw[column], kind)
+    if position is not None:
+        raise DogesimError(
+            f"{_at(raw, position)}: the {role} ({column!r}) is "
+            f"{_kind(raw[column].iat[position])}; {_WANT[kind]}"
+        )
+
+
+def event_times(raw: pd.DataFrame, column: str) -> np.ndarray:
+    """The epoch-ms times of the log's `column` (`timestamps_ms`), every value checked: an
+    event without a time, with a boolean, an array, a number past int64, a time that is not
+    ISO-8601, or one given another way than the first event's is refused naming its line."""
+    _check_field(raw, "timestamp", column, "time")
+    values = raw[column]
+    if values.dtype == object:
+        text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
+        if not text.all() and text.any():
+            k = int(np.flatnonzero(text != text[0])[0])
+            raise DogesimError(
+                f"{_at(raw, k)}: the timestamp ({column!r}) is {_kind(values.iat[k])}, and "
+                f"{_at(raw, 0)}'s is {_kind(values.iat[0])}; a log gives every time one way "
+                "(epoch milliseconds or ISO-8601)"
+            )
+        if text.all():
+            parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+            if parsed.isna().any():
+                k = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+                raise DogesimError(
+                    f"{_at(raw, k)}: the timestamp ({column!r}) {values.iat[k]!r} is not an "
+                    "ISO-8601 time (nor epoch milliseconds)"
+                )
+        else:
+            values = pd.to_numeric(values)
+    return _timestamps_ms(values)
 
 
 def _timestamps_ms(column: pd.Series) -> np.ndarray:
@@ -348,7 +536,9 @@ def read_event_log(
         keep their order in the log.
 
     Raises:
-        DogesimError: a field cannot be found, or states cannot be determined.
+        DogesimError: a field cannot be found, an event's field is missing or of the wrong
+            type (named by its line in a file), a file holds no events, or states cannot be
+            determined.
     """
     raw = _records(source)
     if raw.empty:
@@ -361,24 +551,28 @@ def read_event_log(
     from_col = _column(raw, "from_state", from_state, False)
     to_col = _column(raw, "to_state", to_state, False)
     assert subject_col is not None and time_col is not None
+    states = {"from_state": from_col, "to_state": to_col} if from_col and to_col else {}
+    for role, column in {"subject": subject_col, "trigger": trigger_col, **states}.items():
+        if column is not None:
+            _check_field(raw, role, column)
+    times = event_times(raw, time_col)
     frame = pd.DataFrame(
         {
             "subject": raw[subject_col].to_numpy(),
-            "timestamp": _timestamps_ms(raw[time_col]),
+            "timestamp": times,
             "trigger": raw[trigger_col].astype(str).to_numpy() if trigger_col else None,
         }
     )
-    frame = frame.iloc[np.argsort(frame["timestamp"].to_numpy(), kind="stable")]
-    frame = frame.reset_index(drop=True)
+    order = np.argsort(times, kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
     if from_col is not None and to_col is not None:
-        order = np.argsort(_timestamps_ms(raw[time_col]), kind="stable")
         frame["from_state"] = raw[from_col].astype(str).to_numpy()[order]
         frame["to_state"] = raw[to_col].astype(str).to_numpy()[order]
     elif model is not None and trigger_col is not None:
         frame = _states_from_triggers(frame, model)
     else:
         raise DogesimError(
-            "event log has no from_state/to_state fields; name them, or give the model so "
+            f"{_label(raw)} has no from_state/to_state fields; name them, or give the model so "
             "states can be found from the triggers"
         )
     return frame[list(EVENT_COLUMNS)]

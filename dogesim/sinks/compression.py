@@ -25,6 +25,7 @@ import gzip
 import io
 import os
 import shlex
+import stat
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -251,6 +252,25 @@ def _codec(kind: str, where: str) -> _Codec:
     return _Codec("zstd", zstandard.ZstdDecompressor().decompressobj, zstandard.ZstdError)
 
 
+def _empty_file(raw: IO[bytes]) -> bool:
+    """A regular file of 0 bytes (a pipe or device is read as it comes)."""
+    info = os.fstat(raw.fileno())
+    return stat.S_ISREG(info.st_mode) and info.st_size == 0
+
+
+def _no_data(where: str, codec: str) -> CompressedFileError:
+    """The error for a 0-byte compressed file: no member, so no events (``gzip -t``:
+    unexpected end of file)."""
+    return CompressedFileError(
+        f"{where}: cut short: 0 bytes, not even a {codec} header ({codec} -t: unexpected "
+        "end of file), so no events: a copy or download that wrote nothing, or "
+        "a sink that delivered no event",
+        where,
+        0,
+        cut_short=True,
+    )
+
+
 #: What `open_text` does with a compressed file cut short.
 CUT_SHORT = ("error", "complete")
 
@@ -274,7 +294,8 @@ def open_text(
         OSError: the file cannot be opened.
         ValueError: `cut_short` is neither ``"error"`` nor ``"complete"``.
         SinkConfigError: a ``.zst`` file without ``zstandard`` installed.
-        CompressedFileError: while reading: corrupt data, or a cut (``cut_short="error"``).
+        CompressedFileError: while reading: corrupt data, or a cut (``cut_short="error"``);
+            at once for a 0-byte file (``cut_short="error"``: no data of the format at all).
     """
     if cut_short not in CUT_SHORT:
         raise ValueError(f"cut_short must be 'error' or 'complete', not {cut_short!r}")
@@ -284,5 +305,8 @@ def open_text(
     where = os.fspath(path)
     codec = _codec(kind, where)
     raw = open(path, "rb")  # noqa: SIM115 - closed with the returned stream
+    if cut_short == "error" and _empty_file(raw):
+        raw.close()
+        raise _no_data(where, codec.name)
     buffered = io.BufferedReader(_Decompressed(raw, codec, where, cut_short))
     return io.TextIOWrapper(buffered, encoding="utf-8", newline=newline)

@@ -196,11 +196,159 @@ def test_a_plain_csv_log_with_a_torn_last_row_is_refused_as_cut_short(
 ) -> None:
     """A plain ``.csv`` ending inside its last row is refused as cut short, naming its
     complete lines (before, its cells were read as missing values: "states [nan] are not in
-    model"); without only its final newline it reads whole."""
+    model"); without only its final newline it is refused too (a row cut inside its last
+    cell has as many cells as a whole one), saying how to accept a complete file."""
     path = _log(tmp_path, "events.csv")
     data = path.read_bytes()
     lines = data.count(b"\n")
     path.write_bytes(data[:-cut])
     _refused(path, tmp_path, capsys, "cut short", f"line {lines} is torn", f"{lines - 1} complete")
     path.write_bytes(data[:-1])
-    assert len(read_event_log(path, subject="subject.user_id")) == lines - 1
+    _refused(path, tmp_path, capsys, f"line {lines} has no newline", "if the file is complete")
+
+
+def _edit_line(path: Path, number: int, text: str) -> None:
+    """Line `number` (from 1) of the text file `path` replaced by `text` and a newline."""
+    lines = path.read_text().splitlines(keepends=True)
+    lines[number - 1] = text + "\n"
+    path.write_text("".join(lines))
+
+
+@pytest.mark.parametrize("line", ["[1,2,3]", "1", '"x"', "null", "true", "{not json"])
+def test_a_line_that_is_not_an_event_object_is_refused_naming_its_line(
+    tmp_path: Path, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Valid JSON that is no object (an array, a number, a string, null): exit 2 naming the
+    file and the line; before, a TypeError traceback ("All items in data must be of type
+    dict"), fit's KeyError 'subject', or (null) a report drawn with exit 0."""
+    path = _log(tmp_path, "events.jsonl")
+    _edit_line(path, 4, line)
+    _refused(path, tmp_path, capsys, "events.jsonl:4:")
+
+
+def _with(record: dict, dotted: str, value: object) -> dict:
+    """`record` with the (dotted, nested) field set to `value`, or removed for `_GONE`."""
+    *parents, name = dotted.split(".")
+    inner = record
+    for key in parents:
+        inner = inner[key]
+    if value is _GONE:
+        del inner[name]
+    else:
+        inner[name] = value
+    return record
+
+
+_GONE = object()
+BAD_FIELDS = [
+    ("subject.user_id", [1], "subject"),
+    ("subject.user_id", None, "subject"),
+    ("subject", {"user_id": {"id": 1}}, "subject"),
+    ("timestamp", _GONE, "timestamp"),
+    ("timestamp", "yesterday", "timestamp"),
+    ("timestamp", True, "timestamp"),
+    ("timestamp", 1e300, "timestamp"),
+    ("trigger", None, "trigger"),
+    ("to_state", _GONE, "to_state"),
+    ("from_state", ["online"], "from_state"),
+    ("to_state", False, "to_state"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "word"), BAD_FIELDS)
+def test_an_event_with_a_bad_field_is_refused_naming_its_line(
+    tmp_path: Path, field: str, value: object, word: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Line 4 of a log with a field missing, null or of the wrong type (an array subject, a
+    string or boolean timestamp, a state that is a list): exit 2, one message naming the
+    file, the line and the field; before, tracebacks (unhashable type 'list'), or a state
+    'nan' or 'False' refused without its line."""
+    path = _log(tmp_path, "events.jsonl")
+    record = json.loads(path.read_text().splitlines()[3])
+    _edit_line(path, 4, json.dumps(_with(record, field, value)))
+    _refused(path, tmp_path, capsys, "events.jsonl:4:", word)
+
+
+def test_nan_in_a_json_line_is_refused_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``NaN`` (which Python's json reads, and no JSON reader should) in line 4: refused."""
+    path = _log(tmp_path, "events.jsonl")
+    line = path.read_text().splitlines()[3]
+    _edit_line(path, 4, line.replace('"timestamp":', '"timestamp":NaN,"was":', 1))
+    _refused(path, tmp_path, capsys, "events.jsonl:4:", "NaN")
+
+
+def test_a_csv_row_with_an_empty_cell_is_refused_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV row whose to_state cell is empty (read as NaN, then the state 'nan'): refused
+    naming line 5 (the header is line 1); a CSV without a subject column names the file."""
+    path = _log(tmp_path, "events.csv")
+    lines = path.read_text().splitlines()
+    cells = lines[4].split(",")
+    cells[3] = ""
+    _edit_line(path, 5, ",".join(cells))
+    _refused(path, tmp_path, capsys, "events.csv:5:", "to_state")
+    header = lines[0].split(",")
+    keep = [k for k, name in enumerate(header) if not name.startswith("subject")]
+    path.write_text("".join(",".join(line.split(",")[k] for k in keep) + "\n" for line in lines))
+    _refused(path, tmp_path, capsys, "subject field")
+
+
+EMPTY = [
+    ("events.jsonl", b""),
+    ("events.jsonl", b"\n  \n\n"),
+    ("events.csv", b"timestamp,trigger,from_state,to_state,subject.user_id\n"),
+    ("events.csv", b"\n\n"),
+    ("events.jsonl.gz", gzip.compress(b"", mtime=0)),
+]
+
+
+@pytest.mark.parametrize(("name", "data"), EMPTY)
+def test_a_log_without_events_is_refused(
+    tmp_path: Path, name: str, data: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty file, blank lines, a CSV header alone, a gzip file of nothing: "holds no
+    events", exit 2 (fit wrote a model of zero chances, report printed a TVD)."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    _refused(path, tmp_path, capsys, "holds no events")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst", ".csv.gz"])
+def test_a_zero_byte_compressed_log_is_refused_as_cut_short(
+    tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 0-byte ``.gz``/``.zst`` is no gzip or zstd data (``gzip -t``: unexpected end of
+    file): refused as cut short, holding no events; ``cut_short="complete"`` reads nothing."""
+    if suffix.endswith(".zst"):
+        pytest.importorskip("zstandard")
+    path = tmp_path / f"events{suffix}"
+    path.write_bytes(b"")
+    _refused(path, tmp_path, capsys, "cut short", "0 bytes", "no events")
+    with open_text(path, cut_short="complete") as stream:
+        assert stream.read() == ""
+
+
+def test_a_path_that_is_not_a_file_says_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``/dev/null`` is a character device and a directory a directory, not "no such event
+    log"; a missing path still is one."""
+    for path, what in (
+        (Path("/dev/null"), "a character device"),
+        (tmp_path, "a directory"),
+        (tmp_path / "gone.jsonl", "no such event log"),
+    ):
+        for argv in _commands(path, tmp_path):
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and f"{path}: {what}" in err, err
+
+
+def test_records_that_are_not_mappings_are_refused(tmp_path: Path) -> None:
+    """A list of records holding a non-mapping: a DogesimError naming its position."""
+    good = {"subject": 1, "timestamp": 1, "trigger": "t", "from_state": "a", "to_state": "b"}
+    with pytest.raises(DogesimError, match="record 2"):
+        read_event_log([good, [1, 2]])

@@ -311,7 +311,8 @@ def test_a_compressed_file_cut_anywhere_reads_as_its_complete_lines(
     tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A .gz/.zst file cut at any byte (kill -9 mid-write) reads as a prefix of whole lines
-    with ``cut_short="complete"``; by default a cut inside a member is refused, naming them."""
+    with ``cut_short="complete"``; by default a cut inside a member is refused, naming them,
+    and so is a file cut to 0 bytes (no gzip member or zstd frame at all)."""
     if suffix.endswith(".zst"):
         pytest.importorskip("zstandard")
     monkeypatch.setattr(file_base, "BUFFER_BYTES", 2000)
@@ -328,7 +329,11 @@ def test_a_compressed_file_cut_anywhere_reads_as_its_complete_lines(
         cut.write_bytes(data[:size])
         with open_text(cut, cut_short="complete") as stream:
             text = stream.read()
-        if size in (0, len(data)) or size in ends:
+        if size == 0:  # no member at all (gzip -t: unexpected end of file)
+            with pytest.raises(CompressedFileError, match="cut short: 0 bytes") as caught:
+                open_text(cut)
+            assert caught.value.lines == 0 and text == ""
+        elif size == len(data) or size in ends:
             with open_text(cut) as stream:
                 assert stream.read() == text
         else:
