@@ -35,6 +35,7 @@ from dogesim.model import Model
 from dogesim.report.tables import (
     FIELD_CANDIDATES,
     _records,
+    check_field,
     event_times,
     not_a_file,
     read_event_log,
@@ -453,6 +454,7 @@ def observe(
                 f"no column {column!r} for the {role} in the roster or the event log; "
                 f"log columns: {', '.join(map(str, raw.columns))}"
             )
+        check_field(raw, role, column, "value")
         extra[role] = _per_subject(source, subject_col, column, "event log")
 
     frame = frame.sort_values(["subject", "tick"], kind="stable").reset_index(drop=True)

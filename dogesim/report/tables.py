@@ -398,29 +398,38 @@ def _is_time(value: Any) -> bool:
     return _is_name(value) and abs(value) < 2**63
 
 
+def _is_value(value: Any) -> bool:
+    """A subject attribute (a group, a weight): anything but an array or an object."""
+    return not isinstance(value, (list, tuple, Mapping, np.ndarray))
+
+
 #: What each kind of field must hold, for messages.
 _WANT = {
     "name": "it must be text or a number",
     "time": "it must be epoch milliseconds (a number) or an ISO-8601 time (text)",
+    "value": "it must be one value (text or a number), not an array or an object",
 }
+_GOOD = {"name": _is_name, "time": _is_time, "value": _is_value}
 
 
 def _first_bad(values: pd.Series, kind: str) -> int | None:
-    """The position of the first value `values` may not hold (`kind`: name, time), if any."""
+    """The position of the first value `values` may not hold (`kind`: name, time, value), if
+    any."""
     if values.dtype.kind in "iuM":
         return None
     if pd.api.types.infer_dtype(values) == "string" and not values.isna().any():
         return None  # text only (a C-speed look)
+    if values.dtype.kind in "fb" and kind == "value":
+        return None
     if values.dtype.kind == "f":
         numbers = values.to_numpy()
         bad = ~np.isfinite(numbers) | (np.abs(numbers) >= 2.0**63 if kind == "time" else False)
     else:
-        good = _is_time if kind == "time" else _is_name
-        bad = ~np.fromiter(map(good, values.tolist()), dtype=bool, count=len(values))
+        bad = ~np.fromiter(map(_GOOD[kind], values.tolist()), dtype=bool, count=len(values))
     return int(np.flatnonzero(bad)[0]) if bad.any() else None
 
 
-def _check_field(raw: pd.DataFrame, role: str, column: str, kind: str = "name") -> None:
+def check_field(raw: pd.DataFrame, role: str, column: str, kind: str = "name") -> None:
     """Refuse the first event whose `role` field (`column`) is missing or of the wrong type,
     naming its line."""
     position = _first_bad(raw[column], kind)
@@ -435,7 +444,7 @@ def event_times(raw: pd.DataFrame, column: str) -> np.ndarray:
     """The epoch-ms times of the log's `column` (`timestamps_ms`), every value checked: an
     event without a time, with a boolean, an array, a number past int64, a time that is not
     ISO-8601, or one given another way than the first event's is refused naming its line."""
-    _check_field(raw, "timestamp", column, "time")
+    check_field(raw, "timestamp", column, "time")
     values = raw[column]
     if values.dtype == object:
         text = values.map(lambda value: isinstance(value, str)).to_numpy(dtype=bool)
@@ -554,7 +563,7 @@ def read_event_log(
     states = {"from_state": from_col, "to_state": to_col} if from_col and to_col else {}
     for role, column in {"subject": subject_col, "trigger": trigger_col, **states}.items():
         if column is not None:
-            _check_field(raw, role, column)
+            check_field(raw, role, column)
     times = event_times(raw, time_col)
     frame = pd.DataFrame(
         {

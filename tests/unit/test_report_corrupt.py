@@ -352,3 +352,20 @@ def test_records_that_are_not_mappings_are_refused(tmp_path: Path) -> None:
     good = {"subject": 1, "timestamp": 1, "trigger": "t", "from_state": "a", "to_state": "b"}
     with pytest.raises(DogesimError, match="record 2"):
         read_event_log([good, [1, 2]])
+
+
+@pytest.mark.parametrize("flag", ["--by", "--weight"])
+def test_a_group_or_weight_that_is_an_array_is_refused_naming_its_line(
+    tmp_path: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``fit --by``/``--weight`` of a log field that is an array in line 4: exit 2 naming the
+    line (a TypeError "unhashable type: 'list'" traceback before)."""
+    path = _log(tmp_path, "events.jsonl")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for number, record in enumerate(records, start=1):
+        record["subject"]["extra"] = [1] if number == 4 else 1
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    argv = [*_commands(path, tmp_path)[1], flag, "subject.extra"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{path}:4:" in err and "an array" in err, err
