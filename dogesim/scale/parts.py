@@ -260,6 +260,7 @@ class _Members:
         self._compress = compress
         self._buffer = bytearray()
         self._limit = file_base.BUFFER_BYTES  # read now, as a sink does (tests lower it)
+        self._members = 0
 
     def write(self, data: bytes) -> None:
         """Buffer `data`, writing each member it completes."""
@@ -270,6 +271,7 @@ class _Members:
             if not end:
                 return
             self._out.write(self._compress(bytes(buffer[:end])))
+            self._members += 1
             del buffer[:end]
 
     def writelines(self, lines: Iterable[bytes]) -> None:
@@ -277,9 +279,11 @@ class _Members:
         self.write(b"".join(lines))
 
     def flush(self) -> None:
-        """Write what is buffered as the last member, then flush the file."""
-        if self._buffer:
+        """Write what is buffered as the last member (an empty one when no line came: 0
+        bytes are no valid compressed file, as for a sink), then flush the file."""
+        if self._buffer or not self._members:
             self._out.write(self._compress(bytes(self._buffer)))
+            self._members += 1
             self._buffer = bytearray()
         self._out.flush()
 

@@ -319,6 +319,7 @@ class _FileSink(LedgeredSink):
     def _close(self) -> None:
         try:
             self._flush_buffer()
+            self._seal_if_empty()
             if self._file is not None:
                 _fsync(self._file.fileno())
                 self.flush_points.append(FlushPoint(self._written, self._offset, True))
@@ -335,6 +336,16 @@ class _FileSink(LedgeredSink):
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = None
+
+    def _seal_if_empty(self) -> None:
+        """A compressed file that got no line gets one empty member (gzip) or frame (zstd):
+        0 bytes are no valid compressed file, and every reader would call it cut short."""
+        if self._compress is None or self._file is None or self._offset:
+            return
+        block = self._compress(b"")
+        self._file.write(block)
+        self._offset = len(block)
+        self.flush_points.append(FlushPoint(self._written, self._offset))
 
     def _reopen(self) -> None:
         self._buffer, self._ends, self._buffered_lines = bytearray(), [], 0

@@ -205,3 +205,24 @@ def test_a_merged_parquet_file_has_the_sinks_codec_and_row_groups(
     run_sharded(_run(banking_to_jsonl, plain))
     expected_rows = [json.loads(line) for line in plain.read_text().splitlines()]
     assert pq.read_table(out).to_pylist() == expected_rows
+
+
+def _never(path: str, shard: Shard) -> Model:
+    """A model whose only transition never fires, into this shard's part of `path`."""
+    model = Model(["a", "b"], "a")
+    model.add_transition("step", "a", "b", 0, event_sinks=[shard.jsonl(path)])
+    return model
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])
+def test_a_sharded_run_with_no_event_merges_a_valid_empty_file(tmp_path: Path, suffix: str) -> None:
+    """No shard wrote a line: the merged file is one empty member or frame, as a one-process
+    sink leaves it (it was 0 bytes, which every reader refuses as cut short)."""
+    out = tmp_path / ("none" + suffix)
+    result = run_sharded(_run(_never, out, subjects=40, ticks=5, subject_factory=None))
+    assert result.events == 0
+    assert out.stat().st_size > 0
+    assert _decompress(out) == b""
+    alone = tmp_path / ("alone" + suffix)
+    JsonLinesSink(alone).close()
+    assert out.read_bytes() == alone.read_bytes()

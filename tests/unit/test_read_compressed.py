@@ -36,3 +36,35 @@ def test_iso_timestamps_read_as_epoch_milliseconds() -> None:
     by_epoch = read_event_log(pd.DataFrame({**base, "timestamp": epoch}))
     by_iso = read_event_log(pd.DataFrame({**base, "timestamp": iso}))
     assert by_iso["timestamp"].tolist() == by_epoch["timestamp"].tolist() == epoch
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst", ".csv.gz", ".csv.zst"])
+def test_a_compressed_sink_that_got_no_event_writes_a_valid_empty_file(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A compressed file sink closed without an event leaves one empty gzip member or zstd
+    frame, which every reader takes as a whole empty file (it left 0 bytes, which gzip -t,
+    zstd -t and `dogesim report` refuse as cut short); reading it as an event log says it
+    holds no events."""
+    if suffix.endswith(".zst"):
+        pytest.importorskip("zstandard")
+    import gzip
+
+    from dogesim.sinks.compression import open_text
+
+    path = tmp_path / ("empty" + suffix)
+    sink = CsvSink(path) if ".csv" in suffix else JsonLinesSink(path)
+    sink.close()
+    data = path.read_bytes()
+    assert data, "a valid compressed file is never 0 bytes"
+    if suffix.endswith(".gz"):
+        assert gzip.decompress(data) == b""
+    else:
+        import zstandard
+
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(data) == b""
+    with open_text(path) as handle:
+        assert handle.read() == ""
+    with pytest.raises(Exception, match="holds no events") as refused:
+        read_event_log(path)  # what report and fit read: no events, but not cut short
+    assert "cut short" not in str(refused.value)
