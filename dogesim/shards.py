@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 
 from dogesim.engine import SEED_VARIABLE, LiveOptions
+from dogesim.engine.checkpoint import write_atomically
 from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 from dogesim.result import RunResult
 from dogesim.scale.control import Control, DaskControl, FileControl
@@ -299,12 +300,7 @@ def _write_manifest(run: ShardedRun, settings: Mapping[str, Any]) -> str:
         "checkpoint_every": run.checkpoint_every,
         "positions": positions,
     }
-    temporary = f"{run.checkpoint}.new"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(manifest, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, run.checkpoint)
+    write_atomically(run.checkpoint, json.dumps(manifest).encode())  # 0600, as the shards'
     for k in range(int(settings["shards"])):
         # Checkpoints of an earlier run at this path are not this run's.
         with contextlib.suppress(FileNotFoundError):

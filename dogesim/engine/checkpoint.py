@@ -7,6 +7,8 @@
 - `fingerprint`, `check`: every run setting a resume must match, compared part by part
   (`described`: a setting as the JSON data a fingerprint keeps).
 - `restore`, `states_of`: put a fresh walker where the saved run was.
+- `write_atomically`: a file written 0600, fsynced and renamed into place (also the sharded
+  run's manifest).
 - `Periodic`: the progress hook that writes a checkpoint every `checkpoint_every` ticks.
 - `encode_subject`, `decode_subject`: the subject codec (`SimpleNamespace`, dict or dataclass
   of JSON data; anything else only pickled on an explicit ``allow_pickle=True``).
@@ -62,6 +64,7 @@ __all__ = [
     "save",
     "settings_of",
     "states_of",
+    "write_atomically",
 ]
 
 #: The checkpoint format.
@@ -416,7 +419,7 @@ def _manifest(
     }
 
 
-def _write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     """`data` into `path`: a 0600 temporary file in the same directory, fsynced, renamed
     over `path`, then the directory fsynced (so a crash leaves the old or the new file)."""
     target = os.path.abspath(os.fspath(path))
@@ -486,7 +489,7 @@ def save(
     # the old one. A crash after the commit and before the rename leaves the pending file,
     # which a resume takes when the tables match it (`pending_path`).
     pending = pending_path(path)
-    _write_atomically(pending, buffer.getvalue())
+    write_atomically(pending, buffer.getvalue())
     offsets.commit_positions(walker.tables.model.sinks())
     os.replace(pending, path)
     _fsync_directory(os.path.dirname(os.path.abspath(os.fspath(path))))

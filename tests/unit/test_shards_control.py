@@ -177,6 +177,19 @@ def test_a_resume_from_periodic_checkpoints_after_two_stops(tmp_path: Path) -> N
     assert out.read_bytes() == expected
 
 
+def test_the_manifest_and_every_shard_checkpoint_are_private(tmp_path: Path) -> None:
+    """A sharded run's checkpoint files are all 0600, the manifest as the shards' (it was
+    0644: a run's settings, paths and positions readable by every user)."""
+    base = tmp_path / "ck"
+    run = jsonl_run(tmp_path / "o.jsonl", checkpoint=str(base))
+    stopper = StopAtFirstReport()
+    run_sharded(run, progress=stopper, stop=stopper.stop)
+    written = [base] + [Path(shard_checkpoint(str(base), k)) for k in range(4)]
+    written = [path for path in written if path.exists()]
+    assert base in written and len(written) >= 2
+    assert {path.stat().st_mode & 0o777 for path in written} == {0o600}
+
+
 def test_a_resume_with_other_shards_or_seed_is_refused(tmp_path: Path) -> None:
     """Resuming with shards=2 (checkpointed with 4) or another seed names the setting; a
     path without a manifest is refused."""
