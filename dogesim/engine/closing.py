@@ -21,7 +21,7 @@ from typing import Any
 
 from dogesim.errors import SinkError
 from dogesim.model import Transition
-from dogesim.sinks.base import DeliveryLedger, LedgeredSink, ledger_of
+from dogesim.sinks.base import DeliveryLedger, LedgeredSink, ledger_of, sink_method
 
 __all__ = ["add_note", "close_all", "ledgers_of", "open_all", "raise_close_errors", "sink_name"]
 
@@ -66,8 +66,8 @@ def open_all(sinks: Iterable[Any], first_ms: int | None, last_ms: int | None) ->
     if first_ms is None or last_ms is None:
         return
     for sink in sinks:
-        check = getattr(sink, "check_timestamps", None)
-        if callable(check):
+        check = sink_method(sink, "check_timestamps")
+        if check is not None:
             check(first_ms, last_ms)
 
 

@@ -41,7 +41,7 @@ from dogesim.scale.plan import (
     shard_subjects,
     share_arrivals,
 )
-from dogesim.sinks.base import CountingSink, DeliveryLedger, ledger_of
+from dogesim.sinks.base import CountingSink, DeliveryLedger, ledger_of, sink_method
 
 __all__ = [
     "ShardResult",
@@ -389,8 +389,8 @@ def _claim_plain_files(sinks: Sequence[Any], plan: ShardPlan) -> None:
     if plan.shards == 1:
         return
     for sink in sinks:
-        identity = getattr(sink, "output_identity", None)
-        if isinstance(sink, PartSink) or not callable(identity):
+        identity = sink_method(sink, "output_identity")
+        if isinstance(sink, PartSink) or identity is None:
             continue
         where = str(identity())
         if not where.startswith(_FILE_KINDS) or where.endswith(":<stdout>"):
@@ -414,12 +414,12 @@ def _key_shared_positions(sinks: Sequence[Any], plan: ShardPlan, shard: Shard) -
     and sinks without positions are fine."""
     for i, sink in enumerate(sinks):
         if not (
-            callable(getattr(sink, "defer_commits", None))
-            and callable(getattr(sink, "holds_position", None))
+            sink_method(sink, "defer_commits") is not None
+            and sink_method(sink, "holds_position") is not None
         ):
             continue
-        key_positions = getattr(sink, "key_positions", None)
-        if callable(key_positions):
+        key_positions = sink_method(sink, "key_positions")
+        if key_positions is not None:
             group = f"{plan.positions}:sink{i}"
             key_positions(
                 f"{group}:shard{shard.index}",

@@ -8,6 +8,8 @@
 - `LedgeredSink`: base class for sinks that keep a ledger and check it on ``close()``.
 - `CountingSink`: counts events and drops them (benchmarks, dry runs).
 - `ledger_of`: the ledger a sink keeps, or ``None`` for sinks that keep none.
+- `sink_method`, `is_positioned`: the optional methods a sink really defines (not those any
+  object answering every name seems to have).
 - `batch_collector`: a sink's ``collect_many`` (one call per tick with that tick's events), or
   ``None`` for sinks that take events one by one.
 """
@@ -31,6 +33,7 @@ __all__ = [
     "LedgeredSink",
     "Sink",
     "batch_collector",
+    "is_positioned",
     "ledger_of",
 ]
 
@@ -256,6 +259,30 @@ def ledger_of(sink: object) -> DeliveryLedger | None:
     return ledger if isinstance(ledger, DeliveryLedger) else None
 
 
+def sink_method(sink: object, name: str) -> Callable[..., Any] | None:
+    """`sink.<name>` when the sink defines it — on its class or set on the instance — and it
+    is callable, else None. The engine's optional sink methods (``collect_many``,
+    ``check_timestamps``, the checkpoint positions) are looked up here: plain attribute
+    lookup finds them on any object that answers every name (a ``unittest.mock.Mock``, as
+    doge-datagen programs and tests pass for a sink, or a proxy), and the engine would then
+    send that sink's events to a ``collect_many`` nobody wrote."""
+    if name not in getattr(sink, "__dict__", {}) and not any(
+        name in vars(klass) for klass in type(sink).__mro__
+    ):
+        return None
+    method = getattr(sink, name, None)
+    return method if callable(method) else None
+
+
+def is_positioned(sink: object) -> bool:
+    """Whether `sink` records and restores its position (`dogesim.sinks.offsets`): it defines
+    ``output_identity``, ``position`` and ``restore_position`` (see `sink_method`)."""
+    return all(
+        sink_method(sink, name) is not None
+        for name in ("output_identity", "position", "restore_position")
+    )
+
+
 BatchCollect = Callable[[int, Sequence[Any], Sequence["Transition"]], None]
 
 
@@ -268,8 +295,8 @@ def batch_collector(sink: object) -> BatchCollect | None:
     other sink (doge-datagen's included) keeps the per-event ``collect`` path, and so does a
     sink whose ``collect`` is overridden below the class that gives it ``collect_many`` (a
     subclass filtering events in ``collect`` must see every event there)."""
-    collect_many = getattr(sink, "collect_many", None)
-    if not callable(collect_many):
+    collect_many = sink_method(sink, "collect_many")
+    if collect_many is None:
         return None
     own = getattr(sink, "__dict__", {})
     if "collect_many" in own:

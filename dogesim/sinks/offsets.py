@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from dogesim.errors import RunError
+from dogesim.sinks.base import is_positioned, sink_method
 
 __all__ = [
     "PositionedSink",
@@ -63,9 +64,9 @@ def planned_positions(sinks: Sequence[Any]) -> list[dict[str, Any]]:
     its events durable at once (files: flushed and fsynced)."""
     out = []
     for i, sink in enumerate(sinks):
-        if isinstance(sink, PositionedSink):
-            plan = getattr(sink, "planned_position", None)
-            where = plan() if callable(plan) else sink.position()
+        if is_positioned(sink):
+            plan = sink_method(sink, "planned_position")
+            where = plan() if plan is not None else sink.position()
             out.append({"index": i, "identity": sink.output_identity(), **where})
     return out
 
@@ -73,8 +74,8 @@ def planned_positions(sinks: Sequence[Any]) -> list[dict[str, Any]]:
 def commit_positions(sinks: Sequence[Any]) -> None:
     """Call ``commit_position()`` on every sink that has one (after `planned_positions`)."""
     for sink in sinks:
-        commit = getattr(sink, "commit_position", None)
-        if callable(commit):
+        commit = sink_method(sink, "commit_position")
+        if commit is not None:
             commit()
 
 
@@ -83,8 +84,8 @@ def positions_hold(sinks: Sequence[Any], saved: Sequence[Mapping[str, Any]]) -> 
     for position in saved:
         index = int(position["index"])
         sink = sinks[index] if index < len(sinks) else None
-        holds = getattr(sink, "holds_position", None)
-        if callable(holds) and not holds(position):
+        holds = sink_method(sink, "holds_position")
+        if holds is not None and not holds(position):
             return False
     return True
 
@@ -99,7 +100,7 @@ def restore_positions(sinks: Sequence[Any], saved: Sequence[Mapping[str, Any]], 
     for position in saved:
         index = int(position["index"])
         sink = sinks[index] if index < len(sinks) else None
-        if not isinstance(sink, PositionedSink):
+        if sink is None or not is_positioned(sink):
             raise RunError(
                 f"{where}: sink {index} ({position.get('identity')}) had a position at the "
                 f"checkpoint, but the resumed run's sink there is {sink!r}; resume with the "
@@ -119,22 +120,22 @@ def reconcile(sinks: Sequence[Any], subjects: Sequence[Any]) -> None:
     """Call ``reconcile(subjects)`` on every sink that has one, after `restore_positions`:
     `subjects` are all those the checkpoint's run had made, in order."""
     for sink in sinks:
-        bring_back = getattr(sink, "reconcile", None)
-        if callable(bring_back):
+        bring_back = sink_method(sink, "reconcile")
+        if bring_back is not None:
             bring_back(subjects)
 
 
 def defer_commits(sinks: Sequence[Any]) -> None:
     """Call ``defer_commits()`` on every sink that has one."""
     for sink in sinks:
-        defer = getattr(sink, "defer_commits", None)
-        if callable(defer):
+        defer = sink_method(sink, "defer_commits")
+        if defer is not None:
             defer()
 
 
 def abandon(sinks: Sequence[Any]) -> None:
     """Call ``abandon_uncommitted()`` on every sink that has one (a failed run)."""
     for sink in sinks:
-        abandon_uncommitted = getattr(sink, "abandon_uncommitted", None)
-        if callable(abandon_uncommitted):
+        abandon_uncommitted = sink_method(sink, "abandon_uncommitted")
+        if abandon_uncommitted is not None:
             abandon_uncommitted()
