@@ -19,6 +19,7 @@ import os
 import stat
 import sys
 import types
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -404,7 +405,8 @@ class _FileSink(LedgeredSink):
         if self._file is not None:
             self._flush_buffer()
             _fsync(self._file.fileno())
-        return {"offset": self._offset, "lines": self._lines_up_to(self._offset)}
+        lines, crc = self._scan_up_to(self._offset)
+        return {"offset": self._offset, "lines": lines, "crc32": crc}
 
     def restore_position(self, position: Mapping[str, Any]) -> None:
         """Cut the file back to the checkpoint's offset (lines past it were written after the
@@ -421,23 +423,31 @@ class _FileSink(LedgeredSink):
                 f"{where} holds {size} bytes, the checkpoint was taken at {offset}: the file "
                 "was cut or replaced since; resume needs the file the run wrote"
             )
-        self._line_count = (0, 0)
-        found = self._lines_up_to(offset)
+        self._scanned = (0, 0, 0)
+        found, crc = self._scan_up_to(offset)
         if found != lines:
             raise RunError(
                 f"{where} holds {found} lines up to byte {offset}, the checkpoint counted "
                 f"{lines}: the file was changed since; resume needs the file the run wrote"
+            )
+        saved = position.get("crc32")  # absent in checkpoints written before it was kept
+        if saved is not None and saved != crc:
+            raise RunError(
+                f"{where}: its bytes up to byte {offset} differ from the checkpoint's (CRC-32 "
+                f"{crc:08x}, the checkpoint's {int(saved):08x}): the file was edited since; "
+                "resume needs the file the run wrote"
             )
         if size > offset:
             os.ftruncate(self._file.fileno(), offset)
             _fsync(self._file.fileno())
         self._offset = offset
 
-    def _lines_up_to(self, offset: int) -> int:
-        """Newlines in the file before `offset`, counted on from the last count."""
-        counted_to, lines = getattr(self, "_line_count", (0, 0))
+    def _scan_up_to(self, offset: int) -> tuple[int, int]:
+        """The newlines in the file before `offset` and the CRC-32 of those bytes, scanned
+        on from the last scan (a checkpoint reads only what was written since the last)."""
+        counted_to, lines, crc = getattr(self, "_scanned", (0, 0, 0))
         if offset < counted_to:
-            counted_to, lines = 0, 0
+            counted_to, lines, crc = 0, 0, 0
         with open(self.path, "rb") as handle:
             handle.seek(counted_to)
             remaining = offset - counted_to
@@ -446,9 +456,10 @@ class _FileSink(LedgeredSink):
                 if not chunk:
                     break
                 lines += chunk.count(b"\n")
+                crc = zlib.crc32(chunk, crc)
                 remaining -= len(chunk)
-        self._line_count = (offset, lines)
-        return lines
+        self._scanned = (offset, lines, crc)
+        return lines, crc
 
 
 def _parts(

@@ -259,6 +259,33 @@ def test_resume_cuts_a_jsonl_file_back_to_the_checkpoint(tmp_path: Path) -> None
     assert part.read_bytes() == whole.read_bytes()
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_resume_refuses_a_file_edited_in_place_with_its_size_and_lines(
+    tmp_path: Path, suffix: str
+) -> None:
+    """One byte changed inside the checkpointed part of the file (same size, same lines:
+    the resume checked only those) is refused naming the file; the file is left as it is.
+    The check is a CRC-32 of the bytes up to the checkpoint, counted with the lines."""
+    part = tmp_path / ("part" + suffix)
+    sim: Simulation
+    sim = Simulation(
+        _jsonl_model(part)[0],
+        12,
+        options=_options(progress=lambda t: sim.stop() if t >= 100 else None),
+    )
+    sim.run()
+    sim.checkpoint(tmp_path / "c")
+    data = bytearray(part.read_bytes())
+    at = len(data) // 2
+    while data[at] in b"\n":
+        at += 1
+    data[at] ^= 0x01  # not a newline either way
+    part.write_bytes(bytes(data))
+    with pytest.raises(RunError, match=r"its bytes up to .* differ from the checkpoint's"):
+        Simulation.resume(tmp_path / "c", _jsonl_model(part)[0]).run()
+    assert part.read_bytes() == bytes(data)
+
+
 def test_resume_refuses_a_jsonl_file_changed_before_the_checkpoint(tmp_path: Path) -> None:
     """A file shorter than at the checkpoint, or with other lines, is refused, not cut."""
     part = tmp_path / "part.jsonl"
