@@ -238,12 +238,8 @@ def _jsonl_model(path: Path) -> tuple[Model, JsonLinesSink]:
     return _model(sink), sink
 
 
-def test_resume_cuts_a_jsonl_file_back_to_the_checkpoint(tmp_path: Path) -> None:
-    """Lines written after the checkpoint (by a run that died) are cut off on resume, so
-    resuming twice from one checkpoint still gives the whole run's bytes."""
-    whole = tmp_path / "whole.jsonl"
-    Simulation(_jsonl_model(whole)[0], 12, options=_options()).run()
-    part = tmp_path / "part.jsonl"
+def _checkpointed_at_tick_100(part: Path, checkpoint: Path) -> None:
+    """A run into `part` stopped after tick 100 and checkpointed at `checkpoint`."""
     sim: Simulation
     sim = Simulation(
         _jsonl_model(part)[0],
@@ -251,7 +247,16 @@ def test_resume_cuts_a_jsonl_file_back_to_the_checkpoint(tmp_path: Path) -> None
         options=_options(progress=lambda t: sim.stop() if t >= 100 else None),
     )
     sim.run()
-    sim.checkpoint(tmp_path / "c")
+    sim.checkpoint(checkpoint)
+
+
+def test_resume_cuts_a_jsonl_file_back_to_the_checkpoint(tmp_path: Path) -> None:
+    """Lines written after the checkpoint (by a run that died) are cut off on resume, so
+    resuming twice from one checkpoint still gives the whole run's bytes."""
+    whole = tmp_path / "whole.jsonl"
+    Simulation(_jsonl_model(whole)[0], 12, options=_options()).run()
+    part = tmp_path / "part.jsonl"
+    _checkpointed_at_tick_100(part, tmp_path / "c")
     Simulation.resume(tmp_path / "c", _jsonl_model(part)[0]).run()  # a first resume, done
     with part.open("ab") as handle:
         handle.write(b'{"torn":')  # and a torn line as a crash leaves
@@ -267,17 +272,10 @@ def test_resume_refuses_a_file_edited_in_place_with_its_size_and_lines(
     the resume checked only those) is refused naming the file; the file is left as it is.
     The check is a CRC-32 of the bytes up to the checkpoint, counted with the lines."""
     part = tmp_path / ("part" + suffix)
-    sim: Simulation
-    sim = Simulation(
-        _jsonl_model(part)[0],
-        12,
-        options=_options(progress=lambda t: sim.stop() if t >= 100 else None),
-    )
-    sim.run()
-    sim.checkpoint(tmp_path / "c")
+    _checkpointed_at_tick_100(part, tmp_path / "c")
     data = bytearray(part.read_bytes())
     at = len(data) // 2
-    while data[at] in b"\n":
+    while data[at] in b"\n\x0b":  # 0x0b ^ 1 is a newline
         at += 1
     data[at] ^= 0x01  # not a newline either way
     part.write_bytes(bytes(data))
@@ -289,14 +287,7 @@ def test_resume_refuses_a_file_edited_in_place_with_its_size_and_lines(
 def test_resume_refuses_a_jsonl_file_changed_before_the_checkpoint(tmp_path: Path) -> None:
     """A file shorter than at the checkpoint, or with other lines, is refused, not cut."""
     part = tmp_path / "part.jsonl"
-    sim: Simulation
-    sim = Simulation(
-        _jsonl_model(part)[0],
-        12,
-        options=_options(progress=lambda t: sim.stop() if t >= 100 else None),
-    )
-    sim.run()
-    sim.checkpoint(tmp_path / "c")
+    _checkpointed_at_tick_100(part, tmp_path / "c")
     data = part.read_bytes()
     part.write_bytes(data[:-10])
     with pytest.raises(RunError, match=r"holds .* bytes, the checkpoint was taken at"):
