@@ -76,6 +76,7 @@ from dogesim.engine.checkpoint import write_atomically
 from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 from dogesim.result import RunResult
 from dogesim.scale.control import Control, DaskControl, FileControl
+from dogesim.scale.locks import hold_run_lock
 from dogesim.scale.parts import PartFile, merge_parts, remove_parts
 from dogesim.scale.plan import (
     Shard,
@@ -324,98 +325,6 @@ def _lock_checkpoint(run: ShardedRun, hold: contextlib.ExitStack | None) -> None
     """Hold `run`'s checkpoint run lock in `hold` (nothing without either)."""
     if hold is not None and run.checkpoint is not None:
         hold.enter_context(hold_run_lock(run.checkpoint))
-
-
-@contextlib.contextmanager
-def hold_run_lock(checkpoint: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold ``<checkpoint>.run.lock`` (an exclusive `fcntl.flock`, released by the system
-    when this process ends, however it ends) for the whole run: two drivers never run
-    one checkpointed run at once (both would run every shard over the same part files).
-
-    A run that leaves no manifest (it finished, or was refused) removes it while it holds
-    it: a run that locked the file just removed tries again with the path's new file.
-
-    Raises:
-        ModelError: another run holds it (naming its pid), or the workers of a run whose
-            driver died still hold it after `RUN_LOCK_WAIT_S`; nothing was changed.
-    """
-    path = run_lock_path(checkpoint)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        with open(path, "a+", encoding="ascii") as handle:
-            _take_run_lock(handle, os.fspath(checkpoint))
-            if not _same_file(handle, path):
-                continue  # removed by the run that held it, as it finished
-            handle.truncate(0)
-            handle.write(str(os.getpid()))
-            handle.flush()
-            try:
-                yield  # the flock is released as the file closes (or this process ends)
-            finally:
-                _remove_if_nothing_left(checkpoint, path)
-            return
-
-
-def _remove_if_nothing_left(checkpoint: str | os.PathLike[str], path: str) -> None:
-    """Remove the run lock file `path` (still held) when no manifest is at `checkpoint`:
-    the run finished, or was refused before it wrote one."""
-    if not os.path.exists(checkpoint):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-
-
-def run_lock_path(checkpoint: str | os.PathLike[str]) -> str:
-    """The run lock file of the sharded run checkpointed at `checkpoint`."""
-    return f"{os.fspath(checkpoint)}.run.lock"
-
-
-def _same_file(handle: Any, path: str) -> bool:
-    """True when `path` still names the open file `handle`."""
-    try:
-        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
-    except FileNotFoundError:
-        return False
-
-
-#: Seconds a run waits for its checkpoint's run lock while only workers of a driver that
-#: died hold it (they stop after their tick, checkpoint and exit).
-RUN_LOCK_WAIT_S = 120.0
-
-
-def _take_run_lock(handle: Any, checkpoint: str) -> None:
-    """Lock `handle` (the run lock file) at once; while the driver that wrote its pid is
-    gone (SIGKILLed: its workers, which inherited the lock, are still finishing their
-    ticks), wait for them up to `RUN_LOCK_WAIT_S`."""
-    import fcntl
-
-    deadline = time.monotonic() + RUN_LOCK_WAIT_S
-    while True:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            if _running(holder) or time.monotonic() > deadline:
-                who = f"pid {holder}" if _running(holder) else f"workers of pid {holder or '?'}"
-                raise ModelError(
-                    f"{checkpoint} is in use by another run ({who}); wait for it to end, or "
-                    "stop it, before running or resuming this checkpoint (nothing was changed)"
-                ) from None
-            time.sleep(0.05)
-
-
-def _running(pid: str) -> bool:
-    """True when the process `pid` (text) exists."""
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def plan_run(

@@ -7,6 +7,7 @@
 - `watch`: the driver's side while shards run: progress summed over them, stop requests.
 - `parts`: per-shard part files and their deterministic merge into the file asked for.
 - `worker`: `run_shard(plan, k) -> ShardResult`, the one function every executor runs.
+- `locks`: the driver's lock of a checkpointed run and each shard's lock of its checkpoint.
 - `executors`: in-process (the reference), local processes (forked when safe), Dask.
 - `isolated`: how a Dask task runs its shard in a child process of its worker.
 - `modelfiles`: sharded runs of model files.

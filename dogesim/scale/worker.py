@@ -23,7 +23,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from dogesim.engine import RunOptions, Simulation
 from dogesim.errors import ModelError, RunError, SinkConfigError, SinkError
 from dogesim.model import Model, Transition
 from dogesim.result import RunResult
+from dogesim.scale.locks import hold_shard_lock
 from dogesim.scale.modelfiles import FILE_TYPES
 from dogesim.scale.parts import PartFile, PartSink
 from dogesim.scale.plan import (
@@ -136,7 +136,7 @@ def run_shard(plan: ShardPlan, k: int) -> ShardResult:
         started = time.process_time()
         checkpoint = plan.checkpoint_of(k)
         try:
-            with _checkpoint_lock(checkpoint, k):
+            with hold_shard_lock(checkpoint, k):
                 result = _run_shard(plan, k)
         except RunError as exc:
             result = ShardResult(k, "failed", error=str(exc), error_kind="other", where=_where())
@@ -164,7 +164,7 @@ def check_checkpoints(plan: ShardPlan) -> None:
         checkpoint = plan.checkpoint_of(k)
         if checkpoint is None or not os.path.exists(checkpoint):
             continue
-        with _checkpoint_lock(checkpoint, k):  # an orphaned worker may still write it
+        with hold_shard_lock(checkpoint, k):  # an orphaned worker may still write it
             _check_checkpoint(plan, k, checkpoint)
 
 
@@ -188,40 +188,6 @@ def _check_checkpoint(plan: ShardPlan, k: int, checkpoint: str) -> None:
 
 def _no_progress(done: int) -> None:
     """The progress hook of a shard built only to be checked."""
-
-
-#: Seconds a shard waits for the lock of its checkpoint (held by an orphaned earlier run).
-LOCK_WAIT_S = 120.0
-
-
-@contextlib.contextmanager
-def _checkpoint_lock(checkpoint: str | None, k: int) -> Iterator[None]:
-    """Hold ``<checkpoint>.lock`` while the shard runs, so that a resume never runs a shard
-    beside an earlier run's process that still writes it (a worker whose driver was
-    killed stops after its tick, writes its checkpoint and exits: the resume waits for it)."""
-    if checkpoint is None:
-        yield
-        return
-    import fcntl
-
-    Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{checkpoint}.lock", "a+b") as handle:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RunError(
-                        f"shard {k}: {checkpoint}.lock is held by another process for over "
-                        f"{LOCK_WAIT_S:.0f} s (an earlier run of this shard still running?)"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _where() -> str:

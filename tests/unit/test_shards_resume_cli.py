@@ -300,7 +300,7 @@ def test_sigterm_to_the_process_group_stops_like_ctrl_c(tmp_path: Path) -> None:
 #: Holds the run lock of the checkpoint argv[1] (as a run's driver does) until stdin closes.
 HOLDER = """
 import sys
-from dogesim.shards import hold_run_lock
+from dogesim.scale.locks import hold_run_lock
 with hold_run_lock(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.read()
