@@ -241,7 +241,7 @@ class StateTableSink(LedgeredSink):
                 f"sink {self.ledger.sink}: table {self.table_name!r} has no column(s) "
                 f"{', '.join(map(repr, missing))}; its columns: {', '.join(table.c.keys())}"
             )
-        where = table.c[self.key_column] == sa.bindparam("b_key")
+        where = self._by_key(table)
         self._statements = {
             "insert": table.insert(),
             "update": table.update()
@@ -249,6 +249,11 @@ class StateTableSink(LedgeredSink):
             .values({name: sa.bindparam(f"b_{name}") for name in first}),
             "delete": table.delete().where(where),
         }
+
+    def _by_key(self, table: sa.Table) -> Any:
+        """The condition of a statement about one subject's row: its key, bound as
+        ``b_key``."""
+        return table.c[self.key_column] == sa.bindparam("b_key")
 
     def _create(self, first: Mapping[str, Any]) -> sa.Table:
         """The table, created typed from `first` unless it exists: the shards of a run race
@@ -480,7 +485,7 @@ class StateTableSink(LedgeredSink):
             self._prepare(restore[0])
         table = self.table
         assert table is not None
-        delete = table.delete().where(table.c[self.key_column] == sa.bindparam("b_key"))
+        delete = table.delete().where(self._by_key(table))  # also when no statement is made
         gone = [*drop, *(row[self.key_column] for row in restore)]
         with self.engine.begin() as conn:
             conn.execute(delete, [{"b_key": key} for key in gone])
